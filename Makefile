@@ -1,0 +1,101 @@
+# lunas: build, demo, test, bench, check (sanitizers), install.
+# Every target that needs Debian packages calls `deps` first, which installs only what is missing.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BUILD ?= build
+LUA ?= lua5.4
+
+DEB_PACKAGES = lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libcap-dev libseccomp-dev lua-busted \
+               pkg-config gcc make iproute2 util-linux uidmap
+BENCH_PACKAGES = bubblewrap
+
+CFLAGS ?= -O2 -g
+WARNINGS = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral
+override CFLAGS += -std=gnu11 $(WARNINGS) -fPIC -D_FORTIFY_SOURCE=2 $(shell pkg-config --cflags lua5.4 2>/dev/null)
+ifdef SANITIZE
+override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+override LDFLAGS += -fsanitize=address,undefined
+endif
+# The host binary links Lua statically (faster start-up: no liblua relocation) and exports its symbols so
+# C modules a recipe loads find them.
+LUA_LIBDIR = $(shell pkg-config --variable=libdir lua5.4 2>/dev/null)
+LUA_STATIC = $(LUA_LIBDIR)/liblua5.4.a
+LIBS = -lm -ldl
+
+CORE_SRC = src/core.c src/proc.c src/ns.c src/mount.c src/net.c
+CORE_OBJ = $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o)
+LUA_MODULES = $(sort $(wildcard lua/lunas/*.lua lua/lunas/*/*.lua))
+HEADERS = src/lunas.h
+
+BIN = $(BUILD)/bin/lunas
+CORE_SO = $(BUILD)/lib/lunas/core.so
+
+.PHONY: all deps demo test check bench install uninstall clean tidy
+
+all: $(BIN) $(CORE_SO)
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES) $(EXTRA_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root to install:$$missing" >&2; exit 1; fi; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/embedded.c: src/embed.lua $(LUA_MODULES) | $(BUILD)/obj
+	$(LUA) src/embed.lua $@ lua $(LUA_MODULES)
+
+$(BUILD)/obj/embedded.o: $(BUILD)/obj/embedded.c
+	$(CC) $(filter-out $(WARNINGS),$(CFLAGS)) -c -o $@ $<
+
+$(BIN): $(BUILD)/obj/main.o $(BUILD)/obj/embedded.o $(CORE_OBJ) | $(BUILD)/bin
+	$(CC) $(LDFLAGS) -Wl,-E -o $@ $^ $(LUA_STATIC) $(LIBS)
+
+$(CORE_SO): $(CORE_OBJ) | $(BUILD)/lib/lunas
+	$(CC) $(LDFLAGS) -shared -o $@ $^ -lm
+
+$(BUILD)/obj $(BUILD)/bin $(BUILD)/lib/lunas:
+	mkdir -p $@
+
+demo: deps all
+	$(BIN) examples/hello.lua
+
+test: deps
+	$(MAKE) all
+	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/$(BUILD) sh tests/run.sh
+
+# The whole suite again with AddressSanitizer and UndefinedBehaviorSanitizer in the core and the host binary.
+check: deps
+	$(MAKE) BUILD=build/asan SANITIZE=1 all
+	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/build/asan LUNAS_SANITIZE=1 sh tests/run.sh
+
+bench: deps
+	$(MAKE) EXTRA_PACKAGES="$(BENCH_PACKAGES)" deps
+	$(MAKE) all
+	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/$(BUILD) sh tests/bench/run.sh $(BENCH_ARGS)
+
+tidy: $(BUILD)/obj/embedded.c
+	clang-tidy --quiet -checks='-*,bugprone-*,-bugprone-easily-swappable-parameters' $(CORE_SRC) src/main.c -- \
+	  -std=gnu11 $(shell pkg-config --cflags lua5.4)
+
+LUA_VERSION = 5.4
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/lunas \
+	  $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/cli
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/lunas
+	install -m 0644 $(CORE_SO) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/lunas/core.so
+	install -m 0644 $(wildcard lua/lunas/*.lua) $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/
+	install -m 0644 $(wildcard lua/lunas/cli/*.lua) $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/cli/
+
+uninstall:
+	rm -rf $(DESTDIR)$(PREFIX)/bin/lunas $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/lunas \
+	  $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas
+
+clean:
+	rm -rf build

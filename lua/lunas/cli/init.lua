@@ -1,0 +1,115 @@
+--- The command line of the host binary: scripts, -e, -i, and subcommands (lunas.cli.<name>).
+local errors = require "lunas.errors"
+
+errors.register_module()
+
+local M = {}
+
+local USAGE = [[
+usage: lunas [--lua-env] SCRIPT [ARGS...]   run a recipe (arguments in `arg` and `...`; "-" reads stdin)
+       lunas -e CODE [ARGS...]              run a chunk of Lua
+       lunas -i                             interactive Lua with lunas loaded
+       lunas run [OPTIONS] -- CMD [ARGS...] run a command in a ready sandbox (lunas run --help)
+       lunas --version | --help
+
+Recipes see the global `lunas` (require "lunas") and `arg`. LUA_PATH, LUA_CPATH and LUA_INIT are ignored
+unless --lua-env comes first: lunas often runs as root.
+Exit status: the recipe's os.exit code, 1 for an error, 2 for bad usage; `run` returns the payload's status
+(128+N when killed by signal N).]]
+
+M.commands = { run = "lunas.cli.run" }
+
+--- Prints a usage error and returns exit status 2.
+function M.usage_error(command, msg)
+  io.stderr:write(("lunas%s: %s\n"):format(command and (" " .. command) or "", msg))
+  io.stderr:write(("try 'lunas%s --help'\n"):format(command and (" " .. command) or ""))
+  return 2
+end
+
+local function run_lua_init()
+  local name, init = "LUA_INIT_5_4", os.getenv("LUA_INIT_5_4")
+  if not init then name, init = "LUA_INIT", os.getenv("LUA_INIT") end
+  if not init then return end
+  local chunk, err
+  if init:sub(1, 1) == "@" then chunk, err = loadfile(init:sub(2)) else chunk, err = load(init, "=" .. name) end
+  if not chunk then error(err, 0) end
+  chunk()
+end
+
+local function script_args(args, first)
+  local rest = {}
+  for i = first, #args do rest[#rest + 1] = args[i] end
+  return rest
+end
+
+-- The global `arg` as lua.c builds it: the script at 0, its arguments from 1, what came before at negatives.
+local function set_arg_global(args, script_index)
+  local t = {}
+  for i = 0, #args do t[i - script_index] = args[i] end
+  _G.arg = t
+end
+
+local function repl()
+  local buffer = nil
+  while true do
+    io.stdout:write(buffer and ">> " or "lunas> ")
+    io.stdout:flush()
+    local line = io.stdin:read("l")
+    if not line then io.stdout:write("\n") return 0 end
+    local source = buffer and (buffer .. "\n" .. line) or line
+    local chunk, err = load("return " .. source, "=stdin")
+    if not chunk then chunk, err = load(source, "=stdin") end
+    if not chunk and err:find("<eof>$") then
+      buffer = source
+    else
+      buffer = nil
+      if not chunk then
+        io.stderr:write(err, "\n")
+      else
+        local results = table.pack(xpcall(chunk, debug.traceback))
+        if not results[1] then
+          io.stderr:write(tostring(results[2]), "\n")
+        elseif results.n > 1 then
+          local out = {}
+          for i = 2, results.n do out[#out + 1] = tostring(results[i]) end
+          print(table.concat(out, "\t"))
+        end
+      end
+    end
+  end
+end
+
+--- Entry point called by the host binary with the raw argv (index 0 is the program).
+function M.main(args, lua_env)
+  local i = 1
+  if args[1] == "--lua-env" then i = 2 end
+  if lua_env then run_lua_init() end
+  local first = args[i]
+  if first == nil then io.stderr:write(USAGE, "\n") return 2 end
+  if first == "--version" or first == "-v" then
+    print("lunas " .. require("lunas.core").version .. " (" .. _VERSION .. ")")
+    return 0
+  end
+  if first == "--help" or first == "-h" then print(USAGE) return 0 end
+  local command = M.commands[first]
+  if command then return require(command).main(script_args(args, i + 1)) end
+  _G.lunas = require "lunas"
+  if first == "-i" then return repl() end
+  local chunk, err
+  local script_index = i
+  if first == "-e" then
+    if args[i + 1] == nil then return M.usage_error(nil, "-e needs an argument") end
+    chunk, err = load(args[i + 1], "=(command line)")
+    script_index = i + 1
+  elseif first:sub(1, 1) == "-" and first ~= "-" then
+    return M.usage_error(nil, "unknown option '" .. first .. "'")
+  else
+    chunk, err = loadfile(first ~= "-" and first or nil)
+  end
+  if not chunk then error(err, 0) end
+  set_arg_global(args, script_index)
+  local code = chunk(table.unpack(script_args(args, script_index + 1)))
+  return math.type(code) == "integer" and code or 0
+end
+
+return M

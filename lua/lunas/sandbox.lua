@@ -1,0 +1,751 @@
+--- Sandboxes: a validated spec executed as an ordered list of steps.
+--
+-- lunas.sandbox(spec):run() / :spawn(). Each step may act in four places:
+--   prepare(ctx)        parent, before the clone (decide, open what the child inherits)
+--   parent(ctx, proc)   parent, after the clone, while the child waits to be released
+--   init(ctx)           the first child (PID 1 with a pid namespace): namespace-wide set-up
+--   payload(ctx)        the process that becomes the payload, last thing before exec
+-- A step function returns nothing (or true) on success and nil, message, ENAME on failure; the failure is
+-- reported through the error pipe and the parent raises "sandbox: <step>: <message>". Later areas (mounts,
+-- network, cgroups, capabilities, seccomp, landlock) plug in with M.add_step.
+local core = require "lunas.core"
+local errors = require "lunas.errors"
+
+errors.register_module()
+
+local M = {}
+
+local DEFAULT_NAMESPACES = { "user", "pid", "mount", "uts", "ipc", "net", "cgroup" }
+local NAMESPACE_NAMES = { user = "user", pid = "pid", mount = "mount", mnt = "mount", uts = "uts", ipc = "ipc",
+  net = "net", cgroup = "cgroup", time = "time" }
+local DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+local KEPT_ENV = { "TERM", "PATH", "HOME", "LANG" }
+-- Exit code of a sandbox child whose set-up failed (the payload never ran).
+local SETUP_FAILED = 125
+
+-- ---- spec validation ---------------------------------------------------------------------------------------
+
+local function misuse(field, fmt, ...)
+  errors.raise{ op = "sandbox", msg = ("sandbox: field '%s': " .. fmt):format(field, ...), code = "EINVAL", field = field }
+end
+
+local function expect_type(field, value, kind)
+  if type(value) ~= kind then misuse(field, "%s expected, got %s", kind, type(value)) end
+  return value
+end
+
+local function expect_id(field, value)
+  if math.type(value) ~= "integer" or value < 0 or value > 0xfffffffe then
+    misuse(field, "id in [0, 4294967294] expected, got %s", tostring(value))
+  end
+  return value
+end
+
+local function expect_strings(field, value, min)
+  expect_type(field, value, "table")
+  if #value < (min or 0) then misuse(field, "at least %d entries expected", min) end
+  for i, s in ipairs(value) do
+    if type(s) ~= "string" then misuse(field, "entry %d: string expected, got %s", i, type(s)) end
+    if s:find("\0", 1, true) then misuse(field, "entry %d contains a NUL byte", i) end
+  end
+  for k in pairs(value) do
+    if math.type(k) ~= "integer" or k < 1 or k > #value then misuse(field, "array of strings expected") end
+  end
+  return value
+end
+
+local function parse_namespaces(field, value)
+  local set = {}
+  local names = {}
+  if type(value) == "string" then
+    for name in value:gmatch("[^,%s]+") do names[#names + 1] = name end
+  elseif type(value) == "table" then
+    names = value
+  else
+    misuse(field, "string or table of names expected, got %s", type(value))
+  end
+  for _, name in ipairs(names) do
+    local canonical = NAMESPACE_NAMES[name]
+    if not canonical then misuse(field, "unknown namespace '%s'", tostring(name)) end
+    set[canonical] = true
+  end
+  return set
+end
+
+local function expect_map(field, value)
+  expect_type(field, value, "table")
+  if #value < 1 or #value > 340 then misuse(field, "1 to 340 ranges expected") end
+  for i, range in ipairs(value) do
+    if type(range) ~= "table" or #range ~= 3 then misuse(field, "range %d: {inside, outside, count} expected", i) end
+    for k = 1, 3 do expect_id(("%s[%d][%d]"):format(field, i, k), range[k]) end
+    if range[3] < 1 then misuse(field, "range %d: count must be at least 1", i) end
+  end
+  return value
+end
+
+local function expect_fd(field, value)
+  if value == "null" or value == "inherit" then return value end
+  if math.type(value) == "integer" and value >= 0 then return value end
+  if type(value) == "userdata" and pcall(function() return value:fileno() end) then return value end
+  misuse(field, "file descriptor, 'null' or 'inherit' expected, got %s", tostring(value))
+end
+
+local RLIMIT_NAMES = { as = true, core = true, cpu = true, data = true, fsize = true, locks = true, memlock = true,
+  msgqueue = true, nice = true, nofile = true, nproc = true, rss = true, rtprio = true, rttime = true,
+  sigpending = true, stack = true }
+
+local function expect_limit(field, v)
+  if v == "unlimited" or v == math.huge then return v end
+  if math.type(v) ~= "integer" or v < 0 then misuse(field, "non-negative integer or 'unlimited' expected") end
+  return v
+end
+
+local function expect_rlimits(field, value)
+  expect_type(field, value, "table")
+  local out = {}
+  for name, v in pairs(value) do
+    if not RLIMIT_NAMES[name] then misuse(field, "unknown resource '%s'", tostring(name)) end
+    local sub = field .. "." .. name
+    if type(v) == "table" then
+      out[name] = { expect_limit(sub, v[1] or v.soft), expect_limit(sub, v[2] or v.hard or v[1] or v.soft) }
+    else
+      out[name] = { expect_limit(sub, v), expect_limit(sub, v) }
+    end
+  end
+  return out
+end
+
+local function expect_env(field, value)
+  expect_type(field, value, "table")
+  for k, v in pairs(value) do
+    if type(k) ~= "string" or k == "" or k:find("[=%z]") then misuse(field, "bad variable name '%s'", tostring(k)) end
+    if type(v) ~= "string" then misuse(field, "value of %s: string expected, got %s", k, type(v)) end
+  end
+  return value
+end
+
+local function expect_time(field, value)
+  expect_type(field, value, "table")
+  for k, v in pairs(value) do
+    if k ~= "monotonic" and k ~= "boottime" then misuse(field, "unknown clock '%s'", tostring(k)) end
+    if type(v) ~= "number" then misuse(field, "%s: number of seconds expected", k) end
+  end
+  return value
+end
+
+local function expect_positive(field, value)
+  if type(value) ~= "number" or not (value > 0) then misuse(field, "positive number of seconds expected") end
+  return value
+end
+
+local function expect_fds(field, value)
+  expect_type(field, value, "table")
+  for i, fd in ipairs(value) do expect_fd(("%s[%d]"):format(field, i), fd) end
+  return value
+end
+
+local function boolean(field, value) return expect_type(field, value, "boolean") end
+local function string_field(field, value)
+  expect_type(field, value, "string")
+  if value:find("\0", 1, true) then misuse(field, "contains a NUL byte") end
+  return value
+end
+
+--- The spec schema: every field a sandbox accepts, with its validator. Areas extend it with M.add_field.
+local fields = {
+  argv = function(f, v) return expect_strings(f, v, 1) end,
+  fn = function(f, v) return expect_type(f, v, "function") end,
+  argv0 = string_field,
+  namespaces = parse_namespaces,
+  uid = expect_id,
+  gid = expect_id,
+  uid_map = expect_map,
+  gid_map = expect_map,
+  setgroups = boolean,
+  groups = function(f, v)
+    expect_type(f, v, "table")
+    for i, g in ipairs(v) do expect_id(("%s[%d]"):format(f, i), g) end
+    return v
+  end,
+  hostname = string_field,
+  domainname = string_field,
+  env = expect_env,
+  clearenv = boolean,
+  keep_env = function(f, v) if v == true then return v end return expect_strings(f, v) end,
+  unsetenv = function(f, v) return expect_strings(f, v) end,
+  cwd = string_field,
+  rlimits = expect_rlimits,
+  die_with_parent = boolean,
+  new_session = boolean,
+  as_pid_1 = boolean,
+  timeout = expect_positive,
+  time = expect_time,
+  proc = boolean,
+  loopback = boolean,
+  stdin = expect_fd,
+  stdout = expect_fd,
+  stderr = expect_fd,
+  close_fds = boolean,
+  keep_fds = expect_fds,
+}
+
+--- Adds a spec field (for areas that plug in): validator(field, value) returns the normalized value or raises.
+function M.add_field(name, validator)
+  assert(not fields[name], "sandbox field already defined: " .. name)
+  fields[name] = validator
+end
+
+local function validate(spec)
+  if type(spec) ~= "table" then errors.raise{ msg = "sandbox: spec table expected, got " .. type(spec), code = "EINVAL" } end
+  local out = {}
+  for k, v in pairs(spec) do
+    local check = type(k) == "string" and fields[k]
+    if not check then
+      errors.raise{ msg = ("sandbox: unknown field '%s'"):format(tostring(k)), code = "EINVAL", field = tostring(k) }
+    end
+    out[k] = check(k, v)
+  end
+  if (out.argv == nil) == (out.fn == nil) then misuse("argv", "exactly one of 'argv' and 'fn' expected") end
+  out.namespaces = out.namespaces or parse_namespaces("namespaces", DEFAULT_NAMESPACES)
+  return out
+end
+
+-- ---- the environment -------------------------------------------------------------------------------------
+
+local function build_environment(spec)
+  local env = {}
+  if not spec.clearenv then
+    local keep = spec.keep_env or KEPT_ENV
+    if keep == true then
+      -- No portable way to list the environment from Lua: read our own /proc entry.
+      local f = io.open("/proc/self/environ", "rb")
+      if f then
+        for entry in f:read("a"):gmatch("([^%z]+)") do
+          local k, v = entry:match("^([^=]+)=(.*)$")
+          if k then env[k] = v end
+        end
+        f:close()
+      end
+    else
+      for _, k in ipairs(keep) do env[k] = os.getenv(k) end
+    end
+  end
+  for _, k in ipairs(spec.unsetenv or {}) do env[k] = nil end
+  for k, v in pairs(spec.env or {}) do env[k] = v end
+  if not env.PATH and not spec.clearenv then env.PATH = DEFAULT_PATH end
+  return env
+end
+
+-- ---- steps -----------------------------------------------------------------------------------------------
+
+local steps = {}
+M.steps = steps
+
+--- Inserts a step; where = {before = "name"} or {after = "name"}; appended before "exec" by default.
+function M.add_step(step, where)
+  assert(type(step.name) == "string", "step needs a name")
+  local anchor, offset = "exec", 0
+  if where and where.before then anchor = where.before elseif where and where.after then anchor, offset = where.after, 1 end
+  for i, s in ipairs(steps) do
+    if s.name == anchor then
+      table.insert(steps, i + offset, step)
+      return
+    end
+  end
+  error("sandbox: no step named '" .. anchor .. "'", 2)
+end
+
+local function close_all(...)
+  for i = 1, select("#", ...) do
+    local fd = select(i, ...)
+    if fd then fd:close() end
+  end
+end
+
+local function check_core(value, msg, code)
+  if value == nil and msg then return nil, msg, code end
+  return true
+end
+
+steps[#steps + 1] = {
+  name = "die_with_parent",
+  prepare = function(ctx)
+    if ctx.spec.die_with_parent ~= false then
+      ctx.parent = errors.check(core.pidfd_open(core.getpid()))
+    end
+  end,
+  init = function(ctx)
+    if not ctx.parent then return end
+    local ok, msg, code = core.prctl{ pdeathsig = "KILL" }
+    if not ok then return nil, msg, code end
+    -- The parent may have died before pdeathsig was armed.
+    if not ctx.parent:alive() then return nil, "parent exited during set-up", "ESRCH" end
+  end,
+  payload = function(ctx)
+    -- The payload is the reaper's child: without a pid namespace nothing else would take it down with us.
+    if ctx.parent and ctx.fork then return check_core(core.prctl{ pdeathsig = "KILL" }) end
+  end,
+}
+
+steps[#steps + 1] = {
+  name = "maps",
+  prepare = function(ctx)
+    local spec, ns = ctx.spec, ctx.ns
+    if not ns.user then
+      if spec.uid_map or spec.gid_map then misuse("uid_map", "needs a user namespace") end
+      return
+    end
+    local ids = core.ids()
+    ctx.inside_uid, ctx.inside_gid = spec.uid or 0, spec.gid or 0
+    if spec.uid_map or spec.gid_map or spec.setgroups or spec.groups then
+      -- Ranges, or setgroups inside: the parent writes the maps (privileged) or newuidmap does.
+      ctx.parent_maps = {
+        uid = spec.uid_map or { { ctx.inside_uid, ids.euid, 1 } },
+        gid = spec.gid_map or { { ctx.inside_gid, ids.egid, 1 } },
+      }
+      ctx.set_ids = true
+      ctx.sync = true
+    else
+      -- One id each, our own: the child can write them itself, no round trip with the parent.
+      ctx.self_maps = { uid = { { ctx.inside_uid, ids.euid, 1 } }, gid = { { ctx.inside_gid, ids.egid, 1 } },
+        setgroups = "deny" }
+    end
+  end,
+  parent = function(ctx, proc)
+    if not ctx.parent_maps then return end
+    if core.ids().euid == 0 then
+      return check_core(core.id_maps(proc.pid, ctx.parent_maps))
+    end
+    return M.helper_maps(proc.pid, ctx.parent_maps)
+  end,
+  init = function(ctx)
+    if ctx.self_maps then return check_core(core.id_maps(0, ctx.self_maps)) end
+  end,
+}
+
+local function find_program(name)
+  for dir in (os.getenv("PATH") or DEFAULT_PATH):gmatch("[^:]+") do
+    local path = dir .. "/" .. name
+    local f = io.open(path, "rb")
+    if f then f:close() return path end
+  end
+  for dir in DEFAULT_PATH:gmatch("[^:]+") do
+    local path = dir .. "/" .. name
+    local f = io.open(path, "rb")
+    if f then f:close() return path end
+  end
+end
+
+--- Writes maps for an unprivileged parent through the setuid helpers newuidmap/newgidmap (package uidmap),
+-- which check the ranges against /etc/subuid and /etc/subgid.
+function M.helper_maps(pid, maps)
+  for _, kind in ipairs{ "uid", "gid" } do
+    local program = find_program("new" .. kind .. "map")
+    if not program then
+      return nil, ("new%smap not found: ranges in %s_map need it (package uidmap)"):format(kind, kind), "ENOENT"
+    end
+    local argv = { program, tostring(pid) }
+    for _, r in ipairs(maps[kind]) do
+      argv[#argv + 1], argv[#argv + 2], argv[#argv + 3] = tostring(r[1]), tostring(r[2]), tostring(r[3])
+    end
+    local helper, msg, code = core.spawn{ argv = argv }
+    if not helper then return nil, msg, code end
+    local result = helper:wait()
+    helper:close()
+    if result.status ~= 0 then
+      return nil, ("%s %d exited with %s (is the range in /etc/sub%s?)"):format(program, pid,
+        result.status and ("status " .. result.status) or ("signal " .. tostring(result.signal)), kind), "EPERM"
+    end
+  end
+  return true
+end
+
+steps[#steps + 1] = {
+  name = "time",
+  prepare = function(ctx)
+    if ctx.spec.time then
+      -- Offsets can only be written before a process enters the namespace: the first child unshares it,
+      -- writes them, and the payload (its child) is the first to enter.
+      ctx.time_offsets = ctx.spec.time
+      ctx.fork = true
+      if not ctx.ns.user and core.ids().euid ~= 0 then misuse("time", "needs a user namespace or root") end
+    end
+  end,
+  init = function(ctx)
+    if not ctx.time_offsets then return end
+    local ok, msg, code = core.unshare("time")
+    if not ok then return nil, msg, code end
+    return check_core(core.timens_offsets(0, ctx.time_offsets))
+  end,
+}
+
+steps[#steps + 1] = {
+  name = "mounts",
+  prepare = function(ctx)
+    ctx.mount_proc = ctx.ns.mount and ctx.ns.pid and ctx.spec.proc ~= false
+    if ctx.spec.proc and not (ctx.ns.mount and ctx.ns.pid) then misuse("proc", "a fresh /proc needs mount and pid namespaces") end
+  end,
+  init = function(ctx)
+    if not ctx.ns.mount then return end
+    -- Nothing mounted in here may propagate back to the host.
+    local ok, msg, code = core.mount(nil, "/", nil, "rec,private")
+    if not ok then return nil, msg, code end
+    if ctx.mount_proc then return check_core(core.mount("proc", "/proc", "proc", "nosuid,nodev,noexec")) end
+  end,
+}
+
+steps[#steps + 1] = {
+  name = "hostname",
+  prepare = function(ctx)
+    if (ctx.spec.hostname or ctx.spec.domainname) and not ctx.ns.uts then misuse("hostname", "needs a uts namespace") end
+  end,
+  init = function(ctx)
+    if ctx.spec.hostname then
+      local ok, msg, code = core.sethostname(ctx.spec.hostname)
+      if not ok then return nil, msg, code end
+    end
+    if ctx.spec.domainname then return check_core(core.setdomainname(ctx.spec.domainname)) end
+  end,
+}
+
+steps[#steps + 1] = {
+  name = "loopback",
+  init = function(ctx)
+    if ctx.ns.net and ctx.spec.loopback ~= false then return check_core(core.loopback_up()) end
+  end,
+}
+
+steps[#steps + 1] = {
+  name = "reaper",
+  init = function(ctx)
+    -- The reaper stays behind while the payload runs: it must not be ptrace-able or readable from inside.
+    if ctx.fork then return check_core(core.prctl{ dumpable = false }) end
+  end,
+}
+
+steps[#steps + 1] = {
+  name = "session",
+  payload = function(ctx)
+    if ctx.spec.new_session ~= false then return check_core(core.setsid()) end
+  end,
+}
+
+steps[#steps + 1] = {
+  name = "rlimits",
+  payload = function(ctx)
+    for name, limit in pairs(ctx.spec.rlimits or {}) do
+      local ok, msg, code = core.setrlimit(name, limit[1], limit[2])
+      if not ok then return nil, msg, code end
+    end
+  end,
+}
+
+steps[#steps + 1] = {
+  name = "ids",
+  prepare = function(ctx)
+    local spec = ctx.spec
+    if not ctx.ns.user and (spec.uid or spec.gid or spec.groups) then ctx.set_ids = true end
+    if spec.groups and ctx.ns.user and not ctx.parent_maps then misuse("groups", "needs setgroups = true") end
+  end,
+  payload = function(ctx)
+    if not ctx.set_ids then return end
+    local spec = ctx.spec
+    local ok, msg, code = core.setgroups(spec.groups or {})
+    if not ok and (spec.groups or code ~= "EPERM") then return nil, msg, code end
+    local uid, gid = spec.uid or ctx.inside_uid or 0, spec.gid or ctx.inside_gid or 0
+    ok, msg, code = core.setresgid(gid, gid, gid)
+    if not ok then return nil, msg, code end
+    ok, msg, code = core.setresuid(uid, uid, uid)
+    if not ok then return nil, msg, code end
+    -- A change of ids clears the parent-death signal: arm it again.
+    if ctx.parent then return check_core(core.prctl{ pdeathsig = "KILL" }) end
+  end,
+}
+
+steps[#steps + 1] = {
+  name = "cwd",
+  payload = function(ctx)
+    if ctx.spec.cwd then return check_core(core.chdir(ctx.spec.cwd)) end
+  end,
+}
+
+local function open_null(ctx)
+  if not ctx.null then
+    local f, msg, code = core.open("/dev/null", "rw")
+    if not f then return nil, msg, code end
+    ctx.null = f
+  end
+  return ctx.null
+end
+
+steps[#steps + 1] = {
+  name = "stdio",
+  payload = function(ctx)
+    for target, field in pairs{ [0] = "stdin", [1] = "stdout", [2] = "stderr" } do
+      local fd = ctx.spec[field]
+      if fd == "null" then
+        local msg, code
+        fd, msg, code = open_null(ctx)
+        if not fd then return nil, msg, code end
+      end
+      if fd ~= nil and fd ~= "inherit" then
+        local ok, msg, code = core.dup2(fd, target)
+        if not ok then return nil, msg, code end
+      end
+    end
+  end,
+}
+
+steps[#steps + 1] = {
+  name = "fds",
+  payload = function(ctx)
+    if ctx.spec.close_fds == false then return end
+    -- Mark rather than close: the error pipe must live until exec succeeds.
+    local ok, msg, code = core.close_range(3, nil, { cloexec = true })
+    if not ok then return nil, msg, code end
+    for _, fd in ipairs(ctx.spec.keep_fds or {}) do
+      local n = math.type(fd) == "integer" and fd or fd:fileno()
+      ok, msg, code = core.dup2(n, n)
+      if not ok then return nil, msg, code end
+    end
+  end,
+}
+
+steps[#steps + 1] = {
+  name = "exec",
+  payload = function(ctx)
+    local spec = ctx.spec
+    if spec.fn then
+      -- A Lua payload never execs: release the parent now, then run.
+      ctx.err_w:close()
+      local ok, result = pcall(spec.fn)
+      if not ok then
+        io.stderr:write("lunas: sandbox function: ", tostring(result), "\n")
+        core.exit(SETUP_FAILED)
+      end
+      core.exit(math.type(result) == "integer" and result or (result == false and 1 or 0))
+    end
+    return core.exec(spec.argv, { env = ctx.env, argv0 = spec.argv0 })
+  end,
+}
+
+-- ---- the executor ------------------------------------------------------------------------------------------
+
+local function report(ctx, step, msg, code)
+  local record = ("%s\0%s\0%s"):format(step, code or "", tostring(msg)):sub(1, 4000)
+  ctx.err_w:write(record)
+  core.exit(SETUP_FAILED)
+end
+
+local function run_phase(ctx, phase)
+  for _, step in ipairs(steps) do
+    local f = step[phase]
+    if f then
+      local ok, value, msg, code = pcall(f, ctx)
+      if not ok then report(ctx, step.name, value, "ELUA") end
+      if value == nil and msg ~= nil then report(ctx, step.name, msg, code) end
+    end
+  end
+end
+
+local function payload_main(ctx)
+  run_phase(ctx, "payload")
+  report(ctx, "exec", "payload returned without exec", "EINVAL")
+end
+
+local function child_main(ctx)
+  -- Drop the parent's pipe ends first: holding sync_w would hide the parent's death from the read below.
+  close_all(ctx.err_r, ctx.sync_w, ctx.status_r)
+  if ctx.sync_r then
+    local byte = ctx.sync_r:read(1)
+    if byte ~= "1" then core.exit(SETUP_FAILED) end
+    ctx.sync_r:close()
+  end
+  run_phase(ctx, "init")
+  if ctx.fork then
+    local _, msg, code = core.reaper{ fn = function() return payload_main(ctx) end, status = ctx.status_w,
+      close = { ctx.err_w } }
+    report(ctx, "reaper", msg, code)
+  end
+  return payload_main(ctx)
+end
+
+local function clone_flags(ctx)
+  local names = {}
+  for name in pairs(ctx.ns) do
+    if not (name == "time" and ctx.time_offsets) then names[#names + 1] = name end
+  end
+  return table.concat(names, ",")
+end
+
+local function parse_record(record)
+  local step, code, msg = record:match("^([^%z]*)%z([^%z]*)%z(.*)$")
+  if not step then return "setup", nil, record end
+  -- "exec /x: No such file" reported by step "exec" reads better as "exec: /x: No such file".
+  if msg:sub(1, #step + 1) == step .. " " then msg = msg:sub(#step + 2) end
+  return step, code ~= "" and code or nil, msg
+end
+
+local function decode_wait_status(st, result)
+  if st & 0x7f == 0 then
+    result.status = (st >> 8) & 0xff
+  else
+    result.signal = st & 0x7f
+    result.core = st & 0x80 ~= 0
+    for name, n in pairs(core.signals) do
+      if n == result.signal then result.signame = name end
+    end
+  end
+end
+
+local Running = {}
+Running.__index = Running
+
+local function new_context(spec)
+  local ns = {}
+  for k in pairs(spec.namespaces) do ns[k] = true end
+  -- Without privileges every other namespace needs a user namespace first.
+  if next(ns) and not ns.user and core.ids().euid ~= 0 then ns.user = true end
+  return { spec = spec, ns = ns, env = build_environment(spec) }
+end
+
+local function fail(ctx, step, msg, code)
+  errors.raise{ op = "sandbox", step = step, msg = ("sandbox: %s: %s"):format(step, msg), code = code }
+end
+
+local function open_pipes(ctx)
+  ctx.err_r, ctx.err_w = errors.check(core.pipe())
+  if ctx.sync then ctx.sync_r, ctx.sync_w = errors.check(core.pipe()) end
+  if ctx.fork then ctx.status_r, ctx.status_w = errors.check(core.pipe{ nonblock = true }) end
+end
+
+local function close_child_ends(ctx)
+  close_all(ctx.err_w, ctx.sync_r, ctx.status_w)
+end
+
+local function read_until_eof(fd)
+  local parts = {}
+  while true do
+    local chunk, msg, code = fd:read(4096)
+    if chunk == nil then
+      if code ~= "EINTR" then break end
+    elseif chunk == "" then
+      break
+    else
+      parts[#parts + 1] = chunk
+    end
+  end
+  return table.concat(parts)
+end
+
+local Sandbox = {}
+Sandbox.__index = Sandbox
+
+--- Starts the sandbox and returns a running handle once the payload has exec'd (or raises the failed step).
+function Sandbox:spawn()
+  local ctx = new_context(self.spec)
+  ctx.fork = ctx.ns.pid and not self.spec.as_pid_1
+  for _, step in ipairs(steps) do
+    if step.prepare then step.prepare(ctx) end
+  end
+  local ok, err = pcall(open_pipes, ctx)
+  if not ok then
+    close_child_ends(ctx)
+    error(err, 0)
+  end
+  local started = core.now()
+  local proc, msg, code = core.spawn{ flags = clone_flags(ctx), fn = function() return child_main(ctx) end }
+  close_child_ends(ctx)
+  if not proc then
+    close_all(ctx.err_r, ctx.sync_w, ctx.status_r)
+    fail(ctx, "clone", msg, code)
+  end
+  local running = setmetatable({ pid = proc.pid, process = proc, ctx = ctx, started = started,
+    timeout = self.spec.timeout }, Running)
+  for _, step in ipairs(steps) do
+    if step.parent then
+      local pok, value, pmsg, pcode = pcall(step.parent, ctx, proc)
+      if not pok or (value == nil and pmsg ~= nil) then
+        running:close()
+        if not pok then error(value, 0) end
+        fail(ctx, step.name, pmsg, pcode)
+      end
+    end
+  end
+  if ctx.sync_w then
+    ctx.sync_w:write("1")
+    ctx.sync_w:close()
+  end
+  local record = read_until_eof(ctx.err_r)
+  ctx.err_r:close()
+  if ctx.parent then ctx.parent:close() end
+  if record ~= "" then
+    running:close()
+    local step, rcode, rmsg = parse_record(record)
+    fail(ctx, step, rmsg, rcode)
+  end
+  return running
+end
+
+--- Runs the sandbox to completion: {status | signal, signame, core, pid, elapsed, timed_out}.
+function Sandbox:run()
+  local running <close> = self:spawn()
+  return running:wait()
+end
+
+--- Waits for the payload (timeout in seconds, default the spec's); on timeout the sandbox is killed and the
+-- result has timed_out = true.
+function Running:wait(timeout)
+  if self.result then return self.result end
+  timeout = timeout or self.timeout
+  local proc = self.process
+  local status, msg, code = proc:wait(timeout)
+  local timed_out = false
+  if not status and code == "ETIMEDOUT" then
+    timed_out = true
+    proc:kill("KILL")
+    status, msg, code = proc:wait()
+  end
+  if not status then errors.raise{ op = "wait", msg = msg, code = code } end
+  local result = { pid = self.pid, elapsed = core.now() - self.started, timed_out = timed_out or nil }
+  local payload_status = self.ctx.status_r and self.ctx.status_r:read(4)
+  if type(payload_status) == "string" and #payload_status == 4 then
+    decode_wait_status(string.unpack("i4", payload_status), result)
+  else
+    result.status, result.signal, result.signame, result.core = status.status, status.signal, status.signame,
+      status.core
+  end
+  self.result = result
+  self:release()
+  return result
+end
+
+--- Sends a signal to the sandbox (to its PID 1, which forwards it to the payload).
+function Running:kill(sig)
+  return errors.check(self.process:kill(sig or "TERM"))
+end
+
+function Running:release()
+  if self.ctx.status_r then self.ctx.status_r:close() end
+  self.process:close()
+end
+
+--- Kills the sandbox if it still runs, reaps it, and frees its descriptors. Idempotent.
+function Running:close()
+  if self.closed then return end
+  self.closed = true
+  if not self.result then
+    self.process:kill("KILL")
+    self.process:wait()
+    self:release()
+  end
+end
+Running.__close = Running.close
+
+--- Validates a spec and returns a sandbox: lunas.sandbox{argv = {...}, ...}:run().
+function M.new(spec)
+  return setmetatable({ spec = validate(spec) }, Sandbox)
+end
+
+M.Sandbox = Sandbox
+return M

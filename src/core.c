@@ -1,0 +1,566 @@
+/* core.c: the lunas.core module: shared helpers (errors, flags, options, signals, fds) and the assembly of
+ * every area's functions into one table. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lunas.h"
+
+/* ---- errno names -------------------------------------------------------- */
+
+#define ERRNO_LIST(X)                                                                                            \
+    X(EPERM) X(ENOENT) X(ESRCH) X(EINTR) X(EIO) X(ENXIO) X(E2BIG) X(ENOEXEC) X(EBADF) X(ECHILD) X(EAGAIN)       \
+    X(ENOMEM) X(EACCES) X(EFAULT) X(ENOTBLK) X(EBUSY) X(EEXIST) X(EXDEV) X(ENODEV) X(ENOTDIR) X(EISDIR)        \
+    X(EINVAL) X(ENFILE) X(EMFILE) X(ENOTTY) X(ETXTBSY) X(EFBIG) X(ENOSPC) X(ESPIPE) X(EROFS) X(EMLINK) X(EPIPE) \
+    X(EDOM) X(ERANGE) X(EDEADLK) X(ENAMETOOLONG) X(ENOLCK) X(ENOSYS) X(ENOTEMPTY) X(ELOOP) X(ENOMSG) X(EIDRM)  \
+    X(ENOSTR) X(ENODATA) X(ETIME) X(ENOSR) X(ENOLINK) X(EPROTO) X(EBADMSG) X(EOVERFLOW) X(EILSEQ) X(EUSERS)    \
+    X(ENOTSOCK) X(EDESTADDRREQ) X(EMSGSIZE) X(EPROTOTYPE) X(ENOPROTOOPT) X(EPROTONOSUPPORT)                    \
+    X(ESOCKTNOSUPPORT) X(EOPNOTSUPP) X(EPFNOSUPPORT) X(EAFNOSUPPORT) X(EADDRINUSE) X(EADDRNOTAVAIL)           \
+    X(ENETDOWN) X(ENETUNREACH) X(ENETRESET) X(ECONNABORTED) X(ECONNRESET) X(ENOBUFS) X(EISCONN) X(ENOTCONN)    \
+    X(ESHUTDOWN) X(ETOOMANYREFS) X(ETIMEDOUT) X(ECONNREFUSED) X(EHOSTDOWN) X(EHOSTUNREACH) X(EALREADY)         \
+    X(EINPROGRESS) X(ESTALE) X(EDQUOT) X(ECANCELED) X(ENOKEY) X(EKEYEXPIRED) X(EKEYREVOKED) X(EKEYREJECTED)    \
+    X(EOWNERDEAD) X(ENOTRECOVERABLE) X(ERFKILL) X(EHWPOISON) X(ENOMEDIUM) X(EMEDIUMTYPE) X(EREMOTEIO)          \
+    X(ENOTUNIQ) X(EBADFD) X(EREMCHG) X(ELIBACC) X(ELIBBAD) X(ELIBSCN) X(ELIBMAX) X(ELIBEXEC) X(ERESTART)        \
+    X(ESTRPIPE) X(EUCLEAN) X(ENOTNAM) X(ENAVAIL) X(EISNAM) X(ECHRNG) X(EL2NSYNC) X(EL3HLT) X(EL3RST) X(ELNRNG)  \
+    X(EUNATCH) X(ENOCSI) X(EL2HLT) X(EBADE) X(EBADR) X(EXFULL) X(ENOANO) X(EBADRQC) X(EBADSLT) X(EBFONT)        \
+    X(ENONET) X(ENOPKG) X(EREMOTE) X(EADV) X(ESRMNT) X(ECOMM) X(EDOTDOT)
+
+struct errno_entry {
+    int value;
+    const char *name;
+};
+
+#define ERRNO_ENTRY(e) {e, #e},
+static const struct errno_entry errno_table[] = {ERRNO_LIST(ERRNO_ENTRY){0, NULL}};
+
+const char *lunas_errno_name(int err) {
+    static char unknown[24];
+    for (const struct errno_entry *e = errno_table; e->name; e++)
+        if (e->value == err) return e->name;
+    snprintf(unknown, sizeof unknown, "E%d", err);
+    return unknown;
+}
+
+int lunas_errno_from_name(const char *name) {
+    for (const struct errno_entry *e = errno_table; e->name; e++)
+        if (strcmp(e->name, name) == 0) return e->value;
+    return -1;
+}
+
+int lunas_push_error(lua_State *L, int err, const char *op, const char *target) {
+    lua_pushnil(L);
+    if (target)
+        lua_pushfstring(L, "%s %s: %s", op, target, strerror(err));
+    else
+        lua_pushfstring(L, "%s: %s", op, strerror(err));
+    lua_pushstring(L, lunas_errno_name(err));
+    return 3;
+}
+
+int lunas_push_errorf(lua_State *L, int err, const char *fmt, ...) {
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return lunas_push_error(L, err, what, NULL);
+}
+
+int lunas_field_error(lua_State *L, int arg, const char *field, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (field) return luaL_argerror(L, arg, lua_pushfstring(L, "field '%s': %s", field, msg));
+    return luaL_argerror(L, arg, msg);
+}
+
+/* ---- flags -------------------------------------------------------------- */
+
+const struct lunas_flag lunas_ns_flags[] = {
+    {"user", CLONE_NEWUSER}, {"pid", CLONE_NEWPID},       {"mount", CLONE_NEWNS}, {"mnt", CLONE_NEWNS},
+    {"uts", CLONE_NEWUTS},   {"ipc", CLONE_NEWIPC},       {"net", CLONE_NEWNET},  {"cgroup", CLONE_NEWCGROUP},
+    {"time", CLONE_NEWTIME}, {NULL, 0},
+};
+
+const char *lunas_ns_name(uint64_t flag) {
+    for (const struct lunas_flag *f = lunas_ns_flags; f->name; f++)
+        if (f->value == flag) return f->name;
+    return NULL;
+}
+
+uint64_t lunas_check_flag_name(lua_State *L, int arg, const char *name, const struct lunas_flag *names,
+                               const char *field) {
+    for (const struct lunas_flag *f = names; f->name; f++)
+        if (strcmp(f->name, name) == 0) return f->value;
+    lunas_field_error(L, arg, field, "unknown name '%s'", name);
+    return 0;
+}
+
+static uint64_t flags_from_string(lua_State *L, int arg, const char *s, const struct lunas_flag *names,
+                                  const char *field) {
+    uint64_t value = 0;
+    char word[64];
+    while (*s) {
+        size_t len = strcspn(s, ", ");
+        if (len == 0) {
+            s++;
+            continue;
+        }
+        if (len >= sizeof word) lunas_field_error(L, arg, field, "unknown name '%.*s'", (int)len, s);
+        memcpy(word, s, len);
+        word[len] = '\0';
+        value |= lunas_check_flag_name(L, arg, word, names, field);
+        s += len;
+    }
+    return value;
+}
+
+uint64_t lunas_check_flags(lua_State *L, int idx, const struct lunas_flag *names, const char *field) {
+    int arg = lua_absindex(L, idx);
+    switch (lua_type(L, arg)) {
+    case LUA_TNIL:
+        return 0;
+    case LUA_TNUMBER:
+        if (!lua_isinteger(L, arg) || lua_tointeger(L, arg) < 0)
+            lunas_field_error(L, arg, field, "non-negative integer expected");
+        return (uint64_t)lua_tointeger(L, arg);
+    case LUA_TSTRING:
+        return flags_from_string(L, arg, lua_tostring(L, arg), names, field);
+    case LUA_TTABLE: {
+        uint64_t value = 0;
+        lua_Integer n = (lua_Integer)lua_rawlen(L, arg);
+        for (lua_Integer i = 1; i <= n; i++) {
+            if (lua_rawgeti(L, arg, i) != LUA_TSTRING)
+                lunas_field_error(L, arg, field, "entry %d: name expected, got %s", (int)i, luaL_typename(L, -1));
+            value |= lunas_check_flag_name(L, arg, lua_tostring(L, -1), names, field);
+            lua_pop(L, 1);
+        }
+        return value;
+    }
+    default:
+        lunas_field_error(L, arg, field, "flags expected (integer, string or table), got %s",
+                          luaL_typename(L, arg));
+        return 0;
+    }
+}
+
+/* ---- option tables ------------------------------------------------------ */
+
+void lunas_check_options(lua_State *L, int idx, const char *const allowed[]) {
+    int arg = lua_absindex(L, idx);
+    luaL_checktype(L, arg, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, arg)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            luaL_argerror(L, arg, "option names must be strings");
+        }
+        const char *key = lua_tostring(L, -1);
+        int known = 0;
+        for (const char *const *a = allowed; *a && !known; a++) known = strcmp(*a, key) == 0;
+        if (!known) luaL_argerror(L, arg, lua_pushfstring(L, "unknown option '%s'", key));
+    }
+}
+
+int lunas_opt_field(lua_State *L, int idx, const char *field, int expected_type) {
+    int arg = lua_absindex(L, idx);
+    int t = lua_getfield(L, arg, field);
+    if (t != LUA_TNIL && expected_type != LUA_TNONE && t != expected_type)
+        lunas_field_error(L, arg, field, "%s expected, got %s", lua_typename(L, expected_type), luaL_typename(L, -1));
+    return t;
+}
+
+lua_Integer lunas_opt_integer(lua_State *L, int idx, const char *field, lua_Integer def, lua_Integer min,
+                              lua_Integer max) {
+    int arg = lua_absindex(L, idx);
+    lua_Integer v = def;
+    if (lua_getfield(L, arg, field) != LUA_TNIL) {
+        int ok = 0;
+        v = lua_tointegerx(L, -1, &ok);
+        if (!ok || lua_type(L, -1) != LUA_TNUMBER)
+            lunas_field_error(L, arg, field, "integer expected, got %s", luaL_typename(L, -1));
+        if (v < min || v > max)
+            lunas_field_error(L, arg, field, "%lld out of range [%lld, %lld]", (long long)v, (long long)min,
+                              (long long)max);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+double lunas_opt_number(lua_State *L, int idx, const char *field, double def) {
+    int arg = lua_absindex(L, idx);
+    double v = def;
+    if (lua_getfield(L, arg, field) != LUA_TNIL) {
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            lunas_field_error(L, arg, field, "number expected, got %s", luaL_typename(L, -1));
+        v = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+int lunas_opt_boolean(lua_State *L, int idx, const char *field, int def) {
+    int arg = lua_absindex(L, idx);
+    int v = def;
+    if (lua_getfield(L, arg, field) != LUA_TNIL) {
+        if (lua_type(L, -1) != LUA_TBOOLEAN)
+            lunas_field_error(L, arg, field, "boolean expected, got %s", luaL_typename(L, -1));
+        v = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+const char *lunas_opt_string(lua_State *L, int idx, const char *field, const char *def) {
+    int arg = lua_absindex(L, idx);
+    const char *v = def;
+    if (lua_getfield(L, arg, field) != LUA_TNIL) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            lunas_field_error(L, arg, field, "string expected, got %s", luaL_typename(L, -1));
+        size_t len;
+        v = lua_tolstring(L, -1, &len);
+        if (strlen(v) != len) lunas_field_error(L, arg, field, "string contains a NUL byte");
+    }
+    lua_pop(L, 1); /* the string stays alive: the option table references it */
+    return v;
+}
+
+lua_Integer lunas_check_range(lua_State *L, int arg, const char *field, lua_Integer min, lua_Integer max) {
+    int ok = 0;
+    lua_Integer v = lua_tointegerx(L, arg, &ok);
+    if (!ok || lua_type(L, arg) != LUA_TNUMBER)
+        lunas_field_error(L, arg, field, "integer expected, got %s", luaL_typename(L, arg));
+    if (v < min || v > max)
+        lunas_field_error(L, arg, field, "%lld out of range [%lld, %lld]", (long long)v, (long long)min,
+                          (long long)max);
+    return v;
+}
+
+/* ---- signals ------------------------------------------------------------ */
+
+static const struct {
+    int sig;
+    const char *name;
+} signal_table[] = {
+    {SIGHUP, "HUP"},   {SIGINT, "INT"},       {SIGQUIT, "QUIT"},     {SIGILL, "ILL"},   {SIGTRAP, "TRAP"},
+    {SIGABRT, "ABRT"}, {SIGBUS, "BUS"},       {SIGFPE, "FPE"},       {SIGKILL, "KILL"}, {SIGUSR1, "USR1"},
+    {SIGSEGV, "SEGV"}, {SIGUSR2, "USR2"},     {SIGPIPE, "PIPE"},     {SIGALRM, "ALRM"}, {SIGTERM, "TERM"},
+    {SIGSTKFLT, "STKFLT"}, {SIGCHLD, "CHLD"}, {SIGCONT, "CONT"},     {SIGSTOP, "STOP"}, {SIGTSTP, "TSTP"},
+    {SIGTTIN, "TTIN"}, {SIGTTOU, "TTOU"},     {SIGURG, "URG"},       {SIGXCPU, "XCPU"}, {SIGXFSZ, "XFSZ"},
+    {SIGVTALRM, "VTALRM"}, {SIGPROF, "PROF"}, {SIGWINCH, "WINCH"},   {SIGIO, "IO"},     {SIGPWR, "PWR"},
+    {SIGSYS, "SYS"},   {0, NULL},
+};
+
+const char *lunas_signal_name(int sig) {
+    for (int i = 0; signal_table[i].name; i++)
+        if (signal_table[i].sig == sig) return signal_table[i].name;
+    return NULL;
+}
+
+static int signal_from_name(const char *name) {
+    if (strncmp(name, "SIG", 3) == 0) name += 3;
+    for (int i = 0; signal_table[i].name; i++)
+        if (strcmp(signal_table[i].name, name) == 0) return signal_table[i].sig;
+    if (strncmp(name, "RTMIN+", 6) == 0 || strcmp(name, "RTMIN") == 0) {
+        char *end = NULL;
+        long n = name[5] ? strtol(name + 6, &end, 10) : 0;
+        if ((end && *end) || n < 0 || SIGRTMIN + n > SIGRTMAX) return -1;
+        return SIGRTMIN + (int)n;
+    }
+    return -1;
+}
+
+int lunas_check_signal(lua_State *L, int arg, const char *field) {
+    if (lua_type(L, arg) == LUA_TSTRING) {
+        int sig = signal_from_name(lua_tostring(L, arg));
+        if (sig < 0) lunas_field_error(L, arg, field, "unknown signal '%s'", lua_tostring(L, arg));
+        return sig;
+    }
+    return (int)lunas_check_range(L, arg, field, 0, SIGRTMAX);
+}
+
+/* ---- string arrays ------------------------------------------------------ */
+
+static char **new_pointer_array(lua_State *L, size_t count) {
+    if (count > 1u << 20) luaL_error(L, "array too large (%d entries)", (int)count);
+    /* One user value: a table of strings the array points into, when they had to be built. */
+    char **array = lua_newuserdatauv(L, (count + 1) * sizeof(char *), 1);
+    array[count] = NULL;
+    return array;
+}
+
+static const char *check_clean_string(lua_State *L, int arg, int value_idx, const char *field, lua_Integer i) {
+    size_t len;
+    if (lua_type(L, value_idx) != LUA_TSTRING)
+        lunas_field_error(L, arg, field, "entry %d: string expected, got %s", (int)i, luaL_typename(L, value_idx));
+    const char *s = lua_tolstring(L, value_idx, &len);
+    if (strlen(s) != len) lunas_field_error(L, arg, field, "entry %d contains a NUL byte", (int)i);
+    return s;
+}
+
+char **lunas_check_string_array(lua_State *L, int idx, const char *field, int min_len) {
+    int arg = lua_absindex(L, idx);
+    if (lua_type(L, arg) != LUA_TTABLE)
+        lunas_field_error(L, arg, field, "table of strings expected, got %s", luaL_typename(L, arg));
+    lua_Integer n = (lua_Integer)lua_rawlen(L, arg);
+    if (n < min_len) lunas_field_error(L, arg, field, "at least %d entries expected", min_len);
+    char **array = new_pointer_array(L, (size_t)n);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, arg, i);
+        array[i - 1] = (char *)check_clean_string(L, arg, -1, field, i);
+        lua_pop(L, 1); /* the table keeps the string alive */
+    }
+    return array;
+}
+
+char **lunas_check_environment(lua_State *L, int idx, const char *field) {
+    int arg = lua_absindex(L, idx);
+    if (lua_type(L, arg) != LUA_TTABLE)
+        lunas_field_error(L, arg, field, "table expected, got %s", luaL_typename(L, arg));
+    if (lua_rawlen(L, arg) > 0) return lunas_check_string_array(L, arg, field, 0);
+    /* A map {K = V}: the "K=V" strings live in a table kept as the array's user value. */
+    size_t count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, arg)) {
+        lua_pop(L, 1);
+        count++;
+    }
+    char **array = new_pointer_array(L, count);
+    int array_idx = lua_gettop(L);
+    lua_createtable(L, (int)count, 0);
+    int strings = lua_gettop(L);
+    size_t i = 0;
+    lua_pushnil(L);
+    while (lua_next(L, arg)) {
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+            lunas_field_error(L, arg, field, "string keys and values expected");
+        size_t klen, vlen;
+        const char *k = lua_tolstring(L, -2, &klen);
+        const char *v = lua_tolstring(L, -1, &vlen);
+        if (klen == 0 || strlen(k) != klen || strchr(k, '=') || strlen(v) != vlen)
+            lunas_field_error(L, arg, field, "bad variable name '%s'", k);
+        lua_pushfstring(L, "%s=%s", k, v);
+        array[i++] = (char *)lua_tostring(L, -1);
+        lua_rawseti(L, strings, (lua_Integer)i);
+        lua_pop(L, 1);
+    }
+    lua_setiuservalue(L, array_idx, 1);
+    return array;
+}
+
+/* ---- file descriptors ----------------------------------------------------- */
+
+struct lunas_fd *lunas_new_fd(lua_State *L, int fd) {
+    struct lunas_fd *f = lua_newuserdatauv(L, sizeof *f, 0);
+    f->fd = fd;
+    luaL_setmetatable(L, LUNAS_FD);
+    return f;
+}
+
+static struct lunas_fd *check_open_fd(lua_State *L, int arg) {
+    struct lunas_fd *f = luaL_checkudata(L, arg, LUNAS_FD);
+    if (f->fd < 0) lunas_closed_error(L, "fd");
+    return f;
+}
+
+int lunas_check_fd(lua_State *L, int arg, const char *field) {
+    arg = lua_absindex(L, arg);
+    if (lua_type(L, arg) == LUA_TNUMBER) return (int)lunas_check_range(L, arg, field, 0, INT32_MAX);
+    if (lua_type(L, arg) == LUA_TUSERDATA && luaL_getmetafield(L, arg, "__index") != LUA_TNIL) {
+        lua_pop(L, 1);
+        /* Every lunas handle that wraps a descriptor has a fileno() method. */
+        if (lua_getfield(L, arg, "fileno") == LUA_TFUNCTION) {
+            lua_pushvalue(L, arg);
+            lua_call(L, 1, 1);
+            int fd = (int)lua_tointeger(L, -1);
+            lua_pop(L, 1);
+            return fd;
+        }
+        lua_pop(L, 1);
+    }
+    return lunas_field_error(L, arg, field, "file descriptor expected, got %s", luaL_typename(L, arg));
+}
+
+static int fd_close(lua_State *L) {
+    struct lunas_fd *f = luaL_checkudata(L, 1, LUNAS_FD);
+    if (f->fd >= 0) {
+        close(f->fd);
+        f->fd = -1;
+    }
+    return 0;
+}
+
+static int fd_fileno(lua_State *L) {
+    lua_pushinteger(L, check_open_fd(L, 1)->fd);
+    return 1;
+}
+
+static int fd_read(lua_State *L) {
+    struct lunas_fd *f = check_open_fd(L, 1);
+    lua_Integer max = luaL_optinteger(L, 2, 65536);
+    if (max < 1 || max > (1 << 24)) lunas_field_error(L, 2, "size", "out of range [1, 16777216]");
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, (size_t)max);
+    ssize_t n;
+    do n = read(f->fd, p, (size_t)max);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return lunas_push_errorf(L, errno, "read fd %d", f->fd);
+    luaL_pushresultsize(&b, (size_t)n);
+    return 1;
+}
+
+static int fd_write(lua_State *L) {
+    struct lunas_fd *f = check_open_fd(L, 1);
+    size_t len;
+    const char *s = luaL_checklstring(L, 2, &len);
+    if (lunas_write_all(f->fd, s, len) < 0) return lunas_push_errorf(L, errno, "write fd %d", f->fd);
+    lua_pushinteger(L, (lua_Integer)len);
+    return 1;
+}
+
+static int fd_tostring(lua_State *L) {
+    struct lunas_fd *f = luaL_checkudata(L, 1, LUNAS_FD);
+    if (f->fd < 0) lua_pushliteral(L, "fd (closed)");
+    else lua_pushfstring(L, "fd %d", f->fd);
+    return 1;
+}
+
+void lunas_open_fd_class(lua_State *L) {
+    static const luaL_Reg meta[] = {{"__gc", fd_close}, {"__close", fd_close}, {"__tostring", fd_tostring}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {
+        {"close", fd_close}, {"fileno", fd_fileno}, {"read", fd_read}, {"write", fd_write}, {NULL, NULL}};
+    lunas_new_class(L, LUNAS_FD, meta, methods);
+}
+
+/* ---- classes ------------------------------------------------------------ */
+
+void lunas_new_class(lua_State *L, const char *name, const luaL_Reg *metamethods, const luaL_Reg *methods) {
+    if (!luaL_newmetatable(L, name)) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (metamethods) luaL_setfuncs(L, metamethods, 0);
+    if (methods) {
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+}
+
+int lunas_closed_error(lua_State *L, const char *what) {
+    return luaL_error(L, "attempt to use a closed %s", what);
+}
+
+/* ---- small utilities ---------------------------------------------------- */
+
+int lunas_write_all(int fd, const void *buf, size_t len) {
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int lunas_write_file(int dirfd, const char *path, const char *buf, size_t len) {
+    int fd = openat(dirfd, path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return -1;
+    ssize_t n;
+    do n = write(fd, buf, len);
+    while (n < 0 && errno == EINTR);
+    int saved = errno;
+    close(fd);
+    if (n < 0) {
+        errno = saved;
+        return -1;
+    }
+    if ((size_t)n != len) {
+        errno = EIO;
+        return -1;
+    }
+    return 0;
+}
+
+double lunas_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- module ------------------------------------------------------------- */
+
+static int core_now(lua_State *L) {
+    lua_pushnumber(L, lunas_now());
+    return 1;
+}
+
+static int core_errno_name(lua_State *L) {
+    lua_pushstring(L, lunas_errno_name((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
+static int core_strerror(lua_State *L) {
+    int err = lua_type(L, 1) == LUA_TSTRING ? lunas_errno_from_name(lua_tostring(L, 1)) : (int)luaL_checkinteger(L, 1);
+    if (err < 0) return lunas_field_error(L, 1, NULL, "unknown errno name '%s'", lua_tostring(L, 1));
+    lua_pushstring(L, strerror(err));
+    return 1;
+}
+
+static void push_errno_table(lua_State *L) {
+    lua_newtable(L);
+    for (const struct errno_entry *e = errno_table; e->name; e++) {
+        lua_pushinteger(L, e->value);
+        lua_setfield(L, -2, e->name);
+    }
+}
+
+static void push_signal_table(lua_State *L) {
+    lua_newtable(L);
+    for (int i = 0; signal_table[i].name; i++) {
+        lua_pushinteger(L, signal_table[i].sig);
+        lua_setfield(L, -2, signal_table[i].name);
+    }
+}
+
+static void push_flag_table(lua_State *L, const struct lunas_flag *flags) {
+    lua_newtable(L);
+    for (const struct lunas_flag *f = flags; f->name; f++) {
+        lua_pushinteger(L, (lua_Integer)f->value);
+        lua_setfield(L, -2, f->name);
+    }
+}
+
+int luaopen_lunas_core(lua_State *L) {
+    static const luaL_Reg functions[] = {
+        {"now", core_now}, {"errno_name", core_errno_name}, {"strerror", core_strerror}, {NULL, NULL}};
+    luaL_newlib(L, functions);
+    lunas_open_fd_class(L);
+    lunas_open_proc(L);
+    lunas_open_ns(L);
+    lunas_open_mount(L);
+    lunas_open_net(L);
+    push_errno_table(L);
+    lua_setfield(L, -2, "errno");
+    push_signal_table(L);
+    lua_setfield(L, -2, "signals");
+    push_flag_table(L, lunas_ns_flags);
+    lua_setfield(L, -2, "namespaces");
+    lua_pushliteral(L, LUNAS_VERSION);
+    lua_setfield(L, -2, "version");
+    return 1;
+}

@@ -1,0 +1,126 @@
+/* lunas.h: helpers shared by every area of the lunas core.
+ *
+ * Conventions (see ARCHITECTURE.md):
+ *  - misuse raises through luaL_argerror, naming the bad field;
+ *  - system failures return nil, "op target: message", "ENAME";
+ *  - flags accept an integer, a comma string or a table of names;
+ *  - option tables are strict: an unknown key is an error. */
+#ifndef LUNAS_H
+#define LUNAS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#define LUNAS_VERSION "0.1.0"
+
+/* ---- errors ------------------------------------------------------------- */
+
+/* "ENOENT" for ENOENT; "E<number>" for an errno without a known name. */
+const char *lunas_errno_name(int err);
+/* errno for a name ("ENOENT"), or -1 when unknown. */
+int lunas_errno_from_name(const char *name);
+/* Pushes nil, "op target: strerror(err)", "ENAME" and returns 3. target may be NULL. */
+int lunas_push_error(lua_State *L, int err, const char *op, const char *target);
+/* Same, with a printf-formatted "op target" part. */
+int lunas_push_errorf(lua_State *L, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Raises "bad argument #arg to 'fn' (field 'field': <message>)". Never returns. */
+int lunas_field_error(lua_State *L, int arg, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---- flags -------------------------------------------------------------- */
+
+struct lunas_flag {
+    const char *name;
+    uint64_t value;
+};
+
+/* Parses the value at idx (nil -> 0, integer, "a,b" string, or a table of names) against a NULL-terminated
+ * table. Unknown names raise naming `field`. */
+uint64_t lunas_check_flags(lua_State *L, int idx, const struct lunas_flag *names, const char *field);
+/* The value of a single name, or raises. */
+uint64_t lunas_check_flag_name(lua_State *L, int arg, const char *name, const struct lunas_flag *names,
+                               const char *field);
+
+/* Namespace flag names (user, pid, mount|mnt, uts, ipc, net, cgroup, time). */
+extern const struct lunas_flag lunas_ns_flags[];
+/* The canonical name of one CLONE_NEW* flag, or NULL. */
+const char *lunas_ns_name(uint64_t flag);
+
+/* ---- option tables ------------------------------------------------------ */
+
+/* Raises unless idx is a table whose keys are all strings listed in `allowed` (NULL-terminated). */
+void lunas_check_options(lua_State *L, int idx, const char *const allowed[]);
+/* Field getters on the option table at idx: absent (nil) -> def; wrong type or range -> raise naming field. */
+lua_Integer lunas_opt_integer(lua_State *L, int idx, const char *field, lua_Integer def, lua_Integer min,
+                              lua_Integer max);
+double lunas_opt_number(lua_State *L, int idx, const char *field, double def);
+int lunas_opt_boolean(lua_State *L, int idx, const char *field, int def);
+/* Returns a string owned by the option table (valid while it is alive), or def. */
+const char *lunas_opt_string(lua_State *L, int idx, const char *field, const char *def);
+/* Pushes field onto the stack and returns its type; LUA_TNIL when absent. */
+int lunas_opt_field(lua_State *L, int idx, const char *field, int expected_type);
+
+/* Integer argument in [min, max] or raises naming field. */
+lua_Integer lunas_check_range(lua_State *L, int arg, const char *field, lua_Integer min, lua_Integer max);
+
+/* ---- signals ------------------------------------------------------------ */
+
+/* Signal from a number, "TERM" or "SIGTERM" (or "RTMIN+n"); raises naming field. */
+int lunas_check_signal(lua_State *L, int arg, const char *field);
+/* "TERM" for SIGTERM, or NULL. */
+const char *lunas_signal_name(int sig);
+
+/* ---- string arrays (argv, envp) ------------------------------------------ */
+
+/* Builds a NULL-terminated char* array from the array table at idx. The strings stay owned by Lua; the array
+ * itself lives in a userdata pushed on the stack (keep it there while in use). Raises naming field[i] on a
+ * non-string or a string containing NUL. min_len: minimum entries (argv needs 1). */
+char **lunas_check_string_array(lua_State *L, int idx, const char *field, int min_len);
+/* Builds "K=V" entries from a map {K = V} or keeps an array {"K=V", ...}; same ownership rules. */
+char **lunas_check_environment(lua_State *L, int idx, const char *field);
+
+/* ---- file descriptors ----------------------------------------------------- */
+
+#define LUNAS_FD "lunas.fd"
+
+/* A file descriptor owned by Lua: closed by close(), __close and __gc. */
+struct lunas_fd {
+    int fd;
+};
+
+/* Pushes a new fd object owning fd (fd < 0 allowed only transiently: callers allocate first, then fill). */
+struct lunas_fd *lunas_new_fd(lua_State *L, int fd);
+/* An fd number from an fd object, a process/namespace handle with a fileno() (via __name lookups) or a
+ * non-negative integer; raises naming field. */
+int lunas_check_fd(lua_State *L, int arg, const char *field);
+/* Registers the fd class. */
+void lunas_open_fd_class(lua_State *L);
+
+/* ---- classes and registration -------------------------------------------- */
+
+/* Creates the metatable `name` with `metamethods` (may be NULL) and an __index table of `methods`. Leaves
+ * nothing on the stack. */
+void lunas_new_class(lua_State *L, const char *name, const luaL_Reg *metamethods, const luaL_Reg *methods);
+/* Raises "attempt to use a closed <what>". */
+int lunas_closed_error(lua_State *L, const char *what);
+
+/* Each area adds its functions to the module table at the top of the stack. */
+void lunas_open_proc(lua_State *L);
+void lunas_open_ns(lua_State *L);
+void lunas_open_mount(lua_State *L);
+void lunas_open_net(lua_State *L);
+
+/* ---- small utilities ---------------------------------------------------- */
+
+/* write() all of buf, retrying on EINTR and short writes. 0 or -1 with errno. */
+int lunas_write_all(int fd, const void *buf, size_t len);
+/* Opens path (relative to dirfd) for writing and writes buf in ONE write() call (uid_map and friends need
+ * exactly that). 0 or -1 with errno. */
+int lunas_write_file(int dirfd, const char *path, const char *buf, size_t len);
+/* CLOCK_MONOTONIC in seconds. */
+double lunas_now(void);
+
+#endif

@@ -1,0 +1,421 @@
+/* ns.c: namespaces: unshare, setns, handles on namespace files, persistence by bind mount, uid/gid maps,
+ * time namespace offsets, and the UTS names. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/nsfs.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "lunas.h"
+
+#define LUNAS_NS "lunas.ns"
+/* The kernel takes a uid/gid map in one write of less than a page, and at most 340 lines. */
+#define MAP_MAX_LINES 340
+#define MAP_MAX_BYTES 4095
+
+struct lunas_ns {
+    int fd;
+    uint64_t type; /* CLONE_NEW* */
+    ino_t ino;
+    dev_t dev;
+};
+
+/* Namespace file names under /proc/PID/ns, by flag. */
+static const struct lunas_flag ns_files[] = {
+    {"user", CLONE_NEWUSER}, {"pid", CLONE_NEWPID}, {"mnt", CLONE_NEWNS},        {"uts", CLONE_NEWUTS},
+    {"ipc", CLONE_NEWIPC},   {"net", CLONE_NEWNET}, {"cgroup", CLONE_NEWCGROUP}, {"time", CLONE_NEWTIME},
+    {NULL, 0},
+};
+
+static const char *ns_file_name(uint64_t type) {
+    for (const struct lunas_flag *f = ns_files; f->name; f++)
+        if (f->value == type) return f->name;
+    return NULL;
+}
+
+/* ---- handles ------------------------------------------------------------ */
+
+static struct lunas_ns *check_ns(lua_State *L, int arg) {
+    struct lunas_ns *ns = luaL_checkudata(L, arg, LUNAS_NS);
+    if (ns->fd < 0) lunas_closed_error(L, "namespace");
+    return ns;
+}
+
+/* Fills type/ino/dev from an open namespace fd; -1 with errno when fd is not a namespace. */
+static int describe_ns_fd(struct lunas_ns *ns) {
+    struct stat st;
+    if (fstat(ns->fd, &st) < 0) return -1;
+    int type = ioctl(ns->fd, NS_GET_NSTYPE);
+    if (type < 0) return -1;
+    ns->type = (uint64_t)type;
+    ns->ino = st.st_ino;
+    ns->dev = st.st_dev;
+    return 0;
+}
+
+static int ns_type(lua_State *L) {
+    lua_pushstring(L, lunas_ns_name(check_ns(L, 1)->type));
+    return 1;
+}
+
+static int ns_id(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)check_ns(L, 1)->ino);
+    return 1;
+}
+
+static int ns_fileno(lua_State *L) {
+    lua_pushinteger(L, check_ns(L, 1)->fd);
+    return 1;
+}
+
+static int ns_close(lua_State *L) {
+    struct lunas_ns *ns = luaL_checkudata(L, 1, LUNAS_NS);
+    if (ns->fd >= 0) close(ns->fd);
+    ns->fd = -1;
+    return 0;
+}
+
+static int ns_eq(lua_State *L) {
+    struct lunas_ns *a = check_ns(L, 1), *b = check_ns(L, 2);
+    lua_pushboolean(L, a->ino == b->ino && a->dev == b->dev);
+    return 1;
+}
+
+static int ns_tostring(lua_State *L) {
+    struct lunas_ns *ns = luaL_checkudata(L, 1, LUNAS_NS);
+    if (ns->fd < 0) lua_pushliteral(L, "namespace (closed)");
+    else lua_pushfstring(L, "%s:[%I]", ns_file_name(ns->type), (lua_Integer)ns->ino);
+    return 1;
+}
+
+/* ns_open(type [, pid]) opens /proc/PID/ns/TYPE (pid defaults to self); ns_open(path) opens a namespace file
+ * such as /run/netns/NAME. */
+static int ns_open(lua_State *L) {
+    const char *what = luaL_checkstring(L, 1);
+    char path[PATH_MAX];
+    uint64_t expect = 0;
+    if (strchr(what, '/')) {
+        if (!lua_isnoneornil(L, 2)) return lunas_field_error(L, 2, "pid", "not allowed with a path");
+        if (strlen(what) >= sizeof path) return lunas_field_error(L, 1, "path", "too long");
+        snprintf(path, sizeof path, "%s", what);
+    } else {
+        expect = lunas_check_flag_name(L, 1, what, lunas_ns_flags, "type");
+        if (lua_isnoneornil(L, 2)) snprintf(path, sizeof path, "/proc/self/ns/%s", ns_file_name(expect));
+        else
+            snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)lunas_check_range(L, 2, "pid", 1, INT32_MAX),
+                     ns_file_name(expect));
+    }
+    struct lunas_ns *ns = lua_newuserdatauv(L, sizeof *ns, 0);
+    ns->fd = -1;
+    luaL_setmetatable(L, LUNAS_NS);
+    ns->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (ns->fd < 0) return lunas_push_error(L, errno, "open namespace", path);
+    if (describe_ns_fd(ns) < 0) {
+        int err = errno == ENOTTY ? EINVAL : errno;
+        close(ns->fd);
+        ns->fd = -1;
+        return lunas_push_errorf(L, err, "open namespace %s (not a namespace file)", path);
+    }
+    return 1;
+}
+
+/* ns_ids([pid]) -> {net = inode, ...} for every namespace of the process (self by default). */
+static int ns_ids(lua_State *L) {
+    int pid = lua_isnoneornil(L, 1) ? 0 : (int)lunas_check_range(L, 1, "pid", 1, INT32_MAX);
+    char path[64];
+    lua_newtable(L);
+    for (const struct lunas_flag *f = ns_files; f->name; f++) {
+        struct stat st;
+        if (pid) snprintf(path, sizeof path, "/proc/%d/ns/%s", pid, f->name);
+        else snprintf(path, sizeof path, "/proc/self/ns/%s", f->name);
+        if (stat(path, &st) < 0) {
+            if (errno == ENOENT && f->value == CLONE_NEWTIME) continue; /* kernel without time namespaces */
+            return lunas_push_error(L, errno, "stat", path);
+        }
+        lua_pushinteger(L, (lua_Integer)st.st_ino);
+        lua_setfield(L, -2, lunas_ns_name(f->value));
+    }
+    return 1;
+}
+
+/* ---- unshare and setns ---------------------------------------------------- */
+
+static int ns_unshare(lua_State *L) {
+    uint64_t flags = lunas_check_flags(L, 1, lunas_ns_flags, "flags");
+    if (flags == 0) return lunas_field_error(L, 1, "flags", "at least one namespace expected");
+    if (unshare((int)flags) < 0) return lunas_push_errorf(L, errno, "unshare %s", luaL_tolstring(L, 1, NULL));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* setns(target [, flags]): target is a namespace handle, a namespace file path, a process (pidfd: flags name
+ * the namespaces to join, several at once), or a file descriptor. */
+static int ns_setns(lua_State *L) {
+    uint64_t flags = lunas_check_flags(L, 2, lunas_ns_flags, "flags");
+    int fd = -1, owned = 0;
+    char what[PATH_MAX + 32];
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        const char *path = lua_tostring(L, 1);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return lunas_push_error(L, errno, "setns", path);
+        owned = 1;
+        snprintf(what, sizeof what, "%s", path);
+    } else if (luaL_testudata(L, 1, LUNAS_NS)) {
+        struct lunas_ns *ns = check_ns(L, 1);
+        fd = ns->fd;
+        if (flags && flags != ns->type) return lunas_field_error(L, 2, "flags", "do not match the handle's type");
+        snprintf(what, sizeof what, "%s:[%lu]", ns_file_name(ns->type), (unsigned long)ns->ino);
+    } else {
+        fd = lunas_check_fd(L, 1, "target");
+        snprintf(what, sizeof what, "fd %d", fd);
+        if (luaL_testudata(L, 1, "lunas.process")) {
+            if (!flags) return lunas_field_error(L, 2, "flags", "namespaces to join expected with a process");
+            lua_getfield(L, 1, "pid");
+            snprintf(what, sizeof what, "pid %d", (int)lua_tointeger(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    int r = setns(fd, (int)flags);
+    int err = errno;
+    if (owned) close(fd);
+    if (r < 0) return lunas_push_error(L, err, "setns", what);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ---- persistence ---------------------------------------------------------- */
+
+/* Makes dir a shared mount point, binding it onto itself first when it is not a mount yet: what `ip netns add`
+ * does so that namespace mounts made later propagate to mount namespaces created earlier. */
+static int make_shared_mount_dir(const char *dir) {
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) return -1;
+    if (mount("", dir, NULL, MS_SHARED | MS_REC, NULL) == 0) return 0;
+    if (errno != EINVAL) return -1;
+    if (mount(dir, dir, NULL, MS_BIND | MS_REC, NULL) < 0) return -1;
+    return mount("", dir, NULL, MS_SHARED | MS_REC, NULL);
+}
+
+static int parent_dir(const char *path, char *dir, size_t size) {
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path || (size_t)(slash - path) >= size) return -1;
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = '\0';
+    return 0;
+}
+
+/* persist(ns, path [, {shared_dir = true}]): keeps a namespace alive after its last process by bind-mounting it
+ * onto path (created, must not exist). With shared_dir the directory becomes a shared mount point like
+ * /run/netns, so `ip netns` sees it from every mount namespace. */
+static int ns_persist(lua_State *L) {
+    static const char *const allowed[] = {"shared_dir", NULL};
+    int fd = luaL_testudata(L, 1, LUNAS_NS) ? check_ns(L, 1)->fd : lunas_check_fd(L, 1, "ns");
+    const char *path = luaL_checkstring(L, 2);
+    int shared = 0;
+    if (!lua_isnoneornil(L, 3)) {
+        lunas_check_options(L, 3, allowed);
+        shared = lunas_opt_boolean(L, 3, "shared_dir", 0);
+    }
+    char dir[PATH_MAX], source[64];
+    if (path[0] != '/' || parent_dir(path, dir, sizeof dir) < 0)
+        return lunas_field_error(L, 2, "path", "absolute path of a file expected");
+    if (shared && make_shared_mount_dir(dir) < 0) return lunas_push_error(L, errno, "persist: share directory", dir);
+    int file = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0444);
+    if (file < 0) return lunas_push_error(L, errno, "persist: create", path);
+    close(file);
+    snprintf(source, sizeof source, "/proc/self/fd/%d", fd);
+    if (mount(source, path, NULL, MS_BIND, NULL) < 0) {
+        int err = errno;
+        unlink(path);
+        return lunas_push_error(L, err, "persist: bind", path);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* unpersist(path): detaches the bind mount and removes the file. */
+static int ns_unpersist(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    if (umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL)
+        return lunas_push_error(L, errno, "unpersist: umount", path);
+    if (unlink(path) < 0) return lunas_push_error(L, errno, "unpersist: unlink", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ---- uid/gid maps --------------------------------------------------------- */
+
+/* Formats the ranges table at arg ({ {inside, outside, count}, ... }) as a map file body. */
+static size_t format_map(lua_State *L, int arg, const char *field, char *buf, size_t size) {
+    if (lua_type(L, arg) != LUA_TTABLE) lunas_field_error(L, 2, field, "table of {inside, outside, count} expected");
+    lua_Integer n = (lua_Integer)lua_rawlen(L, arg);
+    if (n < 1 || n > MAP_MAX_LINES) lunas_field_error(L, 2, field, "1 to %d ranges expected", MAP_MAX_LINES);
+    size_t len = 0;
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, arg, i) != LUA_TTABLE) lunas_field_error(L, 2, field, "range %d: table expected", (int)i);
+        lua_Integer v[3];
+        for (int k = 0; k < 3; k++) {
+            int ok = 0;
+            lua_rawgeti(L, -1, k + 1);
+            v[k] = lua_tointegerx(L, -1, &ok);
+            if (!ok || v[k] < 0 || v[k] > UINT32_MAX - 1)
+                lunas_field_error(L, 2, field, "range %d: three ids {inside, outside, count} expected", (int)i);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        if (v[2] < 1 || v[0] + v[2] > (lua_Integer)UINT32_MAX || v[1] + v[2] > (lua_Integer)UINT32_MAX)
+            lunas_field_error(L, 2, field, "range %d: count out of range", (int)i);
+        int w = snprintf(buf + len, size - len, "%lld %lld %lld\n", (long long)v[0], (long long)v[1], (long long)v[2]);
+        if (w < 0 || (size_t)w >= size - len) lunas_field_error(L, 2, field, "map longer than %d bytes", MAP_MAX_BYTES);
+        len += (size_t)w;
+    }
+    return len;
+}
+
+static int open_proc_dir(lua_State *L, int arg) {
+    char path[32];
+    if (lua_isnoneornil(L, arg) || (lua_isinteger(L, arg) && lua_tointeger(L, arg) == 0)) snprintf(path, sizeof path, "/proc/self");
+    else snprintf(path, sizeof path, "/proc/%d", (int)lunas_check_range(L, arg, "pid", 0, INT32_MAX));
+    return open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* id_maps(pid, {uid = ranges, gid = ranges, setgroups = "deny"|"allow"}): writes /proc/PID/uid_map,
+ * setgroups and gid_map in that order, each in one write. pid 0 means the calling process. */
+static int ns_id_maps(lua_State *L) {
+    static const char *const allowed[] = {"uid", "gid", "setgroups", NULL};
+    static const char *const setgroups_values[] = {"deny", "allow", NULL};
+    lunas_check_options(L, 2, allowed);
+    char uid_map[MAP_MAX_BYTES + 1], gid_map[MAP_MAX_BYTES + 1];
+    size_t uid_len = 0, gid_len = 0;
+    if (lua_getfield(L, 2, "uid") != LUA_TNIL) uid_len = format_map(L, lua_gettop(L), "uid", uid_map, sizeof uid_map);
+    if (lua_getfield(L, 2, "gid") != LUA_TNIL) gid_len = format_map(L, lua_gettop(L), "gid", gid_map, sizeof gid_map);
+    const char *setgroups = NULL;
+    if (lua_getfield(L, 2, "setgroups") != LUA_TNIL) {
+        if (lua_type(L, -1) != LUA_TSTRING) return lunas_field_error(L, 2, "setgroups", "'deny' or 'allow' expected");
+        setgroups = setgroups_values[luaL_checkoption(L, lua_gettop(L), NULL, setgroups_values)];
+    }
+    int dir = open_proc_dir(L, 1);
+    if (dir < 0) return lunas_push_error(L, errno, "id_maps: open", "/proc/PID");
+    const char *failed = NULL;
+    if (uid_len && lunas_write_file(dir, "uid_map", uid_map, uid_len) < 0) failed = "uid_map";
+    else if (setgroups && lunas_write_file(dir, "setgroups", setgroups, strlen(setgroups)) < 0) failed = "setgroups";
+    else if (gid_len && lunas_write_file(dir, "gid_map", gid_map, gid_len) < 0) failed = "gid_map";
+    int err = errno;
+    close(dir);
+    if (failed) {
+        lua_Integer pid = lua_isnoneornil(L, 1) ? 0 : lua_tointeger(L, 1);
+        return pid ? lunas_push_errorf(L, err, "write /proc/%d/%s", (int)pid, failed)
+                   : lunas_push_errorf(L, err, "write /proc/self/%s", failed);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ---- time namespace offsets ---------------------------------------------- */
+
+static int format_offset(char *buf, size_t size, const char *clock, double seconds) {
+    long long sec = (long long)seconds;
+    long long nsec = (long long)((seconds - (double)sec) * 1e9);
+    if (nsec < 0) {
+        sec -= 1;
+        nsec += 1000000000LL;
+    }
+    return snprintf(buf, size, "%s %lld %lld\n", clock, sec, nsec);
+}
+
+/* timens_offsets(pid, {monotonic = seconds, boottime = seconds}): only before any process entered the time
+ * namespace (a process that unshared CLONE_NEWTIME writes /proc/self/timens_offsets, its children enter). */
+static int ns_timens_offsets(lua_State *L) {
+    static const char *const allowed[] = {"monotonic", "boottime", NULL};
+    lunas_check_options(L, 2, allowed);
+    char buf[128];
+    int len = 0;
+    for (const char *const *clock = allowed; *clock; clock++) {
+        if (lua_getfield(L, 2, *clock) == LUA_TNIL) continue;
+        if (lua_type(L, -1) != LUA_TNUMBER) return lunas_field_error(L, 2, *clock, "number of seconds expected");
+        double s = lua_tonumber(L, -1);
+        if (!(s > -1e12 && s < 1e12)) return lunas_field_error(L, 2, *clock, "offset out of range");
+        len += format_offset(buf + len, sizeof buf - (size_t)len, *clock, s);
+    }
+    int dir = open_proc_dir(L, 1);
+    if (dir < 0) return lunas_push_error(L, errno, "timens_offsets: open", "/proc/PID");
+    int r = len ? lunas_write_file(dir, "timens_offsets", buf, (size_t)len) : 0;
+    int err = errno;
+    close(dir);
+    if (r < 0) return lunas_push_error(L, err, "write", "timens_offsets");
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ---- UTS ------------------------------------------------------------------ */
+
+static const char *check_uts_name(lua_State *L, int arg, const char *field, size_t *len) {
+    const char *s = luaL_checklstring(L, arg, len);
+    if (*len == 0 || *len > 64 || strlen(s) != *len) lunas_field_error(L, arg, field, "1 to 64 bytes expected");
+    return s;
+}
+
+static int ns_sethostname(lua_State *L) {
+    size_t len;
+    const char *name = check_uts_name(L, 1, "hostname", &len);
+    if (sethostname(name, len) < 0) return lunas_push_error(L, errno, "sethostname", name);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int ns_setdomainname(lua_State *L) {
+    size_t len;
+    const char *name = check_uts_name(L, 1, "domainname", &len);
+    if (setdomainname(name, len) < 0) return lunas_push_error(L, errno, "setdomainname", name);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int ns_uname(lua_State *L) {
+    struct utsname u;
+    if (uname(&u) < 0) return lunas_push_error(L, errno, "uname", NULL);
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, u.sysname);
+    lua_setfield(L, -2, "sysname");
+    lua_pushstring(L, u.nodename);
+    lua_setfield(L, -2, "hostname");
+    lua_pushstring(L, u.release);
+    lua_setfield(L, -2, "release");
+    lua_pushstring(L, u.version);
+    lua_setfield(L, -2, "version");
+    lua_pushstring(L, u.machine);
+    lua_setfield(L, -2, "machine");
+    lua_pushstring(L, u.domainname);
+    lua_setfield(L, -2, "domainname");
+    return 1;
+}
+
+void lunas_open_ns(lua_State *L) {
+    static const luaL_Reg meta[] = {
+        {"__gc", ns_close}, {"__close", ns_close}, {"__eq", ns_eq}, {"__tostring", ns_tostring}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {
+        {"type", ns_type}, {"id", ns_id}, {"fileno", ns_fileno}, {"close", ns_close}, {NULL, NULL}};
+    static const luaL_Reg functions[] = {
+        {"ns_open", ns_open},
+        {"ns_ids", ns_ids},
+        {"unshare", ns_unshare},
+        {"setns", ns_setns},
+        {"persist", ns_persist},
+        {"unpersist", ns_unpersist},
+        {"id_maps", ns_id_maps},
+        {"timens_offsets", ns_timens_offsets},
+        {"sethostname", ns_sethostname},
+        {"setdomainname", ns_setdomainname},
+        {"uname", ns_uname},
+        {NULL, NULL},
+    };
+    lunas_new_class(L, LUNAS_NS, meta, methods);
+    luaL_setfuncs(L, functions, 0);
+}

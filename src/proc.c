@@ -1,0 +1,815 @@
+/* proc.c: process creation (clone3), exec, pidfd handles, the PID 1 reaper, and per-process attributes
+ * (prctl, rlimits, ids, session, signals, fds). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/sched.h>
+#include <math.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <grp.h>
+
+#include "lunas.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3 /* linux/wait.h, which clashes with glibc's idtype_t */
+#endif
+
+#define LUNAS_PROCESS "lunas.process"
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+/* Exit code of a child whose Lua function raised (as docker/crun use 125 for "the runtime failed"). */
+#define CHILD_LUA_ERROR 125
+#define CHILD_EXEC_FAILED 127
+
+extern char **environ;
+
+struct lunas_process {
+    pid_t pid;
+    int pidfd;
+    pid_t owner; /* the process that created the handle: only it may reap */
+    int reaped;
+    int status_kind; /* 0 exited, 1 signaled */
+    int status;      /* exit code or signal number */
+    int core;
+};
+
+/* ---- exec --------------------------------------------------------------- */
+
+static const char *env_lookup(char **envp, const char *name) {
+    size_t len = strlen(name);
+    for (char **e = envp; e && *e; e++)
+        if (strncmp(*e, name, len) == 0 && (*e)[len] == '=') return *e + len + 1;
+    return NULL;
+}
+
+/* execve with a PATH search taken from envp (not from our own environment: the payload's PATH decides).
+ * Never falls back to /bin/sh on ENOEXEC: lunas runs no shell. Returns -1 with errno. */
+static int exec_search(const char *file, char *const argv[], char *const envp[], int search) {
+    if (!search || strchr(file, '/')) return execve(file, argv, envp);
+    const char *path = env_lookup((char **)envp, "PATH");
+    if (!path || !*path) path = DEFAULT_PATH;
+    size_t flen = strlen(file);
+    int saw_eacces = 0;
+    for (const char *p = path;; p++) {
+        const char *colon = strchrnul(p, ':');
+        size_t dlen = (size_t)(colon - p);
+        char buf[PATH_MAX];
+        if (dlen + flen + 2 <= sizeof buf) {
+            if (dlen) memcpy(buf, p, dlen);
+            else buf[dlen++] = '.'; /* an empty PATH entry means the current directory */
+            buf[dlen] = '/';
+            memcpy(buf + dlen + 1, file, flen + 1);
+            execve(buf, argv, envp);
+            if (errno == EACCES) saw_eacces = 1;
+            else if (errno != ENOENT && errno != ENOTDIR && errno != ESTALE && errno != ENODEV) return -1;
+        }
+        if (!*colon) break;
+        p = colon;
+    }
+    errno = saw_eacces ? EACCES : ENOENT;
+    return -1;
+}
+
+static void reset_signal_state(void) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+}
+
+struct exec_request {
+    const char *file;
+    char **argv;
+    char **envp;
+    int search;
+};
+
+/* Reads exec(argv, opts)-style arguments: argv table at arg, options {env=, path=, argv0=} at arg+1.
+ * Leaves helper userdata on the stack. */
+static void check_exec_request(lua_State *L, int argv_arg, int opts_arg, struct exec_request *req) {
+    static const char *const allowed[] = {"env", "path", "argv0", NULL};
+    req->argv = lunas_check_string_array(L, argv_arg, "argv", 1);
+    req->file = req->argv[0];
+    req->envp = environ;
+    req->search = 1;
+    if (opts_arg && !lua_isnoneornil(L, opts_arg)) {
+        lunas_check_options(L, opts_arg, allowed);
+        req->search = lunas_opt_boolean(L, opts_arg, "path", 1);
+        if (lunas_opt_field(L, opts_arg, "env", LUA_TTABLE) != LUA_TNIL) req->envp = lunas_check_environment(L, -1, "env");
+        /* argv0 replaces what the program sees as argv[0]; the file run stays argv[1]. */
+        const char *argv0 = lunas_opt_string(L, opts_arg, "argv0", NULL);
+        if (argv0) {
+            size_t n = 0;
+            while (req->argv[n]) n++;
+            char **copy = lua_newuserdatauv(L, (n + 1) * sizeof(char *), 0);
+            memcpy(copy, req->argv, (n + 1) * sizeof(char *));
+            copy[0] = (char *)argv0;
+            req->argv = copy;
+        }
+    }
+}
+
+static int proc_exec(lua_State *L) {
+    struct exec_request req;
+    check_exec_request(L, 1, 2, &req);
+    fflush(NULL);
+    reset_signal_state();
+    exec_search(req.file, req.argv, req.envp, req.search);
+    return lunas_push_error(L, errno, "exec", req.file);
+}
+
+/* ---- process handles ---------------------------------------------------- */
+
+static struct lunas_process *check_process(lua_State *L, int arg) {
+    struct lunas_process *p = luaL_checkudata(L, arg, LUNAS_PROCESS);
+    if (p->pidfd < 0) lunas_closed_error(L, "process");
+    return p;
+}
+
+static struct lunas_process *new_process(lua_State *L) {
+    struct lunas_process *p = lua_newuserdatauv(L, sizeof *p, 0);
+    memset(p, 0, sizeof *p);
+    p->pidfd = -1;
+    p->owner = getpid();
+    luaL_setmetatable(L, LUNAS_PROCESS);
+    return p;
+}
+
+static void record_status(struct lunas_process *p, const siginfo_t *info) {
+    p->reaped = 1;
+    p->status_kind = info->si_code == CLD_EXITED ? 0 : 1;
+    p->status = info->si_status;
+    p->core = info->si_code == CLD_DUMPED;
+}
+
+static void push_status(lua_State *L, const struct lunas_process *p) {
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, p->pid);
+    lua_setfield(L, -2, "pid");
+    if (p->reaped && p->status_kind == 0) {
+        lua_pushinteger(L, p->status);
+        lua_setfield(L, -2, "status");
+    } else if (p->reaped) {
+        lua_pushinteger(L, p->status);
+        lua_setfield(L, -2, "signal");
+        const char *name = lunas_signal_name(p->status);
+        if (name) {
+            lua_pushstring(L, name);
+            lua_setfield(L, -2, "signame");
+        }
+        lua_pushboolean(L, p->core);
+        lua_setfield(L, -2, "core");
+    }
+}
+
+/* Waits until the pidfd is readable (the process exited) or the timeout passes. 1 ready, 0 timeout, -1 error. */
+static int wait_readable(int fd, double timeout) {
+    double deadline = timeout >= 0 ? lunas_now() + timeout : 0;
+    for (;;) {
+        int ms = -1;
+        if (timeout >= 0) {
+            double left = deadline - lunas_now();
+            ms = left <= 0 ? 0 : (int)ceil(left * 1000.0);
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int n = poll(&pfd, 1, ms);
+        if (n > 0) return 1;
+        if (n == 0) return 0;
+        if (errno != EINTR) return -1;
+    }
+}
+
+static int reap(struct lunas_process *p, int options) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    int r;
+    do r = waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &info, WEXITED | options);
+    while (r < 0 && errno == EINTR);
+    if (r == 0 && info.si_pid != 0) record_status(p, &info);
+    return r;
+}
+
+static int process_wait(lua_State *L) {
+    struct lunas_process *p = check_process(L, 1);
+    double timeout = -1;
+    if (!lua_isnoneornil(L, 2)) {
+        timeout = luaL_checknumber(L, 2);
+        if (!(timeout >= 0)) return lunas_field_error(L, 2, "timeout", "non-negative number of seconds expected");
+    }
+    if (!p->reaped) {
+        int ready = wait_readable(p->pidfd, timeout);
+        if (ready < 0) return lunas_push_errorf(L, errno, "wait pid %d", (int)p->pid);
+        if (ready == 0) return lunas_push_errorf(L, ETIMEDOUT, "wait pid %d", (int)p->pid);
+        if (p->owner != getpid() || reap(p, 0) < 0) {
+            /* Not our child (a pidfd_open of another process): it has exited, but its status is its parent's. */
+            if (p->owner == getpid() && errno != ECHILD) return lunas_push_errorf(L, errno, "wait pid %d", (int)p->pid);
+            p->reaped = 1;
+            p->status_kind = -1;
+        }
+    }
+    push_status(L, p);
+    return 1;
+}
+
+static int process_kill(lua_State *L) {
+    struct lunas_process *p = check_process(L, 1);
+    int sig = lua_isnoneornil(L, 2) ? SIGTERM : lunas_check_signal(L, 2, "signal");
+    if (syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) < 0)
+        return lunas_push_errorf(L, errno, "kill pid %d", (int)p->pid);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* alive(): false once the process has exited (reaped or not); never blocks. */
+static int process_alive(lua_State *L) {
+    struct lunas_process *p = check_process(L, 1);
+    int ready = p->reaped ? 1 : wait_readable(p->pidfd, 0);
+    if (ready < 0) return lunas_push_errorf(L, errno, "poll pid %d", (int)p->pid);
+    lua_pushboolean(L, ready == 0);
+    return 1;
+}
+
+static int process_fileno(lua_State *L) {
+    lua_pushinteger(L, check_process(L, 1)->pidfd);
+    return 1;
+}
+
+static int process_close(lua_State *L) {
+    struct lunas_process *p = luaL_checkudata(L, 1, LUNAS_PROCESS);
+    if (p->pidfd >= 0) {
+        /* Collect an exited child so it does not linger as a zombie; never wait or kill here. */
+        if (!p->reaped && p->owner == getpid()) reap(p, WNOHANG);
+        close(p->pidfd);
+        p->pidfd = -1;
+    }
+    return 0;
+}
+
+static int process_index(lua_State *L) {
+    struct lunas_process *p = luaL_checkudata(L, 1, LUNAS_PROCESS);
+    const char *key = lua_tostring(L, 2);
+    if (key && strcmp(key, "pid") == 0) {
+        lua_pushinteger(L, p->pid);
+        return 1;
+    }
+    lua_pushvalue(L, 2);
+    lua_gettable(L, lua_upvalueindex(1));
+    return 1;
+}
+
+static int process_tostring(lua_State *L) {
+    struct lunas_process *p = luaL_checkudata(L, 1, LUNAS_PROCESS);
+    lua_pushfstring(L, "process %d%s", (int)p->pid, p->pidfd < 0 ? " (closed)" : "");
+    return 1;
+}
+
+static void open_process_class(lua_State *L) {
+    static const luaL_Reg meta[] = {
+        {"__gc", process_close}, {"__close", process_close}, {"__tostring", process_tostring}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"wait", process_wait},   {"kill", process_kill},  {"alive", process_alive}, {"fileno", process_fileno},
+                                       {"close", process_close}, {NULL, NULL}};
+    if (!luaL_newmetatable(L, LUNAS_PROCESS)) {
+        lua_pop(L, 1);
+        return;
+    }
+    luaL_setfuncs(L, meta, 0);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_pushcclosure(L, process_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
+
+static int proc_pidfd_open(lua_State *L) {
+    pid_t pid = (pid_t)lunas_check_range(L, 1, "pid", 1, INT32_MAX);
+    struct lunas_process *p = new_process(L);
+    p->pid = pid;
+    p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (p->pidfd < 0) return lunas_push_errorf(L, errno, "pidfd_open pid %d", (int)pid);
+    fcntl(p->pidfd, F_SETFD, FD_CLOEXEC);
+    return 1;
+}
+
+/* ---- spawn -------------------------------------------------------------- */
+
+static pid_t clone3_fork(uint64_t flags, int cgroup_fd, int *pidfd) {
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = flags;
+    args.exit_signal = SIGCHLD;
+    if (pidfd) {
+        args.flags |= CLONE_PIDFD;
+        args.pidfd = (uint64_t)(uintptr_t)pidfd;
+    }
+    if (cgroup_fd >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)cgroup_fd;
+    }
+    fflush(NULL); /* the child must not inherit unwritten output */
+    return (pid_t)syscall(SYS_clone3, &args, sizeof args);
+}
+
+static int child_traceback(lua_State *L) {
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* Runs the function at fn_idx in a freshly cloned child and _exits with its result: an integer is the exit
+ * code, true/nil mean 0, false means 1, an error is printed and gives CHILD_LUA_ERROR. Never returns, and never
+ * lets an error unwind into the parent's frames (which this copy of the Lua state still holds). */
+__attribute__((noreturn)) static void child_run_function(lua_State *L, int fn_idx) {
+    int code = 0;
+    lua_pushcfunction(L, child_traceback);
+    lua_pushvalue(L, fn_idx);
+    if (lua_pcall(L, 0, 1, -2) != LUA_OK) {
+        fprintf(stderr, "lunas: child %d: %s\n", (int)getpid(), lua_tostring(L, -1));
+        code = CHILD_LUA_ERROR;
+    } else if (lua_isinteger(L, -1)) {
+        code = (int)(lua_tointeger(L, -1) & 0xff);
+    } else if (lua_isboolean(L, -1)) {
+        code = lua_toboolean(L, -1) ? 0 : 1;
+    }
+    fflush(NULL);
+    _exit(code);
+}
+
+__attribute__((noreturn)) static void child_exec(const struct exec_request *req, int report_fd) {
+    reset_signal_state();
+    exec_search(req->file, req->argv, req->envp, req->search);
+    int err = errno;
+    (void)!write(report_fd, &err, sizeof err);
+    _exit(CHILD_EXEC_FAILED);
+}
+
+/* After an argv spawn: the CLOEXEC report pipe gives EOF when exec succeeded, or the child's errno. */
+static int exec_report(int report_fd) {
+    int err = 0;
+    ssize_t n;
+    do n = read(report_fd, &err, sizeof err);
+    while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof err ? err : 0;
+}
+
+static const char *const spawn_options[] = {"flags", "fn", "argv", "env", "path", "argv0", "cgroup", NULL};
+
+static int proc_spawn(lua_State *L) {
+    lunas_check_options(L, 1, spawn_options);
+    uint64_t flags = 0;
+    lunas_opt_field(L, 1, "flags", LUA_TNONE);
+    flags = lunas_check_flags(L, -1, lunas_ns_flags, "flags");
+    lua_pop(L, 1);
+    int has_fn = lunas_opt_field(L, 1, "fn", LUA_TFUNCTION) != LUA_TNIL;
+    int fn_idx = lua_gettop(L);
+    int has_argv = lunas_opt_field(L, 1, "argv", LUA_TTABLE) != LUA_TNIL;
+    int argv_idx = lua_gettop(L);
+    if (has_fn == has_argv) return luaL_argerror(L, 1, "exactly one of 'fn' and 'argv' expected");
+    struct exec_request req = {0};
+    if (has_argv) {
+        /* Reuse the exec option parser on a view of the spawn table. */
+        lua_createtable(L, 0, 3);
+        for (const char *const *k = (const char *const[]){"env", "path", "argv0", NULL}; *k; k++) {
+            lua_getfield(L, 1, *k);
+            lua_setfield(L, -2, *k);
+        }
+        check_exec_request(L, argv_idx, lua_gettop(L), &req);
+    } else {
+        for (const char *const *k = (const char *const[]){"env", "path", "argv0", NULL}; *k; k++)
+            if (lunas_opt_field(L, 1, *k, LUA_TNONE) != LUA_TNIL) lunas_field_error(L, 1, *k, "only valid with 'argv'");
+        lua_pop(L, 3);
+    }
+    int cgroup_fd = -1;
+    if (lunas_opt_field(L, 1, "cgroup", LUA_TNONE) != LUA_TNIL) cgroup_fd = lunas_check_fd(L, -1, "cgroup");
+
+    struct lunas_process *p = new_process(L);
+    int report[2] = {-1, -1};
+    if (has_argv && pipe2(report, O_CLOEXEC) < 0) return lunas_push_error(L, errno, "spawn", "pipe");
+    int pidfd = -1;
+    pid_t pid = clone3_fork(flags, cgroup_fd, &pidfd);
+    if (pid == 0) {
+        if (has_fn) child_run_function(L, fn_idx);
+        close(report[0]);
+        child_exec(&req, report[1]);
+    }
+    int saved = errno;
+    if (has_argv) close(report[1]);
+    if (pid < 0) {
+        if (has_argv) close(report[0]);
+        return lunas_push_error(L, saved, "clone3", req.file ? req.file : "function");
+    }
+    p->pid = pid;
+    p->pidfd = pidfd;
+    if (has_argv) {
+        int err = exec_report(report[0]);
+        close(report[0]);
+        if (err) {
+            reap(p, 0);
+            return lunas_push_error(L, err, "exec", req.file);
+        }
+    }
+    return 1;
+}
+
+/* ---- the reaper (PID 1 of a sandbox) ------------------------------------- */
+
+static void close_listed_fds(lua_State *L, int opts) {
+    if (lunas_opt_field(L, opts, "close", LUA_TTABLE) == LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        if (luaL_testudata(L, -1, LUNAS_FD)) {
+            struct lunas_fd *f = lua_touserdata(L, -1);
+            if (f->fd >= 0) close(f->fd);
+            f->fd = -1;
+        } else if (lua_isinteger(L, -1)) {
+            close((int)lua_tointeger(L, -1));
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+/* Forwards signals to the payload and reaps every child until the payload exits; then reports the payload's
+ * raw wait status on status_fd and exits with its code (128+N for a signal). */
+__attribute__((noreturn)) static void reaper_loop(int sigfd, pid_t payload, int status_fd) {
+    for (;;) {
+        struct signalfd_siginfo si;
+        ssize_t n = read(sigfd, &si, sizeof si);
+        if (n != (ssize_t)sizeof si) {
+            if (n < 0 && errno == EINTR) continue;
+            _exit(CHILD_LUA_ERROR);
+        }
+        if (si.ssi_signo != SIGCHLD) {
+            kill(payload, (int)si.ssi_signo);
+            continue;
+        }
+        int st;
+        pid_t w;
+        while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
+            if (w != payload) continue;
+            if (status_fd >= 0) (void)!write(status_fd, &st, sizeof st);
+            _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+        }
+    }
+}
+
+static int proc_reaper(lua_State *L) {
+    static const char *const allowed[] = {"fn", "status", "close", "subreaper", NULL};
+    lunas_check_options(L, 1, allowed);
+    if (lunas_opt_field(L, 1, "fn", LUA_TFUNCTION) == LUA_TNIL) return lunas_field_error(L, 1, "fn", "function expected");
+    int fn_idx = lua_gettop(L);
+    int status_fd = -1;
+    if (lunas_opt_field(L, 1, "status", LUA_TNONE) != LUA_TNIL) status_fd = lunas_check_fd(L, -1, "status");
+    int subreaper = lunas_opt_boolean(L, 1, "subreaper", getpid() != 1);
+
+    /* Block every signal before the payload exists, so none sent in between is lost; the payload restores
+     * its mask, and exec through lunas resets it anyway. */
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    int sigfd = signalfd(-1, &all, SFD_CLOEXEC);
+    if (sigfd < 0 || (subreaper && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)) {
+        int err = errno;
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        if (sigfd >= 0) close(sigfd);
+        return lunas_push_error(L, err, "reaper", "setup");
+    }
+    pid_t pid = clone3_fork(0, -1, NULL);
+    if (pid == 0) {
+        close(sigfd);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        child_run_function(L, fn_idx);
+    }
+    if (pid < 0) {
+        int err = errno;
+        close(sigfd);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        return lunas_push_error(L, err, "clone3", "payload");
+    }
+    close_listed_fds(L, 1);
+    reaper_loop(sigfd, pid, status_fd);
+}
+
+/* ---- process attributes --------------------------------------------------- */
+
+static int proc_exit(lua_State *L) {
+    int code = (int)luaL_optinteger(L, 1, 0);
+    fflush(NULL);
+    _exit(code & 0xff);
+}
+
+static int proc_getpid(lua_State *L) {
+    lua_pushinteger(L, getpid());
+    return 1;
+}
+
+static int proc_getppid(lua_State *L) {
+    lua_pushinteger(L, getppid());
+    return 1;
+}
+
+static int proc_setsid(lua_State *L) {
+    pid_t sid = setsid();
+    if (sid < 0) return lunas_push_error(L, errno, "setsid", NULL);
+    lua_pushinteger(L, sid);
+    return 1;
+}
+
+static int proc_reset_signals(lua_State *L) {
+    reset_signal_state();
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int prctl_set_one(lua_State *L, const char *key, int idx) {
+    int r = 0;
+    if (strcmp(key, "no_new_privs") == 0) {
+        if (!lua_toboolean(L, idx)) return lunas_field_error(L, 1, key, "no_new_privs can only be set to true");
+        r = prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    } else if (strcmp(key, "pdeathsig") == 0) {
+        r = prctl(PR_SET_PDEATHSIG, lunas_check_signal(L, idx, key), 0, 0, 0);
+    } else if (strcmp(key, "child_subreaper") == 0) {
+        r = prctl(PR_SET_CHILD_SUBREAPER, lua_toboolean(L, idx), 0, 0, 0);
+    } else if (strcmp(key, "dumpable") == 0) {
+        r = prctl(PR_SET_DUMPABLE, lua_toboolean(L, idx), 0, 0, 0);
+    } else if (strcmp(key, "name") == 0) {
+        size_t len;
+        const char *name = lua_tolstring(L, idx, &len);
+        if (!name || len > 15 || strlen(name) != len) return lunas_field_error(L, 1, key, "string of at most 15 bytes expected");
+        r = prctl(PR_SET_NAME, name, 0, 0, 0);
+    }
+    if (r < 0) return lunas_push_errorf(L, errno, "prctl %s", key);
+    return 0;
+}
+
+/* prctl{no_new_privs = true, pdeathsig = "KILL", child_subreaper = true, dumpable = false, name = "x"} */
+static int proc_prctl(lua_State *L) {
+    static const char *const allowed[] = {"no_new_privs", "pdeathsig", "child_subreaper", "dumpable", "name", NULL};
+    lunas_check_options(L, 1, allowed);
+    for (const char *const *k = allowed; *k; k++) {
+        int t = lua_getfield(L, 1, *k);
+        if (t != LUA_TNIL) {
+            if (strcmp(*k, "pdeathsig") && strcmp(*k, "name") && t != LUA_TBOOLEAN)
+                return lunas_field_error(L, 1, *k, "boolean expected, got %s", luaL_typename(L, -1));
+            int n = prctl_set_one(L, *k, lua_gettop(L));
+            if (n) return n;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int proc_prctl_get(lua_State *L) {
+    static const char *const names[] = {"no_new_privs", "pdeathsig", "child_subreaper", "dumpable", "name", NULL};
+    int which = luaL_checkoption(L, 1, NULL, names);
+    int value = 0;
+    char name[17] = {0};
+    int r = 0;
+    switch (which) {
+    case 0: r = value = prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0); break;
+    case 1: r = prctl(PR_GET_PDEATHSIG, &value, 0, 0, 0); break;
+    case 2: r = prctl(PR_GET_CHILD_SUBREAPER, &value, 0, 0, 0); break;
+    case 3: r = value = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0); break;
+    default: r = prctl(PR_GET_NAME, name, 0, 0, 0); break;
+    }
+    if (r < 0) return lunas_push_errorf(L, errno, "prctl %s", names[which]);
+    if (which == 4) lua_pushstring(L, name);
+    else if (which == 1) lua_pushinteger(L, value);
+    else lua_pushboolean(L, value);
+    return 1;
+}
+
+static const struct lunas_flag rlimit_names[] = {
+    {"as", RLIMIT_AS},         {"core", RLIMIT_CORE},       {"cpu", RLIMIT_CPU},           {"data", RLIMIT_DATA},
+    {"fsize", RLIMIT_FSIZE},   {"locks", RLIMIT_LOCKS},     {"memlock", RLIMIT_MEMLOCK},   {"msgqueue", RLIMIT_MSGQUEUE},
+    {"nice", RLIMIT_NICE},     {"nofile", RLIMIT_NOFILE},   {"nproc", RLIMIT_NPROC},       {"rss", RLIMIT_RSS},
+    {"rtprio", RLIMIT_RTPRIO}, {"rttime", RLIMIT_RTTIME},   {"sigpending", RLIMIT_SIGPENDING}, {"stack", RLIMIT_STACK},
+    {NULL, 0},
+};
+
+static rlim_t check_rlim(lua_State *L, int arg, const char *field) {
+    if (lua_type(L, arg) == LUA_TSTRING) {
+        const char *s = lua_tostring(L, arg);
+        if (strcmp(s, "unlimited") == 0 || strcmp(s, "infinity") == 0) return RLIM_INFINITY;
+        return (rlim_t)lunas_field_error(L, arg, field, "number or 'unlimited' expected, got '%s'", s);
+    }
+    if (lua_type(L, arg) == LUA_TNUMBER && !lua_isinteger(L, arg) && isinf(lua_tonumber(L, arg)) &&
+        lua_tonumber(L, arg) > 0)
+        return RLIM_INFINITY;
+    return (rlim_t)lunas_check_range(L, arg, field, 0, LUA_MAXINTEGER);
+}
+
+static void push_rlim(lua_State *L, rlim_t v) {
+    if (v == RLIM_INFINITY) lua_pushnumber(L, HUGE_VAL);
+    else lua_pushinteger(L, (lua_Integer)v);
+}
+
+/* setrlimit(name, soft [, hard = soft] [, pid]) */
+static int proc_setrlimit(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    int resource = (int)lunas_check_flag_name(L, 1, name, rlimit_names, "resource");
+    struct rlimit rl;
+    rl.rlim_cur = check_rlim(L, 2, "soft");
+    rl.rlim_max = lua_isnoneornil(L, 3) ? rl.rlim_cur : check_rlim(L, 3, "hard");
+    if (rl.rlim_cur > rl.rlim_max) return lunas_field_error(L, 2, "soft", "greater than the hard limit");
+    pid_t pid = lua_isnoneornil(L, 4) ? 0 : (pid_t)lunas_check_range(L, 4, "pid", 1, INT32_MAX);
+    if (prlimit(pid, (enum __rlimit_resource)resource, &rl, NULL) < 0) return lunas_push_errorf(L, errno, "setrlimit %s", name);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* getrlimit(name [, pid]) -> soft, hard (math.huge for unlimited) */
+static int proc_getrlimit(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    int resource = (int)lunas_check_flag_name(L, 1, name, rlimit_names, "resource");
+    pid_t pid = lua_isnoneornil(L, 2) ? 0 : (pid_t)lunas_check_range(L, 2, "pid", 1, INT32_MAX);
+    struct rlimit rl;
+    if (prlimit(pid, (enum __rlimit_resource)resource, NULL, &rl) < 0) return lunas_push_errorf(L, errno, "getrlimit %s", name);
+    push_rlim(L, rl.rlim_cur);
+    push_rlim(L, rl.rlim_max);
+    return 2;
+}
+
+static id_t check_id_or_keep(lua_State *L, int arg, const char *field) {
+    if (lua_isnoneornil(L, arg)) return (id_t)-1;
+    return (id_t)lunas_check_range(L, arg, field, 0, UINT32_MAX - 1);
+}
+
+static int proc_setresuid(lua_State *L) {
+    uid_t r = check_id_or_keep(L, 1, "ruid"), e = check_id_or_keep(L, 2, "euid"), s = check_id_or_keep(L, 3, "suid");
+    if (setresuid(r, e, s) < 0) return lunas_push_error(L, errno, "setresuid", NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int proc_setresgid(lua_State *L) {
+    gid_t r = check_id_or_keep(L, 1, "rgid"), e = check_id_or_keep(L, 2, "egid"), s = check_id_or_keep(L, 3, "sgid");
+    if (setresgid(r, e, s) < 0) return lunas_push_error(L, errno, "setresgid", NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int proc_setgroups(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+    if (n > NGROUPS_MAX) return lunas_field_error(L, 1, "groups", "at most %d groups", NGROUPS_MAX);
+    gid_t *groups = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof(gid_t), 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, i);
+        groups[i - 1] = (gid_t)lunas_check_range(L, -1, "groups", 0, UINT32_MAX - 1);
+        lua_pop(L, 1);
+    }
+    if (setgroups((size_t)n, groups) < 0) return lunas_push_error(L, errno, "setgroups", NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int proc_ids(lua_State *L) {
+    uid_t ru, eu, su;
+    gid_t rg, eg, sg;
+    getresuid(&ru, &eu, &su);
+    getresgid(&rg, &eg, &sg);
+    lua_createtable(L, 0, 7);
+    const struct {
+        const char *name;
+        lua_Integer v;
+    } ids[] = {{"uid", ru}, {"euid", eu}, {"suid", su}, {"gid", rg}, {"egid", eg}, {"sgid", sg}};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        lua_pushinteger(L, ids[i].v);
+        lua_setfield(L, -2, ids[i].name);
+    }
+    gid_t groups[NGROUPS_MAX];
+    int n = getgroups(NGROUPS_MAX, groups);
+    lua_createtable(L, n > 0 ? n : 0, 0);
+    for (int i = 0; i < n; i++) {
+        lua_pushinteger(L, groups[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "groups");
+    return 1;
+}
+
+static int proc_pipe(lua_State *L) {
+    static const char *const allowed[] = {"nonblock", NULL};
+    int nonblock = 0;
+    if (!lua_isnoneornil(L, 1)) {
+        lunas_check_options(L, 1, allowed);
+        nonblock = lunas_opt_boolean(L, 1, "nonblock", 0);
+    }
+    struct lunas_fd *r = lunas_new_fd(L, -1), *w = lunas_new_fd(L, -1);
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC | (nonblock ? O_NONBLOCK : 0)) < 0) return lunas_push_error(L, errno, "pipe", NULL);
+    r->fd = fds[0];
+    w->fd = fds[1];
+    return 2;
+}
+
+static int proc_socketpair(lua_State *L) {
+    static const char *const types[] = {"stream", "dgram", "seqpacket", NULL};
+    static const int type_values[] = {SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET};
+    int type = type_values[luaL_checkoption(L, 1, "stream", types)];
+    struct lunas_fd *a = lunas_new_fd(L, -1), *b = lunas_new_fd(L, -1);
+    int fds[2];
+    if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, fds) < 0) return lunas_push_error(L, errno, "socketpair", NULL);
+    a->fd = fds[0];
+    b->fd = fds[1];
+    return 2;
+}
+
+/* close_range(first [, last = max] [, {cloexec = true}]) */
+static int proc_close_range(lua_State *L) {
+    static const char *const allowed[] = {"cloexec", NULL};
+    unsigned first = (unsigned)lunas_check_range(L, 1, "first", 0, UINT32_MAX);
+    unsigned last = lua_isnoneornil(L, 2) ? ~0U : (unsigned)lunas_check_range(L, 2, "last", 0, UINT32_MAX);
+    unsigned flags = 0;
+    if (!lua_isnoneornil(L, 3)) {
+        lunas_check_options(L, 3, allowed);
+        if (lunas_opt_boolean(L, 3, "cloexec", 0)) flags |= CLOSE_RANGE_CLOEXEC;
+    }
+    if (last < first) return lunas_field_error(L, 2, "last", "smaller than first");
+    if (syscall(SYS_close_range, first, last, flags) < 0) return lunas_push_error(L, errno, "close_range", NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* open(path, mode): mode "r", "w" (create, truncate), "a" (create, append) or "rw"; always O_CLOEXEC. */
+static int proc_open(lua_State *L) {
+    static const char *const modes[] = {"r", "w", "a", "rw", NULL};
+    static const int mode_flags[] = {O_RDONLY, O_WRONLY | O_CREAT | O_TRUNC, O_WRONLY | O_CREAT | O_APPEND, O_RDWR};
+    const char *path = luaL_checkstring(L, 1);
+    int flags = mode_flags[luaL_checkoption(L, 2, "r", modes)];
+    struct lunas_fd *f = lunas_new_fd(L, -1);
+    f->fd = open(path, flags | O_CLOEXEC | O_NOCTTY, 0644);
+    if (f->fd < 0) return lunas_push_error(L, errno, "open", path);
+    return 1;
+}
+
+static int proc_chdir(lua_State *L) {
+    const char *dir = luaL_checkstring(L, 1);
+    if (chdir(dir) < 0) return lunas_push_error(L, errno, "chdir", dir);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* dup2(fd, target): target becomes a copy of fd without CLOEXEC (what stdio redirection before exec needs). */
+static int proc_dup2(lua_State *L) {
+    int fd = lunas_check_fd(L, 1, "fd");
+    int target = (int)lunas_check_range(L, 2, "target", 0, INT32_MAX);
+    if (fd == target) {
+        int flags = fcntl(fd, F_GETFD);
+        if (flags < 0 || fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) < 0) return lunas_push_errorf(L, errno, "dup2 fd %d", fd);
+    } else if (dup2(fd, target) < 0) {
+        return lunas_push_errorf(L, errno, "dup2 fd %d to %d", fd, target);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+void lunas_open_proc(lua_State *L) {
+    static const luaL_Reg functions[] = {
+        {"spawn", proc_spawn},
+        {"exec", proc_exec},
+        {"pidfd_open", proc_pidfd_open},
+        {"reaper", proc_reaper},
+        {"exit", proc_exit},
+        {"getpid", proc_getpid},
+        {"getppid", proc_getppid},
+        {"setsid", proc_setsid},
+        {"reset_signals", proc_reset_signals},
+        {"prctl", proc_prctl},
+        {"prctl_get", proc_prctl_get},
+        {"setrlimit", proc_setrlimit},
+        {"getrlimit", proc_getrlimit},
+        {"setresuid", proc_setresuid},
+        {"setresgid", proc_setresgid},
+        {"setgroups", proc_setgroups},
+        {"ids", proc_ids},
+        {"pipe", proc_pipe},
+        {"socketpair", proc_socketpair},
+        {"close_range", proc_close_range},
+        {"open", proc_open},
+        {"chdir", proc_chdir},
+        {"dup2", proc_dup2},
+        {NULL, NULL},
+    };
+    open_process_class(L);
+    luaL_setfuncs(L, functions, 0);
+}

@@ -1,0 +1,492 @@
+#!/bin/sh
+# tests/bench/run.sh - lunas benchmarks, side by side with the reference "raw limit" and peers.
+#
+# usage: sh tests/bench/run.sh [--markdown]        (run from anywhere; `make bench` runs it as root)
+#
+# Builds into build/bench/: rawns (from $LUNAS_ROOT/../shared/reference/rawns.c), timeit
+# (tests/bench/timeit.c) and empty (tests/bench/empty.c). Then measures, interleaved in one run
+# (every round runs every command in turn, the starting command rotating each round, so machine
+# drift hits all of them alike), and prints one table:
+#   - spawn /bin/true in user+pid+mount+uts+ipc namespaces: rawns (the base), unshare, bwrap, crun, lunas run
+#   - the same plus a net namespace
+#   - spawns per second inside one process: rawns -r N vs build/bin/lunas tests/bench/throughput.lua N
+#   - start-up of an empty program: C, lua5.4 -e "", lunas -e ""
+# Columns: median ms (whole process, pooled over all runs of all rounds), ratio to raw (latency:
+# median / rawns median, lower is better; throughput: spawns/s / rawns spawns/s, higher is better),
+# peak RSS MiB (max over runs of wait4's ru_maxrss: the tool's process tree), note.
+#
+# Environment:
+#   LUNAS_ROOT        repo root (default: two directories above this script)
+#   BENCH_ROUNDS      rounds (default 10)
+#   BENCH_RUNS        timed runs per latency command per round (default 30)
+#   BENCH_WARMUP      untimed runs before them, per round (default 3)
+#   BENCH_TP_N        spawns per throughput run (default 500); one throughput run per round
+#   BENCH_RAWNS_SRC   reference spawner source (default $LUNAS_ROOT/../shared/reference/rawns.c)
+#   BENCH_LUNAS       lunas binary to measure (default build/bin/lunas)
+#   BENCH_TIMEOUT     seconds before a latency run is killed and counted failed (default 30)
+#
+# A command that is missing or fails gets "n/a" and its reason in its row; the bench goes on.
+# Exit status: 0 if every row was measured, 1 if some row other than the optional crun is n/a,
+# 2 if the harness itself could not be set up. Raw samples stay in build/bench/results/.
+set -u
+LC_ALL=C
+export LC_ALL
+
+MARKDOWN=0
+for a in "$@"; do
+    case $a in
+    --markdown) MARKDOWN=1 ;;
+    -h | --help)
+        awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
+        exit 0
+        ;;
+    *)
+        echo "bench: unknown option: $a (try --help)" >&2
+        exit 2
+        ;;
+    esac
+done
+
+die() {
+    echo "bench: $*" >&2
+    exit 2
+}
+
+if [ -n "${LUNAS_ROOT:-}" ]; then
+    ROOT=$LUNAS_ROOT
+else
+    ROOT=$(cd "$(dirname "$0")/../.." && pwd) || die "cannot find the repo root"
+fi
+cd "$ROOT" || die "cannot cd to $ROOT"
+
+posint() { # NAME VALUE DEFAULT
+    case ${2:-x} in
+    *[!0-9]* | 0) die "$1 must be a positive integer, got '${2}'" ;;
+    esac
+}
+ROUNDS=${BENCH_ROUNDS:-10}
+RUNS=${BENCH_RUNS:-30}
+WARMUP=${BENCH_WARMUP:-3}
+TP_N=${BENCH_TP_N:-500}
+posint BENCH_ROUNDS "$ROUNDS"
+posint BENCH_RUNS "$RUNS"
+posint BENCH_TP_N "$TP_N"
+posint BENCH_TIMEOUT "${BENCH_TIMEOUT:-30}"
+case $WARMUP in *[!0-9]* | '') die "BENCH_WARMUP must be a non-negative integer, got '$WARMUP'" ;; esac
+RAWNS_SRC=${BENCH_RAWNS_SRC:-$ROOT/../shared/reference/rawns.c}
+LAT_TIMEOUT=${BENCH_TIMEOUT:-30}   # seconds, per run: a hung run is killed and counted as failed
+TP_TIMEOUT=300
+
+B=build/bench
+R=$B/results
+mkdir -p "$B" || die "cannot create $B"
+rm -rf "$R" || die "cannot remove $R"
+mkdir -p "$R" || die "cannot create $R"
+
+# ---------------------------------------------------------------- build
+command -v gcc >/dev/null 2>&1 || die "gcc not found (needed to build rawns, timeit, empty)"
+[ -f "$RAWNS_SRC" ] || die "reference spawner not found: $RAWNS_SRC"
+build() { # OUT SRC CFLAGS...
+    b_out=$1
+    b_src=$2
+    shift 2
+    # shellcheck disable=SC3013  # -nt: dash, bash and busybox sh all have it
+    if [ ! -x "$b_out" ] || [ "$b_src" -nt "$b_out" ] || [ "$0" -nt "$b_out" ]; then
+        echo "bench: gcc $* -o $b_out $b_src" >&2
+        gcc "$@" -o "$b_out" "$b_src" || die "failed to build $b_out"
+    fi
+}
+build "$B/rawns" "$RAWNS_SRC" -O2
+build "$B/timeit" tests/bench/timeit.c -O2 -Wall -Wextra -Werror
+build "$B/empty" tests/bench/empty.c -O2
+TIMEIT=$B/timeit
+
+# bubblewrap is a required peer: install it if missing (Debian), as the CI contract says.
+if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "bench: bwrap missing, running: apt-get install -y bubblewrap" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y bubblewrap >&2 ||
+        echo "bench: apt-get install bubblewrap failed" >&2
+fi
+
+# ---------------------------------------------------------------- crun bundle (optional peer)
+# root = an empty dir with the host's /usr bound read-only (plus /bin, /lib... as on the host),
+# a fresh /proc, the same namespaces as rawns, no cgroup (--cgroup-manager=disabled), state kept
+# in build/bench/crun/state. crun cannot use "/" itself as the root (pivot_root fails).
+CRUN_NOTE=""
+crun_setup() {
+    c=$B/crun
+    rm -rf "$c/rootfs" "$c/base" "$c/net" && mkdir -p "$c/rootfs/usr" "$c/rootfs/proc" "$c/rootfs/dev" \
+        "$c/state" "$c/base" "$c/net" || return 1
+    mounts='{"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro"]}'
+    for d in bin sbin lib lib32 lib64 libx32; do
+        if [ -L "/$d" ]; then
+            ln -s "$(readlink "/$d")" "$c/rootfs/$d" || return 1
+        elif [ -d "/$d" ]; then
+            mkdir -p "$c/rootfs/$d" || return 1
+            mounts="$mounts, {\"destination\": \"/$d\", \"type\": \"bind\", \"source\": \"/$d\", \"options\": [\"rbind\", \"ro\"]}"
+        fi
+    done
+    mounts="$mounts, {\"destination\": \"/proc\", \"type\": \"proc\", \"source\": \"proc\"}"
+    for v in base net; do
+        ns='{"type": "user"}, {"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}'
+        [ $v = net ] && ns="$ns, {\"type\": \"network\"}"
+        ln -s ../rootfs "$c/$v/rootfs" || return 1
+        cat >"$c/$v/config.json" <<EOF || return 1
+{
+  "ociVersion": "1.0.0",
+  "process": {
+    "terminal": false,
+    "user": {"uid": 0, "gid": 0},
+    "args": ["/bin/true"],
+    "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+    "cwd": "/"
+  },
+  "root": {"path": "rootfs", "readonly": true},
+  "hostname": "bench",
+  "mounts": [$mounts],
+  "linux": {
+    "uidMappings": [{"containerID": 0, "hostID": $(id -u), "size": 1}],
+    "gidMappings": [{"containerID": 0, "hostID": $(id -g), "size": 1}],
+    "namespaces": [$ns]
+  }
+}
+EOF
+    done
+}
+
+# ---------------------------------------------------------------- jobs
+# job ID GROUP KIND TOOL CMD...   KIND: lat (latency runs) | tp (one throughput run per round)
+NJ=0
+sq() { # single-quote one word for eval
+    printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"
+}
+show() { # a word as a reader would type it
+    case $1 in
+    '') printf '""' ;;
+    *[!A-Za-z0-9_./,=:+-]*) sq "$1" ;;
+    *) printf '%s' "$1" ;;
+    esac
+}
+job() {
+    NJ=$((NJ + 1))
+    eval "J_id_$NJ=\$1 J_grp_$NJ=\$2 J_kind_$NJ=\$3 J_tool_$NJ=\$4 J_na_$NJ='' J_opt_$NJ=0"
+    shift 4
+    j_cmd=""
+    j_show=""
+    for w in "$@"; do
+        j_cmd="$j_cmd $(sq "$w")"
+        j_show="$j_show${j_show:+ }$(show "$w")"
+    done
+    eval "J_cmd_$NJ=\$j_cmd J_show_$NJ=\$j_show"
+}
+get() { # FIELD INDEX
+    eval "printf '%s' \"\${J_$1_$2}\""
+}
+set_na() { # INDEX REASON
+    eval "J_na_$1=\$2"
+}
+
+LUNAS=${BENCH_LUNAS:-build/bin/lunas}
+LUNAS_NA=""
+if [ ! -e "$LUNAS" ]; then LUNAS_NA="$LUNAS missing: run make first"
+elif [ ! -x "$LUNAS" ]; then LUNAS_NA="$LUNAS is not executable"
+fi
+
+UNSHARE="unshare --user --map-root-user --pid --fork --mount --mount-proc --uts --ipc"
+BWRAP="bwrap --unshare-user --unshare-pid --unshare-uts --unshare-ipc"
+CRUN_ID=lunas-bench-$$
+CRUN="crun --root $B/crun/state --cgroup-manager=disabled run"
+
+# shellcheck disable=SC2086  # the tool prefixes above are plain words on purpose
+{
+    job rawns ns lat "rawns" "$B/rawns" /bin/true
+    job unshare ns lat "unshare" $UNSHARE /bin/true
+    job bwrap ns lat "bwrap" $BWRAP --dev-bind / / --proc /proc /bin/true
+    job crun ns lat "crun" $CRUN --bundle "$B/crun/base" "$CRUN_ID"
+    job lunas ns lat "lunas run" "$LUNAS" run --unshare-user --unshare-pid --unshare-ipc --unshare-uts -- /bin/true
+
+    job rawns-net net lat "rawns -n" "$B/rawns" -n /bin/true
+    job unshare-net net lat "unshare" $UNSHARE --net /bin/true
+    job bwrap-net net lat "bwrap" $BWRAP --unshare-net --dev-bind / / --proc /proc /bin/true
+    job crun-net net lat "crun" $CRUN --bundle "$B/crun/net" "$CRUN_ID"
+    job lunas-net net lat "lunas run" "$LUNAS" run --unshare-user --unshare-pid --unshare-ipc --unshare-uts --unshare-net -- /bin/true
+
+    job rawns-tp tp tp "rawns -r $TP_N" "$B/rawns" -r "$TP_N" /bin/true
+    job lunas-tp tp tp "lunas throughput.lua" "$LUNAS" tests/bench/throughput.lua "$TP_N"
+    job rawns-tpnet tpnet tp "rawns -n -r $TP_N" "$B/rawns" -n -r "$TP_N" /bin/true
+    job lunas-tpnet tpnet tp "lunas throughput.lua net" "$LUNAS" tests/bench/throughput.lua "$TP_N" net
+
+    job empty start lat "C: empty main()" "$B/empty"
+    job lua start lat "lua5.4 -e \"\"" lua5.4 -e ""
+    job lunas-e start lat "lunas -e \"\"" "$LUNAS" -e ""
+}
+
+base_of() { # GROUP -> index of its raw-limit job (the first job of each group above)
+    case $1 in
+    ns) echo 1 ;; net) echo 6 ;; tp) echo 11 ;; tpnet) echo 13 ;; start) echo 15 ;;
+    esac
+}
+
+# what is not there
+i=1
+while [ $i -le $NJ ]; do
+    case $(get tool $i) in
+    lunas*) [ -n "$LUNAS_NA" ] && set_na $i "$LUNAS_NA" ;;
+    bwrap) command -v bwrap >/dev/null 2>&1 || set_na $i "bwrap not installed (apt-get install -y bubblewrap)" ;;
+    unshare) command -v unshare >/dev/null 2>&1 || set_na $i "unshare (util-linux) not installed" ;;
+    lua5.4*) command -v lua5.4 >/dev/null 2>&1 || set_na $i "lua5.4 not installed" ;;
+    crun)
+        eval "J_opt_$i=1"
+        if ! command -v crun >/dev/null 2>&1; then
+            set_na $i "crun not installed (optional)"
+        elif [ -z "$CRUN_NOTE" ]; then
+            if crun_setup; then CRUN_NOTE=ok; else CRUN_NOTE="cannot write the OCI bundle in $B/crun"; fi
+        fi
+        [ "$CRUN_NOTE" != "" ] && [ "$CRUN_NOTE" != ok ] && set_na $i "$CRUN_NOTE"
+        ;;
+    esac
+    i=$((i + 1))
+done
+
+# first line of a file worth showing, squeezed and cut
+first_line() {
+    [ -s "$1" ] || return 0
+    grep -v '^[[:space:]]*$' "$1" | head -n 1 | tr -s ' \t' '  ' | cut -c 1-100
+}
+# why a run failed: "exit N: first stderr line"
+fail_reason() { # INDEX STATUS
+    if [ "$2" = "?" ]; then
+        fr="a warm-up run failed"
+    elif [ "$2" = 124 ]; then
+        fr="timed out (status 124)"
+    elif [ "$2" -gt 128 ] && [ "$2" -lt 160 ]; then
+        fr="status $2 (signal $(($2 - 128))?)"
+    else
+        fr="exit $2"
+    fi
+    fl=$(first_line "$R/$1.err")
+    [ -z "$fl" ] && fl=$(first_line "$R/$1.timeit")
+    [ -n "$fl" ] && fr="$fr: $fl"
+    printf '%s' "$fr"
+}
+
+# one timeit invocation for job I; appends to its samples; prints timeit's line
+run_job() { # INDEX RUNS WARMUP
+    eval "set -- $(get cmd "$1") "
+    if [ "$(get kind "$rj_i")" = tp ]; then
+        "$TIMEIT" -n 1 -w 0 -t $TP_TIMEOUT -o "$R/$rj_i.samples" -s "$R/$rj_i.out" -E "$R/$rj_i.err" -- "$@" 2>>"$R/$rj_i.timeit"
+    else
+        "$TIMEIT" -n "$rj_n" -w "$rj_w" -t "$LAT_TIMEOUT" -o "$R/$rj_i.samples" -E "$R/$rj_i.err" -- "$@" 2>>"$R/$rj_i.timeit"
+    fi
+}
+
+# ---------------------------------------------------------------- probe: one run each, outside the samples
+echo "bench: probing $NJ commands" >&2
+i=1
+while [ $i -le $NJ ]; do
+    if [ -z "$(get na $i)" ]; then
+        rj_i=$i rj_n=1 rj_w=0
+        : >"$R/$i.err"
+        run_job $i >/dev/null
+        st=$(awk '{ s = $3 } END { print (s == "" ? "none" : s) }' "$R/$i.samples" 2>/dev/null)
+        if [ "$st" = none ]; then
+            set_na $i "$(first_line "$R/$i.timeit")"
+            [ -z "$(get na $i)" ] && set_na $i "timeit failed"
+        elif [ "$st" != 0 ]; then
+            set_na $i "$(fail_reason $i "$st")"
+        elif [ "$(get kind $i)" = tp ] && [ "$(get id $i)" != "$(get id "$(base_of "$(get grp $i)")")" ] &&
+            ! grep -q '^spawns_per_sec [0-9]' "$R/$i.out" 2>/dev/null; then
+            set_na $i "no 'spawns_per_sec <float>' line on stdout"
+        fi
+        rm -f "$R/$i.samples" "$R/$i.out"
+        [ -n "$(get na $i)" ] && echo "bench:   $(get show $i): n/a ($(get na $i))" >&2
+    fi
+    i=$((i + 1))
+done
+
+# ---------------------------------------------------------------- rounds
+r=1
+while [ $r -le "$ROUNDS" ]; do
+    echo "bench: round $r/$ROUNDS" >&2
+    k=0
+    while [ $k -lt $NJ ]; do
+        i=$(((r - 1 + k) % NJ + 1))
+        k=$((k + 1))
+        [ -n "$(get na $i)" ] && continue
+        rj_i=$i rj_n=$RUNS rj_w=$WARMUP
+        : >"$R/$i.err"
+        line=$(run_job $i)
+        rc=$?
+        if [ $rc -ne 0 ]; then
+            # the first failing timed run of this round, with the command's stderr (warm-up
+            # failures count in timeit's total but leave no sample; then the status is unknown)
+            st=$(awk '$3 != 0 { print $3; exit }' "$R/$i.samples" 2>/dev/null)
+            [ -z "$st" ] && [ -n "$line" ] && st="?"
+            nf=$(printf '%s\n' "$line" | awk '{ print $5 }')
+            if [ -z "$st" ]; then
+                set_na $i "round $r: timeit failed ($(first_line "$R/$i.timeit"))"
+            else
+                set_na $i "round $r: ${nf:-some} of $((rj_n + rj_w)) runs failed, first: $(fail_reason $i "$st")"
+            fi
+            echo "bench: $(get show $i): n/a ($(get na $i))" >&2
+        fi
+    done
+    r=$((r + 1))
+done
+
+# ---------------------------------------------------------------- aggregate
+stats() { # SAMPLES -> "median p10 p90 maxrss_kib n"
+    sort -n -k1,1 "$1" | awk '
+        { ms[NR] = $1; if ($2 > rss) rss = $2 }
+        function pct(p,   pos, lo) {
+            pos = p * (NR - 1); lo = int(pos)
+            if (lo >= NR - 1) return ms[NR]
+            return ms[lo + 1] + (ms[lo + 2] - ms[lo + 1]) * (pos - lo)
+        }
+        END { if (NR) printf "%.4f %.4f %.4f %d %d\n", pct(0.5), pct(0.1), pct(0.9), rss, NR }'
+}
+median_of() { # FILE with one number per line
+    sort -n "$1" | awk '{ v[NR] = $1 } END { if (NR) printf "%.4f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+fmt_ms() { awk -v v="$1" 'BEGIN { printf (v >= 100 ? "%.1f" : "%.2f"), v }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
+
+i=1
+while [ $i -le $NJ ]; do
+    s=""
+    [ -z "$(get na $i)" ] && [ -s "$R/$i.samples" ] && s=$(stats "$R/$i.samples")
+    [ -z "$(get na $i)" ] && [ -z "$s" ] && set_na $i "no samples"
+    eval "J_stats_$i=\$s"
+    i=$((i + 1))
+done
+
+TAB=$(printf '\t')
+ROWS=$R/table.tsv
+: >"$ROWS"
+FAILED=""
+prev_grp=""
+i=1
+while [ $i -le $NJ ]; do
+    grp=$(get grp $i)
+    case $grp in
+    ns) work="spawn /bin/true, user+pid+mnt+uts+ipc" ;;
+    net) work="same + net" ;;
+    tp) work="spawns/s in one process, N=$TP_N" ;;
+    tpnet) work="same + net, N=$TP_N" ;;
+    start) work="start-up, empty program" ;;
+    esac
+    [ "$grp" = "$prev_grp" ] && work=""
+    prev_grp=$grp
+    tool=$(get tool $i)
+    na=$(get na $i)
+    if [ -n "$na" ]; then
+        printf '%s\t%s\tn/a\t-\t-\tn/a (%s)\n' "$work" "$tool" "$na" >>"$ROWS"
+        [ "$(get opt $i)" = 1 ] || FAILED="$FAILED $(get id $i)"
+        i=$((i + 1))
+        continue
+    fi
+    # shellcheck disable=SC2046  # five numbers, split on purpose
+    set -- $(get stats $i)
+    med=$1 p10=$2 p90=$3 rss=$4 n=$5
+    b=$(base_of "$grp")
+    bstats=$(get stats "$b")
+    bmed=$(printf '%s\n' "$bstats" | awk '{ print $1 }')
+    mib=$(awk -v k="$rss" 'BEGIN { printf "%.2f", k / 1024 }')
+    case $grp in
+    tp | tpnet)
+        whole=$(awk -v n="$TP_N" -v ms="$med" 'BEGIN { printf "%.0f", n * 1000 / ms }')
+        if [ $i = "$b" ]; then
+            rate=$whole
+            ratio="1.00x"
+            note="$rate spawns/s (whole process), n=$n"
+        else
+            grep '^spawns_per_sec ' "$R/$i.out" | awk '{ print $2 }' >"$R/$i.rates"
+            rate=$(median_of "$R/$i.rates" | awk '{ printf "%.0f", $1 }')
+            brate=""
+            [ -n "$bmed" ] && [ -z "$(get na "$b")" ] &&
+                brate=$(awk -v n="$TP_N" -v ms="$bmed" 'BEGIN { printf "%.4f", n * 1000 / ms }')
+            if [ -n "$brate" ]; then ratio="$(div "$rate" "$brate")x"; else ratio="-"; fi
+            note="$rate spawns/s (self-timed; whole process $whole/s), n=$n"
+            grep -q '^clock os.time' "$R/$i.out" && note="$note; os.time clock, 1 s resolution!"
+        fi
+        ;;
+    *)
+        if [ -n "$bmed" ] && [ -z "$(get na "$b")" ]; then ratio="$(div "$med" "$bmed")x"; else ratio="-"; fi
+        note="p10 $(fmt_ms "$p10"), p90 $(fmt_ms "$p90"), n=$n"
+        if [ "$grp" = start ] && [ $i != "$b" ] && [ -n "$bmed" ] && [ -z "$(get na "$b")" ]; then
+            note="$(awk -v a="$med" -v b="$bmed" 'BEGIN { printf "%+.2f", a - b }') ms over C; $note"
+        fi
+        ;;
+    esac
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$work" "$tool" "$(fmt_ms "$med")" "$ratio" "$mib" "$note" >>"$ROWS"
+    i=$((i + 1))
+done
+
+# ---------------------------------------------------------------- print
+ver() { "$@" 2>/dev/null | head -n 1; }
+KERNEL=$(uname -r)
+DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+CPUS=$(nproc 2>/dev/null || echo '?')
+VERSIONS="$(ver unshare --version); $(ver bwrap --version)"
+command -v crun >/dev/null 2>&1 && VERSIONS="$VERSIONS; $(ver crun --version)"
+command -v lua5.4 >/dev/null 2>&1 && VERSIONS="$VERSIONS; $(lua5.4 -v 2>&1 | cut -d' ' -f1-2)"
+HEAD1="lunas bench: kernel $KERNEL, $DATE, $CPUS CPUs"
+HEAD2="$ROUNDS rounds, interleaved; per round: $RUNS timed runs (+$WARMUP warm-up) of each latency command, 1 throughput run of $TP_N spawns"
+LEGEND1="median ms: wall time of the whole process (fork to wait4), median over all timed runs of all rounds; throughput rows: one process doing all N spawns."
+LEGEND2="ratio: latency rows = median / the group's first row (rawns, or the empty C program), lower is better; throughput rows = spawns/s / rawns spawns/s, higher is better."
+LEGEND3="peak RSS: max over runs of wait4's ru_maxrss, i.e. the largest process in the tool's process tree."
+
+if [ $MARKDOWN = 1 ]; then
+    echo "$HEAD1."
+    echo "$HEAD2."
+    echo
+    awk -F"$TAB" 'BEGIN { print "| work | tool | median ms | ratio to raw | peak RSS MiB | note |"; print "|---|---|--:|--:|--:|---|" }
+        { for (c = 1; c <= 6; c++) gsub(/\|/, "\\|", $c)
+          printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6 }' "$ROWS"
+    echo
+    echo "- $LEGEND1"
+    echo "- $LEGEND2"
+    echo "- $LEGEND3"
+    echo
+    echo "Commands (from the repo root):"
+    echo
+    i=1
+    while [ $i -le $NJ ]; do
+        echo "- \`$(get show $i)\`"
+        i=$((i + 1))
+    done
+else
+    echo "$HEAD1"
+    echo "$HEAD2"
+    echo "tools: $VERSIONS"
+    echo
+    awk -F"$TAB" '
+        { for (c = 1; c <= 6; c++) { cell[NR, c] = $c; if (length($c) > w[c]) w[c] = length($c) } }
+        END {
+            split("work|tool|median ms|ratio to raw|peak RSS MiB|note", h, "|")
+            for (c = 1; c <= 6; c++) if (length(h[c]) > w[c]) w[c] = length(h[c])
+            fmt = "%-" w[1] "s  %-" w[2] "s  %" w[3] "s  %" w[4] "s  %" w[5] "s  %s\n"
+            printf fmt, h[1], h[2], h[3], h[4], h[5], h[6]
+            line = ""
+            for (c = 1; c <= 6; c++) { s = ""; for (k = 0; k < (c < 6 ? w[c] : 4); k++) s = s "-"; line = line s (c < 6 ? "  " : "") }
+            print line
+            for (r = 1; r <= NR; r++) printf fmt, cell[r, 1], cell[r, 2], cell[r, 3], cell[r, 4], cell[r, 5], cell[r, 6]
+        }' "$ROWS"
+    echo
+    echo "$LEGEND1"
+    echo "$LEGEND2"
+    echo "$LEGEND3"
+    echo
+    echo "commands (from $ROOT):"
+    i=1
+    while [ $i -le $NJ ]; do
+        printf '  %-26s %s\n' "$(get tool $i)" "$(get show $i)"
+        i=$((i + 1))
+    done
+fi
+
+if [ -n "$FAILED" ]; then
+    echo "bench: n/a rows (see their notes):$FAILED" >&2
+    exit 1
+fi
+exit 0

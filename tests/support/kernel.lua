@@ -1,0 +1,277 @@
+-- support.kernel: what this machine (and this uid) can do, for specs.
+--
+--   local kernel = require "support.kernel"
+--   it("delays packets", function()
+--     if not kernel.requires("netem", "root") then return end
+--     ...
+--   end)
+--
+-- kernel.requires(...) checks every named feature; for the first one missing it
+-- calls busted's pending("needs <feature>: <why>") and returns false, else it
+-- returns true. Inside an `it` busted's pending() ends the test right there
+-- (it throws), so the `return` is only reached when requires() is called from
+-- a describe body, where pending() registers a pending test instead.
+-- kernel.has(feature) answers true/false without marking anything pending, and
+-- kernel.why(feature) gives the reason a feature is missing (nil if present).
+-- Unknown feature names raise. Results are cached for the whole run (the
+-- helper preloads this module, so busted's per-file insulation keeps it).
+--
+-- Probes are read-only looks at /proc and /sys, except "userns", which really
+-- creates (and drops) a user namespace with `unshare --user true`, because
+-- nothing else tells whether this uid may do it (sysctls, LSMs, seccomp).
+
+local lfs = require "lfs"
+
+local kernel = {}
+
+local function read_file(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local data = f:read("a")
+  f:close()
+  return data
+end
+
+local function exists(path)
+  return lfs.symlinkattributes(path, "mode") ~= nil
+end
+
+local function run_quietly(cmd)
+  local ok = os.execute(cmd .. " >/dev/null 2>&1")
+  return ok == true
+end
+
+local function have_program(name)
+  return run_quietly("command -v " .. name)
+end
+
+local function ids()
+  local status = read_file("/proc/self/status") or ""
+  local ruid, euid = status:match("\nUid:%s+(%d+)%s+(%d+)")
+  local rgid, egid = status:match("\nGid:%s+(%d+)%s+(%d+)")
+  return tonumber(ruid), tonumber(euid), tonumber(rgid), tonumber(egid)
+end
+
+local function user_name(uid)
+  for line in (read_file("/etc/passwd") or ""):gmatch("[^\n]+") do
+    local name, id = line:match("^([^:]*):[^:]*:(%d+):")
+    if name and tonumber(id) == uid then return name end
+  end
+end
+
+-- /etc/subuid or /etc/subgid has a non-empty range for this id (by number or name)
+local function has_subid_range(file, id, name)
+  for line in (read_file(file) or ""):gmatch("[^\n]+") do
+    local owner, _, count = line:match("^%s*([^:#%s]+):(%d+):(%d+)")
+    if owner and tonumber(count) > 0 and (owner == tostring(id) or owner == name) then
+      return true
+    end
+  end
+  return false
+end
+
+local kernel_config_cache
+local function kernel_config()
+  if kernel_config_cache == nil then
+    local release = (read_file("/proc/sys/kernel/osrelease") or ""):gsub("%s+$", "")
+    local text, source
+    if exists("/proc/config.gz") then
+      local p = io.popen("gzip -dc /proc/config.gz 2>/dev/null")
+      if p then
+        text = p:read("a")
+        p:close()
+        if text == "" then text = nil else source = "/proc/config.gz" end
+      end
+    end
+    if not text and release ~= "" then
+      source = "/boot/config-" .. release
+      text = read_file(source)
+    end
+    kernel_config_cache = { text = text, source = text and source, release = release }
+  end
+  return kernel_config_cache
+end
+
+-- "y", "m", "n" (known not set) or nil (no config to look at)
+local function config_option(option)
+  local config = kernel_config()
+  if not config.text then return nil end
+  local value = config.text:match("\n" .. option .. "=(%w+)") or config.text:match("^" .. option .. "=(%w+)")
+  if value then return value end
+  return "n"
+end
+
+local function module_available(name, release)
+  if exists("/sys/module/" .. name) then return true end
+  local dir = "/lib/modules/" .. release
+  for _, list in ipairs({ "modules.builtin", "modules.dep" }) do
+    local text = read_file(dir .. "/" .. list)
+    if text and text:find("/" .. name .. "%.ko") then return true end
+  end
+  return false
+end
+
+-- Each probe returns true, or false plus the reason.
+local probes = {}
+
+probes.root = function()
+  local _, euid = ids()
+  if euid == 0 then return true end
+  return false, "runs as euid " .. tostring(euid)
+end
+
+probes.userns = function()
+  if not exists("/proc/self/ns/user") then
+    return false, "kernel built without CONFIG_USER_NS"
+  end
+  local max = tonumber(read_file("/proc/sys/user/max_user_namespaces") or "")
+  if max == 0 then return false, "user.max_user_namespaces is 0" end
+  if not have_program("unshare") then return false, "unshare(1) is not installed" end
+  if run_quietly("unshare --user true") then return true end
+  local _, euid = ids()
+  return false, "unshare --user fails for uid " .. tostring(euid)
+end
+
+probes.timens = function()
+  if exists("/proc/self/ns/time") then return true end
+  return false, "no /proc/self/ns/time (kernel without CONFIG_TIME_NS or older than 5.6)"
+end
+
+probes.cgroup2 = function()
+  if exists("/sys/fs/cgroup/cgroup.controllers") then return true end
+  return false, "/sys/fs/cgroup is not a pure cgroup v2 mount (v1 or hybrid layout)"
+end
+
+probes.cgroup_v1_memory = function()
+  local joined = false
+  for line in (read_file("/proc/self/cgroup") or ""):gmatch("[^\n]+") do
+    local id, controllers = line:match("^(%d+):([^:]*):")
+    if id and id ~= "0" then
+      for c in controllers:gmatch("[^,]+") do
+        if c == "memory" then joined = true end
+      end
+    end
+  end
+  if not joined then return false, "no cgroup v1 memory hierarchy in /proc/self/cgroup" end
+  for line in (read_file("/proc/self/mountinfo") or ""):gmatch("[^\n]+") do
+    local fstype, superopts = line:match(" %- (%S+) %S+ (%S+)$")
+    if fstype == "cgroup" then
+      for opt in superopts:gmatch("[^,]+") do
+        if opt == "memory" then return true end
+      end
+    end
+  end
+  return false, "the cgroup v1 memory controller is not mounted"
+end
+
+probes.netem = function()
+  local config = kernel_config()
+  local value = config_option("CONFIG_NET_SCH_NETEM")
+  if value == "y" then return true end
+  if value == "m" then
+    if module_available("sch_netem", config.release) then return true end
+    return false, "sch_netem is built as a module but the module is not installed"
+  end
+  if value == "n" then
+    return false, "CONFIG_NET_SCH_NETEM is not set (" .. config.source .. ")"
+  end
+  if module_available("sch_netem", config.release) then return true end
+  return false, "sch_netem not loaded, not installed, and no kernel config to tell"
+end
+
+probes.newuidmap = function()
+  for _, program in ipairs({ "newuidmap", "newgidmap" }) do
+    if not have_program(program) then return false, program .. " is not installed" end
+  end
+  local _, euid = ids()
+  local name = user_name(euid)
+  if not has_subid_range("/etc/subuid", euid, name) then
+    return false, "no range for uid " .. tostring(euid) .. " in /etc/subuid"
+  end
+  -- /etc/subgid is keyed by the user too (name or uid), not by the group
+  if not has_subid_range("/etc/subgid", euid, name) then
+    return false, "no range for uid " .. tostring(euid) .. " in /etc/subgid"
+  end
+  return true
+end
+
+probes.bwrap = function()
+  if have_program("bwrap") then return true end
+  return false, "bwrap (bubblewrap) is not installed"
+end
+
+local features = {}
+for name in pairs(probes) do features[#features + 1] = name end
+table.sort(features)
+kernel.features = features
+
+local cache = {}
+
+local function probe(feature)
+  if type(feature) ~= "string" then
+    error("support.kernel: feature name must be a string, got " .. type(feature), 3)
+  end
+  local fn = probes[feature]
+  if not fn then
+    error("support.kernel: unknown feature '" .. feature .. "' (known: " .. table.concat(features, ", ") .. ")", 3)
+  end
+  local entry = cache[feature]
+  if not entry then
+    local ok, why = fn()
+    entry = { ok = ok and true or false, why = (not ok) and (why or "not available") or nil }
+    cache[feature] = entry
+  end
+  return entry
+end
+
+function kernel.has(feature)
+  return probe(feature).ok
+end
+
+function kernel.why(feature)
+  return probe(feature).why
+end
+
+-- busted's `pending` is not a global: it lives in the environment busted gives
+-- spec code (inside an `it` it is the one that ends the running test). Find it
+-- through the _ENV of the nearest calling function that has one.
+local function find_pending()
+  for level = 3, 40 do
+    local info = debug.getinfo(level, "f")
+    if not info then break end
+    local i = 1
+    while true do
+      local name, value = debug.getupvalue(info.func, i)
+      if not name then break end
+      if name == "_ENV" then
+        if value ~= _G and type(value) == "table" then
+          local p = value.pending
+          if type(p) == "function" then return p end
+        end
+        break
+      end
+      i = i + 1
+    end
+  end
+  error("support.kernel.requires: call it from a busted spec (no `pending` in scope)", 3)
+end
+
+function kernel.requires(...)
+  local n = select("#", ...)
+  if n == 0 then error("support.kernel.requires: no feature given", 2) end
+  local entries = {}
+  for i = 1, n do
+    local feature = select(i, ...)
+    entries[i] = { name = feature, entry = probe(feature) }
+  end
+  for _, e in ipairs(entries) do
+    if not e.entry.ok then
+      local pending = find_pending()
+      pending("needs " .. e.name .. ": " .. e.entry.why)
+      return false
+    end
+  end
+  return true
+end
+
+return kernel
