@@ -84,6 +84,7 @@ ip link set lo up || die "cannot bring lo up"
 
 WORK=$(mktemp -d /run/lunas-tests.XXXXXX) || die "mktemp failed"
 chmod 0711 "$WORK"
+# shellcheck disable=SC2317  # (called from the EXIT trap)
 cleanup() {
     umount /etc/subuid 2>/dev/null
     umount /etc/subgid 2>/dev/null
@@ -205,7 +206,9 @@ echo
 echo "== leak check =="
 lua5.4 tests/support/leakcheck.lua check "$WORK/before" "$WORK/leak.results" "$RL_HOME/run"
 rc=$?
-[ $rc -eq 0 ] && [ -s "$WORK/leak.results" ] || runner_error "leak check: exited with status $rc"
+if [ $rc -ne 0 ] || [ ! -s "$WORK/leak.results" ]; then
+    runner_error "leak check: exited with status $rc"
+fi
 
 # ---- summary ------------------------------------------------------------------------
 sum() { # sum KEY FILE...
@@ -232,7 +235,7 @@ if [ "$skipped" -gt 0 ]; then
     echo "pending (counted as skipped):"
     for pass in root rootless; do
         grep '^pending ' "$WORK/$pass.results" 2>/dev/null | sed 's/^pending //' \
-            | awk -F '\t' -v p="$pass" '{ printf "  [%s] %s: %s (%s)\n", p, $1, $2, $3 }'
+            | awk -F '\t' -v p="$pass" '{ printf "  [%s] %s%s (%s)\n", p, $1, ($2 == "" ? "" : ": " $2), $3 }'
     done
     echo
     echo "$passed passed, $failed failed, $skipped skipped"

@@ -57,6 +57,7 @@ if [ -n "${LUNAS_ROOT:-}" ]; then
 else
     ROOT=$(cd "$(dirname "$0")/../.." && pwd) || die "cannot find the repo root"
 fi
+ROOT=$(cd "$ROOT" && pwd) || die "cannot cd to $ROOT"
 cd "$ROOT" || die "cannot cd to $ROOT"
 
 posint() { # NAME VALUE DEFAULT
@@ -238,7 +239,7 @@ while [ $i -le $NJ ]; do
     crun)
         eval "J_opt_$i=1"
         if ! command -v crun >/dev/null 2>&1; then
-            set_na $i "crun not installed (optional)"
+            set_na $i "crun not installed; optional"
         elif [ -z "$CRUN_NOTE" ]; then
             if crun_setup; then CRUN_NOTE=ok; else CRUN_NOTE="cannot write the OCI bundle in $B/crun"; fi
         fi

@@ -36,9 +36,13 @@ return function(options)
     return pretty.write(message)
   end
 
+  -- busted prefixes "file:line: " to the message of pending() inside a test;
+  -- the location is shown on its own, so drop it here. pending("name") in a
+  -- describe body has no message: its name is the reason
   local function pending_reason(p)
-    if p.message == nil then return "pending" end
-    return one_line(message_text(p.message))
+    if p.message == nil then return "" end
+    local text = message_text(p.message):gsub("^[^\n]-:%d+: ", "", 1)
+    return one_line(text)
   end
 
   local function where(trace)
@@ -54,7 +58,8 @@ return function(options)
       io_write("ok       ", name, "\n")
     elseif status == "pending" then
       local p = handler.pendings[#handler.pendings]
-      io_write("pending  ", name, ": ", p and pending_reason(p) or "pending", "\n")
+      local reason = p and pending_reason(p) or ""
+      io_write("pending  ", name, reason ~= "" and (": " .. reason) or "", "\n")
     else
       io_write("FAIL     ", name, "\n")
     end
@@ -64,18 +69,35 @@ return function(options)
 
   -- errors outside of tests (file load errors, describe bodies, setup,
   -- teardown, before_each, after_each): there is no test end line for them
-  handler.blockError = function(element)
+  local function block_name(element)
+    local d = element.descriptor
+    if d == "file" then return "file " .. tostring(element.name) end
+    if d == "describe" or d == "it" or d == nil then return handler.getFullName(element) end
+    -- setup, teardown, before_each, ...: name the block it belongs to
+    local parent = busted.parent(element)
+    local where_ = parent and parent.descriptor ~= "file" and handler.getFullName(parent)
+      or (parent and parent.descriptor == "file" and "file " .. tostring(parent.name)) or "?"
+    return where_ .. " (" .. d .. ")"
+  end
+
+  -- display names of errors outside tests, keyed by their trace table (the
+  -- base handler records the same trace with the error, after we see it)
+  local display = setmetatable({}, { __mode = "k" })
+
+  handler.blockError = function(element, parent, message, trace)
     if element.descriptor ~= "it" then
-      local name = handler.getFullName(element)
-      if element.descriptor == "file" then name = element.name or "?" end
-      io_write("ERROR    ", tostring(element.descriptor), " ", name, "\n")
+      local name = block_name(element)
+      if type(trace) == "table" then display[trace] = name end
+      io_write("ERROR    ", name, "\n")
       io_flush()
     end
     return nil, true
   end
 
   local function describe_failure(kind, f)
-    local lines = { "", kind .. ": " .. f.name }
+    local name = f.name
+    if f.element and f.element.descriptor ~= "it" and f.trace then name = display[f.trace] or name end
+    local lines = { "", kind .. ": " .. name }
     local trace = f.trace
     if trace and trace.short_src then
       lines[#lines + 1] = "  at " .. where(trace)
