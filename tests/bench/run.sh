@@ -131,7 +131,6 @@ crun_setup() {
     for v in base net; do
         ns='{"type": "user"}, {"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}'
         [ $v = net ] && ns="$ns, {\"type\": \"network\"}"
-        ln -s ../rootfs "$c/$v/rootfs" || return 1
         cat >"$c/$v/config.json" <<EOF || return 1
 {
   "ociVersion": "1.0.0",
@@ -142,7 +141,7 @@ crun_setup() {
     "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
     "cwd": "/"
   },
-  "root": {"path": "rootfs", "readonly": true},
+  "root": {"path": "$ROOT/$c/rootfs", "readonly": true},
   "hostname": "bench",
   "mounts": [$mounts],
   "linux": {

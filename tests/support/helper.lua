@@ -33,8 +33,11 @@ package.path = table.concat({
   package.path,
 }, ";")
 
+local build = os.getenv("LUNAS_BUILD")
+if not build or build == "" then build = root .. "/build" end
+
 package.cpath = table.concat({
-  root .. "/build/lib/?.so",
+  build .. "/lib/?.so",
   package.cpath,
 }, ";")
 

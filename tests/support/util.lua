@@ -1,0 +1,107 @@
+-- Helpers shared by the specs: paths of the build, reading kernel state from outside, running commands.
+local M = {}
+
+M.root = (os.getenv("LUNAS_ROOT") or "."):gsub("/+$", "")
+M.build = os.getenv("LUNAS_BUILD") or (M.root .. "/build")
+M.bin = M.build .. "/bin/lunas"
+M.pass = os.getenv("LUNAS_TEST_PASS") or "root"
+
+--- Whole content of a file, or nil, err.
+function M.read(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local data = f:read("a")
+  f:close()
+  return data
+end
+
+function M.write(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+end
+
+--- Quotes a word for /bin/sh.
+function M.quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+--- Runs argv (a table of words) through /bin/sh; returns stdout+stderr, exit code (128+N for signal N).
+function M.run(argv, opts)
+  local words = {}
+  for i, w in ipairs(argv) do words[i] = M.quote(w) end
+  local cmd = table.concat(words, " ")
+  if opts and opts.stdin then cmd = "printf %s " .. M.quote(opts.stdin) .. " | " .. cmd end
+  if opts and opts.env then
+    local prefix = {}
+    for k, v in pairs(opts.env) do prefix[#prefix + 1] = k .. "=" .. M.quote(v) end
+    cmd = "env " .. table.concat(prefix, " ") .. " " .. cmd
+  end
+  local p = assert(io.popen(cmd .. (opts and opts.stderr == false and " 2>/dev/null" or " 2>&1"), "r"))
+  local out = p:read("a")
+  local _, how, code = p:close()
+  if how == "signal" then code = 128 + code end
+  return out, code
+end
+
+--- Runs the lunas host binary with the given arguments.
+function M.lunas(args, opts)
+  local argv = { M.bin }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  return M.run(argv, opts)
+end
+
+--- The target of /proc/PID/ns/TYPE ("net:[4026531840]") read from outside.
+function M.ns_link(pid, kind)
+  local p = io.popen("readlink /proc/" .. tostring(pid) .. "/ns/" .. kind)
+  local out = p:read("l")
+  p:close()
+  return out
+end
+
+--- A field of /proc/PID/status ("NSpid", "Uid", ...).
+function M.status_field(pid, name)
+  local status = M.read("/proc/" .. tostring(pid) .. "/status")
+  return status and status:match("\n" .. name .. ":%s*([^\n]*)")
+end
+
+--- Polls fn() every 10 ms until it returns a truthy value or `seconds` pass; returns that value or nil.
+function M.wait_for(fn, seconds)
+  local core = require "lunas.core"
+  local deadline = core.now() + (seconds or 5)
+  repeat
+    local v = fn()
+    if v then return v end
+    os.execute("sleep 0.01")
+  until core.now() > deadline
+  return nil
+end
+
+--- True when a process with this pid exists (and is not a zombie).
+function M.alive(pid)
+  local stat = M.read("/proc/" .. tostring(pid) .. "/stat")
+  if not stat then return false end
+  local state = stat:match("^%d+ %b() (%a)")
+  return state ~= nil and state ~= "Z" and state ~= "X"
+end
+
+--- Reads everything from a lunas.core fd until EOF.
+function M.drain(fd)
+  local parts = {}
+  while true do
+    local chunk = fd:read()
+    if not chunk or chunk == "" then break end
+    parts[#parts + 1] = chunk
+  end
+  return table.concat(parts)
+end
+
+--- A fresh temporary directory, removed by the returned cleanup function.
+function M.tmpdir()
+  local p = io.popen("mktemp -d /tmp/lunas-test.XXXXXX")
+  local dir = p:read("l")
+  p:close()
+  return dir, function() os.execute("rm -rf " .. M.quote(dir)) end
+end
+
+return M
