@@ -25,6 +25,14 @@ LIBS = -lm -ldl
 
 CORE_SRC = src/core.c src/proc.c src/ns.c src/mount.c src/net.c
 CORE_OBJ = $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o)
+# PID 1 of a sandbox: a freestanding program (x86_64, aarch64) embedded in the core and exec'd from a sealed memfd.
+ifdef LUNAS_NO_REAPER_ELF
+override CFLAGS += -DLUNAS_NO_REAPER_ELF
+else
+CORE_OBJ += $(BUILD)/obj/reaper_elf.o
+endif
+REAPER_CFLAGS = -O2 -std=gnu11 -Wall -Wextra -Werror -ffreestanding -fno-stack-protector -fno-pie -no-pie -nostdlib \
+                -static -fno-asynchronous-unwind-tables -Wl,--build-id=none -Wl,-z,noexecstack
 LUA_MODULES = $(sort $(wildcard lua/lunas/*.lua lua/lunas/*/*.lua))
 HEADERS = src/lunas.h
 
@@ -50,6 +58,16 @@ $(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
 
 $(BUILD)/obj/embedded.c: src/embed.lua $(LUA_MODULES) | $(BUILD)/obj
 	$(LUA) src/embed.lua $@ lua $(LUA_MODULES)
+
+$(BUILD)/obj/reaper: src/reaper.c | $(BUILD)/obj
+	$(CC) $(REAPER_CFLAGS) -o $@ $<
+	strip $@
+
+$(BUILD)/obj/reaper_elf.c: $(BUILD)/obj/reaper src/embed.lua
+	$(LUA) src/embed.lua --binary $@ lunas_reaper_elf $<
+
+$(BUILD)/obj/reaper_elf.o: $(BUILD)/obj/reaper_elf.c
+	$(CC) $(filter-out $(WARNINGS),$(CFLAGS)) -c -o $@ $<
 
 $(BUILD)/obj/embedded.o: $(BUILD)/obj/embedded.c
 	$(CC) $(filter-out $(WARNINGS),$(CFLAGS)) -c -o $@ $<

@@ -364,6 +364,7 @@ char **lunas_check_environment(lua_State *L, int idx, const char *field) {
 struct lunas_fd *lunas_new_fd(lua_State *L, int fd) {
     struct lunas_fd *f = lua_newuserdatauv(L, sizeof *f, 0);
     f->fd = fd;
+    f->owner = getpid();
     luaL_setmetatable(L, LUNAS_FD);
     return f;
 }
@@ -398,6 +399,13 @@ static int fd_close(lua_State *L) {
         close(f->fd);
         f->fd = -1;
     }
+    return 0;
+}
+
+static int fd_gc(lua_State *L) {
+    struct lunas_fd *f = luaL_checkudata(L, 1, LUNAS_FD);
+    if (f->fd >= 0 && f->owner == getpid()) close(f->fd);
+    f->fd = -1;
     return 0;
 }
 
@@ -437,7 +445,7 @@ static int fd_tostring(lua_State *L) {
 }
 
 void lunas_open_fd_class(lua_State *L) {
-    static const luaL_Reg meta[] = {{"__gc", fd_close}, {"__close", fd_close}, {"__tostring", fd_tostring}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {{"__gc", fd_gc}, {"__close", fd_close}, {"__tostring", fd_tostring}, {NULL, NULL}};
     static const luaL_Reg methods[] = {
         {"close", fd_close}, {"fileno", fd_fileno}, {"read", fd_read}, {"write", fd_write}, {NULL, NULL}};
     lunas_new_class(L, LUNAS_FD, meta, methods);

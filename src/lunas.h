@@ -86,9 +86,11 @@ char **lunas_check_environment(lua_State *L, int idx, const char *field);
 
 #define LUNAS_FD "lunas.fd"
 
-/* A file descriptor owned by Lua: closed by close(), __close and __gc. */
+/* A file descriptor owned by Lua: closed by close() and __close, and by __gc only in the process that created
+ * it (a child that shares or copies our memory must never close the parent's descriptors behind its back). */
 struct lunas_fd {
     int fd;
+    pid_t owner;
 };
 
 /* Pushes a new fd object owning fd (fd < 0 allowed only transiently: callers allocate first, then fill). */

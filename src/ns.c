@@ -23,6 +23,7 @@
 
 struct lunas_ns {
     int fd;
+    pid_t owner; /* __gc closes only in the creating process */
     uint64_t type; /* CLONE_NEW* */
     ino_t ino;
     dev_t dev;
@@ -83,6 +84,13 @@ static int ns_close(lua_State *L) {
     return 0;
 }
 
+static int ns_gc(lua_State *L) {
+    struct lunas_ns *ns = luaL_checkudata(L, 1, LUNAS_NS);
+    if (ns->fd >= 0 && ns->owner == getpid()) close(ns->fd);
+    ns->fd = -1;
+    return 0;
+}
+
 static int ns_eq(lua_State *L) {
     struct lunas_ns *a = check_ns(L, 1), *b = check_ns(L, 2);
     lua_pushboolean(L, a->ino == b->ino && a->dev == b->dev);
@@ -115,6 +123,7 @@ static int ns_open(lua_State *L) {
     }
     struct lunas_ns *ns = lua_newuserdatauv(L, sizeof *ns, 0);
     ns->fd = -1;
+    ns->owner = getpid();
     luaL_setmetatable(L, LUNAS_NS);
     ns->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (ns->fd < 0) return lunas_push_error(L, errno, "open namespace", path);
@@ -399,7 +408,7 @@ static int ns_uname(lua_State *L) {
 
 void lunas_open_ns(lua_State *L) {
     static const luaL_Reg meta[] = {
-        {"__gc", ns_close}, {"__close", ns_close}, {"__eq", ns_eq}, {"__tostring", ns_tostring}, {NULL, NULL}};
+        {"__gc", ns_gc}, {"__close", ns_close}, {"__eq", ns_eq}, {"__tostring", ns_tostring}, {NULL, NULL}};
     static const luaL_Reg methods[] = {
         {"type", ns_type}, {"id", ns_id}, {"fileno", ns_fileno}, {"close", ns_close}, {NULL, NULL}};
     static const luaL_Reg functions[] = {

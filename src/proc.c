@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -20,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <grp.h>
+#include <linux/capability.h>
 
 #include "lunas.h"
 
@@ -32,6 +34,8 @@
 /* Exit code of a child whose Lua function raised (as docker/crun use 125 for "the runtime failed"). */
 #define CHILD_LUA_ERROR 125
 #define CHILD_EXEC_FAILED 127
+/* Stack of a child started vfork-style; mapped lazily, so only what it touches costs. */
+#define PAYLOAD_STACK_SIZE (1u << 20)
 
 extern char **environ;
 
@@ -124,6 +128,7 @@ static void check_exec_request(lua_State *L, int argv_arg, int opts_arg, struct 
 
 static int proc_exec(lua_State *L) {
     struct exec_request req;
+    lua_settop(L, 2); /* the request builder pushes arrays: keep index 2 the options, even when absent */
     check_exec_request(L, 1, 2, &req);
     fflush(NULL);
     reset_signal_state();
@@ -258,6 +263,13 @@ static int process_close(lua_State *L) {
     return 0;
 }
 
+static int process_gc(lua_State *L) {
+    struct lunas_process *p = luaL_checkudata(L, 1, LUNAS_PROCESS);
+    if (p->pidfd >= 0 && p->owner == getpid()) return process_close(L);
+    p->pidfd = -1;
+    return 0;
+}
+
 static int process_index(lua_State *L) {
     struct lunas_process *p = luaL_checkudata(L, 1, LUNAS_PROCESS);
     const char *key = lua_tostring(L, 2);
@@ -278,7 +290,7 @@ static int process_tostring(lua_State *L) {
 
 static void open_process_class(lua_State *L) {
     static const luaL_Reg meta[] = {
-        {"__gc", process_close}, {"__close", process_close}, {"__tostring", process_tostring}, {NULL, NULL}};
+        {"__gc", process_gc}, {"__close", process_close}, {"__tostring", process_tostring}, {NULL, NULL}};
     static const luaL_Reg methods[] = {{"wait", process_wait},   {"kill", process_kill},  {"alive", process_alive}, {"fileno", process_fileno},
                                        {"close", process_close}, {NULL, NULL}};
     if (!luaL_newmetatable(L, LUNAS_PROCESS)) {
@@ -334,6 +346,9 @@ static int child_traceback(lua_State *L) {
  * lets an error unwind into the parent's frames (which this copy of the Lua state still holds). */
 __attribute__((noreturn)) static void child_run_function(lua_State *L, int fn_idx) {
     int code = 0;
+    /* A collection marks every object: in a forked copy that write-faults the whole heap page by page. A
+     * child lives briefly, so it never collects. */
+    lua_gc(L, LUA_GCSTOP);
     lua_pushcfunction(L, child_traceback);
     lua_pushvalue(L, fn_idx);
     if (lua_pcall(L, 0, 1, -2) != LUA_OK) {
@@ -365,7 +380,55 @@ static int exec_report(int report_fd) {
     return n == (ssize_t)sizeof err ? err : 0;
 }
 
-static const char *const spawn_options[] = {"flags", "fn", "argv", "env", "path", "argv0", "cgroup", NULL};
+static const char *const spawn_options[] = {"flags", "fn", "argv", "env", "path", "argv0", "cgroup", "vfork", NULL};
+
+struct shared_child {
+    lua_State *thread;
+    uint64_t flags;
+    int cgroup_fd;
+};
+
+/* Entry of a child that shares our memory (vfork-style): it runs the function on its own Lua thread, so the
+ * caller's stack and call frames are untouched when it resumes. */
+static int shared_child_entry(void *arg) {
+    struct shared_child *sc = arg;
+    lua_State *T = sc->thread;
+    lua_pushcfunction(T, child_traceback);
+    lua_insert(T, 1);
+    int code = 0;
+    if (lua_pcall(T, 0, 1, 1) != LUA_OK) {
+        fprintf(stderr, "lunas: child %d: %s\n", (int)getpid(), lua_tostring(T, -1));
+        code = CHILD_LUA_ERROR;
+    } else if (lua_isinteger(T, -1)) {
+        code = (int)(lua_tointeger(T, -1) & 0xff);
+    } else if (lua_isboolean(T, -1)) {
+        code = lua_toboolean(T, -1) ? 0 : 1;
+    }
+    fflush(NULL);
+    _exit(code);
+}
+
+/* clone3 cannot take a stack for a CLONE_VM child without a trampoline; clone(2) can, and CLONE_PIDFD and the
+ * namespace flags fit its int flags (all but CLONE_INTO_CGROUP, which needs clone3). */
+static pid_t clone_shared(lua_State *L, int fn_idx, uint64_t flags, int *pidfd) {
+    lua_State *T = lua_newthread(L); /* anchored on L's stack until the caller returns */
+    lua_pushvalue(L, fn_idx);
+    lua_xmove(L, T, 1);
+    struct shared_child sc = {.thread = T, .flags = flags, .cgroup_fd = -1};
+    char *stack = mmap(NULL, PAYLOAD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) return -1;
+    /* The child must not collect: it would free our garbage without the owner's __gc closing descriptors. */
+    int collecting = lua_gc(L, LUA_GCISRUNNING);
+    lua_gc(L, LUA_GCSTOP);
+    fflush(NULL);
+    pid_t pid = clone(shared_child_entry, stack + PAYLOAD_STACK_SIZE,
+                      (int)flags | CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &sc, pidfd);
+    int err = errno;
+    if (collecting) lua_gc(L, LUA_GCRESTART);
+    munmap(stack, PAYLOAD_STACK_SIZE);
+    errno = err;
+    return pid;
+}
 
 static int proc_spawn(lua_State *L) {
     lunas_check_options(L, 1, spawn_options);
@@ -394,12 +457,18 @@ static int proc_spawn(lua_State *L) {
     }
     int cgroup_fd = -1;
     if (lunas_opt_field(L, 1, "cgroup", LUA_TNONE) != LUA_TNIL) cgroup_fd = lunas_check_fd(L, -1, "cgroup");
+    /* vfork = true: the child borrows our memory until it execs or exits, and we sleep meanwhile. Right for a
+     * child that execs promptly and needs nothing from us first; it saves copying the address space. */
+    int shared_vm = lunas_opt_boolean(L, 1, "vfork", 0);
+    if (shared_vm && (!has_fn || cgroup_fd >= 0))
+        return lunas_field_error(L, 1, "vfork", "only with 'fn' and without 'cgroup'");
 
     struct lunas_process *p = new_process(L);
+    int p_idx = lua_gettop(L);
     int report[2] = {-1, -1};
     if (has_argv && pipe2(report, O_CLOEXEC) < 0) return lunas_push_error(L, errno, "spawn", "pipe");
     int pidfd = -1;
-    pid_t pid = clone3_fork(flags, cgroup_fd, &pidfd);
+    pid_t pid = shared_vm ? clone_shared(L, fn_idx, flags, &pidfd) : clone3_fork(flags, cgroup_fd, &pidfd);
     if (pid == 0) {
         if (has_fn) child_run_function(L, fn_idx);
         close(report[0]);
@@ -421,29 +490,27 @@ static int proc_spawn(lua_State *L) {
             return lunas_push_error(L, err, "exec", req.file);
         }
     }
+    lua_pushvalue(L, p_idx);
     return 1;
 }
 
 /* ---- the reaper (PID 1 of a sandbox) ------------------------------------- */
-
-static void close_listed_fds(lua_State *L, int opts) {
+/* Collects the descriptors of opts.close into fds (at most max); the fd objects are marked closed. */
+static int collect_close_list(lua_State *L, int opts, int *fds, int max) {
+    int n = 0;
     if (lunas_opt_field(L, opts, "close", LUA_TTABLE) == LUA_TNIL) {
         lua_pop(L, 1);
-        return;
+        return 0;
     }
-    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-    for (lua_Integer i = 1; i <= n; i++) {
+    lua_Integer len = (lua_Integer)lua_rawlen(L, -1);
+    if (len > max) lunas_field_error(L, opts, "close", "at most %d descriptors", max);
+    for (lua_Integer i = 1; i <= len; i++) {
         lua_rawgeti(L, -1, i);
-        if (luaL_testudata(L, -1, LUNAS_FD)) {
-            struct lunas_fd *f = lua_touserdata(L, -1);
-            if (f->fd >= 0) close(f->fd);
-            f->fd = -1;
-        } else if (lua_isinteger(L, -1)) {
-            close((int)lua_tointeger(L, -1));
-        }
+        fds[n++] = lunas_check_fd(L, -1, "close");
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
+    return n;
 }
 
 /* Forwards signals to the payload and reaps every child until the payload exits; then reports the payload's
@@ -470,14 +537,101 @@ __attribute__((noreturn)) static void reaper_loop(int sigfd, pid_t payload, int 
     }
 }
 
+struct payload_start {
+    lua_State *L;
+    int fn_idx;
+    sigset_t mask;
+};
+
+/* Entry of a payload started vfork-style: it borrows the reaper's memory (and Lua state) until it execs. */
+static int payload_entry(void *arg) {
+    struct payload_start *ps = arg;
+    sigprocmask(SIG_SETMASK, &ps->mask, NULL);
+    child_run_function(ps->L, ps->fn_idx);
+}
+
+
+/* Starts the payload. With shared_vm the child runs on its own stack in our address space and we sleep until it
+ * execs or exits (CLONE_VFORK): no page tables are copied and no page is duplicated. That is only right for a
+ * payload that execs promptly, and only because the reaper never runs Lua again afterwards. */
+static pid_t start_payload(lua_State *L, int fn_idx, const sigset_t *mask, int shared_vm) {
+    if (!shared_vm) {
+        pid_t pid = clone3_fork(0, -1, NULL);
+        if (pid == 0) {
+            sigprocmask(SIG_SETMASK, mask, NULL);
+            child_run_function(L, fn_idx);
+        }
+        return pid;
+    }
+    struct payload_start ps = {.L = L, .fn_idx = fn_idx, .mask = *mask};
+    char *stack = mmap(NULL, PAYLOAD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) return -1;
+    fflush(NULL);
+    pid_t pid = clone(payload_entry, stack + PAYLOAD_STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &ps);
+    int err = errno;
+    munmap(stack, PAYLOAD_STACK_SIZE);
+    errno = err;
+    return pid;
+}
+
+#define REAPER_MAX_CLOSE 16
+
+#ifndef LUNAS_NO_REAPER_ELF
+extern const unsigned char lunas_reaper_elf[];
+extern const size_t lunas_reaper_elf_size;
+#endif
+
+/* reaper_image(): a sealed memfd holding the freestanding reaper program (src/reaper.c), for reaper{image=}.
+ * Sealed, so a payload that reaches /proc/1/exe finds nothing it can write. */
+static int proc_reaper_image(lua_State *L) {
+#ifdef LUNAS_NO_REAPER_ELF
+    return lunas_push_error(L, ENOTSUP, "reaper_image", "(built without the reaper program)");
+#else
+    struct lunas_fd *f = lunas_new_fd(L, -1);
+    f->fd = memfd_create("lunas-reaper", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (f->fd < 0) return lunas_push_error(L, errno, "memfd_create", "lunas-reaper");
+    if (lunas_write_all(f->fd, lunas_reaper_elf, lunas_reaper_elf_size) < 0 ||
+        fcntl(f->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
+        return lunas_push_error(L, errno, "reaper_image", "memfd");
+    return 1;
+#endif
+}
+
+/* Replaces the calling process by the reaper program. Returns only on failure. */
+static void exec_reaper_image(int image, pid_t payload, int status_fd) {
+    char pid_arg[16], fd_arg[16];
+    snprintf(pid_arg, sizeof pid_arg, "%d", (int)payload);
+    if (status_fd >= 0) {
+        snprintf(fd_arg, sizeof fd_arg, "%d", status_fd);
+        if (fcntl(status_fd, F_SETFD, 0) < 0) return; /* it must survive the exec */
+    } else {
+        snprintf(fd_arg, sizeof fd_arg, "-");
+    }
+    char *argv[] = {"lunas-reaper", pid_arg, fd_arg, NULL};
+    char *envp[] = {NULL};
+    syscall(SYS_execveat, image, "", argv, envp, AT_EMPTY_PATH);
+    if (status_fd >= 0) fcntl(status_fd, F_SETFD, FD_CLOEXEC);
+}
+
+/* reaper{fn = payload, status = fd, close = {fd...}, subreaper = bool, exec = bool, image = fd}: makes the calling
+ * process (PID 1 of a sandbox) the reaper: runs fn in a child (the payload), forwards every signal to it, reaps
+ * all children, and exits with the payload's status once it ends. exec = true promises that fn execs at once (it
+ * is then started vfork-style). image (from reaper_image()) replaces this process by the freestanding reaper once
+ * the payload runs, giving back the memory it shares or copies; the loop below is the fallback. Returns only on
+ * failure. */
 static int proc_reaper(lua_State *L) {
-    static const char *const allowed[] = {"fn", "status", "close", "subreaper", NULL};
+    static const char *const allowed[] = {"fn", "status", "close", "subreaper", "exec", "image", NULL};
     lunas_check_options(L, 1, allowed);
     if (lunas_opt_field(L, 1, "fn", LUA_TFUNCTION) == LUA_TNIL) return lunas_field_error(L, 1, "fn", "function expected");
     int fn_idx = lua_gettop(L);
     int status_fd = -1;
     if (lunas_opt_field(L, 1, "status", LUA_TNONE) != LUA_TNIL) status_fd = lunas_check_fd(L, -1, "status");
     int subreaper = lunas_opt_boolean(L, 1, "subreaper", getpid() != 1);
+    int shared_vm = lunas_opt_boolean(L, 1, "exec", 0);
+    int image = -1;
+    if (lunas_opt_field(L, 1, "image", LUA_TNONE) != LUA_TNIL) image = lunas_check_fd(L, -1, "image");
+    int close_fds[REAPER_MAX_CLOSE];
+    int close_count = collect_close_list(L, 1, close_fds, REAPER_MAX_CLOSE);
 
     /* Block every signal before the payload exists, so none sent in between is lost; the payload restores
      * its mask, and exec through lunas resets it anyway. */
@@ -491,19 +645,16 @@ static int proc_reaper(lua_State *L) {
         if (sigfd >= 0) close(sigfd);
         return lunas_push_error(L, err, "reaper", "setup");
     }
-    pid_t pid = clone3_fork(0, -1, NULL);
-    if (pid == 0) {
-        close(sigfd);
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        child_run_function(L, fn_idx);
-    }
+    pid_t pid = start_payload(L, fn_idx, &old, shared_vm);
     if (pid < 0) {
         int err = errno;
         close(sigfd);
         sigprocmask(SIG_SETMASK, &old, NULL);
-        return lunas_push_error(L, err, "clone3", "payload");
+        return lunas_push_error(L, err, "clone", "payload");
     }
-    close_listed_fds(L, 1);
+    /* From here on no Lua: with a shared_vm payload the Lua state is the payload's leftovers. */
+    for (int i = 0; i < close_count; i++) close(close_fds[i]);
+    if (image >= 0) exec_reaper_image(image, pid, status_fd);
     reaper_loop(sigfd, pid, status_fd);
 }
 
@@ -538,6 +689,37 @@ static int proc_reset_signals(lua_State *L) {
     return 1;
 }
 
+/* Capability names as the kernel and libcap spell them, without the CAP_ prefix, lower case. */
+static const struct lunas_flag capability_names[] = {
+    {"chown", CAP_CHOWN}, {"dac_override", CAP_DAC_OVERRIDE}, {"dac_read_search", CAP_DAC_READ_SEARCH},
+    {"fowner", CAP_FOWNER}, {"fsetid", CAP_FSETID}, {"kill", CAP_KILL}, {"setgid", CAP_SETGID},
+    {"setuid", CAP_SETUID}, {"setpcap", CAP_SETPCAP}, {"linux_immutable", CAP_LINUX_IMMUTABLE},
+    {"net_bind_service", CAP_NET_BIND_SERVICE}, {"net_broadcast", CAP_NET_BROADCAST}, {"net_admin", CAP_NET_ADMIN},
+    {"net_raw", CAP_NET_RAW}, {"ipc_lock", CAP_IPC_LOCK}, {"ipc_owner", CAP_IPC_OWNER}, {"sys_module", CAP_SYS_MODULE},
+    {"sys_rawio", CAP_SYS_RAWIO}, {"sys_chroot", CAP_SYS_CHROOT}, {"sys_ptrace", CAP_SYS_PTRACE},
+    {"sys_pacct", CAP_SYS_PACCT}, {"sys_admin", CAP_SYS_ADMIN}, {"sys_boot", CAP_SYS_BOOT}, {"sys_nice", CAP_SYS_NICE},
+    {"sys_resource", CAP_SYS_RESOURCE}, {"sys_time", CAP_SYS_TIME}, {"sys_tty_config", CAP_SYS_TTY_CONFIG},
+    {"mknod", CAP_MKNOD}, {"lease", CAP_LEASE}, {"audit_write", CAP_AUDIT_WRITE}, {"audit_control", CAP_AUDIT_CONTROL},
+    {"setfcap", CAP_SETFCAP}, {"mac_override", CAP_MAC_OVERRIDE}, {"mac_admin", CAP_MAC_ADMIN}, {"syslog", CAP_SYSLOG},
+    {"wake_alarm", CAP_WAKE_ALARM}, {"block_suspend", CAP_BLOCK_SUSPEND}, {"audit_read", CAP_AUDIT_READ},
+    {"perfmon", CAP_PERFMON}, {"bpf", CAP_BPF}, {"checkpoint_restore", CAP_CHECKPOINT_RESTORE}, {NULL, 0},
+};
+
+/* Drops each named capability from the bounding set: after exec no process here can hold it again. */
+static int drop_bounding(lua_State *L, int idx) {
+    if (lua_type(L, idx) != LUA_TTABLE) return lunas_field_error(L, 1, "capbset_drop", "table of names expected");
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, i);
+        const char *name = lua_tostring(L, -1);
+        if (!name) return lunas_field_error(L, 1, "capbset_drop", "entry %d: name expected", (int)i);
+        int cap = (int)lunas_check_flag_name(L, 1, name, capability_names, "capbset_drop");
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) return lunas_push_errorf(L, errno, "prctl capbset_drop %s", name);
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
 static int prctl_set_one(lua_State *L, const char *key, int idx) {
     int r = 0;
     if (strcmp(key, "no_new_privs") == 0) {
@@ -549,6 +731,8 @@ static int prctl_set_one(lua_State *L, const char *key, int idx) {
         r = prctl(PR_SET_CHILD_SUBREAPER, lua_toboolean(L, idx), 0, 0, 0);
     } else if (strcmp(key, "dumpable") == 0) {
         r = prctl(PR_SET_DUMPABLE, lua_toboolean(L, idx), 0, 0, 0);
+    } else if (strcmp(key, "capbset_drop") == 0) {
+        return drop_bounding(L, idx);
     } else if (strcmp(key, "name") == 0) {
         size_t len;
         const char *name = lua_tolstring(L, idx, &len);
@@ -559,14 +743,16 @@ static int prctl_set_one(lua_State *L, const char *key, int idx) {
     return 0;
 }
 
-/* prctl{no_new_privs = true, pdeathsig = "KILL", child_subreaper = true, dumpable = false, name = "x"} */
+/* prctl{no_new_privs = true, pdeathsig = "KILL", child_subreaper = true, dumpable = false, name = "x",
+ *       capbset_drop = {"sys_ptrace", ...}} */
 static int proc_prctl(lua_State *L) {
-    static const char *const allowed[] = {"no_new_privs", "pdeathsig", "child_subreaper", "dumpable", "name", NULL};
+    static const char *const allowed[] = {"no_new_privs", "pdeathsig", "child_subreaper", "dumpable", "name",
+                                          "capbset_drop", NULL};
     lunas_check_options(L, 1, allowed);
     for (const char *const *k = allowed; *k; k++) {
         int t = lua_getfield(L, 1, *k);
         if (t != LUA_TNIL) {
-            if (strcmp(*k, "pdeathsig") && strcmp(*k, "name") && t != LUA_TBOOLEAN)
+            if (strcmp(*k, "pdeathsig") && strcmp(*k, "name") && strcmp(*k, "capbset_drop") && t != LUA_TBOOLEAN)
                 return lunas_field_error(L, 1, *k, "boolean expected, got %s", luaL_typename(L, -1));
             int n = prctl_set_one(L, *k, lua_gettop(L));
             if (n) return n;
@@ -789,6 +975,7 @@ void lunas_open_proc(lua_State *L) {
         {"exec", proc_exec},
         {"pidfd_open", proc_pidfd_open},
         {"reaper", proc_reaper},
+        {"reaper_image", proc_reaper_image},
         {"exit", proc_exit},
         {"getpid", proc_getpid},
         {"getppid", proc_getppid},

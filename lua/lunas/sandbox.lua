@@ -241,6 +241,15 @@ end
 local steps = {}
 M.steps = steps
 
+-- The freestanding reaper program in a sealed memfd: one per process that spawns sandboxes.
+local reaper_image, reaper_image_pid
+local function get_reaper_image()
+  if reaper_image_pid ~= core.getpid() then
+    reaper_image, reaper_image_pid = core.reaper_image(), core.getpid()
+  end
+  return reaper_image
+end
+
 --- Inserts a step; where = {before = "name"} or {after = "name"}; appended before "exec" by default.
 function M.add_step(step, where)
   assert(type(step.name) == "string", "step needs a name")
@@ -418,8 +427,19 @@ steps[#steps + 1] = {
 steps[#steps + 1] = {
   name = "reaper",
   init = function(ctx)
-    -- The reaper stays behind while the payload runs: it must not be ptrace-able or readable from inside.
-    if ctx.fork then return check_core(core.prctl{ dumpable = false }) end
+    -- The reaper stays behind while the payload runs: it must not be ptrace-able or readable from inside. The
+    -- exec'd reaper program does this itself; and dumpable belongs to the memory, which a vfork-style child
+    -- shares with lunas: setting it there would change lunas.
+    if ctx.fork and not ctx.vfork then return check_core(core.prctl{ dumpable = false }) end
+  end,
+}
+
+steps[#steps + 1] = {
+  name = "reaper_guard",
+  payload = function(ctx)
+    -- The exec'd reaper's memory belongs to the sandbox's user namespace, where the payload is root: without
+    -- CAP_SYS_PTRACE it cannot ptrace or read PID 1 (non-dumpable), and after exec it can never regain it.
+    if ctx.fork and ctx.ns.user then return check_core(core.prctl{ capbset_drop = { "sys_ptrace" } }) end
   end,
 }
 
@@ -471,6 +491,7 @@ steps[#steps + 1] = {
 
 local function open_null(ctx)
   if not ctx.null then
+    -- Owned by the payload: a vfork-style child leaves it in the parent's heap, where __gc skips it.
     local f, msg, code = core.open("/dev/null", "rw")
     if not f then return nil, msg, code end
     ctx.null = f
@@ -554,8 +575,9 @@ local function payload_main(ctx)
 end
 
 local function child_main(ctx)
-  -- Drop the parent's pipe ends first: holding sync_w would hide the parent's death from the read below.
-  close_all(ctx.err_r, ctx.sync_w, ctx.status_r)
+  -- Drop the parent's pipe ends first: holding sync_w would hide the parent's death from the read below. A
+  -- vfork-style child shares the parent's objects and must not touch them (it has no sync pipe anyway).
+  if not ctx.vfork then close_all(ctx.err_r, ctx.sync_w, ctx.status_r) end
   if ctx.sync_r then
     local byte = ctx.sync_r:read(1)
     if byte ~= "1" then core.exit(SETUP_FAILED) end
@@ -564,7 +586,7 @@ local function child_main(ctx)
   run_phase(ctx, "init")
   if ctx.fork then
     local _, msg, code = core.reaper{ fn = function() return payload_main(ctx) end, status = ctx.status_w,
-      close = { ctx.err_w } }
+      close = { ctx.err_w }, exec = ctx.spec.argv ~= nil, image = ctx.reaper_image }
     report(ctx, "reaper", msg, code)
   end
   return payload_main(ctx)
@@ -653,8 +675,14 @@ function Sandbox:spawn()
     close_child_ends(ctx)
     error(err, 0)
   end
+  -- With nothing for the parent to do before the payload execs, the child borrows our memory until then (no
+  -- page tables copied, no page duplicated). A reaper then execs the freestanding reaper program, which gives
+  -- the memory back; without that program it has to be a copy.
+  if ctx.fork and self.spec.argv then ctx.reaper_image = get_reaper_image() end
+  ctx.vfork = not ctx.sync and self.spec.argv ~= nil and (not ctx.fork or ctx.reaper_image ~= nil)
   local started = core.now()
-  local proc, msg, code = core.spawn{ flags = clone_flags(ctx), fn = function() return child_main(ctx) end }
+  local proc, msg, code = core.spawn{ flags = clone_flags(ctx), fn = function() return child_main(ctx) end,
+    vfork = ctx.vfork }
   close_child_ends(ctx)
   if not proc then
     close_all(ctx.err_r, ctx.sync_w, ctx.status_r)

@@ -1,0 +1,193 @@
+-- Every file in examples/ is run by a test: `expectations` below has one entry per example, keyed by file
+-- name, and a new example without an entry fails. Each example runs through the host binary, as its header
+-- says (lunas examples/NAME.lua), and its output is checked against facts read from outside lunas.
+
+local lfs = require "lfs"
+local util = require "support.util"
+local kernel = require "support.kernel"
+
+local EXAMPLES = util.root .. "/examples"
+
+-- ---- helpers ------------------------------------------------------------------------------------------------
+
+-- Runs a /bin/sh script; returns stdout, stderr, exit code.
+local function sh(script)
+  local errpath = os.tmpname()
+  local p = assert(io.popen("{\n" .. script .. "\n} 2>" .. util.quote(errpath) .. " </dev/null", "r"))
+  local out = p:read("a")
+  local _, how, code = p:close()
+  if how == "signal" then code = 128 + code end
+  local err = util.read(errpath) or ""
+  os.remove(errpath)
+  return out, err, code
+end
+
+local function example_command(name)
+  return util.quote(util.bin) .. " " .. util.quote(EXAMPLES .. "/" .. name)
+end
+
+local function readlink(path)
+  return lfs.symlinkattributes(path, "target")
+end
+
+local function trim(s)
+  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+local function words(s)
+  local t = {}
+  for w in s:gmatch("%S+") do t[#t + 1] = w end
+  return t
+end
+
+local function own_euid()
+  return tonumber(util.read("/proc/self/status"):match("\nUid:%s+%d+%s+(%d+)"))
+end
+
+-- Network interfaces of the caller's network namespace, in /proc/net/dev order.
+local function interfaces(dev)
+  local names = {}
+  local n = 0
+  for line in dev:gmatch("[^\n]+") do
+    n = n + 1
+    if n > 2 then names[#names + 1] = trim(line:match("^([^:]+):")) end
+  end
+  return table.concat(names, " ")
+end
+
+-- hello.lua prints a header and rows formatted "%-18s %-28s %s": key, host value, sandbox value.
+local function hello_rows(out)
+  local header, rows, order = nil, {}, {}
+  for line in out:gmatch("([^\n]*)\n") do
+    if not header then
+      header = line
+    else
+      local key = trim(line:sub(1, 18))
+      rows[key] = { host = trim(line:sub(20, 47)), sandbox = trim(line:sub(49)) }
+      order[#order + 1] = key
+    end
+  end
+  return header, rows, order
+end
+
+local HELLO_KEYS = { "hostname", "uid", "shell pid", "processes visible", "uid_map", "interfaces", "user ns",
+  "pid ns", "mnt ns", "uts ns", "ipc ns", "net ns" }
+
+-- Checks hello.lua's output; host = what the caller of lunas sees (the host column must say the same).
+local function check_hello(out, err, code, host)
+  assert.are.equal(0, code, err)
+  local header, rows, order = hello_rows(out)
+  assert.matches("^%s+host%s+sandbox$", header)
+  assert.are.same(HELLO_KEYS, order)
+  -- host name: the sandbox's is the one the example sets, the host's is untouched
+  assert.are.same({ host = host.hostname, sandbox = "lunas-hello" }, rows.hostname)
+  -- the shell is PID 2 in the sandbox (PID 1 is lunas's reaper)
+  assert.are.equal("2", rows["shell pid"].sandbox)
+  assert.matches("^%d+$", rows["shell pid"].host)
+  assert.are_not.equal("2", rows["shell pid"].host)
+  -- root inside, mapped to whoever ran the example
+  assert.are.same({ host = tostring(host.euid), sandbox = "0" }, rows.uid)
+  assert.are.equal(host.uid_map, rows.uid_map.host)
+  assert.are.equal("0 " .. host.euid .. " 1", rows.uid_map.sandbox)
+  -- a new pid namespace sees only its own few processes (reaper, shell, the probe's pipeline)
+  local seen_inside, seen_outside = tonumber(rows["processes visible"].sandbox), tonumber(rows["processes visible"].host)
+  assert.is_number(seen_inside)
+  assert.is_number(seen_outside)
+  assert.is_true(seen_inside >= 2 and seen_inside <= 8, "processes visible in the sandbox: " .. seen_inside)
+  assert.is_true(seen_outside > seen_inside)
+  -- a new network namespace has lo only
+  assert.are.equal(host.interfaces, rows.interfaces.host)
+  assert.are.equal("lo", rows.interfaces.sandbox)
+  -- every namespace differs from the caller's
+  for _, kind in ipairs({ "user", "pid", "mnt", "uts", "ipc", "net" }) do
+    local row = rows[kind .. " ns"]
+    assert.are.equal(host.ns[kind], row.host, kind)
+    assert.matches("^" .. kind .. ":%[%d+%]$", row.sandbox)
+    assert.are_not.equal(row.host, row.sandbox, kind)
+  end
+end
+
+-- The caller's own view, read without lunas.
+local function own_view()
+  local ns = {}
+  for _, kind in ipairs({ "user", "pid", "mnt", "uts", "ipc", "net" }) do ns[kind] = readlink("/proc/self/ns/" .. kind) end
+  return {
+    hostname = trim(util.read("/proc/sys/kernel/hostname")),
+    euid = own_euid(),
+    uid_map = table.concat(words(util.read("/proc/self/uid_map"):match("^[^\n]*")), " "),
+    interfaces = interfaces(util.read("/proc/net/dev")),
+    ns = ns,
+  }
+end
+
+-- ---- expectations, one per example --------------------------------------------------------------------------
+
+-- name = { tags = " #rootless" or "", needs = { kernel features }, check = function(name) ... end }
+local expectations = {
+  ["hello.lua"] = {
+    tags = " #rootless",
+    needs = { "userns" },
+    check = function(name)
+      local out, err, code = sh(example_command(name))
+      check_hello(out, err, code, own_view())
+    end,
+  },
+}
+
+local function example_files()
+  local names = {}
+  for name in lfs.dir(EXAMPLES) do
+    if name ~= "." and name ~= ".." and lfs.attributes(EXAMPLES .. "/" .. name, "mode") == "file" then
+      names[#names + 1] = name
+    end
+  end
+  table.sort(names)
+  return names
+end
+
+describe("examples #rootless", function()
+  it("every file in examples/ has an entry in this spec, and every entry a file", function()
+    local files = example_files()
+    assert.is_true(#files > 0, "no examples found in " .. EXAMPLES)
+    local present = {}
+    for _, name in ipairs(files) do
+      present[name] = true
+      assert.is_table(expectations[name], "examples/" .. name .. " has no test in tests/examples_spec.lua")
+    end
+    for name in pairs(expectations) do
+      assert.is_true(present[name] == true, "tests/examples_spec.lua expects a missing examples/" .. name)
+    end
+  end)
+end)
+
+describe("examples", function()
+  for _, name in ipairs(example_files()) do
+    local entry = expectations[name]
+    it("examples/" .. name .. " runs and prints what it should" .. (entry and entry.tags or " #rootless"), function()
+      assert(pending) -- (a global: gives this function the spec's _ENV, where kernel.requires finds pending)
+      assert.is_table(entry, "examples/" .. name .. " has no test in tests/examples_spec.lua")
+      if entry.needs and #entry.needs > 0 then kernel.requires(table.unpack(entry.needs)) end
+      entry.check(name)
+    end)
+  end
+end)
+
+describe("examples as root #root", function()
+  it("hello.lua's host column shows the caller's interfaces, the sandbox column only lo", function()
+    if not kernel.requires("root", "userns") then return end
+    -- a network namespace of this test's own, with a veth pair in it; it goes away with the shell
+    local out, err, code = sh("exec unshare --net /bin/sh -c "
+      .. util.quote("ip link add lunas-ex0 type veth peer name lunas-ex1 || exit 99\n"
+        .. "readlink /proc/self/ns/net\ncat /proc/net/dev\necho ==\nexec " .. example_command("hello.lua")))
+    assert.are_not.equal(99, code, err)
+    local net, dev, hello = out:match("^([^\n]*)\n(.-)==\n(.*)$")
+    assert.is_string(hello, out)
+    local host = own_view()
+    host.ns.net = net
+    host.interfaces = interfaces(dev)
+    local names = words(host.interfaces)
+    table.sort(names)
+    assert.are.same({ "lo", "lunas-ex0", "lunas-ex1" }, names)
+    check_hello(hello, err, code, host)
+  end)
+end)

@@ -1,0 +1,223 @@
+-- lunas outside its host binary: the stock `lua5.4` interpreter loading the module from the source tree, from
+-- a `make install` tree, and from a luarocks tree built from rockspec/lunas-scm-1.rockspec.
+
+local lfs = require "lfs"
+local util = require "support.util"
+local kernel = require "support.kernel"
+
+-- ---- helpers ------------------------------------------------------------------------------------------------
+
+-- Runs a /bin/sh script; returns stdout, stderr, exit code.
+local function sh(script)
+  local errpath = os.tmpname()
+  local p = assert(io.popen("{\n" .. script .. "\n} 2>" .. util.quote(errpath) .. " </dev/null", "r"))
+  local out = p:read("a")
+  local _, how, code = p:close()
+  if how == "signal" then code = 128 + code end
+  local err = util.read(errpath) or ""
+  os.remove(errpath)
+  return out, err, code
+end
+
+-- Runs stock lua5.4 with exactly these module paths (no default entries) on a chunk or a file.
+local function stock_lua(lua_path, lua_cpath, args)
+  local words = {}
+  for i, a in ipairs(args) do words[i] = util.quote(a) end
+  return sh(("env -u LUA_INIT -u LUA_INIT_5_4 LUA_PATH=%s LUA_CPATH=%s lua5.4 %s"):format(util.quote(lua_path),
+    util.quote(lua_cpath), table.concat(words, " ")))
+end
+
+local function source_paths()
+  return util.root .. "/lua/?.lua;" .. util.root .. "/lua/?/init.lua", util.build .. "/lib/?.so"
+end
+
+local function lunas_version()
+  local out, err, code = sh(util.quote(util.bin) .. " --version")
+  assert.are.equal(0, code, err)
+  return out:match("^lunas (%d+%.%d+%.%d+)")
+end
+
+-- The Lua modules of the tree: { ["lunas.cli.run"] = "cli/run.lua", ... } (paths relative to lua/lunas).
+local function lua_modules()
+  local modules = {}
+  local function walk(dir, rel)
+    for name in lfs.dir(dir) do
+      if name ~= "." and name ~= ".." then
+        local path, relpath = dir .. "/" .. name, rel == "" and name or (rel .. "/" .. name)
+        local mode = lfs.attributes(path, "mode")
+        if mode == "directory" then
+          walk(path, relpath)
+        elseif mode == "file" and name:match("%.lua$") then
+          local module = ("lunas/" .. relpath):gsub("%.lua$", ""):gsub("/init$", ""):gsub("/", ".")
+          modules[module] = relpath
+        end
+      end
+    end
+  end
+  walk(util.root .. "/lua/lunas", "")
+  return modules
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys)
+  return keys
+end
+
+-- A chunk for stock lua that loads lunas and every module, prints where they came from and runs sandboxes.
+local function probe_chunk()
+  local requires = {}
+  for _, m in ipairs(sorted_keys(lua_modules())) do requires[#requires + 1] = ("require %q"):format(m) end
+  return table.concat(requires, "\n") .. [[
+
+local lunas = require "lunas"
+print("lunas=" .. package.searchpath("lunas", package.path))
+print("core=" .. package.searchpath("lunas.core", package.cpath))
+print("sandbox source=" .. debug.getinfo(require("lunas.sandbox").new, "S").source)
+print("version=" .. require("lunas.core").version)
+print("true=" .. tostring(lunas.sandbox{argv={"/bin/true"}}:run().status))
+print("false=" .. tostring(lunas.sandbox{argv={"/bin/false"}}:run().status))
+]]
+end
+
+-- Checks probe_chunk's output: modules from lua_dir/core from lib_dir, sandboxes ran.
+local function check_probe(out, err, code, lua_dir, core_path)
+  assert.are.equal(0, code, err)
+  assert.are.equal(table.concat({
+    "lunas=" .. lua_dir .. "/lunas/init.lua",
+    "core=" .. core_path,
+    "sandbox source=@" .. lua_dir .. "/lunas/sandbox.lua",
+    "version=" .. lunas_version(),
+    "true=0",
+    "false=1",
+    "",
+  }, "\n"), out)
+end
+
+-- ---- the source tree ----------------------------------------------------------------------------------------
+
+describe("stock lua5.4 #rootless", function()
+  it("loads lunas from the source tree and the build, and runs sandboxes", function()
+    assert(pending) -- (a global: gives this function the spec's _ENV, where kernel.requires finds pending)
+    kernel.requires("userns")
+    local lua_path, lua_cpath = source_paths()
+    local out, err, code = stock_lua(lua_path, lua_cpath, { "-e", probe_chunk() })
+    check_probe(out, err, code, util.root .. "/lua", util.build .. "/lib/lunas/core.so")
+  end)
+
+  it("require 'lunas.core' has the version `lunas --version` prints", function()
+    local lua_path, lua_cpath = source_paths()
+    local out, err, code = stock_lua(lua_path, lua_cpath, { "-e", 'io.write(require("lunas.core").version)' })
+    assert.are.equal(0, code, err)
+    assert.matches("^%d+%.%d+%.%d+$", out)
+    assert.are.equal(lunas_version(), out)
+    out, err, code = stock_lua(lua_path, lua_cpath, { "-e", 'io.write(require("lunas").version)' })
+    assert.are.equal(0, code, err)
+    assert.are.equal(lunas_version(), out)
+  end)
+
+  it("reports a lunas error at the recipe's line", function()
+    assert(pending)
+    kernel.requires("userns")
+    local dir, remove_dir = util.tmpdir()
+    finally(remove_dir)
+    local recipe = dir .. "/recipe.lua"
+    util.write(recipe, 'local lunas = require "lunas"\n\nlunas.sandbox{argv={"/nonexistent"}}:run()\n')
+    local lua_path, lua_cpath = source_paths()
+    local out, err, code = stock_lua(lua_path, lua_cpath, { recipe })
+    assert.are.equal(1, code)
+    assert.are.equal("", out)
+    assert.are.equal("lua5.4: " .. recipe .. ":3: sandbox: exec: /nonexistent: No such file or directory",
+      err:match("^[^\n]*"))
+  end)
+end)
+
+-- ---- packaging: what make install and the rockspec ship -----------------------------------------------------
+
+describe("packaging #rootless", function()
+  it("the rockspec builds every Lua module of the tree and the Makefile's C sources", function()
+    local spec = {}
+    assert(loadfile(util.root .. "/rockspec/lunas-scm-1.rockspec", "t", spec))()
+    assert.are.equal("lunas", spec.package)
+    local lua_entries, c_sources = {}, nil
+    for module, entry in pairs(spec.build.modules) do
+      if type(entry) == "string" then
+        lua_entries[module] = entry
+      else
+        assert.are.equal("lunas.core", module)
+        c_sources = entry.sources
+      end
+    end
+    local expected = {}
+    for module, relpath in pairs(lua_modules()) do expected[module] = "lua/lunas/" .. relpath end
+    assert.are.same(expected, lua_entries)
+    local makefile = util.read(util.root .. "/Makefile")
+    local core_src = makefile:match("\nCORE_SRC%s*=%s*([^\n]*)")
+    assert.is_string(core_src)
+    local make_sources = {}
+    for w in core_src:gmatch("%S+") do make_sources[#make_sources + 1] = w end
+    table.sort(make_sources)
+    assert.is_table(c_sources)
+    local rock_sources = { table.unpack(c_sources) }
+    table.sort(rock_sources)
+    assert.are.same(make_sources, rock_sources)
+  end)
+end)
+
+describe("make install #root", function()
+  it("installs the binary, the core and every Lua module, and they work from stock lua5.4", function()
+    if not kernel.requires("root") then return end
+    local dir, remove_dir = util.tmpdir()
+    finally(remove_dir)
+    local out, err, code = sh(("cd %s && make install DESTDIR=%s PREFIX=/usr BUILD=%s"):format(util.quote(util.root),
+      util.quote(dir), util.quote(util.build)))
+    assert.are.equal(0, code, out .. err)
+    local usr = dir .. "/usr"
+    -- the binary
+    assert.are.equal("file", lfs.attributes(usr .. "/bin/lunas", "mode"))
+    assert.matches("x", lfs.attributes(usr .. "/bin/lunas", "permissions"):sub(3, 3))
+    out, err, code = sh(util.quote(usr .. "/bin/lunas") .. " --version")
+    assert.are.equal(0, code, err)
+    assert.are.equal(lunas_version(), out:match("^lunas (%d+%.%d+%.%d+)"))
+    out, err, code = sh(util.quote(usr .. "/bin/lunas") .. " -e 'os.exit(lunas.sandbox{argv={\"/bin/false\"}}:run().status + 10)'")
+    assert.are.equal(11, code, err)
+    _, err, code = sh(util.quote(usr .. "/bin/lunas") .. " run -- /bin/sh -c 'exit 7'")
+    assert.are.equal(7, code, err)
+    -- the C core
+    assert.are.equal("file", lfs.attributes(usr .. "/lib/lua/5.4/lunas/core.so", "mode"))
+    -- every Lua module, as in the tree
+    local share = usr .. "/share/lua/5.4"
+    for module, relpath in pairs(lua_modules()) do
+      local installed = util.read(share .. "/lunas/" .. relpath)
+      assert.is_string(installed, module .. " not installed as " .. share .. "/lunas/" .. relpath)
+      assert.are.equal(util.read(util.root .. "/lua/lunas/" .. relpath), installed, module)
+    end
+    -- stock lua5.4 with paths pointing into DESTDIR only
+    out, err, code = stock_lua(share .. "/?.lua;" .. share .. "/?/init.lua", usr .. "/lib/lua/5.4/?.so",
+      { "-e", probe_chunk() })
+    check_probe(out, err, code, share, usr .. "/lib/lua/5.4/lunas/core.so")
+  end)
+end)
+
+describe("luarocks", function()
+  it("luarocks make builds the rockspec into a tree whose module loads and runs sandboxes", function()
+    local _, _, found = sh("command -v luarocks >/dev/null")
+    if found ~= 0 then pending("needs luarocks: luarocks is not installed") end
+    kernel.requires("userns")
+    local dir, remove_dir = util.tmpdir()
+    finally(remove_dir)
+    -- build from a copy: luarocks compiles next to the sources
+    local copy, tree = dir .. "/src", dir .. "/tree"
+    local out, err, code = sh(("mkdir %s && cp -r %s %s %s %s/"):format(util.quote(copy),
+      util.quote(util.root .. "/src"), util.quote(util.root .. "/lua"), util.quote(util.root .. "/rockspec"),
+      util.quote(copy)))
+    assert.are.equal(0, code, err)
+    out, err, code = sh(("cd %s && HOME=%s luarocks --lua-version=5.4 make --tree %s rockspec/lunas-scm-1.rockspec")
+      :format(util.quote(copy), util.quote(dir), util.quote(tree)))
+    assert.are.equal(0, code, out .. err)
+    local share, lib = tree .. "/share/lua/5.4", tree .. "/lib/lua/5.4"
+    out, err, code = stock_lua(share .. "/?.lua;" .. share .. "/?/init.lua", lib .. "/?.so", { "-e", probe_chunk() })
+    check_probe(out, err, code, share, lib .. "/lunas/core.so")
+  end)
+end)
