@@ -7,7 +7,7 @@ BUILD ?= build
 LUA ?= lua5.4
 
 DEB_PACKAGES = lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libcap-dev libseccomp-dev lua-busted \
-               pkg-config gcc make iproute2 util-linux uidmap
+               pkg-config gcc make iproute2 util-linux uidmap luarocks
 BENCH_PACKAGES = bubblewrap
 
 CFLAGS ?= -O2 -g
@@ -39,7 +39,7 @@ HEADERS = src/lunas.h
 BIN = $(BUILD)/bin/lunas
 CORE_SO = $(BUILD)/lib/lunas/core.so
 
-.PHONY: all deps demo test check bench install uninstall clean tidy
+.PHONY: all deps demo test check bench install rock-install uninstall clean tidy
 
 all: $(BIN) $(CORE_SO)
 
@@ -110,6 +110,14 @@ install: all
 	install -m 0644 $(CORE_SO) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/lunas/core.so
 	install -m 0644 $(wildcard lua/lunas/*.lua) $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/
 	install -m 0644 $(wildcard lua/lunas/cli/*.lua) $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/cli/
+
+# What luarocks' make backend calls (rockspec/lunas-scm-1.rockspec), with its own directories.
+rock-install: all
+	install -d $(INST_LIBDIR)/lunas $(INST_LUADIR)/lunas/cli $(INST_BINDIR)
+	install -m 0644 $(CORE_SO) $(INST_LIBDIR)/lunas/core.so
+	install -m 0644 $(wildcard lua/lunas/*.lua) $(INST_LUADIR)/lunas/
+	install -m 0644 $(wildcard lua/lunas/cli/*.lua) $(INST_LUADIR)/lunas/cli/
+	install -m 0755 $(BIN) $(INST_BINDIR)/lunas
 
 uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/bin/lunas $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/lunas \

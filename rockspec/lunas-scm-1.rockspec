@@ -3,21 +3,18 @@ version = "scm-1"
 source = { url = "git+file:///dev/null" }
 description = {
   summary = "Linux isolation toolkit scripted in Lua: namespaces, sandboxes, network labs",
+  detailed = [[
+    A C core (lunas.core) exposes clone3, namespaces, mounts and the other isolation primitives to Lua 5.4;
+    Lua modules compose them into sandboxes and network labs. Linux only.
+  ]],
   license = "MIT",
 }
 dependencies = { "lua >= 5.4, < 5.5" }
+-- The Makefile is the one build definition: it also builds the freestanding PID 1 program the core embeds.
 build = {
-  type = "builtin",
-  modules = {
-    ["lunas.core"] = {
-      sources = { "src/core.c", "src/proc.c", "src/ns.c", "src/mount.c", "src/net.c" },
-      defines = { "_GNU_SOURCE" },
-    },
-    ["lunas"] = "lua/lunas/init.lua",
-    ["lunas.errors"] = "lua/lunas/errors.lua",
-    ["lunas.ns"] = "lua/lunas/ns.lua",
-    ["lunas.sandbox"] = "lua/lunas/sandbox.lua",
-    ["lunas.cli"] = "lua/lunas/cli/init.lua",
-    ["lunas.cli.run"] = "lua/lunas/cli/run.lua",
-  },
+  type = "make",
+  build_target = "all",
+  build_variables = { CFLAGS = "$(CFLAGS)", LUA = "$(LUA)" },
+  install_target = "rock-install",
+  install_variables = { INST_LIBDIR = "$(LIBDIR)", INST_LUADIR = "$(LUADIR)", INST_BINDIR = "$(BINDIR)" },
 }

@@ -1,6 +1,7 @@
 /* mount.c: mounts. This holds the classic mount(2)/umount2(2) calls the sandbox needs for a fresh /proc; the
  * filesystem work (new mount API, pivot_root, resolution inside a root) extends this file. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -51,7 +52,29 @@ static int mount_umount(lua_State *L) {
     return 1;
 }
 
+/* listdir(path) -> {names...} without "." and "..", unsorted. */
+static int mount_listdir(lua_State *L) {
+    const char *path = opt_path(L, 1, "path");
+    if (!path) return lunas_field_error(L, 1, "path", "path expected");
+    lua_newtable(L);
+    DIR *dir = opendir(path);
+    if (!dir) return lunas_push_error(L, errno, "opendir", path);
+    lua_Integer n = 0;
+    struct dirent *entry;
+    errno = 0;
+    while ((entry = readdir(dir)) != NULL) {
+        if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0) continue;
+        lua_pushstring(L, entry->d_name);
+        lua_rawseti(L, -2, ++n);
+    }
+    int err = errno;
+    closedir(dir);
+    if (err) return lunas_push_error(L, err, "readdir", path);
+    return 1;
+}
+
 void lunas_open_mount(lua_State *L) {
-    static const luaL_Reg functions[] = {{"mount", mount_mount}, {"umount", mount_umount}, {NULL, NULL}};
+    static const luaL_Reg functions[] = {
+        {"mount", mount_mount}, {"umount", mount_umount}, {"listdir", mount_listdir}, {NULL, NULL}};
     luaL_setfuncs(L, functions, 0);
 }

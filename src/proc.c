@@ -615,7 +615,8 @@ static void exec_reaper_image(int image, pid_t payload, int status_fd) {
 
 /* reaper{fn = payload, status = fd, close = {fd...}, subreaper = bool, exec = bool, image = fd}: makes the calling
  * process (PID 1 of a sandbox) the reaper: runs fn in a child (the payload), forwards every signal to it, reaps
- * all children, and exits with the payload's status once it ends. exec = true promises that fn execs at once (it
+ * all children, and exits with the payload's status once it ends. On status go two native ints: the payload's
+ * pid as seen here, once it runs, and its raw wait status when it ends. exec = true promises that fn execs at once (it
  * is then started vfork-style). image (from reaper_image()) replaces this process by the freestanding reaper once
  * the payload runs, giving back the memory it shares or copies; the loop below is the fallback. Returns only on
  * failure. */
@@ -652,8 +653,17 @@ static int proc_reaper(lua_State *L) {
         sigprocmask(SIG_SETMASK, &old, NULL);
         return lunas_push_error(L, err, "clone", "payload");
     }
-    /* From here on no Lua: with a shared_vm payload the Lua state is the payload's leftovers. */
+    /* From here on no Lua: with a shared_vm payload the Lua state is the payload's leftovers. The payload's pid
+     * (in our pid namespace) goes first on the status channel, before the error pipe closes. */
+    if (status_fd >= 0) {
+        int32_t payload_pid = (int32_t)pid;
+        (void)!write(status_fd, &payload_pid, sizeof payload_pid);
+    }
     for (int i = 0; i < close_count; i++) close(close_fds[i]);
+    /* The reaper never prints: holding the caller's stdio would keep a pipe reader waiting for a payload that
+     * redirected its own. */
+    for (int fd = 0; fd <= 2; fd++)
+        if (fd != status_fd && fd != image) close(fd);
     if (image >= 0) exec_reaper_image(image, pid, status_fd);
     reaper_loop(sigfd, pid, status_fd);
 }

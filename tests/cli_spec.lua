@@ -52,10 +52,10 @@ local function lunas_command(args, env)
   return command({ util.bin, table.unpack(args) }, env)
 end
 
--- Runs lunas: stdout, stderr, exit code. opts.env, opts.stdin, opts.before (shell code run first).
+-- Runs lunas: stdout, stderr, exit code. opts.env (added variables), opts.stdin.
 local function lunas(args, opts)
   opts = opts or {}
-  return sh((opts.before and (opts.before .. "\n") or "") .. lunas_command(args, opts.env), opts)
+  return sh(lunas_command(args, opts.env), opts)
 end
 
 -- `lunas run OPTIONS -- CMD...`
@@ -230,6 +230,39 @@ os.exit(42)
     assert.are.equal("lunas: stdin:3: sandbox: exec: /nonexistent: No such file or directory\n", err)
   end)
 
+  it("runs several sandboxes one after another in one recipe", function()
+    kernel.requires("userns")
+    local script = tmpfile(dir, "several.lua", [[
+for _, spec in ipairs({
+  { argv = { "/bin/true" } },
+  { argv = { "/bin/false" } },
+  { argv = { "/bin/sh", "-c", "exit 3" } },
+  { argv = { "/bin/sh", "-c", "exit 4" }, as_pid_1 = true },
+  { argv = { "/bin/sh", "-c", "exit 5" } },
+}) do
+  print(lunas.sandbox(spec):run().status)
+end
+]])
+    local out, err, code = lunas({ script })
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.are.equal("0\n1\n3\n4\n5\n", out)
+  end)
+
+  it("leaves the recipe's own process as it was: its /proc files still belong to the caller", function()
+    kernel.requires("userns")
+    -- $PPID of the shell os.execute starts is the lunas process running the recipe
+    local script = tmpfile(dir, "dumpable.lua", [[
+os.execute("stat -c %u /proc/$PPID/uid_map")
+lunas.sandbox{ argv = { "/bin/true" } }:run()
+os.execute("stat -c %u /proc/$PPID/uid_map")
+]])
+    local out, err, code = lunas({ script })
+    assert.are.equal(0, code, err)
+    local euid = own_ids()
+    assert.are.equal(euid .. "\n" .. euid .. "\n", out)
+  end)
+
   it("'-' reads the script from stdin, with arguments", function()
     local out, err, code = lunas({ "-", "a", "b c" }, {
       stdin = "print(select('#', ...), ...)\nprint(arg[0], arg[1], arg[2], type(lunas))\nos.exit(6)\n",
@@ -373,6 +406,15 @@ print("c_err=" .. tostring(c_err):gsub("\n", " "))
     out, err, code = lunas({ "-e", "print('body')" }, { env = e })
     assert.are.equal(0, code, err)
     assert.are.equal("body\n", out)
+    -- @FILE runs a file
+    util.write(dir .. "/init.lua", 'print("init file ran")\n')
+    e = { LUA_INIT = "@" .. dir .. "/init.lua" }
+    out, err, code = lunas({ "--lua-env", "-e", "print('body')" }, { env = e })
+    assert.are.equal(0, code, err)
+    assert.are.equal("init file ran\nbody\n", out)
+    out, err, code = lunas({ "-e", "print('body')" }, { env = e })
+    assert.are.equal(0, code, err)
+    assert.are.equal("body\n", out)
   end)
 end)
 
@@ -446,11 +488,19 @@ describe("lunas run #rootless", function()
     end
   end)
 
-  it("treats a combination the sandbox cannot do as bad usage (--hostname without a uts namespace)", function()
-    local out, err, code = run({ "--unshare-pid", "--hostname", "x" }, { "hostname" })
-    assert.are.equal("", out)
-    assert.matches("needs a uts namespace", err)
-    assert.are.equal(2, code, err)
+  it("treats option values the sandbox rejects as bad usage (exit 2), like the ones lunas run checks itself", function()
+    local cases = {
+      { { "--unshare-pid", "--hostname", "x" }, "needs a uts namespace" },
+      { { "--uid", "4294967295" }, "uid" },
+      { { "--setenv", "A=B", "c" }, "bad variable name" },
+    }
+    for _, case in ipairs(cases) do
+      local out, err, code = run(case[1], { "true" })
+      local what = table.concat(case[1], " ")
+      assert.are.equal("", out, what)
+      assert.matches(case[2], err)
+      assert.are.equal(2, code, what .. ": " .. err)
+    end
   end)
 
   it("--help exits 0 and lists every option", function()
@@ -553,6 +603,14 @@ describe("lunas run #rootless", function()
     assert.are.equal(before, hostname())
   end)
 
+  it("passes stdin, stdout and stderr through to the command", function()
+    local out, err, code = run({}, { "/bin/sh", "-c", "read -r line; echo \"out:$line\"; echo \"err:$line\" >&2" },
+      { stdin = "hello\n" })
+    assert.are.equal(0, code, err)
+    assert.are.equal("out:hello\n", out)
+    assert.are.equal("err:hello\n", err)
+  end)
+
   it("--chdir sets the working directory", function()
     local out, err, code = run({ "--chdir", "/usr/share" }, { "pwd" })
     assert.are.equal(0, code, err)
@@ -633,8 +691,9 @@ describe("lunas run #rootless", function()
     assert.are.equal(0, code, err)
     local l = lines(out)
     assert.are.equal("2", l[1])
-    -- the reaper is a fork of lunas: it still has lunas's command line, not the payload's
-    assert.are.equal(util.bin, l[2])
+    -- PID 1 is lunas's reaper (lunas itself, or its reaper program), not the payload
+    assert.are_not.equal("/bin/sh", l[2])
+    assert.matches("lunas[^/]*$", l[2])
     out, err, code = run({ "--as-pid-1" }, probe)
     assert.are.equal(0, code, err)
     l = lines(out)

@@ -232,7 +232,10 @@ local function build_environment(spec)
   end
   for _, k in ipairs(spec.unsetenv or {}) do env[k] = nil end
   for k, v in pairs(spec.env or {}) do env[k] = v end
-  if not env.PATH and not spec.clearenv then env.PATH = DEFAULT_PATH end
+  -- A PATH for the search, unless the spec removed it on purpose.
+  if env.PATH == nil and not spec.clearenv and not (spec.unsetenv and table.concat(spec.unsetenv, "\0"):find("%f[^%z]PATH%f[%z]")) then
+    env.PATH = DEFAULT_PATH
+  end
   return env
 end
 
@@ -712,6 +715,10 @@ function Sandbox:spawn()
     local step, rcode, rmsg = parse_record(record)
     fail(ctx, step, rmsg, rcode)
   end
+  if ctx.status_r then
+    local data = ctx.status_r:read(4)
+    running.payload_ns_pid = type(data) == "string" and #data == 4 and string.unpack("i4", data) or nil
+  end
   return running
 end
 
@@ -746,6 +753,26 @@ function Running:wait(timeout)
   self.result = result
   self:release()
   return result
+end
+
+local function read_status_field(pid, name)
+  local f = io.open("/proc/" .. pid .. "/status")
+  if not f then return nil end
+  local status = f:read("a")
+  f:close()
+  return status:match("\n" .. name .. ":%s*([^\n]*)")
+end
+
+--- The payload's pid as the host sees it: the sandbox's own pid without a reaper, else the reaper's child whose
+-- innermost pid is the one the reaper reported. nil once it has exited.
+function Running:payload_pid()
+  if not self.payload_ns_pid then return self.pid end
+  for _, entry in ipairs(core.listdir("/proc") or {}) do
+    if entry:match("^%d+$") and tonumber(read_status_field(entry, "PPid")) == self.pid then
+      local nspid = read_status_field(entry, "NSpid")
+      if nspid and tonumber(nspid:match("(%d+)%s*$")) == self.payload_ns_pid then return tonumber(entry) end
+    end
+  end
 end
 
 --- Sends a signal to the sandbox (to its PID 1, which forwards it to the payload).

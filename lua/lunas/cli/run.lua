@@ -119,6 +119,8 @@ function M.main(args)
   local result, err = errors.try(function() return sandbox.new(spec):run() end)
   if not result then
     io.stderr:write("lunas: ", tostring(err), "\n")
+    -- A spec the sandbox rejects is bad usage; a step that failed is a set-up failure.
+    if err.field then return 2 end
     return err.step and 125 or 1
   end
   if result.timed_out then

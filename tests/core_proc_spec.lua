@@ -1,0 +1,1475 @@
+-- lunas.core process primitives: spawn, exec, process handles, pidfd_open, the reaper, prctl, rlimits, ids,
+-- descriptors, session, exit, errno names, now.
+--
+-- Children run a copy of this Lua state (fork semantics). They talk to the test through a channel (two pipes:
+-- lines of tab-separated fields up, lines down) and block on it while the test looks at them from outside
+-- (/proc/PID/*). Every child is reaped by `stop` in a finally block, also when the test fails.
+
+local core = require "lunas.core"
+local lfs = require "lfs"
+local kernel = require "support.kernel"
+local util = require "support.util"
+
+local IDS = core.ids()
+local SELF = core.getpid()
+
+-- ---- helpers ------------------------------------------------------------------------------------------------
+
+local function fields(line)
+  local t = {}
+  for f in (line .. "\t"):gmatch("([^\t]*)\t") do t[#t + 1] = f end
+  return t
+end
+
+local function encode(...)
+  local parts = {}
+  for i = 1, select("#", ...) do
+    parts[i] = (tostring((select(i, ...))):gsub("[\t\n]", " "))
+  end
+  return table.concat(parts, "\t") .. "\n"
+end
+
+--- A channel between the test (parent side) and a child (child side).
+-- Child side: ch.child() first (closes the parent's ends), ch.send(...), ch.recv() (blocks; nil on EOF).
+-- Parent side: ch.parent() after the spawn, ch.expect() (next message, raises on timeout / EOF / "error"),
+-- ch.post(...), ch.close().
+local function channel()
+  local up_r, up_w = assert(core.pipe{ nonblock = true })
+  local down_r, down_w = assert(core.pipe())
+  local ch, inbuf, outbuf = {}, "", ""
+  function ch.child()
+    up_r:close()
+    down_w:close()
+  end
+  function ch.parent()
+    up_w:close()
+    down_r:close()
+  end
+  function ch.send(...) assert(up_w:write(encode(...))) end
+  function ch.recv()
+    while true do
+      local line, rest = inbuf:match("^([^\n]*)\n(.*)$")
+      if line then
+        inbuf = rest
+        return table.unpack(fields(line))
+      end
+      local chunk = down_r:read()
+      if not chunk or chunk == "" then return nil end
+      inbuf = inbuf .. chunk
+    end
+  end
+  function ch.post(...) assert(down_w:write(encode(...))) end
+  function ch.expect(timeout)
+    local deadline = core.now() + (timeout or 15)
+    while true do
+      local line, rest = outbuf:match("^([^\n]*)\n(.*)$")
+      if line then
+        outbuf = rest
+        local f = fields(line)
+        if f[1] == "error" then error("child failed: " .. tostring(f[2]), 2) end
+        return table.unpack(f)
+      end
+      local chunk, msg, code = up_r:read()
+      if chunk == "" then error("the child closed the channel before sending a message", 2) end
+      if chunk then
+        outbuf = outbuf .. chunk
+      elseif code == "EAGAIN" then
+        if core.now() > deadline then error("timed out waiting for a message from the child", 2) end
+        os.execute("sleep 0.01")
+      else
+        error(msg, 2)
+      end
+    end
+  end
+  function ch.close()
+    for _, f in ipairs({ up_r, up_w, down_r, down_w }) do f:close() end
+  end
+  return ch
+end
+
+--- Spawns body(ch) in a child (opts: spawn options other than fn). Raises in the test if the spawn fails.
+-- A body that raises sends "error" with a traceback (the test's expect() re-raises it) and exits 125.
+local function start(opts, body)
+  local ch = channel()
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.fn = function()
+    ch.child()
+    local ok, res = xpcall(body, debug.traceback, ch)
+    if not ok then
+      pcall(ch.send, "error", res)
+      return 125
+    end
+    return res
+  end
+  local p, msg, code = core.spawn(o)
+  ch.parent()
+  if not p then
+    ch.close()
+    error("spawn failed: " .. tostring(msg) .. " (" .. tostring(code) .. ")", 2)
+  end
+  return p, ch
+end
+
+--- Ends a child whatever state it is in: closes the channel (a child blocked in recv() returns), kills it if
+-- it still runs, reaps it, closes the handle.
+local function stop(p, ch)
+  if ch then ch.close() end
+  if p then
+    pcall(function()
+      if p:alive() then p:kill("KILL") end
+      p:wait(10)
+    end)
+    p:close()
+  end
+end
+
+--- Waits for a process handle with a bound; fails the test instead of hanging.
+local function finish(p, timeout)
+  local st, msg = p:wait(timeout or 15)
+  assert(st, "wait: " .. tostring(msg))
+  return st
+end
+
+--- Fields of /proc/PID/stat after the command name: [1] state, [2] ppid, [3] pgrp, [4] session, ...
+local function stat_fields(pid)
+  local stat = util.read("/proc/" .. tostring(pid) .. "/stat")
+  if not stat then return nil end
+  local rest = stat:match("^%d+ %(.*%) (.*)$")
+  local f = {}
+  for w in rest:gmatch("%S+") do f[#f + 1] = w end
+  return f
+end
+
+--- Processes whose parent is pid: a list of {pid =, state =}.
+local function children_of(pid)
+  local list = {}
+  for name in lfs.dir("/proc") do
+    if name:match("^%d+$") then
+      local f = stat_fields(name)
+      if f and tonumber(f[2]) == pid then list[#list + 1] = { pid = tonumber(name), state = f[1] } end
+    end
+  end
+  table.sort(list, function(a, b) return a.pid < b.pid end)
+  return list
+end
+
+local function zombies_of(pid)
+  local z = {}
+  for _, c in ipairs(children_of(pid)) do
+    if c.state == "Z" then z[#z + 1] = c.pid end
+  end
+  return z
+end
+
+--- Open descriptor numbers of a process, as a set.
+local function fds_of(pid)
+  local set = {}
+  for name in lfs.dir("/proc/" .. tostring(pid) .. "/fd") do
+    if name:match("^%d+$") then set[tonumber(name)] = true end
+  end
+  return set
+end
+
+local function count(set)
+  local n = 0
+  for _ in pairs(set) do n = n + 1 end
+  return n
+end
+
+--- open(2) flags of a descriptor of a process, from /proc/PID/fdinfo/FD.
+local function fd_flags(pid, fd)
+  local info = util.read("/proc/" .. tostring(pid) .. "/fdinfo/" .. tostring(fd))
+  return info and tonumber(info:match("flags:%s*(%d+)"), 8)
+end
+
+local O_CLOEXEC = tonumber("2000000", 8)
+local O_NONBLOCK = tonumber("4000", 8)
+
+local function has_flag(flags, bit)
+  return flags ~= nil and (flags // bit) % 2 == 1
+end
+
+local function fd_link(pid, fd)
+  return lfs.symlinkattributes("/proc/" .. tostring(pid) .. "/fd/" .. tostring(fd), "target")
+end
+
+--- busted keeps only the last function given to finally(): collect cleanups and run them all, newest first.
+-- Use: local defer = scope(finally) at the top of a test, then defer(fn).
+local function scope(finally)
+  local list = {}
+  finally(function()
+    for i = #list, 1, -1 do pcall(list[i]) end
+  end)
+  return function(fn) list[#list + 1] = fn end
+end
+
+--- Asserts a core failure: nil, message matching pattern, errno name.
+local function assert_failure(pattern, ename, value, msg, code)
+  assert.is_nil(value, "expected a failure, got " .. tostring(value))
+  assert.equal(ename, code)
+  assert.matches(pattern, msg)
+end
+
+--- Asserts that fn(...) raises an error whose text contains every plain string given in texts.
+local function assert_raises(texts, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  err = tostring(err)
+  if type(texts) == "string" then texts = { texts } end
+  for _, t in ipairs(texts) do
+    assert.is_truthy(err:find(t, 1, true), "error '" .. err .. "' does not contain '" .. t .. "'")
+  end
+  return err
+end
+
+--- Maps root in a fresh user namespace to our own ids (called in a child spawned with "user").
+local function map_self()
+  assert(core.id_maps(0, { uid = { { 0, IDS.euid, 1 } }, gid = { { 0, IDS.egid, 1 } }, setgroups = "deny" }))
+end
+
+local function readlink(path)
+  return lfs.symlinkattributes(path, "target")
+end
+
+--- A free descriptor number in this process at or above `from`.
+local function free_fd(from)
+  local used = fds_of(SELF)
+  local n = from
+  while used[n] do n = n + 1 end
+  return n
+end
+
+local function test_env(extra)
+  local env = extra or {}
+  -- keeps the leak check able to recognise a process of this run
+  env.LUNAS_TEST_RUN = os.getenv("LUNAS_TEST_RUN") or "none"
+  return env
+end
+
+-- ---- spawn --------------------------------------------------------------------------------------------------
+
+describe("core.spawn", function()
+  it("runs a function in a child process and relays its result as the exit status #rootless", function()
+    local defer = scope(finally)
+    local p, ch = start({}, function(c)
+      c.send("ready", core.getpid(), core.getppid())
+      return tonumber(c.recv())
+    end)
+    defer(function() stop(p, ch) end)
+    local _, pid, ppid = ch.expect()
+    assert.equal(p.pid, tonumber(pid))
+    assert.equal(SELF, tonumber(ppid))
+    assert.are_not.equal(SELF, p.pid)
+    -- from outside: a live child of ours
+    assert.equal(SELF, tonumber(stat_fields(p.pid)[2]))
+    assert.is_true(util.alive(p.pid))
+    ch.post(7)
+    local st = finish(p)
+    assert.same({ pid = p.pid, status = 7 }, st)
+  end)
+
+  it("maps the function's return value: true/nil -> 0, false -> 1, an error -> 125 #rootless", function()
+    local function run(fn)
+      local p = assert(core.spawn{ fn = fn })
+      local st = finish(p)
+      p:close()
+      return st.status
+    end
+    assert.equal(0, run(function() return true end))
+    assert.equal(0, run(function() end))
+    assert.equal(1, run(function() return false end))
+    assert.equal(3, run(function() return 259 end)) -- an exit status is 8 bits
+    assert.equal(125, run(function()
+      local null = assert(core.open("/dev/null", "w"))
+      core.dup2(null, 2) -- the child prints the error on stderr; keep the test output clean
+      error("boom")
+    end))
+  end)
+
+  it("accepts flags as an integer, a comma string and a table #rootless", function()
+    local defer = scope(finally)
+    kernel.requires("userns")
+    local ns = core.namespaces
+    for _, flags in ipairs({ ns.user | ns.uts, "user,uts", { "user", "uts" }, "user, uts" }) do
+      local p, ch = start({ flags = flags }, function(c)
+        c.send("ready")
+        c.recv()
+      end)
+      defer(function() stop(p, ch) end)
+      ch.expect()
+      for _, kind in ipairs({ "user", "uts" }) do
+        assert.are_not.equal(util.ns_link(SELF, kind), util.ns_link(p.pid, kind),
+          kind .. " namespace with flags " .. tostring(flags))
+      end
+      -- a namespace not asked for is shared
+      assert.equal(util.ns_link(SELF, "net"), util.ns_link(p.pid, "net"))
+      ch.post("done")
+      assert.equal(0, finish(p).status)
+      stop(p, ch)
+    end
+  end)
+
+  it("raises naming 'flags' for unknown flag names and bad flag values, creating no child #rootless", function()
+    local before = #children_of(SELF)
+    local fn = function() return 0 end
+    assert_raises({ "field 'flags'", "unknown name 'bogus'" }, core.spawn, { flags = "user,bogus", fn = fn })
+    assert_raises({ "field 'flags'", "unknown name 'bogus'" }, core.spawn, { flags = { "net", "bogus" }, fn = fn })
+    assert_raises({ "field 'flags'", "unknown name 'bogus'" }, core.spawn, { flags = "bogus", argv = { "true" } })
+    assert_raises("field 'flags'", core.spawn, { flags = -1, fn = fn })
+    assert_raises("field 'flags'", core.spawn, { flags = 1.5, fn = fn })
+    assert_raises("field 'flags'", core.spawn, { flags = true, fn = fn })
+    assert_raises("field 'flags'", core.spawn, { flags = { 1 }, fn = fn })
+    assert.equal(before, #children_of(SELF))
+  end)
+
+  it("reports a bad field of its option table as argument #1 #rootless", function()
+    -- spawn takes one argument; the error must not point at a stack slot
+    assert_raises("bad argument #1 to", core.spawn, { flags = "bogus", fn = function() end })
+    assert_raises("bad argument #1 to", core.spawn, { fn = function() end, env = {} })
+  end)
+
+  it("requires exactly one of fn and argv #rootless", function()
+    assert_raises("exactly one of 'fn' and 'argv' expected", core.spawn, {})
+    assert_raises("exactly one of 'fn' and 'argv' expected", core.spawn, { fn = function() end, argv = { "true" } })
+    assert_raises("field 'fn'", core.spawn, { fn = "not a function" })
+    assert_raises("field 'argv'", core.spawn, { argv = "true" })
+    assert_raises("field 'argv'", core.spawn, { argv = {} })
+    assert_raises("field 'argv'", core.spawn, { argv = { "true", 1 } })
+  end)
+
+  it("raises on unknown option names and on exec options without argv #rootless", function()
+    local fn = function() return 0 end
+    assert_raises("unknown option 'bogus'", core.spawn, { fn = fn, bogus = 1 })
+    assert_raises("unknown option 'flag'", core.spawn, { fn = fn, flag = "net" })
+    assert_raises("field 'env': only valid with 'argv'", core.spawn, { fn = fn, env = {} })
+    assert_raises("field 'path': only valid with 'argv'", core.spawn, { fn = fn, path = false })
+    assert_raises("field 'argv0': only valid with 'argv'", core.spawn, { fn = fn, argv0 = "x" })
+    assert_raises("table expected", core.spawn, "true")
+  end)
+end)
+
+describe("core.spawn with argv", function()
+  it("returns nil, 'exec FILE: message', errno name when exec fails, leaving no zombie #rootless", function()
+    local defer = scope(finally)
+    assert_failure("^exec /x: No such file or directory$", "ENOENT", core.spawn{ argv = { "/x" } })
+    assert_failure("^exec /nonexistent/dir/prog: No such file or directory$", "ENOENT",
+      core.spawn{ argv = { "/nonexistent/dir/prog", "arg" } })
+    local dir, cleanup = util.tmpdir()
+    defer(cleanup)
+    local file = dir .. "/not-executable"
+    util.write(file, "#!/bin/sh\nexit 0\n")
+    assert_failure("^exec " .. file:gsub("%p", "%%%0") .. ": Permission denied$", "EACCES",
+      core.spawn{ argv = { file } })
+    assert.same({}, zombies_of(SELF))
+  end)
+
+  it("does not leak a descriptor when exec fails #rootless", function()
+    local defer = scope(finally)
+    collectgarbage("stop")
+    defer(function() collectgarbage("restart") end)
+    local before = count(fds_of(SELF))
+    for _ = 1, 3 do assert.is_nil(core.spawn{ argv = { "/nonexistent/x" } }) end
+    -- the failed child's pidfd must be closed by spawn itself, not left to the garbage collector
+    assert.equal(before, count(fds_of(SELF)))
+  end)
+
+  it("searches PATH from the given environment, not from ours #rootless", function()
+    local defer = scope(finally)
+    local dir, cleanup = util.tmpdir()
+    defer(cleanup)
+    local prog = "lunas-path-probe"
+    util.write(dir .. "/" .. prog, "#!/bin/sh\nexit 42\n")
+    util.run({ "chmod", "0755", dir .. "/" .. prog })
+    -- our PATH does not have dir (EACCES when a directory of our PATH is not searchable by this uid)
+    local none, msg, code = core.spawn{ argv = { prog } }
+    assert.is_nil(none)
+    assert.matches("^exec lunas%-path%-probe: ", msg)
+    assert.is_truthy(code == "ENOENT" or code == "EACCES", code)
+    -- the environment's PATH has it
+    local p = assert(core.spawn{ argv = { prog }, env = test_env{ PATH = "/nonexistent:" .. dir } })
+    defer(function() stop(p) end)
+    assert.same({ pid = p.pid, status = 42 }, finish(p))
+    -- and our PATH (which has sleep) is not used when the environment has its own
+    assert_failure("^exec sleep: No such file or directory$", "ENOENT",
+      core.spawn{ argv = { "sleep", "0" }, env = test_env{ PATH = dir } })
+    -- path = false: no search at all
+    assert_failure("^exec lunas%-path%-probe: No such file or directory$", "ENOENT",
+      core.spawn{ argv = { prog }, env = test_env{ PATH = dir }, path = false })
+    -- a non-executable match with nothing better gives EACCES
+    util.write(dir .. "/lunas-noexec", "#!/bin/sh\nexit 0\n")
+    assert_failure("^exec lunas%-noexec: Permission denied$", "EACCES",
+      core.spawn{ argv = { "lunas-noexec" }, env = test_env{ PATH = dir } })
+  end)
+
+  it("passes argv0 as the program's argv[0] and runs argv[1] #rootless", function()
+    local defer = scope(finally)
+    local p = assert(core.spawn{ argv = { "sleep", "30" }, argv0 = "lunas-argv0" })
+    defer(function() stop(p) end)
+    assert.equal("lunas-argv0\0" .. "30\0", util.read("/proc/" .. p.pid .. "/cmdline"))
+    assert.matches("/sleep$", readlink("/proc/" .. p.pid .. "/exe"))
+    assert.is_true(p:kill())
+    assert.equal("TERM", finish(p).signame)
+  end)
+
+  it("gives the program exactly the environment it is given, as a map or an array #rootless", function()
+    local defer = scope(finally)
+    local function environ(pid)
+      local set = {}
+      for entry in util.read("/proc/" .. pid .. "/environ"):gmatch("([^%z]*)%z") do set[entry] = true end
+      return set
+    end
+    local run = os.getenv("LUNAS_TEST_RUN") or "none"
+    local p = assert(core.spawn{ argv = { "sleep", "30" },
+                                 env = { LUNAS_A = "1", LUNAS_B = "two words", LUNAS_TEST_RUN = run } })
+    defer(function() stop(p) end)
+    -- no PATH given: sleep is still found (the default PATH)
+    assert.same({ ["LUNAS_A=1"] = true, ["LUNAS_B=two words"] = true, ["LUNAS_TEST_RUN=" .. run] = true },
+      environ(p.pid))
+    p:kill("KILL")
+    finish(p)
+    p:close()
+
+    local q = assert(core.spawn{ argv = { "sleep", "30" },
+                                 env = { "LUNAS_C=x=y", "PATH=/usr/bin:/bin", "LUNAS_TEST_RUN=" .. run } })
+    defer(function() stop(q) end)
+    assert.same({ ["LUNAS_C=x=y"] = true, ["PATH=/usr/bin:/bin"] = true, ["LUNAS_TEST_RUN=" .. run] = true },
+      environ(q.pid))
+    q:kill("KILL")
+    finish(q)
+  end)
+
+  it("raises naming 'env' for a malformed environment #rootless", function()
+    assert_raises("field 'env'", core.spawn, { argv = { "true" }, env = { ["A=B"] = "x" } })
+    assert_raises("field 'env'", core.spawn, { argv = { "true" }, env = { A = 1 } })
+    assert_raises("field 'env'", core.spawn, { argv = { "true" }, env = { "A=1", 2 } })
+    assert_raises("field 'env'", core.spawn, { argv = { "true" }, env = "A=1" })
+  end)
+end)
+
+describe("core.exec", function()
+  it("replaces the child with the program, with argv0 and env #rootless", function()
+    local defer = scope(finally)
+    local run = os.getenv("LUNAS_TEST_RUN") or "none"
+    local p, ch = start({}, function(c)
+      local ok, msg, code = core.exec({ "/nonexistent/prog" })
+      c.send("failed", tostring(ok), msg, code)
+      c.recv()
+      local _, msg2, code2 = core.exec({ "sleep", "30" }, { argv0 = "lunas-exec0", env = { LUNAS_TEST_RUN = run } })
+      c.send("error", "exec returned: " .. tostring(msg2) .. " " .. tostring(code2))
+      return 1
+    end)
+    defer(function() stop(p, ch) end)
+    local _, ok, msg, code = ch.expect()
+    assert.equal("nil", ok)
+    assert.equal("exec /nonexistent/prog: No such file or directory", msg)
+    assert.equal("ENOENT", code)
+    ch.post("go")
+    local cmdline = util.wait_for(function()
+      local c = util.read("/proc/" .. p.pid .. "/cmdline")
+      return c and c:find("^lunas%-exec0") and c
+    end, 10)
+    assert.equal("lunas-exec0\0" .. "30\0", cmdline)
+    assert.equal("LUNAS_TEST_RUN=" .. run .. "\0", util.read("/proc/" .. p.pid .. "/environ"))
+    p:kill("KILL")
+    assert.same({ pid = p.pid, signal = 9, signame = "KILL", core = false }, finish(p))
+  end)
+end)
+
+-- ---- process handles ------------------------------------------------------------------------------------------
+
+describe("process handle", function()
+  it("has the pid, a pidfd and a tostring #rootless", function()
+    local defer = scope(finally)
+    local p = assert(core.spawn{ argv = { "sleep", "30" } })
+    defer(function() stop(p) end)
+    assert.is_number(p.pid)
+    assert.equal(SELF, tonumber(stat_fields(p.pid)[2]))
+    assert.equal("process " .. p.pid, tostring(p))
+    local fd = p:fileno()
+    assert.equal("anon_inode:[pidfd]", fd_link(SELF, fd))
+    assert.matches("\nPid:%s*" .. p.pid .. "\n", util.read("/proc/self/fdinfo/" .. fd))
+    assert.is_true(has_flag(fd_flags(SELF, fd), O_CLOEXEC))
+  end)
+
+  it("wait returns {pid, status} for an exit and caches it #rootless", function()
+    local defer = scope(finally)
+    local p = assert(core.spawn{ argv = { "sh", "-c", "exit 3" } })
+    defer(function() stop(p) end)
+    local st = finish(p)
+    assert.same({ pid = p.pid, status = 3 }, st)
+    assert.same({ pid = p.pid, status = 3 }, p:wait())
+    assert.is_nil(util.read("/proc/" .. p.pid .. "/stat")) -- reaped, not a zombie
+  end)
+
+  it("wait(timeout) returns nil, message, 'ETIMEDOUT' while the child runs #rootless", function()
+    local defer = scope(finally)
+    local p = assert(core.spawn{ argv = { "sleep", "30" } })
+    defer(function() stop(p) end)
+    assert_failure("^wait pid " .. p.pid .. ": Connection timed out$", "ETIMEDOUT", p:wait(0.05))
+    assert_failure("^wait pid " .. p.pid .. ": Connection timed out$", "ETIMEDOUT", p:wait(0))
+    assert.is_true(util.alive(p.pid))
+    assert_raises("field 'timeout'", p.wait, p, -1)
+    assert_raises("number expected", p.wait, p, "soon")
+  end)
+
+  it("kill sends a signal by name or number through the pidfd #rootless", function()
+    local defer = scope(finally)
+    local cases = {
+      { nil, 15, "TERM" }, { "TERM", 15, "TERM" }, { "SIGUSR1", 10, "USR1" }, { 9, 9, "KILL" }, { "INT", 2, "INT" },
+    }
+    for _, case in ipairs(cases) do
+      local p = assert(core.spawn{ argv = { "sleep", "30" } })
+      defer(function() stop(p) end)
+      assert.is_true(p:kill(case[1]))
+      assert.same({ pid = p.pid, signal = case[2], signame = case[3], core = false }, finish(p))
+      p:close()
+    end
+  end)
+
+  it("kill raises on an unknown signal and fails with ESRCH once the child is reaped #rootless", function()
+    local defer = scope(finally)
+    local p = assert(core.spawn{ argv = { "sleep", "30" } })
+    defer(function() stop(p) end)
+    assert_raises({ "field 'signal'", "unknown signal 'BOGUS'" }, p.kill, p, "BOGUS")
+    assert_raises("field 'signal'", p.kill, p, -1)
+    assert.is_true(util.alive(p.pid)) -- nothing was sent
+    assert.is_true(p:kill("KILL"))
+    finish(p)
+    assert_failure("^kill pid " .. p.pid .. ": No such process$", "ESRCH", p:kill("TERM"))
+  end)
+
+  it("alive() is false once the child exited, before it is reaped #rootless", function()
+    local defer = scope(finally)
+    local p, ch = start({}, function(c)
+      c.recv()
+      return 0
+    end)
+    defer(function() stop(p, ch) end)
+    assert.is_true(p:alive())
+    ch.post("go")
+    assert.is_truthy(util.wait_for(function() return not p:alive() end, 10))
+    assert.equal("Z", stat_fields(p.pid)[1]) -- exited, not yet reaped
+    assert.equal(0, finish(p).status)
+    assert.is_false(p:alive())
+  end)
+
+  it("close is idempotent, reaps an exited child, and later use raises #rootless", function()
+    local defer = scope(finally)
+    local p = assert(core.spawn{ fn = function() return 5 end })
+    defer(function() stop(p) end)
+    local pid = p.pid
+    assert.is_truthy(util.wait_for(function() return not p:alive() end, 10))
+    assert.equal("Z", stat_fields(pid)[1])
+    p:close()
+    p:close()
+    assert.is_nil(util.read("/proc/" .. pid .. "/stat")) -- no zombie left behind
+    assert.equal(pid, p.pid)
+    assert.equal("process " .. pid .. " (closed)", tostring(p))
+    for _, method in ipairs({ "wait", "kill", "alive", "fileno" }) do
+      assert_raises("attempt to use a closed process", p[method], p)
+    end
+  end)
+
+  it("closes with <close> #rootless", function()
+    local pid
+    do
+      local p <close> = assert(core.spawn{ fn = function() return 0 end })
+      pid = p.pid
+      assert.is_truthy(util.wait_for(function() return not p:alive() end, 10))
+    end
+    assert.is_nil(util.read("/proc/" .. pid .. "/stat"))
+  end)
+end)
+
+describe("core.pidfd_open", function()
+  it("opens a handle on a process that is not our child: alive, kill, wait without a status #rootless", function()
+    local defer = scope(finally)
+    local p, ch = start({}, function(c)
+      local g = assert(core.spawn{ argv = { "sleep", "30" } })
+      c.send("grandchild", g.pid)
+      local st = g:wait()
+      return st.signal or 100
+    end)
+    defer(function() stop(p, ch) end)
+    local _, gpid = ch.expect()
+    gpid = tonumber(gpid)
+    assert.equal(p.pid, tonumber(stat_fields(gpid)[2])) -- not ours
+    local h = assert(core.pidfd_open(gpid))
+    defer(function() h:close() end)
+    assert.equal(gpid, h.pid)
+    assert.is_true(h:alive())
+    assert.is_true(h:kill("TERM"))
+    -- the child reaps its own child and exits with the signal number it saw
+    assert.equal(15, finish(p).status)
+    local st = finish(h)
+    -- we are not the parent: the status belongs to the child, so the handle reports none
+    assert.equal(gpid, st.pid)
+    assert.is_nil(st.status)
+    assert.is_nil(st.signal, "a process we could not reap must not be reported as killed by signal "
+      .. tostring(st.signal))
+    assert.is_false(h:alive())
+  end)
+
+  it("fails with ESRCH for a pid that does not exist and raises for a bad pid #rootless", function()
+    local p = assert(core.spawn{ fn = function() return 0 end })
+    local pid = p.pid
+    finish(p)
+    p:close()
+    assert_failure("^pidfd_open pid " .. pid .. ": No such process$", "ESRCH", core.pidfd_open(pid))
+    assert_raises("field 'pid'", core.pidfd_open, 0)
+    assert_raises("field 'pid'", core.pidfd_open, "x")
+  end)
+end)
+
+-- ---- the reaper -----------------------------------------------------------------------------------------------
+
+describe("core.reaper", function()
+  it("as PID 1 of a new pid namespace relays the payload's exit code and raw status #rootless", function()
+    local defer = scope(finally)
+    kernel.requires("userns")
+    local status_r, status_w = assert(core.pipe())
+    defer(function() status_r:close(); status_w:close() end)
+    local p, ch = start({ flags = "user,pid" }, function(c)
+      local _, msg, code = core.reaper{ status = status_w, fn = function()
+        c.send("payload", core.getpid(), core.getppid())
+        return tonumber(c.recv())
+      end }
+      c.send("error", "reaper returned: " .. tostring(msg) .. " " .. tostring(code))
+      return 99
+    end)
+    defer(function() stop(p, ch) end)
+    status_w:close()
+    local _, pid, ppid = ch.expect()
+    assert.equal("2", pid)
+    assert.equal("1", ppid)
+    assert.matches("^" .. p.pid .. "%s+1$", util.status_field(p.pid, "NSpid"))
+    ch.post(7)
+    assert.same({ pid = p.pid, status = 7 }, finish(p))
+    local raw = status_r:read()
+    assert.equal(4, #raw)
+    assert.equal(7 << 8, (string.unpack("=i4", raw))) -- the wait status: exited with 7
+  end)
+
+  it("forwards signals it receives to the payload #rootless", function()
+    local defer = scope(finally)
+    kernel.requires("userns")
+    local status_r, status_w = assert(core.pipe())
+    defer(function() status_r:close(); status_w:close() end)
+    local p, ch = start({ flags = "user,pid" }, function(c)
+      core.reaper{ status = status_w, fn = function()
+        c.send("ready")
+        c.recv()
+        return 0
+      end }
+      return 99
+    end)
+    defer(function() stop(p, ch) end)
+    status_w:close()
+    ch.expect()
+    assert.is_true(p:kill("TERM"))
+    -- the reaper itself exits normally, with 128 + the payload's signal
+    assert.same({ pid = p.pid, status = 128 + 15 }, finish(p))
+    assert.equal(15, (string.unpack("=i4", status_r:read()))) -- the payload was killed by SIGTERM
+  end)
+
+  it("reaps orphans re-parented to it: no zombie remains #rootless", function()
+    local defer = scope(finally)
+    kernel.requires("userns")
+    local orphan = channel()
+    defer(function() orphan.close() end)
+    local p, ch = start({ flags = "user,pid" }, function(c)
+      orphan.child()
+      core.reaper{ fn = function()
+        c.send("payload")
+        c.recv()
+        local x = assert(core.spawn{ fn = function()
+          assert(core.spawn{ fn = function()
+            orphan.send("orphan", core.getpid())
+            orphan.recv()
+            return 0
+          end })
+          return 0 -- exits without waiting: its child is orphaned
+        end })
+        x:wait()
+        x:close()
+        c.send("orphaned")
+        return tonumber(c.recv())
+      end }
+      return 99
+    end)
+    defer(function() stop(p, ch) end)
+    orphan.parent()
+    ch.expect()
+    local kids = children_of(p.pid)
+    assert.equal(1, #kids)
+    local payload = kids[1].pid
+    ch.post("go")
+    assert.equal("orphaned", (ch.expect()))
+    local _, nspid = orphan.expect()
+    -- the orphan now is a child of the reaper
+    local orphan_pid
+    for _, k in ipairs(children_of(p.pid)) do
+      if k.pid ~= payload then orphan_pid = k.pid end
+    end
+    assert.is_number(orphan_pid)
+    assert.matches("%s" .. nspid .. "$", util.status_field(orphan_pid, "NSpid"))
+    assert.equal(p.pid, tonumber(stat_fields(orphan_pid)[2]))
+    orphan.post("exit")
+    -- reaped by the reaper: gone, not a zombie
+    assert.is_truthy(util.wait_for(function() return util.read("/proc/" .. orphan_pid .. "/stat") == nil end, 10),
+      "the orphan stays a zombie: " .. tostring(util.read("/proc/" .. orphan_pid .. "/stat")))
+    assert.same({}, zombies_of(p.pid))
+    ch.post(0)
+    assert.same({ pid = p.pid, status = 0 }, finish(p))
+  end)
+
+  it("closes the descriptors listed in close in the reaper only #rootless", function()
+    local defer = scope(finally)
+    kernel.requires("userns")
+    local extra_r, extra_w = assert(core.pipe())
+    defer(function() extra_r:close(); extra_w:close() end)
+    local numbered = free_fd(300)
+    local p, ch = start({ flags = "user,pid" }, function(c)
+      assert(core.dup2(extra_r, numbered))
+      core.reaper{ close = { extra_w, numbered }, fn = function()
+        c.send("payload")
+        c.recv()
+        return 0
+      end }
+      return 99
+    end)
+    defer(function() stop(p, ch) end)
+    ch.expect()
+    local payload = children_of(p.pid)[1].pid
+    local reaper_fds, payload_fds = fds_of(p.pid), fds_of(payload)
+    assert.is_nil(reaper_fds[extra_w:fileno()])
+    assert.is_nil(reaper_fds[numbered])
+    assert.is_true(payload_fds[extra_w:fileno()])
+    assert.is_true(payload_fds[numbered])
+    ch.post("exit")
+    assert.equal(0, finish(p).status)
+  end)
+
+  it("raises on a missing fn and unknown options #rootless", function()
+    local defer = scope(finally)
+    -- in a child: if the checks were missing, the caller would become a reaper
+    local p, ch = start({}, function(c)
+      local ok1, e1 = pcall(core.reaper, {})
+      local ok2, e2 = pcall(core.reaper, { fn = function() return 0 end, bogus = true })
+      local ok3, e3 = pcall(core.reaper, { fn = function() return 0 end, status = "x" })
+      c.send("errors", tostring(ok1), e1, tostring(ok2), e2, tostring(ok3), e3)
+      return 0
+    end)
+    defer(function() stop(p, ch) end)
+    local _, ok1, e1, ok2, e2, ok3, e3 = ch.expect()
+    assert.equal("false", ok1)
+    assert.matches("field 'fn'", e1)
+    assert.equal("false", ok2)
+    assert.matches("unknown option 'bogus'", e2)
+    assert.equal("false", ok3)
+    assert.matches("field 'status'", e3)
+    assert.equal(0, finish(p).status)
+  end)
+end)
+
+-- ---- prctl ----------------------------------------------------------------------------------------------------
+
+describe("core.prctl", function()
+  it("sets no_new_privs, seen in /proc/PID/status #rootless", function()
+    local defer = scope(finally)
+    local p, ch = start({}, function(c)
+      c.send("before", tostring(core.prctl_get("no_new_privs")))
+      c.recv()
+      assert(core.prctl{ no_new_privs = true })
+      c.send("after", tostring(core.prctl_get("no_new_privs")))
+      c.recv()
+      local ok, err = pcall(core.prctl, { no_new_privs = false })
+      c.send("false", tostring(ok), err)
+      return 0
+    end)
+    defer(function() stop(p, ch) end)
+    assert.same({ "before", "false" }, { ch.expect() })
+    assert.equal("0", util.status_field(p.pid, "NoNewPrivs"))
+    ch.post("go")
+    assert.same({ "after", "true" }, { ch.expect() })
+    assert.equal("1", util.status_field(p.pid, "NoNewPrivs"))
+    assert.equal("0", util.status_field(SELF, "NoNewPrivs")) -- only the child
+    ch.post("go")
+    local _, ok, err = ch.expect()
+    assert.equal("false", ok)
+    assert.matches("field 'no_new_privs'", err)
+    assert.equal(0, finish(p).status)
+  end)
+
+  it("sets the name, seen in /proc/PID/comm #rootless", function()
+    local defer = scope(finally)
+    local p, ch = start({}, function(c)
+      assert(core.prctl{ name = "lunas-probe" })
+      c.send("named", core.prctl_get("name"))
+      c.recv()
+      return 0
+    end)
+    defer(function() stop(p, ch) end)
+    assert.same({ "named", "lunas-probe" }, { ch.expect() })
+    assert.equal("lunas-probe\n", util.read("/proc/" .. p.pid .. "/comm"))
+    ch.post("go")
+    assert.equal(0, finish(p).status)
+    assert_raises("field 'name'", core.prctl, { name = "0123456789abcdef" }) -- 16 bytes
+    assert_raises("field 'name'", core.prctl, { name = "a\0b" })
+  end)
+
+  it("sets dumpable, seen in the owner of /proc/PID files #rootless", function()
+    local defer = scope(finally)
+    local root = IDS.euid == 0
+    local p, ch = start({}, function(c)
+      -- as root, become an ordinary uid first so the owner of /proc/PID/* tells dumpable apart
+      if root then assert(core.setresuid(12345, 12345, 12345)) end
+      assert(core.prctl{ dumpable = true })
+      c.send("dumpable", tostring(core.prctl_get("dumpable")))
+      c.recv()
+      assert(core.prctl{ dumpable = false })
+      c.send("not dumpable", tostring(core.prctl_get("dumpable")))
+      c.recv()
+      return 0
+    end)
+    defer(function() stop(p, ch) end)
+    local uid = root and 12345 or IDS.euid
+    assert.same({ "dumpable", "true" }, { ch.expect() })
+    assert.equal(uid, lfs.attributes("/proc/" .. p.pid .. "/status", "uid"))
+    ch.post("go")
+    assert.same({ "not dumpable", "false" }, { ch.expect() })
+    assert.equal(0, lfs.attributes("/proc/" .. p.pid .. "/status", "uid"))
+    ch.post("go")
+    assert.equal(0, finish(p).status)
+  end)
+
+  it("sets child_subreaper: orphans of its descendants are re-parented to it #rootless", function()
+    local defer = scope(finally)
+    local grand, mid_ch = channel(), channel()
+    defer(function() grand.close(); mid_ch.close() end)
+    local p, ch = start({}, function(c)
+      grand.child()
+      mid_ch.child()
+      assert(core.prctl{ child_subreaper = true })
+      c.send("subreaper", tostring(core.prctl_get("child_subreaper")))
+      local mid = assert(core.spawn{ fn = function()
+        local g = assert(core.spawn{ fn = function()
+          grand.send("grandchild")
+          grand.recv()
+          return 0
+        end })
+        c.send("grandchild", g.pid)
+        mid_ch.recv()
+        return 0 -- exits without waiting for g
+      end })
+      local gpid = tonumber(c.recv())
+      local g = assert(core.pidfd_open(gpid))
+      c.send("opened")
+      mid:wait()
+      mid:close()
+      c.send("orphaned")
+      local st = g:wait()
+      return st.status == 0 and 0 or 100
+    end)
+    defer(function() stop(p, ch) end)
+    grand.parent()
+    mid_ch.parent()
+    assert.same({ "subreaper", "true" }, { ch.expect() })
+    local _, gpid = ch.expect()
+    gpid = tonumber(gpid)
+    grand.expect()
+    local mid_pid = tonumber(stat_fields(gpid)[2])
+    assert.equal(p.pid, tonumber(stat_fields(mid_pid)[2]))
+    ch.post(gpid)
+    assert.equal("opened", (ch.expect()))
+    mid_ch.post("exit") -- the grandchild's parent exits
+    assert.equal("orphaned", (ch.expect()))
+    -- re-parented to the subreaper, not to init
+    assert.equal(p.pid, tonumber(stat_fields(gpid)[2]))
+    grand.post("exit")
+    assert.equal(0, finish(p).status)
+  end)
+
+  it("sets pdeathsig: the child gets the signal when its parent exits #rootless", function()
+    local defer = scope(finally)
+    local grand, mid_ch = channel(), channel()
+    defer(function() grand.close(); mid_ch.close() end)
+    local p, ch = start({}, function(c)
+      grand.child()
+      mid_ch.child()
+      assert(core.prctl{ child_subreaper = true })
+      local mid = assert(core.spawn{ fn = function()
+        local g = assert(core.spawn{ fn = function()
+          assert(core.prctl{ pdeathsig = "TERM" })
+          grand.send("armed", core.prctl_get("pdeathsig"))
+          grand.recv()
+          return 0
+        end })
+        c.send("grandchild", g.pid)
+        mid_ch.recv()
+        return 0
+      end })
+      local _, gpid = c.recv()
+      local g = assert(core.pidfd_open(tonumber(gpid)))
+      c.send("opened")
+      mid:wait()
+      mid:close()
+      local st = g:wait() -- re-parented to us (subreaper): we can reap it
+      return st.signal or 100
+    end)
+    defer(function() stop(p, ch) end)
+    grand.parent()
+    mid_ch.parent()
+    local _, gpid = ch.expect()
+    assert.same({ "armed", "15" }, { grand.expect() })
+    ch.post("pid", gpid)
+    assert.equal("opened", (ch.expect()))
+    mid_ch.post("exit") -- the grandchild's parent exits
+    assert.equal(15, finish(p).status)
+  end)
+
+  it("raises on unknown names #rootless", function()
+    assert_raises("unknown option 'bogus'", core.prctl, { bogus = true })
+    assert_raises("field 'dumpable'", core.prctl, { dumpable = "yes" })
+    assert_raises("field 'pdeathsig'", core.prctl, { pdeathsig = "BOGUS" })
+    assert_raises("bogus", core.prctl_get, "bogus")
+    assert.is_false(core.prctl_get("no_new_privs"))
+    assert.equal(0, core.prctl_get("pdeathsig"))
+  end)
+end)
+
+-- ---- rlimits --------------------------------------------------------------------------------------------------
+
+local LIMIT_NAMES = { nofile = "Max open files", cpu = "Max cpu time", core = "Max core file size",
+                      fsize = "Max file size", nproc = "Max processes" }
+
+--- soft, hard of a limit from /proc/PID/limits ("unlimited" as math.huge).
+local function proc_limit(pid, name)
+  local text = util.read("/proc/" .. tostring(pid) .. "/limits")
+  local soft, hard = text:match("\n" .. LIMIT_NAMES[name] .. "%s+(%S+)%s+(%S+)")
+  local function num(s) return s == "unlimited" and math.huge or tonumber(s) end
+  return num(soft), num(hard)
+end
+
+describe("core.setrlimit / core.getrlimit", function()
+  it("set limits in a child, seen in /proc/PID/limits #rootless", function()
+    local defer = scope(finally)
+    local _, cpu_hard = core.getrlimit("cpu")
+    if cpu_hard ~= math.huge then pending("needs an unlimited hard cpu limit (it is " .. cpu_hard .. ")") end
+    local p, ch = start({}, function(c)
+      assert(core.setrlimit("nofile", 100, 200))
+      assert(core.setrlimit("cpu", 1000, "unlimited"))
+      assert(core.setrlimit("fsize", 4096)) -- hard = soft
+      local ns, nh = core.getrlimit("nofile")
+      local cs, chd = core.getrlimit("cpu")
+      c.send("set", ns, nh, cs, chd)
+      c.recv()
+      assert(core.setrlimit("cpu", math.huge, math.huge))
+      c.send("unlimited", core.getrlimit("cpu"))
+      c.recv()
+      return 0
+    end)
+    defer(function() stop(p, ch) end)
+    assert.same({ "set", "100", "200", "1000", tostring(math.huge) }, { ch.expect() })
+    assert.same({ 100, 200 }, { proc_limit(p.pid, "nofile") })
+    assert.same({ 1000, math.huge }, { proc_limit(p.pid, "cpu") })
+    assert.same({ 4096, 4096 }, { proc_limit(p.pid, "fsize") })
+    ch.post("go")
+    assert.same({ "unlimited", "inf", "inf" }, { ch.expect() })
+    assert.same({ math.huge, math.huge }, { proc_limit(p.pid, "cpu") })
+    ch.post("go")
+    assert.equal(0, finish(p).status)
+  end)
+
+  it("set and get the limits of another process by pid #rootless", function()
+    local defer = scope(finally)
+    local p = assert(core.spawn{ argv = { "sleep", "30" } })
+    defer(function() stop(p) end)
+    assert.is_true(core.setrlimit("nofile", 50, 60, p.pid))
+    assert.same({ 50, 60 }, { proc_limit(p.pid, "nofile") })
+    assert.same({ 50, 60 }, { core.getrlimit("nofile", p.pid) })
+    local soft, hard = proc_limit(SELF, "nofile")
+    assert.same({ soft, hard }, { core.getrlimit("nofile") }) -- ours untouched
+  end)
+
+  it("fail with EPERM when an unprivileged process raises its hard limit #rootless", function()
+    local defer = scope(finally)
+    local root = IDS.euid == 0
+    local p, ch = start({}, function(c)
+      if root then assert(core.setresuid(12345, 12345, 12345)) end -- drops CAP_SYS_RESOURCE
+      assert(core.setrlimit("nofile", 10, 20))
+      c.send("raise", core.setrlimit("nofile", 10, 30))
+      return 0
+    end)
+    defer(function() stop(p, ch) end)
+    local _, ok, msg, code = ch.expect()
+    assert.equal("nil", ok)
+    assert.equal("setrlimit nofile: Operation not permitted", msg)
+    assert.equal("EPERM", code)
+    assert.equal(0, finish(p).status)
+  end)
+
+  it("raise on unknown names and bad values #rootless", function()
+    assert_raises({ "field 'resource'", "unknown name 'bogus'" }, core.setrlimit, "bogus", 1)
+    assert_raises({ "field 'resource'", "unknown name 'bogus'" }, core.getrlimit, "bogus")
+    assert_raises("field 'soft'", core.setrlimit, "nofile", "lots")
+    assert_raises("field 'soft'", core.setrlimit, "nofile", -1)
+    assert_raises("field 'soft'", core.setrlimit, "nofile", 1.5)
+    assert_raises("field 'hard'", core.setrlimit, "nofile", 1, "x")
+    assert_raises({ "field 'soft'", "greater than the hard limit" }, core.setrlimit, "nofile", 20, 10)
+    assert_raises("field 'pid'", core.getrlimit, "nofile", 0)
+  end)
+end)
+
+-- ---- ids ------------------------------------------------------------------------------------------------------
+
+--- The numbers of a /proc/PID/status field (util.status_field reads past an empty field such as "Groups:").
+local function status_ids(pid, field)
+  local status = util.read("/proc/" .. tostring(pid) .. "/status") or ""
+  local t = {}
+  for n in (status:match("\n" .. field .. ":[ \t]*([^\n]*)") or ""):gmatch("%d+") do t[#t + 1] = tonumber(n) end
+  return t
+end
+
+describe("core.setresuid / setresgid / setgroups / ids", function()
+  it("change the ids of a child in the initial user namespace #root", function()
+    local defer = scope(finally)
+    local p, ch = start({}, function(c)
+      assert(core.setgroups({ 10, 20, 30 }))
+      assert(core.setresgid(100, 200, 300))
+      assert(core.setresuid(1000, 2000, 3000))
+      local i = core.ids()
+      c.send("ids", i.uid, i.euid, i.suid, i.gid, i.egid, i.sgid, table.concat(i.groups, ","))
+      c.recv()
+      return 0
+    end)
+    defer(function() stop(p, ch) end)
+    assert.same({ "ids", "1000", "2000", "3000", "100", "200", "300", "10,20,30" }, { ch.expect() })
+    assert.same({ 1000, 2000, 3000, 2000 }, status_ids(p.pid, "Uid")) -- fsuid follows euid
+    assert.same({ 100, 200, 300, 200 }, status_ids(p.pid, "Gid"))
+    assert.same({ 10, 20, 30 }, status_ids(p.pid, "Groups"))
+    ch.post("go")
+    assert.equal(0, finish(p).status)
+  end)
+
+  it("keep an id given as nil #root", function()
+    local defer = scope(finally)
+    local p, ch = start({}, function(c)
+      assert(core.setresuid(nil, 500, nil))
+      c.recv()
+      return 0
+    end)
+    defer(function() stop(p, ch) end)
+    assert.is_truthy(util.wait_for(function() return status_ids(p.pid, "Uid")[2] == 500 end, 10))
+    assert.same({ 0, 500, 0, 500 }, status_ids(p.pid, "Uid"))
+    ch.post("go")
+    assert.equal(0, finish(p).status)
+  end)
+
+  it("change the ids of a child in a user namespace with several ranges #rootless", function()
+    local defer = scope(finally)
+    kernel.requires("userns")
+    local root = kernel.has("root")
+    if not root then kernel.requires("newuidmap") end
+    -- inside 0 -> ourselves, inside 1..65536 -> BASE..; as root through id_maps, else newuidmap/newgidmap
+    local base = root and 100000 or 200000
+    local function outside(id, own) return id == 0 and own or base + id - 1 end
+    local p, ch = start({ flags = "user" }, function(c)
+      c.send("wait for maps")
+      c.recv()
+      assert(core.setgroups({ 10, 20 }))
+      assert(core.setresgid(100, 200, 300))
+      assert(core.setresuid(1000, 2000, 3000))
+      local i = core.ids()
+      c.send("ids", i.uid, i.euid, i.suid, i.gid, i.egid, i.sgid, table.concat(i.groups, ","))
+      c.recv()
+      return 0
+    end)
+    defer(function() stop(p, ch) end)
+    ch.expect()
+    if root then
+      assert(core.id_maps(p.pid, { uid = { { 0, IDS.euid, 1 }, { 1, base, 65536 } },
+                                   gid = { { 0, IDS.egid, 1 }, { 1, base, 65536 } } }))
+    else
+      local out, code = util.run({ "newuidmap", tostring(p.pid), "0", tostring(IDS.euid), "1", "1", tostring(base), "65536" })
+      assert.equal(0, code, out)
+      out, code = util.run({ "newgidmap", tostring(p.pid), "0", tostring(IDS.egid), "1", "1", tostring(base), "65536" })
+      assert.equal(0, code, out)
+    end
+    ch.post("go")
+    assert.same({ "ids", "1000", "2000", "3000", "100", "200", "300", "10,20" }, { ch.expect() })
+    local u = function(id) return outside(id, IDS.euid) end
+    local g = function(id) return outside(id, IDS.egid) end
+    assert.same({ u(1000), u(2000), u(3000), u(2000) }, status_ids(p.pid, "Uid"))
+    assert.same({ g(100), g(200), g(300), g(200) }, status_ids(p.pid, "Gid"))
+    assert.same({ g(10), g(20) }, status_ids(p.pid, "Groups"))
+    ch.post("go")
+    assert.equal(0, finish(p).status)
+  end)
+
+  it("fail with the errno name: unmapped ids, setgroups denied #rootless", function()
+    local defer = scope(finally)
+    kernel.requires("userns")
+    local p, ch = start({ flags = "user" }, function(c)
+      map_self()
+      c.send("setgroups", core.setgroups({}))
+      c.send("setresuid", core.setresuid(5, 5, 5))
+      c.send("setresgid", core.setresgid(5, 5, 5))
+      return 0
+    end)
+    defer(function() stop(p, ch) end)
+    assert.same({ "setgroups", "nil", "setgroups: Operation not permitted", "EPERM" }, { ch.expect() })
+    assert.same({ "setresuid", "nil", "setresuid: Invalid argument", "EINVAL" }, { ch.expect() })
+    assert.same({ "setresgid", "nil", "setresgid: Invalid argument", "EINVAL" }, { ch.expect() })
+    assert.equal(0, finish(p).status)
+  end)
+
+  it("ids() matches /proc/self/status #rootless", function()
+    local i = core.ids()
+    assert.same({ i.uid, i.euid, i.suid }, { table.unpack(status_ids(SELF, "Uid"), 1, 3) })
+    assert.same({ i.gid, i.egid, i.sgid }, { table.unpack(status_ids(SELF, "Gid"), 1, 3) })
+    local groups = status_ids(SELF, "Groups")
+    table.sort(groups)
+    local mine = { table.unpack(i.groups) }
+    table.sort(mine)
+    assert.same(groups, mine)
+  end)
+
+  it("raise on bad ids naming the argument #rootless", function()
+    assert_raises("field 'ruid'", core.setresuid, -1)
+    assert_raises("field 'euid'", core.setresuid, nil, "x")
+    assert_raises("field 'sgid'", core.setresgid, nil, nil, 2 ^ 40)
+    assert_raises({ "bad argument #1", "field 'groups'" }, core.setgroups, { "x" })
+  end)
+end)
+
+-- ---- descriptors ----------------------------------------------------------------------------------------------
+
+describe("descriptors", function()
+  it("pipe and socketpair are close-on-exec: an exec'd child does not have them #rootless", function()
+    local defer = scope(finally)
+    local r, w = assert(core.pipe())
+    local a, b = assert(core.socketpair())
+    defer(function() for _, f in ipairs({ r, w, a, b }) do f:close() end end)
+    for _, f in ipairs({ r, w, a, b }) do
+      assert.is_true(has_flag(fd_flags(SELF, f:fileno()), O_CLOEXEC))
+    end
+    assert.matches("^pipe:%[%d+%]$", fd_link(SELF, r:fileno()))
+    assert.matches("^socket:%[%d+%]$", fd_link(SELF, a:fileno()))
+    local p = assert(core.spawn{ argv = { "sleep", "30" } })
+    defer(function() stop(p) end)
+    local fds = fds_of(p.pid)
+    for _, f in ipairs({ r, w, a, b }) do
+      assert.is_nil(fds[f:fileno()], "the exec'd child has fd " .. f:fileno())
+    end
+    -- dup2 makes a copy without close-on-exec: that one is inherited (so the check above can see fds)
+    local target = free_fd(400)
+    assert.is_true(core.dup2(w, target))
+    defer(function() core.close_range(target, target) end)
+    local q = assert(core.spawn{ argv = { "sleep", "30" } })
+    defer(function() stop(q) end)
+    assert.equal(fd_link(SELF, w:fileno()), fd_link(q.pid, target))
+  end)
+
+  it("pipe{nonblock = true} gives non-blocking ends: EAGAIN on an empty pipe #rootless", function()
+    local defer = scope(finally)
+    local r, w = assert(core.pipe{ nonblock = true })
+    defer(function() r:close(); w:close() end)
+    assert.is_true(has_flag(fd_flags(SELF, r:fileno()), O_NONBLOCK))
+    assert_failure("^read fd " .. r:fileno() .. ": Resource temporarily unavailable$", "EAGAIN", r:read())
+    local r2, w2 = assert(core.pipe())
+    defer(function() r2:close(); w2:close() end)
+    assert.is_false(has_flag(fd_flags(SELF, r2:fileno()), O_NONBLOCK))
+    assert_raises("unknown option 'bogus'", core.pipe, { bogus = true })
+  end)
+
+  it("socketpair makes connected unix sockets of the asked type #rootless", function()
+    local defer = scope(finally)
+    local types = { stream = "0001", dgram = "0002", seqpacket = "0005" }
+    for name, code in pairs(types) do
+      local a, b = assert(core.socketpair(name))
+      defer(function() a:close(); b:close() end)
+      local inode = fd_link(SELF, a:fileno()):match("socket:%[(%d+)%]")
+      local unix = util.read("/proc/self/net/unix")
+      local found
+      for line in unix:gmatch("[^\n]+") do
+        local f = {}
+        for w in line:gmatch("%S+") do f[#f + 1] = w end
+        if f[7] == inode then found = f[5] end
+      end
+      assert.equal(code, found, name)
+      assert.equal(5, a:write("hello"))
+      assert.equal("hello", b:read())
+      a:close(); b:close()
+    end
+    local a, b = assert(core.socketpair())
+    defer(function() a:close(); b:close() end)
+    assert.equal(3, b:write("abc"))
+    assert.equal("abc", a:read())
+    assert_raises("bogus", core.socketpair, "bogus")
+  end)
+
+  it("close_range closes a range, or only marks it close-on-exec #rootless", function()
+    local defer = scope(finally)
+    local p, ch = start({}, function(c)
+      local r, w = assert(core.pipe())
+      for _, n in ipairs({ 60, 61, 62, 63, 70, 80, 90 }) do assert(core.dup2(r, n)) end
+      c.send("dup2")
+      c.recv()
+      assert(core.close_range(60, 62))
+      c.send("closed")
+      c.recv()
+      assert(core.close_range(70, 70, { cloexec = true }))
+      c.send("cloexec")
+      c.recv()
+      assert(core.close_range(80)) -- to the last descriptor
+      c.send("to the end")
+      c.recv()
+      w:close()
+      return 0
+    end)
+    defer(function() stop(p, ch) end)
+    ch.expect()
+    local fds = fds_of(p.pid)
+    for _, n in ipairs({ 60, 61, 62, 63, 70, 80, 90 }) do assert.is_true(fds[n], "fd " .. n) end
+    assert.is_false(has_flag(fd_flags(p.pid, 70), O_CLOEXEC))
+    ch.post("go")
+    ch.expect()
+    fds = fds_of(p.pid)
+    assert.is_nil(fds[60]); assert.is_nil(fds[61]); assert.is_nil(fds[62])
+    assert.is_true(fds[63])
+    ch.post("go")
+    ch.expect()
+    assert.is_true(fds_of(p.pid)[70]) -- still open
+    assert.is_true(has_flag(fd_flags(p.pid, 70), O_CLOEXEC))
+    ch.post("go")
+    ch.expect()
+    fds = fds_of(p.pid)
+    assert.is_nil(fds[80]); assert.is_nil(fds[90])
+    assert.is_true(fds[70])
+    ch.post("go")
+    assert.equal(0, finish(p).status)
+    assert_raises({ "field 'last'", "smaller than first" }, core.close_range, 10, 5)
+    assert_raises("field 'first'", core.close_range, -1)
+    assert_raises("unknown option 'bogus'", core.close_range, 1000, 1001, { bogus = true })
+  end)
+
+  it("dup2 copies a descriptor without close-on-exec, also onto itself #rootless", function()
+    local defer = scope(finally)
+    local r, w = assert(core.pipe())
+    defer(function() r:close(); w:close() end)
+    local target = free_fd(400)
+    assert.is_true(core.dup2(r, target))
+    defer(function() core.close_range(target, target) end)
+    assert.equal(fd_link(SELF, r:fileno()), fd_link(SELF, target))
+    assert.is_false(has_flag(fd_flags(SELF, target), O_CLOEXEC))
+    -- fd == target: clears close-on-exec in place
+    assert.is_true(has_flag(fd_flags(SELF, w:fileno()), O_CLOEXEC))
+    assert.is_true(core.dup2(w, w:fileno()))
+    assert.is_false(has_flag(fd_flags(SELF, w:fileno()), O_CLOEXEC))
+    -- an integer works as the source
+    local target2 = free_fd(target + 1)
+    assert.is_true(core.dup2(target, target2))
+    defer(function() core.close_range(target2, target2) end)
+    assert.equal(fd_link(SELF, r:fileno()), fd_link(SELF, target2))
+    local bad = free_fd(450)
+    assert_failure("^dup2 fd " .. bad .. " to " .. (bad + 1) .. ": Bad file descriptor$", "EBADF",
+      core.dup2(bad, bad + 1))
+    assert_raises("field 'fd'", core.dup2, "x", 5)
+    assert_raises("field 'target'", core.dup2, r, -1)
+  end)
+
+  it("open opens a file close-on-exec in the given mode #rootless", function()
+    local defer = scope(finally)
+    local dir, cleanup = util.tmpdir()
+    defer(cleanup)
+    local path = dir .. "/file"
+    local f = assert(core.open(path, "w"))
+    assert.equal("file", lfs.attributes(path, "mode"))
+    assert.is_true(has_flag(fd_flags(SELF, f:fileno()), O_CLOEXEC))
+    assert.equal(path, fd_link(SELF, f:fileno()))
+    assert.equal(5, f:write("hello"))
+    f:close()
+    local a = assert(core.open(path, "a"))
+    a:write(" world")
+    a:close()
+    assert.equal("hello world", util.read(path))
+    local r = assert(core.open(path)) -- "r" by default
+    assert.equal("hello world", r:read())
+    assert.equal("", r:read()) -- EOF
+    assert_failure("^write fd %d+: Bad file descriptor$", "EBADF", r:write("x"))
+    r:close()
+    local rw = assert(core.open(path, "rw"))
+    rw:write("HELLO")
+    rw:close()
+    assert.equal("HELLO world", util.read(path))
+    local w = assert(core.open(path, "w")) -- truncates
+    w:close()
+    assert.equal("", util.read(path))
+    assert_failure("^open /nonexistent/x: No such file or directory$", "ENOENT", core.open("/nonexistent/x"))
+    assert_failure("^open " .. dir:gsub("%p", "%%%0") .. ": Is a directory$", "EISDIR", core.open(dir, "w"))
+    assert_raises("invalid option 'x'", core.open, path, "x")
+  end)
+
+  it("chdir changes the working directory of a child #rootless", function()
+    local defer = scope(finally)
+    local dir, cleanup = util.tmpdir()
+    defer(cleanup)
+    local p, ch = start({}, function(c)
+      c.send("chdir", core.chdir(dir))
+      c.send("missing", core.chdir("/nonexistent/dir"))
+      c.recv()
+      return 0
+    end)
+    defer(function() stop(p, ch) end)
+    assert.same({ "chdir", "true" }, { ch.expect() })
+    assert.same({ "missing", "nil", "chdir /nonexistent/dir: No such file or directory", "ENOENT" }, { ch.expect() })
+    assert.equal(dir, readlink("/proc/" .. p.pid .. "/cwd"))
+    assert.are_not.equal(dir, readlink("/proc/self/cwd"))
+    ch.post("go")
+    assert.equal(0, finish(p).status)
+  end)
+end)
+
+-- ---- session, exit --------------------------------------------------------------------------------------------
+
+describe("core.setsid", function()
+  it("makes a child the leader of a new session, seen in /proc/PID/stat #rootless", function()
+    local defer = scope(finally)
+    local my_session = stat_fields(SELF)[4]
+    local p, ch = start({}, function(c)
+      c.send("before")
+      c.recv()
+      c.send("setsid", core.setsid())
+      c.send("again", core.setsid())
+      c.recv()
+      return 0
+    end)
+    defer(function() stop(p, ch) end)
+    ch.expect()
+    assert.equal(my_session, stat_fields(p.pid)[4])
+    ch.post("go")
+    assert.same({ "setsid", tostring(p.pid) }, { ch.expect() })
+    local f = stat_fields(p.pid)
+    assert.equal(tostring(p.pid), f[4]) -- session
+    assert.equal(tostring(p.pid), f[3]) -- process group
+    assert.same({ "again", "nil", "setsid: Operation not permitted", "EPERM" }, { ch.expect() })
+    ch.post("go")
+    assert.equal(0, finish(p).status)
+  end)
+end)
+
+describe("core.exit", function()
+  it("ends the child with the code (8 bits), flushes stdio, runs no __close handler #rootless", function()
+    local defer = scope(finally)
+    local dir, cleanup = util.tmpdir()
+    defer(cleanup)
+    local path = dir .. "/out"
+    local p = assert(core.spawn{ fn = function()
+      local f = assert(io.open(path, "w"))
+      f:write("buffered") -- not flushed yet
+      local guard <close> = setmetatable({}, { __close = function()
+        f:write("+closed")
+        f:flush()
+      end })
+      core.exit(300)
+      return guard and 1
+    end })
+    defer(function() stop(p) end)
+    assert.same({ pid = p.pid, status = 300 & 0xff }, finish(p))
+    assert.equal("buffered", util.read(path))
+    local q = assert(core.spawn{ fn = function() core.exit() end })
+    defer(function() stop(q) end)
+    assert.equal(0, finish(q).status)
+  end)
+end)
+
+-- ---- errno, now, fd objects ------------------------------------------------------------------------------------
+
+describe("errno names", function()
+  it("core.errno, errno_name and strerror agree with the C library #rootless", function()
+    local _, msg, code = io.open("/nonexistent/lunas")
+    assert.equal(core.errno.ENOENT, code)
+    assert.equal("ENOENT", core.errno_name(code))
+    assert.equal(msg:match(": (.*)$"), core.strerror(code))
+    assert.equal(core.strerror(code), core.strerror("ENOENT"))
+    local _, msg2, code2 = io.open("/etc/passwd/x")
+    assert.equal("ENOTDIR", core.errno_name(code2))
+    assert.equal(msg2:match(": (.*)$"), core.strerror("ENOTDIR"))
+    assert.equal(1, core.errno.EPERM)
+    assert.equal(110, core.errno.ETIMEDOUT)
+    for name, value in pairs(core.errno) do
+      assert.equal(name, core.errno_name(value))
+      assert.matches("^E[A-Z0-9]+$", name)
+      assert.is_string(core.strerror(name))
+    end
+    assert.equal("E9999", core.errno_name(9999))
+    assert_raises("unknown errno name 'EBOGUS'", core.strerror, "EBOGUS")
+  end)
+end)
+
+describe("core.now", function()
+  it("is a monotonic clock in seconds #rootless", function()
+    local defer = scope(finally)
+    local t0 = core.now()
+    assert.is_number(t0)
+    local last = t0
+    for _ = 1, 1000 do
+      local t = core.now()
+      assert.is_true(t >= last)
+      last = t
+    end
+    os.execute("sleep 0.05")
+    assert.is_true(core.now() - t0 >= 0.05)
+    -- CLOCK_MONOTONIC: a child sees the same clock
+    local t1 = core.now()
+    local p, ch = start({}, function(c) c.send("now", string.format("%.9f", core.now())) end)
+    defer(function() stop(p, ch) end)
+    local _, child_now = ch.expect()
+    assert.is_true(tonumber(child_now) >= t1 - 1e-6 and tonumber(child_now) <= core.now() + 1e-6)
+    assert.equal(0, finish(p).status)
+  end)
+end)
+
+describe("fd objects", function()
+  it("read, write, fileno, tostring, close; closed use raises #rootless", function()
+    local defer = scope(finally)
+    local r, w = assert(core.pipe())
+    defer(function() r:close(); w:close() end)
+    local n = r:fileno()
+    assert.equal("integer", math.type(n))
+    assert.equal("fd " .. n, tostring(r))
+    assert.equal(fd_link(SELF, n), fd_link(SELF, w:fileno()))
+    assert.equal(6, w:write("abcdef"))
+    assert.equal("abc", r:read(3))
+    assert.equal("def", r:read())
+    assert_failure("^read fd " .. w:fileno() .. ": Bad file descriptor$", "EBADF", w:read())
+    assert_raises("field 'size'", r.read, r, 0)
+    assert_raises("field 'size'", r.read, r, (1 << 24) + 1)
+    local wn = w:fileno()
+    w:close()
+    assert.is_nil(fd_link(SELF, wn))
+    assert.equal("", r:read()) -- EOF
+    w:close() -- idempotent
+    assert.equal("fd (closed)", tostring(w))
+    assert_raises("attempt to use a closed fd", w.write, w, "x")
+    assert_raises("attempt to use a closed fd", w.read, w)
+    assert_raises("attempt to use a closed fd", w.fileno, w)
+    r:close()
+    assert.is_nil(fd_link(SELF, n))
+  end)
+
+  it("closes with <close> #rootless", function()
+    local n
+    do
+      local pr, pw = assert(core.pipe())
+      local r <close> = pr
+      local w <close> = pw
+      n = r:fileno()
+      assert.matches("^pipe:", fd_link(SELF, n))
+      assert.equal(1, w:write("x"))
+    end
+    assert.is_nil(fd_link(SELF, n))
+  end)
+end)
