@@ -12,7 +12,7 @@ BENCH_PACKAGES = bubblewrap
 
 CFLAGS ?= -O2 -g
 WARNINGS = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral
-override CFLAGS += -std=gnu11 $(WARNINGS) -fPIC -D_FORTIFY_SOURCE=2 $(shell pkg-config --cflags lua5.4 2>/dev/null)
+override CFLAGS += -std=gnu11 -D_GNU_SOURCE $(WARNINGS) -fPIC -D_FORTIFY_SOURCE=2 $(shell pkg-config --cflags lua5.4 2>/dev/null)
 ifdef SANITIZE
 override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 override LDFLAGS += -fsanitize=address,undefined
@@ -99,8 +99,10 @@ bench: deps
 	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/$(BUILD) sh tests/bench/run.sh $(BENCH_ARGS)
 
 tidy: $(BUILD)/obj/embedded.c
-	clang-tidy --quiet -checks='-*,bugprone-*,-bugprone-easily-swappable-parameters' $(CORE_SRC) src/main.c -- \
-	  -std=gnu11 $(shell pkg-config --cflags lua5.4)
+	clang-tidy --quiet --warnings-as-errors='*' -checks='-*,bugprone-*,-bugprone-easily-swappable-parameters' \
+	  $(CORE_SRC) src/main.c -- -std=gnu11 -D_GNU_SOURCE $(shell pkg-config --cflags lua5.4)
+	clang-tidy --quiet --warnings-as-errors='*' -checks='-*,bugprone-*,-bugprone-easily-swappable-parameters' \
+	  src/reaper.c -- -std=gnu11 -ffreestanding
 
 LUA_VERSION = 5.4
 install: all

@@ -1,6 +1,5 @@
 /* core.c: the lunas.core module: shared helpers (errors, flags, options, signals, fds) and the assembly of
  * every area's functions into one table. */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>

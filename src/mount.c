@@ -1,6 +1,5 @@
 /* mount.c: mounts. This holds the classic mount(2)/umount2(2) calls the sandbox needs for a fresh /proc; the
  * filesystem work (new mount API, pivot_root, resolution inside a root) extends this file. */
-#define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <string.h>

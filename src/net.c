@@ -1,6 +1,5 @@
 /* net.c: networking. Until the netlink layer lands, only what every new network namespace needs: bringing the
  * loopback interface up (one ioctl, cheaper than a netlink round trip on the sandbox's hot path). */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <net/if.h>
 #include <string.h>

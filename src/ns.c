@@ -1,6 +1,5 @@
 /* ns.c: namespaces: unshare, setns, handles on namespace files, persistence by bind mount, uid/gid maps,
  * time namespace offsets, and the UTS names. */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>

@@ -797,6 +797,7 @@ describe("core.id_maps", function()
 
   it("writes several ranges, up to 340 lines, and setgroups allow #root", function()
     local defer = scope(finally)
+    kernel.requires("userns")
     local p, ch = unmapped_child()
     defer(function() stop(p, ch) end)
     ch.expect()

@@ -349,6 +349,57 @@ describe("core.spawn", function()
   end)
 end)
 
+describe("core.spawn with vfork", function()
+  it("runs a function that shares our memory until it execs or exits #rootless", function()
+    local defer = scope(finally)
+    local p = assert(core.spawn{ vfork = true, fn = function() return 9 end })
+    defer(function() stop(p) end)
+    assert.same({ pid = p.pid, status = 9 }, finish(p))
+    -- spawn returns once the child exec'd (the kernel releases a vfork parent while the new program sets up
+    -- its arguments, so the cmdline may show a moment later)
+    local q = assert(core.spawn{ vfork = true, fn = function()
+      core.exec({ "sleep", "30" }, { argv0 = "lunas-vfork" })
+      return 127
+    end })
+    defer(function() stop(q) end)
+    assert.matches("/sleep$", readlink("/proc/" .. q.pid .. "/exe"))
+    assert.equal("lunas-vfork\0" .. "30\0", util.wait_for(function()
+      local c = util.read("/proc/" .. q.pid .. "/cmdline")
+      return c ~= "" and c
+    end, 10))
+    assert.equal(SELF, tonumber(stat_fields(q.pid)[2]))
+    q:kill("KILL")
+    assert.equal(9, finish(q).signal)
+    -- an exec failure is the function's to report
+    local r = assert(core.spawn{ vfork = true, fn = function()
+      local _, _, code = core.exec({ "/nonexistent/prog" })
+      return code == "ENOENT" and 3 or 4
+    end })
+    defer(function() stop(r) end)
+    assert.equal(3, finish(r).status)
+  end)
+
+  it("creates the namespaces it is asked for #rootless", function()
+    local defer = scope(finally)
+    kernel.requires("userns")
+    local p = assert(core.spawn{ vfork = true, flags = "user,uts", fn = function()
+      core.exec({ "sleep", "30" })
+      return 127
+    end })
+    defer(function() stop(p) end)
+    assert.are_not.equal(util.ns_link(SELF, "user"), util.ns_link(p.pid, "user"))
+    assert.are_not.equal(util.ns_link(SELF, "uts"), util.ns_link(p.pid, "uts"))
+    assert.equal(util.ns_link(SELF, "net"), util.ns_link(p.pid, "net"))
+    p:kill("KILL")
+    finish(p)
+  end)
+
+  it("raises naming 'vfork' with argv #rootless", function()
+    assert_raises({ "field 'vfork'", "only with 'fn'" }, core.spawn, { vfork = true, argv = { "true" } })
+    assert_raises("field 'vfork'", core.spawn, { vfork = "yes", fn = function() end })
+  end)
+end)
+
 describe("core.spawn with argv", function()
   it("returns nil, 'exec FILE: message', errno name when exec fails, leaving no zombie #rootless", function()
     local defer = scope(finally)
@@ -646,9 +697,12 @@ describe("core.reaper", function()
     assert.matches("^" .. p.pid .. "%s+1$", util.status_field(p.pid, "NSpid"))
     ch.post(7)
     assert.same({ pid = p.pid, status = 7 }, finish(p))
-    local raw = status_r:read()
-    assert.equal(4, #raw)
-    assert.equal(7 << 8, (string.unpack("=i4", raw))) -- the wait status: exited with 7
+    -- on status: the payload's pid as the reaper sees it, then its raw wait status (two native ints)
+    local raw = util.drain(status_r)
+    assert.equal(8, #raw)
+    local payload_pid, wait_status = string.unpack("=i4i4", raw)
+    assert.equal(2, payload_pid)
+    assert.equal(7 << 8, wait_status) -- exited with 7
   end)
 
   it("forwards signals it receives to the payload #rootless", function()
@@ -670,7 +724,47 @@ describe("core.reaper", function()
     assert.is_true(p:kill("TERM"))
     -- the reaper itself exits normally, with 128 + the payload's signal
     assert.same({ pid = p.pid, status = 128 + 15 }, finish(p))
-    assert.equal(15, (string.unpack("=i4", status_r:read()))) -- the payload was killed by SIGTERM
+    local payload_pid, wait_status = string.unpack("=i4i4", util.drain(status_r))
+    assert.equal(2, payload_pid)
+    assert.equal(15, wait_status) -- the payload was killed by SIGTERM
+  end)
+
+  it("with exec and image becomes the freestanding reaper program once the payload runs #rootless", function()
+    local defer = scope(finally)
+    kernel.requires("userns")
+    local probe, msg, code = core.reaper_image()
+    if not probe then pending("no reaper image: " .. tostring(msg) .. " (" .. tostring(code) .. ")") end
+    probe:close()
+    local status_r, status_w = assert(core.pipe())
+    defer(function() status_r:close(); status_w:close() end)
+    local p, ch = start({ flags = "user,pid" }, function(c)
+      local image = assert(core.reaper_image())
+      local _, m, e = core.reaper{ status = status_w, exec = true, image = image, fn = function()
+        core.exec({ "sleep", "30" })
+        return 127
+      end }
+      c.send("error", "reaper returned: " .. tostring(m) .. " " .. tostring(e))
+      return 99
+    end)
+    defer(function() stop(p, ch) end)
+    status_w:close()
+    local payload = util.wait_for(function()
+      local kids = children_of(p.pid)
+      local cmd = kids[1] and util.read("/proc/" .. kids[1].pid .. "/cmdline")
+      return cmd == "sleep\0" .. "30\0" and kids[1].pid
+    end, 10)
+    assert.is_number(payload, "the payload did not exec sleep")
+    local exe = util.wait_for(function()
+      local e = readlink("/proc/" .. p.pid .. "/exe")
+      return e and e:find("lunas%-reaper") and e
+    end, 10)
+    assert.matches("^/memfd:lunas%-reaper", exe)
+    assert.matches("^lunas%-reaper%z2%z", util.read("/proc/" .. p.pid .. "/cmdline"))
+    assert.is_true(p:kill("TERM"))
+    assert.same({ pid = p.pid, status = 128 + 15 }, finish(p))
+    local payload_pid, wait_status = string.unpack("=i4i4", util.drain(status_r))
+    assert.equal(2, payload_pid)
+    assert.equal(15, wait_status)
   end)
 
   it("reaps orphans re-parented to it: no zombie remains #rootless", function()
@@ -747,6 +841,11 @@ describe("core.reaper", function()
     assert.is_nil(reaper_fds[numbered])
     assert.is_true(payload_fds[extra_w:fileno()])
     assert.is_true(payload_fds[numbered])
+    -- the reaper never prints: it lets go of stdio, the payload keeps it
+    for fd = 0, 2 do
+      assert.is_nil(reaper_fds[fd], "the reaper holds fd " .. fd)
+      assert.equal(fd_link(SELF, fd), fd_link(payload, fd))
+    end
     ch.post("exit")
     assert.equal(0, finish(p).status)
   end)
@@ -927,6 +1026,43 @@ describe("core.prctl", function()
     assert.equal("opened", (ch.expect()))
     mid_ch.post("exit") -- the grandchild's parent exits
     assert.equal(15, finish(p).status)
+  end)
+
+  it("drops capabilities from the bounding set, seen in /proc/PID/status CapBnd #rootless", function()
+    local defer = scope(finally)
+    local userns = IDS.euid ~= 0
+    if userns then kernel.requires("userns") end
+    local CAP_NET_RAW, CAP_SYS_PTRACE = 13, 19
+    local function bounding(pid)
+      return tonumber(util.status_field(pid, "CapBnd"), 16)
+    end
+    local p, ch = start({ flags = userns and "user" or nil }, function(c)
+      c.send("before")
+      c.recv()
+      c.send("drop", core.prctl{ capbset_drop = { "sys_ptrace", "net_raw" } })
+      local ok, err = pcall(core.prctl, { capbset_drop = { "bogus" } })
+      c.send("bogus", tostring(ok), err)
+      c.recv()
+      return 0
+    end)
+    defer(function() stop(p, ch) end)
+    ch.expect()
+    local before = bounding(p.pid)
+    assert.equal(1, (before >> CAP_SYS_PTRACE) & 1)
+    assert.equal(1, (before >> CAP_NET_RAW) & 1)
+    ch.post("go")
+    assert.same({ "drop", "true" }, { ch.expect() })
+    local _, ok, err = ch.expect()
+    assert.equal("false", ok)
+    assert.matches("field 'capbset_drop'", err)
+    local after = bounding(p.pid)
+    assert.equal(0, (after >> CAP_SYS_PTRACE) & 1)
+    assert.equal(0, (after >> CAP_NET_RAW) & 1)
+    assert.equal(before & ~((1 << CAP_SYS_PTRACE) | (1 << CAP_NET_RAW)), after) -- nothing else
+    assert.equal(1, (bounding(SELF) >> CAP_SYS_PTRACE) & 1) -- ours untouched
+    ch.post("go")
+    assert.equal(0, finish(p).status)
+    assert_raises("field 'capbset_drop'", core.prctl, { capbset_drop = "sys_ptrace" })
   end)
 
   it("raises on unknown names #rootless", function()

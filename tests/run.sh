@@ -74,6 +74,8 @@ if [ -z "${LUNAS_HOST_NETNS:-}" ] || [ -z "${LUNAS_HOST_MNTNS:-}" ] ||
 fi
 
 cd "$LUNAS_ROOT" || die "cannot cd to LUNAS_ROOT=$LUNAS_ROOT"
+LUNAS_BUILD=${LUNAS_BUILD:-$LUNAS_ROOT/build}
+export LUNAS_BUILD
 
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run || die "cannot mount a tmpfs on /run"
 # /run/netns as `ip netns add` leaves it (a shared bind mount of itself), set up
@@ -99,9 +101,12 @@ LUNAS_TEST_RUN=$(cat /proc/sys/kernel/random/uuid)
 export LUNAS_TEST_RUN
 
 if [ "${LUNAS_SANITIZE:-}" = 1 ]; then
-    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:halt_on_error=1:print_stacktrace=1}
+    # The specs load the instrumented core.so into a plain lua5.4: its runtime must come first. Leak detection
+    # stays off: the interpreter and the tools the specs run are not instrumented.
+    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:halt_on_error=1:print_stacktrace=1:verify_asan_link_order=0}
     UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
-    export ASAN_OPTIONS UBSAN_OPTIONS
+    LD_PRELOAD=$(gcc -print-file-name=libasan.so)
+    export ASAN_OPTIONS UBSAN_OPTIONS LD_PRELOAD
 fi
 
 # subordinate ids for the rootless pass: copies of the real files plus one line,
@@ -147,7 +152,7 @@ busted_run() {
         --helper=tests/support/helper.lua \
         -o tests/support/output.lua \
         --lpath="$LUNAS_ROOT/lua/?.lua;$LUNAS_ROOT/lua/?/init.lua;$LUNAS_ROOT/tests/?.lua" \
-        --cpath="$LUNAS_ROOT/build/lib/?.so" \
+        --cpath="$LUNAS_BUILD/lib/?.so" \
         --no-shuffle --sort-files --no-recursive \
         "$@" $SPECS
 }
@@ -186,7 +191,7 @@ echo
 echo "== rootless pass: $(rl id 2>&1), $my_net =="
 # what the rootless pass loads: specs and helpers, Lua modules, the C module (and
 # the host binary); other build products (benchmarks, rootfs trees) do not matter
-unreadable=$(rl find "$LUNAS_ROOT/tests" "$LUNAS_ROOT/lua" "$LUNAS_ROOT/build/lib" "$LUNAS_ROOT/build/bin" \
+unreadable=$(rl find "$LUNAS_ROOT/tests" "$LUNAS_ROOT/lua" "$LUNAS_BUILD/lib" "$LUNAS_BUILD/bin" \
                 ! -type l \( ! -readable -o -type d ! -executable \) -print 2>&1 \
              | grep -v 'No such file or directory$' | head -20)
 if ! rl test -x "$LUNAS_ROOT" || [ -n "$unreadable" ]; then
