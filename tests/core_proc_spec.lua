@@ -350,7 +350,7 @@ describe("core.spawn", function()
 end)
 
 describe("core.spawn with vfork", function()
-  it("runs a function that shares our memory until it execs or exits #rootless", function()
+  it("runs a function vfork-style: spawn returns once the child has exec'd or exited #rootless", function()
     local defer = scope(finally)
     local p = assert(core.spawn{ vfork = true, fn = function() return 9 end })
     defer(function() stop(p) end)

@@ -92,8 +92,13 @@ function M.main(args, lua_env)
   end
   if first == "--help" or first == "-h" then print(USAGE) return 0 end
   local command = M.commands[first]
-  if command then return require(command).main(script_args(args, i + 1)) end
+  if command then
+    local module = require(command)
+    collectgarbage("restart")
+    return module.main(script_args(args, i + 1))
+  end
   _G.lunas = require "lunas"
+  collectgarbage("restart")
   if first == "-i" then return repl() end
   local chunk, err
   local script_index = i
