@@ -124,22 +124,23 @@ static uint64_t flags_from_string(lua_State *L, int arg, const char *s, const st
     return value;
 }
 
-uint64_t lunas_check_flags(lua_State *L, int idx, const struct lunas_flag *names, const char *field) {
-    int arg = lua_absindex(L, idx);
-    switch (lua_type(L, arg)) {
+uint64_t lunas_check_flags(lua_State *L, int idx, int arg, const struct lunas_flag *names, const char *field) {
+    idx = lua_absindex(L, idx);
+    switch (lua_type(L, idx)) {
+    case LUA_TNONE:
     case LUA_TNIL:
         return 0;
     case LUA_TNUMBER:
-        if (!lua_isinteger(L, arg) || lua_tointeger(L, arg) < 0)
+        if (!lua_isinteger(L, idx) || lua_tointeger(L, idx) < 0)
             lunas_field_error(L, arg, field, "non-negative integer expected");
-        return (uint64_t)lua_tointeger(L, arg);
+        return (uint64_t)lua_tointeger(L, idx);
     case LUA_TSTRING:
-        return flags_from_string(L, arg, lua_tostring(L, arg), names, field);
+        return flags_from_string(L, arg, lua_tostring(L, idx), names, field);
     case LUA_TTABLE: {
         uint64_t value = 0;
-        lua_Integer n = (lua_Integer)lua_rawlen(L, arg);
+        lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
         for (lua_Integer i = 1; i <= n; i++) {
-            if (lua_rawgeti(L, arg, i) != LUA_TSTRING)
+            if (lua_rawgeti(L, idx, i) != LUA_TSTRING)
                 lunas_field_error(L, arg, field, "entry %d: name expected, got %s", (int)i, luaL_typename(L, -1));
             value |= lunas_check_flag_name(L, arg, lua_tostring(L, -1), names, field);
             lua_pop(L, 1);
@@ -148,7 +149,7 @@ uint64_t lunas_check_flags(lua_State *L, int idx, const struct lunas_flag *names
     }
     default:
         lunas_field_error(L, arg, field, "flags expected (integer, string or table), got %s",
-                          luaL_typename(L, arg));
+                          luaL_typename(L, idx));
         return 0;
     }
 }
@@ -235,11 +236,11 @@ const char *lunas_opt_string(lua_State *L, int idx, const char *field, const cha
     return v;
 }
 
-lua_Integer lunas_check_range(lua_State *L, int arg, const char *field, lua_Integer min, lua_Integer max) {
+lua_Integer lunas_check_range(lua_State *L, int idx, int arg, const char *field, lua_Integer min, lua_Integer max) {
     int ok = 0;
-    lua_Integer v = lua_tointegerx(L, arg, &ok);
-    if (!ok || lua_type(L, arg) != LUA_TNUMBER)
-        lunas_field_error(L, arg, field, "integer expected, got %s", luaL_typename(L, arg));
+    lua_Integer v = lua_tointegerx(L, idx, &ok);
+    if (!ok || lua_type(L, idx) != LUA_TNUMBER)
+        lunas_field_error(L, arg, field, "integer expected, got %s", luaL_typename(L, idx));
     if (v < min || v > max)
         lunas_field_error(L, arg, field, "%lld out of range [%lld, %lld]", (long long)v, (long long)min,
                           (long long)max);
@@ -280,13 +281,13 @@ static int signal_from_name(const char *name) {
     return -1;
 }
 
-int lunas_check_signal(lua_State *L, int arg, const char *field) {
-    if (lua_type(L, arg) == LUA_TSTRING) {
-        int sig = signal_from_name(lua_tostring(L, arg));
-        if (sig < 0) lunas_field_error(L, arg, field, "unknown signal '%s'", lua_tostring(L, arg));
+int lunas_check_signal(lua_State *L, int idx, int arg, const char *field) {
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        int sig = signal_from_name(lua_tostring(L, idx));
+        if (sig < 0) lunas_field_error(L, arg, field, "unknown signal '%s'", lua_tostring(L, idx));
         return sig;
     }
-    return (int)lunas_check_range(L, arg, field, 0, SIGRTMAX);
+    return (int)lunas_check_range(L, idx, arg, field, 0, SIGRTMAX);
 }
 
 /* ---- string arrays ------------------------------------------------------ */
@@ -308,30 +309,30 @@ static const char *check_clean_string(lua_State *L, int arg, int value_idx, cons
     return s;
 }
 
-char **lunas_check_string_array(lua_State *L, int idx, const char *field, int min_len) {
-    int arg = lua_absindex(L, idx);
-    if (lua_type(L, arg) != LUA_TTABLE)
-        lunas_field_error(L, arg, field, "table of strings expected, got %s", luaL_typename(L, arg));
-    lua_Integer n = (lua_Integer)lua_rawlen(L, arg);
+char **lunas_check_string_array(lua_State *L, int idx, int arg, const char *field, int min_len) {
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) != LUA_TTABLE)
+        lunas_field_error(L, arg, field, "table of strings expected, got %s", luaL_typename(L, idx));
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
     if (n < min_len) lunas_field_error(L, arg, field, "at least %d entries expected", min_len);
     char **array = new_pointer_array(L, (size_t)n);
     for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, arg, i);
+        lua_rawgeti(L, idx, i);
         array[i - 1] = (char *)check_clean_string(L, arg, -1, field, i);
         lua_pop(L, 1); /* the table keeps the string alive */
     }
     return array;
 }
 
-char **lunas_check_environment(lua_State *L, int idx, const char *field) {
-    int arg = lua_absindex(L, idx);
-    if (lua_type(L, arg) != LUA_TTABLE)
-        lunas_field_error(L, arg, field, "table expected, got %s", luaL_typename(L, arg));
-    if (lua_rawlen(L, arg) > 0) return lunas_check_string_array(L, arg, field, 0);
+char **lunas_check_environment(lua_State *L, int idx, int arg, const char *field) {
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) != LUA_TTABLE)
+        lunas_field_error(L, arg, field, "table expected, got %s", luaL_typename(L, idx));
+    if (lua_rawlen(L, idx) > 0) return lunas_check_string_array(L, idx, arg, field, 0);
     /* A map {K = V}: the "K=V" strings live in a table kept as the array's user value. */
     size_t count = 0;
     lua_pushnil(L);
-    while (lua_next(L, arg)) {
+    while (lua_next(L, idx)) {
         lua_pop(L, 1);
         count++;
     }
@@ -341,7 +342,7 @@ char **lunas_check_environment(lua_State *L, int idx, const char *field) {
     int strings = lua_gettop(L);
     size_t i = 0;
     lua_pushnil(L);
-    while (lua_next(L, arg)) {
+    while (lua_next(L, idx)) {
         if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
             lunas_field_error(L, arg, field, "string keys and values expected");
         size_t klen, vlen;
@@ -374,14 +375,14 @@ static struct lunas_fd *check_open_fd(lua_State *L, int arg) {
     return f;
 }
 
-int lunas_check_fd(lua_State *L, int arg, const char *field) {
-    arg = lua_absindex(L, arg);
-    if (lua_type(L, arg) == LUA_TNUMBER) return (int)lunas_check_range(L, arg, field, 0, INT32_MAX);
-    if (lua_type(L, arg) == LUA_TUSERDATA && luaL_getmetafield(L, arg, "__index") != LUA_TNIL) {
+int lunas_check_fd(lua_State *L, int idx, int arg, const char *field) {
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) == LUA_TNUMBER) return (int)lunas_check_range(L, idx, arg, field, 0, INT32_MAX);
+    if (lua_type(L, idx) == LUA_TUSERDATA && luaL_getmetafield(L, idx, "__index") != LUA_TNIL) {
         lua_pop(L, 1);
         /* Every lunas handle that wraps a descriptor has a fileno() method. */
-        if (lua_getfield(L, arg, "fileno") == LUA_TFUNCTION) {
-            lua_pushvalue(L, arg);
+        if (lua_getfield(L, idx, "fileno") == LUA_TFUNCTION) {
+            lua_pushvalue(L, idx);
             lua_call(L, 1, 1);
             int fd = (int)lua_tointeger(L, -1);
             lua_pop(L, 1);
@@ -389,7 +390,7 @@ int lunas_check_fd(lua_State *L, int arg, const char *field) {
         }
         lua_pop(L, 1);
     }
-    return lunas_field_error(L, arg, field, "file descriptor expected, got %s", luaL_typename(L, arg));
+    return lunas_field_error(L, arg, field, "file descriptor expected, got %s", luaL_typename(L, idx));
 }
 
 static int fd_close(lua_State *L) {

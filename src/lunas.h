@@ -37,9 +37,12 @@ struct lunas_flag {
     uint64_t value;
 };
 
-/* Parses the value at idx (nil -> 0, integer, "a,b" string, or a table of names) against a NULL-terminated
+/* The checkers below read the value at stack slot idx and, on misuse, raise "bad argument #arg ... (field
+ * 'field': ...)": arg is the argument to blame (the options table when idx holds one of its fields). */
+
+/* Parses the value at idx (none/nil -> 0, integer, "a,b" string, or a table of names) against a NULL-terminated
  * table. Unknown names raise naming `field`. */
-uint64_t lunas_check_flags(lua_State *L, int idx, const struct lunas_flag *names, const char *field);
+uint64_t lunas_check_flags(lua_State *L, int idx, int arg, const struct lunas_flag *names, const char *field);
 /* The value of a single name, or raises. */
 uint64_t lunas_check_flag_name(lua_State *L, int arg, const char *name, const struct lunas_flag *names,
                                const char *field);
@@ -63,13 +66,13 @@ const char *lunas_opt_string(lua_State *L, int idx, const char *field, const cha
 /* Pushes field onto the stack and returns its type; LUA_TNIL when absent. */
 int lunas_opt_field(lua_State *L, int idx, const char *field, int expected_type);
 
-/* Integer argument in [min, max] or raises naming field. */
-lua_Integer lunas_check_range(lua_State *L, int arg, const char *field, lua_Integer min, lua_Integer max);
+/* Integer in [min, max] or raises naming field. */
+lua_Integer lunas_check_range(lua_State *L, int idx, int arg, const char *field, lua_Integer min, lua_Integer max);
 
 /* ---- signals ------------------------------------------------------------ */
 
 /* Signal from a number, "TERM" or "SIGTERM" (or "RTMIN+n"); raises naming field. */
-int lunas_check_signal(lua_State *L, int arg, const char *field);
+int lunas_check_signal(lua_State *L, int idx, int arg, const char *field);
 /* "TERM" for SIGTERM, or NULL. */
 const char *lunas_signal_name(int sig);
 
@@ -78,9 +81,9 @@ const char *lunas_signal_name(int sig);
 /* Builds a NULL-terminated char* array from the array table at idx. The strings stay owned by Lua; the array
  * itself lives in a userdata pushed on the stack (keep it there while in use). Raises naming field[i] on a
  * non-string or a string containing NUL. min_len: minimum entries (argv needs 1). */
-char **lunas_check_string_array(lua_State *L, int idx, const char *field, int min_len);
+char **lunas_check_string_array(lua_State *L, int idx, int arg, const char *field, int min_len);
 /* Builds "K=V" entries from a map {K = V} or keeps an array {"K=V", ...}; same ownership rules. */
-char **lunas_check_environment(lua_State *L, int idx, const char *field);
+char **lunas_check_environment(lua_State *L, int idx, int arg, const char *field);
 
 /* ---- file descriptors ----------------------------------------------------- */
 
@@ -97,7 +100,7 @@ struct lunas_fd {
 struct lunas_fd *lunas_new_fd(lua_State *L, int fd);
 /* An fd number from an fd object, a process/namespace handle with a fileno() (via __name lookups) or a
  * non-negative integer; raises naming field. */
-int lunas_check_fd(lua_State *L, int arg, const char *field);
+int lunas_check_fd(lua_State *L, int idx, int arg, const char *field);
 /* Registers the fd class. */
 void lunas_open_fd_class(lua_State *L);
 

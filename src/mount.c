@@ -34,7 +34,7 @@ static int mount_mount(lua_State *L) {
     const char *target = opt_path(L, 2, "target");
     if (!target) return lunas_field_error(L, 2, "target", "path expected");
     const char *fstype = opt_path(L, 3, "fstype");
-    unsigned long flags = (unsigned long)lunas_check_flags(L, 4, mount_flags, "flags");
+    unsigned long flags = (unsigned long)lunas_check_flags(L, 4, 4, mount_flags, "flags");
     const char *data = opt_path(L, 5, "data");
     if (mount(source, target, fstype, flags, data) < 0) return lunas_push_error(L, errno, "mount", target);
     lua_pushboolean(L, 1);
@@ -45,7 +45,7 @@ static int mount_mount(lua_State *L) {
 static int mount_umount(lua_State *L) {
     const char *target = opt_path(L, 1, "target");
     if (!target) return lunas_field_error(L, 1, "target", "path expected");
-    int flags = (int)lunas_check_flags(L, 2, umount_flags, "flags");
+    int flags = (int)lunas_check_flags(L, 2, 2, umount_flags, "flags");
     if (umount2(target, flags) < 0) return lunas_push_error(L, errno, "umount", target);
     lua_pushboolean(L, 1);
     return 1;

@@ -117,7 +117,7 @@ static int ns_open(lua_State *L) {
         expect = lunas_check_flag_name(L, 1, what, lunas_ns_flags, "type");
         if (lua_isnoneornil(L, 2)) snprintf(path, sizeof path, "/proc/self/ns/%s", ns_file_name(expect));
         else
-            snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)lunas_check_range(L, 2, "pid", 1, INT32_MAX),
+            snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)lunas_check_range(L, 2, 2, "pid", 1, INT32_MAX),
                      ns_file_name(expect));
     }
     struct lunas_ns *ns = lua_newuserdatauv(L, sizeof *ns, 0);
@@ -137,7 +137,7 @@ static int ns_open(lua_State *L) {
 
 /* ns_ids([pid]) -> {net = inode, ...} for every namespace of the process (self by default). */
 static int ns_ids(lua_State *L) {
-    int pid = lua_isnoneornil(L, 1) ? 0 : (int)lunas_check_range(L, 1, "pid", 1, INT32_MAX);
+    int pid = lua_isnoneornil(L, 1) ? 0 : (int)lunas_check_range(L, 1, 1, "pid", 1, INT32_MAX);
     char path[64];
     lua_newtable(L);
     for (const struct lunas_flag *f = ns_files; f->name; f++) {
@@ -156,10 +156,27 @@ static int ns_ids(lua_State *L) {
 
 /* ---- unshare and setns ---------------------------------------------------- */
 
+/* "user,net" for CLONE_NEWUSER|CLONE_NEWNET: error messages name what was asked. */
+static void format_ns_flags(uint64_t flags, char *buf, size_t size) {
+    size_t len = 0;
+    buf[0] = '\0';
+    for (const struct lunas_flag *f = ns_files; f->name; f++) {
+        if (!(flags & f->value)) continue;
+        int w = snprintf(buf + len, size - len, "%s%s", len ? "," : "", lunas_ns_name(f->value));
+        if (w < 0 || (size_t)w >= size - len) break;
+        len += (size_t)w;
+    }
+}
+
 static int ns_unshare(lua_State *L) {
-    uint64_t flags = lunas_check_flags(L, 1, lunas_ns_flags, "flags");
+    uint64_t flags = lunas_check_flags(L, 1, 1, lunas_ns_flags, "flags");
     if (flags == 0) return lunas_field_error(L, 1, "flags", "at least one namespace expected");
-    if (unshare((int)flags) < 0) return lunas_push_errorf(L, errno, "unshare %s", luaL_tolstring(L, 1, NULL));
+    if (unshare((int)flags) < 0) {
+        int err = errno;
+        char names[128];
+        format_ns_flags(flags, names, sizeof names);
+        return lunas_push_errorf(L, err, "unshare %s", names);
+    }
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -167,7 +184,7 @@ static int ns_unshare(lua_State *L) {
 /* setns(target [, flags]): target is a namespace handle, a namespace file path, a process (pidfd: flags name
  * the namespaces to join, several at once), or a file descriptor. */
 static int ns_setns(lua_State *L) {
-    uint64_t flags = lunas_check_flags(L, 2, lunas_ns_flags, "flags");
+    uint64_t flags = lunas_check_flags(L, 2, 2, lunas_ns_flags, "flags");
     int fd = -1, owned = 0;
     char what[PATH_MAX + 32];
     if (lua_type(L, 1) == LUA_TSTRING) {
@@ -182,7 +199,7 @@ static int ns_setns(lua_State *L) {
         if (flags && flags != ns->type) return lunas_field_error(L, 2, "flags", "do not match the handle's type");
         snprintf(what, sizeof what, "%s:[%lu]", ns_file_name(ns->type), (unsigned long)ns->ino);
     } else {
-        fd = lunas_check_fd(L, 1, "target");
+        fd = lunas_check_fd(L, 1, 1, "target");
         snprintf(what, sizeof what, "fd %d", fd);
         if (luaL_testudata(L, 1, "lunas.process")) {
             if (!flags) return lunas_field_error(L, 2, "flags", "namespaces to join expected with a process");
@@ -224,7 +241,7 @@ static int parent_dir(const char *path, char *dir, size_t size) {
  * /run/netns, so `ip netns` sees it from every mount namespace. */
 static int ns_persist(lua_State *L) {
     static const char *const allowed[] = {"shared_dir", NULL};
-    int fd = luaL_testudata(L, 1, LUNAS_NS) ? check_ns(L, 1)->fd : lunas_check_fd(L, 1, "ns");
+    int fd = luaL_testudata(L, 1, LUNAS_NS) ? check_ns(L, 1)->fd : lunas_check_fd(L, 1, 1, "ns");
     const char *path = luaL_checkstring(L, 2);
     int shared = 0;
     if (!lua_isnoneornil(L, 3)) {
@@ -290,7 +307,7 @@ static size_t format_map(lua_State *L, int arg, const char *field, char *buf, si
 static int open_proc_dir(lua_State *L, int arg) {
     char path[32];
     if (lua_isnoneornil(L, arg) || (lua_isinteger(L, arg) && lua_tointeger(L, arg) == 0)) snprintf(path, sizeof path, "/proc/self");
-    else snprintf(path, sizeof path, "/proc/%d", (int)lunas_check_range(L, arg, "pid", 0, INT32_MAX));
+    else snprintf(path, sizeof path, "/proc/%d", (int)lunas_check_range(L, arg, arg, "pid", 0, INT32_MAX));
     return open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 }
 
@@ -306,8 +323,10 @@ static int ns_id_maps(lua_State *L) {
     if (lua_getfield(L, 2, "gid") != LUA_TNIL) gid_len = format_map(L, lua_gettop(L), "gid", gid_map, sizeof gid_map);
     const char *setgroups = NULL;
     if (lua_getfield(L, 2, "setgroups") != LUA_TNIL) {
-        if (lua_type(L, -1) != LUA_TSTRING) return lunas_field_error(L, 2, "setgroups", "'deny' or 'allow' expected");
-        setgroups = setgroups_values[luaL_checkoption(L, lua_gettop(L), NULL, setgroups_values)];
+        const char *value = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+        for (const char *const *v = setgroups_values; *v && !setgroups; v++)
+            if (strcmp(*v, value) == 0) setgroups = *v;
+        if (!setgroups) return lunas_field_error(L, 2, "setgroups", "'deny' or 'allow' expected");
     }
     int dir = open_proc_dir(L, 1);
     if (dir < 0) return lunas_push_error(L, errno, "id_maps: open", "/proc/PID");
@@ -357,7 +376,11 @@ static int ns_timens_offsets(lua_State *L) {
     int r = len ? lunas_write_file(dir, "timens_offsets", buf, (size_t)len) : 0;
     int err = errno;
     close(dir);
-    if (r < 0) return lunas_push_error(L, err, "write", "timens_offsets");
+    if (r < 0) {
+        lua_Integer pid = lua_isinteger(L, 1) ? lua_tointeger(L, 1) : 0;
+        return pid ? lunas_push_errorf(L, err, "write /proc/%d/timens_offsets", (int)pid)
+                   : lunas_push_errorf(L, err, "write /proc/self/timens_offsets");
+    }
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -107,35 +107,35 @@ struct exec_request {
     int search;
 };
 
-/* Reads exec(argv, opts)-style arguments: argv table at arg, options {env=, path=, argv0=} at arg+1.
- * Leaves helper userdata on the stack. */
-static void check_exec_request(lua_State *L, int argv_arg, int opts_arg, struct exec_request *req) {
-    static const char *const allowed[] = {"env", "path", "argv0", NULL};
-    req->argv = lunas_check_string_array(L, argv_arg, "argv", 1);
+/* Reads an exec request: the argv table at argv_idx (blamed as argument argv_arg) and env/path/argv0 from the
+ * table at opts_idx (an argument itself), if any. Leaves helper userdata on the stack. */
+static void check_exec_request(lua_State *L, int argv_idx, int argv_arg, int opts_idx, struct exec_request *req) {
+    req->argv = lunas_check_string_array(L, argv_idx, argv_arg, "argv", 1);
     req->file = req->argv[0];
     req->envp = environ;
     req->search = 1;
-    if (opts_arg && !lua_isnoneornil(L, opts_arg)) {
-        lunas_check_options(L, opts_arg, allowed);
-        req->search = lunas_opt_boolean(L, opts_arg, "path", 1);
-        if (lunas_opt_field(L, opts_arg, "env", LUA_TTABLE) != LUA_TNIL) req->envp = lunas_check_environment(L, -1, "env");
-        /* argv0 replaces what the program sees as argv[0]; the file run stays argv[1]. */
-        const char *argv0 = lunas_opt_string(L, opts_arg, "argv0", NULL);
-        if (argv0) {
-            size_t n = 0;
-            while (req->argv[n]) n++;
-            char **copy = lua_newuserdatauv(L, (n + 1) * sizeof(char *), 0);
-            memcpy(copy, req->argv, (n + 1) * sizeof(char *));
-            copy[0] = (char *)argv0;
-            req->argv = copy;
-        }
+    if (!opts_idx || lua_isnoneornil(L, opts_idx)) return;
+    req->search = lunas_opt_boolean(L, opts_idx, "path", 1);
+    if (lunas_opt_field(L, opts_idx, "env", LUA_TTABLE) != LUA_TNIL)
+        req->envp = lunas_check_environment(L, -1, opts_idx, "env");
+    /* argv0 replaces what the program sees as argv[0]; the file run stays argv[1]. */
+    const char *argv0 = lunas_opt_string(L, opts_idx, "argv0", NULL);
+    if (argv0) {
+        size_t n = 0;
+        while (req->argv[n]) n++;
+        char **copy = lua_newuserdatauv(L, (n + 1) * sizeof(char *), 0);
+        memcpy(copy, req->argv, (n + 1) * sizeof(char *));
+        copy[0] = (char *)argv0;
+        req->argv = copy;
     }
 }
 
 static int proc_exec(lua_State *L) {
     struct exec_request req;
+    static const char *const allowed[] = {"env", "path", "argv0", NULL};
     lua_settop(L, 2); /* the request builder pushes arrays: keep index 2 the options, even when absent */
-    check_exec_request(L, 1, 2, &req);
+    if (!lua_isnil(L, 2)) lunas_check_options(L, 2, allowed);
+    check_exec_request(L, 1, 1, 2, &req);
     fflush(NULL);
     reset_signal_state();
     exec_search(req.file, req.argv, req.envp, req.search);
@@ -173,7 +173,7 @@ static void push_status(lua_State *L, const struct lunas_process *p) {
     if (p->reaped && p->status_kind == 0) {
         lua_pushinteger(L, p->status);
         lua_setfield(L, -2, "status");
-    } else if (p->reaped) {
+    } else if (p->reaped && p->status_kind == 1) {
         lua_pushinteger(L, p->status);
         lua_setfield(L, -2, "signal");
         const char *name = lunas_signal_name(p->status);
@@ -237,7 +237,7 @@ static int process_wait(lua_State *L) {
 
 static int process_kill(lua_State *L) {
     struct lunas_process *p = check_process(L, 1);
-    int sig = lua_isnoneornil(L, 2) ? SIGTERM : lunas_check_signal(L, 2, "signal");
+    int sig = lua_isnoneornil(L, 2) ? SIGTERM : lunas_check_signal(L, 2, 2, "signal");
     if (syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) < 0)
         return lunas_push_errorf(L, errno, "kill pid %d", (int)p->pid);
     lua_pushboolean(L, 1);
@@ -312,7 +312,7 @@ static void open_process_class(lua_State *L) {
 }
 
 static int proc_pidfd_open(lua_State *L) {
-    pid_t pid = (pid_t)lunas_check_range(L, 1, "pid", 1, INT32_MAX);
+    pid_t pid = (pid_t)lunas_check_range(L, 1, 1, "pid", 1, INT32_MAX);
     struct lunas_process *p = new_process(L);
     p->pid = pid;
     p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -440,7 +440,7 @@ static int proc_spawn(lua_State *L) {
     lunas_check_options(L, 1, spawn_options);
     uint64_t flags = 0;
     lunas_opt_field(L, 1, "flags", LUA_TNONE);
-    flags = lunas_check_flags(L, -1, lunas_ns_flags, "flags");
+    flags = lunas_check_flags(L, -1, 1, lunas_ns_flags, "flags");
     lua_pop(L, 1);
     int has_fn = lunas_opt_field(L, 1, "fn", LUA_TFUNCTION) != LUA_TNIL;
     int fn_idx = lua_gettop(L);
@@ -449,20 +449,14 @@ static int proc_spawn(lua_State *L) {
     if (has_fn == has_argv) return luaL_argerror(L, 1, "exactly one of 'fn' and 'argv' expected");
     struct exec_request req = {0};
     if (has_argv) {
-        /* Reuse the exec option parser on a view of the spawn table. */
-        lua_createtable(L, 0, 3);
-        for (const char *const *k = (const char *const[]){"env", "path", "argv0", NULL}; *k; k++) {
-            lua_getfield(L, 1, *k);
-            lua_setfield(L, -2, *k);
-        }
-        check_exec_request(L, argv_idx, lua_gettop(L), &req);
+        check_exec_request(L, argv_idx, 1, 1, &req);
     } else {
         for (const char *const *k = (const char *const[]){"env", "path", "argv0", NULL}; *k; k++)
             if (lunas_opt_field(L, 1, *k, LUA_TNONE) != LUA_TNIL) lunas_field_error(L, 1, *k, "only valid with 'argv'");
         lua_pop(L, 3);
     }
     int cgroup_fd = -1;
-    if (lunas_opt_field(L, 1, "cgroup", LUA_TNONE) != LUA_TNIL) cgroup_fd = lunas_check_fd(L, -1, "cgroup");
+    if (lunas_opt_field(L, 1, "cgroup", LUA_TNONE) != LUA_TNIL) cgroup_fd = lunas_check_fd(L, -1, 1, "cgroup");
     /* vfork = true: the child borrows our memory until it execs or exits, and we sleep meanwhile. Right for a
      * child that execs promptly and needs nothing from us first; it saves copying the address space. */
     int shared_vm = lunas_opt_boolean(L, 1, "vfork", 0);
@@ -494,6 +488,8 @@ static int proc_spawn(lua_State *L) {
         close(report[0]);
         if (err) {
             reap(p, 0);
+            close(p->pidfd);
+            p->pidfd = -1;
             return lunas_push_error(L, err, "exec", req.file);
         }
     }
@@ -513,7 +509,7 @@ static int collect_close_list(lua_State *L, int opts, int *fds, int max) {
     if (len > max) lunas_field_error(L, opts, "close", "at most %d descriptors", max);
     for (lua_Integer i = 1; i <= len; i++) {
         lua_rawgeti(L, -1, i);
-        fds[n++] = lunas_check_fd(L, -1, "close");
+        fds[n++] = lunas_check_fd(L, -1, opts, "close");
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -633,11 +629,11 @@ static int proc_reaper(lua_State *L) {
     if (lunas_opt_field(L, 1, "fn", LUA_TFUNCTION) == LUA_TNIL) return lunas_field_error(L, 1, "fn", "function expected");
     int fn_idx = lua_gettop(L);
     int status_fd = -1;
-    if (lunas_opt_field(L, 1, "status", LUA_TNONE) != LUA_TNIL) status_fd = lunas_check_fd(L, -1, "status");
+    if (lunas_opt_field(L, 1, "status", LUA_TNONE) != LUA_TNIL) status_fd = lunas_check_fd(L, -1, 1, "status");
     int subreaper = lunas_opt_boolean(L, 1, "subreaper", getpid() != 1);
     int shared_vm = lunas_opt_boolean(L, 1, "exec", 0) && SHARED_VM_SUPPORTED;
     int image = -1;
-    if (lunas_opt_field(L, 1, "image", LUA_TNONE) != LUA_TNIL) image = lunas_check_fd(L, -1, "image");
+    if (lunas_opt_field(L, 1, "image", LUA_TNONE) != LUA_TNIL) image = lunas_check_fd(L, -1, 1, "image");
     int close_fds[REAPER_MAX_CLOSE];
     int close_count = collect_close_list(L, 1, close_fds, REAPER_MAX_CLOSE);
 
@@ -743,7 +739,7 @@ static int prctl_set_one(lua_State *L, const char *key, int idx) {
         if (!lua_toboolean(L, idx)) return lunas_field_error(L, 1, key, "no_new_privs can only be set to true");
         r = prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     } else if (strcmp(key, "pdeathsig") == 0) {
-        r = prctl(PR_SET_PDEATHSIG, lunas_check_signal(L, idx, key), 0, 0, 0);
+        r = prctl(PR_SET_PDEATHSIG, lunas_check_signal(L, idx, 1, key), 0, 0, 0);
     } else if (strcmp(key, "child_subreaper") == 0) {
         r = prctl(PR_SET_CHILD_SUBREAPER, lua_toboolean(L, idx), 0, 0, 0);
     } else if (strcmp(key, "dumpable") == 0) {
@@ -752,7 +748,7 @@ static int prctl_set_one(lua_State *L, const char *key, int idx) {
         return drop_bounding(L, idx);
     } else if (strcmp(key, "name") == 0) {
         size_t len;
-        const char *name = lua_tolstring(L, idx, &len);
+        const char *name = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len) : NULL;
         if (!name || len > 15 || strlen(name) != len) return lunas_field_error(L, 1, key, "string of at most 15 bytes expected");
         r = prctl(PR_SET_NAME, name, 0, 0, 0);
     }
@@ -818,7 +814,7 @@ static rlim_t check_rlim(lua_State *L, int arg, const char *field) {
     if (lua_type(L, arg) == LUA_TNUMBER && !lua_isinteger(L, arg) && isinf(lua_tonumber(L, arg)) &&
         lua_tonumber(L, arg) > 0)
         return RLIM_INFINITY;
-    return (rlim_t)lunas_check_range(L, arg, field, 0, LUA_MAXINTEGER);
+    return (rlim_t)lunas_check_range(L, arg, arg, field, 0, LUA_MAXINTEGER);
 }
 
 static void push_rlim(lua_State *L, rlim_t v) {
@@ -834,7 +830,7 @@ static int proc_setrlimit(lua_State *L) {
     rl.rlim_cur = check_rlim(L, 2, "soft");
     rl.rlim_max = lua_isnoneornil(L, 3) ? rl.rlim_cur : check_rlim(L, 3, "hard");
     if (rl.rlim_cur > rl.rlim_max) return lunas_field_error(L, 2, "soft", "greater than the hard limit");
-    pid_t pid = lua_isnoneornil(L, 4) ? 0 : (pid_t)lunas_check_range(L, 4, "pid", 1, INT32_MAX);
+    pid_t pid = lua_isnoneornil(L, 4) ? 0 : (pid_t)lunas_check_range(L, 4, 4, "pid", 1, INT32_MAX);
     if (prlimit(pid, (enum __rlimit_resource)resource, &rl, NULL) < 0) return lunas_push_errorf(L, errno, "setrlimit %s", name);
     lua_pushboolean(L, 1);
     return 1;
@@ -844,7 +840,7 @@ static int proc_setrlimit(lua_State *L) {
 static int proc_getrlimit(lua_State *L) {
     const char *name = luaL_checkstring(L, 1);
     int resource = (int)lunas_check_flag_name(L, 1, name, rlimit_names, "resource");
-    pid_t pid = lua_isnoneornil(L, 2) ? 0 : (pid_t)lunas_check_range(L, 2, "pid", 1, INT32_MAX);
+    pid_t pid = lua_isnoneornil(L, 2) ? 0 : (pid_t)lunas_check_range(L, 2, 2, "pid", 1, INT32_MAX);
     struct rlimit rl;
     if (prlimit(pid, (enum __rlimit_resource)resource, NULL, &rl) < 0) return lunas_push_errorf(L, errno, "getrlimit %s", name);
     push_rlim(L, rl.rlim_cur);
@@ -854,7 +850,7 @@ static int proc_getrlimit(lua_State *L) {
 
 static id_t check_id_or_keep(lua_State *L, int arg, const char *field) {
     if (lua_isnoneornil(L, arg)) return (id_t)-1;
-    return (id_t)lunas_check_range(L, arg, field, 0, UINT32_MAX - 1);
+    return (id_t)lunas_check_range(L, arg, arg, field, 0, UINT32_MAX - 1);
 }
 
 static int proc_setresuid(lua_State *L) {
@@ -878,7 +874,7 @@ static int proc_setgroups(lua_State *L) {
     gid_t *groups = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof(gid_t), 0);
     for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, 1, i);
-        groups[i - 1] = (gid_t)lunas_check_range(L, -1, "groups", 0, UINT32_MAX - 1);
+        groups[i - 1] = (gid_t)lunas_check_range(L, -1, 1, "groups", 0, UINT32_MAX - 1);
         lua_pop(L, 1);
     }
     if (setgroups((size_t)n, groups) < 0) return lunas_push_error(L, errno, "setgroups", NULL);
@@ -941,8 +937,8 @@ static int proc_socketpair(lua_State *L) {
 /* close_range(first [, last = max] [, {cloexec = true}]) */
 static int proc_close_range(lua_State *L) {
     static const char *const allowed[] = {"cloexec", NULL};
-    unsigned first = (unsigned)lunas_check_range(L, 1, "first", 0, UINT32_MAX);
-    unsigned last = lua_isnoneornil(L, 2) ? ~0U : (unsigned)lunas_check_range(L, 2, "last", 0, UINT32_MAX);
+    unsigned first = (unsigned)lunas_check_range(L, 1, 1, "first", 0, UINT32_MAX);
+    unsigned last = lua_isnoneornil(L, 2) ? ~0U : (unsigned)lunas_check_range(L, 2, 2, "last", 0, UINT32_MAX);
     unsigned flags = 0;
     if (!lua_isnoneornil(L, 3)) {
         lunas_check_options(L, 3, allowed);
@@ -975,8 +971,8 @@ static int proc_chdir(lua_State *L) {
 
 /* dup2(fd, target): target becomes a copy of fd without CLOEXEC (what stdio redirection before exec needs). */
 static int proc_dup2(lua_State *L) {
-    int fd = lunas_check_fd(L, 1, "fd");
-    int target = (int)lunas_check_range(L, 2, "target", 0, INT32_MAX);
+    int fd = lunas_check_fd(L, 1, 1, "fd");
+    int target = (int)lunas_check_range(L, 2, 2, "target", 0, INT32_MAX);
     if (fd == target) {
         int flags = fcntl(fd, F_GETFD);
         if (flags < 0 || fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) < 0) return lunas_push_errorf(L, errno, "dup2 fd %d", fd);

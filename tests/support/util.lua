@@ -62,7 +62,7 @@ end
 --- A field of /proc/PID/status ("NSpid", "Uid", ...).
 function M.status_field(pid, name)
   local status = M.read("/proc/" .. tostring(pid) .. "/status")
-  return status and status:match("\n" .. name .. ":%s*([^\n]*)")
+  return status and status:match("\n" .. name .. ":[ \t]*([^\n]*)")
 end
 
 --- Polls fn() every 10 ms until it returns a truthy value or `seconds` pass; returns that value or nil.
@@ -94,6 +94,15 @@ function M.drain(fd)
     parts[#parts + 1] = chunk
   end
   return table.concat(parts)
+end
+
+--- busted keeps only the last finally() of a test: this collects several cleanups into one, run in reverse.
+function M.cleanups()
+  local list = {}
+  finally(function()
+    for i = #list, 1, -1 do pcall(list[i]) end
+  end)
+  return function(fn) list[#list + 1] = fn end
 end
 
 --- A fresh temporary directory, removed by the returned cleanup function.
