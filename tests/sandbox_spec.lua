@@ -315,7 +315,7 @@ describe("sandbox process #rootless", function()
 
   it("survives its parent with die_with_parent = false", function()
     if not kernel.requires("userns") then return end
-    local defer = util.cleanups()
+    local defer = util.cleanups(finally)
     local dir, cleanup = util.tmpdir()
     defer(cleanup)
     util.write(dir .. "/recipe.lua", [[

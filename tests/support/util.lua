@@ -97,7 +97,8 @@ function M.drain(fd)
 end
 
 --- busted keeps only the last finally() of a test: this collects several cleanups into one, run in reverse.
-function M.cleanups()
+-- Pass busted's finally (specs see it; modules do not).
+function M.cleanups(finally)
   local list = {}
   finally(function()
     for i = #list, 1, -1 do pcall(list[i]) end
