@@ -346,7 +346,10 @@ print("c_err=" .. tostring(c_err):gsub("\n", " "))
     -- would shadow the real C module lfs (the Lua searcher comes before the C one)
     util.write(dir .. "/lfs.lua", 'print("FAKE LFS LOADED")\nreturn { fake = true }\n')
     -- a C library without luaopen_cprobe: loading it names the file it found
-    assert(lfs.link(util.build .. "/lib/lunas/core.so", dir .. "/cprobe.so", true))
+    -- (libm, from our own maps: not lunas's core, which the host binary already contains)
+    local libm = util.read("/proc/self/maps"):match("(/%S+/libm%.so[.%d]*)\n")
+    assert(libm, "libm not mapped in the test process")
+    assert(lfs.link(libm, dir .. "/cprobe.so", true))
   end)
   after_each(function() remove_dir() end)
 

@@ -150,13 +150,7 @@ end
 
 --- busted keeps only the last function given to finally(): collect cleanups and run them all, newest first.
 -- Use: local defer = scope(finally) at the top of a test, then defer(fn).
-local function scope(finally)
-  local list = {}
-  finally(function()
-    for i = #list, 1, -1 do pcall(list[i]) end
-  end)
-  return function(fn) list[#list + 1] = fn end
-end
+local scope = util.cleanups
 
 --- Asserts a core failure: nil, message matching pattern, errno name.
 local function assert_failure(pattern, ename, value, msg, code)

@@ -208,6 +208,16 @@ describe("sandbox process #rootless", function()
     assert.equal("through\n", util.drain(r))
   end)
 
+  it("gives the payload default signal dispositions and an empty mask, whatever lunas inherited", function()
+    if not kernel.requires("userns") then return end
+    -- lunas started with INT, HUP and TERM ignored (as nohup or a careless shell would leave them).
+    local out = util.run({ "/bin/sh", "-c", "trap '' INT HUP TERM; exec " .. util.quote(util.bin) ..
+      " run -- /bin/sh -c 'grep -E \"^Sig(Ign|Blk)\" /proc/self/status'" })
+    -- sh itself ignores nothing unless told; a reset payload shows empty sets.
+    assert.matches("SigBlk:%s+0+\n", out)
+    assert.matches("SigIgn:%s+0+\n", out)
+  end)
+
   it("starts a new session by default", function()
     if not kernel.requires("userns") then return end
     local out = capture{ argv = { "/bin/sh", "-c", "cut -d' ' -f6 /proc/self/stat; echo $$" } }
