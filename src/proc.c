@@ -397,30 +397,10 @@ static int exec_report(int report_fd) {
 
 static const char *const spawn_options[] = {"flags", "fn", "argv", "env", "path", "argv0", "cgroup", "vfork", NULL};
 
-struct shared_child {
-    lua_State *thread;
-    uint64_t flags;
-    int cgroup_fd;
-};
-
 /* Entry of a child that shares our memory (vfork-style): it runs the function on its own Lua thread, so the
  * caller's stack and call frames are untouched when it resumes. */
-static int shared_child_entry(void *arg) {
-    struct shared_child *sc = arg;
-    lua_State *T = sc->thread;
-    lua_pushcfunction(T, child_traceback);
-    lua_insert(T, 1);
-    int code = 0;
-    if (lua_pcall(T, 0, 1, 1) != LUA_OK) {
-        fprintf(stderr, "lunas: child %d: %s\n", (int)getpid(), lua_tostring(T, -1));
-        code = CHILD_LUA_ERROR;
-    } else if (lua_isinteger(T, -1)) {
-        code = (int)(lua_tointeger(T, -1) & 0xff);
-    } else if (lua_isboolean(T, -1)) {
-        code = lua_toboolean(T, -1) ? 0 : 1;
-    }
-    fflush(NULL);
-    _exit(code);
+static int shared_child_entry(void *thread) {
+    child_run_function(thread, 1);
 }
 
 /* clone3 cannot take a stack for a CLONE_VM child without a trampoline; clone(2) can, and CLONE_PIDFD and the
@@ -429,7 +409,6 @@ static pid_t clone_shared(lua_State *L, int fn_idx, uint64_t flags, int *pidfd) 
     lua_State *T = lua_newthread(L); /* anchored on L's stack until the caller returns */
     lua_pushvalue(L, fn_idx);
     lua_xmove(L, T, 1);
-    struct shared_child sc = {.thread = T, .flags = flags, .cgroup_fd = -1};
     char *stack = mmap(NULL, PAYLOAD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (stack == MAP_FAILED) return -1;
     /* The child must not collect: it would free our garbage without the owner's __gc closing descriptors. */
@@ -437,7 +416,7 @@ static pid_t clone_shared(lua_State *L, int fn_idx, uint64_t flags, int *pidfd) 
     lua_gc(L, LUA_GCSTOP);
     fflush(NULL);
     pid_t pid = clone(shared_child_entry, stack + PAYLOAD_STACK_SIZE,
-                      (int)flags | CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &sc, pidfd);
+                      (int)flags | CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, T, pidfd);
     int err = errno;
     if (collecting) lua_gc(L, LUA_GCRESTART);
     munmap(stack, PAYLOAD_STACK_SIZE);

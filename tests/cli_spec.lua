@@ -14,24 +14,7 @@ local function shell_words(argv)
   return table.concat(words, " ")
 end
 
--- Runs a /bin/sh script; returns stdout, stderr, exit code (128+N for signal N). opts.stdin: text fed to it.
-local function sh(script, opts)
-  opts = opts or {}
-  local errpath = os.tmpname()
-  local cmd = "{\n" .. script .. "\n} 2>" .. util.quote(errpath)
-  if opts.stdin then
-    cmd = "printf %s " .. util.quote(opts.stdin) .. " | " .. cmd
-  else
-    cmd = cmd .. " </dev/null"
-  end
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("a")
-  local _, how, code = p:close()
-  if how == "signal" then code = 128 + code end
-  local err = util.read(errpath) or ""
-  os.remove(errpath)
-  return out, err, code
-end
+local sh = util.sh
 
 -- The shell command line that runs argv, with env (a table) added to its environment.
 local function command(argv, env)

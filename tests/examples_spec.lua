@@ -10,17 +10,7 @@ local EXAMPLES = util.root .. "/examples"
 
 -- ---- helpers ------------------------------------------------------------------------------------------------
 
--- Runs a /bin/sh script; returns stdout, stderr, exit code.
-local function sh(script)
-  local errpath = os.tmpname()
-  local p = assert(io.popen("{\n" .. script .. "\n} 2>" .. util.quote(errpath) .. " </dev/null", "r"))
-  local out = p:read("a")
-  local _, how, code = p:close()
-  if how == "signal" then code = 128 + code end
-  local err = util.read(errpath) or ""
-  os.remove(errpath)
-  return out, err, code
-end
+local sh = util.sh
 
 local function example_command(name)
   return util.quote(util.bin) .. " " .. util.quote(EXAMPLES .. "/" .. name)

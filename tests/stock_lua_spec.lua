@@ -7,17 +7,7 @@ local kernel = require "support.kernel"
 
 -- ---- helpers ------------------------------------------------------------------------------------------------
 
--- Runs a /bin/sh script; returns stdout, stderr, exit code.
-local function sh(script)
-  local errpath = os.tmpname()
-  local p = assert(io.popen("{\n" .. script .. "\n} 2>" .. util.quote(errpath) .. " </dev/null", "r"))
-  local out = p:read("a")
-  local _, how, code = p:close()
-  if how == "signal" then code = 128 + code end
-  local err = util.read(errpath) or ""
-  os.remove(errpath)
-  return out, err, code
-end
+local sh = util.sh
 
 -- Runs stock lua5.4 with exactly these module paths (no default entries) on a chunk or a file.
 local function stock_lua(lua_path, lua_cpath, args)

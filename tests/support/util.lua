@@ -44,6 +44,25 @@ function M.run(argv, opts)
   return out, code
 end
 
+--- Runs a /bin/sh script with stdout and stderr apart; returns stdout, stderr, exit code (128+N for signal N).
+-- opts.stdin: text fed on standard input (default: /dev/null).
+function M.sh(script, opts)
+  local errpath = os.tmpname()
+  local cmd = "{\n" .. script .. "\n} 2>" .. M.quote(errpath)
+  if opts and opts.stdin then
+    cmd = "printf %s " .. M.quote(opts.stdin) .. " | " .. cmd
+  else
+    cmd = cmd .. " </dev/null"
+  end
+  local p = assert(io.popen(cmd, "r"))
+  local out = p:read("a")
+  local _, how, code = p:close()
+  if how == "signal" then code = 128 + code end
+  local err = M.read(errpath) or ""
+  os.remove(errpath)
+  return out, err, code
+end
+
 --- Runs the lunas host binary with the given arguments.
 function M.lunas(args, opts)
   local argv = { M.bin }
