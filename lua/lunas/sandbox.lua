@@ -634,7 +634,7 @@ local function new_context(spec)
   return { spec = spec, ns = ns, env = build_environment(spec) }
 end
 
-local function fail(ctx, step, msg, code)
+local function fail(step, msg, code)
   errors.raise{ op = "sandbox", step = step, msg = ("sandbox: %s: %s"):format(step, msg), code = code }
 end
 
@@ -689,7 +689,7 @@ function Sandbox:spawn()
   close_child_ends(ctx)
   if not proc then
     close_all(ctx.err_r, ctx.sync_w, ctx.status_r)
-    fail(ctx, "clone", msg, code)
+    fail("clone", msg, code)
   end
   local running = setmetatable({ pid = proc.pid, process = proc, ctx = ctx, started = started,
     timeout = self.spec.timeout }, Running)
@@ -699,7 +699,7 @@ function Sandbox:spawn()
       if not pok or (value == nil and pmsg ~= nil) then
         running:close()
         if not pok then error(value, 0) end
-        fail(ctx, step.name, pmsg, pcode)
+        fail(step.name, pmsg, pcode)
       end
     end
   end
@@ -713,7 +713,7 @@ function Sandbox:spawn()
   if record ~= "" then
     running:close()
     local step, rcode, rmsg = parse_record(record)
-    fail(ctx, step, rmsg, rcode)
+    fail(step, rmsg, rcode)
   end
   if ctx.status_r then
     local data = ctx.status_r:read(4)
