@@ -9,6 +9,7 @@ LUA ?= lua5.4
 DEB_PACKAGES = lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libcap-dev libseccomp-dev lua-busted \
                pkg-config gcc make iproute2 util-linux uidmap luarocks
 BENCH_PACKAGES = bubblewrap
+VM_PACKAGES = qemu-system-x86 busybox-static kmod cpio
 
 CFLAGS ?= -O2 -g
 WARNINGS = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral
@@ -39,7 +40,7 @@ HEADERS = src/lunas.h
 BIN = $(BUILD)/bin/lunas
 CORE_SO = $(BUILD)/lib/lunas/core.so
 
-.PHONY: all deps demo test check bench install rock-install uninstall clean tidy
+.PHONY: all deps demo test test-vm check bench install rock-install uninstall clean tidy
 
 all: $(BIN) $(CORE_SO)
 
@@ -87,6 +88,12 @@ demo: deps all
 test: deps
 	$(MAKE) all
 	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/$(BUILD) sh tests/run.sh
+
+# The whole suite on Debian's stock kernel in a qemu VM (tests/vm/run.sh): pure cgroup v2, netem and friends.
+test-vm: deps
+	$(MAKE) EXTRA_PACKAGES="$(VM_PACKAGES)" deps
+	$(MAKE) all
+	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/$(BUILD) sh tests/vm/run.sh
 
 # The whole suite again with AddressSanitizer and UndefinedBehaviorSanitizer in the core and the host binary.
 check: deps

@@ -589,7 +589,7 @@ local function child_main(ctx)
   run_phase(ctx, "init")
   if ctx.fork then
     local _, msg, code = core.reaper{ fn = function() return payload_main(ctx) end, status = ctx.status_w,
-      close = { ctx.err_w }, exec = ctx.spec.argv ~= nil, image = ctx.reaper_image }
+      close = { ctx.err_w }, exec = ctx.shared_vm_ok and ctx.spec.argv ~= nil, image = ctx.reaper_image }
     report(ctx, "reaper", msg, code)
   end
   return payload_main(ctx)
@@ -681,8 +681,11 @@ function Sandbox:spawn()
   -- With nothing for the parent to do before the payload execs, the child borrows our memory until then (no
   -- page tables copied, no page duplicated). A reaper then execs the freestanding reaper program, which gives
   -- the memory back; without that program it has to be a copy.
+  -- Kernels before 6.x refuse a child that shares memory across a time namespace change (EINVAL on 6.1): with
+  -- a time namespace every child is a copy.
+  ctx.shared_vm_ok = not ctx.ns.time and not ctx.time_offsets
   if ctx.fork and self.spec.argv then ctx.reaper_image = get_reaper_image() end
-  ctx.vfork = not ctx.sync and self.spec.argv ~= nil and (not ctx.fork or ctx.reaper_image ~= nil)
+  ctx.vfork = ctx.shared_vm_ok and not ctx.sync and self.spec.argv ~= nil and (not ctx.fork or ctx.reaper_image ~= nil)
   local started = core.now()
   local proc, msg, code = core.spawn{ flags = clone_flags(ctx), fn = function() return child_main(ctx) end,
     vfork = ctx.vfork }

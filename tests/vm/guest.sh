@@ -1,0 +1,23 @@
+#!/bin/sh
+# Runs inside the VM lane, as PID 1 on the overlay of the host's root: sets up a minimal system (pure cgroup v2,
+# devices, tmpfs), runs the test suite as root, reports its exit status on the console and powers off.
+set -u
+fail() { echo "vm-guest: $*"; echo "LUNAS-VM-EXIT 3"; echo o > /proc/sysrq-trigger; sleep 10; }
+# /proc, /sys and /dev were mounted by the initramfs.
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "mount cgroup2"
+# Controllers for the subtrees the specs create (a pure cgroup v2 host as most distributions run it).
+for c in $(cat /sys/fs/cgroup/cgroup.controllers); do echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control; done
+echo 1 > /proc/sys/kernel/sysrq
+hostname lunas-vm
+ip link set lo up
+echo "== VM: kernel $(uname -r), cgroup controllers: $(cat /sys/fs/cgroup/cgroup.controllers) =="
+cd "$LUNAS_ROOT" && LUNAS_ROOT="$LUNAS_ROOT" LUNAS_BUILD="$LUNAS_BUILD" LUNAS_VM=1 sh tests/run.sh
+echo "LUNAS-VM-EXIT $?"
+sync
+echo o > /proc/sysrq-trigger
+sleep 10
