@@ -1475,3 +1475,33 @@ describe("core.spawn into a cgroup #root", function()
     assert.is_truthy(util.wait_for(function() return util.read(dir .. "/cgroup.procs") == "" end))
   end)
 end)
+
+describe("core.spawn into a cgroup2 with controllers #root", function()
+  it("bounds the child and all it forks from its first instruction, and cgroup.kill empties the cgroup", function()
+    if not kernel.requires("root", "cgroup2") then return end
+    local defer = scope(finally)
+    local own = util.read("/proc/self/cgroup"):match("0::([^\n]*)"):gsub("/$", "")
+    local parent = "/sys/fs/cgroup" .. own
+    if not util.read(parent .. "/cgroup.subtree_control"):find("pids") then
+      return pending("the pids controller is not enabled for children of " .. parent)
+    end
+    local dir = ("%s/lunas-test-%d"):format(parent, core.getpid())
+    assert(lfs.mkdir(dir))
+    defer(function() lfs.rmdir(dir) end)
+    util.write(dir .. "/pids.max", "4")
+    local cg = assert(core.open(dir, "r"))
+    defer(function() cg:close() end)
+    -- Eight background sleeps against a limit of four tasks: the shell itself and three more fit.
+    local p = assert(core.spawn{ cgroup = cg,
+      argv = { "/bin/sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 30 & done 2>/dev/null; wait" } })
+    defer(function() stop(p) end)
+    assert.is_truthy(util.wait_for(function() return util.read(dir .. "/pids.current") == "4\n" end),
+      "pids.current should reach the limit")
+    assert.matches("^max [1-9]", util.read(dir .. "/pids.events"))
+    -- cgroup.kill (v2 only) takes down everything inside, the shell and its children alike.
+    util.write(dir .. "/cgroup.kill", "1")
+    assert.equal(9, finish(p).signal)
+    assert.is_truthy(util.wait_for(function() return util.read(dir .. "/cgroup.procs") == "" end))
+    assert.equal("0\n", util.read(dir .. "/pids.current"))
+  end)
+end)
