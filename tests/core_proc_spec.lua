@@ -1491,13 +1491,25 @@ describe("core.spawn into a cgroup2 with controllers #root", function()
     util.write(dir .. "/pids.max", "4")
     local cg = assert(core.open(dir, "r"))
     defer(function() cg:close() end)
-    -- Eight background sleeps against a limit of four tasks: the shell itself and three more fit.
-    local p = assert(core.spawn{ cgroup = cg,
-      argv = { "/bin/sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 30 & done 2>/dev/null; wait" } })
+    -- Eight spawns against a limit of four tasks: the child itself and three more fit; the rest fail with EAGAIN.
+    local r, w = core.pipe()
+    defer(function() r:close() w:close() end)
+    local p = assert(core.spawn{ cgroup = cg, fn = function()
+      local started, refused = 0, 0
+      for _ = 1, 8 do
+        local sleeper, _, code = core.spawn{ argv = { "sleep", "30" } }
+        if sleeper then started = started + 1 elseif code == "EAGAIN" then refused = refused + 1 end
+      end
+      w:write(started .. " " .. refused)
+      w:close()
+      core.exec({ "sleep", "30" })
+      return 1
+    end })
     defer(function() stop(p) end)
-    assert.is_truthy(util.wait_for(function() return util.read(dir .. "/pids.current") == "4\n" end),
-      "pids.current should reach the limit")
-    assert.matches("^max [1-9]", util.read(dir .. "/pids.events"))
+    w:close()
+    assert.equal("3 5", r:read())
+    assert.equal("4\n", util.read(dir .. "/pids.current"))
+    assert.matches("^max 5", util.read(dir .. "/pids.events"))
     -- cgroup.kill (v2 only) takes down everything inside, the shell and its children alike.
     util.write(dir .. "/cgroup.kill", "1")
     assert.equal(9, finish(p).signal)

@@ -265,7 +265,7 @@ describe("sandbox process #rootless", function()
     -- The orphan is re-parented to the reaper, then exits; the reaper must collect it.
     local orphan = util.wait_for(function()
       for _, pid in ipairs(children(running.pid)) do
-        if util.read("/proc/" .. pid .. "/cmdline"):match("^sleep%z0.2") then return pid end
+        if (util.read("/proc/" .. pid .. "/cmdline") or ""):match("^sleep%z0.2") then return pid end
       end
     end)
     assert.is_truthy(orphan, "the orphan should be re-parented to the reaper")

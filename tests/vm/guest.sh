@@ -2,7 +2,7 @@
 # Runs inside the VM lane, as PID 1 on the overlay of the host's root: sets up a minimal system (pure cgroup v2,
 # devices, tmpfs), runs the test suite as root, reports its exit status on the console and powers off.
 set -u
-fail() { echo "vm-guest: $*"; echo "LUNAS-VM-EXIT 3"; echo o > /proc/sysrq-trigger; sleep 10; }
+fail() { echo "vm-guest: $*"; echo "LUNAS-VM-EXIT 3"; echo o > /proc/sysrq-trigger; while :; do :; done; }
 # /proc, /sys and /dev were mounted by the initramfs.
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
@@ -20,4 +20,5 @@ cd "$LUNAS_ROOT" && LUNAS_ROOT="$LUNAS_ROOT" LUNAS_BUILD="$LUNAS_BUILD" LUNAS_VM
 echo "LUNAS-VM-EXIT $?"
 sync
 echo o > /proc/sysrq-trigger
-sleep 10
+# PID 1 must not exit while the power-off runs (the kernel would panic): spin without touching the file system.
+while :; do :; done
