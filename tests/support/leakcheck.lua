@@ -12,6 +12,7 @@
 --   cgroup  cgroup directories below this process's own cgroup, in every
 --           hierarchy listed in /proc/self/cgroup
 --   proc    every process (pid + start time), to tell old from new ones
+--   scratch the specs' scratch directories (/tmp/lunas-test.*: util.tmpdir)
 -- `check` takes a new snapshot, reports everything that is new compared to
 -- BEFORE, and writes "passed 1" (no leaks) or "failed 1" into RESULTS.
 -- New processes count as leaks when they are in this network or mount
@@ -188,8 +189,15 @@ local function snap_procs(items, procs)
   for pid, p in pairs(procs) do add(items, "proc", pid .. " " .. p.start) end
 end
 
+local function snap_scratch(items)
+  for _, name in ipairs(list_dir("/tmp")) do
+    if name:match("^lunas%-test%.") then add(items, "scratch", "/tmp/" .. name) end
+  end
+end
+
 local function snapshot(dirs, procs)
   local items = {}
+  snap_scratch(items)
   snap_netns(items)
   snap_state(items, dirs)
   snap_links(items)
@@ -293,7 +301,7 @@ elseif mode == "check" and arg[2] and arg[3] then
   local after = count(snapshot(dirs, procs))
 
   local labels = { netns = "netns file", state = "state file", link = "link", mount = "mount",
-                   cgroup = "cgroup" }
+                   cgroup = "cgroup", scratch = "scratch directory" }
   local leaks = {}
   for item, n in pairs(after) do
     local kind, key = item:match("^([^\t]+)\t(.*)$")
@@ -307,7 +315,7 @@ elseif mode == "check" and arg[2] and arg[3] then
   for _, p in ipairs(leaked_procs) do leaks[#leaks + 1] = "process: " .. p.text end
 
   if #leaks == 0 then
-    io.write("ok       leak check: no new netns files, state files, links, mounts, cgroups or processes\n")
+    io.write("ok       leak check: no new netns files, state files, links, mounts, cgroups, scratch directories or processes\n")
     write_lines(arg[3], { "passed 1", "failed 0", "errors 0" })
   else
     io.write("FAIL     leak check: ", #leaks, " leaked\n")
