@@ -1,9 +1,18 @@
-/* mount.c: mounts. This holds the classic mount(2)/umount2(2) calls the sandbox needs for a fresh /proc; the
- * filesystem work (new mount API, pivot_root, resolution inside a root) extends this file. */
+/* mount.c: mounts and the file system inside a sandbox's root: mount(2)/umount2(2), pivot_root, the new mount
+ * API (open_tree, mount_setattr, move_mount, fsopen/fsconfig/fsmount with the kernel's own error text), and
+ * paths resolved inside a root without following symlinks out of it (openat2 RESOLVE_IN_ROOT): a target whose last
+ * component is a symlink is refused, never followed (CVE-2015-1335, CVE-2019-18837). */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "lunas.h"
 
@@ -72,8 +81,385 @@ static int mount_listdir(lua_State *L) {
     return 1;
 }
 
+static int mount_pivot_root(lua_State *L) {
+    const char *new_root = luaL_checkstring(L, 1);
+    const char *put_old = luaL_checkstring(L, 2);
+    if (syscall(SYS_pivot_root, new_root, put_old) < 0) return lunas_push_error(L, errno, "pivot_root", new_root);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ---- the new mount API ------------------------------------------------------- */
+
+static const struct lunas_flag mount_attrs[] = {
+    {"rdonly", MOUNT_ATTR_RDONLY}, {"ro", MOUNT_ATTR_RDONLY}, {"nosuid", MOUNT_ATTR_NOSUID},
+    {"nodev", MOUNT_ATTR_NODEV},   {"noexec", MOUNT_ATTR_NOEXEC}, {"relatime", MOUNT_ATTR_RELATIME},
+    {"noatime", MOUNT_ATTR_NOATIME}, {"strictatime", MOUNT_ATTR_STRICTATIME}, {"nodiratime", MOUNT_ATTR_NODIRATIME},
+    {"nosymfollow", MOUNT_ATTR_NOSYMFOLLOW}, {NULL, 0},
+};
+
+static const struct lunas_flag propagations[] = {
+    {"private", MS_PRIVATE}, {"shared", MS_SHARED}, {"slave", MS_SLAVE}, {"unbindable", MS_UNBINDABLE}, {NULL, 0},
+};
+
+/* A mount or path argument: an fd object / integer (used with AT_EMPTY_PATH) or a path string. */
+struct location {
+    int dirfd;
+    const char *path;
+    int empty_path;
+};
+
+static struct location check_location(lua_State *L, int arg, const char *field) {
+    struct location loc = {AT_FDCWD, NULL, 0};
+    if (lua_type(L, arg) == LUA_TSTRING) {
+        loc.path = lua_tostring(L, arg);
+    } else {
+        loc.dirfd = lunas_check_fd(L, arg, arg, field);
+        loc.path = "";
+        loc.empty_path = 1;
+    }
+    return loc;
+}
+
+/* open_tree(path [, {clone = true, recursive = true}]) -> mount fd: a detached copy of the mount at path (clone),
+ * of its whole subtree with recursive, ready for mount_setattr and move_mount. */
+static int mount_open_tree(lua_State *L) {
+    static const char *const allowed[] = {"clone", "recursive", NULL};
+    struct location loc = check_location(L, 1, "path");
+    int clone = 1, recursive = 1;
+    if (!lua_isnoneornil(L, 2)) {
+        lunas_check_options(L, 2, allowed);
+        clone = lunas_opt_boolean(L, 2, "clone", 1);
+        recursive = lunas_opt_boolean(L, 2, "recursive", 1);
+    }
+    unsigned flags = OPEN_TREE_CLOEXEC | (clone ? OPEN_TREE_CLONE : 0) | (recursive ? AT_RECURSIVE : 0) |
+                     (loc.empty_path ? AT_EMPTY_PATH : 0);
+    struct lunas_fd *f = lunas_new_fd(L, -1);
+    f->fd = open_tree(loc.dirfd, loc.path, flags);
+    if (f->fd < 0) return lunas_push_error(L, errno, "open_tree", loc.empty_path ? "(fd)" : loc.path);
+    return 1;
+}
+
+/* mount_setattr(target, {set = "rdonly,nosuid", clear = "...", propagation = "private", recursive = true}) */
+static int mount_mount_setattr(lua_State *L) {
+    static const char *const allowed[] = {"set", "clear", "propagation", "recursive", NULL};
+    struct location loc = check_location(L, 1, "target");
+    lunas_check_options(L, 2, allowed);
+    struct mount_attr attr;
+    memset(&attr, 0, sizeof attr);
+    lua_getfield(L, 2, "set");
+    attr.attr_set = lunas_check_flags(L, -1, 2, mount_attrs, "set");
+    lua_getfield(L, 2, "clear");
+    attr.attr_clr = lunas_check_flags(L, -1, 2, mount_attrs, "clear");
+    /* atime modes are one field: changing it needs the whole field cleared. */
+    if (attr.attr_set & (MOUNT_ATTR_NOATIME | MOUNT_ATTR_STRICTATIME)) attr.attr_clr |= MOUNT_ATTR__ATIME;
+    const char *propagation = lunas_opt_string(L, 2, "propagation", NULL);
+    if (propagation) attr.propagation = lunas_check_flag_name(L, 2, propagation, propagations, "propagation");
+    int recursive = lunas_opt_boolean(L, 2, "recursive", 1);
+    unsigned flags = (recursive ? AT_RECURSIVE : 0) | (loc.empty_path ? AT_EMPTY_PATH : 0);
+    if (mount_setattr(loc.dirfd, loc.path, flags, &attr, sizeof attr) < 0)
+        return lunas_push_error(L, errno, "mount_setattr", loc.empty_path ? "(fd)" : loc.path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* move_mount(from, to): attaches a mount fd (from open_tree or fs_mount) at to (an O_PATH fd or a path). */
+static int mount_move_mount(lua_State *L) {
+    struct location from = check_location(L, 1, "from");
+    struct location to = check_location(L, 2, "to");
+    unsigned flags = (from.empty_path ? MOVE_MOUNT_F_EMPTY_PATH : 0) | (to.empty_path ? MOVE_MOUNT_T_EMPTY_PATH : 0);
+    if (move_mount(from.dirfd, from.path, to.dirfd, to.path, flags) < 0)
+        return lunas_push_error(L, errno, "move_mount", to.empty_path ? "(fd)" : to.path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* The kernel's messages about a failed fs context ("e tmpfs: Bad value for 'size'"), joined; "" when none. */
+static void read_fs_context_log(int fsfd, char *out, size_t size) {
+    size_t len = 0;
+    out[0] = '\0';
+    char line[512];
+    ssize_t n;
+    while ((n = read(fsfd, line, sizeof line - 1)) > 0) {
+        line[n] = '\0';
+        if (line[0] != 'e' && line[0] != 'w') continue;
+        int w = snprintf(out + len, size - len, "%s%s", len ? "; " : "", line + 2);
+        if (w < 0 || (size_t)w >= size - len) break;
+        len += (size_t)w;
+    }
+}
+
+static int fs_mount_fail(lua_State *L, int err, int fsfd, const char *fstype, const char *what) {
+    char text[768];
+    if (fsfd >= 0) {
+        read_fs_context_log(fsfd, text, sizeof text);
+        close(fsfd);
+    } else {
+        text[0] = '\0';
+    }
+    if (text[0]) return lunas_push_errorf(L, err, "%s %s (%s)", what, fstype, text);
+    return lunas_push_errorf(L, err, "%s %s", what, fstype);
+}
+
+/* fs_mount(fstype [, {option = value | true, ...} [, {attrs = "nosuid,nodev"}]]) -> a detached mount fd of a new
+ * file system instance (fsopen, fsconfig, fsmount). Failures carry the kernel's own text. */
+static int mount_fs_mount(lua_State *L) {
+    static const char *const allowed[] = {"attrs", "source", NULL};
+    const char *fstype = luaL_checkstring(L, 1);
+    if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+    unsigned attrs = 0;
+    const char *source = NULL;
+    if (!lua_isnoneornil(L, 3)) {
+        lunas_check_options(L, 3, allowed);
+        lua_getfield(L, 3, "attrs");
+        attrs = (unsigned)lunas_check_flags(L, -1, 3, mount_attrs, "attrs");
+        source = lunas_opt_string(L, 3, "source", NULL);
+    }
+    struct lunas_fd *f = lunas_new_fd(L, -1);
+    int fsfd = fsopen(fstype, FSOPEN_CLOEXEC);
+    if (fsfd < 0) return fs_mount_fail(L, errno, -1, fstype, "fsopen");
+    if (source && fsconfig(fsfd, FSCONFIG_SET_STRING, "source", source, 0) < 0)
+        return fs_mount_fail(L, errno, fsfd, fstype, "fsconfig source");
+    if (!lua_isnoneornil(L, 2)) {
+        lua_pushnil(L);
+        while (lua_next(L, 2)) {
+            if (lua_type(L, -2) != LUA_TSTRING) return luaL_argerror(L, 2, "option names must be strings");
+            const char *key = lua_tostring(L, -2);
+            int r;
+            if (lua_type(L, -1) == LUA_TBOOLEAN) {
+                r = lua_toboolean(L, -1) ? fsconfig(fsfd, FSCONFIG_SET_FLAG, key, NULL, 0) : 0;
+            } else if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+                r = fsconfig(fsfd, FSCONFIG_SET_STRING, key, lua_tostring(L, -1), 0);
+            } else {
+                close(fsfd);
+                return lunas_field_error(L, 2, key, "string, number or boolean expected");
+            }
+            if (r < 0) {
+                char what[128];
+                snprintf(what, sizeof what, "fsconfig %s", key);
+                return fs_mount_fail(L, errno, fsfd, fstype, what);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    if (fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) return fs_mount_fail(L, errno, fsfd, fstype, "fs_mount");
+    f->fd = fsmount(fsfd, FSMOUNT_CLOEXEC, attrs);
+    if (f->fd < 0) return fs_mount_fail(L, errno, fsfd, fstype, "fsmount");
+    close(fsfd);
+    return 1;
+}
+
+/* ---- paths inside a root ------------------------------------------------------- */
+
+static int open_in_root_at(int root, const char *path, int flags) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (uint64_t)(flags | O_CLOEXEC);
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    return (int)syscall(SYS_openat2, root, path, &how, sizeof how);
+}
+
+/* Opens the directory that holds path's last component, inside root (symlinks on the way resolve inside it),
+ * creating missing directories when create. Copies the last component into base. -1 with errno. */
+static int open_parent_in_root(int root, const char *path, int create, char *base, size_t base_size) {
+    char buf[PATH_MAX];
+    while (*path == '/') path++;
+    size_t len = strlen(path);
+    while (len > 0 && path[len - 1] == '/') len--;
+    if (len == 0 || len >= sizeof buf) {
+        errno = len ? ENAMETOOLONG : EINVAL;
+        return -1;
+    }
+    memcpy(buf, path, len);
+    buf[len] = '\0';
+    char *slash = strrchr(buf, '/');
+    const char *last = slash ? slash + 1 : buf;
+    if (strlen(last) >= base_size || strcmp(last, ".") == 0 || strcmp(last, "..") == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    snprintf(base, base_size, "%s", last);
+    if (!slash) return fcntl(root, F_DUPFD_CLOEXEC, 0);
+    *slash = '\0';
+    /* Resolve each prefix from the root (so absolute symlinks stay inside), making what is missing. */
+    int dir = fcntl(root, F_DUPFD_CLOEXEC, 0);
+    for (char *p = buf;; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        char saved = *p;
+        *p = '\0';
+        int next = open_in_root_at(root, buf, O_PATH | O_DIRECTORY);
+        if (next < 0 && errno == ENOENT && create) {
+            const char *comp = strrchr(buf, '/') ? strrchr(buf, '/') + 1 : buf;
+            if (mkdirat(dir, comp, 0755) < 0 && errno != EEXIST) next = -1;
+            else next = open_in_root_at(root, buf, O_PATH | O_DIRECTORY);
+        }
+        *p = saved;
+        int err = errno;
+        close(dir);
+        if (next < 0) {
+            errno = err;
+            return -1;
+        }
+        dir = next;
+        if (saved == '\0') return dir;
+    }
+}
+
+static const char *const create_kinds[] = {"none", "dir", "file", NULL};
+
+/* open_in_root(root, path [, {create = "dir" | "file", mode = 0755}]) -> O_PATH fd of path inside root. A last
+ * component that is a symlink is refused (ELOOP); missing directories on the way are made with create. */
+static int mount_open_in_root(lua_State *L) {
+    static const char *const allowed[] = {"create", "mode", NULL};
+    int root = lunas_check_fd(L, 1, 1, "root");
+    const char *path = luaL_checkstring(L, 2);
+    int create = 0, mode = -1;
+    if (!lua_isnoneornil(L, 3)) {
+        lunas_check_options(L, 3, allowed);
+        const char *kind = lunas_opt_string(L, 3, "create", "none");
+        for (int i = 0; create_kinds[i]; i++)
+            if (strcmp(create_kinds[i], kind) == 0) create = i;
+        if (create == 0 && strcmp(kind, "none") != 0) return lunas_field_error(L, 3, "create", "'dir' or 'file' expected");
+        mode = (int)lunas_opt_integer(L, 3, "mode", -1, -1, 07777);
+    }
+    struct lunas_fd *f = lunas_new_fd(L, -1);
+    if (path[strspn(path, "/")] == '\0') { /* the root itself */
+        f->fd = fcntl(root, F_DUPFD_CLOEXEC, 0);
+        if (f->fd < 0) return lunas_push_error(L, errno, "resolve in root", path);
+        return 1;
+    }
+    char base[NAME_MAX + 1];
+    int parent = open_parent_in_root(root, path, create != 0, base, sizeof base);
+    if (parent < 0) return lunas_push_error(L, errno, "resolve in root", path);
+    struct stat st;
+    int err = 0;
+    if (fstatat(parent, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (S_ISLNK(st.st_mode)) err = ELOOP;
+    } else if (errno != ENOENT || !create) {
+        err = errno;
+    } else if (create == 1) {
+        if (mkdirat(parent, base, mode >= 0 ? (mode_t)mode : 0755) < 0 && errno != EEXIST) err = errno;
+    } else {
+        int fd = openat(parent, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode >= 0 ? (mode_t)mode : 0644);
+        if (fd < 0 && errno != EEXIST) err = errno;
+        if (fd >= 0) close(fd);
+    }
+    if (!err) {
+        f->fd = openat(parent, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (f->fd < 0) err = errno;
+        else if (fstat(f->fd, &st) == 0 && S_ISLNK(st.st_mode)) err = ELOOP; /* swapped in meanwhile */
+    }
+    close(parent);
+    if (err == ELOOP) return lunas_push_errorf(L, ELOOP, "resolve in root %s (a symlink: refused as a target)", path);
+    if (err) return lunas_push_error(L, err, "resolve in root", path);
+    return 1;
+}
+
+/* write_in_root(root, path, contents [, mode]): creates or replaces a regular file inside root (never through a
+ * symlink), with the missing directories. */
+static int mount_write_in_root(lua_State *L) {
+    int root = lunas_check_fd(L, 1, 1, "root");
+    const char *path = luaL_checkstring(L, 2);
+    size_t len;
+    const char *data = luaL_checklstring(L, 3, &len);
+    mode_t mode = (mode_t)(lua_isnoneornil(L, 4) ? 0644 : lunas_check_range(L, 4, 4, "mode", 0, 07777));
+    char base[NAME_MAX + 1];
+    int parent = open_parent_in_root(root, path, 1, base, sizeof base);
+    if (parent < 0) return lunas_push_error(L, errno, "resolve in root", path);
+    int fd = openat(parent, base, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
+    int err = errno;
+    close(parent);
+    if (fd < 0) return lunas_push_error(L, err, "create file", path);
+    int r = lunas_write_all(fd, data, len);
+    err = errno;
+    if (r == 0 && fchmod(fd, mode) < 0) {
+        r = -1;
+        err = errno;
+    }
+    close(fd);
+    if (r < 0) return lunas_push_error(L, err, "write file", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* symlink_in_root(root, target_text, path): creates a symlink inside root; an identical existing one is fine. */
+static int mount_symlink_in_root(lua_State *L) {
+    int root = lunas_check_fd(L, 1, 1, "root");
+    const char *target = luaL_checkstring(L, 2);
+    const char *path = luaL_checkstring(L, 3);
+    char base[NAME_MAX + 1];
+    int parent = open_parent_in_root(root, path, 1, base, sizeof base);
+    if (parent < 0) return lunas_push_error(L, errno, "resolve in root", path);
+    int err = 0;
+    if (symlinkat(target, parent, base) < 0) {
+        err = errno;
+        char existing[PATH_MAX];
+        ssize_t n = readlinkat(parent, base, existing, sizeof existing - 1);
+        if (err == EEXIST && n >= 0) {
+            existing[n] = '\0';
+            if (strcmp(existing, target) == 0) err = 0;
+        }
+    }
+    close(parent);
+    if (err) return lunas_push_error(L, err, "symlink", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* chmod_in_root(root, path, mode): never through a symlink. */
+static int mount_chmod_in_root(lua_State *L) {
+    int root = lunas_check_fd(L, 1, 1, "root");
+    const char *path = luaL_checkstring(L, 2);
+    mode_t mode = (mode_t)lunas_check_range(L, 3, 3, "mode", 0, 07777);
+    char base[NAME_MAX + 1];
+    int parent = open_parent_in_root(root, path, 0, base, sizeof base);
+    if (parent < 0) return lunas_push_error(L, errno, "resolve in root", path);
+    int r = fchmodat(parent, base, mode, AT_SYMLINK_NOFOLLOW);
+    int err = errno;
+    close(parent);
+    if (r < 0) return lunas_push_error(L, err == EOPNOTSUPP ? ELOOP : err, "chmod", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* file_type(path | fd) -> "dir" | "file" | "link" | "char" | "block" | "fifo" | "socket", without following a
+ * final symlink; nil, message, ENOENT when missing. */
+static int mount_file_type(lua_State *L) {
+    struct stat st;
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        const char *path = lua_tostring(L, 1);
+        if (lstat(path, &st) < 0) return lunas_push_error(L, errno, "stat", path);
+    } else {
+        int fd = lunas_check_fd(L, 1, 1, "path");
+        if (fstat(fd, &st) < 0) return lunas_push_errorf(L, errno, "stat fd %d", fd);
+    }
+    const char *type = S_ISDIR(st.st_mode)    ? "dir"
+                       : S_ISREG(st.st_mode)  ? "file"
+                       : S_ISLNK(st.st_mode)  ? "link"
+                       : S_ISCHR(st.st_mode)  ? "char"
+                       : S_ISBLK(st.st_mode)  ? "block"
+                       : S_ISFIFO(st.st_mode) ? "fifo"
+                                              : "socket";
+    lua_pushstring(L, type);
+    return 1;
+}
+
 void lunas_open_mount(lua_State *L) {
     static const luaL_Reg functions[] = {
-        {"mount", mount_mount}, {"umount", mount_umount}, {"listdir", mount_listdir}, {NULL, NULL}};
+        {"mount", mount_mount},
+        {"umount", mount_umount},
+        {"listdir", mount_listdir},
+        {"pivot_root", mount_pivot_root},
+        {"open_tree", mount_open_tree},
+        {"mount_setattr", mount_mount_setattr},
+        {"move_mount", mount_move_mount},
+        {"fs_mount", mount_fs_mount},
+        {"open_in_root", mount_open_in_root},
+        {"write_in_root", mount_write_in_root},
+        {"symlink_in_root", mount_symlink_in_root},
+        {"chmod_in_root", mount_chmod_in_root},
+        {"file_type", mount_file_type},
+        {NULL, NULL},
+    };
     luaL_setfuncs(L, functions, 0);
 }

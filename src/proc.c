@@ -950,6 +950,13 @@ static int proc_open(lua_State *L) {
     return 1;
 }
 
+static int proc_getcwd(lua_State *L) {
+    char buf[PATH_MAX];
+    if (!getcwd(buf, sizeof buf)) return lunas_push_error(L, errno, "getcwd", NULL);
+    lua_pushstring(L, buf);
+    return 1;
+}
+
 static int proc_chdir(lua_State *L) {
     const char *dir = luaL_checkstring(L, 1);
     if (chdir(dir) < 0) return lunas_push_error(L, errno, "chdir", dir);
@@ -996,6 +1003,7 @@ void lunas_open_proc(lua_State *L) {
         {"close_range", proc_close_range},
         {"open", proc_open},
         {"chdir", proc_chdir},
+        {"getcwd", proc_getcwd},
         {"dup2", proc_dup2},
         {NULL, NULL},
     };

@@ -10,6 +10,7 @@
 -- network, cgroups, capabilities, seccomp, landlock) plug in with M.add_step.
 local core = require "lunas.core"
 local errors = require "lunas.errors"
+local fs = require "lunas.fs"
 
 errors.register_module()
 
@@ -180,7 +181,9 @@ local fields = {
   as_pid_1 = boolean,
   timeout = expect_positive,
   time = expect_time,
-  proc = boolean,
+  rootfs = string_field,
+  mounts = function(_, v) return fs.check_mounts(v) end,
+  harden = boolean,
   loopback = boolean,
   stdin = expect_fd,
   stdout = expect_fd,
@@ -394,15 +397,19 @@ steps[#steps + 1] = {
 steps[#steps + 1] = {
   name = "mounts",
   prepare = function(ctx)
-    ctx.mount_proc = ctx.ns.mount and ctx.ns.pid and ctx.spec.proc ~= false
-    if ctx.spec.proc and not (ctx.ns.mount and ctx.ns.pid) then misuse("proc", "a fresh /proc needs mount and pid namespaces") end
+    local spec = ctx.spec
+    if not ctx.ns.mount then
+      if spec.rootfs or spec.mounts then misuse(spec.rootfs and "rootfs" or "mounts", "needs a mount namespace") end
+      return
+    end
+    -- No file system option at all: the safe default tree. Any option: a tree built from an empty root by the
+    -- entries in order, as bubblewrap builds it.
+    local mounts = spec.mounts or (not spec.rootfs and fs.default_mounts(ctx.ns)) or {}
+    ctx.fs_plan = { rootfs = spec.rootfs, mounts = mounts, harden = spec.harden, netns = ctx.ns.net,
+      userns = ctx.ns.user, cwd = core.getcwd() }
   end,
   init = function(ctx)
-    if not ctx.ns.mount then return end
-    -- Nothing mounted in here may propagate back to the host.
-    local ok, msg, code = core.mount(nil, "/", nil, "rec,private")
-    if not ok then return nil, msg, code end
-    if ctx.mount_proc then return check_core(core.mount("proc", "/proc", "proc", "nosuid,nodev,noexec")) end
+    if ctx.fs_plan then return fs.build(ctx.fs_plan) end
   end,
 }
 
