@@ -414,10 +414,16 @@ static int mount_chmod_in_root(lua_State *L) {
     char base[NAME_MAX + 1];
     int parent = open_parent_in_root(root, path, 0, base, sizeof base);
     if (parent < 0) return lunas_push_error(L, errno, "resolve in root", path);
-    int r = fchmodat(parent, base, mode, AT_SYMLINK_NOFOLLOW);
+    /* fchmodat(AT_SYMLINK_NOFOLLOW) goes through /proc/self/fd in glibc, and a root under construction has no
+     * /proc: open the entry itself, never following it, and change the descriptor. */
+    int fd = openat(parent, base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     int err = errno;
     close(parent);
-    if (r < 0) return lunas_push_error(L, err == EOPNOTSUPP ? ELOOP : err, "chmod", path);
+    if (fd < 0) return lunas_push_error(L, err, "chmod", path);
+    int r = fchmod(fd, mode);
+    err = errno;
+    close(fd);
+    if (r < 0) return lunas_push_error(L, err, "chmod", path);
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -14,8 +14,14 @@ usage: lunas run [OPTIONS] [--] CMD [ARGS...]
 Runs CMD in a sandbox. With no --unshare-* option every namespace is new (user, pid, mount, uts, ipc, net,
 cgroup); with any, exactly those (plus a mount namespace, always, and a user namespace when not root).
 Defaults: a new session, killed with lunas (die-with-parent), descriptors beyond 0-2 closed, environment
-cleared except TERM, PATH, HOME and LANG, lo up in a new network namespace, a fresh /proc with a new pid
-namespace, the host's file system seen through a private copy of the mount table.
+cleared except TERM, PATH, HOME and LANG, lo up in a new network namespace.
+
+File system: with no file system option, the host's / read-only (recursively), a fresh /proc, a minimal /dev
+and a private /tmp. As soon as any file system option is given, the tree is built from an empty root by the
+options in the order given, exactly as bubblewrap builds it: --ro-bind / / is needed to see the host. Either
+way /proc gets Docker's masks and a read-only /proc/sys, and a new network namespace gets its own read-only
+/sys (--no-harden turns that off). Targets are resolved inside the new root; a target that is a symlink is
+refused.
 
 Namespaces:
   --unshare-user --unshare-pid --unshare-net --unshare-ipc --unshare-uts --unshare-cgroup
@@ -24,6 +30,16 @@ Namespaces:
 Identity:
   --uid UID  --gid GID   ids inside the sandbox (mapped to yours outside)
   --hostname NAME        host name inside (needs a uts namespace)
+File system (in order):
+  --bind SRC DEST  --ro-bind SRC DEST  --dev-bind SRC DEST   and -try forms (skip a missing SRC)
+  --tmpfs DEST           a fresh tmpfs (--size BYTES and --perms OCTAL before it apply to it)
+  --proc DEST  --dev DEST  --mqueue DEST
+  --dir DEST  --symlink SRC DEST  --file FD DEST (contents read from FD)  --chmod OCTAL PATH
+  --remount-ro DEST  --mask PATH (hide a file or directory)
+  --overlay-src SRC (a lower layer, repeatable)  then  --overlay RWSRC WORKDIR DEST  --tmp-overlay DEST
+                         --ro-overlay DEST
+  --rootfs DIR           start from this directory (default: an empty tmpfs)
+  --no-harden            no /proc masks, writable /proc/sys, the /sys the tree shows
 Process:
   --chdir DIR            working directory
   --setenv VAR VALUE  --unsetenv VAR  --clearenv  --keep-env (inherit the whole environment)
@@ -40,6 +56,7 @@ set up; 2 for bad usage.]]
 local UNSHARE = { ["--unshare-user"] = "user", ["--unshare-pid"] = "pid", ["--unshare-net"] = "net",
   ["--unshare-ipc"] = "ipc", ["--unshare-uts"] = "uts", ["--unshare-cgroup"] = "cgroup" }
 local ALL = { "user", "pid", "net", "ipc", "uts", "cgroup" }
+local BINDS = { ["--bind"] = true, ["--ro-bind"] = true, ["--dev-bind"] = true }
 
 local function parse_id(s)
   local n = tonumber(s)
@@ -51,6 +68,7 @@ end
 function M.parse(args)
   local spec = { env = {}, unsetenv = {} }
   local chosen, share_net = nil, false
+  local mounts, lower, pending_size, pending_perms = {}, {}, nil, nil
   local i = 1
   local function value(opt)
     i = i + 1
@@ -61,7 +79,61 @@ function M.parse(args)
     chosen = chosen or {}
     chosen[name] = true
   end
+  local function perms(entry)
+    if pending_perms then entry.mode, pending_perms = pending_perms, nil end
+    return entry
+  end
+  local function add(entry) mounts[#mounts + 1] = entry end
+  local function overlay(kind, dest, extra)
+    if #lower == 0 then error({ usage = "--" .. kind .. " needs --overlay-src first" }) end
+    local entry = { kind, dest, lower = lower }
+    for k, v in pairs(extra or {}) do entry[k] = v end
+    add(entry)
+    lower = {}
+  end
   local handlers = {
+    ["--tmpfs"] = function(o)
+      add(perms({ "tmpfs", value(o), size = pending_size }))
+      pending_size = nil
+    end,
+    ["--size"] = function(o)
+      local v = value(o)
+      if not v:match("^%d+$") then error({ usage = o .. ": bytes expected, got '" .. v .. "'" }) end
+      pending_size = tonumber(v)
+    end,
+    ["--perms"] = function(o)
+      local v = value(o)
+      if not v:match("^[0-7]+$") then error({ usage = o .. ": octal mode expected, got '" .. v .. "'" }) end
+      pending_perms = v
+    end,
+    ["--proc"] = function(o) add({ "proc", value(o) }) end,
+    ["--dev"] = function(o) add({ "dev", value(o) }) end,
+    ["--mqueue"] = function(o) add({ "mqueue", value(o) }) end,
+    ["--dir"] = function(o) add(perms({ "dir", value(o) })) end,
+    ["--symlink"] = function(o) local src = value(o) add({ "symlink", src, value(o) }) end,
+    ["--file"] = function(o)
+      local fd, dest = value(o), value(o)
+      local f = fd:match("^%d+$") and io.open("/dev/fd/" .. fd, "rb")
+      if not f then error({ usage = o .. ": cannot read descriptor '" .. fd .. "'" }) end
+      add(perms({ "file", dest, f:read("a") }))
+      f:close()
+    end,
+    ["--chmod"] = function(o)
+      local mode = value(o)
+      if not mode:match("^[0-7]+$") then error({ usage = o .. ": octal mode expected, got '" .. mode .. "'" }) end
+      add({ "chmod", value(o), mode })
+    end,
+    ["--remount-ro"] = function(o) add({ "remount-ro", value(o) }) end,
+    ["--mask"] = function(o) add({ "mask", value(o) }) end,
+    ["--overlay-src"] = function(o) lower[#lower + 1] = value(o) end,
+    ["--overlay"] = function(o)
+      local upper, work = value(o), value(o)
+      overlay("overlay", value(o), { upper = upper, work = work })
+    end,
+    ["--tmp-overlay"] = function(o) overlay("tmp-overlay", value(o)) end,
+    ["--ro-overlay"] = function(o) overlay("ro-overlay", value(o)) end,
+    ["--rootfs"] = function(o) spec.rootfs = value(o) end,
+    ["--no-harden"] = function() spec.harden = false end,
     ["--unshare-all"] = function() for _, n in ipairs(ALL) do choose(n) end end,
     ["--share-net"] = function() share_net = true end,
     ["--uid"] = function(o) spec.uid = parse_id(value(o)) or error({ usage = o .. ": bad id '" .. args[i] .. "'" }) end,
@@ -89,11 +161,18 @@ function M.parse(args)
     if a == "--" then i = i + 1 break end
     if a == "--help" or a == "-h" then return "help" end
     if a:sub(1, 1) ~= "-" then break end
+    local kind, try = a:match("^%-%-([%a-]+)%-try$")
     if UNSHARE[a] then choose(UNSHARE[a])
     elseif handlers[a] then handlers[a](a)
+    elseif BINDS[a] or (kind and BINDS["--" .. kind]) then
+      local src = value(a)
+      add({ (kind or a:sub(3)) .. (kind and "-try" or ""), src, value(a) })
     else error({ usage = "unknown option '" .. a .. "'" }) end
     i = i + 1
   end
+  if #lower > 0 then error({ usage = "--overlay-src without a following --overlay, --tmp-overlay or --ro-overlay" }) end
+  if pending_size or pending_perms then error({ usage = "--size or --perms without a following entry" }) end
+  if #mounts > 0 then spec.mounts = mounts end
   local argv = {}
   for k = i, #args do argv[#argv + 1] = args[k] end
   if #argv == 0 then error({ usage = "no command given" }) end
