@@ -216,6 +216,12 @@ CRUN="crun --root $B/crun/state --cgroup-manager=disabled run"
     job rawns-tpnet tpnet tp "rawns -n -r $TP_N" "$B/rawns" -n -r "$TP_N" /bin/true
     job lunas-tpnet tpnet tp "lunas throughput.lua net" "$LUNAS" tests/bench/throughput.lua "$TP_N" net
 
+    # A bubblewrap-style file system, all namespaces: bwrap is the base here. lunas also masks /proc and mounts the
+    # sandbox's own /sys by default (hardening), which bwrap does not; --no-harden does the same work as bwrap.
+    job bwrap-fs fs lat "bwrap" bwrap --unshare-all --ro-bind / / --tmpfs /tmp --proc /proc --dev /dev /bin/true
+    job lunas-fs fs lat "lunas run" "$LUNAS" run --unshare-all --ro-bind / / --tmpfs /tmp --proc /proc --dev /dev -- /bin/true
+    job lunas-fs-nh fs lat "lunas run --no-harden" "$LUNAS" run --unshare-all --ro-bind / / --tmpfs /tmp --proc /proc --dev /dev --no-harden -- /bin/true
+
     job empty start lat "C: empty main()" "$B/empty"
     job lua start lat "lua5.4 -e \"\"" lua5.4 -e ""
     job lunas-e start lat "lunas -e \"\"" "$LUNAS" -e ""
@@ -223,7 +229,7 @@ CRUN="crun --root $B/crun/state --cgroup-manager=disabled run"
 
 base_of() { # GROUP -> index of its raw-limit job (the first job of each group above)
     case $1 in
-    ns) echo 1 ;; net) echo 6 ;; tp) echo 11 ;; tpnet) echo 13 ;; start) echo 15 ;;
+    ns) echo 1 ;; net) echo 6 ;; tp) echo 11 ;; tpnet) echo 13 ;; fs) echo 15 ;; start) echo 18 ;;
     esac
 }
 
@@ -373,6 +379,7 @@ while [ $i -le $NJ ]; do
     net) work="same + net" ;;
     tp) work="spawns/s in one process, N=$TP_N" ;;
     tpnet) work="same + net, N=$TP_N" ;;
+    fs) work="bubblewrap-style fs, all namespaces" ;;
     start) work="start-up, empty program" ;;
     esac
     [ "$grp" = "$prev_grp" ] && work=""
@@ -433,7 +440,7 @@ command -v lua5.4 >/dev/null 2>&1 && VERSIONS="$VERSIONS; $(lua5.4 -v 2>&1 | cut
 HEAD1="lunas bench: kernel $KERNEL, $DATE, $CPUS CPUs"
 HEAD2="$ROUNDS rounds, interleaved; per round: $RUNS timed runs (+$WARMUP warm-up) of each latency command, 1 throughput run of $TP_N spawns"
 LEGEND1="median ms: wall time of the whole process (fork to wait4), median over all timed runs of all rounds; throughput rows: one process doing all N spawns."
-LEGEND2="ratio: latency rows = median / the group's first row (rawns, or the empty C program), lower is better; throughput rows = spawns/s / rawns spawns/s, higher is better."
+LEGEND2="ratio: latency rows = median / the group's first row (rawns, bwrap for the file system rows, or the empty C program), lower is better; throughput rows = spawns/s / rawns spawns/s, higher is better."
 LEGEND3="peak RSS: max over runs of wait4's ru_maxrss, i.e. the largest process in the tool's process tree."
 
 if [ $MARKDOWN = 1 ]; then
