@@ -203,18 +203,21 @@ CRUN="crun --root $B/crun/state --cgroup-manager=disabled run"
     job unshare ns lat "unshare" $UNSHARE /bin/true
     job bwrap ns lat "bwrap" $BWRAP --dev-bind / / --proc /proc /bin/true
     job crun ns lat "crun" $CRUN --bundle "$B/crun/base" "$CRUN_ID"
-    job lunas ns lat "lunas run" "$LUNAS" run --unshare-user --unshare-pid --unshare-ipc --unshare-uts -- /bin/true
+    # lunas with bwrap's file system options and without its /proc masks: the same work as bwrap (the default
+    # tree and hardening cost more: see the file system rows)
+    job lunas ns lat "lunas run (bwrap's fs)" "$LUNAS" run --unshare-user --unshare-pid --unshare-ipc --unshare-uts --dev-bind / / --proc /proc --no-harden -- /bin/true
 
     job rawns-net net lat "rawns -n" "$B/rawns" -n /bin/true
     job unshare-net net lat "unshare" $UNSHARE --net /bin/true
     job bwrap-net net lat "bwrap" $BWRAP --unshare-net --dev-bind / / --proc /proc /bin/true
     job crun-net net lat "crun" $CRUN --bundle "$B/crun/net" "$CRUN_ID"
-    job lunas-net net lat "lunas run" "$LUNAS" run --unshare-user --unshare-pid --unshare-ipc --unshare-uts --unshare-net -- /bin/true
+    job lunas-net net lat "lunas run (bwrap's fs)" "$LUNAS" run --unshare-user --unshare-pid --unshare-ipc --unshare-uts --unshare-net --dev-bind / / --proc /proc --no-harden -- /bin/true
 
     job rawns-tp tp tp "rawns -r $TP_N" "$B/rawns" -r "$TP_N" /bin/true
-    job lunas-tp tp tp "lunas throughput.lua" "$LUNAS" tests/bench/throughput.lua "$TP_N"
+    job lunas-tp tp tp "lunas recipe, rawns' work" "$LUNAS" tests/bench/throughput.lua "$TP_N"
+    job lunas-tp-tree tp tp "lunas recipe, default tree" "$LUNAS" tests/bench/throughput.lua "$TP_N" - default
     job rawns-tpnet tpnet tp "rawns -n -r $TP_N" "$B/rawns" -n -r "$TP_N" /bin/true
-    job lunas-tpnet tpnet tp "lunas throughput.lua net" "$LUNAS" tests/bench/throughput.lua "$TP_N" net
+    job lunas-tpnet tpnet tp "lunas recipe, rawns' work" "$LUNAS" tests/bench/throughput.lua "$TP_N" net
 
     # A bubblewrap-style file system, all namespaces: bwrap is the base here. lunas also masks /proc and mounts the
     # sandbox's own /sys by default (hardening), which bwrap does not; --no-harden does the same work as bwrap.
@@ -229,7 +232,7 @@ CRUN="crun --root $B/crun/state --cgroup-manager=disabled run"
 
 base_of() { # GROUP -> index of its raw-limit job (the first job of each group above)
     case $1 in
-    ns) echo 1 ;; net) echo 6 ;; tp) echo 11 ;; tpnet) echo 13 ;; fs) echo 15 ;; start) echo 18 ;;
+    ns) echo 1 ;; net) echo 6 ;; tp) echo 11 ;; tpnet) echo 14 ;; fs) echo 16 ;; start) echo 19 ;;
     esac
 }
 
