@@ -24,7 +24,7 @@ LUA_LIBDIR = $(shell pkg-config --variable=libdir lua5.4 2>/dev/null)
 LUA_STATIC = $(LUA_LIBDIR)/liblua5.4.a
 LIBS = -lm -ldl
 
-CORE_SRC = src/core.c src/proc.c src/ns.c src/mount.c src/net.c
+CORE_SRC = src/core.c src/proc.c src/ns.c src/mount.c src/net.c src/caps.c
 CORE_OBJ = $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o)
 # PID 1 of a sandbox: a freestanding program (x86_64, aarch64) embedded in the core and exec'd from a sealed memfd.
 ifdef LUNAS_NO_REAPER_ELF

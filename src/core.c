@@ -562,6 +562,7 @@ int luaopen_lunas_core(lua_State *L) {
     lunas_open_ns(L);
     lunas_open_mount(L);
     lunas_open_net(L);
+    lunas_open_caps(L);
     push_errno_table(L);
     lua_setfield(L, -2, "errno");
     push_signal_table(L);

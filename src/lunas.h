@@ -117,6 +117,7 @@ void lunas_open_proc(lua_State *L);
 void lunas_open_ns(lua_State *L);
 void lunas_open_mount(lua_State *L);
 void lunas_open_net(lua_State *L);
+void lunas_open_caps(lua_State *L);
 
 /* ---- small utilities ---------------------------------------------------- */
 

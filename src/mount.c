@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <linux/openat2.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -450,6 +451,15 @@ static int mount_file_type(lua_State *L) {
     return 1;
 }
 
+/* realpath(path) -> the canonical absolute path, every symlink resolved (as the calling process sees them). */
+static int mount_realpath(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    char resolved[PATH_MAX];
+    if (!realpath(path, resolved)) return lunas_push_error(L, errno, "realpath", path);
+    lua_pushstring(L, resolved);
+    return 1;
+}
+
 void lunas_open_mount(lua_State *L) {
     static const luaL_Reg functions[] = {
         {"mount", mount_mount},
@@ -465,6 +475,7 @@ void lunas_open_mount(lua_State *L) {
         {"symlink_in_root", mount_symlink_in_root},
         {"chmod_in_root", mount_chmod_in_root},
         {"file_type", mount_file_type},
+        {"realpath", mount_realpath},
         {NULL, NULL},
     };
     luaL_setfuncs(L, functions, 0);

@@ -145,8 +145,10 @@ local function try(value, msg, code)
   return value
 end
 
+-- Host paths are resolved to canonical paths before the build changes what "/" and "/tmp" mean; once the staging
+-- root is in place they are reached under OLD.
 local function host(path)
-  return OLD .. (path:sub(1, 1) == "/" and path or ("/" .. path))
+  return OLD .. path
 end
 
 local function target(b, dest, create, mode)
@@ -224,12 +226,15 @@ local function dev(b, dest)
 end
 
 local function overlay(b, e)
+  local r = b.resolved[e]
+  -- overlayfs wants two layers without an upper one; a read-only view of one directory is a read-only bind.
+  if e.kind == "ro-overlay" and #r.lower == 1 then return bind(b, host(r.lower[1]), e.dest, "rdonly,nodev") end
   local lower = {}
   -- overlayfs lists the top layer first; entries list them bottom up, as bubblewrap's --overlay-src does.
-  for i = #e.lower, 1, -1 do lower[#lower + 1] = host(e.lower[i]) end
+  for i = #r.lower, 1, -1 do lower[#lower + 1] = host(r.lower[i]) end
   local options = { lowerdir = table.concat(lower, ":") }
   if e.kind == "overlay" then
-    options.upperdir, options.workdir = host(e.upper), host(e.work)
+    options.upperdir, options.workdir = host(r.upper), host(r.work)
   elseif e.kind == "tmp-overlay" then
     b.scratch = (b.scratch or 0) + 1
     local scratch = ("/overlay-%d"):format(b.scratch)
@@ -247,9 +252,9 @@ end
 
 local apply = {
   bind = function(b, e)
-    local src = host(e.src)
-    if e.try and not core.file_type(src) then return end
-    bind(b, src, e.dest, e.attrs or BIND_KINDS[e.kind])
+    local src = b.resolved[e].src
+    if not src then return end -- a -try entry whose source is missing
+    bind(b, host(src), e.dest, e.attrs or BIND_KINDS[e.kind])
   end,
   tmpfs = function(b, e)
     new_fs(b, "tmpfs", e.dest, { size = e.size and tostring(e.size) or nil, mode = ("%o"):format(e.mode) },
@@ -275,7 +280,17 @@ apply["tmp-overlay"], apply["ro-overlay"] = overlay, overlay
 -- Docker's masks on every /proc of the tree, /proc/sys and friends read-only, and, with a network namespace of
 -- its own, the sandbox's own sysfs (read-only) instead of whatever /sys the tree shows.
 local function harden(b)
-  for _, proc in ipairs(b.procs) do
+  -- Every /proc of the tree: the ones proc entries made, and one that came with a bind (the host's, under a
+  -- recursive bind of /).
+  local procs = { table.unpack(b.procs) }
+  local seen = {}
+  for _, p in ipairs(procs) do seen[p] = true end
+  local sys = not seen["/proc"] and core.open_in_root(b.root, "/proc/sys/kernel")
+  if sys then
+    sys:close()
+    procs[#procs + 1] = "/proc"
+  end
+  for _, proc in ipairs(procs) do
     for _, name in ipairs(M.PROC_MASKS) do mask(b, proc .. "/" .. name) end
     for _, name in ipairs(M.PROC_READONLY) do make_readonly(b, proc .. "/" .. name) end
   end
@@ -289,11 +304,45 @@ local function harden(b)
   end
 end
 
-local function step(b, what, fn, ...)
+local function step(what, fn, ...)
   local ok, err = pcall(fn, ...)
   if ok then return end
   if type(err) ~= "table" then error(err, 0) end
-  error({ msg = what .. ": " .. err.msg, code = err.code }, 0)
+  -- Name host paths as the host knows them, not under the staging root's OLD.
+  error({ msg = what .. ": " .. err.msg:gsub(OLD .. "/", "/"), code = err.code }, 0)
+end
+
+local function entry_name(e)
+  if e.index > 0 then return ("mounts[%d] %s %s"):format(e.index, e.kind, e.dest) end
+  return ("default %s %s"):format(e.kind, e.dest)
+end
+
+local function canonical(path, missing_ok)
+  local resolved, msg, code = core.realpath(path)
+  if resolved then return resolved end
+  if missing_ok and code == "ENOENT" then return nil end
+  try(resolved, msg, code)
+end
+
+-- Every host path of the plan, canonical, before anything is mounted: a source under /tmp stays reachable, and
+-- an absolute symlink on the way resolves as on the host. Results live apart from the (shared) entries.
+local function resolve_host_paths(plan)
+  local resolved = {}
+  for _, e in ipairs(plan.mounts) do
+    local r = {}
+    step(entry_name(e), function()
+      if e.src then r.src = canonical(e.src, e.try) end
+      if e.lower then
+        r.lower = {}
+        for i, dir in ipairs(e.lower) do r.lower[i] = canonical(dir) end
+      end
+      if e.upper then r.upper, r.work = canonical(e.upper), canonical(e.work) end
+    end)
+    resolved[e] = r
+  end
+  local rootfs
+  if plan.rootfs and plan.rootfs ~= "tmpfs" then step("rootfs " .. plan.rootfs, function() rootfs = canonical(plan.rootfs) end) end
+  return resolved, rootfs
 end
 
 --- Builds the tree and pivots into it. plan: {rootfs = "tmpfs" | host dir, mounts = entries, harden = bool,
@@ -302,28 +351,26 @@ end
 function M.build(plan)
   local ok, err = pcall(function()
     try(core.mount(nil, "/", nil, "rec,private"))
+    local resolved, rootfs = resolve_host_paths(plan)
+    -- The root tree is taken before the staging tmpfs covers BASE (the rootfs may live under it).
+    local root_tree
+    if rootfs then
+      step("rootfs " .. plan.rootfs, function() root_tree = try(core.open_tree(rootfs, { clone = true, recursive = true })) end)
+    else
+      root_tree = try(core.fs_mount("tmpfs", { mode = "0755" }, { attrs = "nosuid,nodev" }))
+    end
     try(core.mount("tmpfs", BASE, "tmpfs", "nosuid,nodev", "mode=0755"))
     local base = try(core.open(BASE, "r"))
     try(core.open_in_root(base, "oldroot", { create = "dir" })):close()
     local newroot = try(core.open_in_root(base, "newroot", { create = "dir" }))
     base:close()
-    local root_tree
-    if plan.rootfs and plan.rootfs ~= "tmpfs" then
-      root_tree = try(core.open_tree(plan.rootfs, { clone = true, recursive = true }))
-    else
-      root_tree = try(core.fs_mount("tmpfs", { mode = "0755" }, { attrs = "nosuid,nodev" }))
-    end
     attach(root_tree, newroot)
     try(core.pivot_root(BASE, BASE .. OLD))
     try(core.chdir("/"))
-    local b = { procs = {}, netns = plan.netns, userns = plan.userns }
+    local b = { procs = {}, netns = plan.netns, userns = plan.userns, resolved = resolved }
     b.root = try(core.open(ROOT_PATH, "r"))
-    for _, e in ipairs(plan.mounts) do
-      local where = e.index > 0 and ("mounts[%d] %s %s"):format(e.index, e.kind, e.dest)
-        or ("default %s %s"):format(e.kind, e.dest)
-      step(b, where, apply[e.kind], b, e)
-    end
-    if plan.harden ~= false then step(b, "hardening", harden, b) end
+    for _, e in ipairs(plan.mounts) do step(entry_name(e), apply[e.kind], b, e) end
+    if plan.harden ~= false then step("hardening", harden, b) end
     b.root:close()
     try(core.umount(OLD, "detach"))
     try(core.chdir("/newroot"))

@@ -184,6 +184,10 @@ local fields = {
   rootfs = string_field,
   mounts = function(_, v) return fs.check_mounts(v) end,
   harden = boolean,
+  caps = function(f, v)
+    if v ~= "none" and v ~= "keep" then misuse(f, "'none' (the default: drop every capability) or 'keep' expected") end
+    return v
+  end,
   loopback = boolean,
   stdin = expect_fd,
   stdout = expect_fd,
@@ -445,15 +449,6 @@ steps[#steps + 1] = {
 }
 
 steps[#steps + 1] = {
-  name = "reaper_guard",
-  payload = function(ctx)
-    -- The exec'd reaper's memory belongs to the sandbox's user namespace, where the payload is root: without
-    -- CAP_SYS_PTRACE it cannot ptrace or read PID 1 (non-dumpable), and after exec it can never regain it.
-    if ctx.fork and ctx.ns.user then return check_core(core.prctl{ capbset_drop = { "sys_ptrace" } }) end
-  end,
-}
-
-steps[#steps + 1] = {
   name = "session",
   payload = function(ctx)
     if ctx.spec.new_session ~= false then return check_core(core.setsid()) end
@@ -467,6 +462,17 @@ steps[#steps + 1] = {
       local ok, msg, code = core.setrlimit(name, limit[1], limit[2])
       if not ok then return nil, msg, code end
     end
+  end,
+}
+
+steps[#steps + 1] = {
+  name = "capability_bounding",
+  payload = function(ctx)
+    -- While still privileged (dropping from the bounding set needs CAP_SETPCAP, which a change of uid takes).
+    if ctx.spec.caps ~= "keep" then return check_core(core.drop_capabilities{ sets = false }) end
+    -- Capabilities kept: still never CAP_SYS_PTRACE next to a reaper, whose memory belongs to the sandbox's user
+    -- namespace once exec'd (non-dumpable alone would not stop a payload holding it there).
+    if ctx.fork and ctx.ns.user then return check_core(core.prctl{ capbset_drop = { "sys_ptrace" } }) end
   end,
 }
 
@@ -524,6 +530,14 @@ steps[#steps + 1] = {
         if not ok then return nil, msg, code end
       end
     end
+  end,
+}
+
+steps[#steps + 1] = {
+  name = "capabilities",
+  payload = function(ctx)
+    -- Root in its user namespace, a payload could otherwise remount its read-only tree or unmount its masks.
+    if ctx.spec.caps ~= "keep" then return check_core(core.drop_capabilities{ bounding = false }) end
   end,
 }
 
