@@ -182,8 +182,9 @@ static void read_fs_context_log(int fsfd, char *out, size_t size) {
     char line[512];
     ssize_t n;
     while ((n = read(fsfd, line, sizeof line - 1)) > 0) {
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\0')) n--;
         line[n] = '\0';
-        if (line[0] != 'e' && line[0] != 'w') continue;
+        if (n < 3 || (line[0] != 'e' && line[0] != 'w')) continue;
         int w = snprintf(out + len, size - len, "%s%s", len ? "; " : "", line + 2);
         if (w < 0 || (size_t)w >= size - len) break;
         len += (size_t)w;
