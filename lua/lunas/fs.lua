@@ -187,12 +187,16 @@ local function new_fs(b, fstype, dest, options, attrs, mode)
   reopen_root_if(b, dest)
 end
 
-local function mask(b, dest)
+-- The path inside the root, or nil when the tree does not have it (hardening covers what exists).
+local function existing(b, dest)
   local fd, msg, code = core.open_in_root(b.root, dest)
-  if not fd then
-    if code == "ENOENT" then return end
-    try(fd, msg, code)
-  end
+  if not fd and code ~= "ENOENT" then try(fd, msg, code) end
+  return fd
+end
+
+local function mask(b, dest)
+  local fd = existing(b, dest)
+  if not fd then return end
   local kind = try(core.file_type(fd))
   fd:close()
   if kind == "dir" then
@@ -203,11 +207,8 @@ local function mask(b, dest)
 end
 
 local function make_readonly(b, dest)
-  local fd, msg, code = core.open_in_root(b.root, dest)
-  if not fd then
-    if code == "ENOENT" then return end
-    try(fd, msg, code)
-  end
+  local fd = existing(b, dest)
+  if not fd then return end
   local tree = try(core.open_tree(fd, { clone = true, recursive = true }))
   try(core.mount_setattr(tree, { set = "rdonly", recursive = true }))
   attach(tree, fd)
@@ -285,7 +286,7 @@ local function harden(b)
   local procs = { table.unpack(b.procs) }
   local seen = {}
   for _, p in ipairs(procs) do seen[p] = true end
-  local sys = not seen["/proc"] and core.open_in_root(b.root, "/proc/sys/kernel")
+  local sys = not seen["/proc"] and existing(b, "/proc/sys/kernel")
   if sys then
     sys:close()
     procs[#procs + 1] = "/proc"
@@ -295,7 +296,7 @@ local function harden(b)
     for _, name in ipairs(M.PROC_READONLY) do make_readonly(b, proc .. "/" .. name) end
   end
   if b.netns then
-    local sys = core.open_in_root(b.root, "/sys")
+    local sys = existing(b, "/sys")
     if sys then
       sys:close()
       new_fs(b, "sysfs", "/sys", {}, "rdonly,nosuid,nodev,noexec")
