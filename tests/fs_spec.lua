@@ -843,3 +843,38 @@ describe("file systems as root #root", function()
     assert.is_true(exists(dir .. "/sub/x"))
   end)
 end)
+
+describe("rootfs = host #rootless", function()
+  check("keeps the host's files under a fresh /proc and the hardening", { "userns" }, function(defer)
+    local dir = tmpdir(defer)
+    util.write(dir .. "/from-host", "host data\n")
+    local out = capture{ rootfs = "host", argv = "cat " .. dir .. "/from-host; echo $$; " ..
+      "ls /proc | grep -c '^[0-9]'; wc -c < /proc/timer_list; ls /sys/class/net; echo written > " .. dir .. "/from-sandbox" }
+    local data, pid, procs, timer, net = out:match("^(host data)\n(%d+)\n(%d+)\n(%d+)\n([^\n]*)\n$")
+    assert.is_truthy(data, out)
+    assert.equal("2", pid)
+    assert.is_true(tonumber(procs) <= 4, out)
+    assert.equal("0", timer)
+    assert.equal("lo", net)
+    -- The host's own files: what the payload writes where it may lands on the host (as with unshare --mount).
+    assert.equal("written\n", util.read(dir .. "/from-sandbox"))
+  end)
+
+  check("applies entries on top of the host's tree", { "userns" }, function(defer)
+    local dir = tmpdir(defer)
+    local out = capture{ rootfs = "host", mounts = { { "tmpfs", dir, size = "1M" }, { "mask", "/etc/passwd" } },
+      argv = "findmnt -n -o FSTYPE " .. dir .. "; wc -c < /etc/passwd; touch " .. dir .. "/inside && echo ok" }
+    assert.equal("tmpfs\n0\nok\n", out)
+    assert.is_nil(util.read(dir .. "/inside"), "the tmpfs is the sandbox's, not the host's directory")
+  end)
+
+  check("refuses a tmp-overlay, which would need scratch space on the host", { "userns" }, function(defer)
+    local dir = tmpdir(defer)
+    local _, err = lunas.try(function()
+      return lunas.sandbox{ rootfs = "host", argv = { "true" }, mounts = { { "tmp-overlay", "/usr", lower = { dir } } } }:run()
+    end)
+    assert.equal("mounts", err.step)
+    assert.equal("EINVAL", err.code)
+    assert.matches("mounts%[1%] tmp%-overlay /usr: tmp%-overlay needs a new root", tostring(err))
+  end)
+end)

@@ -127,6 +127,12 @@ function M.check_mounts(list)
   return out
 end
 
+--- The entries of rootfs = "host" without mounts: a fresh /proc over the host's (with a pid namespace).
+function M.host_mounts(ns)
+  if ns.pid then return { { kind = "proc", dest = "/proc", index = 0 } } end
+  return {}
+end
+
 --- The tree of a spec without rootfs or mounts: the host's / read-only, a fresh /proc (with a pid namespace), a
 -- minimal /dev, a private /tmp.
 function M.default_mounts(ns)
@@ -146,9 +152,9 @@ local function try(value, msg, code)
 end
 
 -- Host paths are resolved to canonical paths before the build changes what "/" and "/tmp" mean; once the staging
--- root is in place they are reached under OLD.
-local function host(path)
-  return OLD .. path
+-- root is in place they are reached under OLD (b.old: "" when the tree is the host's own).
+local function host(b, path)
+  return b.old .. path
 end
 
 local function target(b, dest, create, mode)
@@ -167,7 +173,7 @@ end
 local function reopen_root_if(b, dest)
   if dest:match("^/*$") then
     b.root:close()
-    b.root = try(core.open(ROOT_PATH, "r"))
+    b.root = try(core.open(b.root_path, "r"))
   end
 end
 
@@ -202,7 +208,7 @@ local function mask(b, dest)
   if kind == "dir" then
     new_fs(b, "tmpfs", dest, { size = "0", mode = "0555" }, "rdonly,nosuid,nodev,noexec")
   else
-    bind(b, host("/dev/null"), dest, "rdonly,nosuid,noexec", false)
+    bind(b, host(b, "/dev/null"), dest, "rdonly,nosuid,noexec", false)
   end
 end
 
@@ -218,7 +224,7 @@ local function dev(b, dest)
   new_fs(b, "tmpfs", dest, { mode = "0755" }, "nosuid,noexec")
   local dir = dest:gsub("/+$", "")
   for _, node in ipairs(DEV_NODES) do
-    local src = host("/dev/" .. node)
+    local src = host(b, "/dev/" .. node)
     if core.file_type(src) then bind(b, src, dir .. "/" .. node, "", false) end
   end
   new_fs(b, "devpts", dir .. "/pts", { newinstance = true, ptmxmode = "0666", mode = "0620" }, "nosuid,noexec")
@@ -229,14 +235,16 @@ end
 local function overlay(b, e)
   local r = b.resolved[e]
   -- overlayfs wants two layers without an upper one; a read-only view of one directory is a read-only bind.
-  if e.kind == "ro-overlay" and #r.lower == 1 then return bind(b, host(r.lower[1]), e.dest, "rdonly,nodev") end
+  if e.kind == "ro-overlay" and #r.lower == 1 then return bind(b, host(b, r.lower[1]), e.dest, "rdonly,nodev") end
   local lower = {}
   -- overlayfs lists the top layer first; entries list them bottom up, as bubblewrap's --overlay-src does.
-  for i = #r.lower, 1, -1 do lower[#lower + 1] = host(r.lower[i]) end
+  for i = #r.lower, 1, -1 do lower[#lower + 1] = host(b, r.lower[i]) end
   local options = { lowerdir = table.concat(lower, ":") }
   if e.kind == "overlay" then
-    options.upperdir, options.workdir = host(r.upper), host(r.work)
+    options.upperdir, options.workdir = host(b, r.upper), host(b, r.work)
   elseif e.kind == "tmp-overlay" then
+    -- Its throwaway upper layer lives on the staging tmpfs: on the host's own tree it would land in the host's /tmp.
+    if b.old == "" then error({ msg = "tmp-overlay needs a new root (rootfs other than 'host')", code = "EINVAL" }, 0) end
     b.scratch = (b.scratch or 0) + 1
     local scratch = ("/overlay-%d"):format(b.scratch)
     local base = try(core.open("/", "r"))
@@ -255,7 +263,7 @@ local apply = {
   bind = function(b, e)
     local src = b.resolved[e].src
     if not src then return end -- a -try entry whose source is missing
-    bind(b, host(src), e.dest, e.attrs or BIND_KINDS[e.kind])
+    bind(b, host(b, src), e.dest, e.attrs or BIND_KINDS[e.kind])
   end,
   tmpfs = function(b, e)
     new_fs(b, "tmpfs", e.dest, { size = e.size and tostring(e.size) or nil, mode = ("%o"):format(e.mode) },
@@ -342,17 +350,38 @@ local function resolve_host_paths(plan)
     resolved[e] = r
   end
   local rootfs
-  if plan.rootfs and plan.rootfs ~= "tmpfs" then step("rootfs " .. plan.rootfs, function() rootfs = canonical(plan.rootfs) end) end
+  if plan.rootfs and plan.rootfs ~= "tmpfs" and plan.rootfs ~= "host" then
+    step("rootfs " .. plan.rootfs, function() rootfs = canonical(plan.rootfs) end)
+  end
   return resolved, rootfs
 end
 
---- Builds the tree and pivots into it. plan: {rootfs = "tmpfs" | host dir, mounts = entries, harden = bool,
--- netns = bool, userns = bool}. Runs in the sandbox's first child, in its own mount namespace. Returns nothing or
--- nil, message, ENAME; the message names the entry (index and target) that failed.
+-- rootfs = "host": the sandbox keeps its private copy of the host's mount table (as `unshare --mount` does); the
+-- entries and the hardening apply on top of it. No new root, no pivot: the cheapest tree.
+local function build_on_host(plan, resolved)
+  local b = { procs = {}, netns = plan.netns, userns = plan.userns, resolved = resolved, old = "", root_path = "/" }
+  b.root = try(core.open("/", "r"))
+  for _, e in ipairs(plan.mounts) do
+    if e.index == 0 and e.kind == "proc" then
+      -- The mode's own /proc, on the host's path: one mount(2), as `unshare --mount-proc` does.
+      step(entry_name(e), function() try(core.mount("proc", "/proc", "proc", "nosuid,nodev,noexec")) end)
+      b.procs[#b.procs + 1] = "/proc"
+    else
+      step(entry_name(e), apply[e.kind], b, e)
+    end
+  end
+  if plan.harden ~= false then step("hardening", harden, b) end
+  b.root:close()
+end
+
+--- Builds the tree and pivots into it. plan: {rootfs = "tmpfs" | "host" | host dir, mounts = entries,
+-- harden = bool, netns = bool, userns = bool}. Runs in the sandbox's first child, in its own mount namespace.
+-- Returns nothing or nil, message, ENAME; the message names the entry (index and target) that failed.
 function M.build(plan)
   local ok, err = pcall(function()
     try(core.mount(nil, "/", nil, "rec,private"))
     local resolved, rootfs = resolve_host_paths(plan)
+    if plan.rootfs == "host" then return build_on_host(plan, resolved) end
     -- The root tree is taken before the staging tmpfs covers BASE (the rootfs may live under it).
     local root_tree
     if rootfs then
@@ -368,7 +397,8 @@ function M.build(plan)
     attach(root_tree, newroot)
     try(core.pivot_root(BASE, BASE .. OLD))
     try(core.chdir("/"))
-    local b = { procs = {}, netns = plan.netns, userns = plan.userns, resolved = resolved }
+    local b = { procs = {}, netns = plan.netns, userns = plan.userns, resolved = resolved, old = OLD,
+      root_path = ROOT_PATH }
     b.root = try(core.open(ROOT_PATH, "r"))
     for _, e in ipairs(plan.mounts) do step(entry_name(e), apply[e.kind], b, e) end
     if plan.harden ~= false then step("hardening", harden, b) end

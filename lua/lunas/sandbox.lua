@@ -408,7 +408,12 @@ steps[#steps + 1] = {
     end
     -- No file system option at all: the safe default tree. Any option: a tree built from an empty root by the
     -- entries in order, as bubblewrap builds it.
-    local mounts = spec.mounts or (not spec.rootfs and fs.default_mounts(ctx.ns)) or {}
+    local mounts = spec.mounts
+    if not mounts then
+      if spec.rootfs == "host" then mounts = fs.host_mounts(ctx.ns)
+      elseif spec.rootfs then mounts = {}
+      else mounts = fs.default_mounts(ctx.ns) end
+    end
     ctx.fs_plan = { rootfs = spec.rootfs, mounts = mounts, harden = spec.harden, netns = ctx.ns.net,
       userns = ctx.ns.user, cwd = core.getcwd() }
   end,

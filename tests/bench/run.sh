@@ -203,15 +203,15 @@ CRUN="crun --root $B/crun/state --cgroup-manager=disabled run"
     job unshare ns lat "unshare" $UNSHARE /bin/true
     job bwrap ns lat "bwrap" $BWRAP --dev-bind / / --proc /proc /bin/true
     job crun ns lat "crun" $CRUN --bundle "$B/crun/base" "$CRUN_ID"
-    # lunas with bwrap's file system options and without its /proc masks: the same work as bwrap (the default
-    # tree and hardening cost more: see the file system rows)
-    job lunas ns lat "lunas run (bwrap's fs)" "$LUNAS" run --unshare-user --unshare-pid --unshare-ipc --unshare-uts --dev-bind / / --proc /proc --no-harden -- /bin/true
+    # lunas doing rawns' work: the host's mount table and a fresh /proc (--rootfs host), no /proc masks (the default
+    # tree and bwrap-style trees cost more: see the file system rows)
+    job lunas ns lat "lunas run --rootfs host" "$LUNAS" run --unshare-user --unshare-pid --unshare-ipc --unshare-uts --rootfs host --no-harden -- /bin/true
 
     job rawns-net net lat "rawns -n" "$B/rawns" -n /bin/true
     job unshare-net net lat "unshare" $UNSHARE --net /bin/true
     job bwrap-net net lat "bwrap" $BWRAP --unshare-net --dev-bind / / --proc /proc /bin/true
     job crun-net net lat "crun" $CRUN --bundle "$B/crun/net" "$CRUN_ID"
-    job lunas-net net lat "lunas run (bwrap's fs)" "$LUNAS" run --unshare-user --unshare-pid --unshare-ipc --unshare-uts --unshare-net --dev-bind / / --proc /proc --no-harden -- /bin/true
+    job lunas-net net lat "lunas run --rootfs host" "$LUNAS" run --unshare-user --unshare-pid --unshare-ipc --unshare-uts --unshare-net --rootfs host --no-harden -- /bin/true
 
     job rawns-tp tp tp "rawns -r $TP_N" "$B/rawns" -r "$TP_N" /bin/true
     job lunas-tp tp tp "lunas recipe, rawns' work" "$LUNAS" tests/bench/throughput.lua "$TP_N"

@@ -11,8 +11,9 @@
 -- The rate is timed with lunas.core.now() (CLOCK_MONOTONIC seconds), so the
 -- interpreter's start-up is not included. tests/bench/run.sh compares it with
 -- "rawns -r N /bin/true" (the reference raw limit, timed as a whole process).
--- The file system: "raw" (the default) does what rawns does, the host's / and a
--- fresh /proc, without lunas's hardening; "default" is lunas's default tree
+-- The file system: "raw" (the default) does what rawns does, the host's mount
+-- table and a fresh /proc (rootfs = "host"), without lunas's hardening;
+-- "default" is lunas's default tree
 -- (host / read-only, fresh /proc with Docker's masks, minimal /dev, private
 -- /tmp, own /sys with net).
 local lunas = require "lunas"
@@ -32,7 +33,7 @@ end
 local namespaces = "user,pid,mount,uts,ipc" .. (args[2] == "net" and ",net" or "")
 local spec = { argv = { "/bin/true" }, namespaces = namespaces }
 if tree == "raw" then
-  spec.mounts = { { "dev-bind", "/", "/" }, { "proc", "/proc" } }
+  spec.rootfs = "host"
   spec.harden = false
 end
 

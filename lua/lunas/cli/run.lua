@@ -38,7 +38,10 @@ File system (in order):
   --remount-ro DEST  --mask PATH (hide a file or directory)
   --overlay-src SRC (a lower layer, repeatable)  then  --overlay RWSRC WORKDIR DEST  --tmp-overlay DEST
                          --ro-overlay DEST
-  --rootfs DIR           start from this directory (default: an empty tmpfs)
+  --rootfs DIR           start from this directory (default: an empty tmpfs); --rootfs host keeps the host's
+                         mount table (a private copy, as unshare --mount does: the host's files, writable as
+                         their permissions allow) under the options and the hardening, with a fresh /proc
+                         when no option is given
   --no-harden            no /proc masks, writable /proc/sys, the /sys the tree shows
 Process:
   --chdir DIR            working directory
