@@ -818,3 +818,102 @@ describe("lunas run as root #root", function()
     assert.are.same(words(first_line(util.read("/proc/self/uid_map"))), words(l[3]))
   end)
 end)
+
+-- The file system options: bubblewrap's names and meanings, checked with plain tools inside.
+describe("lunas run file system options #rootless", function()
+  local BASE = { "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
+    "--symlink", "usr/lib64", "/lib64", "--proc", "/proc", "--dev", "/dev" }
+  local function with_base(extra)
+    local options = { table.unpack(BASE) }
+    for _, o in ipairs(extra) do options[#options + 1] = o end
+    return options
+  end
+
+  -- `lunas run` with descriptor 3 open on a file holding fd3 (for --file 3 DEST).
+  local function run_fd3(fd3, options, cmd)
+    local path = os.tmpname()
+    util.write(path, fd3)
+    local args = { "run" }
+    for _, o in ipairs(options) do args[#args + 1] = o end
+    args[#args + 1] = "--"
+    for _, c in ipairs(cmd) do args[#args + 1] = c end
+    local out, err, code = sh(lunas_command(args) .. " 3< " .. util.quote(path))
+    os.remove(path)
+    return out, err, code
+  end
+
+  it("builds the tree from an empty root once any option is given", function()
+    if not kernel.requires("userns") then return end
+    local out, err, code = run(BASE, { "/bin/sh", "-c", "ls /; test -e /etc/passwd && echo host-etc; exit 0" })
+    assert.equal(0, code, err)
+    assert.same({ "bin", "dev", "lib", "lib64", "proc", "usr" }, lines(out))
+  end)
+
+  it("binds read-write, read-only and with -try, creates dirs, links and files with --perms", function()
+    if not kernel.requires("userns") then return end
+    local dir, cleanup = util.tmpdir()
+    finally(cleanup)
+    assert(os.execute(("mkdir %s/rw %s/ro && echo data > %s/ro/file"):format(dir, dir, dir)))
+    local out, err, code = run_fd3("from fd\n", with_base{ "--tmpfs", "/tmp", "--bind", dir .. "/rw", "/rw", "--ro-bind", dir .. "/ro", "/ro",
+      "--bind-try", dir .. "/missing", "/missing", "--perms", "0700", "--dir", "/tmp/private", "--symlink", "/ro/file",
+      "/tmp/link", "--file", "3", "/tmp/from-fd", "--chmod", "0600", "/tmp/from-fd" },
+      { "/bin/sh", "-c", "echo w > /rw/out && echo rw-ok; echo x > /ro/new 2>/dev/null || echo ro-refused; " ..
+        "test -e /missing || echo missing-skipped; stat -c %a /tmp/private /tmp/from-fd; cat /tmp/link /tmp/from-fd" })
+    assert.equal(0, code, err)
+    assert.same({ "rw-ok", "ro-refused", "missing-skipped", "700", "600", "data", "from fd" }, lines(out))
+    assert.equal("w\n", util.read(dir .. "/rw/out"))
+    assert.is_nil(util.read(dir .. "/ro/new"))
+  end)
+
+  it("enforces --size on a --tmpfs and masks with --mask", function()
+    if not kernel.requires("userns") then return end
+    local out, err, code = run_fd3("secret\n", with_base{ "--size", "1048576", "--tmpfs", "/small", "--tmpfs", "/tmp",
+      "--file", "3", "/tmp/secret", "--mask", "/tmp/secret" },
+      { "/bin/sh", "-c", "head -c 2000000 /dev/zero > /small/big 2>/dev/null || echo full; wc -c < /small/big; " ..
+        "wc -c < /tmp/secret" })
+    assert.equal(0, code, err)
+    assert.same({ "full", "1048576", "0" }, lines(out))
+  end)
+
+  it("layers overlays: writes land in the upper dir, a tmp-overlay forgets them", function()
+    if not kernel.requires("userns") then return end
+    local dir, cleanup = util.tmpdir()
+    finally(function() os.execute("chmod -R u+rwx " .. util.quote(dir) .. "; rm -rf " .. util.quote(dir)) cleanup() end)
+    assert(os.execute(("mkdir %s/lower %s/upper %s/work && echo base > %s/lower/f"):format(dir, dir, dir, dir)))
+    local out, err, code = run(with_base{ "--overlay-src", dir .. "/lower", "--overlay", dir .. "/upper", dir .. "/work",
+      "/o", "--overlay-src", dir .. "/lower", "--tmp-overlay", "/t" },
+      { "/bin/sh", "-c", "cat /o/f; echo new > /o/g; echo temp > /t/h; cat /t/h" })
+    assert.equal(0, code, err)
+    assert.same({ "base", "temp" }, lines(out))
+    assert.equal("new\n", util.read(dir .. "/upper/g"))
+    assert.is_nil(util.read(dir .. "/lower/g"))
+    assert.is_nil(util.read(dir .. "/lower/h"))
+  end)
+
+  it("refuses a symlinked target and names the entry", function()
+    if not kernel.requires("userns") then return end
+    local out, err, code = run(with_base{ "--tmpfs", "/tmp", "--symlink", "/etc/passwd", "/tmp/evil",
+      "--bind", "/dev/null", "/tmp/evil" }, { "true" })
+    assert.equal(125, code, out)
+    assert.matches("sandbox: mounts: mounts%[%d+%] bind /tmp/evil: .*a symlink: refused as a target", err)
+  end)
+
+  it("says what is wrong with an option", function()
+    local _, err, code = run({ "--overlay-src", "/usr" }, { "true" })
+    assert.equal(2, code)
+    assert.matches("%-%-overlay%-src without a following", err)
+    _, err, code = run({ "--size", "big", "--tmpfs", "/t" }, { "true" })
+    assert.equal(2, code)
+    assert.matches("%-%-size: bytes expected", err)
+    _, err, code = run({ "--file", "99", "/x" }, { "true" })
+    assert.equal(2, code)
+    assert.matches("%-%-file: cannot read descriptor '99'", err)
+  end)
+
+  it("keeps the host's tree with --rootfs host, under a fresh /proc", function()
+    if not kernel.requires("userns") then return end
+    local out, err, code = run({ "--rootfs", "host" }, { "/bin/sh", "-c", "test -e /etc/passwd && echo host; echo $$" })
+    assert.equal(0, code, err)
+    assert.same({ "host", "2" }, lines(out))
+  end)
+end)
