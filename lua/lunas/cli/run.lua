@@ -116,7 +116,8 @@ function M.parse(args)
     ["--symlink"] = function(o) local src = value(o) add({ "symlink", src, value(o) }) end,
     ["--file"] = function(o)
       local fd, dest = value(o), value(o)
-      local f = fd:match("^%d+$") and io.open("/dev/fd/" .. fd, "rb")
+      -- /proc/self/fd, not /dev/fd: a bare devtmpfs /dev has no fd link
+      local f = fd:match("^%d+$") and io.open("/proc/self/fd/" .. fd, "rb")
       if not f then error({ usage = o .. ": cannot read descriptor '" .. fd .. "'" }) end
       add(perms({ "file", dest, f:read("a") }))
       f:close()
