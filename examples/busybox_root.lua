@@ -26,7 +26,7 @@ end
 local SCRIPT = [[
 echo hello from busybox
 ls /
-echo PID 1: $(cat /proc/1/cmdline | tr '\0' '\n' | head -n 1)
+case "$(cat /proc/1/cmdline | tr '\0' '\n' | head -n 1)" in *lunas*) echo "PID 1: lunas";; *) echo "PID 1: other";; esac
 ]]
 
 local result = lunas.sandbox{

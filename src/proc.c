@@ -414,10 +414,13 @@ static pid_t clone_shared(lua_State *L, int fn_idx, uint64_t flags, int *pidfd) 
     /* The child must not collect: it would free our garbage without the owner's __gc closing descriptors. */
     int collecting = lua_gc(L, LUA_GCISRUNNING);
     lua_gc(L, LUA_GCSTOP);
+    /* Dumpable belongs to the memory we share: a reaper in the child may clear it (see proc_reaper). */
+    int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
     fflush(NULL);
     pid_t pid = clone(shared_child_entry, stack + PAYLOAD_STACK_SIZE,
                       (int)flags | CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, T, pidfd);
     int err = errno;
+    if (dumpable >= 0) prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
     if (collecting) lua_gc(L, LUA_GCRESTART);
     munmap(stack, PAYLOAD_STACK_SIZE);
     errno = err;
@@ -636,6 +639,14 @@ static int proc_reaper(lua_State *L) {
         sigprocmask(SIG_SETMASK, &old, NULL);
         if (sigfd >= 0) close(sigfd);
         return lunas_push_error(L, err, "reaper", "setup");
+    }
+    /* Between the payload's exec and ours (of the reaper image), this process still runs in the memory it shares
+     * with lunas: nothing from inside may ptrace or read it meanwhile. lunas restores its own flag once we exec. */
+    if (image >= 0 && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+        int err = errno;
+        close(sigfd);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        return lunas_push_error(L, err, "reaper", "dumpable");
     }
     pid_t pid = start_payload(L, fn_idx, &old, shared_vm);
     if (pid < 0) {
