@@ -198,18 +198,6 @@ lua_Integer lunas_opt_integer(lua_State *L, int idx, const char *field, lua_Inte
     return v;
 }
 
-double lunas_opt_number(lua_State *L, int idx, const char *field, double def) {
-    int arg = lua_absindex(L, idx);
-    double v = def;
-    if (lua_getfield(L, arg, field) != LUA_TNIL) {
-        if (lua_type(L, -1) != LUA_TNUMBER)
-            lunas_field_error(L, arg, field, "number expected, got %s", luaL_typename(L, -1));
-        v = lua_tonumber(L, -1);
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
 int lunas_opt_boolean(lua_State *L, int idx, const char *field, int def) {
     int arg = lua_absindex(L, idx);
     int v = def;

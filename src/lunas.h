@@ -59,7 +59,6 @@ void lunas_check_options(lua_State *L, int idx, const char *const allowed[]);
 /* Field getters on the option table at idx: absent (nil) -> def; wrong type or range -> raise naming field. */
 lua_Integer lunas_opt_integer(lua_State *L, int idx, const char *field, lua_Integer def, lua_Integer min,
                               lua_Integer max);
-double lunas_opt_number(lua_State *L, int idx, const char *field, double def);
 int lunas_opt_boolean(lua_State *L, int idx, const char *field, int def);
 /* Returns a string owned by the option table (valid while it is alive), or def. */
 const char *lunas_opt_string(lua_State *L, int idx, const char *field, const char *def);

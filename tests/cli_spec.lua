@@ -41,20 +41,20 @@ local function lunas(args, opts)
   return sh(lunas_command(args, opts.env), opts)
 end
 
--- `lunas run OPTIONS -- CMD...`
-local function run(options, cmd, opts)
+-- The arguments of `lunas run OPTIONS -- CMD...`.
+local function run_args(options, cmd)
   local args = { "run" }
   for _, o in ipairs(options) do args[#args + 1] = o end
   args[#args + 1] = "--"
   for _, c in ipairs(cmd) do args[#args + 1] = c end
-  return lunas(args, opts)
+  return args
 end
 
-local function lines(s)
-  local t = {}
-  for line in s:gmatch("([^\n]*)\n") do t[#t + 1] = line end
-  return t
+local function run(options, cmd, opts)
+  return lunas(run_args(options, cmd), opts)
 end
+
+local lines = util.lines
 
 local function first_line(s)
   return s:match("^([^\n]*)")
@@ -79,11 +79,7 @@ local function hostname()
   return (util.read("/proc/sys/kernel/hostname"):gsub("\n$", ""))
 end
 
-local function words(s)
-  local t = {}
-  for w in s:gmatch("%S+") do t[#t + 1] = w end
-  return t
-end
+local words = util.words
 
 local function tmpfile(dir, name, content)
   local path = dir .. "/" .. name
@@ -833,11 +829,7 @@ describe("lunas run file system options #rootless", function()
   local function run_fd3(fd3, options, cmd)
     local path = os.tmpname()
     util.write(path, fd3)
-    local args = { "run" }
-    for _, o in ipairs(options) do args[#args + 1] = o end
-    args[#args + 1] = "--"
-    for _, c in ipairs(cmd) do args[#args + 1] = c end
-    local out, err, code = sh(lunas_command(args) .. " 3< " .. util.quote(path))
+    local out, err, code = sh(lunas_command(run_args(options, cmd)) .. " 3< " .. util.quote(path))
     os.remove(path)
     return out, err, code
   end

@@ -24,11 +24,7 @@ local function trim(s)
   return (s:gsub("^%s+", ""):gsub("%s+$", ""))
 end
 
-local function words(s)
-  local t = {}
-  for w in s:gmatch("%S+") do t[#t + 1] = w end
-  return t
-end
+local words = util.words
 
 local function own_euid()
   return tonumber(util.read("/proc/self/status"):match("\nUid:%s+%d+%s+(%d+)"))

@@ -343,12 +343,8 @@ steps[#steps + 1] = {
 }
 
 local function find_program(name)
-  for dir in (os.getenv("PATH") or DEFAULT_PATH):gmatch("[^:]+") do
-    local path = dir .. "/" .. name
-    local f = io.open(path, "rb")
-    if f then f:close() return path end
-  end
-  for dir in DEFAULT_PATH:gmatch("[^:]+") do
+  -- Our PATH first, then the usual directories (a recipe may run with a bare environment).
+  for dir in ((os.getenv("PATH") or "") .. ":" .. DEFAULT_PATH):gmatch("[^:]+") do
     local path = dir .. "/" .. name
     local f = io.open(path, "rb")
     if f then f:close() return path end

@@ -63,6 +63,20 @@ function M.sh(script, opts)
   return out, err, code
 end
 
+--- The lines of s (each ending in a newline).
+function M.lines(s)
+  local t = {}
+  for line in s:gmatch("([^\n]*)\n") do t[#t + 1] = line end
+  return t
+end
+
+--- The whitespace-separated words of s.
+function M.words(s)
+  local t = {}
+  for w in s:gmatch("%S+") do t[#t + 1] = w end
+  return t
+end
+
 --- Runs the lunas host binary with the given arguments.
 function M.lunas(args, opts)
   local argv = { M.bin }
