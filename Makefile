@@ -6,14 +6,16 @@ DESTDIR ?=
 BUILD ?= build
 LUA ?= lua5.4
 
-DEB_PACKAGES = lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libcap-dev libseccomp-dev lua-busted \
-               pkg-config gcc make iproute2 util-linux uidmap luarocks
+DEB_PACKAGES = lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libnftables-dev libcap-dev libseccomp-dev \
+               lua-busted pkg-config gcc make iproute2 util-linux uidmap luarocks iputils-ping iperf3 graphviz
 BENCH_PACKAGES = bubblewrap
 VM_PACKAGES = qemu-system-x86 busybox-static kmod cpio
 
 CFLAGS ?= -O2 -g
 WARNINGS = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral
-override CFLAGS += -std=gnu11 -D_GNU_SOURCE $(WARNINGS) -fPIC -D_FORTIFY_SOURCE=2 $(shell pkg-config --cflags lua5.4 2>/dev/null)
+PC_LIBS = libnl-route-3.0 libnftables
+override CFLAGS += -std=gnu11 -D_GNU_SOURCE $(WARNINGS) -fPIC -D_FORTIFY_SOURCE=2 \
+                   $(shell pkg-config --cflags lua5.4 $(PC_LIBS) 2>/dev/null)
 ifdef SANITIZE
 override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 override LDFLAGS += -fsanitize=address,undefined
@@ -22,9 +24,11 @@ endif
 # C modules a recipe loads find them.
 LUA_LIBDIR = $(shell pkg-config --variable=libdir lua5.4 2>/dev/null)
 LUA_STATIC = $(LUA_LIBDIR)/liblua5.4.a
-LIBS = -lm -ldl
+# libnftables (and its five libraries) is opened with dlopen on first use: NAT is rare, start-up is not.
+SYS_LIBS = $(shell pkg-config --libs libnl-route-3.0 2>/dev/null)
+LIBS = $(SYS_LIBS) -lm -ldl
 
-CORE_SRC = src/core.c src/proc.c src/ns.c src/mount.c src/net.c src/caps.c
+CORE_SRC = src/core.c src/proc.c src/ns.c src/mount.c src/net.c src/tc.c src/nft.c src/caps.c
 CORE_OBJ = $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o)
 # PID 1 of a sandbox: a freestanding program (x86_64, aarch64) embedded in the core and exec'd from a sealed memfd.
 ifdef LUNAS_NO_REAPER_ELF
@@ -77,7 +81,7 @@ $(BIN): $(BUILD)/obj/main.o $(BUILD)/obj/embedded.o $(CORE_OBJ) | $(BUILD)/bin
 	$(CC) $(LDFLAGS) -Wl,-E -o $@ $^ $(LUA_STATIC) $(LIBS)
 
 $(CORE_SO): $(CORE_OBJ) | $(BUILD)/lib/lunas
-	$(CC) $(LDFLAGS) -shared -o $@ $^ -lm
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(SYS_LIBS) -lm
 
 $(BUILD)/obj $(BUILD)/bin $(BUILD)/lib/lunas:
 	mkdir -p $@
@@ -107,7 +111,7 @@ bench: deps
 
 tidy: $(BUILD)/obj/embedded.c
 	clang-tidy --quiet --warnings-as-errors='*' -checks='-*,bugprone-*,-bugprone-easily-swappable-parameters' \
-	  $(CORE_SRC) src/main.c -- -std=gnu11 -D_GNU_SOURCE $(shell pkg-config --cflags lua5.4)
+	  $(CORE_SRC) src/main.c -- -std=gnu11 -D_GNU_SOURCE $(shell pkg-config --cflags lua5.4 $(PC_LIBS))
 	clang-tidy --quiet --warnings-as-errors='*' -checks='-*,bugprone-*,-bugprone-easily-swappable-parameters' \
 	  src/reaper.c -- -std=gnu11 -ffreestanding
 

@@ -2,6 +2,7 @@
  * every area's functions into one table. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -498,6 +499,66 @@ double lunas_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* ---- network namespaces --------------------------------------------------- */
+
+static int valid_netns_name(const char *name) {
+    return name[0] && strlen(name) < 256 && !strchr(name, '/') && strcmp(name, ".") && strcmp(name, "..");
+}
+
+int lunas_check_netns(lua_State *L, int idx, int arg, const char *field, int *owned, char *what, size_t what_size) {
+    idx = lua_absindex(L, idx);
+    *owned = 0;
+    if (lua_isnoneornil(L, idx)) {
+        snprintf(what, what_size, "current");
+        return -1;
+    }
+    if (lua_type(L, idx) != LUA_TSTRING) {
+        int fd = lunas_check_fd(L, idx, arg, field);
+        snprintf(what, what_size, "%s", luaL_tolstring(L, idx, NULL));
+        lua_pop(L, 1);
+        return fd;
+    }
+    const char *name = lua_tostring(L, idx);
+    char path[PATH_MAX];
+    if (strchr(name, '/')) {
+        if (strlen(name) >= sizeof path) lunas_field_error(L, arg, field, "path too long");
+        snprintf(path, sizeof path, "%s", name);
+    } else {
+        if (!valid_netns_name(name)) lunas_field_error(L, arg, field, "bad network namespace name '%s'", name);
+        snprintf(path, sizeof path, "/run/netns/%s", name);
+    }
+    snprintf(what, what_size, "%s", name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -2;
+    *owned = 1;
+    return fd;
+}
+
+int lunas_netns_enter(int fd, int *saved) {
+    *saved = -1;
+    if (fd < 0) return 0;
+    int current = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (current < 0) return -1;
+    if (setns(fd, CLONE_NEWNET) < 0) {
+        int err = errno;
+        close(current);
+        errno = err;
+        return -1;
+    }
+    *saved = current;
+    return 0;
+}
+
+void lunas_netns_leave(int saved) {
+    if (saved < 0) return;
+    if (setns(saved, CLONE_NEWNET) < 0) {
+        static const char msg[] = "lunas: cannot return to the original network namespace\n";
+        (void)!write(2, msg, sizeof msg - 1);
+        abort();
+    }
+    close(saved);
+}
+
 /* ---- module ------------------------------------------------------------- */
 
 static int core_now(lua_State *L) {
@@ -550,6 +611,8 @@ int luaopen_lunas_core(lua_State *L) {
     lunas_open_ns(L);
     lunas_open_mount(L);
     lunas_open_net(L);
+    lunas_open_tc(L);
+    lunas_open_nft(L);
     lunas_open_caps(L);
     push_errno_table(L);
     lua_setfield(L, -2, "errno");

@@ -117,6 +117,22 @@ void lunas_open_ns(lua_State *L);
 void lunas_open_mount(lua_State *L);
 void lunas_open_net(lua_State *L);
 void lunas_open_caps(lua_State *L);
+void lunas_open_tc(lua_State *L);
+void lunas_open_nft(lua_State *L);
+
+/* ---- network namespaces --------------------------------------------------- */
+
+/* A network namespace to work in, from the value at idx: nil/none (the current one: returns -1), a namespace
+ * handle or anything with fileno(), a namespace file path, or a bare name under /run/netns (as `ip netns`).
+ * Names and paths are opened here: *owned is set and the caller closes the fd. A name or path that cannot be
+ * opened returns -2 with errno set. `what` receives a printable name of the namespace for error messages. */
+int lunas_check_netns(lua_State *L, int idx, int arg, const char *field, int *owned, char *what, size_t what_size);
+/* Moves the calling thread into the network namespace fd (fd < 0: stays) and saves the current one in *saved.
+ * 0, or -1 with errno (nothing changed). Pair with lunas_netns_leave. */
+int lunas_netns_enter(int fd, int *saved);
+/* Returns to the namespace saved by lunas_netns_enter. A failure here would leave lunas in the wrong
+ * namespace for every later call, so it aborts the process rather than go on silently. */
+void lunas_netns_leave(int saved);
 
 /* ---- small utilities ---------------------------------------------------- */
 

@@ -6,6 +6,7 @@
 #include <linux/nsfs.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -178,6 +179,39 @@ static int ns_unshare(lua_State *L) {
         return lunas_push_errorf(L, err, "unshare %s", names);
     }
     lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ns_create(type): a new namespace of a type the calling process can leave again (net, uts, ipc, cgroup), as a
+ * handle, without a process in it: unshare, open, setns back. The caller stays where it was. A user, pid, mount
+ * or time namespace is refused: joining back is impossible or would break the host process (see KERNEL-NOTES). */
+static int ns_create(lua_State *L) {
+    static const struct lunas_flag creatable[] = {
+        {"net", CLONE_NEWNET}, {"uts", CLONE_NEWUTS}, {"ipc", CLONE_NEWIPC}, {"cgroup", CLONE_NEWCGROUP}, {NULL, 0}};
+    uint64_t type = lunas_check_flag_name(L, 1, luaL_checkstring(L, 1), creatable, "type");
+    char path[64];
+    snprintf(path, sizeof path, "/proc/thread-self/ns/%s", ns_file_name(type));
+    struct lunas_ns *ns = lua_newuserdatauv(L, sizeof *ns, 0);
+    ns->fd = -1;
+    ns->owner = getpid();
+    luaL_setmetatable(L, LUNAS_NS);
+    int original = open(path, O_RDONLY | O_CLOEXEC);
+    if (original < 0) return lunas_push_error(L, errno, "ns_create: open", path);
+    if (unshare((int)type) < 0) {
+        int err = errno;
+        close(original);
+        return lunas_push_errorf(L, err, "ns_create %s: unshare", ns_file_name(type));
+    }
+    ns->fd = open(path, O_RDONLY | O_CLOEXEC);
+    int err = errno;
+    if (setns(original, (int)type) < 0) {
+        static const char msg[] = "lunas: ns_create: cannot return to the original namespace\n";
+        (void)!write(2, msg, sizeof msg - 1);
+        abort();
+    }
+    close(original);
+    if (ns->fd < 0) return lunas_push_error(L, err, "ns_create: open", path);
+    if (describe_ns_fd(ns) < 0) return lunas_push_error(L, errno, "ns_create: describe", path);
     return 1;
 }
 
@@ -437,6 +471,7 @@ void lunas_open_ns(lua_State *L) {
         {"ns_open", ns_open},
         {"ns_ids", ns_ids},
         {"unshare", ns_unshare},
+        {"ns_create", ns_create},
         {"setns", ns_setns},
         {"persist", ns_persist},
         {"unpersist", ns_unpersist},
