@@ -39,7 +39,7 @@ endif
 REAPER_CFLAGS = -O2 -std=gnu11 -Wall -Wextra -Werror -ffreestanding -fno-stack-protector -fno-pie -no-pie -nostdlib \
                 -static -fno-asynchronous-unwind-tables -Wl,--build-id=none -Wl,-z,noexecstack
 LUA_MODULES = $(sort $(wildcard lua/lunas/*.lua lua/lunas/*/*.lua))
-HEADERS = src/lunas.h
+HEADERS = src/lunas.h src/netlink.h
 
 BIN = $(BUILD)/bin/lunas
 CORE_SO = $(BUILD)/lib/lunas/core.so
