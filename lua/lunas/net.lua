@@ -1,0 +1,622 @@
+--- Network labs: hosts, switches, routers and impaired links built from namespaces in a fraction of a second.
+--
+--   local net = require "lunas.net"
+--   local lab <close> = net.lab{ name = "demo" }
+--   local h1, h2, s1 = lab:host("h1"), lab:host("h2"), lab:switch("s1")
+--   lab:link(h1, s1) ; lab:link(h2, s1, { delay = "10ms", loss = 1 })
+--   h1:addr("eth0", "10.0.0.1/24") ; h2:addr("eth0", "10.0.0.2/24")
+--   h1:run{ "ping", "-c1", "10.0.0.2" }
+--
+-- Hosts are network namespaces, persisted in /run/netns when lunas is root (so `ip netns exec h1 ...` works);
+-- switches are bridges in a namespace of the lab's own ("lunas-NAME"), so a lab never adds a link to the
+-- namespace it was built from. Every link of the lab carries the lab's link group: close() deletes them with
+-- one request, then drops the namespaces.
+local core = require "lunas.core"
+local errors = require "lunas.errors"
+
+errors.register_module()
+
+local M = {}
+
+local NETNS_DIR = "/run/netns"
+local LAB_GROUP = 7342 -- any non-zero group: the fabric namespace holds nothing but this lab's links
+local NETEM_PARAMS = { "delay", "jitter", "loss", "duplicate", "corrupt", "reorder" }
+local LINK_PARAMS = { delay = true, jitter = true, loss = true, duplicate = true, corrupt = true, reorder = true,
+  rate = true, mtu = true, names = true, limit = true }
+
+local function misuse(what, fmt, ...)
+  errors.raise{ op = "lab", msg = ("lab: %s: " .. fmt):format(what, ...), code = "EINVAL" }
+end
+
+local function check(value, msg, code, ...)
+  if value == nil and msg ~= nil then errors.raise{ op = "lab", msg = "lab: " .. msg, code = code } end
+  return value, msg, code, ...
+end
+
+local function valid_name(name)
+  return type(name) == "string" and #name >= 1 and #name <= 64 and name:match("^[%w][%w_.-]*$") ~= nil
+end
+
+-- Root in the initial user namespace: the only case where /run/netns is ours to write.
+local function initial_root()
+  if core.ids().euid ~= 0 then return false end
+  local f = io.open("/proc/self/uid_map")
+  if not f then return false end
+  local map = f:read("a")
+  f:close()
+  return map:match("^%s*0%s+0%s+4294967295%s*$") ~= nil
+end
+
+-- Runs fn inside the network namespace ns (a handle), coming back whatever happens.
+local function in_netns(ns, fn, ...)
+  local home <close> = check(core.ns_open("net"))
+  check(core.setns(ns))
+  local results = table.pack(pcall(fn, ...))
+  check(core.setns(home))
+  if not results[1] then error(results[2], 0) end
+  return table.unpack(results, 2, results.n)
+end
+
+-- ---- nodes -----------------------------------------------------------------------------------------------
+
+local Node = {}
+Node.__index = Node
+
+local function node_check(self)
+  if self.lab.closed then errors.raise{ op = "lab", msg = "lab: attempt to use a closed lab", code = "EBADF" } end
+  return self
+end
+
+--- Adds an address ("10.0.0.1/24" or "fd00::1/64") to one of the node's links. IPv6 addresses skip duplicate
+-- address detection: a lab address is usable at once.
+function Node:addr(link, address, opts)
+  node_check(self)
+  if type(address) ~= "string" then misuse(self.name .. ":addr", "address string expected, got %s", type(address)) end
+  local o = { nodad = address:find(":", 1, true) ~= nil or nil }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  check(self.netlink:addr_add(link, address, o))
+  self.addresses[#self.addresses + 1] = { link = link, address = address }
+  return self
+end
+
+--- Adds a route: node:route("default", "10.0.0.254"), node:route("10.2.0.0/16", "10.0.0.254", {metric = 10}),
+-- node:route("10.3.0.0/16", nil, {dev = "eth1"}).
+function Node:route(dst, via, opts)
+  node_check(self)
+  local spec = { dst = dst, via = via }
+  for k, v in pairs(opts or {}) do spec[k] = v end
+  if spec.dst == "default" and not spec.family and type(via) == "string" and via:find(":", 1, true) then
+    spec.family = "inet6"
+  end
+  check(self.netlink:route_add(spec))
+  self.routes[#self.routes + 1] = spec
+  return self
+end
+
+--- Reads or writes a network sysctl inside the node ("net.ipv4.ip_forward").
+function Node:sysctl(key, value)
+  node_check(self)
+  return check(core.sysctl(self.ns, key, value))
+end
+
+--- The node's link table entries (ip link), its addresses and routes, read from the kernel.
+function Node:links() return check(node_check(self).netlink:link_list()) end
+function Node:addresses_now() return check(node_check(self).netlink:addr_list()) end
+function Node:routes_now(opts) return check(node_check(self).netlink:route_list(opts)) end
+
+--- The node's network namespace handle (for core.setns, sandboxes, core.netlink).
+function Node:netns() return node_check(self).ns end
+
+local function argv_and_options(what, spec)
+  if type(spec) ~= "table" then misuse(what, "table expected, got %s", type(spec)) end
+  local argv, opts = {}, {}
+  for k, v in pairs(spec) do
+    if math.type(k) == "integer" then argv[k] = v else opts[k] = v end
+  end
+  if #argv == 0 then misuse(what, "a command expected ({ \"ping\", \"-c1\", ... })") end
+  for k in pairs(opts) do
+    if k ~= "env" and k ~= "capture" and k ~= "stdin" and k ~= "timeout" then misuse(what, "unknown option '%s'", k) end
+  end
+  return argv, opts
+end
+
+-- The environment of a command run in a node: ours, as `ip netns exec` keeps it.
+local function spawn_in(node, argv, opts, stdout_w)
+  return in_netns(node.ns, function()
+    if not stdout_w then return check(core.spawn{ argv = argv, env = opts.env }) end
+    return check(core.spawn{ fn = function()
+      core.dup2(stdout_w, 1)
+      local _, msg = core.exec(argv, { env = opts.env })
+      io.stderr:write(tostring(msg), "\n")
+      core.exit(127)
+    end })
+  end)
+end
+
+--- Starts a command inside the node (same user and file system, only the network namespace changes, as with
+-- `ip netns exec`). Returns the process handle; the lab kills what is still running when it closes.
+function Node:spawn(spec)
+  node_check(self)
+  local argv, opts = argv_and_options(self.name .. ":spawn", spec)
+  local proc = spawn_in(self, argv, opts)
+  self.lab.processes[#self.lab.processes + 1] = proc
+  return proc
+end
+
+--- Runs a command inside the node to completion: {status | signal, stdout (with capture = true)}.
+-- timeout (seconds) kills it and sets timed_out.
+function Node:run(spec)
+  node_check(self)
+  local argv, opts = argv_and_options(self.name .. ":run", spec)
+  local out_r, out_w
+  if opts.capture then out_r, out_w = check(core.pipe()) end
+  local proc = spawn_in(self, argv, opts, out_w)
+  if out_w then out_w:close() end
+  local chunks = {}
+  if out_r then
+    while true do
+      local data = out_r:read(65536)
+      if not data or data == "" then break end
+      chunks[#chunks + 1] = data
+    end
+    out_r:close()
+  end
+  local result, msg, code = proc:wait(opts.timeout)
+  local timed_out
+  if not result and code == "ETIMEDOUT" then
+    proc:kill("KILL")
+    result, msg, code = proc:wait()
+    timed_out = true
+  end
+  proc:close()
+  check(result, msg, code)
+  result.timed_out = timed_out
+  if out_r then result.stdout = table.concat(chunks) end
+  return result
+end
+
+--- A full lunas sandbox whose network is this node: lunas.sandbox spec fields, net set to the node.
+function Node:sandbox(spec)
+  node_check(self)
+  local sandbox = require "lunas.sandbox"
+  local s = {}
+  for k, v in pairs(spec) do s[k] = v end
+  s.net = self
+  return sandbox.new(s)
+end
+
+function Node:__tostring() return ("%s %s"):format(self.kind, self.name) end
+
+-- ---- links -----------------------------------------------------------------------------------------------
+
+local Link = {}
+Link.__index = Link
+
+local function has_netem(params)
+  for _, k in ipairs(NETEM_PARAMS) do
+    if params[k] ~= nil and params[k] ~= 0 and params[k] ~= "0" and params[k] ~= "0%" and params[k] ~= "0ms" then
+      return true
+    end
+  end
+  return false
+end
+
+-- The qdisc one end needs for params: netem (which also shapes) when anything but a rate is asked, else tbf for
+-- a rate alone (tbf needs no netem module: it works where netem is missing), else none.
+local function qdisc_for(params)
+  if has_netem(params) then
+    local q = { kind = "netem" }
+    for _, k in ipairs(NETEM_PARAMS) do q[k] = params[k] end
+    q.rate, q.limit = params.rate, params.limit
+    return q
+  end
+  if params.rate then return { kind = "tbf", rate = params.rate } end
+  return nil
+end
+
+local function apply_end(endpoint, params)
+  local nl, ifname = endpoint.netlink, endpoint.ifname
+  local q = qdisc_for(params)
+  if not q then
+    if endpoint.qdisc then check(nl:qdisc_del(ifname)) end
+    endpoint.qdisc = nil
+    return
+  end
+  -- A different kind at the root: remove the old one first (the kernel will not change a qdisc's kind).
+  if endpoint.qdisc and endpoint.qdisc ~= q.kind then check(nl:qdisc_del(ifname)) end
+  check(nl:qdisc_replace(ifname, q))
+  endpoint.qdisc = q.kind
+end
+
+--- Changes a link's impairments while it carries traffic: link:set{loss = 5}, link:set{delay = "50ms"},
+-- link:set{rate = false} (false removes one). Applies to both directions.
+function Link:set(changes)
+  if self.lab.closed then errors.raise{ op = "lab", msg = "lab: attempt to use a closed lab", code = "EBADF" } end
+  if type(changes) ~= "table" then misuse("link:set", "table expected") end
+  for k, v in pairs(changes) do
+    if not LINK_PARAMS[k] or k == "names" then misuse("link:set", "unknown parameter '%s'", tostring(k)) end
+    if v == false then self.params[k] = nil else self.params[k] = v end
+  end
+  if changes.mtu then
+    for _, e in ipairs(self.ends) do check(e.netlink:link_set(e.ifname, { mtu = changes.mtu })) end
+  end
+  for _, e in ipairs(self.ends) do apply_end(e, self.params) end
+  return self
+end
+
+--- Interface names of the link's two ends, in the order of lab:link(a, b).
+function Link:names() return self.ends[1].ifname, self.ends[2].ifname end
+
+function Link:__tostring()
+  return ("link %s:%s -- %s:%s"):format(self.ends[1].node.name, self.ends[1].ifname, self.ends[2].node.name,
+    self.ends[2].ifname)
+end
+
+-- ---- the lab ---------------------------------------------------------------------------------------------
+
+local Lab = {}
+Lab.__index = Lab
+
+local function lab_check(self)
+  if self.closed then errors.raise{ op = "lab", msg = "lab: attempt to use a closed lab", code = "EBADF" } end
+  return self
+end
+
+-- A namespace for a node, persisted under the lab's directory when it has one.
+local function new_namespace(self, name)
+  local ns = check(core.ns_create("net"))
+  if self.netns_dir then
+    local path = self.netns_dir .. "/" .. name
+    local ok, msg, code = core.persist(ns, path, { shared_dir = self.netns_dir == NETNS_DIR })
+    if not ok then
+      ns:close()
+      check(nil, msg, code)
+    end
+    return ns, path
+  end
+  return ns
+end
+
+local function add_node(self, name, kind)
+  lab_check(self)
+  if not valid_name(name) then misuse(kind, "bad name '%s' (letters, digits, '_', '.', '-')", tostring(name)) end
+  if self.nodes[name] then misuse(kind, "a node named '%s' exists already", name) end
+  local node = setmetatable({ lab = self, name = name, kind = kind, links = {}, addresses = {}, routes = {},
+    next_if = 0 }, Node)
+  if kind == "switch" then
+    node.netlink = self.fabric_netlink
+    node.bridge = #name <= 15 and name or ("br" .. (self.count + 1))
+    check(node.netlink:link_add{ name = node.bridge, kind = "bridge", up = true, group = LAB_GROUP })
+    node.ifindex = check(node.netlink:link_get(node.bridge)).index
+  else
+    node.ns, node.path = new_namespace(self, name)
+    -- From here on close() removes it, even if the rest of its set-up fails.
+    self.nodes[name] = node
+    self.order[#self.order + 1] = node
+    node.netlink = check(core.netlink(node.ns))
+    check(node.netlink:link_set(1, { up = true })) -- lo is always index 1 in a new namespace
+    if kind == "router" then
+      check(core.sysctl(node.ns, "net.ipv4.ip_forward", "1"))
+      check(core.sysctl(node.ns, "net.ipv6.conf.all.forwarding", "1"))
+    end
+  end
+  if kind == "switch" then
+    self.nodes[name] = node
+    self.order[#self.order + 1] = node
+  end
+  self.count = self.count + 1
+  if self.on_progress then self.on_progress("node", self.count) end
+  return node
+end
+
+--- A host: a network namespace with lo up.
+function Lab:host(name) return add_node(self, name, "host") end
+--- A router: a host with IPv4 and IPv6 forwarding on.
+function Lab:router(name) return add_node(self, name, "router") end
+--- A switch: a bridge (in the lab's own namespace).
+function Lab:switch(name) return add_node(self, name, "switch") end
+
+--- A node by name.
+function Lab:node(name) return lab_check(self).nodes[name] end
+
+local function resolve_node(self, value, what)
+  if type(value) == "string" then value = self.nodes[value] end
+  if getmetatable(value) ~= Node or value.lab ~= self then misuse("link", "%s: a node of this lab expected", what) end
+  return value
+end
+
+-- A unique port name in the fabric namespace for the switch end of a link.
+local function fabric_port_name(self, switch, peer)
+  local name = switch.name .. "-" .. peer.name
+  if #name > 15 or self.fabric_names[name] then
+    repeat
+      self.port_seq = self.port_seq + 1
+      name = "lp" .. self.port_seq
+    until not self.fabric_names[name]
+  end
+  self.fabric_names[name] = true
+  return name
+end
+
+local function end_name(self, node, peer, given)
+  if node.kind == "switch" then
+    if given then misuse("link", "names: a switch port is named by the lab") end
+    return fabric_port_name(self, node, peer)
+  end
+  if given then return given end
+  local name = "eth" .. node.next_if
+  node.next_if = node.next_if + 1
+  return name
+end
+
+local function check_link_params(opts)
+  for k in pairs(opts) do
+    if not LINK_PARAMS[k] then misuse("link", "unknown parameter '%s'", tostring(k)) end
+  end
+  if opts.names ~= nil and type(opts.names) ~= "table" then misuse("link", "names: table {name_a, name_b} expected") end
+end
+
+--- Connects two nodes with a veth pair: lab:link(a, b, {delay=, jitter=, loss=, duplicate=, corrupt=, reorder=,
+-- rate=, mtu=, names = {name_in_a, name_in_b}}). In a host the end is eth0, eth1, ... in the order of the
+-- host's links, unless names says otherwise. Impairments apply in both directions.
+function Lab:link(a, b, opts)
+  lab_check(self)
+  opts = opts or {}
+  check_link_params(opts)
+  a, b = resolve_node(self, a, "first node"), resolve_node(self, b, "second node")
+  if a == b then misuse("link", "a node cannot be linked to itself") end
+  local names = opts.names or {}
+  local name_a, name_b = end_name(self, a, b, names[1]), end_name(self, b, a, names[2])
+  -- The request comes from the fabric namespace; each end is created directly where it belongs.
+  local spec = { name = name_a, kind = "veth", group = LAB_GROUP, mtu = opts.mtu,
+    peer = { name = name_b, group = LAB_GROUP, mtu = opts.mtu } }
+  if a.kind == "switch" then spec.master, spec.up = a.ifindex, true else spec.netns = a.ns end
+  if b.kind ~= "switch" then spec.peer.netns = b.ns end
+  check(self.fabric_netlink:link_add(spec))
+  -- The peer cannot come up in the creating request: each end that is not up yet, from its own side.
+  if a.kind ~= "switch" then check(a.netlink:link_set(name_a, { up = true })) end
+  if b.kind == "switch" then
+    check(b.netlink:link_set(name_b, { master = b.ifindex, up = true }))
+  else
+    check(b.netlink:link_set(name_b, { up = true }))
+  end
+  local link = setmetatable({ lab = self, params = {}, ends = {
+    { node = a, ifname = name_a, netlink = a.netlink }, { node = b, ifname = name_b, netlink = b.netlink } } }, Link)
+  for k, v in pairs(opts) do
+    if k ~= "names" and k ~= "mtu" then link.params[k] = v end
+  end
+  if next(link.params) then
+    for _, e in ipairs(link.ends) do apply_end(e, link.params) end
+  end
+  a.links[#a.links + 1], b.links[#b.links + 1] = link, link
+  self.links[#self.links + 1] = link
+  return link
+end
+
+-- nftables names a link in quotes: only interface names reach it, checked like the kernel does.
+local function check_ifname(what, name)
+  if type(name) ~= "string" or #name < 1 or #name > 15 or name:find("[%s/:\"\\]") then
+    misuse(what, "bad interface name '%s'", tostring(name))
+  end
+  return name
+end
+
+local function check_port(what, value)
+  if math.type(value) ~= "integer" or value < 1 or value > 65535 then misuse(what, "port 1-65535 expected") end
+  return value
+end
+
+local function check_address(what, value)
+  if type(value) ~= "string" or not (value:match("^%d+%.%d+%.%d+%.%d+$") or value:match("^[%x:]+$")) then
+    misuse(what, "IP address expected, got '%s'", tostring(value))
+  end
+  return value
+end
+
+--- NAT in a node (a router, usually): traffic leaving through `out` takes the node's address (masquerade),
+-- and forward = {{proto = "tcp", port = 8080, to = "10.0.0.2", to_port = 80}, ...} sends connections arriving
+-- on `out` to inside addresses. out defaults to the interface of the node's default route.
+function Lab:nat(node, opts)
+  lab_check(self)
+  node = resolve_node(self, node, "node")
+  if node.kind == "switch" then misuse("nat", "a switch has no addresses: use a router or a host") end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "out" and k ~= "forward" then misuse("nat", "unknown option '%s'", tostring(k)) end
+  end
+  local out = opts.out
+  if not out then
+    for _, r in ipairs(check(node.netlink:route_list())) do
+      if r.dst == "default" and r.dev then out = r.dev end
+    end
+    if not out then misuse("nat", "no 'out' interface given and %s has no default route", node.name) end
+  end
+  check_ifname("nat: out", out)
+  local lines = {
+    "table inet lunas_nat {",
+    "  chain postrouting { type nat hook postrouting priority srcnat; policy accept; oifname \"" .. out .. "\" masquerade; }",
+  }
+  local forwards = {}
+  for i, f in ipairs(opts.forward or {}) do
+    local what = ("nat: forward[%d]"):format(i)
+    if type(f) ~= "table" then misuse(what, "table expected") end
+    local proto = f.proto or "tcp"
+    if proto ~= "tcp" and proto ~= "udp" then misuse(what, "proto 'tcp' or 'udp' expected") end
+    local to = check_address(what .. ".to", f.to)
+    local family = to:find(":", 1, true) and "ip6" or "ip"
+    local target = family == "ip6" and ("[" .. to .. "]") or to
+    forwards[#forwards + 1] = ("    iifname \"%s\" %s dport %d dnat %s to %s:%d;"):format(out, proto,
+      check_port(what .. ".port", f.port), family, target, check_port(what .. ".to_port", f.to_port or f.port))
+  end
+  if #forwards > 0 then
+    lines[#lines + 1] = "  chain prerouting { type nat hook prerouting priority dstnat; policy accept;"
+    for _, l in ipairs(forwards) do lines[#lines + 1] = l end
+    lines[#lines + 1] = "  }"
+  end
+  lines[#lines + 1] = "}"
+  -- Replace, not add: calling nat() again on the node states the whole NAT configuration anew.
+  local script = "table inet lunas_nat\ndelete table inet lunas_nat\n" .. table.concat(lines, "\n") .. "\n"
+  check(core.nft(node.ns, script))
+  node.nat = { out = out, forward = opts.forward }
+  return node
+end
+
+-- ---- drawing ---------------------------------------------------------------------------------------------
+
+local function dot_quote(s)
+  return '"' .. tostring(s):gsub('[\\"]', "\\%0") .. '"'
+end
+
+local function link_label(link)
+  local parts = {}
+  for _, k in ipairs{ "rate", "delay", "jitter", "loss", "duplicate", "corrupt", "reorder" } do
+    local v = link.params[k]
+    if v ~= nil then
+      if (k == "loss" or k == "duplicate" or k == "corrupt" or k == "reorder") and type(v) == "number" then v = v .. "%" end
+      if (k == "delay" or k == "jitter") and type(v) == "number" then v = v .. "ms" end
+      if k == "rate" and type(v) == "number" then v = v .. "bit" end
+      parts[#parts + 1] = k .. " " .. tostring(v)
+    end
+  end
+  return table.concat(parts, ", ")
+end
+
+local SHAPES = { host = "box", router = "diamond", switch = "ellipse" }
+
+--- The topology in Graphviz DOT: nodes with their addresses, links with interface names and impairments.
+function Lab:dot()
+  lab_check(self)
+  local out = { "graph " .. dot_quote(self.name) .. " {", "  node [fontname=\"monospace\"];" }
+  for _, node in ipairs(self.order) do
+    local label = { node.name }
+    for _, a in ipairs(node.addresses) do label[#label + 1] = a.link .. " " .. a.address end
+    out[#out + 1] = ("  %s [shape=%s, label=%s];"):format(dot_quote(node.name), SHAPES[node.kind],
+      dot_quote(table.concat(label, "\\n")):gsub("\\\\n", "\\n"))
+  end
+  for _, link in ipairs(self.links) do
+    local a, b = link.ends[1], link.ends[2]
+    local attrs = { ("taillabel=%s, headlabel=%s"):format(dot_quote(a.ifname), dot_quote(b.ifname)) }
+    local label = link_label(link)
+    if label ~= "" then attrs[#attrs + 1] = "label=" .. dot_quote(label) end
+    out[#out + 1] = ("  %s -- %s [%s];"):format(dot_quote(a.node.name), dot_quote(b.node.name), table.concat(attrs, ", "))
+  end
+  out[#out + 1] = "}"
+  return table.concat(out, "\n") .. "\n"
+end
+
+local function find_program(name)
+  for dir in ((os.getenv("PATH") or "") .. ":/usr/local/bin:/usr/bin:/bin"):gmatch("[^:]+") do
+    local path = dir .. "/" .. name
+    local f = io.open(path, "rb")
+    if f then f:close() return path end
+  end
+end
+
+--- The topology as SVG, drawn by Graphviz's dot (which must be installed: package graphviz).
+function Lab:svg()
+  local source = self:dot()
+  local dot = find_program("dot")
+  if not dot then errors.raise{ op = "lab", msg = "lab: svg: Graphviz's dot is not installed (package graphviz)", code = "ENOENT" } end
+  local in_r, in_w = check(core.pipe())
+  local out_r, out_w = check(core.pipe())
+  local proc = check(core.spawn{ fn = function()
+    core.dup2(in_r, 0)
+    core.dup2(out_w, 1)
+    core.exec({ dot, "-Tsvg" })
+    core.exit(127)
+  end })
+  in_r:close()
+  out_w:close()
+  -- The DOT text of a lab is small next to a pipe's buffer; write it all, then read.
+  in_w:write(source)
+  in_w:close()
+  local chunks = {}
+  while true do
+    local data = out_r:read(65536)
+    if not data or data == "" then break end
+    chunks[#chunks + 1] = data
+  end
+  out_r:close()
+  local result = proc:wait()
+  proc:close()
+  if result.status ~= 0 then errors.raise{ op = "lab", msg = "lab: svg: dot failed", code = "EIO" } end
+  return table.concat(chunks)
+end
+
+-- ---- teardown --------------------------------------------------------------------------------------------
+
+--- Removes everything the lab made: its processes (killed), every link (one group delete in the fabric;
+-- links between hosts go with their namespaces), the namespaces and their /run/netns entries. Idempotent.
+-- Errors are collected: everything is attempted, then the first failure is raised.
+function Lab:close()
+  if self.closed or self.owner ~= core.getpid() then return end
+  self.closed = true
+  local first
+  local function attempt(ok, msg, code)
+    if ok == nil and msg ~= nil and not first then first = { msg = msg, code = code } end
+  end
+  for _, proc in ipairs(self.processes) do
+    if proc:alive() then
+      proc:kill("KILL")
+      proc:wait()
+    end
+    proc:close()
+  end
+  if self.fabric_netlink then
+    attempt(self.fabric_netlink:link_del_group(LAB_GROUP))
+    self.fabric_netlink:close()
+  end
+  for _, node in ipairs(self.order) do
+    if node.kind ~= "switch" then
+      if node.netlink then node.netlink:close() end
+      if node.path then attempt(core.unpersist(node.path)) end
+      node.ns:close()
+    end
+  end
+  if self.fabric_path then attempt(core.unpersist(self.fabric_path)) end
+  if self.fabric then self.fabric:close() end
+  if first then errors.raise{ op = "lab", msg = "lab: close: " .. first.msg, code = first.code } end
+end
+Lab.__close = Lab.close
+Lab.__gc = nil
+
+function Lab:__tostring()
+  return ("lab %s (%d nodes, %d links%s)"):format(self.name, self.count, #self.links, self.closed and ", closed" or "")
+end
+
+local lab_options = { name = true, netns_dir = true, progress = true }
+
+--- Creates a lab: net.lab{name = "lab", netns_dir = "/run/netns" | false | DIR, progress = fn(kind, count)}.
+-- netns_dir defaults to /run/netns when lunas is root in the initial user namespace, else false (namespaces
+-- are then kept by descriptor only, which is what an unprivileged user inside a user namespace gets).
+function M.lab(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then misuse("lab", "options table expected") end
+  for k in pairs(opts) do
+    if not lab_options[k] then misuse("lab", "unknown option '%s'", tostring(k)) end
+  end
+  local name = opts.name or "lab"
+  if not valid_name(name) then misuse("lab", "bad name '%s'", tostring(name)) end
+  local netns_dir = opts.netns_dir
+  if netns_dir == nil then netns_dir = initial_root() and NETNS_DIR or false end
+  if netns_dir ~= false and (type(netns_dir) ~= "string" or netns_dir:sub(1, 1) ~= "/") then
+    misuse("lab", "netns_dir: absolute path or false expected")
+  end
+  local self = setmetatable({ name = name, netns_dir = netns_dir, nodes = {}, order = {}, links = {}, processes = {},
+    count = 0, port_seq = 0, fabric_names = {}, owner = core.getpid(), on_progress = opts.progress }, Lab)
+  -- Enough descriptors for a namespace and a netlink socket per node, as far as the hard limit allows.
+  local soft, hard = core.getrlimit("nofile")
+  if soft and hard and soft < hard then core.setrlimit("nofile", hard, hard) end
+  local ok, err = pcall(function()
+    self.fabric, self.fabric_path = new_namespace(self, "lunas-" .. name)
+    self.fabric_netlink = check(core.netlink(self.fabric))
+  end)
+  if not ok then
+    self:close()
+    error(err, 0)
+  end
+  return self
+end
+
+M.Lab, M.Node, M.Link = Lab, Node, Link
+return M
