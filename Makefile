@@ -6,8 +6,10 @@ DESTDIR ?=
 BUILD ?= build
 LUA ?= lua5.4
 
+# nftables (the nft program) is for the tests only: they look at rule sets from outside with `nft -j list ruleset`.
 DEB_PACKAGES = lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libnftables-dev libcap-dev libseccomp-dev \
-               lua-busted pkg-config gcc make iproute2 util-linux uidmap luarocks iputils-ping iperf3 graphviz
+               lua-busted pkg-config gcc make iproute2 util-linux uidmap luarocks iputils-ping iperf3 graphviz \
+               nftables
 BENCH_PACKAGES = bubblewrap
 VM_PACKAGES = qemu-system-x86 busybox-static kmod cpio
 
