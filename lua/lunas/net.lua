@@ -295,6 +295,9 @@ local function add_node(self, name, kind)
     self.order[#self.order + 1] = node
     node.netlink = check(core.netlink(node.ns))
     check(node.netlink:link_set(1, { up = true })) -- lo is always index 1 in a new namespace
+    -- No duplicate address detection on the lab's links: a link-local address stays tentative for a second or
+    -- two otherwise, and IPv6 neighbour discovery through a router waits for it.
+    check(core.sysctl(node.ns, "net.ipv6.conf.default.accept_dad", "0"))
     if kind == "router" then
       check(core.sysctl(node.ns, "net.ipv4.ip_forward", "1"))
       check(core.sysctl(node.ns, "net.ipv6.conf.all.forwarding", "1"))
@@ -356,6 +359,8 @@ local function check_link_params(opts)
   if opts.names ~= nil and type(opts.names) ~= "table" then misuse("link", "names: table {name_a, name_b} expected") end
 end
 
+local make_link
+
 --- Connects two nodes with a veth pair: lab:link(a, b, {delay=, jitter=, loss=, duplicate=, corrupt=, reorder=,
 -- rate=, mtu=, names = {name_in_a, name_in_b}}). In a host the end is eth0, eth1, ... in the order of the
 -- host's links, unless names says otherwise. Impairments apply in both directions.
@@ -366,7 +371,18 @@ function Lab:link(a, b, opts)
   a, b = resolve_node(self, a, "first node"), resolve_node(self, b, "second node")
   if a == b then misuse("link", "a node cannot be linked to itself") end
   local names = opts.names or {}
+  local saved_if = { a.next_if, b.next_if }
   local name_a, name_b = end_name(self, a, b, names[1]), end_name(self, b, a, names[2])
+  local ok, result = pcall(make_link, self, a, b, name_a, name_b, opts)
+  if ok then return result end
+  -- Nothing of a failed link stays: its names are free again and the pair (if made) is deleted.
+  a.next_if, b.next_if = saved_if[1], saved_if[2]
+  self.fabric_names[name_a], self.fabric_names[name_b] = nil, nil
+  if a.kind == "switch" then self.fabric_netlink:link_del(name_a) else a.netlink:link_del(name_a) end
+  error(result, 0)
+end
+
+make_link = function(self, a, b, name_a, name_b, opts)
   -- The request comes from the fabric namespace; each end is created directly where it belongs.
   local spec = { name = name_a, kind = "veth", group = LAB_GROUP, mtu = opts.mtu,
     peer = { name = name_b, group = LAB_GROUP, mtu = opts.mtu } }

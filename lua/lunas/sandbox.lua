@@ -189,6 +189,13 @@ local fields = {
     return v
   end,
   loopback = boolean,
+  -- "none": a network namespace of its own with lo up (the default); "host": the caller's network; or a lab
+  -- node (lunas.net): the sandbox joins that host's namespace.
+  net = function(f, v)
+    if v == "none" or v == "host" then return v end
+    if type(v) == "table" and type(v.netns) == "function" then return v end
+    misuse(f, "'none', 'host' or a lab host expected, got %s", tostring(v))
+  end,
   stdin = expect_fd,
   stdout = expect_fd,
   stderr = expect_fd,
@@ -214,6 +221,8 @@ local function validate(spec)
   end
   if (out.argv == nil) == (out.fn == nil) then misuse("argv", "exactly one of 'argv' and 'fn' expected") end
   out.namespaces = out.namespaces or parse_namespaces("namespaces", DEFAULT_NAMESPACES)
+  if out.net == "none" and not out.namespaces.net then misuse("net", "'none' needs the net namespace") end
+  if out.net ~= nil and out.net ~= "none" then out.namespaces.net = nil end
   return out
 end
 
@@ -688,6 +697,26 @@ end
 local Sandbox = {}
 Sandbox.__index = Sandbox
 
+-- A sandbox on a lab host is cloned from inside that host's network namespace (it inherits it): joining later
+-- would need privileges over the namespace that the sandbox's own user namespace does not have.
+local function spawn_in_netns(net, opts)
+  if type(net) ~= "table" then return core.spawn(opts) end
+  local home, msg, code = core.ns_open("net")
+  if not home then return nil, msg, code end
+  local ok
+  ok, msg, code = core.setns(net:netns())
+  if not ok then
+    home:close()
+    return nil, "join the network of " .. tostring(net) .. ": " .. msg, code
+  end
+  local proc
+  proc, msg, code = core.spawn(opts)
+  local back, bmsg = core.setns(home)
+  home:close()
+  if not back then error("sandbox: cannot return to lunas's own network namespace: " .. bmsg) end
+  return proc, msg, code
+end
+
 --- Starts the sandbox and returns a running handle once the payload has exec'd (or raises the failed step).
 function Sandbox:spawn()
   local ctx = new_context(self.spec)
@@ -709,8 +738,8 @@ function Sandbox:spawn()
   if ctx.fork and self.spec.argv then ctx.reaper_image = get_reaper_image() end
   ctx.vfork = ctx.shared_vm_ok and not ctx.sync and self.spec.argv ~= nil and (not ctx.fork or ctx.reaper_image ~= nil)
   local started = core.now()
-  local proc, msg, code = core.spawn{ flags = clone_flags(ctx), fn = function() return child_main(ctx) end,
-    vfork = ctx.vfork }
+  local proc, msg, code = spawn_in_netns(self.spec.net, { flags = clone_flags(ctx),
+    fn = function() return child_main(ctx) end, vfork = ctx.vfork })
   close_child_ends(ctx)
   if not proc then
     close_all(ctx.err_r, ctx.sync_w, ctx.status_r)

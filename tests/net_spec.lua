@@ -1,0 +1,368 @@
+-- lunas.net: labs observed from outside (ip -j, tc -j, nft -j, /proc/sys inside the namespaces) and with real
+-- traffic (ping, iperf3). Everything stays inside namespaces these tests create, within the suite's private
+-- network namespace.
+local lunas = require "lunas"
+local core = require "lunas.core"
+local net = require "lunas.net"
+local json = require "dkjson"
+local kernel = require "support.kernel"
+local util = require "support.util"
+
+local serial = 0
+local function lab_name()
+  serial = serial + 1
+  return ("t%d_%d"):format(core.getpid() % 10000, serial)
+end
+
+local function new_lab(cleanup, opts)
+  opts = opts or {}
+  opts.name = opts.name or lab_name()
+  local lab = net.lab(opts)
+  cleanup(function() lab:close() end)
+  return lab
+end
+
+-- ip -j output of a command run inside a namespace path (or the test's own namespace with nil).
+local function ipj(netns_path, ...)
+  local argv = { "ip", "-j" }
+  if netns_path then argv = { "nsenter", "--net=" .. netns_path, "ip", "-j" } end
+  for _, a in ipairs{ ... } do argv[#argv + 1] = a end
+  local out, code = util.run(argv, { stderr = false })
+  assert.equal(0, code, table.concat(argv, " ") .. ": " .. out)
+  return json.decode(out) or {}
+end
+
+local function in_ns(path, ...)
+  local argv = { "nsenter", "--net=" .. path }
+  for _, a in ipairs{ ... } do argv[#argv + 1] = a end
+  return util.run(argv)
+end
+
+local function ping(node, address, extra)
+  local argv = { "ping", "-c", "1", "-W", "2", address }
+  for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
+  argv.capture = true
+  return node:run(argv)
+end
+
+local function rtt_ms(output)
+  return tonumber(output:match("time=([%d.]+) ms"))
+end
+
+local function netns_names()
+  local names = {}
+  for _, entry in ipairs(core.listdir("/run/netns") or {}) do names[entry] = true end
+  return names
+end
+
+-- Measured TCP throughput from a to b (bits/s) with iperf3, over `seconds`.
+local function iperf(a, b, address, seconds)
+  local server = b:spawn{ "iperf3", "-s", "-1", "-p", "5201", "--logfile", "/dev/null" }
+  local result
+  -- The server needs a moment to listen: retry the client briefly.
+  for _ = 1, 50 do
+    result = a:run{ "iperf3", "-c", address, "-p", "5201", "-t", tostring(seconds), "-J", capture = true }
+    if result.status == 0 then break end
+    util.sh("sleep 0.05")
+  end
+  server:wait(5)
+  assert.equal(0, result.status, result.stdout)
+  local report = json.decode(result.stdout)
+  return report["end"].sum_received.bits_per_second
+end
+
+local function addresses_of(path, ifname)
+  local found = {}
+  for _, a in ipairs(ipj(path, "addr", "show", ifname)[1].addr_info) do found[a["local"] .. "/" .. a.prefixlen] = true end
+  return found
+end
+
+describe("lab #root", function()
+  it("links two hosts that ping each other over IPv4 and IPv6, named as ip netns sees them", function()
+    local cleanup = util.cleanups(finally)
+    local lab = new_lab(cleanup)
+    local h1, h2 = lab:host("h1"), lab:host("h2")
+    local link = lab:link(h1, h2)
+    assert.same({ "eth0", "eth0" }, { link:names() })
+    h1:addr("eth0", "10.0.0.1/24"):addr("eth0", "fd00::1/64")
+    h2:addr("eth0", "10.0.0.2/24"):addr("eth0", "fd00::2/64")
+    local names = util.run{ "ip", "netns", "list" }
+    assert.truthy(names:find("h1", 1, true) and names:find("h2", 1, true))
+    local info = ipj("/run/netns/h1", "-d", "link", "show", "eth0")[1]
+    assert.equal("veth", info.linkinfo.info_kind)
+    assert.equal("UP", info.operstate)
+    assert.equal("UNKNOWN", ipj("/run/netns/h1", "link", "show", "lo")[1].operstate)
+    assert.truthy(addresses_of("/run/netns/h1", "eth0")["10.0.0.1/24"])
+    assert.truthy(addresses_of("/run/netns/h1", "eth0")["fd00::1/64"])
+    assert.equal(0, ping(h1, "10.0.0.2").status)
+    assert.equal(0, ping(h2, "fd00::1").status)
+    -- The lab added nothing to the namespace it was built from.
+    local own = {}
+    for _, l in ipairs(ipj(nil, "link", "show")) do own[#own + 1] = l.ifname end
+    assert.same({ "lo" }, own)
+  end)
+
+  it("names a host's interfaces eth0, eth1, ... in the order of its links, or as asked", function()
+    local cleanup = util.cleanups(finally)
+    local lab = new_lab(cleanup)
+    local a, b, c = lab:host("a"), lab:host("b"), lab:host("c")
+    assert.same({ "eth0", "eth0" }, { lab:link(a, b):names() })
+    assert.same({ "eth1", "eth0" }, { lab:link(a, c):names() })
+    assert.same({ "uplink", "eth1" }, { lab:link(a, c, { names = { "uplink" } }):names() })
+    local seen = {}
+    for _, l in ipairs(ipj("/run/netns/a", "link", "show")) do seen[l.ifname] = true end
+    assert.same({ lo = true, eth0 = true, eth1 = true, uplink = true }, seen)
+  end)
+
+  it("routes between two subnets through a router that forwards", function()
+    local cleanup = util.cleanups(finally)
+    local lab = new_lab(cleanup)
+    local a, r, b = lab:host("a"), lab:router("r"), lab:host("b")
+    lab:link(a, r)
+    lab:link(r, b)
+    a:addr("eth0", "10.1.0.1/24"):addr("eth0", "fd01::1/64")
+    r:addr("eth0", "10.1.0.254/24"):addr("eth1", "10.2.0.254/24"):addr("eth0", "fd01::fe/64"):addr("eth1", "fd02::fe/64")
+    b:addr("eth0", "10.2.0.1/24"):addr("eth0", "fd02::1/64")
+    a:route("default", "10.1.0.254"):route("default", "fd01::fe")
+    b:route("default", "10.2.0.254"):route("default", "fd02::fe")
+    assert.equal("1\n", in_ns("/run/netns/r", "cat", "/proc/sys/net/ipv4/ip_forward"))
+    assert.equal("0\n", in_ns("/run/netns/a", "cat", "/proc/sys/net/ipv4/ip_forward"))
+    local routes = ipj("/run/netns/a", "route", "show", "default")
+    assert.equal("10.1.0.254", routes[1].gateway)
+    local out = ping(a, "10.2.0.1")
+    assert.equal(0, out.status, out.stdout)
+    assert.truthy(out.stdout:find("ttl=63", 1, true), out.stdout)
+    assert.equal(0, ping(a, "fd02::1").status)
+  end)
+
+  it("puts ten hosts on a switch, all reachable, the bridge in the lab's own namespace", function()
+    local cleanup = util.cleanups(finally)
+    local name = lab_name()
+    local lab = new_lab(cleanup, { name = name })
+    local s = lab:switch("s1")
+    local hosts = {}
+    for i = 1, 10 do
+      hosts[i] = lab:host("h" .. i)
+      lab:link(hosts[i], s)
+      hosts[i]:addr("eth0", "10.0.0." .. i .. "/24")
+    end
+    local ports = 0
+    for _, l in ipairs(ipj("/run/netns/lunas-" .. name, "link", "show")) do
+      if l.master == "s1" then ports = ports + 1 end
+    end
+    assert.equal(10, ports)
+    for i = 2, 10 do assert.equal(0, ping(hosts[1], "10.0.0." .. i).status, "h1 -> h" .. i) end
+    assert.equal(0, ping(hosts[10], "10.0.0.1").status)
+  end)
+
+  it("shapes a link with a rate that iperf3 measures, changed while the lab runs", function()
+    local cleanup = util.cleanups(finally)
+    local lab = new_lab(cleanup)
+    local a, b = lab:host("a"), lab:host("b")
+    local link = lab:link(a, b, { rate = "10mbit" })
+    a:addr("eth0", "10.0.0.1/24")
+    b:addr("eth0", "10.0.0.2/24")
+    local q = util.run{ "tc", "-n", "a", "-j", "qdisc", "show", "dev", "eth0" }
+    local qdisc = json.decode(q)[1]
+    assert.equal("tbf", qdisc.kind)
+    assert.equal(10000000 // 8, qdisc.options.rate)
+    local slow = iperf(a, b, "10.0.0.2", 2)
+    assert.is_true(slow > 7e6 and slow < 11e6, "measured " .. slow)
+    link:set{ rate = "40mbit" }
+    local faster = iperf(a, b, "10.0.0.2", 2)
+    assert.is_true(faster > 28e6 and faster < 44e6, "measured " .. faster)
+    -- Without a rate the link runs at memory speed: the measurement can tell the difference.
+    link:set{ rate = false }
+    assert.equal("noqueue", json.decode(util.run{ "tc", "-n", "a", "-j", "qdisc", "show", "dev", "eth0" })[1].kind)
+    local free = iperf(a, b, "10.0.0.2", 1)
+    assert.is_true(free > 200e6, "measured " .. free)
+  end)
+
+  it("delays a link by netem, visible in ping round trips, and changes it live", function()
+    if not kernel.requires("netem") then return end
+    local cleanup = util.cleanups(finally)
+    local lab = new_lab(cleanup)
+    local a, b = lab:host("a"), lab:host("b")
+    local link = lab:link(a, b, { delay = "50ms" })
+    a:addr("eth0", "10.0.0.1/24")
+    b:addr("eth0", "10.0.0.2/24")
+    local qdisc = json.decode(util.run{ "tc", "-n", "a", "-j", "qdisc", "show", "dev", "eth0" })[1]
+    assert.equal("netem", qdisc.kind)
+    local slow = rtt_ms(ping(a, "10.0.0.2").stdout)
+    assert.is_true(slow >= 100, "rtt " .. tostring(slow))
+    link:set{ delay = "5ms" }
+    local fast = rtt_ms(ping(a, "10.0.0.2").stdout)
+    assert.is_true(fast >= 10 and fast < 60, "rtt " .. tostring(fast))
+    link:set{ loss = 100 }
+    assert.are_not.equal(0, ping(a, "10.0.0.2").status)
+    link:set{ loss = false, delay = false }
+    assert.equal(0, ping(a, "10.0.0.2").status)
+  end)
+
+  it("masquerades and forwards ports between lab namespaces (NAT through libnftables)", function()
+    local cleanup = util.cleanups(finally)
+    local lab = new_lab(cleanup)
+    local a, r, b = lab:host("a"), lab:router("r"), lab:host("b")
+    lab:link(a, r)
+    lab:link(r, b)
+    a:addr("eth0", "10.1.0.1/24")
+    r:addr("eth0", "10.1.0.254/24"):addr("eth1", "10.2.0.254/24")
+    b:addr("eth0", "10.2.0.1/24")
+    a:route("default", "10.1.0.254")
+    -- b has no route back to 10.1.0.0/24: only a masquerading router gets its answers home.
+    assert.are_not.equal(0, ping(a, "10.2.0.1").status)
+    r:route("default", "10.2.0.1")
+    lab:nat(r, { forward = { { proto = "tcp", port = 8080, to = "10.1.0.1", to_port = 80 } } })
+    assert.equal(0, ping(a, "10.2.0.1").status)
+    local ruleset = util.run{ "ip", "netns", "exec", "r", "nft", "-j", "list", "ruleset" }
+    assert.truthy(ruleset:find('"masquerade"', 1, true), ruleset)
+    assert.truthy(ruleset:find('"dnat"', 1, true), ruleset)
+    assert.truthy(ruleset:find('"eth1"', 1, true), ruleset)
+    -- Stating NAT again replaces the table instead of adding a second one.
+    lab:nat(r, { out = "eth1" })
+    local again = util.run{ "ip", "netns", "exec", "r", "nft", "-j", "list", "ruleset" }
+    assert.falsy(again:find('"dnat"', 1, true))
+    assert.equal(0, ping(a, "10.2.0.1").status)
+  end)
+
+  it("runs sandboxes on a lab host", function()
+    local cleanup = util.cleanups(finally)
+    local lab = new_lab(cleanup)
+    local a, b = lab:host("a"), lab:host("b")
+    lab:link(a, b)
+    a:addr("eth0", "10.0.0.1/24")
+    b:addr("eth0", "10.0.0.2/24")
+    local r, w = core.pipe()
+    -- ping carries file capabilities, which a sandbox with an empty bounding set may not exec: ip reads the
+    -- namespace's addresses instead.
+    local result = a:sandbox{ argv = { "sh", "-c", "grep -o 'eth0' /proc/net/dev; ip -o -4 addr show eth0 | grep -o '10.0.0.1/24'" },
+      stdout = w }:run()
+    w:close()
+    local out = util.drain(r)
+    r:close()
+    assert.equal(0, result.status, out)
+    assert.equal("eth0\n10.0.0.1/24\n", out)
+  end)
+
+  it("kills what its hosts still run when it closes", function()
+    local lab = net.lab{ name = lab_name() }
+    local h = lab:host("h")
+    local proc = h:spawn{ "sleep", "60" }
+    local pid = proc.pid
+    assert.is_true(util.alive(pid))
+    lab:close()
+    assert.is_false(util.alive(pid))
+  end)
+
+  it("leaves nothing behind after close, and refuses to be used again", function()
+    local name = lab_name()
+    local before_netns = util.run{ "ip", "netns", "list" }
+    local before_links = util.run{ "ip", "-j", "link" }
+    do
+      local lab <close> = net.lab{ name = name }
+      local s = lab:switch("s")
+      local h1, h2, r = lab:host("h1"), lab:host("h2"), lab:router("r")
+      lab:link(h1, s, { rate = "5mbit" })
+      lab:link(h2, s)
+      lab:link(r, h1)
+      assert.truthy(util.run{ "ip", "netns", "list" }:find("lunas-" .. name, 1, true))
+    end
+    assert.equal(before_netns, util.run{ "ip", "netns", "list" })
+    assert.equal(before_links, util.run{ "ip", "-j", "link" })
+    local lab = net.lab{ name = name }
+    lab:close()
+    lab:close()
+    local ok, err = pcall(lab.host, lab, "x")
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("closed lab", 1, true))
+  end)
+
+  it("refuses bad input with a clear error and goes on working", function()
+    local cleanup = util.cleanups(finally)
+    local lab = new_lab(cleanup)
+    local a, b = lab:host("a"), lab:host("b")
+    local function fails(pattern, f, ...)
+      local ok, err = pcall(f, ...)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find(pattern, 1, true), tostring(err))
+      return err
+    end
+    fails("longer than 15 bytes", lab.link, lab, a, b, { names = { "averyveryverylongname" } })
+    fails("bad prefix length in '10.0.0.1/33'", a.addr, a, "lo", "10.0.0.1/33")
+    fails("bad address '10.0.0.300/24'", a.addr, a, "lo", "10.0.0.300/24")
+    fails("exists already", lab.host, lab, "a")
+    fails("cannot be linked to itself", lab.link, lab, a, a)
+    fails("a node of this lab expected", lab.link, lab, a, "nosuch")
+    fails("unknown parameter 'dealy'", lab.link, lab, a, b, { dealy = "10ms" })
+    fails("unknown unit in '10 parsecs'", lab.link, lab, a, b, { rate = "10 parsecs" })
+    fails("bad name", lab.host, lab, "no/slash")
+    local err = fails("No such device", a.addr, a, "eth7", "10.0.0.1/24")
+    assert.equal("ENODEV", err.code)
+    assert.truthy(tostring(err):find("net_spec.lua:", 1, true), "error points at the recipe line")
+    -- Still fine afterwards.
+    lab:link(a, b)
+    a:addr("eth0", "10.0.0.1/24")
+    b:addr("eth0", "10.0.0.2/24")
+    assert.equal(0, ping(a, "10.0.0.2").status)
+  end)
+
+  it("draws its topology as DOT, and as SVG through Graphviz", function()
+    local cleanup = util.cleanups(finally)
+    local lab = new_lab(cleanup, { name = "drawing" })
+    local s, h, r = lab:switch("s1"), lab:host("h1"), lab:router("r1")
+    lab:link(h, s, { rate = "10mbit" })
+    lab:link(r, s)
+    h:addr("eth0", "10.0.0.1/24")
+    local dot = lab:dot()
+    assert.truthy(dot:find('graph "drawing" {', 1, true))
+    assert.truthy(dot:find('"h1" [shape=box, label="h1\\neth0 10.0.0.1/24"]', 1, true), dot)
+    assert.truthy(dot:find('"r1" [shape=diamond', 1, true))
+    assert.truthy(dot:find('"s1" [shape=ellipse', 1, true))
+    assert.truthy(dot:find('"h1" -- "s1" [taillabel="eth0", headlabel="s1-h1", label="rate 10mbit"]', 1, true), dot)
+    if util.run{ "sh", "-c", "command -v dot" } == "" then
+      pending("Graphviz's dot is not installed")
+      return
+    end
+    local svg = lab:svg()
+    assert.truthy(svg:find("<svg", 1, true))
+    assert.truthy(svg:find(">h1<", 1, true))
+  end)
+
+  it("keeps hosts out of /run/netns when asked", function()
+    local cleanup = util.cleanups(finally)
+    local before = util.run{ "ip", "netns", "list" }
+    local lab = new_lab(cleanup, { netns_dir = false })
+    local a, b = lab:host("a"), lab:host("b")
+    lab:link(a, b)
+    a:addr("eth0", "10.0.0.1/24")
+    b:addr("eth0", "10.0.0.2/24")
+    assert.equal(before, util.run{ "ip", "netns", "list" })
+    assert.equal(0, ping(a, "10.0.0.2").status)
+  end)
+end)
+
+describe("lab in a user namespace #rootless", function()
+  it("builds hosts and links for an unprivileged user and pings across", function()
+    if not kernel.requires("userns") then return end
+    local ids = core.ids()
+    local proc = assert(core.spawn{ flags = "user,net", fn = function()
+      local ok, err = pcall(function()
+        assert(core.id_maps(0, { uid = { { 0, ids.euid, 1 } }, gid = { { 0, ids.egid, 1 } },
+          setgroups = "deny" }))
+        local lab <close> = net.lab{ name = "rootless" }
+        local a, b, s = lab:host("a"), lab:host("b"), lab:switch("s")
+        lab:link(a, s)
+        lab:link(b, s)
+        a:addr("eth0", "10.0.0.1/24")
+        b:addr("eth0", "10.0.0.2/24")
+        local result = a:run{ "ping", "-c1", "-W2", "10.0.0.2", capture = true }
+        assert(result.status == 0, result.stdout)
+      end)
+      if not ok then io.stderr:write(tostring(err), "\n") end
+      core.exit(ok and 0 or 1)
+    end })
+    local result = proc:wait(30)
+    proc:close()
+    assert.equal(0, result.status)
+  end)
+end)
