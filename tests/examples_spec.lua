@@ -160,6 +160,84 @@ local expectations = {
       assert.is_nil(lfs.symlinkattributes("/usr/lunas-build-probe", "mode"), "the build wrote to the host's /usr")
     end,
   },
+  ["two_hosts.lua"] = {
+    tags = " #root",
+    needs = { "root" },
+    check = function(name)
+      local before = util.run{ "ip", "netns", "list" }
+      local out, err, code = sh(example_command(name))
+      assert.are.equal(0, code, err)
+      assert.are.equal("link: h1:eth0 <-> h2:eth0\nh1 -> 10.0.0.2: reachable\nh1 -> fd00::2: reachable\n", out)
+      assert.are.equal(before, util.run{ "ip", "netns", "list" })
+    end,
+  },
+  ["router.lua"] = {
+    tags = " #root",
+    needs = { "root" },
+    check = function(name)
+      local out, err, code = sh(example_command(name))
+      assert.are.equal(0, code, err)
+      assert.are.equal("r forwards IPv4: 1\na -> b (10.2.0.1): reachable, ttl 63\nb -> a (10.1.0.1): reachable, ttl 63\n",
+        out)
+    end,
+  },
+  ["switch.lua"] = {
+    tags = " #root",
+    needs = { "root" },
+    check = function(name)
+      local before = util.run{ "ip", "netns", "list" }
+      local out, err, code = sh(example_command(name) .. " 20")
+      assert.are.equal(0, code, err)
+      assert.are.equal("20 hosts on s1; h1 -> h20 (10.0.0.20): reachable\n", out)
+      assert.matches("^built 20 hosts in %d+ ms %([%d.]+ ms per host%)\ntorn down in %d+ ms\n$", err)
+      assert.are.equal(before, util.run{ "ip", "netns", "list" })
+      local _, usage, bad = sh(example_command(name) .. " 1")
+      assert.are.equal(2, bad)
+      assert.matches("usage:", usage)
+    end,
+  },
+  ["impaired_link.lua"] = {
+    tags = " #root",
+    needs = { "root" },
+    check = function(name)
+      if not os.execute("command -v iperf3 >/dev/null 2>&1") then skip("needs iperf3") end
+      local out, err, code = sh(example_command(name))
+      assert.are.equal(0, code, err)
+      local lines = util.lines(out)
+      assert.are.equal("rate raised to 40mbit after 2 s", lines[1])
+      local rates = {}
+      for i = 1, 4 do rates[i] = tonumber(lines[i + 1]:match("^second " .. i .. ": ([%d.]+) Mbit/s$")) end
+      -- The first second carries the token bucket's initial burst on top of 10 Mbit/s.
+      assert.is_true(rates[2] < 13, out)
+      assert.is_true(rates[4] > 28 and rates[4] < 44, out)
+      if kernel.has("netem") then
+        assert.is_true(tonumber(lines[6]:match("^ping with 20 ms each way: ([%d.]+) ms")) >= 40, out)
+      else
+        assert.are.equal("no delay: this kernel has no netem (ENOENT)", lines[6])
+      end
+    end,
+  },
+  ["lab_dot.lua"] = {
+    tags = " #root",
+    needs = { "root" },
+    check = function(name)
+      local out, err, code = sh(example_command(name))
+      assert.are.equal(0, code, err)
+      assert.are.equal('graph "office" {', util.lines(out)[1])
+      for _, line in ipairs{
+        '  "gw" [shape=diamond, label="gw\\neth0 192.168.1.1/24\\neth1 10.9.0.1/24"];\n',
+        '  "pc2" -- "s1" [taillabel="eth0", headlabel="s1-pc2", label="rate 100mbit"];\n',
+        '  "gw" -- "server" [taillabel="eth1", headlabel="eth0", label="rate 1gbit"];\n',
+      } do
+        assert.truthy(out:find(line, 1, true), line .. " not in\n" .. out)
+      end
+      if not os.execute("command -v dot >/dev/null 2>&1") then return end
+      local svg, serr, scode = sh(example_command(name) .. " svg")
+      assert.are.equal(0, scode, serr)
+      assert.matches("<svg", svg)
+      assert.matches(">server<", svg)
+    end,
+  },
 }
 
 local function example_files()

@@ -115,7 +115,7 @@ local function argv_and_options(what, spec)
   end
   if #argv == 0 then misuse(what, "a command expected ({ \"ping\", \"-c1\", ... })") end
   for k in pairs(opts) do
-    if k ~= "env" and k ~= "capture" and k ~= "stdin" and k ~= "timeout" then misuse(what, "unknown option '%s'", k) end
+    if k ~= "env" and k ~= "capture" and k ~= "stdout" and k ~= "timeout" then misuse(what, "unknown option '%s'", k) end
   end
   return argv, opts
 end
@@ -134,11 +134,12 @@ local function spawn_in(node, argv, opts, stdout_w)
 end
 
 --- Starts a command inside the node (same user and file system, only the network namespace changes, as with
--- `ip netns exec`). Returns the process handle; the lab kills what is still running when it closes.
+-- `ip netns exec`): node:spawn{"iperf3", "-s", env = {...}, stdout = fd}. Returns the process handle; the lab
+-- kills what is still running when it closes.
 function Node:spawn(spec)
   node_check(self)
   local argv, opts = argv_and_options(self.name .. ":spawn", spec)
-  local proc = spawn_in(self, argv, opts)
+  local proc = spawn_in(self, argv, opts, opts.stdout)
   self.lab.processes[#self.lab.processes + 1] = proc
   return proc
 end
