@@ -75,7 +75,7 @@ function Node:addr(link, address, opts)
   local o = { nodad = address:find(":", 1, true) ~= nil or nil }
   for k, v in pairs(opts or {}) do o[k] = v end
   check(self.netlink:addr_add(link, address, o))
-  self.addresses[#self.addresses + 1] = { link = link, address = address }
+  self.assigned[#self.assigned + 1] = { link = link, address = address }
   return self
 end
 
@@ -89,7 +89,7 @@ function Node:route(dst, via, opts)
     spec.family = "inet6"
   end
   check(self.netlink:route_add(spec))
-  self.routes[#self.routes + 1] = spec
+  self.added_routes[#self.added_routes + 1] = spec
   return self
 end
 
@@ -99,10 +99,10 @@ function Node:sysctl(key, value)
   return check(core.sysctl(self.ns, key, value))
 end
 
---- The node's link table entries (ip link), its addresses and routes, read from the kernel.
+--- The node's links (as `ip link` lists them), addresses and routes, read from the kernel now.
 function Node:links() return check(node_check(self).netlink:link_list()) end
-function Node:addresses_now() return check(node_check(self).netlink:addr_list()) end
-function Node:routes_now(opts) return check(node_check(self).netlink:route_list(opts)) end
+function Node:addresses() return check(node_check(self).netlink:addr_list()) end
+function Node:routes(opts) return check(node_check(self).netlink:route_list(opts)) end
 
 --- The node's network namespace handle (for core.setns, sandboxes, core.netlink).
 function Node:netns() return node_check(self).ns end
@@ -282,7 +282,7 @@ local function add_node(self, name, kind)
   lab_check(self)
   if not valid_name(name) then misuse(kind, "bad name '%s' (letters, digits, '_', '.', '-')", tostring(name)) end
   if self.nodes[name] then misuse(kind, "a node named '%s' exists already", name) end
-  local node = setmetatable({ lab = self, name = name, kind = kind, links = {}, addresses = {}, routes = {},
+  local node = setmetatable({ lab = self, name = name, kind = kind, lab_links = {}, assigned = {}, added_routes = {},
     next_if = 0 }, Node)
   if kind == "switch" then
     node.netlink = self.fabric_netlink
@@ -405,9 +405,32 @@ make_link = function(self, a, b, name_a, name_b, opts)
   if next(link.params) then
     for _, e in ipairs(link.ends) do apply_end(e, link.params) end
   end
-  a.links[#a.links + 1], b.links[#b.links + 1] = link, link
+  a.lab_links[#a.lab_links + 1], b.lab_links[#b.lab_links + 1] = link, link
   self.links[#self.links + 1] = link
   return link
+end
+
+--- Plugs a network namespace that is not a lab node (a sandbox's, any process's) into a switch: a veth pair
+-- whose port joins the switch and whose other end, opts.name (default eth0), appears in netns (a namespace
+-- handle, a path, or a pid). Returns the port's name. The pair goes away with that namespace.
+function Lab:attach(switch, netns, opts)
+  lab_check(self)
+  switch = resolve_node(self, switch, "switch")
+  if switch.kind ~= "switch" then misuse("attach", "a switch expected, got %s", tostring(switch)) end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "name" then misuse("attach", "unknown option '%s'", tostring(k)) end
+  end
+  if math.type(netns) == "integer" then netns = "/proc/" .. netns .. "/ns/net" end
+  self.attach_seq = self.attach_seq + 1
+  local port = fabric_port_name(self, switch, { name = "a" .. self.attach_seq })
+  local ok, msg, code = self.fabric_netlink:link_add{ name = port, kind = "veth", master = switch.ifindex, up = true,
+    group = LAB_GROUP, peer = { name = opts.name or "eth0", netns = netns } }
+  if not ok then
+    self.fabric_names[port] = nil
+    check(ok, msg, code)
+  end
+  return port
 end
 
 -- nftables names a link in quotes: only interface names reach it, checked like the kernel does.
@@ -506,7 +529,7 @@ function Lab:dot()
   local out = { "graph " .. dot_quote(self.name) .. " {", "  node [fontname=\"monospace\"];" }
   for _, node in ipairs(self.order) do
     local label = { node.name }
-    for _, a in ipairs(node.addresses) do label[#label + 1] = a.link .. " " .. a.address end
+    for _, a in ipairs(node.assigned) do label[#label + 1] = a.link .. " " .. a.address end
     out[#out + 1] = ("  %s [shape=%s, label=%s];"):format(dot_quote(node.name), SHAPES[node.kind],
       dot_quote(table.concat(label, "\\n")):gsub("\\\\n", "\\n"))
   end
@@ -622,7 +645,7 @@ function M.lab(opts)
     misuse("lab", "netns_dir: absolute path or false expected")
   end
   local self = setmetatable({ name = name, netns_dir = netns_dir, nodes = {}, order = {}, links = {}, processes = {},
-    count = 0, port_seq = 0, fabric_names = {}, owner = core.getpid(), on_progress = opts.progress }, Lab)
+    count = 0, port_seq = 0, attach_seq = 0, fabric_names = {}, owner = core.getpid(), on_progress = opts.progress }, Lab)
   -- Enough descriptors for a namespace and a netlink socket per node, as far as the hard limit allows.
   local soft, hard = core.getrlimit("nofile")
   if soft and hard and soft < hard then core.setrlimit("nofile", hard, hard) end

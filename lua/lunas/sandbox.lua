@@ -152,6 +152,22 @@ local function string_field(field, value)
   return value
 end
 
+-- "10.0.0.9/24", "fd00::9/64" (with_prefix) or a bare address: the shape only; the kernel has the last word.
+local function valid_address(text, with_prefix)
+  local host, prefix = text:match("^([^/]+)/(%d+)$")
+  if not host then
+    if with_prefix then return false end
+    host = text
+  end
+  local max = host:find(":", 1, true) and 128 or 32
+  if prefix and tonumber(prefix) > max then return false end
+  if max == 128 then return host:match("^[%x:.]+$") ~= nil end
+  local parts = { host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$") }
+  if #parts ~= 4 then return false end
+  for _, p in ipairs(parts) do if tonumber(p) > 255 then return false end end
+  return true
+end
+
 --- The spec schema: every field a sandbox accepts, with its validator. Areas extend it with M.add_field.
 local fields = {
   argv = function(f, v) return expect_strings(f, v, 1) end,
@@ -191,10 +207,25 @@ local fields = {
   loopback = boolean,
   -- "none": a network namespace of its own with lo up (the default); "host": the caller's network; or a lab
   -- node (lunas.net): the sandbox joins that host's namespace.
+  -- A lab switch (or {switch = s, address = "10.0.0.9/24", gateway = "10.0.0.1", name = "eth0"}): a network
+  -- namespace of its own, plugged into that switch.
   net = function(f, v)
     if v == "none" or v == "host" then return v end
-    if type(v) == "table" and type(v.netns) == "function" then return v end
-    misuse(f, "'none', 'host' or a lab host expected, got %s", tostring(v))
+    if type(v) == "table" and type(v.netns) == "function" then
+      if v.kind == "switch" then return { switch = v } end
+      return v
+    end
+    if type(v) == "table" and type(v.switch) == "table" and v.switch.kind == "switch" then
+      for k, value in pairs(v) do
+        if k ~= "switch" and k ~= "address" and k ~= "gateway" and k ~= "name" then misuse(f, "unknown field '%s'", tostring(k)) end
+        if k ~= "switch" and type(value) ~= "string" then misuse(f .. "." .. k, "string expected, got %s", type(value)) end
+      end
+      if v.address and not valid_address(v.address, true) then misuse(f .. ".address", "bad address '%s'", v.address) end
+      if v.gateway and not valid_address(v.gateway, false) then misuse(f .. ".gateway", "bad address '%s'", v.gateway) end
+      if v.name and (#v.name < 1 or #v.name > 15 or v.name:find("[%s/:]")) then misuse(f .. ".name", "bad interface name '%s'", v.name) end
+      return { switch = v.switch, address = v.address, gateway = v.gateway, name = v.name or "eth0" }
+    end
+    misuse(f, "'none', 'host', a lab host or a lab switch expected, got %s", tostring(v))
   end,
   stdin = expect_fd,
   stdout = expect_fd,
@@ -222,7 +253,11 @@ local function validate(spec)
   if (out.argv == nil) == (out.fn == nil) then misuse("argv", "exactly one of 'argv' and 'fn' expected") end
   out.namespaces = out.namespaces or parse_namespaces("namespaces", DEFAULT_NAMESPACES)
   if out.net == "none" and not out.namespaces.net then misuse("net", "'none' needs the net namespace") end
-  if out.net ~= nil and out.net ~= "none" then out.namespaces.net = nil end
+  if type(out.net) == "table" and out.net.switch then
+    if not out.namespaces.net then misuse("net", "a switch needs the net namespace") end
+  elseif out.net ~= nil and out.net ~= "none" then
+    out.namespaces.net = nil
+  end
   return out
 end
 
@@ -445,6 +480,40 @@ steps[#steps + 1] = {
   name = "loopback",
   init = function(ctx)
     if ctx.ns.net and ctx.spec.loopback ~= false then return check_core(core.loopback_up()) end
+  end,
+}
+
+-- Plugged into a lab switch: the parent makes the veth pair into the child's namespace while the child waits,
+-- then the child configures its end (it holds CAP_NET_ADMIN over its own network namespace until the
+-- capabilities step).
+steps[#steps + 1] = {
+  name = "network",
+  prepare = function(ctx)
+    local attach = type(ctx.spec.net) == "table" and ctx.spec.net.switch and ctx.spec.net
+    if attach then
+      ctx.net_attach = attach
+      ctx.sync = true
+    end
+  end,
+  parent = function(ctx, proc)
+    local attach = ctx.net_attach
+    if not attach then return end
+    local ok, err = pcall(attach.switch.lab.attach, attach.switch.lab, attach.switch, proc.pid, { name = attach.name })
+    if not ok then return nil, tostring(err), type(err) == "table" and err.code or nil end
+  end,
+  init = function(ctx)
+    local attach = ctx.net_attach
+    if not attach then return end
+    local nl, msg, code = core.netlink()
+    if not nl then return nil, msg, code end
+    local ok
+    ok, msg, code = nl:link_set(attach.name, { up = true })
+    if ok and attach.address then
+      ok, msg, code = nl:addr_add(attach.name, attach.address, { nodad = attach.address:find(":", 1, true) ~= nil })
+    end
+    if ok and attach.gateway then ok, msg, code = nl:route_add{ dst = "default", via = attach.gateway } end
+    nl:close()
+    if not ok then return nil, msg, code end
   end,
 }
 
@@ -700,7 +769,7 @@ Sandbox.__index = Sandbox
 -- A sandbox on a lab host is cloned from inside that host's network namespace (it inherits it): joining later
 -- would need privileges over the namespace that the sandbox's own user namespace does not have.
 local function spawn_in_netns(net, opts)
-  if type(net) ~= "table" then return core.spawn(opts) end
+  if type(net) ~= "table" or net.switch then return core.spawn(opts) end
   local home, msg, code = core.ns_open("net")
   if not home then return nil, msg, code end
   local ok
