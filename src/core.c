@@ -502,7 +502,7 @@ double lunas_now(void) {
 /* ---- network namespaces --------------------------------------------------- */
 
 static int valid_netns_name(const char *name) {
-    return name[0] && strlen(name) < 256 && !strchr(name, '/') && strcmp(name, ".") && strcmp(name, "..");
+    return name[0] && strlen(name) < 256 && !strchr(name, '/') && strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
 
 int lunas_check_netns(lua_State *L, int idx, int arg, const char *field, int *owned, char *what, size_t what_size) {
