@@ -26,7 +26,12 @@ end
 local SCRIPT = [[
 echo hello from busybox
 ls /
-case "$(cat /proc/1/cmdline | tr '\0' '\n' | head -n 1)" in *lunas*) echo "PID 1: lunas";; *) echo "PID 1: other";; esac
+# PID 1 may still be switching to the reaper's own image (its command line reads empty for that instant).
+for try in 1 2 3 4 5 6 7 8 9 10; do
+  pid1=$(cat /proc/1/cmdline | tr '\0' '\n' | head -n 1)
+  [ -n "$pid1" ] && break
+done
+case "$pid1" in *lunas*) echo "PID 1: lunas";; *) echo "PID 1: other ($pid1)";; esac
 ]]
 
 local result = lunas.sandbox{
