@@ -273,11 +273,18 @@ static int replace_htb(lua_State *L, struct lunas_netlink *nl, int idx, int ifin
     return 0;
 }
 
+/* Any other kind as a bare RTM_NEWQDISC with TCA_KIND and no options, as tc sends it: the kernel applies the
+ * kind's defaults. Not through rtnl_qdisc_add: libnl fills options for the kinds it knows and refuses (fifo:
+ * NLE_INVAL without a limit) or aborts the process (prio, pfifo_fast: BUG() without a priomap) when they are unset. */
 static int replace_plain(lua_State *L, struct lunas_netlink *nl, int ifindex, uint32_t parent, uint32_t handle,
                          const char *kind, const char *label) {
-    struct rtnl_qdisc *q = new_qdisc(L, ifindex, parent, handle, kind);
-    int r = rtnl_qdisc_add(nl->sock, q, NLM_F_CREATE | NLM_F_REPLACE);
-    rtnl_qdisc_put(q);
+    struct nl_msg *msg = nlmsg_alloc_simple(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_REPLACE);
+    struct tcmsg tcm = {.tcm_family = AF_UNSPEC, .tcm_ifindex = ifindex, .tcm_handle = handle, .tcm_parent = parent};
+    if (!msg || nlmsg_append(msg, &tcm, sizeof tcm, NLMSG_ALIGNTO) < 0 || nla_put_string(msg, TCA_KIND, kind) < 0) {
+        nlmsg_free(msg);
+        return luaL_error(L, "out of memory");
+    }
+    int r = nl_send_sync(nl->sock, msg); /* frees msg */
     if (r < 0) {
         char op[64];
         snprintf(op, sizeof op, "qdisc replace %s on", kind);
