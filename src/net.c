@@ -473,14 +473,24 @@ static int set_common_link_options(lua_State *L, struct lunas_netlink *nl, int i
 }
 
 /* The namespace a link (or a veth peer) goes to: netns = handle | path | name. Returns the fd to use with
- * rtnl_link_set_ns_fd (owned fds are pushed into `owned` to close after the request), -1 when absent. */
+ * rtnl_link_set_ns_fd (owned fds are kept in `owned` to close after the request), -1 when absent.
+ * The owned fds sit in fd objects on the Lua stack (owned_init pushes two): a misuse error raised after a
+ * namespace was opened (a bad mtu, a bad peer name) unwinds past close_owned, and the GC closes them then. */
 struct owned_fds {
-    int fds[2];
+    struct lunas_fd *slots[2];
     int count;
 };
 
+static void owned_init(lua_State *L, struct owned_fds *o) {
+    for (int i = 0; i < 2; i++) o->slots[i] = lunas_new_fd(L, -1);
+    o->count = 0;
+}
+
 static void close_owned(struct owned_fds *o) {
-    for (int i = 0; i < o->count; i++) close(o->fds[i]);
+    for (int i = 0; i < o->count; i++) {
+        close(o->slots[i]->fd);
+        o->slots[i]->fd = -1;
+    }
     o->count = 0;
 }
 
@@ -490,7 +500,7 @@ static int link_netns_option(lua_State *L, int idx, const char *field, struct ow
     int is_owned;
     int fd = lunas_check_netns(L, -1, idx, field, &is_owned, what, what_size);
     lua_pop(L, 1);
-    if (is_owned) owned->fds[owned->count++] = fd;
+    if (is_owned) owned->slots[owned->count++]->fd = fd;
     return fd;
 }
 
@@ -701,7 +711,8 @@ static int netlink_link_add(lua_State *L) {
     const char *kind = check_kind(L, 2);
     check_kind_options(L, 2, kind);
     if (strcmp(kind, "tun") == 0 || strcmp(kind, "tap") == 0) return create_tun(L, nl, 2, name, kind);
-    struct owned_fds owned = {{-1, -1}, 0};
+    struct owned_fds owned;
+    owned_init(L, &owned);
     char what[64];
     int link_ns = link_netns_option(L, 2, "netns", &owned, what, sizeof what);
     if (link_ns == -2) return lunas_push_error(L, errno, "link add: namespace", what);
@@ -791,7 +802,8 @@ static int netlink_link_set(lua_State *L) {
     char label[IFNAMSIZ + 16];
     int index = lunas_netlink_ifindex(L, nl, 2, 2, "link", label, sizeof label);
     if (index < 0) return netlink_error(L, nl, index, "link set", label);
-    struct owned_fds owned = {{-1, -1}, 0};
+    struct owned_fds owned;
+    owned_init(L, &owned);
     char what[64];
     int ns = link_netns_option(L, 3, "netns", &owned, what, sizeof what);
     if (ns == -2) return lunas_push_error(L, errno, "link set: namespace", what);
