@@ -455,20 +455,15 @@ static int has_common_link_options(lua_State *L, int idx) {
     return any;
 }
 
-/* Applies the common options to an existing link by name (tun/tap devices, made outside netlink). */
-static int set_common_link_options(lua_State *L, struct lunas_netlink *nl, int idx, const char *name) {
+/* Applies a change (common options) to an existing link by name (tun/tap devices, made outside netlink). */
+static int change_link_by_name(lua_State *L, struct lunas_netlink *nl, struct rtnl_link *change, const char *name) {
     struct rtnl_link *orig = NULL;
     int r = rtnl_link_get_kernel(nl->sock, 0, name, &orig);
     if (r < 0) return netlink_error(L, nl, r, "link get", name);
-    struct rtnl_link *change = rtnl_link_alloc();
-    if (!change) luaL_error(L, "out of memory");
-    int pushed = apply_common_link_options(L, nl, idx, change, name);
-    if (pushed == 0) {
-        r = rtnl_link_change(nl->sock, orig, change, 0);
-        if (r < 0) pushed = netlink_error(L, nl, r, "link set", name);
-    }
+    int pushed = 0;
+    r = rtnl_link_change(nl->sock, orig, change, 0);
+    if (r < 0) pushed = netlink_error(L, nl, r, "link set", name);
     rtnl_link_put(orig);
-    rtnl_link_put(change);
     return pushed;
 }
 
@@ -758,13 +753,33 @@ static int create_tun(lua_State *L, struct lunas_netlink *nl, int idx, const cha
                             (lunas_opt_boolean(L, idx, "multi_queue", 0) ? IFF_MULTI_QUEUE : 0));
     lua_Integer owner = lunas_opt_integer(L, idx, "owner", -1, 0, UINT32_MAX - 1);
     lua_Integer group = lunas_opt_integer(L, idx, "owner_group", -1, 0, UINT32_MAX - 1);
+    /* The common options are read (and a master looked up) before the device exists: a bad one must not leave a
+     * persistent device behind. */
+    struct rtnl_link *change = NULL;
+    if (has_common_link_options(L, idx)) {
+        change = rtnl_link_alloc();
+        if (!change) luaL_error(L, "out of memory");
+        int pushed = apply_common_link_options(L, nl, idx, change, name);
+        if (pushed) {
+            rtnl_link_put(change);
+            return pushed;
+        }
+    }
     struct lunas_fd *fdobj = persist ? NULL : lunas_new_fd(L, -1);
-    int saved;
-    if (lunas_netns_enter(nl->netns_fd, &saved) < 0) return netlink_errno(L, nl, errno, "link add: setns", name);
-    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-    int err = errno;
-    lunas_netns_leave(saved);
-    if (fd < 0) return netlink_errno(L, nl, err, "link add: open /dev/net/tun for", name);
+    int saved, fd = -1, err;
+    const char *failed = "link add: setns";
+    if (lunas_netns_enter(nl->netns_fd, &saved) < 0) {
+        err = errno;
+    } else {
+        fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+        err = errno;
+        failed = "link add: open /dev/net/tun for";
+        lunas_netns_leave(saved);
+    }
+    if (fd < 0) {
+        if (change) rtnl_link_put(change);
+        return netlink_errno(L, nl, err, failed, name);
+    }
     const char *step = "TUNSETIFF";
     int r = ioctl(fd, TUNSETIFF, &ifr);
     if (r == 0 && owner >= 0) r = ioctl(fd, TUNSETOWNER, (unsigned long)owner), step = "TUNSETOWNER";
@@ -773,11 +788,15 @@ static int create_tun(lua_State *L, struct lunas_netlink *nl, int idx, const cha
     if (r < 0) {
         err = errno;
         close(fd);
+        if (change) rtnl_link_put(change);
         char op[64];
         snprintf(op, sizeof op, "link add (%s)", step);
         return netlink_errno(L, nl, err, op, name);
     }
-    if (has_common_link_options(L, idx)) r = set_common_link_options(L, nl, idx, name);
+    if (change) {
+        r = change_link_by_name(L, nl, change, name);
+        rtnl_link_put(change);
+    }
     if (r) {
         if (persist) (void)ioctl(fd, TUNSETPERSIST, 0UL);
         close(fd);
