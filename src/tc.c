@@ -214,18 +214,34 @@ static struct rtnl_qdisc *new_qdisc(lua_State *L, int ifindex, uint32_t parent, 
 /* A burst that keeps the rate at timer granularity: 10 ms worth of bytes, at least 16 KiB. */
 static double default_burst(double rate) { return rate / 100 > 16384 ? rate / 100 : 16384; }
 
+/* tbf and htb give the kernel a bucket as the time it takes to send it at the rate, in a u32 of 64 ns ticks
+ * (about 274 s); libnl's conversion wraps silently past that (16 KiB at 8bit became a 223-byte bucket).
+ * given: whether the burst came from the caller (blame it) or is the default (blame the rate). */
+static void check_bucket(lua_State *L, int idx, const char *burst_field, const char *rate_field, double burst,
+                         double rate, int given) {
+    const double max_seconds = 4294967295.0 * 64e-9;
+    if (burst / rate <= max_seconds) return;
+    if (given) lunas_field_error(L, idx, burst_field, "%.0f bytes take more than %.0f s at this rate", burst, max_seconds);
+    lunas_field_error(L, idx, rate_field, "too low for a %.0f-byte %s: give a smaller %s", burst, burst_field, burst_field);
+}
+
 static int replace_tbf(lua_State *L, struct lunas_netlink *nl, int idx, int ifindex, uint32_t parent,
                        uint32_t handle, const char *label) {
     double rate = opt_unit(L, idx, "rate", check_rate);
     if (rate < 0) lunas_field_error(L, idx, "rate", "tbf needs a rate");
     if (rate > INT_MAX) lunas_field_error(L, idx, "rate", "more than libnl's tbf can express (17gbit): use htb");
     double burst = opt_unit(L, idx, "burst", check_size);
+    int burst_given = burst >= 0;
     if (burst < 0) burst = default_burst(rate);
     if (burst < 1 || burst > INT_MAX) lunas_field_error(L, idx, "burst", "1 byte to 2 GiB expected");
+    check_bucket(L, idx, "burst", "rate", burst, rate, burst_given);
     double latency = opt_unit(L, idx, "latency", check_time), limit = opt_unit(L, idx, "limit", check_size);
     if (latency >= 0 && limit >= 0) lunas_field_error(L, idx, "limit", "give limit or latency, not both");
     if (limit > INT_MAX) lunas_field_error(L, idx, "limit", "too large");
     if (latency > 1e9 * 60) lunas_field_error(L, idx, "latency", "more than a minute");
+    /* libnl turns a latency into limit = rate x latency + burst, in an int. */
+    if (latency >= 0 && rate * (latency / 1e9) + burst > INT_MAX)
+        lunas_field_error(L, idx, "latency", "more than 2 GiB queued at this rate: give a lower latency");
     struct rtnl_qdisc *q = new_qdisc(L, ifindex, parent, handle, "tbf");
     rtnl_qdisc_tbf_set_rate(q, (int)rate, (int)burst, 0);
     if (limit >= 0) rtnl_qdisc_tbf_set_limit(q, (int)limit);
@@ -245,9 +261,12 @@ static int replace_htb(lua_State *L, struct lunas_netlink *nl, int idx, int ifin
     if (ceil < 0) ceil = rate;
     if (ceil < rate) lunas_field_error(L, idx, "ceil", "lower than rate");
     double burst = opt_unit(L, idx, "burst", check_size), cburst = opt_unit(L, idx, "cburst", check_size);
+    int burst_given = burst >= 0, cburst_given = cburst >= 0;
     if (burst < 0) burst = default_burst(rate);
     if (cburst < 0) cburst = default_burst(ceil);
     if (burst > UINT32_MAX || cburst > UINT32_MAX) lunas_field_error(L, idx, "burst", "too large");
+    check_bucket(L, idx, "burst", "rate", burst, rate, burst_given);
+    check_bucket(L, idx, "cburst", "ceil", cburst, ceil, cburst_given);
     if (TC_H_MIN(handle)) lunas_field_error(L, idx, "handle", "a qdisc handle has no minor number (\"1:\")");
     struct rtnl_qdisc *q = new_qdisc(L, ifindex, parent, handle, "htb");
     rtnl_htb_set_defcls(q, 1);
