@@ -268,7 +268,9 @@ struct nl_addr *lunas_check_prefix(lua_State *L, int idx, int arg, const char *f
 
 /* A hardware address "aa:bb:cc:dd:ee:ff" (6 bytes). */
 static struct nl_addr *check_mac(lua_State *L, int idx, int arg, const char *field) {
-    const char *text = luaL_checkstring(L, idx);
+    if (lua_type(L, idx) != LUA_TSTRING)
+        lunas_field_error(L, arg, field, "MAC address string expected, got %s", luaL_typename(L, idx));
+    const char *text = lua_tostring(L, idx);
     unsigned int b[6];
     char tail;
     if (sscanf(text, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6 ||
@@ -489,11 +491,12 @@ static void close_owned(struct owned_fds *o) {
     o->count = 0;
 }
 
-static int link_netns_option(lua_State *L, int idx, const char *field, struct owned_fds *owned, char *what,
+/* The netns field of the table at idx; misuse blames argument arg, field `label`. */
+static int link_netns_option(lua_State *L, int idx, int arg, const char *label, struct owned_fds *owned, char *what,
                              size_t what_size) {
-    lua_getfield(L, idx, field);
+    lua_getfield(L, idx, "netns");
     int is_owned;
-    int fd = lunas_check_netns(L, -1, idx, field, &is_owned, what, what_size);
+    int fd = lunas_check_netns(L, -1, arg, label, &is_owned, what, what_size);
     lua_pop(L, 1);
     if (is_owned) owned->slots[owned->count++]->fd = fd;
     return fd;
@@ -501,18 +504,34 @@ static int link_netns_option(lua_State *L, int idx, const char *field, struct ow
 
 static const char *const veth_peer_options[] = {"name", "netns", "mac", "mtu", "group", "txqlen", NULL};
 
+/* The peer table is strict like the option table it sits in; misuse blames the link_add argument (arg), field
+ * peer, not the table's stack slot. */
+static void check_peer_options(lua_State *L, int peer_idx, int arg) {
+    lua_pushnil(L);
+    while (lua_next(L, peer_idx)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) lunas_field_error(L, arg, "peer", "option names must be strings");
+        const char *key = lua_tostring(L, -1);
+        int known = 0;
+        for (int i = 0; veth_peer_options[i]; i++) known |= strcmp(key, veth_peer_options[i]) == 0;
+        if (!known)
+            lunas_field_error(L, arg, "peer", "unknown option '%s'%s", key,
+                              strcmp(key, "up") == 0 ? " (bring the peer up through a handle in its namespace)" : "");
+    }
+}
+
 /* veth: peer = {name=, netns=, mac=, mtu=, group=}. The peer cannot be brought up in the creating request
  * (ENOTCONN): do it afterwards through a handle in its namespace. */
 static struct rtnl_link *build_veth(lua_State *L, struct lunas_netlink *nl, int idx, struct owned_fds *owned) {
     if (lunas_opt_field(L, idx, "peer", LUA_TTABLE) == LUA_TNIL)
         lunas_field_error(L, idx, "peer", "a veth needs a peer table ({name = ...})");
     int peer_idx = lua_gettop(L);
-    lunas_check_options(L, peer_idx, veth_peer_options);
+    check_peer_options(L, peer_idx, idx);
     lua_getfield(L, peer_idx, "name");
     const char *peer_name = lunas_check_ifname(L, -1, idx, "peer.name");
     lua_pop(L, 1);
     char what[64];
-    int peer_ns = link_netns_option(L, peer_idx, "netns", owned, what, sizeof what);
+    int peer_ns = link_netns_option(L, peer_idx, idx, "peer.netns", owned, what, sizeof what);
     if (peer_ns == -2) {
         lua_pop(L, 1);
         lunas_push_error(L, errno, "link add: peer namespace", what);
@@ -709,7 +728,7 @@ static int netlink_link_add(lua_State *L) {
     struct owned_fds owned;
     owned_init(L, &owned);
     char what[64];
-    int link_ns = link_netns_option(L, 2, "netns", &owned, what, sizeof what);
+    int link_ns = link_netns_option(L, 2, 2, "netns", &owned, what, sizeof what);
     if (link_ns == -2) return lunas_push_error(L, errno, "link add: namespace", what);
     int top = lua_gettop(L);
     struct rtnl_link *link = build_link(L, nl, 2, kind, &owned);
@@ -824,7 +843,7 @@ static int netlink_link_set(lua_State *L) {
     struct owned_fds owned;
     owned_init(L, &owned);
     char what[64];
-    int ns = link_netns_option(L, 3, "netns", &owned, what, sizeof what);
+    int ns = link_netns_option(L, 3, 3, "netns", &owned, what, sizeof what);
     if (ns == -2) return lunas_push_error(L, errno, "link set: namespace", what);
     struct rtnl_link *orig = rtnl_link_alloc(), *change = rtnl_link_alloc();
     if (!orig || !change) luaL_error(L, "out of memory");
