@@ -22,6 +22,7 @@
 #include <netlink/route/link.h>
 #include <netlink/route/link/bridge.h>
 #include <netlink/route/link/macvlan.h>
+#include <netlink/route/link/macvtap.h>
 #include <netlink/route/link/veth.h>
 #include <netlink/route/link/vlan.h>
 #include <netlink/route/link/vxlan.h>
@@ -562,18 +563,22 @@ static struct rtnl_link *build_veth(lua_State *L, struct lunas_netlink *nl, int 
     return link;
 }
 
+/* macvlan and macvtap: each through its own allocator and setters. libnl's macvlan setters assert that the
+ * link is a macvlan and abort the process on a macvtap. */
 static struct rtnl_link *build_macvlan(lua_State *L, int idx, const char *kind) {
-    struct rtnl_link *link = rtnl_link_macvlan_alloc();
-    if (!link) luaL_error(L, "out of memory");
-    if (strcmp(kind, "macvtap") == 0) rtnl_link_set_type(link, "macvtap");
+    int tap = strcmp(kind, "macvtap") == 0;
     const char *mode = lunas_opt_string(L, idx, "mode", NULL);
+    int m = -1;
     if (mode) {
-        int m = rtnl_link_macvlan_str2mode(mode);
-        if (m < 0) {
-            rtnl_link_put(link);
-            lunas_field_error(L, idx, "mode", "unknown macvlan mode '%s' (private, vepa, bridge, passthru, source)", mode);
-        }
-        rtnl_link_macvlan_set_mode(link, (uint32_t)m);
+        m = tap ? rtnl_link_macvtap_str2mode(mode) : rtnl_link_macvlan_str2mode(mode);
+        if (m < 0)
+            lunas_field_error(L, idx, "mode", "unknown %s mode '%s' (private, vepa, bridge, passthru, source)", kind, mode);
+    }
+    struct rtnl_link *link = tap ? rtnl_link_macvtap_alloc() : rtnl_link_macvlan_alloc();
+    if (!link) luaL_error(L, "out of memory");
+    if (m >= 0) {
+        if (tap) rtnl_link_macvtap_set_mode(link, (uint32_t)m);
+        else rtnl_link_macvlan_set_mode(link, (uint32_t)m);
     }
     return link;
 }
