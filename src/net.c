@@ -637,8 +637,10 @@ static const char *const link_add_options[] = {"name", "kind", "mtu", "mac", "up
 
 static int create_tun(lua_State *L, struct lunas_netlink *nl, int idx, const char *name, const char *kind);
 
-/* The parent link (macvlan, macvtap, vlan, vxlan): link = name | index, in nl's namespace. */
-static int apply_parent_link(lua_State *L, struct lunas_netlink *nl, int idx, struct rtnl_link *link, int required) {
+/* The parent link (macvlan, macvtap, vlan, vxlan): link = name | index, in nl's namespace. macvlan, macvtap and
+ * vlan take it as IFLA_LINK; a vxlan reads only its own IFLA_VXLAN_LINK (ip's "dev") and ignores IFLA_LINK. */
+static int apply_parent_link(lua_State *L, struct lunas_netlink *nl, int idx, struct rtnl_link *link, const char *kind) {
+    int required = strcmp(kind, "macvlan") == 0 || strcmp(kind, "macvtap") == 0 || strcmp(kind, "vlan") == 0;
     lua_getfield(L, idx, "link");
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
@@ -649,7 +651,8 @@ static int apply_parent_link(lua_State *L, struct lunas_netlink *nl, int idx, st
     int parent = lunas_netlink_ifindex(L, nl, -1, idx, "link", label, sizeof label);
     lua_pop(L, 1);
     if (parent < 0) return netlink_error(L, nl, parent, "link add: parent", label);
-    rtnl_link_set_link(link, parent);
+    if (strcmp(kind, "vxlan") == 0) rtnl_link_vxlan_set_link(link, (uint32_t)parent);
+    else rtnl_link_set_link(link, parent);
     return 0;
 }
 
@@ -745,8 +748,7 @@ static int netlink_link_add(lua_State *L) {
     rtnl_link_set_name(link, name);
     if (link_ns >= 0) rtnl_link_set_ns_fd(link, link_ns);
     int r = apply_common_link_options(L, nl, 2, link, name);
-    if (r == 0) r = apply_parent_link(L, nl, 2, link, strcmp(kind, "macvlan") == 0 || strcmp(kind, "macvtap") == 0 ||
-                                                            strcmp(kind, "vlan") == 0);
+    if (r == 0) r = apply_parent_link(L, nl, 2, link, kind);
     if (r) {
         rtnl_link_put(link);
         close_owned(&owned);
