@@ -791,6 +791,17 @@ static int create_tun(lua_State *L, struct lunas_netlink *nl, int idx, const cha
             return pushed;
         }
     }
+    /* TUNSETIFF attaches to an existing tun/tap of that name instead of failing: link_add makes links, so a
+     * name in use is EEXIST as for every other kind (and a descriptor from persist = false would not own the
+     * device's life). */
+    struct rtnl_link *existing = NULL;
+    if (rtnl_link_get_kernel(nl->sock, 0, name, &existing) == 0) {
+        rtnl_link_put(existing);
+        if (change) rtnl_link_put(change);
+        return netlink_errno(L, nl, EEXIST, "link add", name);
+    }
+    nl->err = 0; /* the lookup's ENODEV */
+    nl->ext_ack[0] = '\0';
     struct lunas_fd *fdobj = persist ? NULL : lunas_new_fd(L, -1);
     int saved, fd = -1, err;
     const char *failed = "link add: setns";
