@@ -1302,9 +1302,9 @@ static int netlink_neigh_list(lua_State *L) {
 
 /* "net.ipv4.ip_forward" or "net/ipv4/conf/eth0.1/forwarding" (with slashes, dots are literal, as sysctl(8)):
  * only keys below net, no empty or dot-dot components. */
-static void check_sysctl_key(lua_State *L, const char *key, char *path, size_t size) {
-    size_t len = strlen(key);
+static void check_sysctl_key(lua_State *L, const char *key, size_t len, char *path, size_t size) {
     int slashes = strchr(key, '/') != NULL;
+    if (strlen(key) != len) lunas_field_error(L, 2, "key", "sysctl key with a NUL byte");
     if (len == 0 || len > 200 || strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./@") != len)
         lunas_field_error(L, 2, "key", "bad sysctl key '%s'", key);
     int n = snprintf(path, size, "/proc/sys/%s", key);
@@ -1328,8 +1328,9 @@ static void check_sysctl_key(lua_State *L, const char *key, char *path, size_t s
 static int net_sysctl(lua_State *L) {
     char what[64], path[256];
     int owned;
-    const char *key = luaL_checkstring(L, 2);
-    check_sysctl_key(L, key, path, sizeof path);
+    size_t key_len;
+    const char *key = luaL_checklstring(L, 2, &key_len);
+    check_sysctl_key(L, key, key_len, path, sizeof path);
     const char *value = NULL;
     char number[32];
     if (lua_type(L, 3) == LUA_TNUMBER) {
