@@ -1077,9 +1077,13 @@ static struct rtnl_route *build_route(lua_State *L, struct lunas_netlink *nl, in
     if (metric >= 0) rtnl_route_set_priority(route, (uint32_t)metric);
     const char *type = lunas_opt_string(L, idx, "type", NULL);
     int rtype = type ? (int)lunas_check_flag_name(L, idx, type, route_types, "type") : RTN_UNICAST;
-    rtnl_route_set_type(route, (uint8_t)rtype);
     const char *scope = lunas_opt_string(L, idx, "scope", NULL);
+    /* A delete matches what it is given, as ip route del: no type is any type, no scope any scope. Left unset,
+     * libnl would send unicast and a scope guessed from the nexthop (link without via), and the kernel would
+     * not find a gateway route by its destination alone. */
+    rtnl_route_set_type(route, (uint8_t)(for_delete && !type ? RTN_UNSPEC : rtype));
     if (scope) rtnl_route_set_scope(route, (uint8_t)lunas_check_flag_name(L, idx, scope, route_scopes, "scope"));
+    else if (for_delete) rtnl_route_set_scope(route, RT_SCOPE_NOWHERE);
     if (!for_delete)
         rtnl_route_set_protocol(route, (uint8_t)lunas_opt_integer(L, idx, "protocol", RTPROT_STATIC, 0, 255));
     if (lunas_opt_field(L, idx, "src", LUA_TSTRING) != LUA_TNIL) {
