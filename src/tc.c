@@ -252,6 +252,29 @@ static int replace_tbf(lua_State *L, struct lunas_netlink *nl, int idx, int ifin
     return 0;
 }
 
+/* Whether the qdisc at parent on ifindex is an htb with that handle and default class 1 (what replace_htb
+ * makes). Leaves nl's error state as it was. */
+static int is_htb_shaper(struct lunas_netlink *nl, int ifindex, uint32_t parent, uint32_t handle) {
+    int err = nl->err;
+    char ext_ack[sizeof nl->ext_ack];
+    memcpy(ext_ack, nl->ext_ack, sizeof ext_ack);
+    struct nl_cache *cache;
+    int found = 0;
+    if (rtnl_qdisc_alloc_cache(nl->sock, &cache) == 0) {
+        struct rtnl_qdisc *old = rtnl_qdisc_get(cache, ifindex, handle);
+        if (old) {
+            const char *kind = rtnl_tc_get_kind(TC_CAST(old));
+            found = kind && strcmp(kind, "htb") == 0 && rtnl_tc_get_parent(TC_CAST(old)) == parent &&
+                    rtnl_htb_get_defcls(old) == 1;
+            rtnl_qdisc_put(old);
+        }
+        nl_cache_free(cache);
+    }
+    nl->err = err;
+    memcpy(nl->ext_ack, ext_ack, sizeof ext_ack);
+    return found;
+}
+
 /* htb as a shaper: the qdisc (default class 1) and its class 1 with rate, ceil and bursts. */
 static int replace_htb(lua_State *L, struct lunas_netlink *nl, int idx, int ifindex, uint32_t parent,
                        uint32_t handle, const char *label) {
@@ -272,7 +295,13 @@ static int replace_htb(lua_State *L, struct lunas_netlink *nl, int idx, int ifin
     rtnl_htb_set_defcls(q, 1);
     int r = rtnl_qdisc_add(nl->sock, q, NLM_F_CREATE | NLM_F_REPLACE);
     rtnl_qdisc_put(q);
-    if (r < 0) return lunas_netlink_error(L, nl, r, "qdisc replace htb on", label);
+    /* htb has no change operation: replacing an htb by an htb fails ("Change operation not supported by
+     * specified qdisc"). When the one there is already this shaper (same parent and handle, default class 1),
+     * only its class needs the new rates. */
+    if (r < 0 && !is_htb_shaper(nl, ifindex, parent, handle))
+        return lunas_netlink_error(L, nl, r, "qdisc replace htb on", label);
+    nl->err = 0;
+    nl->ext_ack[0] = '\0';
     struct rtnl_class *c = rtnl_class_alloc();
     if (!c) return luaL_error(L, "out of memory");
     rtnl_tc_set_ifindex(TC_CAST(c), ifindex);
