@@ -521,9 +521,20 @@ static void check_peer_options(lua_State *L, int peer_idx, int arg) {
     }
 }
 
+/* What link_add must do about a veth's peer after the request: libnl 3.7 leaves IFLA_GROUP out of the peer's
+ * attributes (rtnl_link_fill_info has no group; only the outer message carries one), so peer.group is set by a
+ * second request in the peer's namespace. */
+struct veth_peer {
+    const char *name; /* NULL: not a veth */
+    int ns;           /* the peer's namespace fd; -1: the handle's */
+    int has_group;
+    uint32_t group;
+};
+
 /* veth: peer = {name=, netns=, mac=, mtu=, group=}. The peer cannot be brought up in the creating request
  * (ENOTCONN): do it afterwards through a handle in its namespace. */
-static struct rtnl_link *build_veth(lua_State *L, struct lunas_netlink *nl, int idx, struct owned_fds *owned) {
+static struct rtnl_link *build_veth(lua_State *L, struct lunas_netlink *nl, int idx, struct owned_fds *owned,
+                                    struct veth_peer *out) {
     if (lunas_opt_field(L, idx, "peer", LUA_TTABLE) == LUA_TNIL)
         lunas_field_error(L, idx, "peer", "a veth needs a peer table ({name = ...})");
     int peer_idx = lua_gettop(L);
@@ -547,7 +558,10 @@ static struct rtnl_link *build_veth(lua_State *L, struct lunas_netlink *nl, int 
     lua_getfield(L, peer_idx, "mtu");
     if (!lua_isnil(L, -1)) rtnl_link_set_mtu(peer, (unsigned int)lunas_check_range(L, -1, idx, "peer.mtu", 68, 65535));
     lua_getfield(L, peer_idx, "group");
-    if (!lua_isnil(L, -1)) rtnl_link_set_group(peer, (uint32_t)lunas_check_range(L, -1, idx, "peer.group", 0, UINT32_MAX));
+    if (!lua_isnil(L, -1)) {
+        out->group = (uint32_t)lunas_check_range(L, -1, idx, "peer.group", 0, UINT32_MAX);
+        out->has_group = 1;
+    }
     lua_getfield(L, peer_idx, "txqlen");
     if (!lua_isnil(L, -1))
         rtnl_link_set_txqlen(peer, (unsigned int)lunas_check_range(L, -1, idx, "peer.txqlen", 0, UINT32_MAX));
@@ -560,7 +574,45 @@ static struct rtnl_link *build_veth(lua_State *L, struct lunas_netlink *nl, int 
     lua_pop(L, 5);
     rtnl_link_put(peer);
     (void)nl;
+    out->name = peer_name; /* owned by the peer table, alive in the option table */
+    out->ns = peer_ns;
     return link;
+}
+
+/* Sets the group of the veth peer `p` by a request on a socket in the peer's namespace. On failure the pair is
+ * deleted again (through the peer) and the error is left in nl. */
+static int set_peer_group(struct lunas_netlink *nl, const struct veth_peer *p) {
+    struct lunas_netlink tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.netns_fd = -1;
+    struct lunas_netlink *on = nl;
+    int r = 0;
+    if (p->ns >= 0) {
+        int saved;
+        if (lunas_netns_enter(p->ns, &saved) < 0) {
+            nl->err = errno;
+            return -NLE_FAILURE;
+        }
+        r = connect_socket(&tmp);
+        lunas_netns_leave(saved);
+        on = &tmp;
+    }
+    struct rtnl_link *orig = NULL, *change = NULL;
+    if (r == 0) r = rtnl_link_get_kernel(on->sock, 0, p->name, &orig);
+    if (r == 0) r = (change = rtnl_link_alloc()) ? 0 : -NLE_NOMEM;
+    if (r == 0) {
+        rtnl_link_set_group(change, p->group);
+        r = rtnl_link_change(on->sock, orig, change, 0);
+    }
+    if (r < 0 && on == &tmp) {
+        nl->err = tmp.err;
+        memcpy(nl->ext_ack, tmp.ext_ack, sizeof nl->ext_ack);
+    }
+    if (r < 0 && orig) (void)rtnl_link_delete(on->sock, orig);
+    if (orig) rtnl_link_put(orig);
+    if (change) rtnl_link_put(change);
+    if (tmp.sock) nl_socket_free(tmp.sock);
+    return r;
 }
 
 /* macvlan and macvtap: each through its own allocator and setters. libnl's macvlan setters assert that the
@@ -698,8 +750,8 @@ static void check_kind_options(lua_State *L, int idx, const char *kind) {
 }
 
 static struct rtnl_link *build_link(lua_State *L, struct lunas_netlink *nl, int idx, const char *kind,
-                                    struct owned_fds *owned) {
-    if (strcmp(kind, "veth") == 0) return build_veth(L, nl, idx, owned);
+                                    struct owned_fds *owned, struct veth_peer *peer) {
+    if (strcmp(kind, "veth") == 0) return build_veth(L, nl, idx, owned, peer);
     if (strcmp(kind, "bridge") == 0) {
         struct rtnl_link *link = rtnl_link_bridge_alloc();
         if (!link) luaL_error(L, "out of memory");
@@ -739,7 +791,8 @@ static int netlink_link_add(lua_State *L) {
     int link_ns = link_netns_option(L, 2, 2, "netns", &owned, what, sizeof what);
     if (link_ns == -2) return lunas_push_error(L, errno, "link add: namespace", what);
     int top = lua_gettop(L);
-    struct rtnl_link *link = build_link(L, nl, 2, kind, &owned);
+    struct veth_peer peer = {NULL, -1, 0, 0};
+    struct rtnl_link *link = build_link(L, nl, 2, kind, &owned, &peer);
     if (!link) {
         close_owned(&owned);
         return 3;
@@ -757,6 +810,13 @@ static int netlink_link_add(lua_State *L) {
     int err = rtnl_link_add(nl->sock, link, NLM_F_CREATE | NLM_F_EXCL);
     if (strcmp(kind, "veth") == 0) rtnl_link_veth_release(link);
     else rtnl_link_put(link);
+    if (err >= 0 && peer.has_group) {
+        err = set_peer_group(nl, &peer);
+        if (err < 0) {
+            close_owned(&owned);
+            return netlink_error(L, nl, err, "link add: peer group of", name);
+        }
+    }
     close_owned(&owned);
     if (err < 0) return netlink_error(L, nl, err, "link add", name);
     lua_pushboolean(L, 1);
