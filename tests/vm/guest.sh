@@ -2,6 +2,8 @@
 # Runs inside the VM lane, as PID 1 on the overlay of the host's root: sets up a minimal system (pure cgroup v2,
 # devices, tmpfs), runs the test suite as root, reports its exit status on the console and powers off.
 set -u
+# The initramfs ran with PATH=/bin; the suite needs the host's usual one (tc and nft live in /usr/sbin).
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 fail() { echo "vm-guest: $*"; echo "LUNAS-VM-EXIT 3"; echo o > /proc/sysrq-trigger; while :; do :; done; }
 # /proc, /sys and /dev were mounted by the initramfs.
 mkdir -p /dev/pts /dev/shm
