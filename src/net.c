@@ -22,6 +22,7 @@
 #include <netlink/route/link.h>
 #include <netlink/route/link/bridge.h>
 #include <netlink/route/link/macvlan.h>
+#include <netlink/route/link/macvtap.h>
 #include <netlink/route/link/veth.h>
 #include <netlink/route/link/vlan.h>
 #include <netlink/route/link/vxlan.h>
@@ -268,7 +269,9 @@ struct nl_addr *lunas_check_prefix(lua_State *L, int idx, int arg, const char *f
 
 /* A hardware address "aa:bb:cc:dd:ee:ff" (6 bytes). */
 static struct nl_addr *check_mac(lua_State *L, int idx, int arg, const char *field) {
-    const char *text = luaL_checkstring(L, idx);
+    if (lua_type(L, idx) != LUA_TSTRING)
+        lunas_field_error(L, arg, field, "MAC address string expected, got %s", luaL_typename(L, idx));
+    const char *text = lua_tostring(L, idx);
     unsigned int b[6];
     char tail;
     if (sscanf(text, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6 ||
@@ -455,59 +458,92 @@ static int has_common_link_options(lua_State *L, int idx) {
     return any;
 }
 
-/* Applies the common options to an existing link by name (tun/tap devices, made outside netlink). */
-static int set_common_link_options(lua_State *L, struct lunas_netlink *nl, int idx, const char *name) {
+/* Applies a change (common options) to an existing link by name (tun/tap devices, made outside netlink). */
+static int change_link_by_name(lua_State *L, struct lunas_netlink *nl, struct rtnl_link *change, const char *name) {
     struct rtnl_link *orig = NULL;
     int r = rtnl_link_get_kernel(nl->sock, 0, name, &orig);
     if (r < 0) return netlink_error(L, nl, r, "link get", name);
-    struct rtnl_link *change = rtnl_link_alloc();
-    if (!change) luaL_error(L, "out of memory");
-    int pushed = apply_common_link_options(L, nl, idx, change, name);
-    if (pushed == 0) {
-        r = rtnl_link_change(nl->sock, orig, change, 0);
-        if (r < 0) pushed = netlink_error(L, nl, r, "link set", name);
-    }
+    int pushed = 0;
+    r = rtnl_link_change(nl->sock, orig, change, 0);
+    if (r < 0) pushed = netlink_error(L, nl, r, "link set", name);
     rtnl_link_put(orig);
-    rtnl_link_put(change);
     return pushed;
 }
 
 /* The namespace a link (or a veth peer) goes to: netns = handle | path | name. Returns the fd to use with
- * rtnl_link_set_ns_fd (owned fds are pushed into `owned` to close after the request), -1 when absent. */
+ * rtnl_link_set_ns_fd (owned fds are kept in `owned` to close after the request), -1 when absent.
+ * The owned fds sit in fd objects on the Lua stack (owned_init pushes two): a misuse error raised after a
+ * namespace was opened (a bad mtu, a bad peer name) unwinds past close_owned, and the GC closes them then. */
 struct owned_fds {
-    int fds[2];
+    struct lunas_fd *slots[2];
     int count;
 };
 
-static void close_owned(struct owned_fds *o) {
-    for (int i = 0; i < o->count; i++) close(o->fds[i]);
+static void owned_init(lua_State *L, struct owned_fds *o) {
+    for (int i = 0; i < 2; i++) o->slots[i] = lunas_new_fd(L, -1);
     o->count = 0;
 }
 
-static int link_netns_option(lua_State *L, int idx, const char *field, struct owned_fds *owned, char *what,
+static void close_owned(struct owned_fds *o) {
+    for (int i = 0; i < o->count; i++) {
+        close(o->slots[i]->fd);
+        o->slots[i]->fd = -1;
+    }
+    o->count = 0;
+}
+
+/* The netns field of the table at idx; misuse blames argument arg, field `label`. */
+static int link_netns_option(lua_State *L, int idx, int arg, const char *label, struct owned_fds *owned, char *what,
                              size_t what_size) {
-    lua_getfield(L, idx, field);
+    lua_getfield(L, idx, "netns");
     int is_owned;
-    int fd = lunas_check_netns(L, -1, idx, field, &is_owned, what, what_size);
+    int fd = lunas_check_netns(L, -1, arg, label, &is_owned, what, what_size);
     lua_pop(L, 1);
-    if (is_owned) owned->fds[owned->count++] = fd;
+    if (is_owned) owned->slots[owned->count++]->fd = fd;
     return fd;
 }
 
 static const char *const veth_peer_options[] = {"name", "netns", "mac", "mtu", "group", "txqlen", NULL};
 
+/* The peer table is strict like the option table it sits in; misuse blames the link_add argument (arg), field
+ * peer, not the table's stack slot. */
+static void check_peer_options(lua_State *L, int peer_idx, int arg) {
+    lua_pushnil(L);
+    while (lua_next(L, peer_idx)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) lunas_field_error(L, arg, "peer", "option names must be strings");
+        const char *key = lua_tostring(L, -1);
+        int known = 0;
+        for (int i = 0; veth_peer_options[i]; i++) known |= strcmp(key, veth_peer_options[i]) == 0;
+        if (!known)
+            lunas_field_error(L, arg, "peer", "unknown option '%s'%s", key,
+                              strcmp(key, "up") == 0 ? " (bring the peer up through a handle in its namespace)" : "");
+    }
+}
+
+/* What link_add must do about a veth's peer after the request: libnl 3.7 leaves IFLA_GROUP out of the peer's
+ * attributes (rtnl_link_fill_info has no group; only the outer message carries one), so peer.group is set by a
+ * second request in the peer's namespace. */
+struct veth_peer {
+    const char *name; /* NULL: not a veth */
+    int ns;           /* the peer's namespace fd; -1: the handle's */
+    int has_group;
+    uint32_t group;
+};
+
 /* veth: peer = {name=, netns=, mac=, mtu=, group=}. The peer cannot be brought up in the creating request
  * (ENOTCONN): do it afterwards through a handle in its namespace. */
-static struct rtnl_link *build_veth(lua_State *L, struct lunas_netlink *nl, int idx, struct owned_fds *owned) {
+static struct rtnl_link *build_veth(lua_State *L, struct lunas_netlink *nl, int idx, struct owned_fds *owned,
+                                    struct veth_peer *out) {
     if (lunas_opt_field(L, idx, "peer", LUA_TTABLE) == LUA_TNIL)
         lunas_field_error(L, idx, "peer", "a veth needs a peer table ({name = ...})");
     int peer_idx = lua_gettop(L);
-    lunas_check_options(L, peer_idx, veth_peer_options);
+    check_peer_options(L, peer_idx, idx);
     lua_getfield(L, peer_idx, "name");
     const char *peer_name = lunas_check_ifname(L, -1, idx, "peer.name");
     lua_pop(L, 1);
     char what[64];
-    int peer_ns = link_netns_option(L, peer_idx, "netns", owned, what, sizeof what);
+    int peer_ns = link_netns_option(L, peer_idx, idx, "peer.netns", owned, what, sizeof what);
     if (peer_ns == -2) {
         lua_pop(L, 1);
         lunas_push_error(L, errno, "link add: peer namespace", what);
@@ -522,7 +558,10 @@ static struct rtnl_link *build_veth(lua_State *L, struct lunas_netlink *nl, int 
     lua_getfield(L, peer_idx, "mtu");
     if (!lua_isnil(L, -1)) rtnl_link_set_mtu(peer, (unsigned int)lunas_check_range(L, -1, idx, "peer.mtu", 68, 65535));
     lua_getfield(L, peer_idx, "group");
-    if (!lua_isnil(L, -1)) rtnl_link_set_group(peer, (uint32_t)lunas_check_range(L, -1, idx, "peer.group", 0, UINT32_MAX));
+    if (!lua_isnil(L, -1)) {
+        out->group = (uint32_t)lunas_check_range(L, -1, idx, "peer.group", 0, UINT32_MAX);
+        out->has_group = 1;
+    }
     lua_getfield(L, peer_idx, "txqlen");
     if (!lua_isnil(L, -1))
         rtnl_link_set_txqlen(peer, (unsigned int)lunas_check_range(L, -1, idx, "peer.txqlen", 0, UINT32_MAX));
@@ -535,21 +574,63 @@ static struct rtnl_link *build_veth(lua_State *L, struct lunas_netlink *nl, int 
     lua_pop(L, 5);
     rtnl_link_put(peer);
     (void)nl;
+    out->name = peer_name; /* owned by the peer table, alive in the option table */
+    out->ns = peer_ns;
     return link;
 }
 
-static struct rtnl_link *build_macvlan(lua_State *L, int idx, const char *kind) {
-    struct rtnl_link *link = rtnl_link_macvlan_alloc();
-    if (!link) luaL_error(L, "out of memory");
-    if (strcmp(kind, "macvtap") == 0) rtnl_link_set_type(link, "macvtap");
-    const char *mode = lunas_opt_string(L, idx, "mode", NULL);
-    if (mode) {
-        int m = rtnl_link_macvlan_str2mode(mode);
-        if (m < 0) {
-            rtnl_link_put(link);
-            lunas_field_error(L, idx, "mode", "unknown macvlan mode '%s' (private, vepa, bridge, passthru, source)", mode);
+/* Sets the group of the veth peer `p` by a request on a socket in the peer's namespace. On failure the pair is
+ * deleted again (through the peer) and the error is left in nl. */
+static int set_peer_group(struct lunas_netlink *nl, const struct veth_peer *p) {
+    struct lunas_netlink tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.netns_fd = -1;
+    struct lunas_netlink *on = nl;
+    int r = 0;
+    if (p->ns >= 0) {
+        int saved;
+        if (lunas_netns_enter(p->ns, &saved) < 0) {
+            nl->err = errno;
+            return -NLE_FAILURE;
         }
-        rtnl_link_macvlan_set_mode(link, (uint32_t)m);
+        r = connect_socket(&tmp);
+        lunas_netns_leave(saved);
+        on = &tmp;
+    }
+    struct rtnl_link *orig = NULL, *change = NULL;
+    if (r == 0) r = rtnl_link_get_kernel(on->sock, 0, p->name, &orig);
+    if (r == 0) r = (change = rtnl_link_alloc()) ? 0 : -NLE_NOMEM;
+    if (r == 0) {
+        rtnl_link_set_group(change, p->group);
+        r = rtnl_link_change(on->sock, orig, change, 0);
+    }
+    if (r < 0 && on == &tmp) {
+        nl->err = tmp.err;
+        memcpy(nl->ext_ack, tmp.ext_ack, sizeof nl->ext_ack);
+    }
+    if (r < 0 && orig) (void)rtnl_link_delete(on->sock, orig);
+    if (orig) rtnl_link_put(orig);
+    if (change) rtnl_link_put(change);
+    if (tmp.sock) nl_socket_free(tmp.sock);
+    return r;
+}
+
+/* macvlan and macvtap: each through its own allocator and setters. libnl's macvlan setters assert that the
+ * link is a macvlan and abort the process on a macvtap. */
+static struct rtnl_link *build_macvlan(lua_State *L, int idx, const char *kind) {
+    int tap = strcmp(kind, "macvtap") == 0;
+    const char *mode = lunas_opt_string(L, idx, "mode", NULL);
+    int m = -1;
+    if (mode) {
+        m = tap ? rtnl_link_macvtap_str2mode(mode) : rtnl_link_macvlan_str2mode(mode);
+        if (m < 0)
+            lunas_field_error(L, idx, "mode", "unknown %s mode '%s' (private, vepa, bridge, passthru, source)", kind, mode);
+    }
+    struct rtnl_link *link = tap ? rtnl_link_macvtap_alloc() : rtnl_link_macvlan_alloc();
+    if (!link) luaL_error(L, "out of memory");
+    if (m >= 0) {
+        if (tap) rtnl_link_macvtap_set_mode(link, (uint32_t)m);
+        else rtnl_link_macvlan_set_mode(link, (uint32_t)m);
     }
     return link;
 }
@@ -608,8 +689,10 @@ static const char *const link_add_options[] = {"name", "kind", "mtu", "mac", "up
 
 static int create_tun(lua_State *L, struct lunas_netlink *nl, int idx, const char *name, const char *kind);
 
-/* The parent link (macvlan, macvtap, vlan, vxlan): link = name | index, in nl's namespace. */
-static int apply_parent_link(lua_State *L, struct lunas_netlink *nl, int idx, struct rtnl_link *link, int required) {
+/* The parent link (macvlan, macvtap, vlan, vxlan): link = name | index, in nl's namespace. macvlan, macvtap and
+ * vlan take it as IFLA_LINK; a vxlan reads only its own IFLA_VXLAN_LINK (ip's "dev") and ignores IFLA_LINK. */
+static int apply_parent_link(lua_State *L, struct lunas_netlink *nl, int idx, struct rtnl_link *link, const char *kind) {
+    int required = strcmp(kind, "macvlan") == 0 || strcmp(kind, "macvtap") == 0 || strcmp(kind, "vlan") == 0;
     lua_getfield(L, idx, "link");
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
@@ -620,7 +703,8 @@ static int apply_parent_link(lua_State *L, struct lunas_netlink *nl, int idx, st
     int parent = lunas_netlink_ifindex(L, nl, -1, idx, "link", label, sizeof label);
     lua_pop(L, 1);
     if (parent < 0) return netlink_error(L, nl, parent, "link add: parent", label);
-    rtnl_link_set_link(link, parent);
+    if (strcmp(kind, "vxlan") == 0) rtnl_link_vxlan_set_link(link, (uint32_t)parent);
+    else rtnl_link_set_link(link, parent);
     return 0;
 }
 
@@ -666,8 +750,8 @@ static void check_kind_options(lua_State *L, int idx, const char *kind) {
 }
 
 static struct rtnl_link *build_link(lua_State *L, struct lunas_netlink *nl, int idx, const char *kind,
-                                    struct owned_fds *owned) {
-    if (strcmp(kind, "veth") == 0) return build_veth(L, nl, idx, owned);
+                                    struct owned_fds *owned, struct veth_peer *peer) {
+    if (strcmp(kind, "veth") == 0) return build_veth(L, nl, idx, owned, peer);
     if (strcmp(kind, "bridge") == 0) {
         struct rtnl_link *link = rtnl_link_bridge_alloc();
         if (!link) luaL_error(L, "out of memory");
@@ -701,12 +785,14 @@ static int netlink_link_add(lua_State *L) {
     const char *kind = check_kind(L, 2);
     check_kind_options(L, 2, kind);
     if (strcmp(kind, "tun") == 0 || strcmp(kind, "tap") == 0) return create_tun(L, nl, 2, name, kind);
-    struct owned_fds owned = {{-1, -1}, 0};
+    struct owned_fds owned;
+    owned_init(L, &owned);
     char what[64];
-    int link_ns = link_netns_option(L, 2, "netns", &owned, what, sizeof what);
+    int link_ns = link_netns_option(L, 2, 2, "netns", &owned, what, sizeof what);
     if (link_ns == -2) return lunas_push_error(L, errno, "link add: namespace", what);
     int top = lua_gettop(L);
-    struct rtnl_link *link = build_link(L, nl, 2, kind, &owned);
+    struct veth_peer peer = {NULL, -1, 0, 0};
+    struct rtnl_link *link = build_link(L, nl, 2, kind, &owned, &peer);
     if (!link) {
         close_owned(&owned);
         return 3;
@@ -715,8 +801,7 @@ static int netlink_link_add(lua_State *L) {
     rtnl_link_set_name(link, name);
     if (link_ns >= 0) rtnl_link_set_ns_fd(link, link_ns);
     int r = apply_common_link_options(L, nl, 2, link, name);
-    if (r == 0) r = apply_parent_link(L, nl, 2, link, strcmp(kind, "macvlan") == 0 || strcmp(kind, "macvtap") == 0 ||
-                                                            strcmp(kind, "vlan") == 0);
+    if (r == 0) r = apply_parent_link(L, nl, 2, link, kind);
     if (r) {
         rtnl_link_put(link);
         close_owned(&owned);
@@ -725,6 +810,13 @@ static int netlink_link_add(lua_State *L) {
     int err = rtnl_link_add(nl->sock, link, NLM_F_CREATE | NLM_F_EXCL);
     if (strcmp(kind, "veth") == 0) rtnl_link_veth_release(link);
     else rtnl_link_put(link);
+    if (err >= 0 && peer.has_group) {
+        err = set_peer_group(nl, &peer);
+        if (err < 0) {
+            close_owned(&owned);
+            return netlink_error(L, nl, err, "link add: peer group of", name);
+        }
+    }
     close_owned(&owned);
     if (err < 0) return netlink_error(L, nl, err, "link add", name);
     lua_pushboolean(L, 1);
@@ -747,13 +839,44 @@ static int create_tun(lua_State *L, struct lunas_netlink *nl, int idx, const cha
                             (lunas_opt_boolean(L, idx, "multi_queue", 0) ? IFF_MULTI_QUEUE : 0));
     lua_Integer owner = lunas_opt_integer(L, idx, "owner", -1, 0, UINT32_MAX - 1);
     lua_Integer group = lunas_opt_integer(L, idx, "owner_group", -1, 0, UINT32_MAX - 1);
+    /* The common options are read (and a master looked up) before the device exists: a bad one must not leave a
+     * persistent device behind. */
+    struct rtnl_link *change = NULL;
+    if (has_common_link_options(L, idx)) {
+        change = rtnl_link_alloc();
+        if (!change) luaL_error(L, "out of memory");
+        int pushed = apply_common_link_options(L, nl, idx, change, name);
+        if (pushed) {
+            rtnl_link_put(change);
+            return pushed;
+        }
+    }
+    /* TUNSETIFF attaches to an existing tun/tap of that name instead of failing: link_add makes links, so a
+     * name in use is EEXIST as for every other kind (and a descriptor from persist = false would not own the
+     * device's life). */
+    struct rtnl_link *existing = NULL;
+    if (rtnl_link_get_kernel(nl->sock, 0, name, &existing) == 0) {
+        rtnl_link_put(existing);
+        if (change) rtnl_link_put(change);
+        return netlink_errno(L, nl, EEXIST, "link add", name);
+    }
+    nl->err = 0; /* the lookup's ENODEV */
+    nl->ext_ack[0] = '\0';
     struct lunas_fd *fdobj = persist ? NULL : lunas_new_fd(L, -1);
-    int saved;
-    if (lunas_netns_enter(nl->netns_fd, &saved) < 0) return netlink_errno(L, nl, errno, "link add: setns", name);
-    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-    int err = errno;
-    lunas_netns_leave(saved);
-    if (fd < 0) return netlink_errno(L, nl, err, "link add: open /dev/net/tun for", name);
+    int saved, fd = -1, err;
+    const char *failed = "link add: setns";
+    if (lunas_netns_enter(nl->netns_fd, &saved) < 0) {
+        err = errno;
+    } else {
+        fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+        err = errno;
+        failed = "link add: open /dev/net/tun for";
+        lunas_netns_leave(saved);
+    }
+    if (fd < 0) {
+        if (change) rtnl_link_put(change);
+        return netlink_errno(L, nl, err, failed, name);
+    }
     const char *step = "TUNSETIFF";
     int r = ioctl(fd, TUNSETIFF, &ifr);
     if (r == 0 && owner >= 0) r = ioctl(fd, TUNSETOWNER, (unsigned long)owner), step = "TUNSETOWNER";
@@ -762,11 +885,15 @@ static int create_tun(lua_State *L, struct lunas_netlink *nl, int idx, const cha
     if (r < 0) {
         err = errno;
         close(fd);
+        if (change) rtnl_link_put(change);
         char op[64];
         snprintf(op, sizeof op, "link add (%s)", step);
         return netlink_errno(L, nl, err, op, name);
     }
-    if (has_common_link_options(L, idx)) r = set_common_link_options(L, nl, idx, name);
+    if (change) {
+        r = change_link_by_name(L, nl, change, name);
+        rtnl_link_put(change);
+    }
     if (r) {
         if (persist) (void)ioctl(fd, TUNSETPERSIST, 0UL);
         close(fd);
@@ -791,9 +918,10 @@ static int netlink_link_set(lua_State *L) {
     char label[IFNAMSIZ + 16];
     int index = lunas_netlink_ifindex(L, nl, 2, 2, "link", label, sizeof label);
     if (index < 0) return netlink_error(L, nl, index, "link set", label);
-    struct owned_fds owned = {{-1, -1}, 0};
+    struct owned_fds owned;
+    owned_init(L, &owned);
     char what[64];
-    int ns = link_netns_option(L, 3, "netns", &owned, what, sizeof what);
+    int ns = link_netns_option(L, 3, 3, "netns", &owned, what, sizeof what);
     if (ns == -2) return lunas_push_error(L, errno, "link set: namespace", what);
     struct rtnl_link *orig = rtnl_link_alloc(), *change = rtnl_link_alloc();
     if (!orig || !change) luaL_error(L, "out of memory");
@@ -1009,9 +1137,13 @@ static struct rtnl_route *build_route(lua_State *L, struct lunas_netlink *nl, in
     if (metric >= 0) rtnl_route_set_priority(route, (uint32_t)metric);
     const char *type = lunas_opt_string(L, idx, "type", NULL);
     int rtype = type ? (int)lunas_check_flag_name(L, idx, type, route_types, "type") : RTN_UNICAST;
-    rtnl_route_set_type(route, (uint8_t)rtype);
     const char *scope = lunas_opt_string(L, idx, "scope", NULL);
+    /* A delete matches what it is given, as ip route del: no type is any type, no scope any scope. Left unset,
+     * libnl would send unicast and a scope guessed from the nexthop (link without via), and the kernel would
+     * not find a gateway route by its destination alone. */
+    rtnl_route_set_type(route, (uint8_t)(for_delete && !type ? RTN_UNSPEC : rtype));
     if (scope) rtnl_route_set_scope(route, (uint8_t)lunas_check_flag_name(L, idx, scope, route_scopes, "scope"));
+    else if (for_delete) rtnl_route_set_scope(route, RT_SCOPE_NOWHERE);
     if (!for_delete)
         rtnl_route_set_protocol(route, (uint8_t)lunas_opt_integer(L, idx, "protocol", RTPROT_STATIC, 0, 255));
     if (lunas_opt_field(L, idx, "src", LUA_TSTRING) != LUA_TNIL) {
@@ -1234,9 +1366,9 @@ static int netlink_neigh_list(lua_State *L) {
 
 /* "net.ipv4.ip_forward" or "net/ipv4/conf/eth0.1/forwarding" (with slashes, dots are literal, as sysctl(8)):
  * only keys below net, no empty or dot-dot components. */
-static void check_sysctl_key(lua_State *L, const char *key, char *path, size_t size) {
-    size_t len = strlen(key);
+static void check_sysctl_key(lua_State *L, const char *key, size_t len, char *path, size_t size) {
     int slashes = strchr(key, '/') != NULL;
+    if (strlen(key) != len) lunas_field_error(L, 2, "key", "sysctl key with a NUL byte");
     if (len == 0 || len > 200 || strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./@") != len)
         lunas_field_error(L, 2, "key", "bad sysctl key '%s'", key);
     int n = snprintf(path, size, "/proc/sys/%s", key);
@@ -1260,8 +1392,9 @@ static void check_sysctl_key(lua_State *L, const char *key, char *path, size_t s
 static int net_sysctl(lua_State *L) {
     char what[64], path[256];
     int owned;
-    const char *key = luaL_checkstring(L, 2);
-    check_sysctl_key(L, key, path, sizeof path);
+    size_t key_len;
+    const char *key = luaL_checklstring(L, 2, &key_len);
+    check_sysctl_key(L, key, key_len, path, sizeof path);
     const char *value = NULL;
     char number[32];
     if (lua_type(L, 3) == LUA_TNUMBER) {

@@ -214,18 +214,34 @@ static struct rtnl_qdisc *new_qdisc(lua_State *L, int ifindex, uint32_t parent, 
 /* A burst that keeps the rate at timer granularity: 10 ms worth of bytes, at least 16 KiB. */
 static double default_burst(double rate) { return rate / 100 > 16384 ? rate / 100 : 16384; }
 
+/* tbf and htb give the kernel a bucket as the time it takes to send it at the rate, in a u32 of 64 ns ticks
+ * (about 274 s); libnl's conversion wraps silently past that (16 KiB at 8bit became a 223-byte bucket).
+ * given: whether the burst came from the caller (blame it) or is the default (blame the rate). */
+static void check_bucket(lua_State *L, int idx, const char *burst_field, const char *rate_field, double burst,
+                         double rate, int given) {
+    const double max_seconds = 4294967295.0 * 64e-9;
+    if (burst / rate <= max_seconds) return;
+    if (given) lunas_field_error(L, idx, burst_field, "%.0f bytes take more than %.0f s at this rate", burst, max_seconds);
+    lunas_field_error(L, idx, rate_field, "too low for a %.0f-byte %s: give a smaller %s", burst, burst_field, burst_field);
+}
+
 static int replace_tbf(lua_State *L, struct lunas_netlink *nl, int idx, int ifindex, uint32_t parent,
                        uint32_t handle, const char *label) {
     double rate = opt_unit(L, idx, "rate", check_rate);
     if (rate < 0) lunas_field_error(L, idx, "rate", "tbf needs a rate");
     if (rate > INT_MAX) lunas_field_error(L, idx, "rate", "more than libnl's tbf can express (17gbit): use htb");
     double burst = opt_unit(L, idx, "burst", check_size);
+    int burst_given = burst >= 0;
     if (burst < 0) burst = default_burst(rate);
     if (burst < 1 || burst > INT_MAX) lunas_field_error(L, idx, "burst", "1 byte to 2 GiB expected");
+    check_bucket(L, idx, "burst", "rate", burst, rate, burst_given);
     double latency = opt_unit(L, idx, "latency", check_time), limit = opt_unit(L, idx, "limit", check_size);
     if (latency >= 0 && limit >= 0) lunas_field_error(L, idx, "limit", "give limit or latency, not both");
     if (limit > INT_MAX) lunas_field_error(L, idx, "limit", "too large");
     if (latency > 1e9 * 60) lunas_field_error(L, idx, "latency", "more than a minute");
+    /* libnl turns a latency into limit = rate x latency + burst, in an int. */
+    if (latency >= 0 && rate * (latency / 1e9) + burst > INT_MAX)
+        lunas_field_error(L, idx, "latency", "more than 2 GiB queued at this rate: give a lower latency");
     struct rtnl_qdisc *q = new_qdisc(L, ifindex, parent, handle, "tbf");
     rtnl_qdisc_tbf_set_rate(q, (int)rate, (int)burst, 0);
     if (limit >= 0) rtnl_qdisc_tbf_set_limit(q, (int)limit);
@@ -234,6 +250,29 @@ static int replace_tbf(lua_State *L, struct lunas_netlink *nl, int idx, int ifin
     rtnl_qdisc_put(q);
     if (r < 0) return lunas_netlink_error(L, nl, r, "qdisc replace tbf on", label);
     return 0;
+}
+
+/* Whether the qdisc at parent on ifindex is an htb with that handle and default class 1 (what replace_htb
+ * makes). Leaves nl's error state as it was. */
+static int is_htb_shaper(struct lunas_netlink *nl, int ifindex, uint32_t parent, uint32_t handle) {
+    int err = nl->err;
+    char ext_ack[sizeof nl->ext_ack];
+    memcpy(ext_ack, nl->ext_ack, sizeof ext_ack);
+    struct nl_cache *cache;
+    int found = 0;
+    if (rtnl_qdisc_alloc_cache(nl->sock, &cache) == 0) {
+        struct rtnl_qdisc *old = rtnl_qdisc_get(cache, ifindex, handle);
+        if (old) {
+            const char *kind = rtnl_tc_get_kind(TC_CAST(old));
+            found = kind && strcmp(kind, "htb") == 0 && rtnl_tc_get_parent(TC_CAST(old)) == parent &&
+                    rtnl_htb_get_defcls(old) == 1;
+            rtnl_qdisc_put(old);
+        }
+        nl_cache_free(cache);
+    }
+    nl->err = err;
+    memcpy(nl->ext_ack, ext_ack, sizeof ext_ack);
+    return found;
 }
 
 /* htb as a shaper: the qdisc (default class 1) and its class 1 with rate, ceil and bursts. */
@@ -245,15 +284,24 @@ static int replace_htb(lua_State *L, struct lunas_netlink *nl, int idx, int ifin
     if (ceil < 0) ceil = rate;
     if (ceil < rate) lunas_field_error(L, idx, "ceil", "lower than rate");
     double burst = opt_unit(L, idx, "burst", check_size), cburst = opt_unit(L, idx, "cburst", check_size);
+    int burst_given = burst >= 0, cburst_given = cburst >= 0;
     if (burst < 0) burst = default_burst(rate);
     if (cburst < 0) cburst = default_burst(ceil);
     if (burst > UINT32_MAX || cburst > UINT32_MAX) lunas_field_error(L, idx, "burst", "too large");
+    check_bucket(L, idx, "burst", "rate", burst, rate, burst_given);
+    check_bucket(L, idx, "cburst", "ceil", cburst, ceil, cburst_given);
     if (TC_H_MIN(handle)) lunas_field_error(L, idx, "handle", "a qdisc handle has no minor number (\"1:\")");
     struct rtnl_qdisc *q = new_qdisc(L, ifindex, parent, handle, "htb");
     rtnl_htb_set_defcls(q, 1);
     int r = rtnl_qdisc_add(nl->sock, q, NLM_F_CREATE | NLM_F_REPLACE);
     rtnl_qdisc_put(q);
-    if (r < 0) return lunas_netlink_error(L, nl, r, "qdisc replace htb on", label);
+    /* htb has no change operation: replacing an htb by an htb fails ("Change operation not supported by
+     * specified qdisc"). When the one there is already this shaper (same parent and handle, default class 1),
+     * only its class needs the new rates. */
+    if (r < 0 && !is_htb_shaper(nl, ifindex, parent, handle))
+        return lunas_netlink_error(L, nl, r, "qdisc replace htb on", label);
+    nl->err = 0;
+    nl->ext_ack[0] = '\0';
     struct rtnl_class *c = rtnl_class_alloc();
     if (!c) return luaL_error(L, "out of memory");
     rtnl_tc_set_ifindex(TC_CAST(c), ifindex);
@@ -273,11 +321,18 @@ static int replace_htb(lua_State *L, struct lunas_netlink *nl, int idx, int ifin
     return 0;
 }
 
+/* Any other kind as a bare RTM_NEWQDISC with TCA_KIND and no options, as tc sends it: the kernel applies the
+ * kind's defaults. Not through rtnl_qdisc_add: libnl fills options for the kinds it knows and refuses (fifo:
+ * NLE_INVAL without a limit) or aborts the process (prio, pfifo_fast: BUG() without a priomap) when they are unset. */
 static int replace_plain(lua_State *L, struct lunas_netlink *nl, int ifindex, uint32_t parent, uint32_t handle,
                          const char *kind, const char *label) {
-    struct rtnl_qdisc *q = new_qdisc(L, ifindex, parent, handle, kind);
-    int r = rtnl_qdisc_add(nl->sock, q, NLM_F_CREATE | NLM_F_REPLACE);
-    rtnl_qdisc_put(q);
+    struct nl_msg *msg = nlmsg_alloc_simple(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_REPLACE);
+    struct tcmsg tcm = {.tcm_family = AF_UNSPEC, .tcm_ifindex = ifindex, .tcm_handle = handle, .tcm_parent = parent};
+    if (!msg || nlmsg_append(msg, &tcm, sizeof tcm, NLMSG_ALIGNTO) < 0 || nla_put_string(msg, TCA_KIND, kind) < 0) {
+        nlmsg_free(msg);
+        return luaL_error(L, "out of memory");
+    }
+    int r = nl_send_sync(nl->sock, msg); /* frees msg */
     if (r < 0) {
         char op[64];
         snprintf(op, sizeof op, "qdisc replace %s on", kind);
