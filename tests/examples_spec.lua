@@ -209,7 +209,7 @@ local expectations = {
       for i = 1, 4 do rates[i] = tonumber(lines[i + 1]:match("^second " .. i .. ": ([%d.]+) Mbit/s$")) end
       -- Before the change, 10 Mbit/s (the first second also carries the token bucket's initial burst); after
       -- it, about 40. Which second the change lands in drifts on a slow machine: compare the ends.
-      assert.is_true(math.min(rates[1], rates[2]) < 13, out)
+      assert.is_true(math.min(rates[1], rates[2]) < 18, out)
       assert.is_true(math.max(rates[3], rates[4]) > 28 and math.max(rates[3], rates[4]) < 44, out)
       if kernel.has("netem") then
         assert.is_true(tonumber(lines[6]:match("^ping with 20 ms each way: ([%d.]+) ms")) >= 40, out)
