@@ -420,30 +420,29 @@ run_job() { # INDEX RUNS WARMUP
 }
 
 # ---------------------------------------------------------------- settling after a lab run
-# A lab's network namespaces are destroyed by the kernel after its run has exited (cleanup_net, in a work queue:
-# about a second per 100 namespaces). Left running, that work would be charged to whichever command runs next,
-# always the same one in a rotated order. So after each lab run the harness waits, untimed, until the count of
-# live network namespaces (the net_namespace slab in /proc/slabinfo) is back to what it was before the run
-# (+ a few objects of slab slack), at most BENCH_LAB_SETTLE + N/50 seconds (other work on the machine may hold
-# namespaces too), and records how long that took. Without /proc/slabinfo it sleeps 1 s.
-ns_count() {
-    awk '$1 == "net_namespace" { print $2; exit }' /proc/slabinfo 2>/dev/null
+# A lab's network namespaces are destroyed by the kernel after its run has exited (cleanup_net, run by a kworker
+# of the netns work queue, whose name reads "kworker/...+netns" while it works). Left running, that work would be
+# charged to whichever command runs next, always the same one in a rotated order. So after each lab run the
+# harness waits, untimed, at least 0.3 s and then until no netns kworker has been seen working for 0.2 s, at most
+# BENCH_LAB_SETTLE + N/50 seconds, and records how long that took. (The net_namespace slab count is no signal:
+# SLUB counts objects freed to a CPU's own slab as still active.)
+netns_work() {
+    grep -qs '+netns' /proc/[0-9]*/comm
 }
 now_ms() {
     d=$(date +%s%N 2>/dev/null)
     case $d in *N* | '') echo $(($(date +%s) * 1000)) ;; *) echo $((d / 1000000)) ;; esac
 }
-settle() { # BEFORE_COUNT INDEX
+settle() { # INDEX
     se_t0=$(now_ms)
-    se_cap=$(((LAB_SETTLE + $(get n "$2") / 50) * 1000))
-    if [ -z "$1" ]; then
-        sleep 1
-    else
-        while [ "$(ns_count)" -gt $(($1 + 8)) ] && [ $(($(now_ms) - se_t0)) -lt "$se_cap" ]; do
-            sleep 0.05
-        done
-    fi
-    echo $(($(now_ms) - se_t0)) >>"$R/$2.settle"
+    se_cap=$(((LAB_SETTLE + $(get n "$1") / 50) * 1000))
+    sleep 0.3
+    se_idle=0
+    while [ $se_idle -lt 4 ] && [ $(($(now_ms) - se_t0)) -lt "$se_cap" ]; do
+        if netns_work; then se_idle=0; else se_idle=$((se_idle + 1)); fi
+        sleep 0.05
+    done
+    echo $(($(now_ms) - se_t0)) >>"$R/$1.settle"
 }
 
 # ---------------------------------------------------------------- probe: one run each, outside the samples
@@ -456,11 +455,10 @@ while [ $i -le $NJ ]; do
         rj_i=$i rj_n=1 rj_w=0 rj_probe=1
         : >"$R/$i.err"
         [ "$(get kind $i)" = lab ] && echo "bench:   probe $(get id $i)" >&2
-        nsc_before=$(ns_count)
         run_job $i >/dev/null
         rj_probe=0
         if [ "$(get kind $i)" = lab ]; then
-            settle "$nsc_before" $i
+            settle $i
             rm -f "$R/$i.settle"
         fi
         st=$(awk '{ s = $3 } END { print (s == "" ? "none" : s) }' "$R/$i.samples" 2>/dev/null)
@@ -506,10 +504,9 @@ run_rounds() {
             fi
             rj_i=$i rj_n=$RUNS rj_w=$WARMUP
             : >"$R/$i.err"
-            nsc_before=$(ns_count)
             line=$(run_job "$i")
             rc=$?
-            [ "$(get kind "$i")" = lab ] && settle "$nsc_before" "$i"
+            [ "$(get kind "$i")" = lab ] && settle "$i"
             if [ $rc -ne 0 ]; then
                 # the first failing timed run of this round, with the command's stderr (warm-up
                 # failures count in timeit's total but leave no sample; then the status is unknown)
@@ -703,7 +700,7 @@ fi
 LEGEND1="median ms: wall time of the whole process (fork to wait4), median over all timed runs of all rounds; throughput rows: one process doing all N spawns."
 LEGEND2="ratio: latency rows = median / the group's first row (rawns, bwrap for the file system rows, or the empty C program), lower is better; throughput rows = spawns/s / rawns spawns/s, higher is better."
 LEGEND3="peak RSS: max over runs of wait4's ru_maxrss, i.e. the largest process in the tool's process tree."
-LEGEND4="lab rows: one run = a fresh unshare --net --mount + tmpfs on /run, then build and teardown of the lab (topo_nl: two processes; ip -batch: two ip processes, which fork an ip per 'netns exec' line; bash + ip: about 5 ip processes per host); ratio = median / topo_nl -g median, lower is better; ms/host = (median - the wrapper's median) / N, marginal = (median - median at the previous N) / (N - previous N); 'then X ms of netns cleanup': the median wait, after the run, until the kernel had destroyed its namespaces (untimed; the next run starts after it). The bash script runs up to N = $LAB_BASH_MAX (BENCH_LAB_BASH_MAX)."
+LEGEND4="lab rows: one run = a fresh unshare --net --mount + tmpfs on /run, then build and teardown of the lab (topo_nl: two processes; ip -batch: two ip processes, which fork an ip per 'netns exec' line; bash + ip: about 5 ip processes per host); ratio = median / topo_nl -g median, lower is better; ms/host = (median - the wrapper's median) / N, marginal = (median - median at the previous N) / (N - previous N); 'then X ms of netns cleanup': the median wait after the run (untimed, at least 300 ms) until the kernel's netns work queue had been idle for 0.2 s; the next run starts after it. The bash script runs up to N = $LAB_BASH_MAX (BENCH_LAB_BASH_MAX)."
 # Targets for the lab rows: lunas within 1.25x of topo_nl -g and at least 25x faster than bash + ip, per N.
 TARGETS=""
 if [ $DO_LAB = 1 ]; then
