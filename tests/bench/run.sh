@@ -1,19 +1,30 @@
 #!/bin/sh
 # tests/bench/run.sh - lunas benchmarks, side by side with the reference "raw limit" and peers.
 #
-# usage: sh tests/bench/run.sh [--markdown]        (run from anywhere; `make bench` runs it as root)
+# usage: sh tests/bench/run.sh [--markdown] [--only spawn|lab]   (run from anywhere; `make bench` runs it as root)
+#   --only spawn   only the spawn, throughput, file system and start-up rows
+#   --only lab     only the network lab rows (`make bench BENCH_ARGS="--only lab"`)
 #
-# Builds into build/bench/: rawns (from $LUNAS_ROOT/../shared/reference/rawns.c), timeit
-# (tests/bench/timeit.c) and empty (tests/bench/empty.c). Then measures, interleaved in one run
-# (every round runs every command in turn, the starting command rotating each round, so machine
-# drift hits all of them alike), and prints one table:
+# Builds into build/bench/: rawns (from $LUNAS_ROOT/../shared/reference/rawns.c), topo_nl (from
+# .../reference/topo_nl.c, with libnl-route-3), timeit (tests/bench/timeit.c) and empty (tests/bench/empty.c).
+# Then measures, interleaved in one run (every round runs every command in turn, the starting command rotating
+# each round, so machine drift hits all of them alike), and prints one table:
 #   - spawn /bin/true in user+pid+mount+uts+ipc namespaces: rawns (the base), unshare, bwrap, crun, lunas run
 #   - the same plus a net namespace
 #   - spawns per second inside one process: rawns -r N vs build/bin/lunas tests/bench/throughput.lua N
 #   - start-up of an empty program: C, lua5.4 -e "", lunas -e ""
+#   - a lab of N hosts on one switch (netns, veth to the bridge, IPv4 address, up), built and torn down, for each
+#     N of BENCH_LAB_N: topo_nl build N -g + teardown N -g (the base: one group delete), the same lab as one
+#     `ip -batch` file for the build and one for the teardown, a bash script of `ip` commands
+#     (tests/bench/lab_ip.sh), and build/bin/lunas tests/bench/lab.lua N (lunas.net). Every run is a fresh
+#     `unshare --net --mount --propagation private -- sh -c 'mount -t tmpfs tmpfs /run && ...'`, so nothing
+#     touches the machine's network; a row of that wrapper alone gives the overhead that ms/host leaves out.
+#     The lab rounds run after the spawn rounds, one timed run per command per round (the probe run before
+#     them is the warm-up, and checks that the namespace is left without netns, links or netns mounts).
 # Columns: median ms (whole process, pooled over all runs of all rounds), ratio to raw (latency:
-# median / rawns median, lower is better; throughput: spawns/s / rawns spawns/s, higher is better),
-# peak RSS MiB (max over runs of wait4's ru_maxrss: the tool's process tree), note.
+# median / rawns median, lower is better; throughput: spawns/s / rawns spawns/s, higher is better;
+# lab: median / topo_nl -g median, lower is better), peak RSS MiB (max over runs of wait4's ru_maxrss: the
+# tool's process tree), note (lab rows: ms per host = (median - wrapper median) / N).
 #
 # Environment:
 #   LUNAS_ROOT        repo root (default: two directories above this script)
@@ -24,18 +35,47 @@
 #   BENCH_RAWNS_SRC   reference spawner source (default $LUNAS_ROOT/../shared/reference/rawns.c)
 #   BENCH_LUNAS       lunas binary to measure (default build/bin/lunas)
 #   BENCH_TIMEOUT     seconds before a latency run is killed and counted failed (default 30)
+#   BENCH_LAB_N       lab sizes, space-separated (default "10 100 1000")
+#   BENCH_LAB_ROUNDS  lab rounds (default 5); one timed run of each lab command per round
+#   BENCH_LAB_ROUNDS_BIG  rounds for the sizes >= 1000 (default 3: the first rounds only)
+#   BENCH_LAB_BASH_MAX    largest N the bash script runs at (default 100: at 1000 a cycle takes a minute or more)
+#   BENCH_LAB_TIMEOUT seconds before a lab run is killed and counted failed (default 900)
+#   BENCH_LAB_SETTLE  after each lab run, wait at most this many seconds (+ N/50) for the kernel to finish
+#                     destroying its namespaces (default 10; see "settling" in this script)
+#   BENCH_TOPO_SRC    reference lab builder source (default $LUNAS_ROOT/../shared/reference/topo_nl.c)
 #
 # A command that is missing or fails gets "n/a" and its reason in its row; the bench goes on.
-# Exit status: 0 if every row was measured, 1 if some row other than the optional crun is n/a,
-# 2 if the harness itself could not be set up. Raw samples stay in build/bench/results/.
+# Exit status: 0 if every row was measured, 1 if some row other than the optional crun (or the bash script
+# beyond BENCH_LAB_BASH_MAX) is n/a or a lab run changed the machine's netns list or link count, 2 if the
+# harness itself could not be set up. Raw samples stay in build/bench/results/.
 set -u
 LC_ALL=C
 export LC_ALL
 
 MARKDOWN=0
+DO_SPAWN=1
+DO_LAB=1
+only() {
+    case $1 in
+    spawn) DO_LAB=0 ;;
+    lab) DO_SPAWN=0 ;;
+    *)
+        echo "bench: --only spawn or --only lab expected, got '$1'" >&2
+        exit 2
+        ;;
+    esac
+}
+want_only=0
 for a in "$@"; do
+    if [ $want_only = 1 ]; then
+        only "$a"
+        want_only=0
+        continue
+    fi
     case $a in
     --markdown) MARKDOWN=1 ;;
+    --only) want_only=1 ;;
+    --only=*) only "${a#--only=}" ;;
     -h | --help)
         awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
         exit 0
@@ -46,6 +86,10 @@ for a in "$@"; do
         ;;
     esac
 done
+[ $want_only = 1 ] && {
+    echo "bench: --only needs spawn or lab" >&2
+    exit 2
+}
 
 die() {
     echo "bench: $*" >&2
@@ -77,6 +121,20 @@ case $WARMUP in *[!0-9]* | '') die "BENCH_WARMUP must be a non-negative integer,
 RAWNS_SRC=${BENCH_RAWNS_SRC:-$ROOT/../shared/reference/rawns.c}
 LAT_TIMEOUT=${BENCH_TIMEOUT:-30}   # seconds, per run: a hung run is killed and counted as failed
 TP_TIMEOUT=300
+LAB_N=${BENCH_LAB_N:-10 100 1000}
+LAB_ROUNDS=${BENCH_LAB_ROUNDS:-5}
+LAB_ROUNDS_BIG=${BENCH_LAB_ROUNDS_BIG:-3}
+LAB_BASH_MAX=${BENCH_LAB_BASH_MAX:-100}
+LAB_TIMEOUT=${BENCH_LAB_TIMEOUT:-900}
+LAB_SETTLE=${BENCH_LAB_SETTLE:-10}
+TOPO_SRC=${BENCH_TOPO_SRC:-$ROOT/../shared/reference/topo_nl.c}
+posint BENCH_LAB_ROUNDS "$LAB_ROUNDS"
+posint BENCH_LAB_ROUNDS_BIG "$LAB_ROUNDS_BIG"
+posint BENCH_LAB_BASH_MAX "$LAB_BASH_MAX"
+posint BENCH_LAB_TIMEOUT "$LAB_TIMEOUT"
+posint BENCH_LAB_SETTLE "$LAB_SETTLE"
+for n in $LAB_N; do posint "BENCH_LAB_N (each)" "$n"; done
+[ $DO_LAB = 1 ] && [ -z "$LAB_N" ] && die "BENCH_LAB_N is empty"
 
 B=build/bench
 R=$B/results
@@ -85,8 +143,8 @@ rm -rf "$R" || die "cannot remove $R"
 mkdir -p "$R" || die "cannot create $R"
 
 # ---------------------------------------------------------------- build
-command -v gcc >/dev/null 2>&1 || die "gcc not found (needed to build rawns, timeit, empty)"
-[ -f "$RAWNS_SRC" ] || die "reference spawner not found: $RAWNS_SRC"
+command -v gcc >/dev/null 2>&1 || die "gcc not found (needed to build rawns, topo_nl, timeit, empty)"
+[ $DO_SPAWN = 0 ] || [ -f "$RAWNS_SRC" ] || die "reference spawner not found: $RAWNS_SRC"
 build() { # OUT SRC CFLAGS...
     b_out=$1
     b_src=$2
@@ -97,10 +155,33 @@ build() { # OUT SRC CFLAGS...
         gcc "$@" -o "$b_out" "$b_src" || die "failed to build $b_out"
     fi
 }
-build "$B/rawns" "$RAWNS_SRC" -O2
+[ $DO_SPAWN = 1 ] && build "$B/rawns" "$RAWNS_SRC" -O2
 build "$B/timeit" tests/bench/timeit.c -O2 -Wall -Wextra -Werror
-build "$B/empty" tests/bench/empty.c -O2
+[ $DO_SPAWN = 1 ] && build "$B/empty" tests/bench/empty.c -O2
 TIMEIT=$B/timeit
+
+# The lab's raw limit; the lab rows are n/a (with the reason) when it cannot be built.
+TOPO_NA=""
+if [ $DO_LAB = 1 ]; then
+    if [ ! -f "$TOPO_SRC" ]; then
+        TOPO_NA="reference lab builder not found: $TOPO_SRC"
+    elif ! pkg-config --exists libnl-route-3.0 2>/dev/null; then
+        TOPO_NA="libnl-route-3.0 not found by pkg-config (apt-get install -y libnl-route-3-dev pkg-config)"
+    else
+        # shellcheck disable=SC3013  # -nt: dash, bash and busybox sh all have it
+        if [ ! -x "$B/topo_nl" ] || [ "$TOPO_SRC" -nt "$B/topo_nl" ] || [ "$0" -nt "$B/topo_nl" ]; then
+            # shellcheck disable=SC2046  # pkg-config's flags are words
+            set -- -O2 $(pkg-config --cflags libnl-route-3.0) -o "$B/topo_nl" "$TOPO_SRC" $(pkg-config --libs libnl-route-3.0)
+            echo "bench: gcc $*" >&2
+            gcc "$@" || TOPO_NA="cannot build $B/topo_nl from $TOPO_SRC"
+        fi
+    fi
+    # one ip -batch file per size for the build, one for the teardown
+    mkdir -p "$B/lab" || die "cannot create $B/lab"
+    for n in $LAB_N; do
+        bash tests/bench/lab_ip.sh batch "$n" "$B/lab" || die "cannot write the ip -batch files for N=$n"
+    done
+fi
 
 # bubblewrap is a required peer: install it if missing (Debian), as the CI contract says.
 if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
@@ -169,7 +250,9 @@ show() { # a word as a reader would type it
 }
 job() {
     NJ=$((NJ + 1))
-    eval "J_id_$NJ=\$1 J_grp_$NJ=\$2 J_kind_$NJ=\$3 J_tool_$NJ=\$4 J_na_$NJ='' J_opt_$NJ=0"
+    eval "J_id_$NJ=\$1 J_grp_$NJ=\$2 J_kind_$NJ=\$3 J_tool_$NJ=\$4 J_na_$NJ='' J_opt_$NJ=0 J_probe_$NJ=''"
+    # the first job of a group is its base (the raw limit)
+    eval "[ -n \"\${G_base_$2:-}\" ] || G_base_$2=$NJ"
     shift 4
     j_cmd=""
     j_show=""
@@ -198,7 +281,7 @@ CRUN_ID=lunas-bench-$$
 CRUN="crun --root $B/crun/state --cgroup-manager=disabled run"
 
 # shellcheck disable=SC2086  # the tool prefixes above are plain words on purpose
-{
+[ $DO_SPAWN = 1 ] && {
     job rawns ns lat "rawns" "$B/rawns" /bin/true
     job unshare ns lat "unshare" $UNSHARE /bin/true
     job bwrap ns lat "bwrap" $BWRAP --dev-bind / / --proc /proc /bin/true
@@ -230,10 +313,43 @@ CRUN="crun --root $B/crun/state --cgroup-manager=disabled run"
     job lunas-e start lat "lunas -e \"\"" "$LUNAS" -e ""
 }
 
-base_of() { # GROUP -> index of its raw-limit job (the first job of each group above)
-    case $1 in
-    ns) echo 1 ;; net) echo 6 ;; tp) echo 11 ;; tpnet) echo 14 ;; fs) echo 16 ;; start) echo 19 ;;
-    esac
+# ---------------------------------------------------------------- lab jobs
+# Each lab run: a fresh private network + mount namespace with a tmpfs on /run, then the command's cycle (build
+# and teardown). The probe run appends LEAK_CHECK: no netns left, no link but lo, no netns bind mount.
+# shellcheck disable=SC2016  # code for the inner sh
+LEAK_CHECK='l=$(ip netns list; ip -o link show | grep -v ": lo:"; grep " /run/netns/" /proc/self/mountinfo); [ -z "$l" ] || { echo "leak: $l" | head -n 5 | tr "\n" " " >&2; exit 3; }'
+lab_job() { # ID GROUP TOOL N FIRST LAST  (sh code: FIRST && LAST, LAST run with exec in the timed runs)
+    lj_first=${5:+$5 && }
+    job "$1" "$2" lab "$3" unshare --net --mount --propagation private -- sh -c "mount -t tmpfs tmpfs /run && ${lj_first}exec $6"
+    lj_probe=""
+    lj_show=""
+    for w in unshare --net --mount --propagation private -- sh -c "mount -t tmpfs tmpfs /run && $lj_first$6 && $LEAK_CHECK"; do
+        lj_probe="$lj_probe $(sq "$w")"
+        lj_show="$lj_show${lj_show:+ }$(show "$w")"
+    done
+    eval "J_probe_$NJ=\$lj_probe J_n_$NJ=\$4 J_noprobe_$NJ=0"
+    # From N = 1000 on a cycle takes seconds to a minute: no probe run, every timed run checks for leaks itself
+    # (a few ms in seconds).
+    if [ "$4" -ge 1000 ]; then
+        eval "J_cmd_$NJ=\$lj_probe J_show_$NJ=\$lj_show J_noprobe_$NJ=1"
+    fi
+}
+[ $DO_LAB = 1 ] && {
+    lab_job lab-wrap labwrap "unshare + sh + tmpfs alone" 0 "" true
+    for n in $LAB_N; do
+        lab_job "topo-$n" "lab$n" "topo_nl -g" "$n" "$B/topo_nl build $n -g" "$B/topo_nl teardown $n -g"
+        lab_job "batch-$n" "lab$n" "ip -batch" "$n" "ip -batch $B/lab/build-$n.batch" "ip -batch $B/lab/teardown-$n.batch"
+        lab_job "bash-$n" "lab$n" "bash + ip" "$n" "" "bash tests/bench/lab_ip.sh cycle $n"
+        if [ "$n" -gt "$LAB_BASH_MAX" ]; then
+            set_na $NJ "not run: N > BENCH_LAB_BASH_MAX=$LAB_BASH_MAX"
+            eval "J_opt_$NJ=1"
+        fi
+        lab_job "lunas-$n" "lab$n" "lunas lab.lua" "$n" "" "$LUNAS tests/bench/lab.lua $n"
+    done
+}
+
+base_of() { # GROUP -> index of its raw-limit job (the first job of the group)
+    eval "printf '%s' \"\${G_base_$1:-}\""
 }
 
 # what is not there
@@ -241,9 +357,16 @@ i=1
 while [ $i -le $NJ ]; do
     case $(get tool $i) in
     lunas*) [ -n "$LUNAS_NA" ] && set_na $i "$LUNAS_NA" ;;
+    "unshare + sh"*) command -v unshare >/dev/null 2>&1 || set_na $i "unshare (util-linux) not installed" ;;
     bwrap) command -v bwrap >/dev/null 2>&1 || set_na $i "bwrap not installed (apt-get install -y bubblewrap)" ;;
     unshare) command -v unshare >/dev/null 2>&1 || set_na $i "unshare (util-linux) not installed" ;;
     lua5.4*) command -v lua5.4 >/dev/null 2>&1 || set_na $i "lua5.4 not installed" ;;
+    topo_nl*) [ -n "$TOPO_NA" ] && set_na $i "$TOPO_NA" ;;
+    "ip -batch") command -v ip >/dev/null 2>&1 || set_na $i "ip (iproute2) not installed" ;;
+    "bash + ip")
+        [ -z "$(get na $i)" ] && ! command -v bash >/dev/null 2>&1 && set_na $i "bash not installed"
+        [ -z "$(get na $i)" ] && ! command -v ip >/dev/null 2>&1 && set_na $i "ip (iproute2) not installed"
+        ;;
     crun)
         eval "J_opt_$i=1"
         if ! command -v crun >/dev/null 2>&1; then
@@ -280,23 +403,64 @@ fail_reason() { # INDEX STATUS
 }
 
 # one timeit invocation for job I; appends to its samples; prints timeit's line
+# (rj_probe=1: a lab job's probe command, with the leak check)
 run_job() { # INDEX RUNS WARMUP
-    eval "set -- $(get cmd "$1") "
+    if [ "${rj_probe:-0}" = 1 ] && [ -n "$(get probe "$1")" ]; then
+        eval "set -- $(get probe "$1") "
+    else
+        eval "set -- $(get cmd "$1") "
+    fi
     if [ "$(get kind "$rj_i")" = tp ]; then
         "$TIMEIT" -n 1 -w 0 -t $TP_TIMEOUT -o "$R/$rj_i.samples" -s "$R/$rj_i.out" -E "$R/$rj_i.err" -- "$@" 2>>"$R/$rj_i.timeit"
+    elif [ "$(get kind "$rj_i")" = lab ]; then
+        "$TIMEIT" -n 1 -w 0 -t "$LAB_TIMEOUT" -o "$R/$rj_i.samples" -s "$R/$rj_i.out" -E "$R/$rj_i.err" -- "$@" 2>>"$R/$rj_i.timeit"
     else
         "$TIMEIT" -n "$rj_n" -w "$rj_w" -t "$LAT_TIMEOUT" -o "$R/$rj_i.samples" -E "$R/$rj_i.err" -- "$@" 2>>"$R/$rj_i.timeit"
     fi
+}
+
+# ---------------------------------------------------------------- settling after a lab run
+# A lab's network namespaces are destroyed by the kernel after its run has exited (cleanup_net, run by a kworker
+# of the netns work queue, whose name reads "kworker/...+netns" while it works). Left running, that work would be
+# charged to whichever command runs next, always the same one in a rotated order. So after each lab run the
+# harness waits, untimed, at least 0.3 s and then until no netns kworker has been seen working for 0.2 s, at most
+# BENCH_LAB_SETTLE + N/50 seconds, and records how long that took. (The net_namespace slab count is no signal:
+# SLUB counts objects freed to a CPU's own slab as still active.)
+netns_work() {
+    grep -qs '+netns' /proc/[0-9]*/comm
+}
+now_ms() {
+    d=$(date +%s%N 2>/dev/null)
+    case $d in *N* | '') echo $(($(date +%s) * 1000)) ;; *) echo $((d / 1000000)) ;; esac
+}
+settle() { # INDEX
+    se_t0=$(now_ms)
+    se_cap=$(((LAB_SETTLE + $(get n "$1") / 50) * 1000))
+    sleep 0.3
+    se_idle=0
+    while [ $se_idle -lt 4 ] && [ $(($(now_ms) - se_t0)) -lt "$se_cap" ]; do
+        if netns_work; then se_idle=0; else se_idle=$((se_idle + 1)); fi
+        sleep 0.05
+    done
+    echo $(($(now_ms) - se_t0)) >>"$R/$1.settle"
 }
 
 # ---------------------------------------------------------------- probe: one run each, outside the samples
 echo "bench: probing $NJ commands" >&2
 i=1
 while [ $i -le $NJ ]; do
-    if [ -z "$(get na $i)" ]; then
-        rj_i=$i rj_n=1 rj_w=0
+    if [ -z "$(get na $i)" ] && [ "$(get kind $i)" = lab ] && [ "$(get noprobe $i)" = 1 ]; then
+        : # checked by its timed runs
+    elif [ -z "$(get na $i)" ]; then
+        rj_i=$i rj_n=1 rj_w=0 rj_probe=1
         : >"$R/$i.err"
+        [ "$(get kind $i)" = lab ] && echo "bench:   probe $(get id $i)" >&2
         run_job $i >/dev/null
+        rj_probe=0
+        if [ "$(get kind $i)" = lab ]; then
+            settle $i
+            rm -f "$R/$i.settle"
+        fi
         st=$(awk '{ s = $3 } END { print (s == "" ? "none" : s) }' "$R/$i.samples" 2>/dev/null)
         if [ "$st" = none ]; then
             set_na $i "$(first_line "$R/$i.timeit")"
@@ -314,34 +478,73 @@ while [ $i -le $NJ ]; do
 done
 
 # ---------------------------------------------------------------- rounds
-r=1
-while [ $r -le "$ROUNDS" ]; do
-    echo "bench: round $r/$ROUNDS" >&2
-    k=0
-    while [ $k -lt $NJ ]; do
-        i=$(((r - 1 + k) % NJ + 1))
-        k=$((k + 1))
-        [ -n "$(get na $i)" ] && continue
-        rj_i=$i rj_n=$RUNS rj_w=$WARMUP
-        : >"$R/$i.err"
-        line=$(run_job $i)
-        rc=$?
-        if [ $rc -ne 0 ]; then
-            # the first failing timed run of this round, with the command's stderr (warm-up
-            # failures count in timeit's total but leave no sample; then the status is unknown)
-            st=$(awk '$3 != 0 { print $3; exit }' "$R/$i.samples" 2>/dev/null)
-            [ -z "$st" ] && [ -n "$line" ] && st="?"
-            nf=$(printf '%s\n' "$line" | awk '{ print $5 }')
-            if [ -z "$st" ]; then
-                set_na $i "round $r: timeit failed ($(first_line "$R/$i.timeit"))"
-            else
-                set_na $i "round $r: ${nf:-some} of $((rj_n + rj_w)) runs failed, first: $(fail_reason $i "$st")"
+# run_rounds LABEL NROUNDS INDEXES...: every round runs each job of INDEXES once (latency jobs: RUNS timed runs
+# after WARMUP; throughput and lab jobs: one run), the starting job rotating each round. Lab jobs of N >= 1000
+# run in the first LAB_ROUNDS_BIG rounds only.
+run_rounds() {
+    rr_label=$1
+    rr_rounds=$2
+    shift 2
+    rr_list=$*
+    rr_count=$#
+    [ "$rr_count" -gt 0 ] || return 0
+    r=1
+    while [ $r -le "$rr_rounds" ]; do
+        echo "bench: $rr_label round $r/$rr_rounds" >&2
+        k=0
+        while [ $k -lt "$rr_count" ]; do
+            # shellcheck disable=SC2086  # the index list is words
+            set -- $rr_list
+            shift $(((r - 1 + k) % rr_count))
+            i=$1
+            k=$((k + 1))
+            [ -n "$(get na "$i")" ] && continue
+            if [ "$(get kind "$i")" = lab ] && [ "$(get n "$i")" -ge 1000 ] && [ $r -gt "$LAB_ROUNDS_BIG" ]; then
+                continue
             fi
-            echo "bench: $(get show $i): n/a ($(get na $i))" >&2
-        fi
+            rj_i=$i rj_n=$RUNS rj_w=$WARMUP
+            : >"$R/$i.err"
+            line=$(run_job "$i")
+            rc=$?
+            [ "$(get kind "$i")" = lab ] && settle "$i"
+            if [ $rc -ne 0 ]; then
+                # the first failing timed run of this round, with the command's stderr (warm-up
+                # failures count in timeit's total but leave no sample; then the status is unknown)
+                st=$(awk '$3 != 0 { print $3; exit }' "$R/$i.samples" 2>/dev/null)
+                [ -z "$st" ] && [ -n "$line" ] && st="?"
+                nf=$(printf '%s\n' "$line" | awk '{ print $5 }')
+                if [ -z "$st" ]; then
+                    set_na "$i" "round $r: timeit failed ($(first_line "$R/$i.timeit"))"
+                else
+                    set_na "$i" "round $r: ${nf:-some} of $((rj_n + rj_w)) runs failed, first: $(fail_reason "$i" "$st")"
+                fi
+                echo "bench: $(get show "$i"): n/a ($(get na "$i"))" >&2
+            fi
+        done
+        r=$((r + 1))
     done
-    r=$((r + 1))
+}
+SPAWN_JOBS=""
+LAB_JOBS=""
+i=1
+while [ $i -le $NJ ]; do
+    if [ "$(get kind $i)" = lab ]; then LAB_JOBS="$LAB_JOBS $i"; else SPAWN_JOBS="$SPAWN_JOBS $i"; fi
+    i=$((i + 1))
 done
+# shellcheck disable=SC2086  # index lists are words
+run_rounds spawn "$ROUNDS" $SPAWN_JOBS
+if [ -n "$LAB_JOBS" ]; then
+    HOST_NETNS_BEFORE=$(ip netns list 2>/dev/null)
+    HOST_LINKS_BEFORE=$(ip -o link show 2>/dev/null | wc -l)
+    # shellcheck disable=SC2086
+    run_rounds lab "$LAB_ROUNDS" $LAB_JOBS
+    # the lab ran in private namespaces: the machine's own must look as before
+    if [ "$(ip netns list 2>/dev/null)" != "$HOST_NETNS_BEFORE" ] ||
+        [ "$(ip -o link show 2>/dev/null | wc -l)" != "$HOST_LINKS_BEFORE" ]; then
+        echo "bench: the machine's netns list or link count changed during the lab rounds" >&2
+        LAB_LEAK=1
+    fi
+fi
 
 # ---------------------------------------------------------------- aggregate
 stats() { # SAMPLES -> "median p10 p90 maxrss_kib n"
@@ -369,6 +572,18 @@ while [ $i -le $NJ ]; do
     i=$((i + 1))
 done
 
+# median ms of the job with this id, if it was measured
+med_of_id() {
+    mo_i=1
+    while [ $mo_i -le $NJ ]; do
+        if [ "$(get id $mo_i)" = "$1" ]; then
+            [ -z "$(get na $mo_i)" ] && get stats $mo_i | awk '{ print $1 }'
+            return 0
+        fi
+        mo_i=$((mo_i + 1))
+    done
+}
+
 TAB=$(printf '\t')
 ROWS=$R/table.tsv
 : >"$ROWS"
@@ -384,6 +599,8 @@ while [ $i -le $NJ ]; do
     tpnet) work="same + net, N=$TP_N" ;;
     fs) work="bubblewrap-style fs, all namespaces" ;;
     start) work="start-up, empty program" ;;
+    labwrap) work="lab: the namespace wrapper alone" ;;
+    lab*) work="lab N=$(get n $i) build+teardown" ;;
     esac
     [ "$grp" = "$prev_grp" ] && work=""
     prev_grp=$grp
@@ -420,6 +637,40 @@ while [ $i -le $NJ ]; do
             grep -q '^clock os.time' "$R/$i.out" && note="$note; os.time clock, 1 s resolution!"
         fi
         ;;
+    labwrap)
+        ratio="-"
+        note="subtracted from the lab rows' ms/host; p10 $(fmt_ms "$p10"), p90 $(fmt_ms "$p90"), n=$n"
+        ;;
+    lab*)
+        if [ -n "$bmed" ] && [ -z "$(get na "$b")" ]; then ratio="$(div "$med" "$bmed")x"; else ratio="-"; fi
+        ln=$(get n $i)
+        wmed=$(med_of_id lab-wrap)
+        note="$(awk -v m="$med" -v w="${wmed:-0}" -v n="$ln" 'BEGIN { printf "%.3f", (m - w) / n }') ms/host"
+        # the cost of one more host between the previous size and this one (no fixed costs in it)
+        prev_n=""
+        for pn in $LAB_N; do
+            [ "$pn" = "$ln" ] && break
+            prev_n=$pn
+        done
+        tool_id=$(get id $i)
+        tool_id=${tool_id%-*}
+        pmed=""
+        [ -n "$prev_n" ] && [ "$prev_n" -lt "$ln" ] && pmed=$(med_of_id "$tool_id-$prev_n")
+        [ -n "$pmed" ] && note="$note (marginal $(awk -v a="$med" -v b="$pmed" -v n="$ln" -v p="$prev_n" 'BEGIN { printf "%.3f", (a - b) / (n - p) }') from N=$prev_n)"
+        case $(get id $i) in
+        lunas-*)
+            bash_med=$(med_of_id "bash-$ln")
+            [ -n "$bash_med" ] && note="$note; bash + ip / lunas = $(div "$bash_med" "$med")x"
+            if grep -q '^build_ms ' "$R/$i.out" 2>/dev/null; then
+                grep '^build_ms ' "$R/$i.out" | awk '{ print $2 }' >"$R/$i.build"
+                grep '^teardown_ms ' "$R/$i.out" | awk '{ print $2 }' >"$R/$i.teardown"
+                note="$note; self-timed build $(fmt_ms "$(median_of "$R/$i.build")") + teardown $(fmt_ms "$(median_of "$R/$i.teardown")")"
+            fi
+            ;;
+        esac
+        [ -s "$R/$i.settle" ] && note="$note; then $(median_of "$R/$i.settle" | awk '{ printf "%.0f", $1 }') ms of netns cleanup"
+        note="$note; p10 $(fmt_ms "$p10"), p90 $(fmt_ms "$p90"), n=$n"
+        ;;
     *)
         if [ -n "$bmed" ] && [ -z "$(get na "$b")" ]; then ratio="$(div "$med" "$bmed")x"; else ratio="-"; fi
         note="p10 $(fmt_ms "$p10"), p90 $(fmt_ms "$p90"), n=$n"
@@ -441,10 +692,34 @@ VERSIONS="$(ver unshare --version); $(ver bwrap --version)"
 command -v crun >/dev/null 2>&1 && VERSIONS="$VERSIONS; $(ver crun --version)"
 command -v lua5.4 >/dev/null 2>&1 && VERSIONS="$VERSIONS; $(lua5.4 -v 2>&1 | cut -d' ' -f1-2)"
 HEAD1="lunas bench: kernel $KERNEL, $DATE, $CPUS CPUs"
-HEAD2="$ROUNDS rounds, interleaved; per round: $RUNS timed runs (+$WARMUP warm-up) of each latency command, 1 throughput run of $TP_N spawns"
+HEAD2=""
+[ $DO_SPAWN = 1 ] && HEAD2="$ROUNDS rounds, interleaved; per round: $RUNS timed runs (+$WARMUP warm-up) of each latency command, 1 throughput run of $TP_N spawns"
+if [ $DO_LAB = 1 ]; then
+    HEAD2="$HEAD2${HEAD2:+; }lab: $LAB_ROUNDS rounds ($LAB_ROUNDS_BIG for N >= 1000), interleaved, 1 timed run of each lab command per round"
+fi
 LEGEND1="median ms: wall time of the whole process (fork to wait4), median over all timed runs of all rounds; throughput rows: one process doing all N spawns."
 LEGEND2="ratio: latency rows = median / the group's first row (rawns, bwrap for the file system rows, or the empty C program), lower is better; throughput rows = spawns/s / rawns spawns/s, higher is better."
 LEGEND3="peak RSS: max over runs of wait4's ru_maxrss, i.e. the largest process in the tool's process tree."
+LEGEND4="lab rows: one run = a fresh unshare --net --mount + tmpfs on /run, then build and teardown of the lab (topo_nl: two processes; ip -batch: two ip processes, which fork an ip per 'netns exec' line; bash + ip: about 5 ip processes per host); ratio = median / topo_nl -g median, lower is better; ms/host = (median - the wrapper's median) / N, marginal = (median - median at the previous N) / (N - previous N); 'then X ms of netns cleanup': the median wait after the run (untimed, at least 300 ms) until the kernel's netns work queue had been idle for 0.2 s; the next run starts after it. The bash script runs up to N = $LAB_BASH_MAX (BENCH_LAB_BASH_MAX)."
+# Targets for the lab rows: lunas within 1.25x of topo_nl -g and at least 25x faster than bash + ip, per N.
+TARGETS=""
+if [ $DO_LAB = 1 ]; then
+    for n in $LAB_N; do
+        lm=$(med_of_id "lunas-$n")
+        tm=$(med_of_id "topo-$n")
+        bm=$(med_of_id "bash-$n")
+        [ -n "$lm" ] || continue
+        t="N=$n:"
+        if [ -n "$tm" ]; then
+            t="$t lunas / topo_nl -g = $(div "$lm" "$tm")x (target <= 1.25x: $(awk -v a="$lm" -v b="$tm" 'BEGIN { print (a <= 1.25 * b) ? "met" : "NOT met" }'))"
+        fi
+        if [ -n "$bm" ]; then
+            t="$t; bash + ip / lunas = $(div "$bm" "$lm")x (target >= 25x: $(awk -v a="$bm" -v b="$lm" 'BEGIN { print (a >= 25 * b) ? "met" : "NOT met" }'))"
+        fi
+        TARGETS="$TARGETS$t
+"
+    done
+fi
 
 if [ $MARKDOWN = 1 ]; then
     echo "$HEAD1."
@@ -457,6 +732,13 @@ if [ $MARKDOWN = 1 ]; then
     echo "- $LEGEND1"
     echo "- $LEGEND2"
     echo "- $LEGEND3"
+    [ $DO_LAB = 1 ] && echo "- $LEGEND4"
+    if [ -n "$TARGETS" ]; then
+        echo
+        echo "Lab targets:"
+        echo
+        printf '%s' "$TARGETS" | sed 's/^/- /'
+    fi
     echo
     echo "Commands (from the repo root):"
     echo
@@ -486,6 +768,12 @@ else
     echo "$LEGEND1"
     echo "$LEGEND2"
     echo "$LEGEND3"
+    [ $DO_LAB = 1 ] && echo "$LEGEND4"
+    if [ -n "$TARGETS" ]; then
+        echo
+        echo "lab targets:"
+        printf '%s' "$TARGETS" | sed 's/^/  /'
+    fi
     echo
     echo "commands (from $ROOT):"
     i=1
@@ -495,6 +783,10 @@ else
     done
 fi
 
+if [ -n "${LAB_LEAK:-}" ]; then
+    echo "bench: the lab rounds changed the machine's netns list or link count" >&2
+    exit 1
+fi
 if [ -n "$FAILED" ]; then
     echo "bench: n/a rows (see their notes):$FAILED" >&2
     exit 1
