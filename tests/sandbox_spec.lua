@@ -260,16 +260,17 @@ describe("sandbox process #rootless", function()
 
   it("reaps orphaned grandchildren", function()
     if not kernel.requires("userns") then return end
-    local running = lunas.sandbox{ argv = { "/bin/sh", "-c", "sh -c 'sleep 0.2 &'; sleep 30" } }:spawn()
+    -- The orphan lives long enough to be seen on a slow (emulated) machine, where scanning /proc takes a while.
+    local running = lunas.sandbox{ argv = { "/bin/sh", "-c", "sh -c 'sleep 1.5 &'; sleep 30" } }:spawn()
     finally(function() running:close() end)
     -- The orphan is re-parented to the reaper, then exits; the reaper must collect it.
     local orphan = util.wait_for(function()
       for _, pid in ipairs(children(running.pid)) do
-        if (util.read("/proc/" .. pid .. "/cmdline") or ""):match("^sleep%z0.2") then return pid end
+        if (util.read("/proc/" .. pid .. "/cmdline") or ""):match("^sleep%z1.5") then return pid end
       end
-    end)
+    end, 10)
     assert.is_truthy(orphan, "the orphan should be re-parented to the reaper")
-    assert.is_truthy(util.wait_for(function() return not util.read("/proc/" .. orphan .. "/stat") end),
+    assert.is_truthy(util.wait_for(function() return not util.read("/proc/" .. orphan .. "/stat") end, 15),
       "the exited orphan must not stay a zombie")
     assert.equal(1, #children(running.pid))
   end)
