@@ -120,6 +120,18 @@ local function argv_and_options(what, spec)
   return argv, opts
 end
 
+-- Everything a pipe carries until its write ends close; closes it.
+local function read_all(fd)
+  local chunks = {}
+  while true do
+    local data = fd:read(65536)
+    if not data or data == "" then break end
+    chunks[#chunks + 1] = data
+  end
+  fd:close()
+  return table.concat(chunks)
+end
+
 -- The environment of a command run in a node: ours, as `ip netns exec` keeps it.
 local function spawn_in(node, argv, opts, stdout_w)
   return in_netns(node.ns, function()
@@ -144,7 +156,8 @@ function Node:spawn(spec)
   return proc
 end
 
---- Runs a command inside the node to completion: {status | signal, stdout (with capture = true)}.
+--- Runs a command inside the node to completion: {status | signal, stdout (with capture = true)}. With
+-- capture, the output is read to its end first: the timeout counts from there.
 -- timeout (seconds) kills it and sets timed_out.
 function Node:run(spec)
   node_check(self)
@@ -153,15 +166,7 @@ function Node:run(spec)
   if opts.capture then out_r, out_w = check(core.pipe()) end
   local proc = spawn_in(self, argv, opts, out_w)
   if out_w then out_w:close() end
-  local chunks = {}
-  if out_r then
-    while true do
-      local data = out_r:read(65536)
-      if not data or data == "" then break end
-      chunks[#chunks + 1] = data
-    end
-    out_r:close()
-  end
+  local output = out_r and read_all(out_r)
   local result, msg, code = proc:wait(opts.timeout)
   local timed_out
   if not result and code == "ETIMEDOUT" then
@@ -172,7 +177,7 @@ function Node:run(spec)
   proc:close()
   check(result, msg, code)
   result.timed_out = timed_out
-  if out_r then result.stdout = table.concat(chunks) end
+  result.stdout = output
   return result
 end
 
@@ -557,30 +562,27 @@ function Lab:svg()
   local source = self:dot()
   local dot = find_program("dot")
   if not dot then errors.raise{ op = "lab", msg = "lab: svg: Graphviz's dot is not installed (package graphviz)", code = "ENOENT" } end
-  local in_r, in_w = check(core.pipe())
+  -- The DOT text goes through a private file: through a pipe, a big lab's text and dot's output could each fill
+  -- their pipe while both sides wait on the other.
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(source)
+  f:close()
   local out_r, out_w = check(core.pipe())
-  local proc = check(core.spawn{ fn = function()
-    core.dup2(in_r, 0)
+  local ok, proc = pcall(check, core.spawn{ fn = function()
     core.dup2(out_w, 1)
-    core.exec({ dot, "-Tsvg" })
+    core.exec({ dot, "-Tsvg", path })
     core.exit(127)
   end })
-  in_r:close()
   out_w:close()
-  -- The DOT text of a lab is small next to a pipe's buffer; write it all, then read.
-  in_w:write(source)
-  in_w:close()
-  local chunks = {}
-  while true do
-    local data = out_r:read(65536)
-    if not data or data == "" then break end
-    chunks[#chunks + 1] = data
-  end
-  out_r:close()
+  local svg = ok and read_all(out_r)
+  if not ok then out_r:close() end
+  os.remove(path)
+  if not ok then error(proc, 0) end
   local result = proc:wait()
   proc:close()
   if result.status ~= 0 then errors.raise{ op = "lab", msg = "lab: svg: dot failed", code = "EIO" } end
-  return table.concat(chunks)
+  return svg
 end
 
 -- ---- teardown --------------------------------------------------------------------------------------------
