@@ -118,10 +118,6 @@ int lunas_netlink_error(lua_State *L, struct lunas_netlink *nl, int nlerr, const
     return 3;
 }
 
-static int netlink_error(lua_State *L, struct lunas_netlink *nl, int nlerr, const char *op, const char *target) {
-    return lunas_netlink_error(L, nl, nlerr, op, target);
-}
-
 /* Errors that happen before any request (ioctl, open): same shape, with the handle's namespace. */
 static int netlink_errno(lua_State *L, struct lunas_netlink *nl, int err, const char *op, const char *target) {
     nl->err = err;
@@ -186,9 +182,20 @@ static int net_netlink(lua_State *L) {
     if (r < 0) {
         if (nl->sock) nl_socket_free(nl->sock);
         nl->sock = NULL;
-        return netlink_error(L, nl, r, "netlink: connect", NULL);
+        return lunas_netlink_error(L, nl, r, "netlink: connect", NULL);
     }
     return 1;
+}
+
+int lunas_netlink_with_links(lua_State *L, struct lunas_netlink *nl, int r, struct nl_cache *listed, const char *op,
+                             struct nl_cache **links) {
+    if (r < 0) return lunas_netlink_error(L, nl, r, op, NULL);
+    r = rtnl_link_alloc_cache(nl->sock, AF_UNSPEC, links);
+    if (r < 0) {
+        nl_cache_free(listed);
+        return lunas_netlink_error(L, nl, r, op, NULL);
+    }
+    return 0;
 }
 
 /* ---- validation --------------------------------------------------------- */
@@ -379,7 +386,7 @@ static int netlink_link_list(lua_State *L) {
     struct lunas_netlink *nl = lunas_check_netlink(L, 1);
     struct nl_cache *cache;
     int r = rtnl_link_alloc_cache(nl->sock, AF_UNSPEC, &cache);
-    if (r < 0) return netlink_error(L, nl, r, "link list", NULL);
+    if (r < 0) return lunas_netlink_error(L, nl, r, "link list", NULL);
     lua_newtable(L);
     int n = 0;
     for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
@@ -404,7 +411,7 @@ static int netlink_link_get(lua_State *L) {
         snprintf(label, sizeof label, "%s", name);
         r = rtnl_link_get_kernel(nl->sock, 0, name, &link);
     }
-    if (r < 0) return netlink_error(L, nl, r, "link get", label);
+    if (r < 0) return lunas_netlink_error(L, nl, r, "link get", label);
     push_link(L, link, NULL);
     rtnl_link_put(link);
     return 1;
@@ -413,8 +420,7 @@ static int netlink_link_get(lua_State *L) {
 /* ---- links: writing ------------------------------------------------------- */
 
 /* Attributes every kind shares, from the option table at idx, onto link. Returns 0 or pushes an error (3). */
-static int apply_common_link_options(lua_State *L, struct lunas_netlink *nl, int idx, struct rtnl_link *link,
-                                     const char *label) {
+static int apply_common_link_options(lua_State *L, struct lunas_netlink *nl, int idx, struct rtnl_link *link) {
     lua_Integer mtu = lunas_opt_integer(L, idx, "mtu", 0, 68, 65535);
     if (mtu) rtnl_link_set_mtu(link, (unsigned int)mtu);
     lua_Integer txqlen = lunas_opt_integer(L, idx, "txqlen", -1, 0, UINT32_MAX);
@@ -439,12 +445,11 @@ static int apply_common_link_options(lua_State *L, struct lunas_netlink *nl, int
         int master = lunas_netlink_ifindex(L, nl, -1, idx, "master", master_label, sizeof master_label);
         if (master < 0) {
             lua_pop(L, 1);
-            return netlink_error(L, nl, master, "link master", master_label);
+            return lunas_netlink_error(L, nl, master, "link master", master_label);
         }
         rtnl_link_set_master(link, master);
     }
     lua_pop(L, 1);
-    (void)label;
     return 0;
 }
 
@@ -462,10 +467,10 @@ static int has_common_link_options(lua_State *L, int idx) {
 static int change_link_by_name(lua_State *L, struct lunas_netlink *nl, struct rtnl_link *change, const char *name) {
     struct rtnl_link *orig = NULL;
     int r = rtnl_link_get_kernel(nl->sock, 0, name, &orig);
-    if (r < 0) return netlink_error(L, nl, r, "link get", name);
+    if (r < 0) return lunas_netlink_error(L, nl, r, "link get", name);
     int pushed = 0;
     r = rtnl_link_change(nl->sock, orig, change, 0);
-    if (r < 0) pushed = netlink_error(L, nl, r, "link set", name);
+    if (r < 0) pushed = lunas_netlink_error(L, nl, r, "link set", name);
     rtnl_link_put(orig);
     return pushed;
 }
@@ -533,7 +538,7 @@ struct veth_peer {
 
 /* veth: peer = {name=, netns=, mac=, mtu=, group=}. The peer cannot be brought up in the creating request
  * (ENOTCONN): do it afterwards through a handle in its namespace. */
-static struct rtnl_link *build_veth(lua_State *L, struct lunas_netlink *nl, int idx, struct owned_fds *owned,
+static struct rtnl_link *build_veth(lua_State *L, int idx, struct owned_fds *owned,
                                     struct veth_peer *out) {
     if (lunas_opt_field(L, idx, "peer", LUA_TTABLE) == LUA_TNIL)
         lunas_field_error(L, idx, "peer", "a veth needs a peer table ({name = ...})");
@@ -573,7 +578,6 @@ static struct rtnl_link *build_veth(lua_State *L, struct lunas_netlink *nl, int 
     }
     lua_pop(L, 5);
     rtnl_link_put(peer);
-    (void)nl;
     out->name = peer_name; /* owned by the peer table, alive in the option table */
     out->ns = peer_ns;
     return link;
@@ -702,7 +706,7 @@ static int apply_parent_link(lua_State *L, struct lunas_netlink *nl, int idx, st
     char label[IFNAMSIZ + 16];
     int parent = lunas_netlink_ifindex(L, nl, -1, idx, "link", label, sizeof label);
     lua_pop(L, 1);
-    if (parent < 0) return netlink_error(L, nl, parent, "link add: parent", label);
+    if (parent < 0) return lunas_netlink_error(L, nl, parent, "link add: parent", label);
     if (strcmp(kind, "vxlan") == 0) rtnl_link_vxlan_set_link(link, (uint32_t)parent);
     else rtnl_link_set_link(link, parent);
     return 0;
@@ -751,7 +755,7 @@ static void check_kind_options(lua_State *L, int idx, const char *kind) {
 
 static struct rtnl_link *build_link(lua_State *L, struct lunas_netlink *nl, int idx, const char *kind,
                                     struct owned_fds *owned, struct veth_peer *peer) {
-    if (strcmp(kind, "veth") == 0) return build_veth(L, nl, idx, owned, peer);
+    if (strcmp(kind, "veth") == 0) return build_veth(L, idx, owned, peer);
     if (strcmp(kind, "bridge") == 0) {
         struct rtnl_link *link = rtnl_link_bridge_alloc();
         if (!link) luaL_error(L, "out of memory");
@@ -766,7 +770,7 @@ static struct rtnl_link *build_link(lua_State *L, struct lunas_netlink *nl, int 
     int r = rtnl_link_set_type(link, kind);
     if (r < 0) {
         rtnl_link_put(link);
-        netlink_error(L, nl, r, "link add: kind", kind);
+        lunas_netlink_error(L, nl, r, "link add: kind", kind);
         return NULL;
     }
     return link;
@@ -800,7 +804,7 @@ static int netlink_link_add(lua_State *L) {
     lua_settop(L, top);
     rtnl_link_set_name(link, name);
     if (link_ns >= 0) rtnl_link_set_ns_fd(link, link_ns);
-    int r = apply_common_link_options(L, nl, 2, link, name);
+    int r = apply_common_link_options(L, nl, 2, link);
     if (r == 0) r = apply_parent_link(L, nl, 2, link, kind);
     if (r) {
         rtnl_link_put(link);
@@ -814,11 +818,11 @@ static int netlink_link_add(lua_State *L) {
         err = set_peer_group(nl, &peer);
         if (err < 0) {
             close_owned(&owned);
-            return netlink_error(L, nl, err, "link add: peer group of", name);
+            return lunas_netlink_error(L, nl, err, "link add: peer group of", name);
         }
     }
     close_owned(&owned);
-    if (err < 0) return netlink_error(L, nl, err, "link add", name);
+    if (err < 0) return lunas_netlink_error(L, nl, err, "link add", name);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -845,7 +849,7 @@ static int create_tun(lua_State *L, struct lunas_netlink *nl, int idx, const cha
     if (has_common_link_options(L, idx)) {
         change = rtnl_link_alloc();
         if (!change) luaL_error(L, "out of memory");
-        int pushed = apply_common_link_options(L, nl, idx, change, name);
+        int pushed = apply_common_link_options(L, nl, idx, change);
         if (pushed) {
             rtnl_link_put(change);
             return pushed;
@@ -917,7 +921,7 @@ static int netlink_link_set(lua_State *L) {
     lunas_check_options(L, 3, link_set_options);
     char label[IFNAMSIZ + 16];
     int index = lunas_netlink_ifindex(L, nl, 2, 2, "link", label, sizeof label);
-    if (index < 0) return netlink_error(L, nl, index, "link set", label);
+    if (index < 0) return lunas_netlink_error(L, nl, index, "link set", label);
     struct owned_fds owned;
     owned_init(L, &owned);
     char what[64];
@@ -926,7 +930,7 @@ static int netlink_link_set(lua_State *L) {
     struct rtnl_link *orig = rtnl_link_alloc(), *change = rtnl_link_alloc();
     if (!orig || !change) luaL_error(L, "out of memory");
     rtnl_link_set_ifindex(orig, index);
-    int r = apply_common_link_options(L, nl, 3, change, label);
+    int r = apply_common_link_options(L, nl, 3, change);
     if (r == 0) {
         if (lunas_opt_boolean(L, 3, "nomaster", 0)) {
             lua_getfield(L, 3, "master");
@@ -939,7 +943,7 @@ static int netlink_link_set(lua_State *L) {
         lua_pop(L, 1);
         if (ns >= 0) rtnl_link_set_ns_fd(change, ns);
         int nr = rtnl_link_change(nl->sock, orig, change, 0);
-        if (nr < 0) r = netlink_error(L, nl, nr, "link set", label);
+        if (nr < 0) r = lunas_netlink_error(L, nl, nr, "link set", label);
     }
     rtnl_link_put(orig);
     rtnl_link_put(change);
@@ -953,13 +957,13 @@ static int netlink_link_del(lua_State *L) {
     struct lunas_netlink *nl = lunas_check_netlink(L, 1);
     char label[IFNAMSIZ + 16];
     int index = lunas_netlink_ifindex(L, nl, 2, 2, "link", label, sizeof label);
-    if (index < 0) return netlink_error(L, nl, index, "link delete", label);
+    if (index < 0) return lunas_netlink_error(L, nl, index, "link delete", label);
     struct rtnl_link *link = rtnl_link_alloc();
     if (!link) luaL_error(L, "out of memory");
     rtnl_link_set_ifindex(link, index);
     int r = rtnl_link_delete(nl->sock, link);
     rtnl_link_put(link);
-    if (r < 0) return netlink_error(L, nl, r, "link delete", label);
+    if (r < 0) return lunas_netlink_error(L, nl, r, "link delete", label);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -978,7 +982,7 @@ static int netlink_link_del_group(lua_State *L) {
     int r = nl_send_sync(nl->sock, msg); /* frees msg */
     char label[32];
     snprintf(label, sizeof label, "group %u", group);
-    if (r < 0) return netlink_error(L, nl, r, "link delete", label);
+    if (r < 0) return lunas_netlink_error(L, nl, r, "link delete", label);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -1027,7 +1031,7 @@ static int netlink_addr_change(lua_State *L, int add) {
     int index = lunas_netlink_ifindex(L, nl, 2, 2, "link", label, sizeof label);
     if (index < 0) {
         rtnl_addr_put(a);
-        return netlink_error(L, nl, index, add ? "address add" : "address delete", label);
+        return lunas_netlink_error(L, nl, index, add ? "address add" : "address delete", label);
     }
     rtnl_addr_set_ifindex(a, index);
     int r = add ? rtnl_addr_add(nl->sock, a, flags ? flags : NLM_F_EXCL) : rtnl_addr_delete(nl->sock, a, 0);
@@ -1035,7 +1039,7 @@ static int netlink_addr_change(lua_State *L, int add) {
     if (r < 0) {
         char target[IFNAMSIZ + 80];
         snprintf(target, sizeof target, "%s on %s", lua_tostring(L, 3), label);
-        return netlink_error(L, nl, r, add ? "address add" : "address delete", target);
+        return lunas_netlink_error(L, nl, r, add ? "address add" : "address delete", target);
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -1056,16 +1060,10 @@ static int netlink_addr_list(lua_State *L) {
     char label[IFNAMSIZ + 16];
     if (!lua_isnoneornil(L, 2)) {
         only = lunas_netlink_ifindex(L, nl, 2, 2, "link", label, sizeof label);
-        if (only < 0) return netlink_error(L, nl, only, "address list", label);
+        if (only < 0) return lunas_netlink_error(L, nl, only, "address list", label);
     }
     struct nl_cache *addrs, *links;
-    int r = rtnl_addr_alloc_cache(nl->sock, &addrs);
-    if (r < 0) return netlink_error(L, nl, r, "address list", NULL);
-    r = rtnl_link_alloc_cache(nl->sock, AF_UNSPEC, &links);
-    if (r < 0) {
-        nl_cache_free(addrs);
-        return netlink_error(L, nl, r, "address list", NULL);
-    }
+    if (lunas_netlink_with_links(L, nl, rtnl_addr_alloc_cache(nl->sock, &addrs), addrs, "address list", &links)) return 3;
     lua_newtable(L);
     int n = 0;
     for (struct nl_object *o = nl_cache_get_first(addrs); o; o = nl_cache_get_next(o)) {
@@ -1164,7 +1162,7 @@ static struct rtnl_route *build_route(lua_State *L, struct lunas_netlink *nl, in
             if (via) nl_addr_put(via);
             rtnl_route_put(route);
             lua_pop(L, 1);
-            netlink_error(L, nl, index, "route: dev", label);
+            lunas_netlink_error(L, nl, index, "route: dev", label);
             return NULL;
         }
     }
@@ -1195,7 +1193,7 @@ static int netlink_route_change(lua_State *L, int add) {
     rtnl_route_put(route);
     if (r < 0) {
         lua_getfield(L, 2, "dst");
-        return netlink_error(L, nl, r, add ? "route add" : "route delete", lua_tostring(L, -1));
+        return lunas_netlink_error(L, nl, r, add ? "route add" : "route delete", lua_tostring(L, -1));
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -1251,13 +1249,7 @@ static int netlink_route_list(lua_State *L) {
         table = (uint32_t)lunas_opt_integer(L, 2, "table", RT_TABLE_MAIN, 0, UINT32_MAX);
     }
     struct nl_cache *routes, *links;
-    int r = rtnl_route_alloc_cache(nl->sock, family, 0, &routes);
-    if (r < 0) return netlink_error(L, nl, r, "route list", NULL);
-    r = rtnl_link_alloc_cache(nl->sock, AF_UNSPEC, &links);
-    if (r < 0) {
-        nl_cache_free(routes);
-        return netlink_error(L, nl, r, "route list", NULL);
-    }
+    if (lunas_netlink_with_links(L, nl, rtnl_route_alloc_cache(nl->sock, family, 0, &routes), routes, "route list", &links)) return 3;
     lua_newtable(L);
     int n = 0;
     for (struct nl_object *o = nl_cache_get_first(routes); o; o = nl_cache_get_next(o)) {
@@ -1310,7 +1302,7 @@ static int netlink_neigh_change(lua_State *L, int add) {
     lua_pop(L, 1);
     if (index < 0) {
         rtnl_neigh_put(neigh);
-        return netlink_error(L, nl, index, add ? "neighbour add" : "neighbour delete", label);
+        return lunas_netlink_error(L, nl, index, add ? "neighbour add" : "neighbour delete", label);
     }
     rtnl_neigh_set_ifindex(neigh, index);
     int r = add ? rtnl_neigh_add(nl->sock, neigh, NLM_F_CREATE | NLM_F_REPLACE) : rtnl_neigh_delete(nl->sock, neigh, 0);
@@ -1318,7 +1310,7 @@ static int netlink_neigh_change(lua_State *L, int add) {
     if (r < 0) {
         char target[IFNAMSIZ + 80];
         snprintf(target, sizeof target, "%s on %s", dst_text, label);
-        return netlink_error(L, nl, r, add ? "neighbour add" : "neighbour delete", target);
+        return lunas_netlink_error(L, nl, r, add ? "neighbour add" : "neighbour delete", target);
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -1331,13 +1323,7 @@ static int netlink_neigh_del(lua_State *L) { return netlink_neigh_change(L, 0); 
 static int netlink_neigh_list(lua_State *L) {
     struct lunas_netlink *nl = lunas_check_netlink(L, 1);
     struct nl_cache *neighs, *links;
-    int r = rtnl_neigh_alloc_cache(nl->sock, &neighs);
-    if (r < 0) return netlink_error(L, nl, r, "neighbour list", NULL);
-    r = rtnl_link_alloc_cache(nl->sock, AF_UNSPEC, &links);
-    if (r < 0) {
-        nl_cache_free(neighs);
-        return netlink_error(L, nl, r, "neighbour list", NULL);
-    }
+    if (lunas_netlink_with_links(L, nl, rtnl_neigh_alloc_cache(nl->sock, &neighs), neighs, "neighbour list", &links)) return 3;
     lua_newtable(L);
     int n = 0;
     for (struct nl_object *o = nl_cache_get_first(neighs); o; o = nl_cache_get_next(o)) {

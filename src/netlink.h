@@ -29,6 +29,11 @@ struct lunas_netlink *lunas_check_netlink(lua_State *L, int idx);
 /* Pushes nil, "op target in NETNS (kernel text): strerror", "ENAME" from the last failure (or from the libnl
  * code nlerr when the kernel said nothing) and returns 3. */
 int lunas_netlink_error(lua_State *L, struct lunas_netlink *nl, int nlerr, const char *op, const char *target);
+/* For listings: r is the result of allocating the cache `listed`; on success also allocates the link cache that
+ * names its interfaces. Returns 0, or pushes the error (freeing `listed` if it was made) and returns 3. */
+struct nl_cache;
+int lunas_netlink_with_links(lua_State *L, struct lunas_netlink *nl, int r, struct nl_cache *listed, const char *op,
+                             struct nl_cache **links);
 /* Interface name check (the kernel's rules: 1-15 bytes, no '/', ':' or spaces); raises naming field. */
 const char *lunas_check_ifname(lua_State *L, int idx, int arg, const char *field);
 /* ifindex of a link given by name or index in nl's namespace, or a negative libnl error. */

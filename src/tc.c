@@ -467,13 +467,8 @@ static int tc_qdisc_list(lua_State *L) {
         if (only < 0) return lunas_netlink_error(L, nl, only, "qdisc list on", label);
     }
     struct nl_cache *qdiscs, *links;
-    int r = rtnl_link_alloc_cache(nl->sock, AF_UNSPEC, &links);
-    if (r < 0) return lunas_netlink_error(L, nl, r, "qdisc list", NULL);
-    r = rtnl_qdisc_alloc_cache(nl->sock, &qdiscs);
-    if (r < 0) {
-        nl_cache_free(links);
-        return lunas_netlink_error(L, nl, r, "qdisc list", NULL);
-    }
+    if (lunas_netlink_with_links(L, nl, rtnl_qdisc_alloc_cache(nl->sock, &qdiscs), qdiscs, "qdisc list", &links))
+        return 3;
     lua_newtable(L);
     int n = 0;
     for (struct nl_object *o = nl_cache_get_first(qdiscs); o; o = nl_cache_get_next(o)) {
