@@ -119,6 +119,7 @@ void lunas_open_net(lua_State *L);
 void lunas_open_caps(lua_State *L);
 void lunas_open_tc(lua_State *L);
 void lunas_open_nft(lua_State *L);
+void lunas_open_cgroup(lua_State *L);
 
 /* ---- network namespaces --------------------------------------------------- */
 

@@ -989,9 +989,20 @@ static int proc_dup2(lua_State *L) {
     return 1;
 }
 
+/* kill(pid, signal): one process by pid, never a group (pid <= 0 is refused: -1 would be every process). For the
+ * processes of a frozen v1 cgroup, which cannot exit (and so cannot be replaced by another pid) until thawed. */
+static int proc_kill(lua_State *L) {
+    pid_t pid = (pid_t)lunas_check_range(L, 1, 1, "pid", 1, INT32_MAX);
+    int sig = lunas_check_signal(L, 2, 2, "signal");
+    if (kill(pid, sig) < 0) return lunas_push_errorf(L, errno, "kill pid %d", (int)pid);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 void lunas_open_proc(lua_State *L) {
     static const luaL_Reg functions[] = {
         {"spawn", proc_spawn},
+        {"kill", proc_kill},
         {"exec", proc_exec},
         {"pidfd_open", proc_pidfd_open},
         {"reaper", proc_reaper},

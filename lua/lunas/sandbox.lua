@@ -5,12 +5,15 @@
 --   parent(ctx, proc)   parent, after the clone, while the child waits to be released
 --   init(ctx)           the first child (PID 1 with a pid namespace): namespace-wide set-up
 --   payload(ctx)        the process that becomes the payload, last thing before exec
+--   finish(ctx, result) parent, once the sandbox is over (result nil when it was killed unwaited): collect, release
+--   abort(ctx)          parent, when the spawn fails after prepare: undo what prepare made
 -- A step function returns nothing (or true) on success and nil, message, ENAME on failure; the failure is
 -- reported through the error pipe and the parent raises "sandbox: <step>: <message>". Later areas (mounts,
 -- network, cgroups, capabilities, seccomp, landlock) plug in with M.add_step.
 local core = require "lunas.core"
 local errors = require "lunas.errors"
 local fs = require "lunas.fs"
+local cgroup = require "lunas.cgroup"
 
 errors.register_module()
 
@@ -232,6 +235,17 @@ local fields = {
   stderr = expect_fd,
   close_fds = boolean,
   keep_fds = expect_fds,
+  -- {memory = "256M", pids = 64, cpu = 0.5, io = {...}, ... (lunas.cgroup limits), best_effort = true}:
+  -- the sandbox runs in a cgroup of its own; best_effort turns a limit the host cannot enforce into a warning.
+  limits = function(f, v)
+    expect_type(f, v, "table")
+    local values = {}
+    for k, value in pairs(v) do
+      if k ~= "best_effort" then values[k] = value end
+    end
+    if v.best_effort ~= nil then boolean(f .. ".best_effort", v.best_effort) end
+    return { values = cgroup.check_limits(values, f), best_effort = v.best_effort == true }
+  end,
 }
 
 --- Adds a spec field (for areas that plug in): validator(field, value) returns the normalized value or raises.
@@ -329,6 +343,50 @@ local function check_core(value, msg, code)
   if value == nil and msg then return nil, msg, code end
   return true
 end
+
+-- The sandbox's cgroup: born in it on v2 (CLONE_INTO_CGROUP), moved into the v1 hierarchies before it is
+-- released; its usage is read once it is over, and the cgroup (with anything left inside) removed.
+steps[#steps + 1] = {
+  name = "limits",
+  prepare = function(ctx)
+    local limits = ctx.spec.limits
+    if not limits then return end
+    ctx.cgroup = cgroup.new{ limits = limits.values, best_effort = limits.best_effort,
+      warn = function(msg) io.stderr:write("lunas: warning: sandbox limits: ", msg, "\n") end }
+    ctx.cgroup_fd = ctx.cgroup:fd()
+    if ctx.cgroup:has_v1() then
+      ctx.sync = true
+      -- A cgroup namespace made at clone time would be rooted at the v1 cgroups the child leaves a moment later:
+      -- the child makes it once it has been moved.
+      if ctx.ns.cgroup then ctx.late_cgroup_ns = true end
+    end
+  end,
+  init = function(ctx)
+    if ctx.late_cgroup_ns then return check_core(core.unshare("cgroup")) end
+  end,
+  parent = function(ctx, proc)
+    if ctx.cgroup_fd then ctx.cgroup_fd:close() end
+    if ctx.cgroup and ctx.cgroup:has_v1() then
+      local ok, err = pcall(ctx.cgroup.attach, ctx.cgroup, proc.pid, { v1_only = true })
+      if not ok then return nil, tostring(errors.is(err) and err.msg or err), errors.is(err) and err.code or nil end
+    end
+  end,
+  finish = function(ctx, result)
+    local cg = ctx.cgroup
+    if not cg or cg.closed then return end
+    if result then
+      local usage = cg:stats()
+      result.usage = usage
+      result.oom_killed = usage.memory ~= nil and usage.memory.oom_kills > 0
+      if #cg.warnings > 0 then result.warnings = cg.warnings end
+    end
+    cg:close()
+  end,
+  abort = function(ctx)
+    if ctx.cgroup_fd then ctx.cgroup_fd:close() end
+    if ctx.cgroup then ctx.cgroup:close() end
+  end,
+}
 
 steps[#steps + 1] = {
   name = "die_with_parent",
@@ -698,7 +756,9 @@ end
 local function clone_flags(ctx)
   local names = {}
   for name in pairs(ctx.ns) do
-    if not (name == "time" and ctx.time_offsets) then names[#names + 1] = name end
+    if not (name == "time" and ctx.time_offsets) and not (name == "cgroup" and ctx.late_cgroup_ns) then
+      names[#names + 1] = name
+    end
   end
   return table.concat(names, ",")
 end
@@ -766,6 +826,28 @@ end
 local Sandbox = {}
 Sandbox.__index = Sandbox
 
+-- Runs every step's abort (failed spawn) or finish (sandbox over), each at most once, the first error last.
+local function abort_steps(ctx)
+  if ctx.finished then return end
+  ctx.finished = true
+  for _, step in ipairs(steps) do
+    if step.abort then pcall(step.abort, ctx) end
+  end
+end
+
+local function finish_steps(ctx, result)
+  if ctx.finished then return end
+  ctx.finished = true
+  local first_err
+  for _, step in ipairs(steps) do
+    if step.finish then
+      local ok, err = pcall(step.finish, ctx, result)
+      if not ok and not first_err then first_err = err end
+    end
+  end
+  if first_err then error(first_err, 0) end
+end
+
 -- A sandbox on a lab host is cloned from inside that host's network namespace (it inherits it): joining later
 -- would need privileges over the namespace that the sandbox's own user namespace does not have.
 local function spawn_in_netns(net, opts)
@@ -790,12 +872,16 @@ end
 function Sandbox:spawn()
   local ctx = new_context(self.spec)
   ctx.fork = ctx.ns.pid and not self.spec.as_pid_1
-  for _, step in ipairs(steps) do
-    if step.prepare then step.prepare(ctx) end
-  end
-  local ok, err = pcall(open_pipes, ctx)
+  local ok, err = pcall(function()
+    for _, step in ipairs(steps) do
+      if step.prepare then step.prepare(ctx) end
+    end
+  end)
+  if ok then ok, err = pcall(open_pipes, ctx) end
   if not ok then
     close_child_ends(ctx)
+    close_all(ctx.err_r, ctx.sync_w, ctx.status_r)
+    abort_steps(ctx)
     error(err, 0)
   end
   -- With nothing for the parent to do before the payload execs, the child borrows our memory until then (no
@@ -805,13 +891,15 @@ function Sandbox:spawn()
   -- a time namespace every child is a copy.
   ctx.shared_vm_ok = not ctx.ns.time and not ctx.time_offsets
   if ctx.fork and self.spec.argv then ctx.reaper_image = get_reaper_image() end
-  ctx.vfork = ctx.shared_vm_ok and not ctx.sync and self.spec.argv ~= nil and (not ctx.fork or ctx.reaper_image ~= nil)
+  ctx.vfork = ctx.shared_vm_ok and not ctx.sync and not ctx.cgroup_fd and self.spec.argv ~= nil
+    and (not ctx.fork or ctx.reaper_image ~= nil)
   local started = core.now()
   local proc, msg, code = spawn_in_netns(self.spec.net, { flags = clone_flags(ctx),
-    fn = function() return child_main(ctx) end, vfork = ctx.vfork })
+    fn = function() return child_main(ctx) end, vfork = ctx.vfork, cgroup = ctx.cgroup_fd })
   close_child_ends(ctx)
   if not proc then
     close_all(ctx.err_r, ctx.sync_w, ctx.status_r)
+    abort_steps(ctx)
     fail("clone", msg, code)
   end
   local running = setmetatable({ pid = proc.pid, process = proc, ctx = ctx, started = started,
@@ -861,7 +949,8 @@ function Running:wait(timeout)
   local timed_out = false
   if not status and code == "ETIMEDOUT" then
     timed_out = true
-    proc:kill("KILL")
+    -- With a cgroup, everything the sandbox started goes, not only its first process.
+    if not (self.ctx.cgroup and pcall(self.ctx.cgroup.kill, self.ctx.cgroup)) then proc:kill("KILL") end
     status, msg, code = proc:wait()
   end
   if not status then errors.raise{ op = "wait", msg = msg, code = code } end
@@ -875,6 +964,7 @@ function Running:wait(timeout)
   end
   self.result = result
   self:release()
+  finish_steps(self.ctx, result)
   return result
 end
 
@@ -916,9 +1006,33 @@ function Running:close()
     self.process:kill("KILL")
     self.process:wait()
     self:release()
+    finish_steps(self.ctx, nil)
   end
 end
 Running.__close = Running.close
+
+--- The sandbox's cgroup (a lunas.cgroup object: stats, freeze, thaw, kill), or nil without limits.
+function Running:cgroup()
+  return self.ctx.cgroup
+end
+
+--- Usage so far (cgroup statistics), or nil without limits.
+function Running:usage()
+  return self.ctx.cgroup and not self.ctx.cgroup.closed and self.ctx.cgroup:stats() or nil
+end
+
+--- Stops every process of the sandbox until thaw() (needs limits, hence a cgroup).
+function Running:freeze()
+  if not self.ctx.cgroup then errors.raise{ op = "sandbox", msg = "sandbox: freeze: needs a cgroup (set 'limits')", code = "EINVAL" } end
+  self.ctx.cgroup:freeze()
+  return self
+end
+
+function Running:thaw()
+  if not self.ctx.cgroup then errors.raise{ op = "sandbox", msg = "sandbox: thaw: needs a cgroup (set 'limits')", code = "EINVAL" } end
+  self.ctx.cgroup:thaw()
+  return self
+end
 
 --- Validates a spec and returns a sandbox: lunas.sandbox{argv = {...}, ...}:run().
 function M.new(spec)

@@ -1,0 +1,1124 @@
+--- Resource control: cgroups v2, v1 and the hybrid of both, as one object.
+--
+--   local cgroup = require "lunas.cgroup"
+--   local cg <close> = cgroup.new{ limits = { memory = "256M", pids = 64, cpu = 0.5 } }
+--   local p = cg:spawn{ argv = { "make", "-j8" } }     -- born inside it (CLONE_INTO_CGROUP on v2)
+--   p:wait(); print(cg:stats().memory.peak)            -- closing the scope kills what is left and removes it
+--
+-- A cgroup object spans every hierarchy it needs: on pure v2 one directory; on a hybrid machine the v2 directory
+-- (for CLONE_INTO_CGROUP, cgroup.kill, cgroup.freeze and cgroup.events) plus one directory per v1 hierarchy that
+-- carries a controller it limits or reads (memory, pids, cpu, cpuacct, ...); on pure v1 the v1 hierarchies alone.
+-- cgroups are only ever created, opened or removed below the calling process's own cgroup in each hierarchy.
+local core = require "lunas.core"
+local errors = require "lunas.errors"
+
+errors.register_module()
+
+local M = {}
+
+local function misuse(field, fmt, ...)
+  errors.raise{ op = "cgroup", msg = ("cgroup: %s: " .. fmt):format(field, ...), code = "EINVAL", field = field }
+end
+
+local function fail(msg, code, fields)
+  local e = { op = "cgroup", msg = "cgroup: " .. msg, code = code }
+  for k, v in pairs(fields or {}) do e[k] = v end
+  errors.raise(e)
+end
+
+local function check(value, msg, code)
+  if value == nil and msg ~= nil then fail(msg, code) end
+  return value
+end
+
+-- ---- reading the layout -------------------------------------------------------------------------------------
+
+local function read_text(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+local function unescape(s)
+  return (s:gsub("\\(%d%d%d)", function(o) return string.char(tonumber(o, 8)) end))
+end
+
+local function split(text, sep)
+  local out = {}
+  for item in text:gmatch("[^" .. sep .. "]+") do out[#out + 1] = item end
+  return out
+end
+
+local V1_CONTROLLERS = { cpu = true, cpuacct = true, cpuset = true, memory = true, devices = true, freezer = true,
+  blkio = true, pids = true, net_cls = true, net_prio = true, perf_event = true, hugetlb = true, rdma = true,
+  misc = true }
+
+-- Every cgroup mount of this mount namespace: v2 mounts, and v1 mounts keyed by their controller set.
+local function cgroup_mounts()
+  local v2, v1 = nil, {}
+  for line in (read_text("/proc/self/mountinfo") or ""):gmatch("[^\n]+") do
+    local pre, post = line:match("^(.-) %- (.*)$")
+    if pre then
+      local f, g = split(pre, " "), split(post, " ")
+      local mount = { root = unescape(f[4]), path = unescape(f[5]) }
+      if g[1] == "cgroup2" and not v2 then
+        v2 = mount
+      elseif g[1] == "cgroup" then
+        mount.controllers = {}
+        for _, opt in ipairs(split(g[3] or "", ",")) do
+          if V1_CONTROLLERS[opt] or opt:match("^name=") then mount.controllers[#mount.controllers + 1] = opt end
+        end
+        table.sort(mount.controllers)
+        local key = table.concat(mount.controllers, ",")
+        if not v1[key] then v1[key] = mount end
+      end
+    end
+  end
+  return v2, v1
+end
+
+-- The directory of cgroup `path` (as /proc/PID/cgroup names it) in a mount whose root may itself be a cgroup.
+local function directory_in(mount, path)
+  if mount.root == "/" then return mount.path .. (path == "/" and "" or path) end
+  if path == mount.root then return mount.path end
+  if path:sub(1, #mount.root + 1) == mount.root .. "/" then return mount.path .. path:sub(#mount.root + 1) end
+  return nil
+end
+
+-- {[hierarchy key] = path}: "" for v2, the sorted controller list for v1 ("cpu,cpuacct", "memory", ...).
+local function proc_cgroups(pid)
+  local text = read_text(("/proc/%s/cgroup"):format(pid))
+  if not text then return nil end
+  local paths = {}
+  for line in text:gmatch("[^\n]+") do
+    local id, controllers, path = line:match("^(%d+):([^:]*):(.*)$")
+    if id == "0" and controllers == "" then
+      paths[""] = path
+    elseif id then
+      local list = split(controllers, ",")
+      table.sort(list)
+      paths[table.concat(list, ",")] = path
+    end
+  end
+  return paths
+end
+
+local layout_cache, layout_pid
+
+--- The cgroup layout as this process sees it (cached per process):
+-- {mode = "v2" | "hybrid" | "v1", v2 = {mount, path, dir, controllers = {name = true}} or nil,
+--  v1 = {[controller] = {mount, path, dir, key}}, controllers = {[name] = 1 | 2}}.
+-- path is this process's own cgroup in that hierarchy, dir its directory.
+function M.layout()
+  local pid = core.getpid()
+  if layout_cache and layout_pid == pid then return layout_cache end
+  local v2_mount, v1_mounts = cgroup_mounts()
+  local own = proc_cgroups("self") or {}
+  local layout = { v1 = {}, controllers = {} }
+  if v2_mount and own[""] then
+    local dir = directory_in(v2_mount, own[""])
+    if dir then
+      local available = {}
+      for _, c in ipairs(split(read_text(dir .. "/cgroup.controllers") or "", "%s")) do available[c] = true end
+      layout.v2 = { mount = v2_mount.path, path = own[""], dir = dir, controllers = available }
+      for c in pairs(available) do layout.controllers[c] = 2 end
+    end
+  end
+  for key, mount in pairs(v1_mounts) do
+    local path = own[key]
+    local dir = path and directory_in(mount, path)
+    if dir then
+      for _, c in ipairs(mount.controllers) do
+        if V1_CONTROLLERS[c] then
+          layout.v1[c] = { mount = mount.path, path = path, dir = dir, key = key }
+          layout.controllers[c] = layout.controllers[c] or 1
+        end
+      end
+    end
+  end
+  if next(layout.v1) == nil then
+    layout.mode = layout.v2 and "v2" or "none"
+  else
+    layout.mode = layout.v2 and "hybrid" or "v1"
+  end
+  layout_cache, layout_pid = layout, pid
+  return layout
+end
+
+--- Forgets the cached layout (after this process moved to another cgroup).
+function M.refresh()
+  layout_cache = nil
+end
+
+-- ---- units ----------------------------------------------------------------------------------------------
+
+local BYTE_UNITS = { [""] = 1, k = 1024, m = 1024 ^ 2, g = 1024 ^ 3, t = 1024 ^ 4 }
+
+--- "256M", "1.5G", "512KiB", 1048576 or "max" -> bytes (integer) or "max".
+function M.bytes(field, v)
+  if v == "max" or v == math.huge then return "max" end
+  if math.type(v) == "integer" then
+    if v < 0 then misuse(field, "0 or more bytes expected, got %d", v) end
+    return v
+  end
+  if type(v) == "string" then
+    local number, unit, suffix = v:lower():match("^%s*(%d+%.?%d*)%s*([kmgt]?)(i?b?)%s*$")
+    if number and (suffix == "" or suffix == "b" or (suffix == "ib" and unit ~= "")) then
+      return math.floor(tonumber(number) * BYTE_UNITS[unit])
+    end
+  end
+  misuse(field, "a size expected (bytes, or a string like '256M', '1.5G', 'max'), got %s", tostring(v))
+end
+
+local function positive_integer(field, v, max)
+  if v == "max" or v == math.huge then return "max" end
+  if math.type(v) ~= "integer" or v < 1 or (max and v > max) then
+    misuse(field, "an integer from 1%s expected, got %s", max and (" to " .. max) or "", tostring(v))
+  end
+  return v
+end
+
+--- 0.5, "0.5" (cores) or "50%" (of one core) -> cores (number), or "max".
+function M.cores(field, v)
+  if v == "max" or v == math.huge then return "max" end
+  local cores = v
+  if type(v) == "string" then
+    local percent = v:match("^%s*(%d+%.?%d*)%s*%%%s*$")
+    cores = percent and tonumber(percent) / 100 or tonumber(v)
+  end
+  if type(cores) ~= "number" or cores ~= cores or cores <= 0 or cores > 65536 then
+    misuse(field, "a share of cores expected (0.5, '50%%', 2), got %s", tostring(v))
+  end
+  return cores
+end
+
+local function cpu_list(field, v)
+  if type(v) == "table" then
+    local parts = {}
+    for i, c in ipairs(v) do
+      if math.type(c) ~= "integer" or c < 0 then misuse(("%s[%d]"):format(field, i), "a cpu number expected") end
+      parts[#parts + 1] = tostring(c)
+    end
+    if #parts == 0 then misuse(field, "at least one cpu expected") end
+    return table.concat(parts, ",")
+  end
+  if math.type(v) == "integer" and v >= 0 then return tostring(v) end
+  if type(v) ~= "string" or not v:match("^%d+%-?%d*[,%d%-]*$") then
+    misuse(field, "a cpu list expected ('0-3,6' or {0, 1}), got %s", tostring(v))
+  end
+  return v
+end
+
+local IO_KEYS = { rbps = "bytes", wbps = "bytes", riops = "count", wiops = "count" }
+
+-- "8:0" or "/dev/vda" (a partition stands for its disk: the throttle works per disk).
+local function device_of(field, device)
+  if type(device) ~= "string" then misuse(field, "a device ('/dev/vda' or '8:0') expected, got %s", type(device)) end
+  local major, minor = device:match("^(%d+):(%d+)$")
+  if not major then
+    local maj, min, code = core.device_number(device)
+    if not maj then fail(("%s: %s"):format(field, min), code, { field = field }) end
+    major, minor = maj, min
+  end
+  local sys = ("/sys/dev/block/%s:%s"):format(major, minor)
+  if read_text(sys .. "/partition") then
+    local disk = read_text(sys .. "/../dev")
+    if disk then return (disk:gsub("%s+$", "")) end
+  end
+  return ("%s:%s"):format(major, minor)
+end
+
+local function io_limits(field, v)
+  if type(v) ~= "table" then misuse(field, "a table of devices expected, got %s", type(v)) end
+  local out = {}
+  local function add(name, device, entry)
+    if type(entry) ~= "table" then misuse(name, "a table {rbps, wbps, riops, wiops} expected") end
+    local limit = { device = device_of(name .. ".device", device) }
+    for k, value in pairs(entry) do
+      if k ~= "device" then
+        local kind = IO_KEYS[k]
+        if not kind then misuse(name, "unknown field '%s' (rbps, wbps, riops, wiops)", tostring(k)) end
+        limit[k] = kind == "bytes" and M.bytes(name .. "." .. k, value) or positive_integer(name .. "." .. k, value)
+      end
+    end
+    out[#out + 1] = limit
+  end
+  for k, entry in pairs(v) do
+    if math.type(k) == "integer" then
+      add(("%s[%d]"):format(field, k), type(entry) == "table" and entry.device, entry)
+    else
+      add(("%s[%s]"):format(field, tostring(k)), k, entry)
+    end
+  end
+  table.sort(out, function(a, b) return a.device < b.device end)
+  return out
+end
+
+local LIMIT_FIELDS = {
+  memory = M.bytes,
+  memory_high = M.bytes,
+  swap = M.bytes,
+  pids = function(f, v) return positive_integer(f, v) end,
+  cpu = M.cores,
+  cpu_weight = function(f, v) return positive_integer(f, v, 10000) end,
+  cpuset = cpu_list,
+  cpuset_mems = cpu_list,
+  io = io_limits,
+  oom_group = function(f, v)
+    if type(v) ~= "boolean" then misuse(f, "boolean expected, got %s", type(v)) end
+    return v
+  end,
+}
+
+--- Validates a limits table ({memory, memory_high, swap, pids, cpu, cpu_weight, cpuset, cpuset_mems, io,
+-- oom_group}) and returns it normalized (bytes and counts as integers or "max", cpu as cores). prefix names the
+-- table in messages ("limits").
+function M.check_limits(limits, prefix)
+  prefix = prefix or "limits"
+  if type(limits) ~= "table" then misuse(prefix, "table expected, got %s", type(limits)) end
+  local out = {}
+  for k, v in pairs(limits) do
+    local checker = type(k) == "string" and LIMIT_FIELDS[k]
+    if not checker then misuse(prefix, "unknown limit '%s'", tostring(k)) end
+    out[k] = checker(prefix .. "." .. k, v)
+  end
+  -- A memory limit alone means memory in all: without it a hog would swap where the host has swap.
+  if out.memory and out.memory ~= "max" and out.swap == nil then out.swap = 0 end
+  return out
+end
+
+-- ---- the controllers a limit needs --------------------------------------------------------------------------
+
+local LIMIT_CONTROLLER = { memory = "memory", memory_high = "memory", swap = "memory", oom_group = "memory",
+  pids = "pids", cpu = "cpu", cpu_weight = "cpu", cpuset = "cpuset", cpuset_mems = "cpuset", io = "io" }
+-- v1 names the io controller blkio.
+local V1_NAME = { io = "blkio" }
+-- What statistics read, where it exists: created along with any cgroup.
+local STAT_CONTROLLERS = { "memory", "pids", "cpu" }
+
+local Cgroup = {}
+Cgroup.__index = Cgroup
+M.Cgroup = Cgroup
+
+local function is_cgroup(v)
+  return getmetatable(v) == Cgroup
+end
+M.is_cgroup = is_cgroup
+
+local counter = 0
+
+local function valid_relative(path)
+  if path == "" then return true end
+  for _, part in ipairs(split(path, "/")) do
+    if part == "." or part == ".." or #part > 255 then return false end
+  end
+  return not path:find("%z") and not path:find("//") and path:sub(1, 1) ~= "/" and path:sub(-1) ~= "/"
+end
+
+-- v2 controllers in `dir`'s cgroup.subtree_control, enabling the missing ones. A cgroup that holds processes
+-- cannot give controllers to its children (EBUSY): when that cgroup is our own and we are alone in it, we move
+-- into a leaf of it first, as container runtimes do in a delegated scope.
+local function enable_v2(layout, dir, wanted)
+  local missing = {}
+  local enabled = {}
+  for _, c in ipairs(split(core.cgroup_read(dir, "cgroup.subtree_control") or "", "%s")) do enabled[c] = true end
+  for _, c in ipairs(wanted) do
+    if not enabled[c] then missing[#missing + 1] = "+" .. c end
+  end
+  if #missing == 0 then return true end
+  local text = table.concat(missing, " ")
+  local ok, msg, code = core.cgroup_write(dir, "cgroup.subtree_control", text)
+  if ok or code ~= "EBUSY" or dir ~= layout.v2.dir then return ok, msg, code end
+  local procs = split(core.cgroup_read(dir, "cgroup.procs") or "", "%s")
+  if #procs ~= 1 or tonumber(procs[1]) ~= core.getpid() then
+    return nil, msg .. " (the cgroup holds other processes: run lunas in a cgroup of its own, e.g. `systemd-run "
+      .. "--scope -p Delegate=yes`)", code
+  end
+  local leaf = dir .. "/lunas.leaf"
+  local made, mmsg, mcode = core.cgroup_mkdir(leaf)
+  if not made and mcode ~= "EEXIST" then return nil, mmsg, mcode end
+  ok, msg, code = core.cgroup_write(leaf, "cgroup.procs", tostring(core.getpid()))
+  if not ok then return nil, msg, code end
+  return core.cgroup_write(dir, "cgroup.subtree_control", text)
+end
+
+local function controllers_for(limits, extra)
+  local set, list = {}, {}
+  local function add(c)
+    if c and not set[c] then set[c], list[#list + 1] = true, c end
+  end
+  for _, c in ipairs(STAT_CONTROLLERS) do add(c) end
+  for k in pairs(limits or {}) do add(LIMIT_CONTROLLER[k]) end
+  for _, c in ipairs(extra or {}) do add(c) end
+  table.sort(list)
+  return list
+end
+
+-- The directories of a cgroup at relative path `rel` below our own, for the given controllers.
+local function plan_dirs(layout, rel, controllers)
+  local dirs = { v1 = {} }
+  local suffix = rel == "" and "" or "/" .. rel
+  if layout.v2 then dirs.v2 = layout.v2.dir .. suffix end
+  for _, c in ipairs(controllers) do
+    local h = layout.v1[V1_NAME[c] or c]
+    if h and not dirs.v1[h.key] then dirs.v1[h.key] = h.dir .. suffix end
+  end
+  -- cpu usage lives in cpuacct on v1, whether or not it shares a hierarchy with cpu.
+  if layout.v1.cpu and layout.v1.cpuacct then dirs.v1[layout.v1.cpuacct.key] = layout.v1.cpuacct.dir .. suffix end
+  -- With no v2 tree, freezing and killing go through the v1 freezer.
+  if not layout.v2 and layout.v1.freezer then dirs.v1[layout.v1.freezer.key] = layout.v1.freezer.dir .. suffix end
+  return dirs
+end
+
+local function new_object(layout, rel, dirs, owned)
+  local self = setmetatable({ path = rel, layout = layout, dirs = dirs, owner = owned and core.getpid() or nil,
+    created = {}, warnings = {} }, Cgroup)
+  return self
+end
+
+-- The directory holding controller c for this cgroup, and the version of that hierarchy.
+function Cgroup:controller_dir(c)
+  local layout = self.layout
+  if layout.controllers[c] == 2 then return self.dirs.v2, 2 end
+  local h = layout.v1[V1_NAME[c] or c]
+  if h then return self.dirs.v1[h.key], 1 end
+  return nil
+end
+
+local function each_dir(self)
+  local list = {}
+  if self.dirs.v2 then list[#list + 1] = self.dirs.v2 end
+  local keys = {}
+  for key in pairs(self.dirs.v1) do keys[#keys + 1] = key end
+  table.sort(keys)
+  for _, key in ipairs(keys) do list[#list + 1] = self.dirs.v1[key] end
+  return list
+end
+
+local function assert_open(self)
+  if self.closed then error("attempt to use a closed cgroup", 3) end
+end
+
+function Cgroup:__tostring()
+  return ("cgroup %s (%s)"):format(self.path == "" and "/" or self.path, self.layout.mode)
+end
+
+-- ---- limits ---------------------------------------------------------------------------------------------
+
+local function v1_bytes(v)
+  return v == "max" and "-1" or tostring(v)
+end
+
+-- Writes for one limit on one layout: {{controller, file, value}...}, or nil, why not.
+local WRITERS = {}
+
+function WRITERS.memory(v, version)
+  if version == 2 then return { { "memory", "memory.max", tostring(v) } } end
+  return { { "memory", "memory.limit_in_bytes", v1_bytes(v) } }
+end
+
+function WRITERS.memory_high(v, version)
+  if version == 2 then return { { "memory", "memory.high", tostring(v) } } end
+  return nil, "memory_high needs cgroup v2 (v1 has no throttling limit)"
+end
+
+function WRITERS.swap(v, version, limits, self)
+  if version == 2 then return { { "memory", "memory.swap.max", tostring(v) } } end
+  local dir = self:controller_dir("memory")
+  if not core.cgroup_read(dir, "memory.memsw.limit_in_bytes") then
+    if v == 0 then return {} end -- no swap accounting: no swap to limit either
+    return nil, "swap needs swap accounting (memory.memsw.*, boot with swapaccount=1)"
+  end
+  if limits.memory == nil or limits.memory == "max" or v == "max" then
+    return v == "max" and { { "memory", "memory.memsw.limit_in_bytes", "-1" } } or nil,
+      "swap on cgroup v1 needs a memory limit too (v1 limits memory and swap together)"
+  end
+  return { { "memory", "memory.memsw.limit_in_bytes", tostring(limits.memory + v) } }
+end
+
+function WRITERS.oom_group(v, version)
+  if version == 2 then return { { "memory", "memory.oom.group", v and "1" or "0" } } end
+  return nil, "oom_group needs cgroup v2"
+end
+
+function WRITERS.pids(v)
+  return { { "pids", "pids.max", tostring(v) } }
+end
+
+local CPU_PERIOD = 100000
+
+function WRITERS.cpu(v, version)
+  local quota = v == "max" and "max" or math.max(1000, math.floor(v * CPU_PERIOD + 0.5))
+  if version == 2 then return { { "cpu", "cpu.max", ("%s %d"):format(quota, CPU_PERIOD) } } end
+  return { { "cpu", "cpu.cfs_period_us", tostring(CPU_PERIOD) },
+    { "cpu", "cpu.cfs_quota_us", quota == "max" and "-1" or tostring(quota) } }
+end
+
+function WRITERS.cpu_weight(v, version)
+  if version == 2 then return { { "cpu", "cpu.weight", v == "max" and "10000" or tostring(v) } } end
+  -- v2's default weight 100 is v1's default 1024 shares.
+  local shares = v == "max" and 262144 or math.max(2, math.floor(v * 1024 / 100))
+  return { { "cpu", "cpu.shares", tostring(shares) } }
+end
+
+function WRITERS.cpuset(v)
+  return { { "cpuset", "cpuset.cpus", v } }
+end
+
+function WRITERS.cpuset_mems(v)
+  return { { "cpuset", "cpuset.mems", v } }
+end
+
+local V1_IO_FILES = { rbps = "blkio.throttle.read_bps_device", wbps = "blkio.throttle.write_bps_device",
+  riops = "blkio.throttle.read_iops_device", wiops = "blkio.throttle.write_iops_device" }
+
+function WRITERS.io(list, version)
+  local writes = {}
+  for _, limit in ipairs(list) do
+    if version == 2 then
+      local parts = { limit.device }
+      for _, k in ipairs({ "rbps", "wbps", "riops", "wiops" }) do
+        if limit[k] ~= nil then parts[#parts + 1] = ("%s=%s"):format(k, limit[k]) end
+      end
+      writes[#writes + 1] = { "io", "io.max", table.concat(parts, " ") }
+    else
+      for _, k in ipairs({ "rbps", "wbps", "riops", "wiops" }) do
+        if limit[k] ~= nil then
+          writes[#writes + 1] = { "io", V1_IO_FILES[k], ("%s %s"):format(limit.device, limit[k] == "max" and 0 or limit[k]) }
+        end
+      end
+    end
+  end
+  return writes
+end
+
+-- v1 refuses a memory limit above memsw, and memsw below the limit: raise memsw first when the new limit is
+-- above the current memsw, else lower the limit first.
+local function order_v1_memory(writes)
+  local limit_at, memsw_at
+  for i, w in ipairs(writes) do
+    if w.version == 1 and w.file == "memory.limit_in_bytes" then limit_at = i end
+    if w.version == 1 and w.file == "memory.memsw.limit_in_bytes" then memsw_at = i end
+  end
+  if not (limit_at and memsw_at) then return end
+  local memsw = tonumber(core.cgroup_read(writes[memsw_at].dir, "memory.memsw.limit_in_bytes") or "")
+  local raise_memsw_first = memsw and tonumber(writes[limit_at].value) > memsw
+  if raise_memsw_first == (memsw_at < limit_at) then return end
+  writes[limit_at], writes[memsw_at] = writes[memsw_at], writes[limit_at]
+end
+
+local LIMIT_ORDER = { "memory", "swap", "memory_high", "oom_group", "pids", "cpu", "cpu_weight", "cpuset_mems",
+  "cpuset", "io" }
+
+function Cgroup:warn(msg)
+  self.warnings[#self.warnings + 1] = msg
+  if self.on_warning then self.on_warning(msg) end
+end
+
+--- Applies limits (the table cgroup.check_limits takes). A limit this host cannot enforce raises, or becomes a
+-- warning (self.warnings, and opts.warn(msg)) when opts.best_effort is true.
+function Cgroup:limit(limits, opts)
+  assert_open(self)
+  limits = M.check_limits(limits)
+  local best_effort = opts and opts.best_effort
+  local writes = {}
+  for _, name in ipairs(LIMIT_ORDER) do
+    local v = limits[name]
+    if v ~= nil then
+      local controller = LIMIT_CONTROLLER[name]
+      local dir, version = self:controller_dir(controller)
+      local list, why
+      if not dir then
+        why = ("no %s controller on this host"):format(controller)
+      else
+        list, why = WRITERS[name](v, version, limits, self)
+      end
+      if not list then
+        local msg = ("cannot enforce %s: %s"):format(name, why)
+        if not best_effort then fail(msg .. " (" .. tostring(self) .. ")", "EOPNOTSUPP", { field = "limits." .. name }) end
+        self:warn(msg)
+      else
+        for _, w in ipairs(list) do writes[#writes + 1] = { dir = dir, file = w[2], value = w[3], name = name, version = version } end
+      end
+    end
+  end
+  order_v1_memory(writes)
+  for _, w in ipairs(writes) do
+    local ok, msg, code = core.cgroup_write(w.dir, w.file, w.value)
+    if not ok then
+      local text = ("limit %s: %s"):format(w.name, msg)
+      if not best_effort then fail(text, code, { field = "limits." .. w.name }) end
+      self:warn(text)
+    end
+  end
+  return self
+end
+
+-- ---- creating, opening ----------------------------------------------------------------------------------
+
+local function remove_dirs(dirs)
+  for i = #dirs, 1, -1 do core.cgroup_rmdir(dirs[i]) end
+end
+
+-- v1 cpuset: a new cgroup starts with no cpus and no memory nodes, and refuses tasks until it has some.
+local function inherit_cpuset(dir)
+  local parent = dir:match("^(.*)/[^/]+$")
+  for _, file in ipairs({ "cpuset.cpus", "cpuset.mems" }) do
+    local current = core.cgroup_read(dir, file)
+    if current and current:match("^%s*$") then
+      local value = core.cgroup_read(parent, file)
+      if value then
+        local ok, msg, code = core.cgroup_write(dir, file, (value:gsub("%s+$", "")))
+        if not ok then return nil, msg, code end
+      end
+    end
+  end
+  return true
+end
+
+local function make_dir(self, dir, best_effort)
+  local ok, msg, code = core.cgroup_mkdir(dir)
+  if not ok then
+    if code == "EACCES" or code == "EPERM" or code == "EROFS" then
+      msg = ("%s (not delegated to uid %d)"):format(msg, core.ids().euid)
+    end
+    if best_effort then
+      self:warn("create " .. msg)
+      return false
+    end
+    return nil, msg, code
+  end
+  self.created[#self.created + 1] = dir
+  return true
+end
+
+--- Creates a cgroup below our own (or below opts.parent, a cgroup object):
+-- opts = {name = "job" (default "lunas-PID-N"), parent = cg, limits = {...}, best_effort = false,
+--         warn = function(msg) end, controllers = {"cpuset", ...}}.
+-- Only the creator removes it: cg:close() (or <close>) kills what is left inside, waits, and removes it.
+function M.new(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then misuse("options", "table expected, got %s", type(opts)) end
+  for k in pairs(opts) do
+    if k ~= "name" and k ~= "parent" and k ~= "limits" and k ~= "best_effort" and k ~= "warn" and k ~= "controllers" then
+      misuse("options", "unknown field '%s'", tostring(k))
+    end
+  end
+  local limits = opts.limits and M.check_limits(opts.limits) or nil
+  if opts.parent ~= nil and not is_cgroup(opts.parent) then misuse("parent", "a cgroup object expected") end
+  if opts.warn ~= nil and type(opts.warn) ~= "function" then misuse("warn", "function expected") end
+  local name = opts.name
+  if name == nil then
+    counter = counter + 1
+    name = ("lunas-%d-%d"):format(core.getpid(), counter)
+  end
+  if type(name) ~= "string" or name == "" or name:find("/") or name == "." or name == ".." or #name > 255
+      or name:find("%z") then
+    misuse("name", "a plain directory name expected, got %s", tostring(name))
+  end
+  local layout = M.layout()
+  if layout.mode == "none" then fail("no cgroup hierarchy is mounted (/proc/self/mountinfo)", "ENOENT") end
+  local parent_rel = opts.parent and opts.parent.path or ""
+  local rel = parent_rel == "" and name or parent_rel .. "/" .. name
+  local controllers = controllers_for(limits, opts.controllers)
+  local self = new_object(layout, rel, plan_dirs(layout, rel, controllers), true)
+  self.on_warning = opts.warn
+  local best_effort = opts.best_effort
+  local ok, msg, code = true, nil, nil
+  if layout.v2 then
+    -- Controllers reach a cgroup only through every ancestor's subtree_control, from our own cgroup down.
+    local wanted = {}
+    for _, c in ipairs(controllers) do
+      if layout.v2.controllers[c] then wanted[#wanted + 1] = c end
+    end
+    if #wanted > 0 then
+      local dir = layout.v2.dir
+      local parts = split(parent_rel, "/")
+      for i = 0, #parts do
+        if i > 0 then dir = dir .. "/" .. parts[i] end
+        ok, msg, code = enable_v2(layout, dir, wanted)
+        if not ok then
+          if not best_effort then fail("enable " .. table.concat(wanted, ",") .. ": " .. msg, code) end
+          self:warn("enable " .. table.concat(wanted, ",") .. ": " .. msg)
+          break
+        end
+      end
+    end
+  end
+  for _, dir in ipairs(each_dir(self)) do
+    local made
+    made, msg, code = make_dir(self, dir, best_effort)
+    if made == nil then
+      remove_dirs(self.created)
+      fail("create " .. msg, code)
+    end
+    if made and layout.v1.cpuset and dir == self.dirs.v1[layout.v1.cpuset.key] then
+      ok, msg, code = inherit_cpuset(dir)
+      if not ok then
+        remove_dirs(self.created)
+        fail("create " .. msg, code)
+      end
+    end
+  end
+  -- Directories that could not be made (best effort) are not part of this cgroup.
+  local made = {}
+  for _, dir in ipairs(self.created) do made[dir] = true end
+  if self.dirs.v2 and not made[self.dirs.v2] then self.dirs.v2 = nil end
+  for key, dir in pairs(self.dirs.v1) do
+    if not made[dir] then self.dirs.v1[key] = nil end
+  end
+  if limits then
+    local lok, err = pcall(self.limit, self, limits, { best_effort = best_effort })
+    if not lok then
+      remove_dirs(self.created)
+      self.closed = true
+      error(err, 0)
+    end
+  end
+  return self
+end
+
+-- Is `path` at or below `base` (both cgroup paths as /proc/PID/cgroup writes them)?
+local function within(base, path)
+  if base == "/" then return path:sub(1, 1) == "/" end
+  return path == base or path:sub(1, #base + 1) == base .. "/"
+end
+
+local function relative_to(base, path)
+  if path == base then return "" end
+  return base == "/" and path:sub(2) or path:sub(#base + 2)
+end
+
+local function exists(dir)
+  return core.file_type(dir) == "dir"
+end
+
+-- A cgroup named by the path below our own in every hierarchy: opened where it exists.
+local function open_relative(layout, rel)
+  local dirs = plan_dirs(layout, rel, { "memory", "pids", "cpu", "cpuset", "io", "freezer" })
+  local found = false
+  if dirs.v2 and not exists(dirs.v2) then dirs.v2 = nil end
+  found = dirs.v2 ~= nil
+  for key, dir in pairs(dirs.v1) do
+    if exists(dir) then found = true else dirs.v1[key] = nil end
+  end
+  if not found then fail(("open %s: no such cgroup below our own"):format(rel), "ENOENT") end
+  return new_object(layout, rel, dirs, false)
+end
+
+local function outside(what, path, base)
+  fail(("open %s: %s is outside this process's own cgroup %s"):format(what, path, base), "EPERM")
+end
+
+-- A cgroup of a running process: each hierarchy's path must lie within our own.
+local function open_pid(layout, pid)
+  local paths = proc_cgroups(pid)
+  if not paths then fail(("open pid %d: no such process"):format(pid), "ESRCH") end
+  local dirs = { v1 = {} }
+  local rel
+  if layout.v2 and paths[""] then
+    if not within(layout.v2.path, paths[""]) then outside("pid " .. pid, paths[""], layout.v2.path) end
+    rel = relative_to(layout.v2.path, paths[""])
+    dirs.v2 = layout.v2.dir .. (rel == "" and "" or "/" .. rel)
+  end
+  for c, h in pairs(layout.v1) do
+    local path = paths[h.key]
+    if path and (c == "memory" or c == "pids" or c == "cpu" or c == "cpuacct" or c == "cpuset" or c == "blkio"
+        or c == "freezer") then
+      if not within(h.path, path) then outside("pid " .. pid, path .. " (" .. h.key .. ")", h.path) end
+      local r = relative_to(h.path, path)
+      rel = rel or r
+      dirs.v1[h.key] = h.dir .. (r == "" and "" or "/" .. r)
+    end
+  end
+  return new_object(layout, rel or "", dirs, false)
+end
+
+--- Opens an existing cgroup, to inspect or limit it (closing it never removes it):
+-- cgroup.open("job/part") (a path below our own cgroup), cgroup.open("/sys/fs/cgroup/...") (a directory),
+-- or cgroup.open{pid = 1234} (that process's cgroups). Anything outside our own subtree is refused (EPERM).
+function M.open(target)
+  local layout = M.layout()
+  if type(target) == "table" then
+    for k in pairs(target) do
+      if k ~= "pid" then misuse("target", "unknown field '%s'", tostring(k)) end
+    end
+    if math.type(target.pid) ~= "integer" or target.pid < 1 then misuse("target.pid", "a pid expected") end
+    return open_pid(layout, target.pid)
+  end
+  if type(target) ~= "string" then misuse("target", "a path or {pid = N} expected, got %s", type(target)) end
+  if target:sub(1, 1) ~= "/" then
+    if not valid_relative(target) then misuse("target", "a relative path without '..' expected, got '%s'", target) end
+    return open_relative(layout, target)
+  end
+  local real = core.realpath(target)
+  if not real then fail(("open %s: no such cgroup"):format(target), "ENOENT") end
+  local roots = {}
+  if layout.v2 then roots[#roots + 1] = layout.v2.dir end
+  for _, h in pairs(layout.v1) do roots[#roots + 1] = h.dir end
+  for _, root in ipairs(roots) do
+    if real == root or real:sub(1, #root + 1) == root .. "/" then
+      return open_relative(layout, real == root and "" or real:sub(#root + 2))
+    end
+  end
+  outside(target, real, layout.v2 and layout.v2.path or "(see /proc/self/cgroup)")
+end
+
+-- ---- processes ------------------------------------------------------------------------------------------
+
+local function read_pids(dir)
+  local pids = {}
+  for p in (core.cgroup_read(dir, "cgroup.procs") or ""):gmatch("%d+") do pids[#pids + 1] = tonumber(p) end
+  return pids
+end
+
+-- The directory that tells which processes are inside: v2 where it exists, else a v1 one.
+local function membership_dir(self)
+  if self.dirs.v2 then return self.dirs.v2 end
+  return each_dir(self)[1]
+end
+
+--- The pids inside (this cgroup only, not its children).
+function Cgroup:pids()
+  assert_open(self)
+  return read_pids(membership_dir(self))
+end
+
+--- Moves a process (pid) into this cgroup in every hierarchy (opts.v1_only: the v2 part was done by
+-- CLONE_INTO_CGROUP). The process's threads follow.
+function Cgroup:attach(pid, opts)
+  assert_open(self)
+  if math.type(pid) ~= "integer" or pid < 1 then misuse("pid", "a pid expected, got %s", tostring(pid)) end
+  local dirs = each_dir(self)
+  for _, dir in ipairs(dirs) do
+    if not (opts and opts.v1_only and dir == self.dirs.v2) then
+      check(core.cgroup_write(dir, "cgroup.procs", tostring(pid)))
+    end
+  end
+  return self
+end
+
+--- A directory fd of the v2 cgroup, for core.spawn{cgroup = fd} (CLONE_INTO_CGROUP), or nil without v2.
+function Cgroup:fd()
+  assert_open(self)
+  if not self.dirs.v2 then return nil end
+  return check(core.cgroup_open(self.dirs.v2))
+end
+
+--- True when the cgroup has v1 parts that a new process must join after it is born.
+function Cgroup:has_v1()
+  return next(self.dirs.v1) ~= nil
+end
+
+--- Starts a process inside this cgroup (the options of lunas.core.spawn) and returns its handle once it is in
+-- every part: born in the v2 part with CLONE_INTO_CGROUP; on v1 it waits until we have moved it, before it runs
+-- anything of its own (so it cannot fork outside the limits first).
+function Cgroup:spawn(opts)
+  assert_open(self)
+  if type(opts) ~= "table" then misuse("spawn", "options table expected, got %s", type(opts)) end
+  local spawn = {}
+  for k, v in pairs(opts) do spawn[k] = v end
+  if spawn.cgroup ~= nil then misuse("spawn.cgroup", "set by the cgroup object") end
+  local fd <close> = self:fd()
+  spawn.cgroup = fd
+  if not self:has_v1() then return check(core.spawn(spawn)) end
+  local go_r, go_w, pipe_code = core.pipe()
+  if not go_r then fail(go_w, pipe_code) end
+  local payload_fn, argv = spawn.fn, spawn.argv
+  local exec_opts = { env = spawn.env, path = spawn.path, argv0 = spawn.argv0 }
+  spawn.argv, spawn.env, spawn.path, spawn.argv0 = nil, nil, nil, nil
+  spawn.fn = function()
+    go_w:close()
+    local go = go_r:read(1)
+    go_r:close()
+    if go ~= "1" then core.exit(127) end
+    if payload_fn then return payload_fn() end
+    local _, msg = core.exec(argv, exec_opts)
+    io.stderr:write("lunas: ", msg, "\n")
+    core.exit(127)
+  end
+  local proc, msg, code = core.spawn(spawn)
+  go_r:close()
+  if not proc then
+    go_w:close()
+    fail(msg, code)
+  end
+  local ok, err = pcall(self.attach, self, proc.pid, { v1_only = true })
+  if not ok then
+    go_w:close()
+    proc:kill("KILL")
+    proc:wait()
+    proc:close()
+    error(err, 0)
+  end
+  go_w:write("1")
+  go_w:close()
+  return proc
+end
+
+-- ---- statistics -----------------------------------------------------------------------------------------
+
+local function keyed(text)
+  local t = {}
+  for k, v in (text or ""):gmatch("(%S+)%s+(%d+)") do t[k] = tonumber(v) end
+  return t
+end
+
+local function number_in(dir, file)
+  if not dir then return nil end
+  local text = core.cgroup_read(dir, file)
+  if not text then return nil end
+  if text:match("^max") then return "max" end
+  return tonumber(text:match("^%s*(%d+)"))
+end
+
+local function memory_stats(self)
+  local dir, version = self:controller_dir("memory")
+  if not dir then return nil end
+  if version == 2 then
+    local events = keyed(core.cgroup_read(dir, "memory.events"))
+    return { current = number_in(dir, "memory.current"), peak = number_in(dir, "memory.peak"),
+      limit = number_in(dir, "memory.max"), swap_current = number_in(dir, "memory.swap.current"),
+      oom_kills = events.oom_kill or 0, oom_events = events.oom or 0, limit_hits = events.max or 0 }
+  end
+  local oom = keyed(core.cgroup_read(dir, "memory.oom_control"))
+  local limit = number_in(dir, "memory.limit_in_bytes")
+  return { current = number_in(dir, "memory.usage_in_bytes"), peak = number_in(dir, "memory.max_usage_in_bytes"),
+    limit = limit and limit >= 0x7ffffffffffff000 and "max" or limit, oom_kills = oom.oom_kill or 0,
+    oom_events = oom.oom_kill or 0, limit_hits = number_in(dir, "memory.failcnt") or 0 }
+end
+
+local USER_HZ = 100
+
+local function cpu_stats(self)
+  local dir, version = self:controller_dir("cpu")
+  if version == 2 then
+    local stat = keyed(core.cgroup_read(dir, "cpu.stat"))
+    return { usage_usec = stat.usage_usec, user_usec = stat.user_usec, system_usec = stat.system_usec,
+      throttled_usec = stat.throttled_usec, nr_throttled = stat.nr_throttled, nr_periods = stat.nr_periods }
+  end
+  -- v1 (and v2 without the cpu controller, as on a hybrid host's unified tree): cpu.stat has usage there too.
+  local out = {}
+  local acct = self.layout.v1.cpuacct and self.dirs.v1[self.layout.v1.cpuacct.key]
+  if acct then
+    local usage = number_in(acct, "cpuacct.usage")
+    local ticks = keyed(core.cgroup_read(acct, "cpuacct.stat"))
+    out.usage_usec = usage and usage // 1000
+    out.user_usec = ticks.user and ticks.user * (1000000 // USER_HZ)
+    out.system_usec = ticks.system and ticks.system * (1000000 // USER_HZ)
+  elseif self.dirs.v2 then
+    local stat = keyed(core.cgroup_read(self.dirs.v2, "cpu.stat"))
+    out.usage_usec, out.user_usec, out.system_usec = stat.usage_usec, stat.user_usec, stat.system_usec
+  end
+  if dir then
+    local stat = keyed(core.cgroup_read(dir, "cpu.stat"))
+    out.nr_periods, out.nr_throttled = stat.nr_periods, stat.nr_throttled
+    out.throttled_usec = stat.throttled_time and stat.throttled_time // 1000
+  end
+  if next(out) == nil then return nil end
+  return out
+end
+
+local function pids_stats(self)
+  local dir = self:controller_dir("pids")
+  if not dir then return nil end
+  local events = keyed(core.cgroup_read(dir, "pids.events"))
+  return { current = number_in(dir, "pids.current"), limit = number_in(dir, "pids.max"),
+    peak = number_in(dir, "pids.peak"), limit_hits = events.max or 0 }
+end
+
+--- Usage so far: {memory = {current, peak, limit, oom_kills, oom_events, limit_hits, swap_current},
+-- cpu = {usage_usec, user_usec, system_usec, throttled_usec, nr_throttled, nr_periods},
+-- pids = {current, peak, limit, limit_hits}}; a part is absent where its controller is.
+function Cgroup:stats()
+  assert_open(self)
+  return { memory = memory_stats(self), cpu = cpu_stats(self), pids = pids_stats(self) }
+end
+
+-- ---- freeze, kill, remove -------------------------------------------------------------------------------
+
+local FREEZE_TIMEOUT = 10
+
+local function freezer_dir(self)
+  local h = self.layout.v1.freezer
+  return h and self.dirs.v1[h.key]
+end
+
+--- Stops every process inside (and in child cgroups) until thaw(); returns once they are all frozen.
+function Cgroup:freeze()
+  assert_open(self)
+  local v2 = self.dirs.v2
+  if v2 and core.cgroup_read(v2, "cgroup.freeze") then
+    check(core.cgroup_write(v2, "cgroup.freeze", "1"))
+    if not check(core.cgroup_wait(v2, "cgroup.events", "frozen 1", FREEZE_TIMEOUT)) then
+      fail(("freeze %s: not frozen after %ds"):format(v2, FREEZE_TIMEOUT), "ETIMEDOUT")
+    end
+    return self
+  end
+  local dir = freezer_dir(self)
+  if not dir then fail("freeze: no freezer on this host (neither cgroup.freeze nor the v1 freezer)", "EOPNOTSUPP") end
+  check(core.cgroup_write(dir, "freezer.state", "FROZEN"))
+  if not check(core.cgroup_wait(dir, "freezer.state", "FROZEN", FREEZE_TIMEOUT)) then
+    fail(("freeze %s: not frozen after %ds"):format(dir, FREEZE_TIMEOUT), "ETIMEDOUT")
+  end
+  return self
+end
+
+--- Lets frozen processes run again.
+function Cgroup:thaw()
+  assert_open(self)
+  local v2 = self.dirs.v2
+  if v2 and core.cgroup_read(v2, "cgroup.freeze") then
+    check(core.cgroup_write(v2, "cgroup.freeze", "0"))
+    return self
+  end
+  local dir = freezer_dir(self)
+  if not dir then fail("thaw: no freezer on this host", "EOPNOTSUPP") end
+  check(core.cgroup_write(dir, "freezer.state", "THAWED"))
+  return self
+end
+
+--- true when frozen.
+function Cgroup:frozen()
+  assert_open(self)
+  local v2 = self.dirs.v2
+  if v2 and core.cgroup_read(v2, "cgroup.freeze") then
+    return keyed(core.cgroup_read(v2, "cgroup.events")).frozen == 1
+  end
+  local dir = freezer_dir(self)
+  return dir ~= nil and (core.cgroup_read(dir, "freezer.state") or ""):match("^FROZEN") ~= nil
+end
+
+-- Every directory below dir, deepest first.
+local function subdirs_deepest_first(dir, out)
+  out = out or {}
+  for _, name in ipairs(core.listdir(dir) or {}) do
+    local sub = dir .. "/" .. name
+    if core.file_type(sub) == "dir" then
+      subdirs_deepest_first(sub, out)
+      out[#out + 1] = sub
+    end
+  end
+  return out
+end
+
+-- Without cgroup.kill: freeze so nothing can fork or exit (and no pid can be reused) while each one is
+-- signalled, then thaw so the signals land.
+local function kill_by_pid(self)
+  local dir = membership_dir(self)
+  local frozen = pcall(self.freeze, self)
+  local dirs = subdirs_deepest_first(dir)
+  dirs[#dirs + 1] = dir
+  for _, d in ipairs(dirs) do
+    for _, pid in ipairs(read_pids(d)) do core.kill(pid, "KILL") end
+  end
+  if frozen then self:thaw() end
+end
+
+--- Kills every process inside, and inside its child cgroups (SIGKILL; cgroup.kill where the kernel has it).
+function Cgroup:kill()
+  assert_open(self)
+  local v2 = self.dirs.v2
+  if v2 and core.cgroup_read(v2, "cgroup.kill") then
+    check(core.cgroup_write(v2, "cgroup.kill", "1"))
+  else
+    kill_by_pid(self)
+  end
+  return self
+end
+
+--- Waits until no process is left inside (timeout in seconds; nil waits for ever). true, or false on timeout.
+function Cgroup:wait_empty(timeout)
+  assert_open(self)
+  local v2 = self.dirs.v2
+  if v2 and core.cgroup_read(v2, "cgroup.events") then
+    return check(core.cgroup_wait(v2, "cgroup.events", "populated 0", timeout))
+  end
+  -- v1: this cgroup and each child in turn.
+  local deadline = timeout and core.now() + timeout
+  local dir = membership_dir(self)
+  local dirs = subdirs_deepest_first(dir)
+  dirs[#dirs + 1] = dir
+  for _, d in ipairs(dirs) do
+    local left = deadline and math.max(0, deadline - core.now())
+    if not check(core.cgroup_wait(d, "cgroup.procs", "", left)) then return false end
+  end
+  return true
+end
+
+local REMOVE_TIMEOUT = 10
+
+local function rmdir_retrying(dir)
+  -- A killed task can keep a v1 cgroup busy for a moment after it left cgroup.procs.
+  local deadline = core.now() + REMOVE_TIMEOUT
+  local pause = 0.001
+  while true do
+    local ok, msg, code = core.cgroup_rmdir(dir)
+    if ok or code == "ENOENT" then return true end
+    if code ~= "EBUSY" or core.now() > deadline then return nil, msg, code end
+    core.cgroup_wait(dir, "cgroup.procs", "", pause)
+    pause = math.min(pause * 2, 0.05)
+  end
+end
+
+--- Kills what is inside, waits until it is empty, and removes it with every child cgroup (leaves first), in
+-- every hierarchy. The same as close() for the creator; allowed on an opened cgroup below our own, never on
+-- our own cgroup itself.
+function Cgroup:remove()
+  assert_open(self)
+  if self.path == "" then fail("remove: refusing to remove this process's own cgroup", "EPERM") end
+  self:kill()
+  if not self:wait_empty(REMOVE_TIMEOUT) then
+    fail(("remove %s: processes still inside after %ds"):format(tostring(self), REMOVE_TIMEOUT), "EBUSY")
+  end
+  local first_err
+  for _, dir in ipairs(each_dir(self)) do
+    local dirs = subdirs_deepest_first(dir)
+    dirs[#dirs + 1] = dir
+    for _, d in ipairs(dirs) do
+      local ok, msg, code = rmdir_retrying(d)
+      if not ok and not first_err then first_err = { msg, code } end
+    end
+  end
+  self.closed = true
+  if first_err then fail("remove " .. first_err[1], first_err[2]) end
+  return true
+end
+
+--- Removes a cgroup this process created (see remove); does nothing for an opened one, or in another process
+-- (a forked child holding a copy). Idempotent.
+function Cgroup:close()
+  if self.closed then return end
+  if not self.owner or self.owner ~= core.getpid() then
+    self.closed = true
+    return
+  end
+  self:remove()
+end
+Cgroup.__close = Cgroup.close
+
+-- ---- delegation -----------------------------------------------------------------------------------------
+
+--- Hands the cgroup to an unprivileged user: it may then create child cgroups, set their limits, and move its
+-- own processes between them. The files listed in /sys/kernel/cgroup/delegate (v2), cgroup.procs and tasks
+-- (v1) change owner with the directory; limits on the cgroup itself stay with the delegator.
+function Cgroup:delegate(uid, gid)
+  assert_open(self)
+  if math.type(uid) ~= "integer" or uid < 0 then misuse("uid", "a uid expected, got %s", tostring(uid)) end
+  gid = gid or uid
+  if math.type(gid) ~= "integer" or gid < 0 then misuse("gid", "a gid expected, got %s", tostring(gid)) end
+  local v2_files = split(read_text("/sys/kernel/cgroup/delegate") or "cgroup.procs\ncgroup.threads\ncgroup.subtree_control\n", "%s")
+  for _, dir in ipairs(each_dir(self)) do
+    check(core.chown(dir, uid, gid))
+    local files = dir == self.dirs.v2 and v2_files or { "cgroup.procs", "tasks" }
+    for _, file in ipairs(files) do
+      local path = dir .. "/" .. file
+      if core.file_type(path) == "file" then check(core.chown(path, uid, gid)) end
+    end
+  end
+  return self
+end
+
+return M

@@ -1,0 +1,254 @@
+/* cgroup.c: the few things cgroup management needs from C. Cgroups are files, and their policy (layout, limits,
+ * units, attach, kill) lives in lua/lunas/cgroup.lua; what Lua cannot do well is here:
+ *  - reads and writes that report the errno (one write() per value: the kernel parses each write on its own, and a
+ *    buffered io.write would report EINVAL at close, or not at all);
+ *  - statfs to tell cgroup2 from a v1 or hybrid layout;
+ *  - directory fds for CLONE_INTO_CGROUP;
+ *  - waiting until a cgroup is empty or frozen (poll on cgroup.events, the kernel's own notification);
+ *  - chown for delegation, and the device number of a block device for io limits. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/magic.h>
+
+#include "lunas.h"
+
+#define CGROUP_FILE_MAX (64 * 1024 * 1024)
+
+/* A cgroup directory: an absolute path without NUL (the kernel would stop there). */
+static const char *check_dir(lua_State *L, int arg) {
+    size_t len;
+    const char *dir = luaL_checklstring(L, arg, &len);
+    if (len == 0 || dir[0] != '/' || strlen(dir) != len || len >= PATH_MAX)
+        lunas_field_error(L, arg, "dir", "absolute path expected, got '%s'", dir);
+    return dir;
+}
+
+/* A file inside a cgroup directory: a plain name, so nothing can reach outside the directory. */
+static const char *check_file_name(lua_State *L, int arg) {
+    size_t len;
+    const char *name = luaL_checklstring(L, arg, &len);
+    if (len == 0 || len > NAME_MAX || strlen(name) != len || strchr(name, '/') || strcmp(name, ".") == 0 ||
+        strcmp(name, "..") == 0)
+        lunas_field_error(L, arg, "file", "a file name without '/' expected, got '%s'", name);
+    return name;
+}
+
+static int open_in_dir(const char *dir, const char *name, int flags) {
+    int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return -1;
+    int fd = openat(dfd, name, flags | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+    int saved = errno;
+    close(dfd);
+    errno = saved;
+    return fd;
+}
+
+/* Reads from offset 0 to EOF into a Lua string (pushed); -1 with errno on failure. */
+static int push_whole_file(lua_State *L, int fd) {
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    off_t offset = 0;
+    for (;;) {
+        char *p = luaL_prepbuffer(&b);
+        ssize_t n = pread(fd, p, LUAL_BUFFERSIZE, offset);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -1;
+        if (n == 0) break;
+        luaL_addsize(&b, (size_t)n);
+        offset += n;
+        if (offset > CGROUP_FILE_MAX) {
+            errno = EFBIG;
+            return -1;
+        }
+    }
+    luaL_pushresult(&b);
+    return 0;
+}
+
+/* cgroup_read(dir, file) -> contents */
+static int cgroup_read(lua_State *L) {
+    const char *dir = check_dir(L, 1);
+    const char *name = check_file_name(L, 2);
+    int fd = open_in_dir(dir, name, O_RDONLY);
+    if (fd < 0) return lunas_push_errorf(L, errno, "read %s in %s", name, dir);
+    int rc = push_whole_file(L, fd);
+    int saved = errno;
+    close(fd);
+    if (rc < 0) return lunas_push_errorf(L, saved, "read %s in %s", name, dir);
+    return 1;
+}
+
+/* cgroup_write(dir, file, value): one write() of the value, as the kernel expects. */
+static int cgroup_write(lua_State *L) {
+    const char *dir = check_dir(L, 1);
+    const char *name = check_file_name(L, 2);
+    luaL_argcheck(L, lua_type(L, 3) == LUA_TSTRING || lua_type(L, 3) == LUA_TNUMBER, 3, "string or number expected");
+    size_t len;
+    const char *value = lua_tolstring(L, 3, &len);
+    int fd = open_in_dir(dir, name, O_WRONLY);
+    if (fd < 0) return lunas_push_errorf(L, errno, "write %s in %s", name, dir);
+    ssize_t n;
+    do n = write(fd, value, len);
+    while (n < 0 && errno == EINTR);
+    int saved = errno;
+    close(fd);
+    if (n < 0 || (size_t)n != len) {
+        /* Show what was written, without a trailing newline and cut short: enough to see which value failed. */
+        int shown = (int)(len > 64 ? 64 : len);
+        while (shown > 0 && value[shown - 1] == '\n') shown--;
+        return lunas_push_errorf(L, n < 0 ? saved : EIO, "write %s=%.*s in %s", name, shown, value, dir);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int cgroup_mkdir(lua_State *L) {
+    const char *dir = check_dir(L, 1);
+    if (mkdir(dir, 0755) < 0) return lunas_push_error(L, errno, "mkdir", dir);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int cgroup_rmdir(lua_State *L) {
+    const char *dir = check_dir(L, 1);
+    if (rmdir(dir) < 0) return lunas_push_error(L, errno, "rmdir", dir);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* cgroup_open(dir) -> fd of the directory (what clone3's CLONE_INTO_CGROUP takes). */
+static int cgroup_open(lua_State *L) {
+    const char *dir = check_dir(L, 1);
+    struct lunas_fd *f = lunas_new_fd(L, -1);
+    f->fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (f->fd < 0) return lunas_push_error(L, errno, "open", dir);
+    return 1;
+}
+
+/* fs_type(path) -> "cgroup2" | "cgroup" | "tmpfs" | "0x<magic>" */
+static int cgroup_fs_type(lua_State *L) {
+    const char *path = check_dir(L, 1);
+    struct statfs st;
+    if (statfs(path, &st) < 0) return lunas_push_error(L, errno, "statfs", path);
+    switch ((unsigned long)st.f_type) {
+    case CGROUP2_SUPER_MAGIC: lua_pushliteral(L, "cgroup2"); break;
+    case CGROUP_SUPER_MAGIC: lua_pushliteral(L, "cgroup"); break;
+    case TMPFS_MAGIC: lua_pushliteral(L, "tmpfs"); break;
+    default: lua_pushfstring(L, "0x%I", (lua_Integer)st.f_type); break;
+    }
+    return 1;
+}
+
+static int contains_line(const char *text, size_t len, const char *line) {
+    size_t n = strlen(line);
+    for (const char *p = text; p && (size_t)(p - text) + n <= len;) {
+        if (memcmp(p, line, n) == 0 && ((size_t)(p - text) + n == len || p[n] == '\n')) return 1;
+        const char *nl = memchr(p, '\n', len - (size_t)(p - text));
+        p = nl ? nl + 1 : NULL;
+    }
+    return 0;
+}
+
+/* 1 when the file holds `line` as a whole line (or is empty, for an empty `line`), 0 when not, -1 on error. */
+static int file_has_line(int fd, const char *line) {
+    char buf[4096];
+    ssize_t n;
+    do n = pread(fd, buf, sizeof buf, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return -1;
+    if (!line[0]) return n == 0;
+    return contains_line(buf, (size_t)n, line);
+}
+
+static int remaining_ms(double deadline) {
+    if (deadline < 0) return -1;
+    double left = deadline - lunas_now();
+    return left <= 0 ? 0 : (int)(left * 1000) + 1;
+}
+
+/* cgroup.events is notified (POLLPRI) the moment "populated" or "frozen" flips, and reading re-arms it. Other
+ * files (v1's cgroup.procs, freezer.state) are not: those are read again after a growing pause. */
+static int wait_for_line(int fd, const char *line, int notified, double deadline) {
+    int pause_ms = 1;
+    for (;;) {
+        int found = file_has_line(fd, line);
+        if (found != 0) return found;
+        int ms = remaining_ms(deadline);
+        if (ms == 0) return 0;
+        if (notified) {
+            struct pollfd p = {.fd = fd, .events = POLLPRI};
+            if (poll(&p, 1, ms) < 0 && errno != EINTR) return -1;
+        } else {
+            poll(NULL, 0, ms < 0 || ms > pause_ms ? pause_ms : ms);
+            if (pause_ms < 50) pause_ms *= 2;
+        }
+    }
+}
+
+/* cgroup_wait(dir, file, line[, timeout]) -> true once `file` holds `line` ("" = once it is empty), false on
+ * timeout. ("populated 0" in cgroup.events: no process left; "frozen 1": frozen; v1: "" in cgroup.procs.) */
+static int cgroup_wait(lua_State *L) {
+    const char *dir = check_dir(L, 1);
+    const char *name = check_file_name(L, 2);
+    const char *line = luaL_checkstring(L, 3);
+    double timeout = luaL_optnumber(L, 4, -1);
+    if (!lua_isnoneornil(L, 4) && !(timeout >= 0 && timeout < 1e9))
+        return lunas_field_error(L, 4, "timeout", "0 or more seconds expected");
+    double deadline = timeout < 0 ? -1 : lunas_now() + timeout;
+    int fd = open_in_dir(dir, name, O_RDONLY);
+    if (fd < 0) return lunas_push_errorf(L, errno, "wait for '%s' in %s/%s", line, dir, name);
+    int rc = wait_for_line(fd, line, strcmp(name, "cgroup.events") == 0, deadline);
+    int saved = errno;
+    close(fd);
+    if (rc < 0) return lunas_push_errorf(L, saved, "wait for '%s' in %s/%s", line, dir, name);
+    lua_pushboolean(L, rc);
+    return 1;
+}
+
+/* chown(path, uid, gid): what delegating a cgroup to an unprivileged user is made of. Never follows a symlink. */
+static int cgroup_chown(lua_State *L) {
+    const char *path = check_dir(L, 1);
+    uid_t uid = (uid_t)lunas_check_range(L, 2, 2, "uid", 0, UINT32_MAX - 1);
+    gid_t gid = (gid_t)lunas_check_range(L, 3, 3, "gid", 0, UINT32_MAX - 1);
+    if (lchown(path, uid, gid) < 0) return lunas_push_error(L, errno, "chown", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* device_number(path) -> major, minor of a block device (io limits name disks by number). */
+static int cgroup_device_number(lua_State *L) {
+    const char *path = check_dir(L, 1);
+    struct stat st;
+    if (stat(path, &st) < 0) return lunas_push_error(L, errno, "stat", path);
+    if (!S_ISBLK(st.st_mode)) return lunas_push_errorf(L, ENOTBLK, "device number of %s", path);
+    lua_pushinteger(L, major(st.st_rdev));
+    lua_pushinteger(L, minor(st.st_rdev));
+    return 2;
+}
+
+void lunas_open_cgroup(lua_State *L) {
+    static const luaL_Reg functions[] = {
+        {"cgroup_read", cgroup_read},
+        {"cgroup_write", cgroup_write},
+        {"cgroup_mkdir", cgroup_mkdir},
+        {"cgroup_rmdir", cgroup_rmdir},
+        {"cgroup_open", cgroup_open},
+        {"cgroup_wait", cgroup_wait},
+        {"fs_type", cgroup_fs_type},
+        {"chown", cgroup_chown},
+        {"device_number", cgroup_device_number},
+        {NULL, NULL},
+    };
+    luaL_setfuncs(L, functions, 0);
+}
