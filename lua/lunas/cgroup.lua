@@ -106,6 +106,9 @@ local function proc_cgroups(pid)
 end
 
 local layout_cache, layout_pid
+-- The leaf a process moves into when its own v2 cgroup must give controllers to children (no internal processes).
+local LEAF = "lunas.leaf"
+M.LEAF = LEAF
 
 --- The cgroup layout as this process sees it (cached per process):
 -- {mode = "v2" | "hybrid" | "v1", v2 = {mount, path, dir, controllers = {name = true}} or nil,
@@ -116,6 +119,10 @@ function M.layout()
   if layout_cache and layout_pid == pid then return layout_cache end
   local v2_mount, v1_mounts = cgroup_mounts()
   local own = proc_cgroups("self") or {}
+  -- A process parked in a LEAF by lunas (see enable_v2) still owns the cgroup above it: that is where its
+  -- cgroups go, with the controllers already enabled there.
+  if own[""] then own[""] = own[""]:gsub("/" .. LEAF:gsub("%.", "%%.") .. "$", "") end
+  if own[""] == "" then own[""] = "/" end
   local layout = { v1 = {}, controllers = {} }
   if v2_mount and own[""] then
     local dir = directory_in(v2_mount, own[""])
@@ -336,7 +343,7 @@ local function enable_v2(layout, dir, wanted)
     return nil, msg .. " (the cgroup holds other processes: run lunas in a cgroup of its own, e.g. `systemd-run "
       .. "--scope -p Delegate=yes`)", code
   end
-  local leaf = dir .. "/lunas.leaf"
+  local leaf = dir .. "/" .. LEAF
   local made, mmsg, mcode = core.cgroup_mkdir(leaf)
   if not made and mcode ~= "EEXIST" then return nil, mmsg, mcode end
   ok, msg, code = core.cgroup_write(leaf, "cgroup.procs", tostring(core.getpid()))
@@ -1069,6 +1076,13 @@ end
 function Cgroup:remove()
   assert_open(self)
   if self.path == "" then fail("remove: refusing to remove this process's own cgroup", "EPERM") end
+  -- Already gone with a parent that was removed first.
+  local present = false
+  for _, dir in ipairs(each_dir(self)) do present = present or core.file_type(dir) == "dir" end
+  if not present then
+    self.closed = true
+    return true
+  end
   self:kill()
   if not self:wait_empty(REMOVE_TIMEOUT) then
     fail(("remove %s: processes still inside after %ds"):format(tostring(self), REMOVE_TIMEOUT), "EBUSY")

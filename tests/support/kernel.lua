@@ -132,6 +132,18 @@ probes.userns = function()
   return false, "unshare --user fails for uid " .. tostring(euid)
 end
 
+-- Can this process create cgroups below its own (root, or a delegated subtree)? Tried for real, with lunas's
+-- own cgroup module: a directory in every hierarchy, then removed.
+probes.cgroup_write = function()
+  local ok, cgroup = pcall(require, "lunas.cgroup")
+  if not ok then return false, "lunas.cgroup does not load: " .. tostring(cgroup) end
+  local errors = require "lunas.errors"
+  local cg, err = errors.try(cgroup.new, { name = "lunas-probe-" .. tostring(require("lunas.core").getpid()) })
+  if not cg then return false, tostring(err.msg or err) end
+  cg:close()
+  return true
+end
+
 probes.timens = function()
   if exists("/proc/self/ns/time") then return true end
   return false, "no /proc/self/ns/time (kernel without CONFIG_TIME_NS or older than 5.6)"

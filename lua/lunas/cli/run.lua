@@ -51,10 +51,18 @@ Process:
   --die-with-parent      (default) kill the sandbox when lunas dies; --no-die-with-parent to keep it
   --new-session          (default) setsid, so CMD cannot reach the terminal; --share-session to keep it
   --timeout SECONDS      kill the sandbox after SECONDS (exit status 124)
+Resources (a cgroup of its own, removed afterwards; cgroup v2, or v1 on a hybrid host):
+  --memory SIZE          memory limit (256M, 1.5G, bytes); swap counts against it unless --swap says otherwise
+  --memory-high SIZE     throttle above SIZE (v2 only)     --swap SIZE   swap allowed beyond --memory
+  --pids N               at most N processes and threads (a fork bomb stops there)
+  --cpu CORES            a share of cores (0.5, 2, or 50%)  --cpu-weight 1-10000  relative weight (default 100)
+  --cpuset LIST          the cpus it may run on (0-3,6)
+  --limits-best-effort   a limit this host cannot enforce is a warning, not an error
+  --usage                print what the sandbox used (memory peak, cpu time, processes) on stderr at the end
   --help
 
 Exit status: CMD's status; 128+N when killed by signal N; 124 on --timeout; 125 when the sandbox could not be
-set up; 2 for bad usage.]]
+set up; 2 for bad usage. A payload killed by the OOM killer is reported on stderr (and exits 137).]]
 
 local UNSHARE = { ["--unshare-user"] = "user", ["--unshare-pid"] = "pid", ["--unshare-net"] = "net",
   ["--unshare-ipc"] = "ipc", ["--unshare-uts"] = "uts", ["--unshare-cgroup"] = "cgroup" }
@@ -87,6 +95,16 @@ function M.parse(args)
     return entry
   end
   local function add(entry) mounts[#mounts + 1] = entry end
+  local show_usage = false
+  local function limit(name, v)
+    spec.limits = spec.limits or {}
+    spec.limits[name] = v
+  end
+  local function count(opt, v)
+    if v == "max" then return v end
+    if not v:match("^%d+$") then error({ usage = opt .. ": a number expected, got '" .. v .. "'" }) end
+    return math.tointeger(tonumber(v))
+  end
   local function overlay(kind, dest, extra)
     if #lower == 0 then error({ usage = "--" .. kind .. " needs --overlay-src first" }) end
     local entry = { kind, dest, lower = lower }
@@ -154,6 +172,15 @@ function M.parse(args)
     ["--no-die-with-parent"] = function() spec.die_with_parent = false end,
     ["--new-session"] = function() spec.new_session = true end,
     ["--share-session"] = function() spec.new_session = false end,
+    ["--memory"] = function(o) limit("memory", value(o)) end,
+    ["--memory-high"] = function(o) limit("memory_high", value(o)) end,
+    ["--swap"] = function(o) limit("swap", value(o)) end,
+    ["--pids"] = function(o) limit("pids", count(o, value(o))) end,
+    ["--cpu"] = function(o) limit("cpu", value(o)) end,
+    ["--cpu-weight"] = function(o) limit("cpu_weight", count(o, value(o))) end,
+    ["--cpuset"] = function(o) limit("cpuset", value(o)) end,
+    ["--limits-best-effort"] = function() limit("best_effort", true) end,
+    ["--usage"] = function() show_usage = true end,
     ["--timeout"] = function(o)
       local t = tonumber(value(o))
       if not t or t <= 0 then error({ usage = o .. ": positive number of seconds expected" }) end
@@ -189,11 +216,33 @@ function M.parse(args)
   spec.namespaces = names
   if not next(spec.env) then spec.env = nil end
   if #spec.unsetenv == 0 then spec.unsetenv = nil end
-  return spec
+  return spec, show_usage
+end
+
+local function human_bytes(n)
+  if type(n) ~= "number" then return tostring(n) end
+  local units = { "B", "K", "M", "G", "T" }
+  local i = 1
+  while n >= 1024 and i < #units do n, i = n / 1024, i + 1 end
+  return i == 1 and ("%d%s"):format(n, units[i]) or ("%.1f%s"):format(n, units[i])
+end
+
+local function usage_line(usage)
+  local parts = {}
+  if usage.memory then parts[#parts + 1] = "memory peak " .. human_bytes(usage.memory.peak) end
+  if usage.cpu and usage.cpu.usage_usec then
+    parts[#parts + 1] = ("cpu %.3fs (user %.3fs, system %.3fs)"):format(usage.cpu.usage_usec / 1e6,
+      (usage.cpu.user_usec or 0) / 1e6, (usage.cpu.system_usec or 0) / 1e6)
+  end
+  if usage.pids then
+    parts[#parts + 1] = ("processes peak %s%s"):format(tostring(usage.pids.peak or "?"),
+      usage.pids.limit_hits > 0 and (", %d forks refused at the limit"):format(usage.pids.limit_hits) or "")
+  end
+  return table.concat(parts, ", ")
 end
 
 function M.main(args)
-  local ok, spec = pcall(M.parse, args)
+  local ok, spec, show_usage = pcall(M.parse, args)
   if not ok then
     if type(spec) == "table" and spec.usage then return cli.usage_error("run", spec.usage) end
     error(spec, 0)
@@ -206,6 +255,11 @@ function M.main(args)
     if err.field then return 2 end
     return err.step and 125 or 1
   end
+  if result.oom_killed then
+    io.stderr:write(("lunas run: out of memory: the OOM killer killed %s (memory limit %s)\n"):format(
+      result.signal and "the command" or "a process of the sandbox", human_bytes(result.usage.memory.limit)))
+  end
+  if show_usage and result.usage then io.stderr:write("lunas run: used ", usage_line(result.usage), "\n") end
   if result.timed_out then
     io.stderr:write(("lunas run: timed out after %g s\n"):format(spec.timeout))
     return 124
