@@ -88,6 +88,7 @@ WORK=$(mktemp -d /run/lunas-tests.XXXXXX) || die "mktemp failed"
 chmod 0711 "$WORK"
 # shellcheck disable=SC2317  # (called from the EXIT trap)
 cleanup() {
+    [ -n "${RL_CGROUP_DIRS:-}" ] && lua_run tests/support/cgroup_delegate.lua remove "$RL_CGROUP" 2>/dev/null
     umount /etc/subuid 2>/dev/null
     umount /etc/subgid 2>/dev/null
     rm -rf "$WORK"
@@ -138,8 +139,20 @@ done
 # extra busted arguments, honouring shell quoting
 eval "set -- ${LUNAS_BUSTED_ARGS:-}" || die "cannot parse LUNAS_BUSTED_ARGS"
 
-# run a command as the rootless uid, with its own environment
+# a cgroup delegated to the rootless uid (as a system delegates one to a user session), so the rootless pass
+# gets limits too; its directories (the leaf the rootless processes live in) are in RL_CGROUP_DIRS
+RL_CGROUP=lunas-rootless-tests-$$
+lua_run() {
+    LUA_PATH="$LUNAS_ROOT/lua/?.lua;$LUNAS_ROOT/lua/?/init.lua;$LUNAS_ROOT/tests/?.lua;;" \
+    LUA_CPATH="$LUNAS_BUILD/lib/?.so;;" lua5.4 "$@"
+}
+RL_CGROUP_DIRS=$(lua_run tests/support/cgroup_delegate.lua setup "$ROOTLESS_UID" "$ROOTLESS_GID" "$RL_CGROUP") ||
+    die "cannot delegate a cgroup to uid $ROOTLESS_UID"
+export RL_CGROUP_DIRS
+
+# run a command as the rootless uid, with its own environment, inside the delegated cgroup
 rl() {
+    sh -c 'for d in $RL_CGROUP_DIRS; do echo $$ > "$d/cgroup.procs" || exit 125; done; exec "$@"' rl \
     setpriv --reuid="$ROOTLESS_UID" --regid="$ROOTLESS_GID" --clear-groups --inh-caps=-all \
         env HOME="$RL_HOME" USER=nobody LOGNAME=nobody XDG_RUNTIME_DIR="$RL_HOME/run" \
         LUNAS_TEST_PASS=rootless LUNAS_RESULTS="$RL_HOME/rootless.results" "$@"
@@ -225,6 +238,9 @@ rc=$?
 cp "$RL_HOME/rootless.results" "$WORK/rootless.results" 2>/dev/null
 rm -f "$RL_HOME/rootless.results"
 check_status rootless $rc "$WORK/rootless.results"
+
+[ -n "$RL_CGROUP_DIRS" ] && { lua_run tests/support/cgroup_delegate.lua remove "$RL_CGROUP" ||
+    runner_error "cannot remove the rootless pass's cgroup $RL_CGROUP"; }
 
 # ---- leak check ---------------------------------------------------------------------
 echo

@@ -121,8 +121,11 @@ function M.layout()
   local own = proc_cgroups("self") or {}
   -- A process parked in a LEAF by lunas (see enable_v2) still owns the cgroup above it: that is where its
   -- cgroups go, with the controllers already enabled there.
-  if own[""] then own[""] = own[""]:gsub("/" .. LEAF:gsub("%.", "%%.") .. "$", "") end
-  if own[""] == "" then own[""] = "/" end
+  local leaf_suffix = "/" .. LEAF:gsub("%.", "%%.") .. "$"
+  for key, path in pairs(own) do
+    local above = path:gsub(leaf_suffix, "")
+    own[key] = above == "" and "/" or above
+  end
   local layout = { v1 = {}, controllers = {} }
   if v2_mount and own[""] then
     local dir = directory_in(v2_mount, own[""])
