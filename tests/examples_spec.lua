@@ -160,6 +160,16 @@ local expectations = {
       assert.is_nil(lfs.symlinkattributes("/usr/lunas-build-probe", "mode"), "the build wrote to the host's /usr")
     end,
   },
+  ["judge.lua"] = {
+    tags = " #rootless",
+    needs = { "userns", "cgroup_write" },
+    check = function(name)
+      local out, err, code = sh(example_command(name))
+      assert.are.equal(0, code, err)
+      assert.are.equal("correct:      accepted\nmemory hog:   memory limit exceeded\n"
+        .. "fork bomb:    process limit exceeded\nendless loop: time limit exceeded\n", out)
+    end,
+  },
   ["two_hosts.lua"] = {
     tags = " #root",
     needs = { "root" },

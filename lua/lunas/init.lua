@@ -4,6 +4,7 @@ local core = require "lunas.core"
 local errors = require "lunas.errors"
 local sandbox = require "lunas.sandbox"
 local ns = require "lunas.ns"
+local cgroup = require "lunas.cgroup"
 
 errors.register_module()
 
@@ -14,6 +15,7 @@ local M = {
   error = errors.new,
   is_error = errors.is,
   ns = ns,
+  cgroup = cgroup,
   sandbox = sandbox.new,
   signals = core.signals,
 }
