@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
@@ -136,6 +137,27 @@ static int cgroup_open(lua_State *L) {
     return 1;
 }
 
+/* cgroup_children(dir) -> {names of the child cgroups}: the subdirectories only, from d_type (a cgroup directory
+ * holds dozens of files, and removal walks every level). */
+static int cgroup_children(lua_State *L) {
+    const char *dir = check_dir(L, 1);
+    DIR *d = opendir(dir);
+    if (!d) return lunas_push_error(L, errno, "list", dir);
+    lua_newtable(L);
+    lua_Integer n = 0;
+    struct dirent *e;
+    errno = 0;
+    while ((e = readdir(d))) {
+        if (e->d_type != DT_DIR || strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        lua_pushstring(L, e->d_name);
+        lua_rawseti(L, -2, ++n);
+    }
+    int saved = errno;
+    closedir(d);
+    if (saved) return lunas_push_error(L, saved, "list", dir);
+    return 1;
+}
+
 /* fs_type(path) -> "cgroup2" | "cgroup" | "tmpfs" | "0x<magic>" */
 static int cgroup_fs_type(lua_State *L) {
     const char *path = check_dir(L, 1);
@@ -244,6 +266,7 @@ void lunas_open_cgroup(lua_State *L) {
         {"cgroup_mkdir", cgroup_mkdir},
         {"cgroup_rmdir", cgroup_rmdir},
         {"cgroup_open", cgroup_open},
+        {"cgroup_children", cgroup_children},
         {"cgroup_wait", cgroup_wait},
         {"fs_type", cgroup_fs_type},
         {"chown", cgroup_chown},

@@ -1004,12 +1004,10 @@ end
 -- Every directory below dir, deepest first.
 local function subdirs_deepest_first(dir, out)
   out = out or {}
-  for _, name in ipairs(core.listdir(dir) or {}) do
+  for _, name in ipairs(core.cgroup_children(dir) or {}) do
     local sub = dir .. "/" .. name
-    if core.file_type(sub) == "dir" then
-      subdirs_deepest_first(sub, out)
-      out[#out + 1] = sub
-    end
+    subdirs_deepest_first(sub, out)
+    out[#out + 1] = sub
   end
   return out
 end

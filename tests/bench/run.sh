@@ -12,6 +12,7 @@
 #   - spawn /bin/true in user+pid+mount+uts+ipc namespaces: rawns (the base), unshare, bwrap, crun, lunas run
 #   - the same plus a net namespace
 #   - spawns per second inside one process: rawns -r N vs build/bin/lunas tests/bench/throughput.lua N
+#   - a spawn with limits (its own cgroup with memory, pids and cpu limits) against the same spawn without
 #   - start-up of an empty program: C, lua5.4 -e "", lunas -e ""
 #   - a lab of N hosts on one switch (netns, veth to the bridge, IPv4 address, up), built and torn down, for each
 #     N of BENCH_LAB_N: topo_nl build N -g + teardown N -g (the base: one group delete), the same lab as one
@@ -308,6 +309,12 @@ CRUN="crun --root $B/crun/state --cgroup-manager=disabled run"
     job lunas-fs fs lat "lunas run" "$LUNAS" run --unshare-all --ro-bind / / --tmpfs /tmp --proc /proc --dev /dev -- /bin/true
     job lunas-fs-nh fs lat "lunas run --no-harden" "$LUNAS" run --unshare-all --ro-bind / / --tmpfs /tmp --proc /proc --dev /dev --no-harden -- /bin/true
 
+    # The cost of a cgroup of its own with limits (memory, pids, cpu): made, joined (CLONE_INTO_CGROUP, plus the
+    # v1 hierarchies on a hybrid host), read for usage and removed, around the same spawn as the first row.
+    job rawns-cg cg lat "rawns" "$B/rawns" /bin/true
+    job lunas-cg0 cg lat "lunas run --rootfs host" "$LUNAS" run --unshare-user --unshare-pid --unshare-ipc --unshare-uts --rootfs host --no-harden -- /bin/true
+    job lunas-cg cg lat "lunas run ... --memory --pids --cpu" "$LUNAS" run --unshare-user --unshare-pid --unshare-ipc --unshare-uts --rootfs host --no-harden --memory 64M --pids 64 --cpu 0.5 -- /bin/true
+
     job empty start lat "C: empty main()" "$B/empty"
     job lua start lat "lua5.4 -e \"\"" lua5.4 -e ""
     job lunas-e start lat "lunas -e \"\"" "$LUNAS" -e ""
@@ -598,6 +605,7 @@ while [ $i -le $NJ ]; do
     tp) work="spawns/s in one process, N=$TP_N" ;;
     tpnet) work="same + net, N=$TP_N" ;;
     fs) work="bubblewrap-style fs, all namespaces" ;;
+    cg) work="spawn with limits (cgroup)" ;;
     start) work="start-up, empty program" ;;
     labwrap) work="lab: the namespace wrapper alone" ;;
     lab*) work="lab N=$(get n $i) build+teardown" ;;
