@@ -145,6 +145,40 @@ describe("cgroup objects #root #rootless", function()
     assert.same({ proc.pid }, cg:pids())
   end)
 
+  it("writes io limits per disk, and cpusets", function()
+    if not kernel.requires("cgroup_write") then return end
+    local disk
+    for _, name in ipairs(core.listdir("/sys/block") or {}) do
+      local dev = util.read("/sys/block/" .. name .. "/dev")
+      if dev and (not disk or name < disk.name) then disk = { name = name, dev = dev:gsub("%s+$", "") } end
+    end
+    if not disk then pending("no block device on this machine (/sys/block is empty)") end
+    local layout = cgroup.layout()
+    if not (layout.controllers.io or layout.controllers.blkio) then pending("no io (blkio) controller here") end
+    -- A partition, where the disk has one, stands for its disk.
+    local partition
+    for _, name in ipairs(core.listdir("/sys/block/" .. disk.name) or {}) do
+      local dev = util.read("/sys/block/" .. disk.name .. "/" .. name .. "/partition") and
+        util.read("/sys/block/" .. disk.name .. "/" .. name .. "/dev")
+      if dev then partition = dev:gsub("%s+$", "") end
+    end
+    local cg <close> = cgroup.new{ limits = { io = { [partition or disk.dev] = { rbps = "1M", wiops = 100 } },
+      cpuset = "0" } }
+    local dir, version = cg:controller_dir("io")
+    if version == 2 then
+      local line = util.read(dir .. "/io.max"):match("[^\n]*")
+      assert.equal(disk.dev .. " rbps=1048576 wbps=max riops=max wiops=100", line)
+    else
+      assert.equal(disk.dev .. " 1048576", (util.read(dir .. "/blkio.throttle.read_bps_device"):gsub("%s+$", "")))
+      assert.equal(disk.dev .. " 100", (util.read(dir .. "/blkio.throttle.write_iops_device"):gsub("%s+$", "")))
+    end
+    assert.equal("0", (util.read(dir_of(cg, "cpuset") .. "/cpuset.cpus"):gsub("%s+$", "")))
+    -- a cpuset cgroup takes processes (v1 starts with no cpus and no memory nodes)
+    local p = cg:spawn{ argv = { "true" } }
+    assert.equal(0, p:wait().status)
+    p:close()
+  end)
+
   it("rejects bad limits naming the field", function()
     local cases = {
       { { memory = "12Q" }, "limits.memory" },
