@@ -24,7 +24,7 @@
 
 #include "lunas.h"
 
-#define CGROUP_FILE_MAX (64 * 1024 * 1024)
+#define CGROUP_FILE_MAX ((off_t)64 << 20)
 
 /* A cgroup directory: an absolute path without NUL (the kernel would stop there). */
 static const char *check_dir(lua_State *L, int arg) {
@@ -60,13 +60,13 @@ static int push_whole_file(lua_State *L, int fd) {
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     off_t offset = 0;
+    char chunk[4096];
     for (;;) {
-        char *p = luaL_prepbuffer(&b);
-        ssize_t n = pread(fd, p, LUAL_BUFFERSIZE, offset);
+        ssize_t n = pread(fd, chunk, sizeof chunk, offset);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return -1;
         if (n == 0) break;
-        luaL_addsize(&b, (size_t)n);
+        luaL_addlstring(&b, chunk, (size_t)n);
         offset += n;
         if (offset > CGROUP_FILE_MAX) {
             errno = EFBIG;
