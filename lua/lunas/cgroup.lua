@@ -541,7 +541,9 @@ function Cgroup:limit(limits, opts)
       local dir, version = self:controller_dir(controller)
       local list, why
       if not dir then
-        why = ("no %s controller on this host"):format(controller)
+        local known = self.layout.controllers[controller] or self.layout.controllers[V1_NAME[controller] or controller]
+        why = known and ("its %s cgroup could not be created"):format(controller)
+          or ("no %s controller on this host"):format(controller)
       else
         list, why = WRITERS[name](v, version, limits, self)
       end
@@ -592,10 +594,12 @@ local function make_dir(self, dir, best_effort)
   local ok, msg, code = core.cgroup_mkdir(dir)
   if not ok then
     if code == "EACCES" or code == "EPERM" or code == "EROFS" then
-      msg = ("%s (not delegated to uid %d)"):format(msg, core.ids().euid)
+      msg = ("%s (not delegated to uid %d: run lunas in a cgroup delegated to you, e.g. under `systemd-run "
+        .. "--user --scope -p Delegate=yes`)"):format(msg, core.ids().euid)
     end
     if best_effort then
-      self:warn("create " .. msg)
+      self.skipped = self.skipped or {}
+      self.skipped[#self.skipped + 1] = msg
       return false
     end
     return nil, msg, code
@@ -671,6 +675,10 @@ function M.new(opts)
         fail("create " .. msg, code)
       end
     end
+  end
+  if self.skipped then
+    self:warn(("create %s%s"):format(self.skipped[1],
+      #self.skipped > 1 and (" (and %d more hierarchies)"):format(#self.skipped - 1) or ""))
   end
   -- Directories that could not be made (best effort) are not part of this cgroup.
   local made = {}
