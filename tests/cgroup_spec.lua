@@ -52,7 +52,7 @@ local function sleep(seconds)
   os.execute("sleep " .. seconds)
 end
 
-describe("cgroup layout #root #rootless", function()
+describe("cgroup layout #rootless", function()
   it("reads the layout /proc/self/cgroup and the mounts describe", function()
     local layout = cgroup.layout()
     local fstype = util.run({ "stat", "-f", "-c", "%T", "/sys/fs/cgroup" }):gsub("%s+$", "")
@@ -75,7 +75,7 @@ describe("cgroup layout #root #rootless", function()
   end)
 end)
 
-describe("cgroup objects #root #rootless", function()
+describe("cgroup objects #rootless", function()
   it("creates a directory in every hierarchy below our own, and close removes them all", function()
     if not kernel.requires("cgroup_write") then return end
     local cg = cgroup.new{ name = "lunas-test-dirs", limits = { pids = 7 } }
@@ -216,7 +216,7 @@ describe("cgroup objects #root #rootless", function()
   end)
 end)
 
-describe("cgroup enforcement #root #rootless", function()
+describe("cgroup enforcement #rootless", function()
   it("stops a fork bomb at the pids limit, and the host can still fork", function()
     if not kernel.requires("cgroup_write") then return end
     local cg <close> = cgroup.new{ limits = { pids = 16 } }
@@ -324,7 +324,7 @@ describe("cgroup enforcement #root #rootless", function()
   end)
 end)
 
-describe("cgroup open #root #rootless", function()
+describe("cgroup open #rootless", function()
   it("opens an existing cgroup by path or pid to read and limit it; closing it removes nothing", function()
     if not kernel.requires("cgroup_write") then return end
     local cg <close> = cgroup.new{ name = "lunas-test-open" }
@@ -402,7 +402,7 @@ describe("cgroup delegation #root", function()
   end)
 end)
 
-describe("sandbox limits #root #rootless", function()
+describe("sandbox limits #rootless", function()
   it("runs the payload in a cgroup of its own with the limits, and removes it afterwards", function()
     if not kernel.requires("cgroup_write", "userns") then return end
     local running = lunas.sandbox{ argv = { "sleep", "30" }, limits = { pids = 21, memory = "100M" } }:spawn()
@@ -460,7 +460,7 @@ describe("sandbox limits #root #rootless", function()
   end)
 end)
 
-describe("lunas run resource options #root #rootless", function()
+describe("lunas run resource options #rootless", function()
   it("--memory: an OOM kill is reported and exits 137", function()
     if not kernel.requires("cgroup_write", "userns") then return end
     local _, err, code = util.sh(util.quote(util.bin) .. " run --memory 32M -- lua5.4 -e \"local s = ('x'):rep(256 * 1024 * 1024)\"")
