@@ -62,14 +62,15 @@ describe("cgroup layout #rootless", function()
       assert.equal("tmpfs", fstype)
       assert.is_true(layout.mode == "hybrid" or layout.mode == "v1")
     end
-    local own = util.read("/proc/self/cgroup")
+    -- (a process in a lunas.leaf owns the cgroup above it)
+    local own = util.read("/proc/self/cgroup"):gsub("/" .. cgroup.LEAF:gsub("%.", "%%.") .. "\n", "\n")
     for c, h in pairs(layout.v1) do
       assert.truthy(own:find(":" .. h.key .. ":" .. h.path .. "\n", 1, true), c)
       assert.equal("directory", require("lfs").attributes(h.dir, "mode"))
     end
     if layout.v2 then
       local v2path = own:match("0::([^\n]*)")
-      assert.equal(v2path:gsub("/" .. cgroup.LEAF:gsub("%.", "%%.") .. "$", ""), layout.v2.path)
+      assert.equal(v2path == "" and "/" or v2path, layout.v2.path)
       assert.truthy(exists(layout.v2.dir .. "/cgroup.procs"))
     end
   end)
