@@ -959,27 +959,28 @@ end
 
 local FREEZE_TIMEOUT = 10
 
-local function freezer_dir(self)
+-- How this cgroup freezes: v2's cgroup.freeze (its state in cgroup.events), else the v1 freezer.
+local function freezer(self, op)
+  local v2 = self.dirs.v2
+  if v2 and core.cgroup_read(v2, "cgroup.freeze") then
+    return { dir = v2, file = "cgroup.freeze", freeze = "1", thaw = "0", state = "cgroup.events", frozen = "frozen 1" }
+  end
   local h = self.layout.v1.freezer
-  return h and self.dirs.v1[h.key]
+  local dir = h and self.dirs.v1[h.key]
+  if dir then
+    return { dir = dir, file = "freezer.state", freeze = "FROZEN", thaw = "THAWED", state = "freezer.state",
+      frozen = "FROZEN" }
+  end
+  fail(op .. ": no freezer on this host (neither cgroup.freeze nor the v1 freezer)", "EOPNOTSUPP")
 end
 
 --- Stops every process inside (and in child cgroups) until thaw(); returns once they are all frozen.
 function Cgroup:freeze()
   assert_open(self)
-  local v2 = self.dirs.v2
-  if v2 and core.cgroup_read(v2, "cgroup.freeze") then
-    check(core.cgroup_write(v2, "cgroup.freeze", "1"))
-    if not check(core.cgroup_wait(v2, "cgroup.events", "frozen 1", FREEZE_TIMEOUT)) then
-      fail(("freeze %s: not frozen after %ds"):format(v2, FREEZE_TIMEOUT), "ETIMEDOUT")
-    end
-    return self
-  end
-  local dir = freezer_dir(self)
-  if not dir then fail("freeze: no freezer on this host (neither cgroup.freeze nor the v1 freezer)", "EOPNOTSUPP") end
-  check(core.cgroup_write(dir, "freezer.state", "FROZEN"))
-  if not check(core.cgroup_wait(dir, "freezer.state", "FROZEN", FREEZE_TIMEOUT)) then
-    fail(("freeze %s: not frozen after %ds"):format(dir, FREEZE_TIMEOUT), "ETIMEDOUT")
+  local f = freezer(self, "freeze")
+  check(core.cgroup_write(f.dir, f.file, f.freeze))
+  if not check(core.cgroup_wait(f.dir, f.state, f.frozen, FREEZE_TIMEOUT)) then
+    fail(("freeze %s: not frozen after %ds"):format(f.dir, FREEZE_TIMEOUT), "ETIMEDOUT")
   end
   return self
 end
@@ -987,26 +988,18 @@ end
 --- Lets frozen processes run again.
 function Cgroup:thaw()
   assert_open(self)
-  local v2 = self.dirs.v2
-  if v2 and core.cgroup_read(v2, "cgroup.freeze") then
-    check(core.cgroup_write(v2, "cgroup.freeze", "0"))
-    return self
-  end
-  local dir = freezer_dir(self)
-  if not dir then fail("thaw: no freezer on this host", "EOPNOTSUPP") end
-  check(core.cgroup_write(dir, "freezer.state", "THAWED"))
+  local f = freezer(self, "thaw")
+  check(core.cgroup_write(f.dir, f.file, f.thaw))
   return self
 end
 
---- true when frozen.
+--- true when frozen (false where nothing can freeze).
 function Cgroup:frozen()
   assert_open(self)
-  local v2 = self.dirs.v2
-  if v2 and core.cgroup_read(v2, "cgroup.freeze") then
-    return keyed(core.cgroup_read(v2, "cgroup.events")).frozen == 1
-  end
-  local dir = freezer_dir(self)
-  return dir ~= nil and (core.cgroup_read(dir, "freezer.state") or ""):match("^FROZEN") ~= nil
+  local ok, f = pcall(freezer, self, "frozen")
+  if not ok then return false end
+  local state = core.cgroup_read(f.dir, f.state) or ""
+  return ("\n" .. state):find("\n" .. f.frozen .. "\n", 1, true) ~= nil
 end
 
 -- Every directory below dir, deepest first.
