@@ -4,20 +4,21 @@
 -- Run: lunas examples/judge.lua
 local lunas = require "lunas"
 
-local LIMITS = { memory = "64M", pids = 16, cpu = 0.5 }
-local TIMEOUT = 2
+local LIMITS = { memory = "32M", pids = 16, cpu = 0.5 }
+local TIMEOUT = 4
 
 local submissions = {
   { name = "correct", argv = { "sh", "-c", "echo $((6 * 7))" } },
   { name = "memory hog", argv = { "lua5.4", "-e", "local s = ('x'):rep(512 * 1024 * 1024)" } },
-  { name = "fork bomb", argv = { "sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 1" } },
+  { name = "fork bomb", argv = { "sh", "-c", "bomb() { bomb | bomb & }; bomb; wait" } },
   { name = "endless loop", argv = { "sh", "-c", "while :; do :; done" } },
 }
 
+-- A limit the submission ran into explains a timeout too (a slow machine may reach the timeout first).
 local function verdict(result)
   if result.oom_killed then return "memory limit exceeded" end
-  if result.timed_out then return "time limit exceeded" end
   if result.usage.pids.limit_hits > 0 then return "process limit exceeded" end
+  if result.timed_out then return "time limit exceeded" end
   if result.status == 0 then return "accepted" end
   return "runtime error"
 end
