@@ -4,13 +4,14 @@
 -- Run: lunas examples/judge.lua
 local lunas = require "lunas"
 
-local LIMITS = { memory = "32M", pids = 16, cpu = 0.5 }
+local LIMITS = { memory = "16M", pids = 16, cpu = 1 }
 local TIMEOUT = 4
 
 local submissions = {
   { name = "correct", argv = { "sh", "-c", "echo $((6 * 7))" } },
-  { name = "memory hog", argv = { "lua5.4", "-e", "local s = ('x'):rep(512 * 1024 * 1024)" } },
-  { name = "fork bomb", argv = { "sh", "-c", "bomb() { bomb | bomb & }; bomb; wait" } },
+  { name = "memory hog", argv = { "lua5.4", "-e", "local s = ('x'):rep(64 * 1024 * 1024)" } },
+  -- no '&': every level waits for the two below it, so the bomb is still growing when it meets the limit
+  { name = "fork bomb", argv = { "sh", "-c", "bomb() { bomb | bomb; }; bomb" } },
   { name = "endless loop", argv = { "sh", "-c", "while :; do :; done" } },
 }
 

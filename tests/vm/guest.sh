@@ -18,6 +18,8 @@ echo 1 > /proc/sys/kernel/sysrq
 hostname lunas-vm
 ip link set lo up
 echo "== VM: kernel $(uname -r), cgroup controllers: $(cat /sys/fs/cgroup/cgroup.controllers) =="
+LUNAS_BUSTED_ARGS=$(cat "$LUNAS_BUILD/vm/busted-args" 2>/dev/null)
+export LUNAS_BUSTED_ARGS
 cd "$LUNAS_ROOT" && LUNAS_ROOT="$LUNAS_ROOT" LUNAS_BUILD="$LUNAS_BUILD" LUNAS_VM=1 sh tests/run.sh
 echo "LUNAS-VM-EXIT $?"
 sync

@@ -4,7 +4,7 @@
 # shared read-only over 9p under a tmpfs overlay. The guest's summary line and exit status come back here.
 #
 # Environment: LUNAS_ROOT, LUNAS_BUILD (default ROOT/build), VM_TIMEOUT (seconds for the whole VM run, default
-# 2700), VM_MEMORY (MiB, default 3072).
+# 2700), VM_MEMORY (MiB, default 3072), LUNAS_BUSTED_ARGS (passed on to the guest's tests/run.sh).
 set -eu
 
 ROOT=${LUNAS_ROOT:-$(pwd)}
@@ -59,6 +59,9 @@ while read -r module; do
 done < "$stage/lib/modules/load-order"
 initrd=$WORKDIR/initramfs.cpio.gz
 (cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1) > "$initrd" || die "cpio failed"
+
+# The guest's runner takes the same LUNAS_BUSTED_ARGS (a --filter, say), through the shared build directory.
+printf '%s' "${LUNAS_BUSTED_ARGS:-}" > "$WORKDIR/busted-args" || die "cannot write $WORKDIR/busted-args"
 
 # ---- boot -----------------------------------------------------------------------------------------------------
 say "booting $version under TCG ($(wc -l < "$stage/lib/modules/load-order") modules), bound ${VM_TIMEOUT}s, console log $LOG"
