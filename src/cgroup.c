@@ -2,8 +2,7 @@
  * units, attach, kill) lives in lua/lunas/cgroup.lua; what Lua cannot do well is here:
  *  - reads and writes that report the errno (one write() per value: the kernel parses each write on its own, and a
  *    buffered io.write would report EINVAL at close, or not at all);
- *  - statfs to tell cgroup2 from a v1 or hybrid layout;
- *  - directory fds for CLONE_INTO_CGROUP;
+ *  - directory fds for CLONE_INTO_CGROUP, and the child cgroups of a directory (by d_type, for removal);
  *  - waiting until a cgroup is empty or frozen (poll on cgroup.events, the kernel's own notification);
  *  - chown for delegation, and the device number of a block device for io limits. */
 #include <errno.h>
@@ -15,12 +14,9 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <linux/magic.h>
 
 #include "lunas.h"
 
@@ -158,20 +154,6 @@ static int cgroup_children(lua_State *L) {
     return 1;
 }
 
-/* fs_type(path) -> "cgroup2" | "cgroup" | "tmpfs" | "0x<magic>" */
-static int cgroup_fs_type(lua_State *L) {
-    const char *path = check_dir(L, 1);
-    struct statfs st;
-    if (statfs(path, &st) < 0) return lunas_push_error(L, errno, "statfs", path);
-    switch ((unsigned long)st.f_type) {
-    case CGROUP2_SUPER_MAGIC: lua_pushliteral(L, "cgroup2"); break;
-    case CGROUP_SUPER_MAGIC: lua_pushliteral(L, "cgroup"); break;
-    case TMPFS_MAGIC: lua_pushliteral(L, "tmpfs"); break;
-    default: lua_pushfstring(L, "0x%I", (lua_Integer)st.f_type); break;
-    }
-    return 1;
-}
-
 static int contains_line(const char *text, size_t len, const char *line) {
     size_t n = strlen(line);
     for (const char *p = text; p && (size_t)(p - text) + n <= len;) {
@@ -268,7 +250,6 @@ void lunas_open_cgroup(lua_State *L) {
         {"cgroup_open", cgroup_open},
         {"cgroup_children", cgroup_children},
         {"cgroup_wait", cgroup_wait},
-        {"fs_type", cgroup_fs_type},
         {"chown", cgroup_chown},
         {"device_number", cgroup_device_number},
         {NULL, NULL},

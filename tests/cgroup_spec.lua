@@ -48,6 +48,14 @@ local function pids_in(dir)
   return pids
 end
 
+-- Runs fn in a child inside cg and returns its exit status.
+local function status_of_child_in(cg, fn)
+  local child = cg:spawn{ fn = fn }
+  local result = child:wait()
+  child:close()
+  return result.status
+end
+
 local function sleep(seconds)
   os.execute("sleep " .. seconds)
 end
@@ -357,7 +365,7 @@ describe("cgroup open #rootless", function()
     local cg <close> = cgroup.new{}
     local outside_dir = cg.dirs.v2 or cg.dirs.v1[next(cg.dirs.v1)]
     -- A process inside cg: the cgroup above it (where we are) is outside its subtree.
-    local child = cg:spawn{ fn = function()
+    assert.equal(0, status_of_child_in(cg, function()
       local errors = require "lunas.errors"
       local checks = {
         function() return cgroup.open{ pid = core.getppid() } end,
@@ -373,10 +381,7 @@ describe("cgroup open #rootless", function()
       -- its own cgroup, though, it may open
       local own = errors.try(cgroup.open, { pid = core.getpid() })
       core.exit(own and own.path == "" and 0 or 20)
-    end }
-    local result = child:wait()
-    child:close()
-    assert.equal(0, result.status)
+    end))
   end)
 end)
 
@@ -389,17 +394,18 @@ describe("cgroup delegation #root", function()
       assert.equal(65534, require("lfs").attributes(d, "uid"))
       assert.equal(65534, require("lfs").attributes(d .. "/cgroup.procs", "uid"))
     end
-    local child = cg:spawn{ fn = function()
+    -- The unprivileged child leaves its cgroup in place: we look at it from outside, and cg's close removes it.
+    assert.equal(0, status_of_child_in(cg, function()
       assert(core.setresgid(65534, 65534, 65534))
       assert(core.setresuid(65534, 65534, 65534))
-      local sub = cgroup.new{ name = "by-nobody", limits = { pids = 5 } }
-      local ok = (util.read(sub:controller_dir("pids") .. "/pids.max") or ""):match("^5") ~= nil
-      sub:close()
-      core.exit(ok and 0 or 1)
-    end }
-    local result = child:wait()
-    child:close()
-    assert.equal(0, result.status)
+      cgroup.new{ name = "by-nobody", limits = { pids = 5 } }
+      core.exit(0)
+    end))
+    local sub = dir_of(cg, "pids") .. "/by-nobody"
+    assert.equal(65534, require("lfs").attributes(sub, "uid"))
+    assert.equal(5, number(sub, "pids.max"))
+    cg:close()
+    assert.is_false(exists(sub))
   end)
 end)
 

@@ -157,11 +157,6 @@ function M.layout()
   return layout
 end
 
---- Forgets the cached layout (after this process moved to another cgroup).
-function M.refresh()
-  layout_cache = nil
-end
-
 -- ---- units ----------------------------------------------------------------------------------------------
 
 local BYTE_UNITS = { [""] = 1, k = 1024, m = 1024 ^ 2, g = 1024 ^ 3, t = 1024 ^ 4 }
