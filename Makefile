@@ -27,10 +27,10 @@ endif
 LUA_LIBDIR = $(shell pkg-config --variable=libdir lua5.4 2>/dev/null)
 LUA_STATIC = $(LUA_LIBDIR)/liblua5.4.a
 # libnftables (and its five libraries) is opened with dlopen on first use: NAT is rare, start-up is not.
-SYS_LIBS = $(shell pkg-config --libs libnl-route-3.0 2>/dev/null)
+SYS_LIBS = $(shell pkg-config --libs libnl-route-3.0 libseccomp libcap 2>/dev/null)
 LIBS = $(SYS_LIBS) -lm -ldl
 
-CORE_SRC = src/core.c src/proc.c src/ns.c src/mount.c src/net.c src/tc.c src/nft.c src/caps.c src/cgroup.c
+CORE_SRC = src/core.c src/proc.c src/ns.c src/mount.c src/net.c src/tc.c src/nft.c src/caps.c src/seccomp.c src/landlock.c src/cgroup.c
 CORE_OBJ = $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o)
 # PID 1 of a sandbox: a freestanding program (x86_64, aarch64) embedded in the core and exec'd from a sealed memfd.
 ifdef LUNAS_NO_REAPER_ELF
@@ -45,6 +45,8 @@ HEADERS = src/lunas.h src/netlink.h
 
 BIN = $(BUILD)/bin/lunas
 CORE_SO = $(BUILD)/lib/lunas/core.so
+# What the escape battery (tests/security_spec.lua) runs inside sandboxes: one attempt per invocation.
+PROBE = $(BUILD)/tests/escape-probe
 
 .PHONY: all deps demo test test-vm check bench install rock-install uninstall clean tidy
 
@@ -85,25 +87,28 @@ $(BIN): $(BUILD)/obj/main.o $(BUILD)/obj/embedded.o $(CORE_OBJ) | $(BUILD)/bin
 $(CORE_SO): $(CORE_OBJ) | $(BUILD)/lib/lunas
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(SYS_LIBS) -lm
 
-$(BUILD)/obj $(BUILD)/bin $(BUILD)/lib/lunas:
+$(PROBE): tests/support/escape_probe.c | $(BUILD)/tests
+	$(CC) $(CFLAGS) -o $@ $<
+
+$(BUILD)/obj $(BUILD)/bin $(BUILD)/lib/lunas $(BUILD)/tests:
 	mkdir -p $@
 
 demo: deps all
 	$(BIN) examples/hello.lua
 
 test: deps
-	$(MAKE) all
+	$(MAKE) all $(PROBE)
 	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/$(BUILD) sh tests/run.sh
 
 # The whole suite on Debian's stock kernel in a qemu VM (tests/vm/run.sh): pure cgroup v2, netem and friends.
 test-vm: deps
 	$(MAKE) EXTRA_PACKAGES="$(VM_PACKAGES)" deps
-	$(MAKE) all
+	$(MAKE) all $(PROBE)
 	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/$(BUILD) sh tests/vm/run.sh
 
 # The whole suite again with AddressSanitizer and UndefinedBehaviorSanitizer in the core and the host binary.
 check: deps
-	$(MAKE) BUILD=build/asan SANITIZE=1 all
+	$(MAKE) BUILD=build/asan SANITIZE=1 all build/asan/tests/escape-probe
 	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/build/asan LUNAS_SANITIZE=1 sh tests/run.sh
 
 bench: deps

@@ -614,6 +614,8 @@ int luaopen_lunas_core(lua_State *L) {
     lunas_open_tc(L);
     lunas_open_nft(L);
     lunas_open_caps(L);
+    lunas_open_seccomp(L);
+    lunas_open_landlock(L);
     lunas_open_cgroup(L);
     push_errno_table(L);
     lua_setfield(L, -2, "errno");

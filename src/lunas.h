@@ -117,6 +117,8 @@ void lunas_open_ns(lua_State *L);
 void lunas_open_mount(lua_State *L);
 void lunas_open_net(lua_State *L);
 void lunas_open_caps(lua_State *L);
+void lunas_open_seccomp(lua_State *L);
+void lunas_open_landlock(lua_State *L);
 void lunas_open_tc(lua_State *L);
 void lunas_open_nft(lua_State *L);
 void lunas_open_cgroup(lua_State *L);
