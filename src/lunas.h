@@ -68,6 +68,12 @@ int lunas_opt_field(lua_State *L, int idx, const char *field, int expected_type)
 /* Integer in [min, max] or raises naming field. */
 lua_Integer lunas_check_range(lua_State *L, int idx, int arg, const char *field, lua_Integer min, lua_Integer max);
 
+/* ---- capabilities -------------------------------------------------------- */
+
+/* A set of capabilities from a table of names ("sys_admin", "CAP_SYS_ADMIN", "cap_sys_admin"), a comma string,
+ * "all" or a bit mask; nil -> 0. Unknown names raise naming field. */
+uint64_t lunas_check_capabilities(lua_State *L, int idx, int arg, const char *field);
+
 /* ---- signals ------------------------------------------------------------ */
 
 /* Signal from a number, "TERM" or "SIGTERM" (or "RTMIN+n"); raises naming field. */

@@ -16,6 +16,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -701,33 +702,13 @@ static int proc_reset_signals(lua_State *L) {
     return 1;
 }
 
-/* Capability names as the kernel and libcap spell them, without the CAP_ prefix, lower case. */
-static const struct lunas_flag capability_names[] = {
-    {"chown", CAP_CHOWN}, {"dac_override", CAP_DAC_OVERRIDE}, {"dac_read_search", CAP_DAC_READ_SEARCH},
-    {"fowner", CAP_FOWNER}, {"fsetid", CAP_FSETID}, {"kill", CAP_KILL}, {"setgid", CAP_SETGID},
-    {"setuid", CAP_SETUID}, {"setpcap", CAP_SETPCAP}, {"linux_immutable", CAP_LINUX_IMMUTABLE},
-    {"net_bind_service", CAP_NET_BIND_SERVICE}, {"net_broadcast", CAP_NET_BROADCAST}, {"net_admin", CAP_NET_ADMIN},
-    {"net_raw", CAP_NET_RAW}, {"ipc_lock", CAP_IPC_LOCK}, {"ipc_owner", CAP_IPC_OWNER}, {"sys_module", CAP_SYS_MODULE},
-    {"sys_rawio", CAP_SYS_RAWIO}, {"sys_chroot", CAP_SYS_CHROOT}, {"sys_ptrace", CAP_SYS_PTRACE},
-    {"sys_pacct", CAP_SYS_PACCT}, {"sys_admin", CAP_SYS_ADMIN}, {"sys_boot", CAP_SYS_BOOT}, {"sys_nice", CAP_SYS_NICE},
-    {"sys_resource", CAP_SYS_RESOURCE}, {"sys_time", CAP_SYS_TIME}, {"sys_tty_config", CAP_SYS_TTY_CONFIG},
-    {"mknod", CAP_MKNOD}, {"lease", CAP_LEASE}, {"audit_write", CAP_AUDIT_WRITE}, {"audit_control", CAP_AUDIT_CONTROL},
-    {"setfcap", CAP_SETFCAP}, {"mac_override", CAP_MAC_OVERRIDE}, {"mac_admin", CAP_MAC_ADMIN}, {"syslog", CAP_SYSLOG},
-    {"wake_alarm", CAP_WAKE_ALARM}, {"block_suspend", CAP_BLOCK_SUSPEND}, {"audit_read", CAP_AUDIT_READ},
-    {"perfmon", CAP_PERFMON}, {"bpf", CAP_BPF}, {"checkpoint_restore", CAP_CHECKPOINT_RESTORE}, {NULL, 0},
-};
-
 /* Drops each named capability from the bounding set: after exec no process here can hold it again. */
 static int drop_bounding(lua_State *L, int idx) {
     if (lua_type(L, idx) != LUA_TTABLE) return lunas_field_error(L, 1, "capbset_drop", "table of names expected");
-    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, idx, i);
-        const char *name = lua_tostring(L, -1);
-        if (!name) return lunas_field_error(L, 1, "capbset_drop", "entry %d: name expected", (int)i);
-        int cap = (int)lunas_check_flag_name(L, 1, name, capability_names, "capbset_drop");
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) return lunas_push_errorf(L, errno, "prctl capbset_drop %s", name);
-        lua_pop(L, 1);
+    uint64_t mask = lunas_check_capabilities(L, idx, 1, "capbset_drop");
+    for (int cap = 0; cap < 64; cap++) {
+        if ((mask & (UINT64_C(1) << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+            return lunas_push_errorf(L, errno, "prctl capbset_drop %d", cap);
     }
     return 0;
 }
@@ -991,6 +972,70 @@ static int proc_dup2(lua_State *L) {
 
 /* kill(pid, signal): one process by pid, never a group (pid <= 0 is refused: -1 would be every process). For the
  * processes of a frozen v1 cgroup, which cannot exit (and so cannot be replaced by another pid) until thawed. */
+/* send_fd(socket, fd): passes a descriptor over a unix socket (SCM_RIGHTS), with one byte of data. */
+static int proc_send_fd(lua_State *L) {
+    int sock = lunas_check_fd(L, 1, 1, "socket");
+    int fd = lunas_check_fd(L, 2, 2, "fd");
+    char byte = 'f';
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
+    ssize_t r;
+    do r = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) return lunas_push_errorf(L, errno, "send_fd %d", fd);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* recv_fd(socket) -> fd object (close-on-exec), or nil, msg, "ENOMSG" when the peer sent none (or closed). */
+static int proc_recv_fd(lua_State *L) {
+    int sock = lunas_check_fd(L, 1, 1, "socket");
+    struct lunas_fd *obj = lunas_new_fd(L, -1);
+    char byte;
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
+    ssize_t r;
+    do r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) return lunas_push_error(L, errno, "recv_fd", NULL);
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    if (!cmsg || cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS || cmsg->cmsg_len != CMSG_LEN(sizeof(int)))
+        return lunas_push_error(L, ENOMSG, "recv_fd", r == 0 ? "peer closed" : "no descriptor in the message");
+    memcpy(&obj->fd, CMSG_DATA(cmsg), sizeof(int));
+    return 1;
+}
+
+/* process_read(pid, address, length) -> bytes of another process's memory (what a seccomp supervisor needs to
+ * see a held call's pointer arguments). Ptrace access rules apply. */
+static int proc_process_read(lua_State *L) {
+    pid_t pid = (pid_t)lunas_check_range(L, 1, 1, "pid", 1, INT32_MAX);
+    luaL_argcheck(L, lua_isinteger(L, 2), 2, "address (integer) expected");
+    uintptr_t address = (uintptr_t)lua_tointeger(L, 2);
+    size_t length = (size_t)lunas_check_range(L, 3, 3, "length", 0, 1 << 20);
+    luaL_Buffer b;
+    char *buf = luaL_buffinitsize(L, &b, length);
+    struct iovec local = {.iov_base = buf, .iov_len = length};
+    struct iovec remote = {.iov_base = (void *)address, .iov_len = length};
+    ssize_t got = length ? process_vm_readv(pid, &local, 1, &remote, 1, 0) : 0;
+    if (got < 0) return lunas_push_errorf(L, errno, "process_read pid %d at 0x%llx", (int)pid, (unsigned long long)address);
+    luaL_pushresultsize(&b, (size_t)got);
+    return 1;
+}
+
 static int proc_kill(lua_State *L) {
     pid_t pid = (pid_t)lunas_check_range(L, 1, 1, "pid", 1, INT32_MAX);
     int sig = lunas_check_signal(L, 2, 2, "signal");
@@ -1027,6 +1072,9 @@ void lunas_open_proc(lua_State *L) {
         {"chdir", proc_chdir},
         {"getcwd", proc_getcwd},
         {"dup2", proc_dup2},
+        {"send_fd", proc_send_fd},
+        {"recv_fd", proc_recv_fd},
+        {"process_read", proc_process_read},
         {NULL, NULL},
     };
     open_process_class(L);
