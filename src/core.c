@@ -1,6 +1,7 @@
 /* core.c: the lunas.core module: shared helpers (errors, flags, options, signals, fds) and the assembly of
  * every area's functions into one table. */
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
@@ -426,6 +427,38 @@ static int fd_write(lua_State *L) {
     return 1;
 }
 
+/* poll({fd, ...} [, timeout seconds]) -> array of the positions that are readable or hung up (empty on timeout).
+ * Anything with a fileno() counts: process handles (a pidfd is readable once the process exits), listeners. */
+static int core_poll(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    double timeout = luaL_optnumber(L, 2, -1);
+    if (!(timeout == -1 || timeout >= 0)) return luaL_argerror(L, 2, "timeout: seconds (>= 0) expected");
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+    if (n < 1 || n > 256) return luaL_argerror(L, 1, "1 to 256 descriptors expected");
+    struct pollfd fds[256];
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, i);
+        fds[i - 1] = (struct pollfd){.fd = lunas_check_fd(L, -1, 1, "fds"), .events = POLLIN | POLLPRI};
+        lua_pop(L, 1);
+    }
+    double deadline = lunas_now() + timeout;
+    int r;
+    for (;;) {
+        int wait_ms = timeout < 0 ? -1 : (int)((deadline - lunas_now()) * 1000 + 0.999);
+        r = poll(fds, (nfds_t)n, wait_ms < 0 && timeout >= 0 ? 0 : wait_ms);
+        if (r >= 0 || errno != EINTR) break;
+    }
+    if (r < 0) return lunas_push_error(L, errno, "poll", NULL);
+    lua_createtable(L, r, 0);
+    int k = 0;
+    for (lua_Integer i = 0; i < n; i++) {
+        if (!fds[i].revents) continue;
+        lua_pushinteger(L, i + 1);
+        lua_rawseti(L, -2, ++k);
+    }
+    return 1;
+}
+
 static int fd_tostring(lua_State *L) {
     struct lunas_fd *f = luaL_checkudata(L, 1, LUNAS_FD);
     if (f->fd < 0) lua_pushliteral(L, "fd (closed)");
@@ -604,7 +637,7 @@ static void push_flag_table(lua_State *L, const struct lunas_flag *flags) {
 
 int luaopen_lunas_core(lua_State *L) {
     static const luaL_Reg functions[] = {
-        {"now", core_now}, {"errno_name", core_errno_name}, {"strerror", core_strerror}, {NULL, NULL}};
+        {"now", core_now}, {"poll", core_poll}, {"errno_name", core_errno_name}, {"strerror", core_strerror}, {NULL, NULL}};
     luaL_newlib(L, functions);
     lunas_open_fd_class(L);
     lunas_open_proc(L);

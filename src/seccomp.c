@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "lunas.h"
@@ -301,6 +304,34 @@ static int filter_bpf(lua_State *L) { return export_filter(L, seccomp_export_bpf
 /* filter:pfc() -> the same program as readable pseudo filter code */
 static int filter_pfc(lua_State *L) { return export_filter(L, seccomp_export_pfc, "pfc"); }
 
+/* seccomp_load_bpf(program [, {listener = true, log = true}]) -> true, or the listener fd object: loads a program
+ * exported by filter:bpf() without libseccomp (a sandbox compiles its profile once in the parent and each child
+ * only loads the bytes). no_new_privs must be set first, or the caller needs CAP_SYS_ADMIN. */
+static int seccomp_load_bpf(lua_State *L) {
+    static const char *const allowed[] = {"listener", "log", NULL};
+    size_t len;
+    const char *program = luaL_checklstring(L, 1, &len);
+    if (len == 0 || len % sizeof(struct sock_filter) != 0 || len / sizeof(struct sock_filter) > BPF_MAXINSNS)
+        return luaL_argerror(L, 1, "a BPF program (1 to 4096 instructions of 8 bytes) expected");
+    unsigned int flags = 0;
+    if (!lua_isnoneornil(L, 2)) {
+        lunas_check_options(L, 2, allowed);
+        if (lunas_opt_boolean(L, 2, "listener", 0)) flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
+        if (lunas_opt_boolean(L, 2, "log", 0)) flags |= SECCOMP_FILTER_FLAG_LOG;
+    }
+    struct lunas_fd *obj = flags & SECCOMP_FILTER_FLAG_NEW_LISTENER ? lunas_new_fd(L, -1) : NULL;
+    struct sock_fprog prog = {.len = (unsigned short)(len / sizeof(struct sock_filter)),
+                              .filter = (struct sock_filter *)(uintptr_t)program};
+    long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog);
+    if (r < 0) return lunas_push_error(L, errno, "seccomp load", errno == EACCES ? "(set no_new_privs first)" : NULL);
+    if (!obj) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    obj->fd = (int)r;
+    return 1;
+}
+
 /* ---- names ------------------------------------------------------------- */
 
 /* seccomp_syscall(name | number [, arch]) -> number and name on that architecture (native by default), or nil
@@ -449,6 +480,7 @@ void lunas_open_seccomp(lua_State *L) {
     static const luaL_Reg functions[] = {
         {"seccomp_filter", seccomp_filter_new},
         {"seccomp_syscall", seccomp_syscall},
+        {"seccomp_load_bpf", seccomp_load_bpf},
         {"seccomp_notify_receive", seccomp_notify_receive_fn},
         {"seccomp_notify_respond", seccomp_notify_respond_fn},
         {"seccomp_notify_id_valid", seccomp_notify_id_valid_fn},

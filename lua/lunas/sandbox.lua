@@ -14,6 +14,7 @@ local core = require "lunas.core"
 local errors = require "lunas.errors"
 local fs = require "lunas.fs"
 local cgroup = require "lunas.cgroup"
+local security = require "lunas.security"
 
 errors.register_module()
 
@@ -203,10 +204,12 @@ local fields = {
   rootfs = string_field,
   mounts = function(_, v) return fs.check_mounts(v) end,
   harden = boolean,
-  caps = function(f, v)
-    if v ~= "none" and v ~= "keep" then misuse(f, "'none' (the default: drop every capability) or 'keep' expected") end
-    return v
-  end,
+  -- "none" (the default: drop every capability), "keep", names to keep, or {add = names, drop = names}.
+  caps = security.check_caps,
+  -- The default profile (nil), false for no filter, or a profile table (lunas.security).
+  seccomp = security.check_profile,
+  landlock = security.check_landlock,
+  no_new_privs = boolean,
   loopback = boolean,
   -- "none": a network namespace of its own with lo up (the default); "host": the caller's network; or a lab
   -- node (lunas.net): the sandbox joins that host's namespace.
@@ -265,6 +268,11 @@ local function validate(spec)
     out[k] = check(k, v)
   end
   if (out.argv == nil) == (out.fn == nil) then misuse("argv", "exactly one of 'argv' and 'fn' expected") end
+  if out.seccomp == nil then out.seccomp = security.check_profile("seccomp", nil) end
+  if out.caps == nil then out.caps = {} end
+  if out.no_new_privs == false and out.seccomp and out.seccomp ~= false then
+    misuse("no_new_privs", "false needs seccomp = false too (loading a filter sets it)")
+  end
   out.namespaces = out.namespaces or parse_namespaces("namespaces", DEFAULT_NAMESPACES)
   if out.net == "none" and not out.namespaces.net then misuse("net", "'none' needs the net namespace") end
   if type(out.net) == "table" and out.net.switch then
@@ -604,11 +612,16 @@ steps[#steps + 1] = {
 
 steps[#steps + 1] = {
   name = "capability_bounding",
+  prepare = function(ctx)
+    local caps = ctx.spec.caps
+    if caps == "keep" or not caps.sys_ptrace or not (ctx.fork and ctx.ns.user) then return end
+    -- Next to a reaper whose memory belongs to the sandbox's user namespace once exec'd, CAP_SYS_PTRACE would let
+    -- the payload take over its PID 1 (non-dumpable alone would not stop it).
+    misuse("caps", "sys_ptrace needs as_pid_1 = true (or no pid namespace): the payload could trace its PID 1")
+  end,
   payload = function(ctx)
     -- While still privileged (dropping from the bounding set needs CAP_SETPCAP, which a change of uid takes).
-    if ctx.spec.caps ~= "keep" then return check_core(core.drop_capabilities{ sets = false }) end
-    -- Capabilities kept: still never CAP_SYS_PTRACE next to a reaper, whose memory belongs to the sandbox's user
-    -- namespace once exec'd (non-dumpable alone would not stop a payload holding it there).
+    if ctx.spec.caps ~= "keep" then return security.apply_bounding(ctx.spec.caps) end
     if ctx.fork and ctx.ns.user then return check_core(core.prctl{ capbset_drop = { "sys_ptrace" } }) end
   end,
 }
@@ -674,7 +687,34 @@ steps[#steps + 1] = {
   name = "capabilities",
   payload = function(ctx)
     -- Root in its user namespace, a payload could otherwise remount its read-only tree or unmount its masks.
-    if ctx.spec.caps ~= "keep" then return check_core(core.drop_capabilities{ bounding = false }) end
+    if ctx.spec.caps ~= "keep" then return security.apply_capabilities(ctx.spec.caps) end
+  end,
+}
+
+steps[#steps + 1] = {
+  name = "no_new_privs",
+  payload = function(ctx)
+    -- No setuid or file-capability program can give the payload more than it has now.
+    if ctx.spec.no_new_privs ~= false then return check_core(core.prctl{ no_new_privs = true }) end
+  end,
+}
+
+local function warn(ctx, msg)
+  ctx.warnings[#ctx.warnings + 1] = msg
+  io.stderr:write("lunas: warning: sandbox ", msg, "\n")
+end
+
+-- After every mount (a restricted process cannot mount) and after no_new_privs (which restricting needs).
+steps[#steps + 1] = {
+  name = "landlock",
+  prepare = function(ctx)
+    if not ctx.spec.landlock then return end
+    local plan, warnings = security.plan_landlock(ctx.spec.landlock)
+    for _, msg in ipairs(warnings) do warn(ctx, msg) end
+    ctx.landlock = plan
+  end,
+  payload = function(ctx)
+    if ctx.landlock then return security.apply_landlock(ctx.landlock) end
   end,
 }
 
@@ -689,6 +729,46 @@ steps[#steps + 1] = {
       local n = math.type(fd) == "integer" and fd or fd:fileno()
       ok, msg, code = core.dup2(n, n)
       if not ok then return nil, msg, code end
+    end
+  end,
+}
+
+-- Last before exec: from here on the payload's own system calls are filtered. A profile is compiled once per
+-- sandbox object; the child only loads the bytes. The listener of notify rules goes to the parent over a socket.
+steps[#steps + 1] = {
+  name = "seccomp",
+  prepare = function(ctx)
+    local profile = ctx.spec.seccomp
+    if not profile then return end
+    if not profile.compiled then profile.compiled = security.compile(profile) end
+    ctx.seccomp = profile.compiled
+    if ctx.seccomp.listener then ctx.notify_parent, ctx.notify_child = errors.check(core.socketpair("seqpacket")) end
+  end,
+  payload = function(ctx)
+    local compiled = ctx.seccomp
+    if not compiled then return end
+    local listener, msg, code = core.seccomp_load_bpf(compiled.program, { listener = compiled.listener, log = compiled.log })
+    if not listener then return nil, msg, code end
+    if compiled.listener then
+      local ok
+      ok, msg, code = core.send_fd(ctx.notify_child, listener)
+      listener:close()
+      ctx.notify_child:close()
+      if not ok then return nil, msg, code end
+    end
+  end,
+  parent = function(ctx)
+    if ctx.notify_child then ctx.notify_child:close() end
+  end,
+  abort = function(ctx)
+    close_all(ctx.notify_parent, ctx.notify_child)
+  end,
+  finish = function(ctx, result)
+    if ctx.listener then ctx.listener:close() end
+    close_all(ctx.notify_parent)
+    if result and #ctx.warnings > 0 then
+      result.warnings = result.warnings or {}
+      for _, msg in ipairs(ctx.warnings) do table.insert(result.warnings, msg) end
     end
   end,
 }
@@ -791,7 +871,7 @@ local function new_context(spec)
   for k in pairs(spec.namespaces) do ns[k] = true end
   -- Without privileges every other namespace needs a user namespace first.
   if next(ns) and not ns.user and core.ids().euid ~= 0 then ns.user = true end
-  return { spec = spec, ns = ns, env = build_environment(spec) }
+  return { spec = spec, ns = ns, env = build_environment(spec), warnings = {} }
 end
 
 local function fail(step, msg, code)
@@ -926,6 +1006,15 @@ function Sandbox:spawn()
     local step, rcode, rmsg = parse_record(record)
     fail(step, rmsg, rcode)
   end
+  if ctx.notify_parent then
+    local fd, msg, code = core.recv_fd(ctx.notify_parent)
+    ctx.notify_parent:close()
+    if not fd then
+      running:close()
+      fail("seccomp", "receive the listener: " .. msg, code)
+    end
+    ctx.listener = security.listener(fd)
+  end
   if ctx.status_r then
     local data = ctx.status_r:read(4)
     running.payload_ns_pid = type(data) == "string" and #data == 4 and string.unpack("i4", data) or nil
@@ -941,11 +1030,45 @@ end
 
 --- Waits for the payload (timeout in seconds, default the spec's); on timeout the sandbox is killed and the
 -- result has timed_out = true.
+-- Answers held system calls with the profile's on_notify (without one, they run) until the payload's sandbox exits
+-- or the timeout passes; returns false on timeout.
+local function supervise(self, timeout)
+  local listener, handler = self.ctx.listener, self.ctx.spec.seccomp.on_notify
+  local deadline = timeout and core.now() + timeout
+  while true do
+    local left = deadline and math.max(0, deadline - core.now())
+    local ready = core.poll({ self.process, listener }, left)
+    if #ready == 0 then return false end
+    if ready[1] == 1 then return true end
+    local req = listener:receive(0)
+    if req then
+      local ok, reply = true, nil
+      if handler then ok, reply = pcall(handler, req, self) end
+      -- A handler that fails refuses the call: a supervisor bug must not let it through.
+      listener:respond(req, ok and reply or "EPERM")
+      if not ok then io.stderr:write("lunas: seccomp on_notify: ", tostring(reply), "\n") end
+    end
+  end
+end
+
+--- The seccomp listener of a sandbox whose profile has notify rules (lunas.security listener: receive,
+-- respond), for a supervisor that serves it itself instead of on_notify; nil without notify rules.
+function Running:listener()
+  return self.ctx.listener
+end
+
 function Running:wait(timeout)
   if self.result then return self.result end
   timeout = timeout or self.timeout
   local proc = self.process
-  local status, msg, code = proc:wait(timeout)
+  local status, msg, code
+  if not self.ctx.listener then
+    status, msg, code = proc:wait(timeout)
+  elseif supervise(self, timeout) then
+    status, msg, code = proc:wait()
+  else
+    status, msg, code = nil, "timed out", "ETIMEDOUT"
+  end
   local timed_out = false
   if not status and code == "ETIMEDOUT" then
     timed_out = true
