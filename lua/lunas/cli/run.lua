@@ -1,6 +1,7 @@
 --- `lunas run [OPTIONS] -- CMD [ARGS...]`: a ready sandbox from the command line, with bubblewrap's option
 -- names wherever bubblewrap has the same feature.
 local sandbox = require "lunas.sandbox"
+local security = require "lunas.security"
 local errors = require "lunas.errors"
 local cli = require "lunas.cli"
 
@@ -59,6 +60,18 @@ Resources (a cgroup of its own, removed afterwards; cgroup v2, or v1 on a hybrid
   --cpuset LIST          the cpus it may run on (0-3,6)
   --limits-best-effort   a limit this host cannot enforce is a warning, not an error
   --usage                print what the sandbox used (memory peak, cpu time, processes) on stderr at the end
+Confinement (defaults: every capability dropped, securebits locked, no_new_privs, the default seccomp profile):
+  --cap-add CAP  --cap-drop CAP   keep or drop a capability (CAP_NET_ADMIN, net_admin or ALL), in order from
+                         none; kept ones stay in every set of CMD whatever its uid
+  --seccomp FILE.lua     a seccomp profile: a Lua file returning {base =, deny =, allow =, notify =, rules =, ...}
+  --seccomp-deny NAME  --seccomp-allow NAME   refuse, or let through, a group or a system call (repeatable;
+                         groups: mount module raw-io reboot swap clock debug perf bpf keyring userfaultfd
+                         obsolete privileged namespaces userns tty)
+  --no-seccomp           no system call filter at all
+  --seccomp-show         print the filter as readable PFC and exit
+  --landlock-ro PATH  --landlock-rw PATH   with either, CMD reaches only the listed paths (read-only, or fully)
+  --landlock-connect PORT  --landlock-bind PORT   with either, TCP connect/bind only to the listed ports
+  --landlock-strict      fail when the kernel cannot enforce a Landlock rule (default: a warning)
   --help
 
 Exit status: CMD's status; 128+N when killed by signal N; 124 on --timeout; 125 when the sandbox could not be
@@ -95,7 +108,25 @@ function M.parse(args)
     return entry
   end
   local function add(entry) mounts[#mounts + 1] = entry end
-  local show_usage = false
+  local show_usage, show_seccomp = false, false
+  local caps, seccomp_file, seccomp_lists = nil, nil, { deny = {}, allow = {} }
+  -- bubblewrap's order: from no capability, each --cap-add / --cap-drop in turn.
+  local function capability(opt, name, keep)
+    caps = caps or {}
+    local ok, set = pcall(security.check_caps, opt, { name })
+    if not ok then error({ usage = opt .. ": unknown capability '" .. name .. "'" }) end
+    for cap in pairs(set) do caps[cap] = keep or nil end
+  end
+  local function landlock_list(kind, v)
+    spec.landlock = spec.landlock or {}
+    spec.landlock[kind] = spec.landlock[kind] or {}
+    table.insert(spec.landlock[kind], v)
+  end
+  local function port(opt, v)
+    local n = v:match("^%d+$") and math.tointeger(tonumber(v))
+    if not n or n > 65535 then error({ usage = opt .. ": port 0-65535 expected, got '" .. v .. "'" }) end
+    return n
+  end
   local function limit(name, v)
     spec.limits = spec.limits or {}
     spec.limits[name] = v
@@ -181,6 +212,18 @@ function M.parse(args)
     ["--cpuset"] = function(o) limit("cpuset", value(o)) end,
     ["--limits-best-effort"] = function() limit("best_effort", true) end,
     ["--usage"] = function() show_usage = true end,
+    ["--cap-add"] = function(o) capability(o, value(o), true) end,
+    ["--cap-drop"] = function(o) capability(o, value(o), false) end,
+    ["--seccomp"] = function(o) seccomp_file = value(o) end,
+    ["--seccomp-deny"] = function(o) seccomp_lists.deny[#seccomp_lists.deny + 1] = value(o) end,
+    ["--seccomp-allow"] = function(o) seccomp_lists.allow[#seccomp_lists.allow + 1] = value(o) end,
+    ["--no-seccomp"] = function() spec.seccomp = false end,
+    ["--seccomp-show"] = function() show_seccomp = true end,
+    ["--landlock-ro"] = function(o) landlock_list("ro", value(o)) end,
+    ["--landlock-rw"] = function(o) landlock_list("rw", value(o)) end,
+    ["--landlock-connect"] = function(o) landlock_list("connect", port(o, value(o))) end,
+    ["--landlock-bind"] = function(o) landlock_list("bind", port(o, value(o))) end,
+    ["--landlock-strict"] = function() spec.landlock = spec.landlock or {} spec.landlock.strict = true end,
     ["--timeout"] = function(o)
       local t = tonumber(value(o))
       if not t or t <= 0 then error({ usage = o .. ": positive number of seconds expected" }) end
@@ -216,7 +259,28 @@ function M.parse(args)
   spec.namespaces = names
   if not next(spec.env) then spec.env = nil end
   if #spec.unsetenv == 0 then spec.unsetenv = nil end
-  return spec, show_usage
+  if caps then spec.caps = security.sorted(caps) end
+  if spec.seccomp ~= false then
+    local profile = {}
+    if seccomp_file then
+      local chunk, err = loadfile(seccomp_file, "t", {})
+      if not chunk then error({ usage = "--seccomp: " .. err }) end
+      local ok, value = pcall(chunk)
+      if not ok or type(value) ~= "table" then error({ usage = "--seccomp " .. seccomp_file .. ": " .. (ok and "must return a profile table" or tostring(value)) }) end
+      profile = value
+    end
+    for _, kind in ipairs{ "deny", "allow" } do
+      if #seccomp_lists[kind] > 0 then
+        local list = type(profile[kind]) == "table" and { table.unpack(profile[kind]) } or {}
+        for _, name in ipairs(seccomp_lists[kind]) do list[#list + 1] = name end
+        profile[kind] = list
+      end
+    end
+    if next(profile) then spec.seccomp = profile end
+  elseif seccomp_file or #seccomp_lists.deny + #seccomp_lists.allow > 0 then
+    error({ usage = "--no-seccomp with a seccomp profile option" })
+  end
+  return spec, show_usage, show_seccomp
 end
 
 local function human_bytes(n)
@@ -242,12 +306,24 @@ local function usage_line(usage)
 end
 
 function M.main(args)
-  local ok, spec, show_usage = pcall(M.parse, args)
+  local ok, spec, show_usage, show_seccomp = pcall(M.parse, args)
   if not ok then
     if type(spec) == "table" and spec.usage then return cli.usage_error("run", spec.usage) end
     error(spec, 0)
   end
   if spec == "help" then print(HELP) return 0 end
+  if show_seccomp then
+    local text, err = errors.try(function()
+      local profile = security.check_profile("seccomp", spec.seccomp)
+      return profile and security.describe(profile) or "# no seccomp filter\n"
+    end)
+    if not text then
+      io.stderr:write("lunas: ", tostring(err), "\n")
+      return 2
+    end
+    io.stdout:write(text)
+    return 0
+  end
   local result, err = errors.try(function() return sandbox.new(spec):run() end)
   if not result then
     io.stderr:write("lunas: ", tostring(err), "\n")
