@@ -427,7 +427,8 @@ static int fd_write(lua_State *L) {
     return 1;
 }
 
-/* poll({fd, ...} [, timeout seconds]) -> array of the positions that are readable or hung up (empty on timeout).
+/* poll({fd, ...} [, timeout seconds]) -> array of the positions that are readable or hung up (empty on timeout),
+ * and a set of the positions that hung up (a seccomp listener whose filtered processes are all gone). 
  * Anything with a fileno() counts: process handles (a pidfd is readable once the process exits), listeners. */
 static int core_poll(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -450,13 +451,18 @@ static int core_poll(lua_State *L) {
     }
     if (r < 0) return lunas_push_error(L, errno, "poll", NULL);
     lua_createtable(L, r, 0);
+    lua_createtable(L, 0, 0);
     int k = 0;
     for (lua_Integer i = 0; i < n; i++) {
         if (!fds[i].revents) continue;
         lua_pushinteger(L, i + 1);
-        lua_rawseti(L, -2, ++k);
+        lua_rawseti(L, -3, ++k);
+        if (fds[i].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+            lua_pushboolean(L, 1);
+            lua_rawseti(L, -2, i + 1);
+        }
     }
-    return 1;
+    return 2;
 }
 
 static int fd_tostring(lua_State *L) {

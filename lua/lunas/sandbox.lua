@@ -1037,10 +1037,12 @@ local function supervise(self, timeout)
   local deadline = timeout and core.now() + timeout
   while true do
     local left = deadline and math.max(0, deadline - core.now())
-    local ready = core.poll({ self.process, listener }, left)
+    local ready = core.poll({ self.process, listener.fd }, left)
     if #ready == 0 then return false end
     if ready[1] == 1 then return true end
-    local req = listener:receive(0)
+    local req, why = listener:receive(0)
+    -- Nothing left under the filter: only the sandbox's exit is left to wait for.
+    if why == "closed" then return #core.poll({ self.process }, left) > 0 end
     if req then
       local ok, reply = true, nil
       if handler then ok, reply = pcall(handler, req, self) end

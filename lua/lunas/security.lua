@@ -502,11 +502,13 @@ function M.listener(fd)
   return setmetatable({ fd = fd }, Listener)
 end
 
---- The next held call, or nil on timeout (seconds; nil waits). A call whose process died meanwhile is skipped.
+--- The next held call; nil, "timeout" on timeout (seconds; nil waits), nil, "closed" once no process is left under
+-- the filter. A call whose process died meanwhile is skipped.
 function Listener:receive(timeout)
   while true do
-    local ready = core.poll({ self.fd }, timeout)
-    if #ready == 0 then return nil end
+    local ready, hung_up = core.poll({ self.fd }, timeout)
+    if #ready == 0 then return nil, "timeout" end
+    if hung_up[1] then return nil, "closed" end
     local req, msg, code = core.seccomp_notify_receive(self.fd)
     if req then
       req.listener = self.fd

@@ -18,7 +18,9 @@
 --
 -- Probes are read-only looks at /proc and /sys, except "userns", which really
 -- creates (and drops) a user namespace with `unshare --user true`, because
--- nothing else tells whether this uid may do it (sysctls, LSMs, seccomp).
+-- nothing else tells whether this uid may do it (sysctls, LSMs, seccomp), and
+-- the landlock ones, which ask the kernel its Landlock ABI (a query that
+-- creates nothing).
 
 local lfs = require "lfs"
 
@@ -206,6 +208,27 @@ probes.newuidmap = function()
   end
   return true
 end
+
+-- Landlock, by asking the kernel for its ABI version through lunas.core (a kernel built without it, or booted
+-- without "landlock" in lsm=, answers 0 and the reason)
+local function landlock_abi()
+  local ok, core = pcall(require, "lunas.core")
+  if not ok then return nil, "lunas.core does not load: " .. tostring(core) end
+  local abi, msg = core.landlock_abi()
+  if not abi then return nil, msg end
+  return abi, msg
+end
+
+local function landlock_at_least(wanted, what)
+  local abi, msg = landlock_abi()
+  if abi and abi >= wanted then return true end
+  if not abi or abi == 0 then return false, msg or "no Landlock" end
+  return false, what .. " needs Landlock ABI " .. wanted .. ", the kernel has " .. abi
+end
+
+probes.landlock = function() return landlock_at_least(1, "Landlock") end
+probes.landlock_net = function() return landlock_at_least(4, "TCP bind/connect rules") end
+probes.landlock_scoped = function() return landlock_at_least(6, "scopes (abstract unix sockets, signals)") end
 
 probes.bwrap = function()
   if have_program("bwrap") then return true end
