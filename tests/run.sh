@@ -11,7 +11,7 @@
 #   LUNAS_SANITIZE=1   the build has sanitizers: sets ASAN_OPTIONS/UBSAN_OPTIONS
 #
 # What it does:
-#   1. re-executes itself in a private network + mount namespace (unshare), mounts
+#   1. re-executes itself in private network, mount, uts and ipc namespaces (unshare), mounts
 #      a tmpfs on /run (so /run/netns and /run/lunas are private to the run) and
 #      brings lo up; nothing a test does to mounts or the network reaches the host;
 #   2. runs every tests/*_spec.lua as root (files in sorted order);
@@ -50,7 +50,7 @@ if [ "${1:-}" != "--inner" ]; then
     LUNAS_HOST_NETNS=$(readlink /proc/self/ns/net)
     LUNAS_HOST_MNTNS=$(readlink /proc/self/ns/mnt)
     export LUNAS_HOST_NETNS LUNAS_HOST_MNTNS
-    exec unshare --net --mount --propagation private -- /bin/sh "$self" --inner
+    exec unshare --net --mount --uts --ipc --propagation private -- /bin/sh "$self" --inner
     echo "tests/run.sh: unshare failed" >&2
     echo "0 passed, 1 failed"
     exit 1
