@@ -648,10 +648,40 @@ steps[#steps + 1] = {
   end,
 }
 
+local function read_all(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local data = f:read("a")
+  f:close()
+  return data
+end
+
+-- The mount id of the working directory (from its descriptor's fdinfo) is in our own mount table. Without a
+-- /proc to ask there is nothing to compare: a tree without /proc cannot have been given such a descriptor path.
+local function cwd_on_own_mount()
+  local dir = core.open(".", "r")
+  if not dir then return false end
+  local info = read_all("/proc/self/fdinfo/" .. dir:fileno())
+  dir:close()
+  local mountinfo = read_all("/proc/self/mountinfo")
+  local id = info and info:match("mnt_id:%s*(%d+)")
+  if not id or not mountinfo then return true end
+  return ("\n" .. mountinfo):find("\n" .. id .. " ", 1, true) ~= nil
+end
+
 steps[#steps + 1] = {
   name = "cwd",
   payload = function(ctx)
-    if ctx.spec.cwd then return check_core(core.chdir(ctx.spec.cwd)) end
+    if ctx.spec.cwd then
+      local ok, msg, code = core.chdir(ctx.spec.cwd)
+      if not ok then return nil, msg, code end
+    end
+    -- A directory reached through an inherited descriptor (cwd = /proc/self/fd/N: runc's CVE-2024-21626) sits on
+    -- a mount of the host's tree, writable as the host's is. Never exec there: the working directory's mount
+    -- must be one of the sandbox's own.
+    if ctx.fs_plan and not cwd_on_own_mount() then
+      return nil, "the working directory is outside the sandbox's root", "EPERM"
+    end
   end,
 }
 
