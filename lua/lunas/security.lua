@@ -50,7 +50,7 @@ M.groups = {
     "get_kernel_syms" },
   -- Administration of the whole machine; open_by_handle_at is how "shocker" read host files from Docker.
   privileged = { "acct", "quotactl", "quotactl_fd", "vhangup", "open_by_handle_at", "syslog", "fanotify_init",
-    "nfsservctl", "lookup_dcookie", "settimeofday", "sethostname", "setdomainname" },
+    "nfsservctl", "lookup_dcookie", "settimeofday" },
   namespaces = { "setns", "unshare", with_flag("clone", 0, 0x7e020000), "clone3" },
   -- New user namespaces give back every capability over what they create. clone3's flags live in memory a filter
   -- cannot read: it fails with ENOSYS, which makes glibc fall back to clone, whose flags it can.
@@ -61,9 +61,6 @@ M.groups = {
   tty = { { "ioctl", { arg = 1, op = "eq", value = TIOCSTI, bits = 32 } },
     { "ioctl", { arg = 1, op = "eq", value = TIOCLINUX, bits = 32 } } },
 }
--- A hostname in the sandbox's own uts namespace is harmless: privileged without the two uts calls is what the
--- default profile refuses.
-local DEFAULT_PRIVILEGED_EXCEPT = { sethostname = true, setdomainname = true }
 
 --- What the default profile refuses (with EPERM; obsolete calls with ENOSYS, as if they did not exist).
 M.DEFAULT_DENY = { "mount", "module", "raw-io", "reboot", "swap", "clock", "perf", "bpf", "keyring", "userfaultfd",
@@ -166,12 +163,7 @@ local function profile_rules(p)
   local denied = {}
   for _, name in ipairs(base) do denied[#denied + 1] = name end
   for _, name in ipairs(p.deny) do denied[#denied + 1] = name end
-  local except = setmetatable({}, { __index = function(_, call) return allowed[call] end })
-  for _, e in ipairs(expand(denied, except)) do
-    if p.base == "default" and DEFAULT_PRIVILEGED_EXCEPT[e[1]] and not name_set(p.deny)[e[1]] then goto continue end
-    add(e.action or p.action, e, "deny")
-    ::continue::
-  end
+  for _, e in ipairs(expand(denied, allowed)) do add(e.action or p.action, e, "deny") end
   if p.default ~= "allow" then
     for _, e in ipairs(expand(p.allow)) do add("allow", e, "allow") end
   end
@@ -259,18 +251,18 @@ local function capability_set(field, value)
   else
     misuse(field, "capability names expected, got %s", type(value))
   end
+  local known = {}
+  for _, cap in ipairs(core.capability_names()) do known[cap] = true end
   local set = {}
   for i, name in ipairs(names) do
     if type(name) ~= "string" then misuse(("%s[%d]"):format(field, i), "name expected") end
-    local lower = name:lower():gsub("^cap_", "")
-    if lower == "all" then
-      for _, cap in ipairs(core.capability_names()) do set[cap] = true end
+    local bare = name:lower():gsub("^cap_", "")
+    if bare == "all" then
+      for cap in pairs(known) do set[cap] = true end
+    elseif known[bare] then
+      set[bare] = true
     else
-      local ok, caps = pcall(core.capability_names)
-      local known = false
-      for _, cap in ipairs(ok and caps or {}) do if cap == lower then known = true end end
-      if not known then misuse(("%s[%d]"):format(field, i), "unknown capability '%s'", name) end
-      set[lower] = true
+      misuse(("%s[%d]"):format(field, i), "unknown capability '%s'", name)
     end
   end
   return set
