@@ -678,8 +678,8 @@ steps[#steps + 1] = {
     end
     -- A directory reached through an inherited descriptor (cwd = /proc/self/fd/N: runc's CVE-2024-21626) sits on
     -- a mount of the host's tree, writable as the host's is. Never exec there: the working directory's mount
-    -- must be one of the sandbox's own.
-    if ctx.fs_plan and not cwd_on_own_mount() then
+    -- must be one of the sandbox's own. (Without a cwd, the file system step went to a path inside the root.)
+    if ctx.spec.cwd and ctx.fs_plan and not cwd_on_own_mount() then
       return nil, "the working directory is outside the sandbox's root", "EPERM"
     end
   end,
