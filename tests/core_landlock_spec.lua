@@ -308,6 +308,8 @@ describe("core.landlock_ruleset #rootless", function()
   end)
 
   it("refuses a right newer than the kernel before asking the kernel for a ruleset", function()
+    -- The played kernel's truncate ruleset really goes to this kernel, which must know the right.
+    if core.landlock_abi() < 3 then pending("needs Landlock ABI 3 (truncate) to play an ABI 3 kernel") return end
     local defer = scope(finally)
     -- The kernel under test knows every right; a seccomp supervisor plays a kernel of ABI 3 by answering the
     -- version query itself, and records every landlock_create_ruleset call it sees (its flags: 1 is the

@@ -52,6 +52,8 @@ local function setup_fixtures()
     ("$s = IO::Socket::INET->new(LocalAddr => '127.0.0.1:%d', Listen => 8, ReuseAddr => 1) or die; while ($c = $s->accept) { close $c }"):format(PORT) } })
   util.wait_for(function() return (util.read("/proc/net/tcp") or ""):find((":%04X 00000000:0000 0A"):format(PORT)) end, 10)
   fx.hostname = util.read("/proc/sys/kernel/hostname")
+  -- io.open: no close-on-exec, like a careless recipe's file; the sandbox must not pass it on.
+  fx.leaked = assert(io.open(fx.marker, "r"))
 end
 
 local function teardown_fixtures()
@@ -62,6 +64,7 @@ local function teardown_fixtures()
       proc:close()
     end
   end
+  if fx.leaked then fx.leaked:close() end
   if fx.dir then os.execute("rm -rf " .. util.quote(fx.dir)) end
   if fx.marker then os.remove(fx.marker) end
 end
@@ -366,9 +369,11 @@ describe("sandbox landlock #rootless", function()
     if not kernel.requires("userns", "landlock") then return end
     local script = "cat /etc/hostname >/dev/null && echo read-etc; echo x 2>/dev/null > /tmp/rw/f && echo write-rw; "
       .. "echo x 2>/dev/null >/tmp/f && echo write-tmp || echo no-write-tmp; ls /var >/dev/null 2>&1 || echo no-var"
-    local out, code = util.run{ LUNAS, "run", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+    -- (stderr dropped: an older kernel warns about the rights it cannot restrict)
+    local out, code = util.run({ LUNAS, "run", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
       "--dir", "/tmp/rw", "--landlock-ro", "/usr", "--landlock-ro", "/etc", "--landlock-ro", "/proc",
-      "--landlock-ro", "/tmp", "--landlock-rw", "/tmp/rw", "--landlock-rw", "/dev/null", "--", "/bin/sh", "-c", script }
+      "--landlock-ro", "/tmp", "--landlock-rw", "/tmp/rw", "--landlock-rw", "/dev/null", "--", "/bin/sh", "-c", script },
+      { stderr = false })
     assert.equal(0, code, out)
     assert.equal("read-etc\nwrite-rw\nno-write-tmp\nno-var\n", out)
     -- the same without Landlock: /tmp and /var are there to write and read
@@ -398,7 +403,7 @@ describe("sandbox landlock #rootless", function()
     spec.landlock.strict = true
     local ok, err = pcall(function() return lunas.sandbox(spec):run() end)
     assert.is_false(ok)
-    assert.matches("needs ABI 6", tostring(err))
+    assert.matches("sandbox: landlock: .* needs ABI %d, the kernel has " .. abi, tostring(err))
   end)
 end)
 

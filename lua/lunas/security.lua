@@ -372,7 +372,8 @@ function M.check_landlock(field, value)
     if type(list) ~= "table" then misuse(field .. "." .. kind, "list of paths expected") end
     for i, path in ipairs(list) do
       if type(path) ~= "string" or path:sub(1, 1) ~= "/" then misuse(("%s.%s[%d]"):format(field, kind, i), "absolute path expected") end
-      out.paths[#out.paths + 1] = { path = path, access = M.ACCESS[kind] }
+      -- "ro" and "rw" mean what this kernel can grant: rights it lacks are left out without a warning.
+      out.paths[#out.paths + 1] = { path = path, access = M.ACCESS[kind], implicit = true }
     end
   end
   for i, entry in ipairs(value.paths or {}) do
@@ -413,15 +414,24 @@ function M.plan_landlock(spec)
   end
   local plan = { handled = { fs = {}, net = {}, scoped = {} }, paths = {}, ports = {} }
   if #spec.paths > 0 then
-    for name in pairs(rights.fs) do
-      if rights.fs[name] <= abi then plan.handled.fs[#plan.handled.fs + 1] = name end
+    local names = {}
+    for name in pairs(rights.fs) do names[#names + 1] = name end
+    table.sort(names)
+    for _, name in ipairs(names) do
+      -- A right the kernel cannot handle stays allowed everywhere (truncate before ABI 3: files under read-only
+      -- paths can still be truncated): strict mode refuses that, best effort says it.
+      if supported("fs", name, ("restricting '%s' everywhere"):format(name)) then
+        plan.handled.fs[#plan.handled.fs + 1] = name
+      end
     end
-    table.sort(plan.handled.fs)
   end
   for _, entry in ipairs(spec.paths) do
     local access = {}
     for _, name in ipairs(entry.access) do
-      if supported("fs", name, ("right '%s' on %s"):format(name, entry.path)) then access[#access + 1] = name end
+      if entry.implicit and rights.fs[name] <= abi
+        or not entry.implicit and supported("fs", name, ("right '%s' on %s"):format(name, entry.path)) then
+        access[#access + 1] = name
+      end
     end
     plan.paths[#plan.paths + 1] = { path = entry.path, access = access }
   end
