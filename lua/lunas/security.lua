@@ -403,13 +403,13 @@ function M.plan_landlock(spec)
   local function supported(kind, name, what)
     if rights[kind][name] <= abi then return true end
     local msg = ("landlock: %s needs ABI %d, the kernel has %d"):format(what, rights[kind][name], abi)
-    if spec.strict then errors.raise{ op = "landlock", msg = msg, code = "EOPNOTSUPP" } end
+    if spec.strict then errors.raise{ op = "sandbox", step = "landlock", msg = "sandbox: " .. msg, code = "EOPNOTSUPP" } end
     warnings[#warnings + 1] = msg
     return false
   end
   if abi < 1 then
     local msg = "landlock: not available on this kernel"
-    if spec.strict then errors.raise{ op = "landlock", msg = msg, code = "EOPNOTSUPP" } end
+    if spec.strict then errors.raise{ op = "sandbox", step = "landlock", msg = "sandbox: " .. msg, code = "EOPNOTSUPP" } end
     return nil, { msg }
   end
   local plan = { handled = { fs = {}, net = {}, scoped = {} }, paths = {}, ports = {} }
