@@ -223,6 +223,31 @@ describe("escape battery #root", function()
   end)
 end)
 
+-- The default sandbox of an unprivileged user refuses the same attempts (the root pass has checked these
+-- already, paired with their unprotected runs, which need root: registered in the rootless pass only). The
+-- setuid attempt maps two ids, which needs root.
+if os.getenv("LUNAS_TEST_PASS") ~= "root" then
+  describe("escape battery as an unprivileged user #rootless", function()
+    setup(setup_fixtures)
+    teardown(teardown_fixtures)
+
+    for _, a in ipairs(ATTEMPTS) do
+      local name, args, expect, _, _, opts = table.unpack(a)
+      if not (opts and opts.base) then
+        it(name .. ": refused", function()
+          if not kernel.requires("userns") then return end
+          if opts and opts.file and not os.execute("test -e " .. opts.file) then
+            pending(("this kernel has no %s"):format(opts.file))
+            return
+          end
+          local line, result = probe(nil, type(args) == "function" and args() or args)
+          check(expect, line, result, "protected")
+        end)
+      end
+    end
+  end)
+end
+
 -- ---- the terminal (CVE-2017-5226, CVE-2019-10063) -------------------------------------------------------------
 
 -- Runs `lunas run [options] -- probe ATTEMPT 0` with a pseudo-terminal as lunas's controlling terminal and stdin
