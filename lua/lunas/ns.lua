@@ -50,4 +50,109 @@ function M.unpersist(name_or_path)
   return errors.check(core.unpersist(path))
 end
 
+-- ---- inventory ----------------------------------------------------------------------------------------------
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local data = f:read("a")
+  f:close()
+  return data
+end
+
+local user_names
+local function user_name(uid)
+  if not user_names then
+    user_names = {}
+    for line in (read_file("/etc/passwd") or ""):gmatch("[^\n]+") do
+      local name, id = line:match("^([^:]*):[^:]*:(%d+):")
+      if name then user_names[tonumber(id)] = user_names[tonumber(id)] or name end
+    end
+  end
+  return user_names[uid] or tostring(uid)
+end
+
+local function command_of(pid)
+  local cmdline = read_file("/proc/" .. pid .. "/cmdline")
+  if cmdline and cmdline ~= "" then return (cmdline:gsub("%z$", ""):gsub("%z", " ")) end
+  local comm = read_file("/proc/" .. pid .. "/comm")
+  return comm and "[" .. comm:gsub("\n$", "") .. "]" or "?"
+end
+
+-- Namespaces kept alive by a bind mount (ip netns add, lunas persist): nsfs entries of our mount table, whose
+-- root field reads "net:[4026532279]".
+local function persisted()
+  local list = {}
+  for line in (read_file("/proc/self/mountinfo") or ""):gmatch("[^\n]+") do
+    local root, point, fstype = line:match("^%d+ %d+ %S+ (%S+) (%S+) .- %- (%S+) ")
+    if fstype == "nsfs" then
+      local kind, inode = root:match("^(%a+):%[(%d+)%]$")
+      if kind then
+        point = point:gsub("\\(%d%d%d)", function(o) return string.char(tonumber(o, 8)) end)
+        list[#list + 1] = { type = kind == "mnt" and "mount" or kind, inode = tonumber(inode), path = point }
+      end
+    end
+  end
+  return list
+end
+
+--- Every namespace this process can see, as lsns and ip netns show them together: a list of
+-- {type, inode, nprocs, pid (the lowest), uid, user, command, paths = {bind mounts}, names = {/run/netns names}},
+-- sorted by type then inode. Namespaces only a bind mount keeps alive have nprocs 0 and no pid. Processes we
+-- may not inspect (another user's, without privileges) are left out, as lsns leaves them out.
+function M.list(opts)
+  local only = opts and opts.type
+  local by_key, list = {}, {}
+  local function entry(kind, inode)
+    local key = kind .. ":" .. inode
+    local e = by_key[key]
+    if not e then
+      e = { type = kind, inode = inode, nprocs = 0, paths = {}, names = {} }
+      by_key[key] = e
+      list[#list + 1] = e
+    end
+    return e
+  end
+  local pids = {}
+  for _, name in ipairs(core.listdir("/proc") or {}) do
+    if name:match("^%d+$") then pids[#pids + 1] = tonumber(name) end
+  end
+  table.sort(pids)
+  for _, pid in ipairs(pids) do
+    local ids = core.ns_ids(pid)
+    if ids then
+      for kind, inode in pairs(ids) do
+        if not only or only == kind then
+          local e = entry(kind, inode)
+          e.nprocs = e.nprocs + 1
+          if not e.pid then e.pid = pid end
+        end
+      end
+    end
+  end
+  for _, p in ipairs(persisted()) do
+    if not only or only == p.type then
+      local e = entry(p.type, p.inode)
+      e.paths[#e.paths + 1] = p.path
+      local name = p.path:match("^" .. NETNS_DIR .. "/([^/]+)$")
+      if name and p.type == "net" then e.names[#e.names + 1] = name end
+    end
+  end
+  for _, e in ipairs(list) do
+    if e.pid then
+      local status = read_file("/proc/" .. e.pid .. "/status") or ""
+      e.uid = tonumber(status:match("\nUid:%s*(%d+)"))
+      e.user = e.uid and user_name(e.uid)
+      e.command = command_of(e.pid)
+    end
+    table.sort(e.paths)
+    table.sort(e.names)
+  end
+  table.sort(list, function(a, b)
+    if a.type ~= b.type then return a.type < b.type end
+    return a.inode < b.inode
+  end)
+  return list
+end
+
 return M

@@ -10,6 +10,7 @@ usage: lunas [--lua-env] SCRIPT [ARGS...]   run a recipe (arguments in `arg` and
        lunas -e CODE [ARGS...]              run a chunk of Lua
        lunas -i                             interactive Lua with lunas loaded
        lunas run [OPTIONS] -- CMD [ARGS...] run a command in a ready sandbox (lunas run --help)
+       lunas ns list [--json] [--type T]    every namespace: type, inode, processes, names (lsns + ip netns)
        lunas --version | --help
 
 Recipes see the global `lunas` (require "lunas") and `arg`. LUA_PATH, LUA_CPATH and LUA_INIT are ignored
@@ -17,7 +18,7 @@ unless --lua-env comes first: lunas often runs as root.
 Exit status: the recipe's os.exit code, 1 for an error, 2 for bad usage; `run` returns the payload's status
 (128+N when killed by signal N).]]
 
-M.commands = { run = "lunas.cli.run" }
+M.commands = { run = "lunas.cli.run", ns = "lunas.cli.ns" }
 
 --- Prints a usage error and returns exit status 2.
 function M.usage_error(command, msg)

@@ -1,0 +1,168 @@
+--- JSON for what lunas prints (ns list --json, lab show --json, status files): encode and decode, no
+-- dependency. Objects print with sorted keys so output is stable; json.null stands for null.
+local M = {}
+
+M.null = setmetatable({}, { __tostring = function() return "null" end })
+
+local ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n", ["\r"] = "\\r",
+  ["\t"] = "\\t" }
+
+local function encode_string(s)
+  return '"' .. s:gsub('[%c"\\]', function(c) return ESCAPES[c] or ("\\u%04x"):format(c:byte()) end) .. '"'
+end
+
+-- A table is an array when its keys are exactly 1..n (an empty table is an empty array).
+local function is_array(t)
+  local n = #t
+  for k in pairs(t) do
+    if math.type(k) ~= "integer" or k < 1 or k > n then return false end
+  end
+  return true
+end
+
+local encode_value
+
+local function encode_table(t, indent, depth, seen)
+  if seen[t] then error("json: cycle in the value", 0) end
+  seen[t] = true
+  local nl, pad, inner = "", "", ""
+  if indent then
+    nl = "\n"
+    pad = string.rep(indent, depth)
+    inner = string.rep(indent, depth + 1)
+  end
+  local parts = {}
+  local open, close
+  if is_array(t) then
+    open, close = "[", "]"
+    for _, v in ipairs(t) do parts[#parts + 1] = inner .. encode_value(v, indent, depth + 1, seen) end
+  else
+    open, close = "{", "}"
+    local keys = {}
+    for k in pairs(t) do
+      if type(k) ~= "string" and math.type(k) ~= "integer" then error("json: key of type " .. type(k), 0) end
+      keys[#keys + 1] = tostring(k)
+    end
+    table.sort(keys)
+    for _, k in ipairs(keys) do
+      local v = t[k]
+      if v == nil then v = t[tonumber(k)] end
+      parts[#parts + 1] = inner .. encode_string(k) .. (indent and ": " or ":") .. encode_value(v, indent, depth + 1, seen)
+    end
+  end
+  seen[t] = nil
+  if #parts == 0 then return open .. close end
+  return open .. nl .. table.concat(parts, "," .. nl) .. nl .. pad .. close
+end
+
+encode_value = function(v, indent, depth, seen)
+  local kind = type(v)
+  if v == M.null or v == nil then return "null" end
+  if kind == "boolean" then return tostring(v) end
+  if kind == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then error("json: " .. tostring(v) .. " has no JSON form", 0) end
+    if math.type(v) == "integer" then return tostring(v) end
+    return ("%.17g"):format(v)
+  end
+  if kind == "string" then return encode_string(v) end
+  if kind == "table" then return encode_table(v, indent, depth, seen) end
+  error("json: cannot encode a " .. kind, 0)
+end
+
+--- Encodes a value; opts.indent (a string such as "  ") pretty-prints.
+function M.encode(value, opts)
+  return encode_value(value, opts and opts.indent, 0, {})
+end
+
+-- ---- decoding ---------------------------------------------------------------------------------------------
+
+local decode_value
+
+local function fail(s, pos, what)
+  error(("json: %s at byte %d"):format(what, pos), 0)
+end
+
+local function skip(s, pos)
+  return s:find("[^ \t\r\n]", pos) or #s + 1
+end
+
+local function decode_string(s, pos)
+  local out, i = {}, pos + 1
+  while true do
+    local c = s:sub(i, i)
+    if c == "" then fail(s, pos, "unterminated string") end
+    if c == '"' then return table.concat(out), i + 1 end
+    if c == "\\" then
+      local e = s:sub(i + 1, i + 1)
+      local simple = { b = "\b", f = "\f", n = "\n", r = "\r", t = "\t", ['"'] = '"', ["\\"] = "\\", ["/"] = "/" }
+      if simple[e] then
+        out[#out + 1], i = simple[e], i + 2
+      elseif e == "u" then
+        local hex = s:sub(i + 2, i + 5)
+        if not hex:match("^%x%x%x%x$") then fail(s, i, "bad \\u escape") end
+        out[#out + 1], i = utf8.char(tonumber(hex, 16)), i + 6
+      else
+        fail(s, i, "bad escape")
+      end
+    else
+      out[#out + 1], i = c, i + 1
+    end
+  end
+end
+
+decode_value = function(s, pos)
+  pos = skip(s, pos)
+  local c = s:sub(pos, pos)
+  if c == "{" then
+    local t = {}
+    pos = skip(s, pos + 1)
+    if s:sub(pos, pos) == "}" then return t, pos + 1 end
+    while true do
+      if s:sub(pos, pos) ~= '"' then fail(s, pos, "object key expected") end
+      local k
+      k, pos = decode_string(s, pos)
+      pos = skip(s, pos)
+      if s:sub(pos, pos) ~= ":" then fail(s, pos, "':' expected") end
+      t[k], pos = decode_value(s, pos + 1)
+      pos = skip(s, pos)
+      local d = s:sub(pos, pos)
+      if d == "}" then return t, pos + 1 end
+      if d ~= "," then fail(s, pos, "',' or '}' expected") end
+      pos = skip(s, pos + 1)
+    end
+  elseif c == "[" then
+    local t = {}
+    pos = skip(s, pos + 1)
+    if s:sub(pos, pos) == "]" then return t, pos + 1 end
+    while true do
+      t[#t + 1], pos = decode_value(s, pos)
+      pos = skip(s, pos)
+      local d = s:sub(pos, pos)
+      if d == "]" then return t, pos + 1 end
+      if d ~= "," then fail(s, pos, "',' or ']' expected") end
+      pos = pos + 1
+    end
+  elseif c == '"' then
+    return decode_string(s, pos)
+  elseif s:find("^true", pos) then
+    return true, pos + 4
+  elseif s:find("^false", pos) then
+    return false, pos + 5
+  elseif s:find("^null", pos) then
+    return M.null, pos + 4
+  end
+  local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
+  if num and num ~= "" and num ~= "-" then return math.tointeger(tonumber(num)) or tonumber(num), pos + #num end
+  fail(s, pos, "value expected")
+end
+
+--- Decodes a JSON text; null becomes json.null. Raises "json: ... at byte N" on malformed input.
+function M.decode(text)
+  if type(text) ~= "string" then error("json: string expected, got " .. type(text), 2) end
+  local value, pos = decode_value(text, 1)
+  pos = skip(text, pos)
+  if pos <= #text then fail(text, pos, "trailing characters") end
+  return value
+end
+
+return M
