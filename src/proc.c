@@ -949,9 +949,23 @@ static int proc_getcwd(lua_State *L) {
     return 1;
 }
 
+/* chdir(path | fd): a descriptor (fchdir) reaches a directory another namespace's path would not name. */
 static int proc_chdir(lua_State *L) {
+    if (lua_type(L, 1) != LUA_TSTRING) {
+        int fd = lunas_check_fd(L, 1, 1, "dir");
+        if (fchdir(fd) < 0) return lunas_push_errorf(L, errno, "chdir fd %d", fd);
+    } else {
+        const char *dir = lua_tostring(L, 1);
+        if (chdir(dir) < 0) return lunas_push_error(L, errno, "chdir", dir);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* chroot(path): the root of this process (needs CAP_SYS_CHROOT over its user namespace). */
+static int proc_chroot(lua_State *L) {
     const char *dir = luaL_checkstring(L, 1);
-    if (chdir(dir) < 0) return lunas_push_error(L, errno, "chdir", dir);
+    if (chroot(dir) < 0) return lunas_push_error(L, errno, "chroot", dir);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -1070,6 +1084,7 @@ void lunas_open_proc(lua_State *L) {
         {"close_range", proc_close_range},
         {"open", proc_open},
         {"chdir", proc_chdir},
+        {"chroot", proc_chroot},
         {"getcwd", proc_getcwd},
         {"dup2", proc_dup2},
         {"send_fd", proc_send_fd},

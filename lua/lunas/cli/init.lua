@@ -11,6 +11,7 @@ usage: lunas [--lua-env] SCRIPT [ARGS...]   run a recipe (arguments in `arg` and
        lunas -i                             interactive Lua with lunas loaded
        lunas run [OPTIONS] -- CMD [ARGS...] run a command in a ready sandbox (lunas run --help)
        lunas ns list [--json] [--type T]    every namespace: type, inode, processes, names (lsns + ip netns)
+       lunas enter TARGET [--net ...] -- CMD run CMD in the namespaces of a pid or a named netns (nsenter)
        lunas --version | --help
 
 Recipes see the global `lunas` (require "lunas") and `arg`. LUA_PATH, LUA_CPATH and LUA_INIT are ignored
@@ -18,7 +19,7 @@ unless --lua-env comes first: lunas often runs as root.
 Exit status: the recipe's os.exit code, 1 for an error, 2 for bad usage; `run` returns the payload's status
 (128+N when killed by signal N).]]
 
-M.commands = { run = "lunas.cli.run", ns = "lunas.cli.ns" }
+M.commands = { run = "lunas.cli.run", ns = "lunas.cli.ns", enter = "lunas.cli.enter" }
 
 --- Prints a usage error and returns exit status 2.
 function M.usage_error(command, msg)
