@@ -135,3 +135,36 @@ describe("lunas enter a network namespace by name #root", function()
     assert.equal(2, #util.lines(out))
   end)
 end)
+
+describe("lunas run --json-status #rootless", function()
+  local json = require "lunas.json"
+
+  it("writes the child's pid and namespaces once it runs, then how it ended, to a file or a descriptor", function()
+    if not kernel.requires("userns") then return end
+    local dir, rm = util.tmpdir()
+    finally(rm)
+    -- the command prints what it sees of itself, to compare with what the status line said from outside
+    local out, code = util.run({ LUNAS, "run", "--json-status", dir .. "/status", "--", "/bin/sh", "-c",
+      "readlink /proc/self/ns/net /proc/self/ns/pid; sleep 0.2; exit 3" }, { stderr = false })
+    assert.equal(3, code, out)
+    local lines = util.lines(util.read(dir .. "/status"))
+    assert.equal(2, #lines)
+    local started, ended = json.decode(lines[1]), json.decode(lines[2])
+    assert.is_true(math.type(started["child-pid"]) == "integer")
+    assert.equal(("net:[%d]\npid:[%d]\n"):format(started.namespaces.net, started.namespaces.pid), out)
+    assert.equal(3, ended["exit-code"])
+    assert.is_false(ended["timed-out"])
+    assert.is_true(ended.elapsed >= 0.2)
+    -- a descriptor given by number; a timeout reported as such
+    out, code = util.run({ "/bin/sh", "-c", LUNAS .. " run --json-status 7 --timeout 0.2 -- sleep 5 7>" .. dir .. "/fd" },
+      { stderr = false })
+    assert.equal(124, code, out)
+    lines = util.lines(util.read(dir .. "/fd"))
+    ended = json.decode(lines[2])
+    assert.is_true(ended["timed-out"])
+    assert.equal(9, ended.signal)
+    out, code = util.run{ LUNAS, "run", "--json-status", "9", "--", "true" }
+    assert.equal(2, code, out)
+    assert.matches("descriptor 9 is not open", out)
+  end)
+end)

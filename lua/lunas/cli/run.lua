@@ -2,6 +2,8 @@
 -- names wherever bubblewrap has the same feature.
 local sandbox = require "lunas.sandbox"
 local security = require "lunas.security"
+local json = require "lunas.json"
+local core = require "lunas.core"
 local errors = require "lunas.errors"
 local cli = require "lunas.cli"
 
@@ -52,6 +54,8 @@ Process:
   --die-with-parent      (default) kill the sandbox when lunas dies; --no-die-with-parent to keep it
   --new-session          (default) setsid, so CMD cannot reach the terminal; --share-session to keep it
   --timeout SECONDS      kill the sandbox after SECONDS (exit status 124)
+  --json-status FILE|FD  write JSON lines: {"child-pid", "payload-pid", "namespaces"} once CMD runs, then
+                         {"exit-code" or "signal", "elapsed", "usage", "timed-out"} when it ends
 Resources (a cgroup of its own, removed afterwards; cgroup v2, or v1 on a hybrid host):
   --memory SIZE          memory limit (256M, 1.5G, bytes); swap counts against it unless --swap says otherwise
   --memory-high SIZE     throttle above SIZE (v2 only)     --swap SIZE   swap allowed beyond --memory
@@ -108,7 +112,7 @@ function M.parse(args)
     return entry
   end
   local function add(entry) mounts[#mounts + 1] = entry end
-  local show_usage, show_seccomp = false, false
+  local show_usage, show_seccomp, status_target = false, false, nil
   local caps, seccomp_file, seccomp_lists = nil, nil, { deny = {}, allow = {} }
   -- bubblewrap's order: from no capability, each --cap-add / --cap-drop in turn.
   local function capability(opt, name, keep)
@@ -224,6 +228,7 @@ function M.parse(args)
     ["--landlock-connect"] = function(o) landlock_list("connect", port(o, value(o))) end,
     ["--landlock-bind"] = function(o) landlock_list("bind", port(o, value(o))) end,
     ["--landlock-strict"] = function() spec.landlock = spec.landlock or {} spec.landlock.strict = true end,
+    ["--json-status"] = function(o) status_target = value(o) end,
     ["--timeout"] = function(o)
       local t = tonumber(value(o))
       if not t or t <= 0 then error({ usage = o .. ": positive number of seconds expected" }) end
@@ -280,7 +285,7 @@ function M.parse(args)
   elseif seccomp_file or #seccomp_lists.deny + #seccomp_lists.allow > 0 then
     error({ usage = "--no-seccomp with a seccomp profile option" })
   end
-  return spec, show_usage, show_seccomp
+  return spec, show_usage, show_seccomp, status_target
 end
 
 local function human_bytes(n)
@@ -305,8 +310,18 @@ local function usage_line(usage)
   return table.concat(parts, ", ")
 end
 
+-- The --json-status target: a descriptor number we inherited (reopened for appending, so a file is not
+-- truncated), or a file (created or truncated).
+local function open_status(target)
+  local path = target:match("^%d+$") and "/proc/self/fd/" .. target or target
+  local f, msg = io.open(path, target:match("^%d+$") and "a" or "w")
+  if not f then return nil, target:match("^%d+$") and ("descriptor " .. target .. " is not open") or msg end
+  f:setvbuf("line")
+  return f
+end
+
 function M.main(args)
-  local ok, spec, show_usage, show_seccomp = pcall(M.parse, args)
+  local ok, spec, show_usage, show_seccomp, status_target = pcall(M.parse, args)
   if not ok then
     if type(spec) == "table" and spec.usage then return cli.usage_error("run", spec.usage) end
     error(spec, 0)
@@ -324,7 +339,27 @@ function M.main(args)
     io.stdout:write(text)
     return 0
   end
-  local result, err = errors.try(function() return sandbox.new(spec):run() end)
+  local status_out
+  if status_target then
+    local msg
+    status_out, msg = open_status(status_target)
+    if not status_out then return cli.usage_error("run", "--json-status: " .. msg) end
+  end
+  local result, err = errors.try(function()
+    local running <close> = sandbox.new(spec):spawn()
+    if status_out then
+      status_out:write(json.encode{ ["child-pid"] = running.pid, ["payload-pid"] = running:payload_pid(),
+        namespaces = core.ns_ids(running.pid) or json.null } .. "\n")
+    end
+    return running:wait()
+  end)
+  if status_out then
+    local final = result and { elapsed = result.elapsed, usage = result.usage, ["timed-out"] = result.timed_out == true }
+      or { error = tostring(err) }
+    if result and result.signal then final.signal = result.signal else final["exit-code"] = result and result.status end
+    status_out:write(json.encode(final) .. "\n")
+    status_out:close()
+  end
   if not result then
     io.stderr:write("lunas: ", tostring(err), "\n")
     -- A spec the sandbox rejects is bad usage; a step that failed is a set-up failure.
