@@ -130,6 +130,8 @@ install: all
 	install -m 0644 $(CORE_SO) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/lunas/core.so
 	install -m 0644 $(wildcard lua/lunas/*.lua) $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/
 	install -m 0644 $(wildcard lua/lunas/cli/*.lua) $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/cli/
+	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+	install -m 0644 completions/lunas.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/lunas
 
 # What luarocks' make backend calls (rockspec/lunas-scm-1.rockspec), with its own directories.
 rock-install: all
@@ -141,7 +143,7 @@ rock-install: all
 
 uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/bin/lunas $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/lunas \
-	  $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas
+	  $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas $(DESTDIR)$(PREFIX)/share/bash-completion/completions/lunas
 
 clean:
 	rm -rf build

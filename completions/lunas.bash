@@ -1,0 +1,62 @@
+# bash completion for lunas: commands, their options, and what an option takes (files, directories, pids,
+# network namespace names). Installed by `make install` into share/bash-completion/completions/lunas.
+
+_lunas_run_options="--argv0 --as-pid-1 --bind --bind-try --cap-add --cap-drop --chdir --chmod --clearenv --cpu
+  --cpu-weight --cpuset --dev --dev-bind --dev-bind-try --die-with-parent --dir --file --gid --help --hostname
+  --json-status --keep-env --landlock-bind --landlock-connect --landlock-ro --landlock-rw --landlock-strict
+  --limits-best-effort --mask --memory --memory-high --mqueue --new-session --no-die-with-parent --no-harden
+  --no-seccomp --overlay --overlay-src --perms --pids --proc --remount-ro --ro-bind --ro-bind-try --ro-overlay
+  --rootfs --seccomp --seccomp-allow --seccomp-deny --seccomp-show --setenv --share-net --share-session --size
+  --swap --symlink --timeout --tmp-overlay --tmpfs --uid --unsetenv --unshare-all --unshare-cgroup --unshare-ipc
+  --unshare-net --unshare-pid --unshare-user --unshare-uts --usage"
+_lunas_enter_options="--all --cgroup --help --ipc --mount --net --pid --root --time --user --uts --wd"
+_lunas_ns_options="--help --json --type"
+_lunas_seccomp_groups="mount module raw-io reboot swap clock debug perf bpf keyring userfaultfd obsolete privileged
+  namespaces userns tty"
+
+_lunas() {
+  local cur prev command i
+  cur=${COMP_WORDS[COMP_CWORD]}
+  prev=${COMP_WORDS[COMP_CWORD-1]}
+  command=
+  for ((i = 1; i < COMP_CWORD; i++)); do
+    case ${COMP_WORDS[i]} in
+      --) return 0 ;;  # the command's own arguments: leave them to bash's default
+      run|enter|ns) command=${COMP_WORDS[i]}; break ;;
+    esac
+  done
+  if [[ -z $command ]]; then
+    if [[ $cur == -* ]]; then
+      COMPREPLY=($(compgen -W "-e -i --lua-env --version --help" -- "$cur"))
+    else
+      COMPREPLY=($(compgen -W "run enter ns" -- "$cur") $(compgen -f -X '!*.lua' -- "$cur"))
+    fi
+    return 0
+  fi
+  case $command in
+    run)
+      case $prev in
+        --bind|--ro-bind|--dev-bind|--bind-try|--ro-bind-try|--dev-bind-try|--rootfs|--chdir|--overlay-src|--tmpfs|\
+        --dir|--remount-ro|--mask|--proc|--dev|--mqueue|--landlock-ro|--landlock-rw|--json-status)
+          COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+        --seccomp) COMPREPLY=($(compgen -f -X '!*.lua' -- "$cur")); return 0 ;;
+        --seccomp-deny|--seccomp-allow) COMPREPLY=($(compgen -W "$_lunas_seccomp_groups" -- "$cur")); return 0 ;;
+        --cap-add|--cap-drop)
+          COMPREPLY=($(compgen -W "ALL $(sed -n 's/^\s*#define CAP_\([A-Z_]*\)\s\+[0-9]\+$/CAP_\1/p' \
+            /usr/include/linux/capability.h 2>/dev/null)" -- "$cur")); return 0 ;;
+      esac
+      COMPREPLY=($(compgen -W "$_lunas_run_options --" -- "$cur")) ;;
+    enter)
+      if [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W "$_lunas_enter_options --" -- "$cur"))
+      else
+        COMPREPLY=($(compgen -W "$(ls /run/netns 2>/dev/null) $(ls /proc | grep '^[0-9]')" -- "$cur"))
+      fi ;;
+    ns)
+      if [[ $prev == ns ]]; then COMPREPLY=($(compgen -W "list" -- "$cur"))
+      elif [[ $prev == --type || $prev == -t ]]; then
+        COMPREPLY=($(compgen -W "user pid mount uts ipc net cgroup time" -- "$cur"))
+      else COMPREPLY=($(compgen -W "$_lunas_ns_options" -- "$cur")); fi ;;
+  esac
+}
+complete -o default -F _lunas lunas

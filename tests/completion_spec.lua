@@ -1,0 +1,90 @@
+-- Bash completion (completions/lunas.bash): the options it offers are exactly the options the commands accept
+-- (compared with each --help and with the parsers' own verdict), and completing a few words gives what a user
+-- expects. Completion runs in a real bash.
+
+local util = require "support.util"
+local security = require "lunas.security"
+
+local ROOT = os.getenv("LUNAS_ROOT") or "."
+local LUNAS = (os.getenv("LUNAS_BUILD") or (ROOT .. "/build")) .. "/bin/lunas"
+local SCRIPT = ROOT .. "/completions/lunas.bash"
+
+local function bash(script)
+  local out, code = util.run{ "bash", "-c", "source " .. util.quote(SCRIPT) .. "\n" .. script }
+  assert.equal(0, code, out)
+  return out
+end
+
+-- What bash completes for the words given (the last one being completed).
+local function complete(...)
+  local words = {}
+  for i, w in ipairs{ ... } do words[i] = util.quote(w) end
+  local out = bash(("COMP_WORDS=(%s); COMP_CWORD=%d; _lunas; printf '%%s\\n' \"${COMPREPLY[@]}\"")
+    :format(table.concat(words, " "), select("#", ...) - 1))
+  local list = {}
+  for line in out:gmatch("[^\n]+") do list[#list + 1] = line end
+  return list
+end
+
+local function set_of(words)
+  local set = {}
+  for _, w in ipairs(words) do set[w] = true end
+  return set
+end
+
+-- The options a command's --help names that its parser accepts (help text also says "--unshare-*" and quotes
+-- other programs' options).
+local function help_options(argv, accepted)
+  local help = util.run(argv)
+  local set = {}
+  for opt in help:gmatch("%-%-[%a][%w-]*") do
+    if accepted(opt) then set[opt] = true end
+  end
+  return set
+end
+
+local function accepted_by(command)
+  return function(opt)
+    local argv = { LUNAS, table.unpack(command) }
+    argv[#argv + 1] = opt
+    local out = util.run(argv)
+    return not out:find("unknown option", 1, true)
+  end
+end
+
+describe("bash completion #rootless", function()
+  it("offers every option lunas run, enter and ns list accept, and nothing else", function()
+    local cases = {
+      { var = "_lunas_run_options", help = { LUNAS, "run", "--help" }, command = { "run" } },
+      { var = "_lunas_enter_options", help = { LUNAS, "enter", "--help" }, command = { "enter", "1" } },
+      { var = "_lunas_ns_options", help = { LUNAS, "ns", "list", "--help" }, command = { "ns", "list" } },
+    }
+    for _, c in ipairs(cases) do
+      local offered = set_of(util.words(bash("echo $" .. c.var)))
+      local accepted = accepted_by(c.command)
+      for opt in pairs(offered) do
+        assert.is_true(accepted(opt), c.var .. " offers " .. opt .. ", which the command refuses")
+      end
+      for opt in pairs(help_options(c.help, accepted)) do
+        assert.is_true(offered[opt], opt .. " (in " .. table.concat(c.help, " ") .. ") is not completed")
+      end
+    end
+  end)
+
+  it("completes commands, options, seccomp groups, namespace types and capability names", function()
+    assert.same({ "run" }, complete("lunas", "r"))
+    assert.same({ "--landlock-bind", "--landlock-connect", "--landlock-ro", "--landlock-rw", "--landlock-strict" },
+      complete("lunas", "run", "--landl"))
+    assert.same({ "list" }, complete("lunas", "ns", "l"))
+    assert.same({ "net" }, complete("lunas", "ns", "list", "--type", "n"))
+    assert.same({ "CAP_NET_ADMIN" }, complete("lunas", "run", "--cap-add", "CAP_NET_A"))
+    local groups = {}
+    for name in pairs(security.groups) do groups[#groups + 1] = name end
+    table.sort(groups)
+    local offered = complete("lunas", "run", "--seccomp-deny", "")
+    table.sort(offered)
+    assert.same(groups, offered)
+    -- after --, the command's own words are bash's default completion
+    assert.same({}, complete("lunas", "run", "--", "ls", "--al"))
+  end)
+end)
