@@ -192,6 +192,36 @@ local expectations = {
       assert.matches("^payload exited with status 0; %d+ connect%(%) calls seen$", lines[7])
     end,
   },
+  ["enter_sandbox.lua"] = {
+    tags = " #rootless",
+    needs = { "userns" },
+    check = function(name)
+      local out, err, code = sh(example_command(name))
+      assert.are.equal(0, code, err)
+      assert.are.equal("host name: box\nnote: written inside\nPID 1: the lunas reaper\nhost name outside: unchanged\n", out)
+    end,
+  },
+  ["ns_inventory.lua"] = {
+    tags = " #rootless",
+    needs = { "userns" },
+    check = function(name)
+      local out, err, code = sh(example_command(name))
+      assert.are.equal(0, code, err)
+      local inventory = require("lunas.json").decode(out)
+      local box = inventory.sandbox
+      -- the sandbox's namespaces, as its PID 1's /proc entry names them: the reaper and sleep in each
+      for _, kind in ipairs{ "user", "pid", "mount", "uts", "ipc", "net", "cgroup" } do
+        local entry = box.namespaces[kind]
+        assert.is_table(entry, kind)
+        assert.are.equal(2, entry.processes, kind)
+        assert.is_true(entry.inode > 0)
+      end
+      for kind, t in pairs(inventory.by_type) do
+        assert.is_true(t.namespaces >= 1 and t.processes >= 0, kind)
+      end
+      assert.is_true(inventory.by_type.net.namespaces >= 2) -- ours and the sandbox's
+    end,
+  },
   ["two_hosts.lua"] = {
     tags = " #root",
     needs = { "root" },

@@ -5,6 +5,8 @@ local errors = require "lunas.errors"
 local sandbox = require "lunas.sandbox"
 local ns = require "lunas.ns"
 local cgroup = require "lunas.cgroup"
+local security = require "lunas.security"
+local json = require "lunas.json"
 
 errors.register_module()
 
@@ -16,6 +18,8 @@ local M = {
   is_error = errors.is,
   ns = ns,
   cgroup = cgroup,
+  security = security,
+  json = json,
   sandbox = sandbox.new,
   signals = core.signals,
 }
