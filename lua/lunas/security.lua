@@ -231,15 +231,6 @@ function M.describe(p)
   return errors.check(filter:pfc())
 end
 
---- Loads a profile from a Lua file returning a profile table (the format of spec.seccomp).
-function M.load_profile(path)
-  local chunk, err = loadfile(path, "t", {})
-  if not chunk then errors.raise{ op = "seccomp", msg = "seccomp profile: " .. err, code = "EINVAL" } end
-  local ok, value = pcall(chunk)
-  if not ok then errors.raise{ op = "seccomp", msg = ("seccomp profile %s: %s"):format(path, tostring(value)), code = "EINVAL" } end
-  return M.check_profile(path, value)
-end
-
 -- ---- capabilities ----------------------------------------------------------------------------------------------
 
 local function capability_set(field, value)
