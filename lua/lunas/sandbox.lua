@@ -1124,11 +1124,8 @@ function Running:wait(timeout)
 end
 
 local function read_status_field(pid, name)
-  local f = io.open("/proc/" .. pid .. "/status")
-  if not f then return nil end
-  local status = f:read("a")
-  f:close()
-  return status:match("\n" .. name .. ":%s*([^\n]*)")
+  local status = read_all("/proc/" .. pid .. "/status")
+  return status and status:match("\n" .. name .. ":%s*([^\n]*)")
 end
 
 --- The payload's pid as the host sees it: the sandbox's own pid without a reaper, else the reaper's child whose
