@@ -452,6 +452,24 @@ static int mount_file_type(lua_State *L) {
     return 1;
 }
 
+/* mkdir(path [, mode = 0755]): one directory (not its parents); EEXIST when there, whatever it is. For lunas's own
+ * state under /run/lunas, where a path made by another tool must not pass for ours. */
+static int mount_mkdir(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    mode_t mode = lua_isnoneornil(L, 2) ? 0755 : (mode_t)lunas_check_range(L, 2, 2, "mode", 0, 07777);
+    if (mkdir(path, mode) < 0) return lunas_push_error(L, errno, "mkdir", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* rmdir(path): an empty directory. */
+static int mount_rmdir(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    if (rmdir(path) < 0) return lunas_push_error(L, errno, "rmdir", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* realpath(path) -> the canonical absolute path, every symlink resolved (as the calling process sees them). */
 static int mount_realpath(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
@@ -477,6 +495,8 @@ void lunas_open_mount(lua_State *L) {
         {"chmod_in_root", mount_chmod_in_root},
         {"file_type", mount_file_type},
         {"realpath", mount_realpath},
+        {"mkdir", mount_mkdir},
+        {"rmdir", mount_rmdir},
         {NULL, NULL},
     };
     luaL_setfuncs(L, functions, 0);

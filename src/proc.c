@@ -984,6 +984,13 @@ static int proc_dup2(lua_State *L) {
     return 1;
 }
 
+/* isatty(fd): whether fd is a terminal; progress lines go to a terminal only, never into a pipe or a log. */
+static int proc_isatty(lua_State *L) {
+    int fd = lunas_check_fd(L, 1, 1, "fd");
+    lua_pushboolean(L, isatty(fd));
+    return 1;
+}
+
 /* kill(pid, signal): one process by pid, never a group (pid <= 0 is refused: -1 would be every process). For the
  * processes of a frozen v1 cgroup, which cannot exit (and so cannot be replaced by another pid) until thawed. */
 /* send_fd(socket, fd): passes a descriptor over a unix socket (SCM_RIGHTS), with one byte of data. */
@@ -1087,6 +1094,7 @@ void lunas_open_proc(lua_State *L) {
         {"chroot", proc_chroot},
         {"getcwd", proc_getcwd},
         {"dup2", proc_dup2},
+        {"isatty", proc_isatty},
         {"send_fd", proc_send_fd},
         {"recv_fd", proc_recv_fd},
         {"process_read", proc_process_read},

@@ -779,6 +779,52 @@ function M.open(target)
   outside(target, real, layout.v2 and layout.v2.path or "(see /proc/self/cgroup)")
 end
 
+--- What a later process needs to find this cgroup again (a lab's record): {path = "rel/path", dirs = {v2 =
+-- "/sys/fs/cgroup/...", v1 = {[hierarchy] = dir}}}, plain data that survives a JSON round trip.
+function Cgroup:record()
+  assert_open(self)
+  local v1 = {}
+  for key, dir in pairs(self.dirs.v1) do v1[key] = dir end
+  return { path = self.path, dirs = { v2 = self.dirs.v2, v1 = v1 } }
+end
+
+-- Is dir strictly below one of the cgroup hierarchies mounted here?
+local function below_a_mount(dir)
+  local mounts = {}
+  local v2_mount, v1_mounts = cgroup_mounts()
+  if v2_mount then mounts[#mounts + 1] = v2_mount.path end
+  for _, m in pairs(v1_mounts) do mounts[#mounts + 1] = m.path end
+  for _, m in ipairs(mounts) do
+    if dir:sub(1, #m + 1) == m .. "/" and not dir:find("/%.%.?/") and not dir:find("/%.%.?$") then return true end
+  end
+  return false
+end
+
+--- Takes back a cgroup that a lunas process created and wrote down with cg:record(), so that another process
+-- (lunas lab down, lunas gc) can remove it, even from another cgroup of its own. Each recorded directory must
+-- lie below a cgroup mount and end with the recorded path; directories already gone are left out. Closing the
+-- result never removes anything: remove() does.
+function M.adopt(record)
+  if type(record) ~= "table" or type(record.dirs) ~= "table" or type(record.path) ~= "string"
+      or not valid_relative(record.path) or record.path == "" then
+    misuse("record", "a table from cg:record() expected")
+  end
+  local layout = M.layout()
+  local dirs = { v1 = {} }
+  local function take(dir, field)
+    if type(dir) ~= "string" or not below_a_mount(dir) or dir:sub(-#record.path - 1) ~= "/" .. record.path then
+      misuse(field, "a cgroup directory ending in '%s' expected, got %s", record.path, tostring(dir))
+    end
+    return exists(dir) and dir or nil
+  end
+  if record.dirs.v2 ~= nil then dirs.v2 = take(record.dirs.v2, "record.dirs.v2") end
+  for key, dir in pairs(record.dirs.v1 or {}) do
+    if type(key) ~= "string" then misuse("record.dirs.v1", "hierarchy names expected") end
+    dirs.v1[key] = take(dir, "record.dirs.v1." .. key)
+  end
+  return new_object(layout, record.path, dirs, false)
+end
+
 -- ---- processes ------------------------------------------------------------------------------------------
 
 local function read_pids(dir)
@@ -1109,6 +1155,59 @@ function Cgroup:close()
   self:remove()
 end
 Cgroup.__close = Cgroup.close
+
+-- ---- garbage ------------------------------------------------------------------------------------------
+
+-- Processes in dir and every cgroup below it.
+local function populated(dir)
+  local dirs = subdirs_deepest_first(dir)
+  dirs[#dirs + 1] = dir
+  for _, d in ipairs(dirs) do
+    if #read_pids(d) > 0 then return true end
+  end
+  return false
+end
+
+--- Finds the cgroups a dead lunas left below our own: those named lunas-PID-N (the names M.new gives) whose PID
+-- is no longer a process here. An empty one is removed (unless opts.dry_run); one that still holds processes is
+-- kept and reported, since only a sandbox started without die-with-parent outlives its lunas, on purpose.
+-- opts.keep lists paths to leave alone (the cgroups of labs that are up: net.gc() reports them).
+-- Returns {removed = {paths}, busy = {paths}}.
+function M.gc(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then misuse("options", "table expected, got %s", type(opts)) end
+  for k in pairs(opts) do
+    if k ~= "dry_run" and k ~= "keep" then misuse("options", "unknown field '%s'", tostring(k)) end
+  end
+  if opts.keep ~= nil and type(opts.keep) ~= "table" then misuse("keep", "a list of cgroup paths expected") end
+  local layout = M.layout()
+  local report, seen = { removed = {}, busy = {} }, {}
+  for _, path in ipairs(opts.keep or {}) do seen[path] = true end
+  local roots = {}
+  if layout.v2 then roots[#roots + 1] = layout.v2.dir end
+  for _, h in pairs(layout.v1) do roots[#roots + 1] = h.dir end
+  table.sort(roots)
+  for _, root in ipairs(roots) do
+    for _, name in ipairs(core.cgroup_children(root) or {}) do
+      local pid = tonumber(name:match("^lunas%-(%d+)%-%d+$"))
+      if pid and not seen[name] and core.file_type("/proc/" .. pid) ~= "dir" then
+        seen[name] = true
+        local cg = open_relative(layout, name)
+        local busy = false
+        for _, dir in ipairs(each_dir(cg)) do busy = busy or populated(dir) end
+        if busy then
+          report.busy[#report.busy + 1] = name
+        else
+          if not opts.dry_run then cg:remove() end
+          report.removed[#report.removed + 1] = name
+        end
+      end
+    end
+  end
+  table.sort(report.removed)
+  table.sort(report.busy)
+  return report
+end
 
 -- ---- delegation -----------------------------------------------------------------------------------------
 

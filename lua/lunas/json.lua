@@ -11,8 +11,16 @@ local function encode_string(s)
   return '"' .. s:gsub('[%c"\\]', function(c) return ESCAPES[c] or ("\\u%04x"):format(c:byte()) end) .. '"'
 end
 
--- A table is an array when its keys are exactly 1..n (an empty table is an empty array).
+local OBJECT = { __name = "json.object" }
+
+--- Marks a table as a JSON object, so that it encodes as {} when empty (an unmarked empty table is []).
+function M.object(t)
+  return setmetatable(t or {}, OBJECT)
+end
+
+-- A table is an array when its keys are exactly 1..n (an empty table is an empty array, unless marked).
 local function is_array(t)
+  if getmetatable(t) == OBJECT then return false end
   local n = #t
   for k in pairs(t) do
     if math.type(k) ~= "integer" or k < 1 or k > n then return false end
@@ -71,6 +79,10 @@ end
 
 --- Encodes a value; opts.indent (a string such as "  ") pretty-prints.
 function M.encode(value, opts)
+  if opts ~= nil and type(opts) ~= "table" then error("json.encode: options table expected", 2) end
+  if opts and opts.indent ~= nil and type(opts.indent) ~= "string" then
+    error("json.encode: indent: a string such as \"  \" expected", 2)
+  end
   return encode_value(value, opts and opts.indent, 0, {})
 end
 
@@ -114,7 +126,8 @@ decode_value = function(s, pos)
   pos = skip(s, pos)
   local c = s:sub(pos, pos)
   if c == "{" then
-    local t = {}
+    -- Marked, so that an empty object decoded and encoded again stays {}.
+    local t = M.object()
     pos = skip(s, pos + 1)
     if s:sub(pos, pos) == "}" then return t, pos + 1 end
     while true do

@@ -11,8 +11,15 @@
 -- switches are bridges in a namespace of the lab's own ("lunas-NAME"), so a lab never adds a link to the
 -- namespace it was built from. Every link of the lab carries the lab's link group: close() deletes them with
 -- one request, then drops the namespaces.
+--
+-- A lab that persists its namespaces is recorded under /run/lunas/labs/NAME (lunas.lab_record) before each
+-- object exists, so `lunas gc` can remove what a crashed lunas left. lab:keep() (or `lunas lab up`, which keeps
+-- every lab its recipe builds) lets a lab outlive its builder: net.down(NAME) removes it later, from any process.
 local core = require "lunas.core"
 local errors = require "lunas.errors"
+local json = require "lunas.json"
+local lab_record = require "lunas.lab_record"
+local process = require "lunas.process"
 
 errors.register_module()
 
@@ -132,17 +139,35 @@ local function read_all(fd)
   return table.concat(chunks)
 end
 
+-- The cgroup that holds what a kept lab's hosts run, made at the first command: after `lab up` returns, nothing
+-- else knows those processes, and one that forks a daemon would escape a list of pids.
+local function lab_cgroup(lab)
+  if not lab.cgroup then
+    lab.cgroup = require("lunas.cgroup").new()
+    lab.record:note{ cgroup = lab.cgroup:record() }
+  end
+  return lab.cgroup
+end
+
 -- The environment of a command run in a node: ours, as `ip netns exec` keeps it.
 local function spawn_in(node, argv, opts, stdout_w)
-  return in_netns(node.ns, function()
-    if not stdout_w then return check(core.spawn{ argv = argv, env = opts.env }) end
-    return check(core.spawn{ fn = function()
+  local lab = node.lab
+  local function spawn(o)
+    if lab.kept then return lab_cgroup(lab):spawn(o) end
+    return check(core.spawn(o))
+  end
+  local proc = in_netns(node.ns, function()
+    if not stdout_w then return spawn{ argv = argv, env = opts.env } end
+    return spawn{ fn = function()
       core.dup2(stdout_w, 1)
       local _, msg = core.exec(argv, { env = opts.env })
       io.stderr:write(tostring(msg), "\n")
       core.exit(127)
-    end })
+    end }
   end)
+  -- So that gc can still find it if lunas dies while it runs (by pid and start time: the pid may be reused).
+  if lab.record then lab.record:note{ process = { pid = proc.pid, start = process.start_time(proc.pid) } } end
+  return proc
 end
 
 --- Starts a command inside the node (same user and file system, only the network namespace changes, as with
@@ -273,8 +298,13 @@ local function new_namespace(self, name)
   local ns = check(core.ns_create("net"))
   if self.netns_dir then
     local path = self.netns_dir .. "/" .. name
+    -- Written down before it exists: a crash right after persist() still leaves it named in the record. (A crash
+    -- before it, and another tool creating the same name before gc runs, is the one case gc would take a
+    -- namespace that is not ours: a few microseconds against a leak at every crash.)
+    if self.record then self.record:note{ netns = path } end
     local ok, msg, code = core.persist(ns, path, { shared_dir = self.netns_dir == NETNS_DIR })
     if not ok then
+      if self.record then self.record:note{ failed = path } end
       ns:close()
       check(nil, msg, code)
     end
@@ -412,6 +442,7 @@ make_link = function(self, a, b, name_a, name_b, opts)
   end
   a.lab_links[#a.lab_links + 1], b.lab_links[#b.lab_links + 1] = link, link
   self.links[#self.links + 1] = link
+  if self.on_progress then self.on_progress("link", #self.links) end
   return link
 end
 
@@ -528,25 +559,61 @@ end
 
 local SHAPES = { host = "box", router = "diamond", switch = "ellipse" }
 
---- The topology in Graphviz DOT: nodes with their addresses, links with interface names and impairments.
-function Lab:dot()
+--- The lab as plain data (what state.json keeps and `lunas lab show --json` prints): {name, fabric = path,
+-- nodes = {{name, kind, netns = path | nil, bridge = name (a switch), addresses = {{link, address}}, routes =
+-- {{dst, via, dev, ...}}, nat = {out, forward} | nil}}, links = {{a = {node, ifname}, b = {node, ifname},
+-- params = {delay =, loss =, rate =, ...}}}}, nodes and links in the order they were made.
+function Lab:describe()
   lab_check(self)
-  local out = { "graph " .. dot_quote(self.name) .. " {", "  node [fontname=\"monospace\"];" }
+  local nodes, links = {}, {}
   for _, node in ipairs(self.order) do
-    local label = { node.name }
-    for _, a in ipairs(node.assigned) do label[#label + 1] = a.link .. " " .. a.address end
-    out[#out + 1] = ("  %s [shape=%s, label=%s];"):format(dot_quote(node.name), SHAPES[node.kind],
-      dot_quote(table.concat(label, "\\n")):gsub("\\\\n", "\\n"))
+    local addresses, routes = {}, {}
+    for _, a in ipairs(node.assigned) do addresses[#addresses + 1] = { link = a.link, address = a.address } end
+    for _, r in ipairs(node.added_routes) do
+      local copy = {}
+      for k, v in pairs(r) do copy[k] = v end
+      routes[#routes + 1] = copy
+    end
+    nodes[#nodes + 1] = { name = node.name, kind = node.kind, netns = node.path, bridge = node.bridge,
+      addresses = addresses, routes = routes, nat = node.nat }
   end
   for _, link in ipairs(self.links) do
+    local params = json.object()
+    for k, v in pairs(link.params) do params[k] = v end
     local a, b = link.ends[1], link.ends[2]
+    links[#links + 1] = { a = { node = a.node.name, ifname = a.ifname }, b = { node = b.node.name, ifname = b.ifname },
+      params = params }
+  end
+  return { name = self.name, fabric = self.fabric_path, nodes = nodes, links = links }
+end
+
+--- The topology of a lab description (lab:describe(), or a recorded one) in Graphviz DOT: nodes with their
+-- addresses, links with interface names and impairments.
+function M.dot(description)
+  if type(description) ~= "table" or type(description.nodes) ~= "table" or type(description.links) ~= "table" then
+    misuse("dot", "a lab description expected (lab:describe())")
+  end
+  local out = { "graph " .. dot_quote(description.name or "lab") .. " {", "  node [fontname=\"monospace\"];" }
+  for _, node in ipairs(description.nodes) do
+    local label = { node.name }
+    for _, a in ipairs(node.addresses or {}) do label[#label + 1] = a.link .. " " .. a.address end
+    out[#out + 1] = ("  %s [shape=%s, label=%s];"):format(dot_quote(node.name), SHAPES[node.kind] or "box",
+      dot_quote(table.concat(label, "\\n")):gsub("\\\\n", "\\n"))
+  end
+  for _, link in ipairs(description.links) do
+    local a, b = link.a, link.b
     local attrs = { ("taillabel=%s, headlabel=%s"):format(dot_quote(a.ifname), dot_quote(b.ifname)) }
     local label = link_label(link)
     if label ~= "" then attrs[#attrs + 1] = "label=" .. dot_quote(label) end
-    out[#out + 1] = ("  %s -- %s [%s];"):format(dot_quote(a.node.name), dot_quote(b.node.name), table.concat(attrs, ", "))
+    out[#out + 1] = ("  %s -- %s [%s];"):format(dot_quote(a.node), dot_quote(b.node), table.concat(attrs, ", "))
   end
   out[#out + 1] = "}"
   return table.concat(out, "\n") .. "\n"
+end
+
+--- The topology in Graphviz DOT (net.dot of lab:describe()).
+function Lab:dot()
+  return M.dot(self:describe())
 end
 
 local function find_program(name)
@@ -587,45 +654,304 @@ end
 
 -- ---- teardown --------------------------------------------------------------------------------------------
 
---- Removes everything the lab made: its processes (killed), every link (one group delete in the fabric;
--- links between hosts go with their namespaces), the namespaces and their /run/netns entries. Idempotent.
--- Errors are collected: everything is attempted, then the first failure is raised.
-function Lab:close()
-  if self.closed or self.owner ~= core.getpid() then return end
-  self.closed = true
+-- Removes a lab's kernel objects from what is left of it: parts.kill(attempt) ends its processes, then one group
+-- delete in the fabric (parts.fabric_netlink) takes every switch port and the veths with an end there, then the
+-- persisted namespaces go (parts.paths, fabric last), and with them the links between hosts. Everything is
+-- attempted; the first failure is returned as {msg, code}.
+local function remove_objects(parts)
   local first
   local function attempt(ok, msg, code)
     if ok == nil and msg ~= nil and not first then first = { msg = msg, code = code } end
   end
-  for _, proc in ipairs(self.processes) do
-    if proc:alive() then
-      proc:kill("KILL")
-      proc:wait()
-    end
-    proc:close()
-  end
-  if self.fabric_netlink then
+  parts.kill(attempt)
+  if parts.fabric_netlink then
     -- ENODEV: no link in the group (a lab of hosts linked only to each other).
-    local ok, msg, code = self.fabric_netlink:link_del_group(LAB_GROUP)
+    local ok, msg, code = parts.fabric_netlink:link_del_group(LAB_GROUP)
     if code ~= "ENODEV" then attempt(ok, msg, code) end
-    self.fabric_netlink:close()
   end
+  for _, path in ipairs(parts.paths) do
+    local ok, msg, code = core.unpersist(path)
+    if code ~= "ENOENT" then attempt(ok, msg, code) end
+  end
+  return first
+end
+
+-- A raised lunas error as attempt() takes it.
+local function attempt_call(attempt, fn, ...)
+  local ok, err = pcall(fn, ...)
+  if not ok then attempt(nil, errors.is(err) and err.msg or tostring(err), errors.is(err) and err.code or "EIO") end
+end
+
+local function close_handles(self)
+  if self.fabric_netlink then self.fabric_netlink:close() end
   for _, node in ipairs(self.order) do
     if node.kind ~= "switch" then
       if node.netlink then node.netlink:close() end
-      if node.path then attempt(core.unpersist(node.path)) end
       node.ns:close()
     end
   end
-  if self.fabric_path then attempt(core.unpersist(self.fabric_path)) end
   if self.fabric then self.fabric:close() end
+end
+
+-- A kept lab at the end of its builder's scope: the record says it is up, and this process lets go of it
+-- (descriptors closed, nothing in the kernel touched).
+local function let_go(self)
+  local description = self:describe()
+  self.closed = true
+  local counts = { host = 0, router = 0, switch = 0 }
+  for _, node in ipairs(self.order) do counts[node.kind] = counts[node.kind] + 1 end
+  self.record:finish{ status = "up", name = self.name, pid = core.getpid(), created = self.created,
+    built_in = core.now() - self.started, hosts = counts.host, routers = counts.router, switches = counts.switch,
+    links = #self.links, lab = description }
+  self.record:close()
+  for _, proc in ipairs(self.processes) do proc:close() end
+  if self.cgroup then
+    self.cgroup.owner = nil -- its processes live on: closing the object must not remove it
+    self.cgroup:close()
+  end
+  close_handles(self)
+end
+
+--- Removes everything the lab made: its processes (killed), every link (one group delete in the fabric;
+-- links between hosts go with their namespaces), the namespaces and their /run/netns entries, and its record.
+-- Idempotent. Errors are collected: everything is attempted, then the first failure is raised (the record then
+-- stays, so `lunas gc` can finish the job). A kept lab (lab:keep()) is not removed when its scope ends without
+-- an error: it is recorded as up and left running; when the scope ends by an error, it is removed like any other.
+function Lab:close(err)
+  if self.closed or self.owner ~= core.getpid() then return end
+  if self.kept and err == nil then return let_go(self) end
+  self.closed = true
+  local paths = {}
+  for _, node in ipairs(self.order) do
+    if node.path then paths[#paths + 1] = node.path end
+  end
+  if self.fabric_path then paths[#paths + 1] = self.fabric_path end
+  local first = remove_objects{
+    kill = function(attempt)
+      for _, proc in ipairs(self.processes) do
+        if proc:alive() then
+          proc:kill("KILL")
+          proc:wait()
+        end
+        proc:close()
+      end
+      if self.cgroup then attempt_call(attempt, self.cgroup.close, self.cgroup) end
+    end,
+    fabric_netlink = self.fabric_netlink, paths = paths }
+  close_handles(self)
+  if self.record then
+    if first then self.record:close() else self.record:remove() end
+  end
   if first then errors.raise{ op = "lab", msg = "lab: close: " .. first.msg, code = first.code } end
 end
 Lab.__close = Lab.close
 Lab.__gc = nil
 
+--- Lets the lab outlive this process: when its scope ends (or close() is called) without an error, it is
+-- recorded as up under /run/lunas/labs/NAME and left in place, processes and all; net.down(NAME) or
+-- `lunas lab down NAME` removes it later, from any process. Needs persisted namespaces (root). Returns the lab.
+function Lab:keep()
+  lab_check(self)
+  if not self.record then
+    errors.raise{ op = "lab", code = "EPERM", msg = ("lab: keep %s: only a lab with persisted namespaces and a record "
+      .. "under %s can outlive its process (root in the initial user namespace)"):format(self.name, lab_record.DIR) }
+  end
+  if not self.kept then
+    self.record:note{ kept = true }
+    self.kept = true
+  end
+  return self
+end
+
 function Lab:__tostring()
   return ("lab %s (%d nodes, %d links%s)"):format(self.name, self.count, #self.links, self.closed and ", closed" or "")
+end
+
+-- ---- labs recorded under /run/lunas/labs: down, list, show, gc ------------------------------------------------
+
+local function lab_error(msg, code)
+  errors.raise{ op = "lab", msg = "lab: " .. msg, code = code }
+end
+
+-- Removes a recorded lab's objects and then its record.
+local function remove_record(rec)
+  local fabric_ns, fabric_netlink
+  local paths = {}
+  for _, path in ipairs(rec.netns) do
+    if path == rec.fabric then
+      fabric_ns = core.ns_open(path)
+      fabric_netlink = fabric_ns and core.netlink(fabric_ns) or nil
+    else
+      paths[#paths + 1] = path
+    end
+  end
+  if fabric_ns then paths[#paths + 1] = rec.fabric end
+  local first = remove_objects{
+    kill = function(attempt)
+      for _, p in ipairs(rec.processes) do
+        if type(p) == "table" and process.kill(p.pid, p.start) == nil then
+          attempt(nil, ("kill pid %s: still there after 5 s"):format(tostring(p.pid)), "EBUSY")
+        end
+      end
+      local cgroup = require "lunas.cgroup"
+      for _, c in ipairs(rec.cgroups) do
+        attempt_call(attempt, function() cgroup.adopt(c):remove() end)
+      end
+    end,
+    fabric_netlink = fabric_netlink, paths = paths }
+  if fabric_netlink then fabric_netlink:close() end
+  if fabric_ns then fabric_ns:close() end
+  if first then lab_error(("down %s: %s"):format(rec.name, first.msg), first.code) end
+  local ok, msg, code = lab_record.remove(rec.name)
+  if not ok then lab_error(("down %s: %s"):format(rec.name, msg), code) end
+  return true
+end
+
+local function read_record(name)
+  if not valid_name(name) then misuse("down", "bad lab name '%s'", tostring(name)) end
+  local rec = lab_record.read(name)
+  if not rec then lab_error(("no lab named %s (under %s)"):format(name, lab_record.DIR), "ENOENT") end
+  return rec
+end
+
+--- Removes a recorded lab (kept with lab:keep() or `lunas lab up`, or left by a crashed lunas): kills the
+-- processes started in its hosts, deletes its links, namespaces and cgroup, then its record. A lab whose
+-- builder is still at work is refused (EBUSY): that process owns it.
+function M.down(name)
+  local rec = read_record(name)
+  if rec.status == "building" or rec.status == "in use" then
+    lab_error(("down %s: the lab is %s by pid %d"):format(name, rec.status == "building" and "being built" or "in use",
+      rec.pid), "EBUSY")
+  end
+  return remove_record(rec)
+end
+
+-- The summary of one record, as `lunas lab list` shows it.
+local function summary(rec)
+  local state = rec.state or {}
+  local lab = state.lab
+  return { name = rec.name, status = rec.status, pid = rec.pid, created = rec.created, built_in = state.built_in,
+    hosts = state.hosts, routers = state.routers, switches = state.switches, links = state.links,
+    nodes = lab and #lab.nodes or nil, namespaces = #rec.netns }
+end
+
+--- Every recorded lab: {{name, status = "up" | "building" | "in use" | "stale", pid (builder), created (epoch
+-- seconds), built_in (seconds), hosts, routers, switches, links, nodes, namespaces}}, sorted by name. Counts
+-- of nodes and links are known once a kept lab is up.
+function M.labs()
+  local out = {}
+  for _, name in ipairs(lab_record.names()) do
+    local rec = lab_record.read(name)
+    if rec then out[#out + 1] = summary(rec) end
+  end
+  return out
+end
+
+-- A node's interfaces as its namespace has them now: {{name, index, kind, up, operstate, mtu, mac, master,
+-- addresses = {...}}}, or nil, message.
+local function live_interfaces(ns)
+  local nl, msg = core.netlink(ns)
+  if not nl then return nil, msg end
+  local links, lmsg = nl:link_list()
+  local addrs = links and nl:addr_list() or nil
+  nl:close()
+  if not links then return nil, lmsg end
+  local by_index = {}
+  local out = {}
+  for _, l in ipairs(links) do
+    local entry = { name = l.name, index = l.index, kind = l.kind, up = l.up, operstate = l.operstate, mtu = l.mtu,
+      mac = l.mac, master = l.master, addresses = {} }
+    by_index[l.index] = entry
+    out[#out + 1] = entry
+  end
+  for _, a in ipairs(addrs or {}) do
+    local entry = by_index[a.index]
+    if entry then entry.addresses[#entry.addresses + 1] = a.address end
+  end
+  table.sort(out, function(x, y) return x.index < y.index end)
+  return out
+end
+
+--- One recorded lab in full: the summary of net.labs() plus `lab`, its description (lab:describe()) with each
+-- node's live state read from the kernel now: node.interfaces (name, index, kind, up, operstate, mtu, mac,
+-- addresses) for hosts and routers, node.ports (the bridge's ports) for switches, node.error when its namespace
+-- cannot be read. A lab that is not up has no description: `namespaces` lists what its record names.
+function M.show(name)
+  local rec = read_record(name)
+  local out = summary(rec)
+  out.namespaces = rec.netns
+  local lab = rec.state and rec.state.lab
+  if not lab then return out end
+  out.lab = lab
+  local fabric_links
+  local fabric = lab.fabric and core.ns_open(lab.fabric)
+  if fabric then
+    fabric_links = live_interfaces(fabric)
+    fabric:close()
+  end
+  for _, node in ipairs(lab.nodes) do
+    if node.kind == "switch" then
+      local bridge
+      for _, l in ipairs(fabric_links or {}) do
+        if l.name == node.bridge then bridge = l end
+      end
+      if bridge then
+        node.ports = {}
+        for _, l in ipairs(fabric_links) do
+          if l.master == bridge.index then node.ports[#node.ports + 1] = l.name end
+        end
+        node.up = bridge.up
+      else
+        node.error = ("bridge %s is gone from %s"):format(tostring(node.bridge), tostring(lab.fabric))
+      end
+    elseif node.netns then
+      local ns, msg = core.ns_open(node.netns)
+      if ns then
+        node.interfaces, msg = live_interfaces(ns)
+        ns:close()
+      end
+      if not node.interfaces then node.error = msg end
+    end
+  end
+  return out
+end
+
+--- Removes the labs whose builder died before they were complete or closed (status "stale"), as net.down
+-- would. opts.dry_run only reports. Returns {removed = {names}, cgroups = {the cgroup paths recorded by the
+-- labs that stay, which a cgroup gc must leave alone}}.
+function M.gc(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then misuse("gc", "options table expected") end
+  for k in pairs(opts) do
+    if k ~= "dry_run" then misuse("gc", "unknown option '%s'", tostring(k)) end
+  end
+  local report = { removed = {}, cgroups = {} }
+  for _, name in ipairs(lab_record.names()) do
+    local rec = lab_record.read(name)
+    if rec and rec.status == "stale" then
+      if not opts.dry_run then remove_record(rec) end
+      report.removed[#report.removed + 1] = name
+    elseif rec then
+      for _, c in ipairs(rec.cgroups) do report.cgroups[#report.cgroups + 1] = c.path end
+    end
+  end
+  return report
+end
+
+-- ---- creating a lab -------------------------------------------------------------------------------------
+
+local keep_every_lab, observers = false, {}
+
+--- From now on every lab this process creates is kept (lab:keep()): what `lunas lab up` does for its recipe.
+function M.keep_all()
+  keep_every_lab = true
+end
+
+--- Calls fn(lab) for every lab this process creates, right after it exists and before any node (the host
+-- binary uses it to show progress on a terminal).
+function M.observe(fn)
+  if type(fn) ~= "function" then misuse("observe", "function expected") end
+  observers[#observers + 1] = fn
 end
 
 local lab_options = { name = true, netns_dir = true, progress = true }
@@ -633,6 +959,9 @@ local lab_options = { name = true, netns_dir = true, progress = true }
 --- Creates a lab: net.lab{name = "lab", netns_dir = "/run/netns" | false | DIR, progress = fn(kind, count)}.
 -- netns_dir defaults to /run/netns when lunas is root in the initial user namespace, else false (namespaces
 -- are then kept by descriptor only, which is what an unprivileged user inside a user namespace gets).
+-- progress is called after each node ("node", count) and link ("link", count).
+-- With persisted namespaces, the lab is recorded under /run/lunas/labs/NAME (when that directory can be made),
+-- and a record of the same name refuses the lab: such a lab is up, in use, or was left by a crash (lunas gc).
 function M.lab(opts)
   opts = opts or {}
   if type(opts) ~= "table" then misuse("lab", "options table expected") end
@@ -646,19 +975,30 @@ function M.lab(opts)
   if netns_dir ~= false and (type(netns_dir) ~= "string" or netns_dir:sub(1, 1) ~= "/") then
     misuse("lab", "netns_dir: absolute path or false expected")
   end
+  if opts.progress ~= nil and type(opts.progress) ~= "function" then misuse("lab", "progress: function expected") end
   local self = setmetatable({ name = name, netns_dir = netns_dir, nodes = {}, order = {}, links = {}, processes = {},
-    count = 0, port_seq = 0, attach_seq = 0, fabric_names = {}, owner = core.getpid(), on_progress = opts.progress }, Lab)
+    count = 0, port_seq = 0, attach_seq = 0, fabric_names = {}, owner = core.getpid(), on_progress = opts.progress,
+    created = os.time(), started = core.now() }, Lab)
   -- Enough descriptors for a namespace and a netlink socket per node, as far as the hard limit allows.
   local soft, hard = core.getrlimit("nofile")
   if soft and hard and soft < hard then core.setrlimit("nofile", hard, hard) end
+  if netns_dir then
+    local fabric_path = netns_dir .. "/lunas-" .. name
+    local record, msg, code = lab_record.create(name, { netns_dir = netns_dir, fabric = fabric_path })
+    -- Without a record (not root), a crash leaves what gc cannot find: only a lab that must be kept needs one.
+    if not record and keep_every_lab then lab_error(("keep %s: cannot record it: %s"):format(name, msg), code) end
+    self.record = record
+  end
   local ok, err = pcall(function()
     self.fabric, self.fabric_path = new_namespace(self, "lunas-" .. name)
     self.fabric_netlink = check(core.netlink(self.fabric))
+    if keep_every_lab then self:keep() end
   end)
   if not ok then
-    self:close()
+    self:close(err)
     error(err, 0)
   end
+  for _, observe in ipairs(observers) do observe(self) end
   return self
 end
 

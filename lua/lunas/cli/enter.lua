@@ -7,6 +7,7 @@
 local core = require "lunas.core"
 local errors = require "lunas.errors"
 local cli = require "lunas.cli"
+local process = require "lunas.process"
 
 local M = {}
 
@@ -58,18 +59,6 @@ local function parse(args)
   return opts
 end
 
-local function start_time(pid)
-  local f = io.open("/proc/" .. pid .. "/stat", "r")
-  if not f then return nil end
-  local stat = f:read("a")
-  f:close()
-  -- field 22, counted after the command name (which may hold spaces and parentheses)
-  local rest = stat:match("^%d+ %b() (.*)$")
-  local fields = {}
-  for w in (rest or ""):gmatch("%S+") do fields[#fields + 1] = w end
-  return fields[20]
-end
-
 local function fail(msg)
   io.stderr:write("lunas enter: ", msg, "\n")
   return 125
@@ -77,12 +66,12 @@ end
 
 -- Joins a process's namespaces through a pidfd; returns nil or an error message.
 local function join_process(pid, opts)
-  local before = start_time(pid)
+  local before = process.start_time(pid)
   if not before then return ("no process %d"):format(pid) end
   local proc, msg = core.pidfd_open(pid)
   if not proc then return msg end
   -- The pidfd names the process that had this pid when it was opened: the one we read, if it started then.
-  if start_time(pid) ~= before then
+  if process.start_time(pid) ~= before then
     proc:close()
     return ("process %d exited while being entered"):format(pid)
   end

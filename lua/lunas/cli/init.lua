@@ -12,20 +12,50 @@ usage: lunas [--lua-env] SCRIPT [ARGS...]   run a recipe (arguments in `arg` and
        lunas run [OPTIONS] -- CMD [ARGS...] run a command in a ready sandbox (lunas run --help)
        lunas ns list [--json] [--type T]    every namespace: type, inode, processes, names (lsns + ip netns)
        lunas enter TARGET [--net ...] -- CMD run CMD in the namespaces of a pid or a named netns (nsenter)
+       lunas lab up FILE | down NAME | show NAME | list   labs that outlive the command (lunas lab --help)
+       lunas gc [--dry-run]                 remove what a crashed lunas left (stale labs, cgroups)
        lunas --version | --help
 
 Recipes see the global `lunas` (require "lunas") and `arg`. LUA_PATH, LUA_CPATH and LUA_INIT are ignored
 unless --lua-env comes first: lunas often runs as root.
-Exit status: the recipe's os.exit code, 1 for an error, 2 for bad usage; `run` returns the payload's status
-(128+N when killed by signal N).]]
+Exit status: the recipe's os.exit code, 1 for an error, 2 for bad usage; `run` and `enter` return the
+command's status (128+N when killed by signal N; 125 when it could not be started; `run --timeout`: 124).]]
 
-M.commands = { run = "lunas.cli.run", ns = "lunas.cli.ns", enter = "lunas.cli.enter" }
+M.commands = { run = "lunas.cli.run", ns = "lunas.cli.ns", enter = "lunas.cli.enter", lab = "lunas.cli.lab",
+  gc = "lunas.cli.gc" }
 
 --- Prints a usage error and returns exit status 2.
 function M.usage_error(command, msg)
   io.stderr:write(("lunas%s: %s\n"):format(command and (" " .. command) or "", msg))
   io.stderr:write(("try 'lunas%s --help'\n"):format(command and (" " .. command) or ""))
   return 2
+end
+
+--- Lays rows of strings out in columns: the columns in `right` (a set of indexes) right-aligned, the others
+-- left-aligned; the last column is never padded. Returns the text, one line per row.
+function M.format_table(rows, right)
+  local widths = {}
+  for _, row in ipairs(rows) do
+    for i = 1, #row - 1 do widths[i] = math.max(widths[i] or 0, #row[i]) end
+  end
+  local out = {}
+  for _, row in ipairs(rows) do
+    local cells = {}
+    for i = 1, #row - 1 do
+      cells[i] = ((right and right[i]) and "%" .. widths[i] .. "s" or "%-" .. widths[i] .. "s"):format(row[i])
+    end
+    cells[#row] = row[#row]
+    out[#out + 1] = table.concat(cells, " ")
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+--- Sets the global `arg` as lua.c builds it for a script at args[script_index]: the script at 0, its arguments
+-- from 1, what came before at negative indexes.
+function M.set_arg_global(args, script_index)
+  local t = {}
+  for i = 0, #args do t[i - script_index] = args[i] end
+  _G.arg = t
 end
 
 local function run_lua_init()
@@ -42,13 +72,6 @@ local function script_args(args, first)
   local rest = {}
   for i = first, #args do rest[#rest + 1] = args[i] end
   return rest
-end
-
--- The global `arg` as lua.c builds it: the script at 0, its arguments from 1, what came before at negatives.
-local function set_arg_global(args, script_index)
-  local t = {}
-  for i = 0, #args do t[i - script_index] = args[i] end
-  _G.arg = t
 end
 
 local function repl()
@@ -82,7 +105,7 @@ local function repl()
 end
 
 --- Entry point called by the host binary with the raw argv (index 0 is the program).
-function M.main(args, lua_env)
+function M.main(args, lua_env, handler)
   local i = 1
   if args[1] == "--lua-env" then i = 2 end
   if lua_env then run_lua_init() end
@@ -97,7 +120,7 @@ function M.main(args, lua_env)
   if command then
     local module = require(command)
     collectgarbage("restart")
-    return module.main(script_args(args, i + 1))
+    return module.main(script_args(args, i + 1), handler)
   end
   _G.lunas = require "lunas"
   collectgarbage("restart")
@@ -114,7 +137,7 @@ function M.main(args, lua_env)
     chunk, err = loadfile(first ~= "-" and first or nil)
   end
   if not chunk then error(err, 0) end
-  set_arg_global(args, script_index)
+  M.set_arg_global(args, script_index)
   local code = chunk(table.unpack(script_args(args, script_index + 1)))
   return math.type(code) == "integer" and code or 0
 end

@@ -25,22 +25,8 @@ local function text_table(list)
     rows[#rows + 1] = { tostring(e.inode), e.type, tostring(e.nprocs), e.pid and tostring(e.pid) or "-",
       e.user or "-", name, e.command or "-" }
   end
-  local widths = {}
-  for _, row in ipairs(rows) do
-    for i = 1, #row - 1 do widths[i] = math.max(widths[i] or 0, #row[i]) end
-  end
-  local out = {}
-  for _, row in ipairs(rows) do
-    local cells = {}
-    for i = 1, #row - 1 do
-      -- numbers right-aligned, words left-aligned, as lsns does
-      local fmt = (i == 1 or i == 3 or i == 4) and "%" .. widths[i] .. "s" or "%-" .. widths[i] .. "s"
-      cells[i] = fmt:format(row[i])
-    end
-    cells[#row] = row[#row]
-    out[#out + 1] = table.concat(cells, " ")
-  end
-  return table.concat(out, "\n") .. "\n"
+  -- numbers right-aligned, words left-aligned, as lsns does
+  return cli.format_table(rows, { [1] = true, [3] = true, [4] = true })
 end
 
 function M.main(args)

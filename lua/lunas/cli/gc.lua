@@ -1,0 +1,65 @@
+--- `lunas gc [--dry-run] [--json]`: removes what a lunas killed halfway left behind, from the records it keeps
+-- (labs under /run/lunas/labs) and the names it gives (cgroups lunas-PID-N below our own whose PID is gone).
+local net = require "lunas.net"
+local cgroup = require "lunas.cgroup"
+local json = require "lunas.json"
+local errors = require "lunas.errors"
+local cli = require "lunas.cli"
+
+local M = {}
+
+local HELP = [[
+usage: lunas gc [--dry-run] [--json]
+
+Removes what a lunas that died (SIGKILL, a crash, a reboot of /run aside) left behind:
+  - labs whose builder died before they were complete or closed (status "stale" in lunas lab list): the
+    processes started in their hosts, their namespaces, links and cgroups, as recorded under /run/lunas/labs;
+  - cgroups named lunas-PID-N (the sandboxes' cgroups) below this process's own cgroup whose PID is gone and
+    that hold no process; one that still holds processes (a sandbox run with --no-die-with-parent) is listed
+    and left alone.
+Labs that are up (lunas lab up) and anything a running lunas owns are never touched.
+  --dry-run     only say what would be removed
+  --json        {"labs": [names], "cgroups": [paths], "busy_cgroups": [paths], "dry_run": bool}
+Exit status: 0; 1 when something could not be removed; 2 for bad usage.]]
+
+function M.main(args)
+  local dry_run, as_json = false, false
+  for _, a in ipairs(args) do
+    if a == "--help" or a == "-h" then
+      print(HELP)
+      return 0
+    elseif a == "--dry-run" or a == "-n" then
+      dry_run = true
+    elseif a == "--json" then
+      as_json = true
+    else
+      return cli.usage_error("gc", "unknown option '" .. a .. "'")
+    end
+  end
+  local labs, err = errors.try(net.gc, { dry_run = dry_run })
+  if not labs then
+    io.stderr:write("lunas gc: ", tostring(err), "\n")
+    return 1
+  end
+  local cgroups
+  cgroups, err = errors.try(cgroup.gc, { dry_run = dry_run, keep = labs.cgroups })
+  if not cgroups then
+    io.stderr:write("lunas gc: ", tostring(err), "\n")
+    cgroups = { removed = {}, busy = {} }
+  end
+  if as_json then
+    io.stdout:write(json.encode({ labs = labs.removed, cgroups = cgroups.removed, busy_cgroups = cgroups.busy,
+      dry_run = dry_run }, { indent = "  " }), "\n")
+  else
+    local verb = dry_run and "would remove" or "removed"
+    for _, name in ipairs(labs.removed) do print(("%s lab %s"):format(verb, name)) end
+    for _, path in ipairs(cgroups.removed) do print(("%s cgroup %s"):format(verb, path)) end
+    for _, path in ipairs(cgroups.busy) do
+      print(("kept cgroup %s: its lunas is gone but processes are still inside"):format(path))
+    end
+    if #labs.removed + #cgroups.removed + #cgroups.busy == 0 then print("nothing to remove") end
+  end
+  return err and 1 or 0
+end
+
+return M
