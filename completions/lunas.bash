@@ -11,6 +11,10 @@ _lunas_run_options="--argv0 --as-pid-1 --bind --bind-try --cap-add --cap-drop --
   --unshare-net --unshare-pid --unshare-user --unshare-uts --usage"
 _lunas_enter_options="--all --cgroup --help --ipc --mount --net --pid --root --time --user --uts --wd"
 _lunas_ns_options="--help --json --type"
+_lunas_lab_show_options="--dot --help --json"
+_lunas_lab_list_options="--help --json"
+_lunas_lab_down_options="--all --help"
+_lunas_gc_options="--dry-run --help --json"
 _lunas_seccomp_groups="mount module raw-io reboot swap clock debug perf bpf keyring userfaultfd obsolete privileged
   namespaces userns tty"
 
@@ -22,14 +26,14 @@ _lunas() {
   for ((i = 1; i < COMP_CWORD; i++)); do
     case ${COMP_WORDS[i]} in
       --) return 0 ;;  # the command's own arguments: leave them to bash's default
-      run|enter|ns) command=${COMP_WORDS[i]}; break ;;
+      run|enter|ns|lab|gc) command=${COMP_WORDS[i]}; break ;;
     esac
   done
   if [[ -z $command ]]; then
     if [[ $cur == -* ]]; then
       COMPREPLY=($(compgen -W "-e -i --lua-env --version --help" -- "$cur"))
     else
-      COMPREPLY=($(compgen -W "run enter ns" -- "$cur") $(compgen -f -X '!*.lua' -- "$cur"))
+      COMPREPLY=($(compgen -W "run enter ns lab gc" -- "$cur") $(compgen -f -X '!*.lua' -- "$cur"))
     fi
     return 0
   fi
@@ -57,6 +61,21 @@ _lunas() {
       elif [[ $prev == --type || $prev == -t ]]; then
         COMPREPLY=($(compgen -W "user pid mount uts ipc net cgroup time" -- "$cur"))
       else COMPREPLY=($(compgen -W "$_lunas_ns_options" -- "$cur")); fi ;;
+    lab)
+      local sub=${COMP_WORDS[i+1]}
+      if ((COMP_CWORD == i + 1)); then COMPREPLY=($(compgen -W "up down show list" -- "$cur")); return 0; fi
+      case $sub in
+        up) ((COMP_CWORD == i + 2)) && COMPREPLY=($(compgen -f -X '!*.lua' -- "$cur")) ;;
+        down|show)
+          if [[ $cur == -* ]]; then
+            local var=_lunas_lab_${sub}_options
+            COMPREPLY=($(compgen -W "${!var}" -- "$cur"))
+          else
+            COMPREPLY=($(compgen -W "$(ls /run/lunas/labs 2>/dev/null)" -- "$cur"))
+          fi ;;
+        list) COMPREPLY=($(compgen -W "$_lunas_lab_list_options" -- "$cur")) ;;
+      esac ;;
+    gc) COMPREPLY=($(compgen -W "$_lunas_gc_options" -- "$cur")) ;;
   esac
 }
 complete -o default -F _lunas lunas

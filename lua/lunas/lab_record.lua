@@ -37,35 +37,68 @@ local function mkdir(path)
   return nil, msg, code
 end
 
+-- The directory a record is written in before it takes its name: the builder's pid in it tells gc whether a
+-- leftover one is garbage.
+local function temporary_path(name, pid)
+  return ("%s/.%s.%d"):format(M.DIR, name, pid)
+end
+
+local function remove_dir(dir)
+  for _, file in ipairs{ "journal", "state.json", "state.json.tmp" } do os.remove(dir .. "/" .. file) end
+  return core.rmdir(dir)
+end
+
+local function refuse_existing(name)
+  local existing = M.read(name)
+  local status = existing and existing.status or "unreadable"
+  if status == "up" then fail(("%s is up already (lunas lab down %s)"):format(name, name), "EEXIST") end
+  if status == "stale" then
+    fail(("%s: a crashed lunas left a lab of that name (lunas gc removes it)"):format(name), "EEXIST")
+  end
+  fail(("%s exists (%s, pid %s)"):format(name, status, tostring(existing and existing.pid)), "EEXIST")
+end
+
 --- Starts the record of lab `name`, built by this process: nil, message, code when the directory cannot be
 -- made (not root, say), and an error when a record of that name exists (the lab is up, or a crash left it).
+-- The record appears whole: its journal and header are written under a temporary name, then renamed into
+-- place, so a record of that name never exists without the builder's pid in it.
 function M.create(name, header)
   for _, dir in ipairs{ M.ROOT, M.DIR } do
     local ok, msg, code = mkdir(dir)
     if not ok then return nil, msg, code end
   end
-  local dir = path_of(name)
-  local ok, msg, code = core.mkdir(dir)
-  if not ok then
-    if code ~= "EEXIST" then return nil, msg, code end
-    local existing = M.read(name)
-    local status = existing and existing.status or "unreadable"
-    if status == "up" then fail(("%s is up already (lunas lab down %s)"):format(name, name), "EEXIST") end
-    if status == "stale" then
-      fail(("%s: a crashed lunas left a lab of that name (lunas gc removes it)"):format(name), "EEXIST")
-    end
-    fail(("%s exists (%s, pid %s)"):format(name, status, tostring(existing and existing.pid)), "EEXIST")
-  end
-  local file, err = io.open(path_of(name, "journal"), "w")
+  if core.file_type(path_of(name)) then refuse_existing(name) end
+  local pid = core.getpid()
+  local tmp = temporary_path(name, pid)
+  if core.file_type(tmp) then remove_dir(tmp) end -- ours, from a lab of this name that failed to start
+  local ok, msg, code = core.mkdir(tmp)
+  if not ok then return nil, msg, code end
+  local file, err = io.open(tmp .. "/journal", "w")
   if not file then
-    core.rmdir(dir)
+    core.rmdir(tmp)
     fail(("record %s: %s"):format(name, err), "EIO")
   end
-  local self = setmetatable({ name = name, file = file, owner = core.getpid() }, Record)
-  local h = { lab = name, pid = core.getpid(), start = process.start_time(core.getpid()), created = os.time() }
+  local self = setmetatable({ name = name, file = file, owner = pid }, Record)
+  local h = { lab = name, pid = pid, start = process.start_time(pid), created = os.time() }
   for k, v in pairs(header or {}) do h[k] = v end
   self:note(h)
+  -- rename(2) of a directory onto a non-empty one fails: whoever renames first owns the name.
+  local renamed, rerr = os.rename(tmp, path_of(name))
+  if not renamed then
+    file:close()
+    remove_dir(tmp)
+    if core.file_type(path_of(name)) then refuse_existing(name) end
+    fail(("record %s: %s"):format(name, rerr), "EIO")
+  end
   return self
+end
+
+--- Removes the temporary records (see create) of builders that are gone: they name no kernel object yet.
+function M.remove_leftovers()
+  for _, entry in ipairs(core.listdir(M.DIR) or {}) do
+    local pid = tonumber(entry:match("^%..+%.(%d+)$"))
+    if pid and core.file_type("/proc/" .. pid) ~= "dir" then remove_dir(M.DIR .. "/" .. entry) end
+  end
 end
 
 --- Appends one entry and hands it to the kernel at once, so that it outlives a SIGKILL a moment later.
@@ -95,8 +128,7 @@ end
 
 --- Removes a record's files and directory (by name: the record of another process too).
 function M.remove(name)
-  for _, file in ipairs{ "journal", "state.json", "state.json.tmp" } do os.remove(path_of(name, file)) end
-  local ok, msg, code = core.rmdir(path_of(name))
+  local ok, msg, code = remove_dir(path_of(name))
   if not ok and code ~= "ENOENT" then return nil, msg, code end
   return true
 end
@@ -162,7 +194,9 @@ end
 --- The names of every recorded lab, sorted.
 function M.names()
   local names = {}
-  for _, name in ipairs(core.cgroup_children(M.DIR) or {}) do names[#names + 1] = name end
+  for _, name in ipairs(core.listdir(M.DIR) or {}) do
+    if name:sub(1, 1) ~= "." then names[#names + 1] = name end
+  end
   table.sort(names)
   return names
 end

@@ -149,17 +149,24 @@ local function lab_cgroup(lab)
   return lab.cgroup
 end
 
--- The environment of a command run in a node: ours, as `ip netns exec` keeps it.
-local function spawn_in(node, argv, opts, stdout_w)
+-- The environment of a command run in a node: ours, as `ip netns exec` keeps it. A command left running in a
+-- kept lab (detached) gets /dev/null for what it does not redirect: it outlives lunas, and a pipe or terminal
+-- of ours held open by it would keep whoever reads lunas's output waiting for ever.
+local function spawn_in(node, argv, opts, stdout_w, detached)
   local lab = node.lab
   local function spawn(o)
     if lab.kept then return lab_cgroup(lab):spawn(o) end
     return check(core.spawn(o))
   end
+  detached = detached and lab.kept
   local proc = in_netns(node.ns, function()
-    if not stdout_w then return spawn{ argv = argv, env = opts.env } end
+    if not stdout_w and not detached then return spawn{ argv = argv, env = opts.env } end
     return spawn{ fn = function()
-      core.dup2(stdout_w, 1)
+      if detached then
+        local null = core.open("/dev/null", "rw")
+        for fd = 0, 2 do core.dup2(null, fd) end
+      end
+      if stdout_w then core.dup2(stdout_w, 1) end
       local _, msg = core.exec(argv, { env = opts.env })
       io.stderr:write(tostring(msg), "\n")
       core.exit(127)
@@ -176,7 +183,7 @@ end
 function Node:spawn(spec)
   node_check(self)
   local argv, opts = argv_and_options(self.name .. ":spawn", spec)
-  local proc = spawn_in(self, argv, opts, opts.stdout)
+  local proc = spawn_in(self, argv, opts, opts.stdout, true)
   self.lab.processes[#self.lab.processes + 1] = proc
   return proc
 end
@@ -926,6 +933,7 @@ function M.gc(opts)
     if k ~= "dry_run" then misuse("gc", "unknown option '%s'", tostring(k)) end
   end
   local report = { removed = {}, cgroups = {} }
+  if not opts.dry_run then lab_record.remove_leftovers() end
   for _, name in ipairs(lab_record.names()) do
     local rec = lab_record.read(name)
     if rec and rec.status == "stale" then

@@ -119,17 +119,21 @@ local function up(args, handler)
 end
 
 local function down(args)
-  if #args == 0 then return cli.usage_error("lab down", "a lab NAME or --all expected") end
-  local names = {}
-  if args[1] == "--all" then
-    if #args > 1 then return cli.usage_error("lab down", "--all takes no names") end
+  local names, all = {}, false
+  for _, a in ipairs(args) do
+    if a == "--all" then
+      all = true
+    elseif a:sub(1, 1) == "-" then
+      return cli.usage_error("lab down", "unknown option '" .. a .. "'")
+    else
+      names[#names + 1] = a
+    end
+  end
+  if all and #names > 0 then return cli.usage_error("lab down", "--all takes no names") end
+  if not all and #names == 0 then return cli.usage_error("lab down", "a lab NAME or --all expected") end
+  if all then
     for _, l in ipairs(net.labs()) do
       if l.status == "up" or l.status == "stale" then names[#names + 1] = l.name end
-    end
-  else
-    for _, a in ipairs(args) do
-      if a:sub(1, 1) == "-" then return cli.usage_error("lab down", "unknown option '" .. a .. "'") end
-      names[#names + 1] = a
     end
   end
   local status = 0
@@ -257,9 +261,12 @@ function M.main(args, handler)
   if not command then return cli.usage_error("lab", "unknown subcommand '" .. sub .. "'") end
   local rest = {}
   for i = 2, #args do rest[#rest + 1] = args[i] end
-  if rest[1] == "--help" or rest[1] == "-h" then
-    print(HELP)
-    return 0
+  -- (not for up: what follows the recipe's name is the recipe's)
+  for i, a in ipairs(rest) do
+    if (a == "--help" or a == "-h") and (sub ~= "up" or i == 1) then
+      print(HELP)
+      return 0
+    end
   end
   return command(rest, handler)
 end
