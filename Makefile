@@ -6,10 +6,11 @@ DESTDIR ?=
 BUILD ?= build
 LUA ?= lua5.4
 
-# nftables (the nft program) is for the tests only: they look at rule sets from outside with `nft -j list ruleset`.
+# nftables (the nft program) is for the tests only: they look at rule sets from outside with `nft -j list ruleset`;
+# groff-base too: tests/man_spec.lua renders man/lunas.1 with groff.
 DEB_PACKAGES = lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libnftables-dev libcap-dev libseccomp-dev \
                lua-busted pkg-config gcc make iproute2 util-linux uidmap luarocks iputils-ping iperf3 graphviz \
-               nftables
+               nftables groff-base
 BENCH_PACKAGES = bubblewrap
 VM_PACKAGES = qemu-system-x86 busybox-static kmod cpio
 
@@ -123,6 +124,7 @@ tidy: $(BUILD)/obj/embedded.c
 	  src/reaper.c -- -std=gnu11 -ffreestanding
 
 LUA_VERSION = 5.4
+MANDIR ?= $(PREFIX)/share/man
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/lunas \
 	  $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/cli
@@ -132,6 +134,8 @@ install: all
 	install -m 0644 $(wildcard lua/lunas/cli/*.lua) $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/cli/
 	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 0644 completions/lunas.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/lunas
+	install -d $(DESTDIR)$(MANDIR)/man1
+	install -m 0644 man/lunas.1 $(DESTDIR)$(MANDIR)/man1/lunas.1
 
 # What luarocks' make backend calls (rockspec/lunas-scm-1.rockspec), with its own directories.
 rock-install: all
@@ -143,7 +147,8 @@ rock-install: all
 
 uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/bin/lunas $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/lunas \
-	  $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas $(DESTDIR)$(PREFIX)/share/bash-completion/completions/lunas
+	  $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas $(DESTDIR)$(PREFIX)/share/bash-completion/completions/lunas \
+	  $(DESTDIR)$(MANDIR)/man1/lunas.1
 
 clean:
 	rm -rf build

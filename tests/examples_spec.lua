@@ -258,6 +258,30 @@ local expectations = {
       assert.matches("usage:", usage)
     end,
   },
+  ["nat_egress.lua"] = {
+    tags = " #root",
+    needs = { "root" },
+    check = function(name)
+      if not os.execute("command -v perl >/dev/null 2>&1") then skip("needs perl") end
+      -- The NAT rules live in the router's namespace only: the caller's rule set and named namespaces are the
+      -- same before and after.
+      local netns_before = util.run{ "ip", "netns", "list" }
+      local rules_before, rules_code = util.run({ "nft", "-j", "list", "ruleset" }, { stderr = false })
+      local out, err, code = sh(example_command(name))
+      assert.are.equal(0, code, err)
+      -- Without NAT the internet host cannot answer (no route back to 10.0.0.0/24); with it, both inside hosts
+      -- reach it from the router's outside address, never from their own.
+      assert.are.equal("internet's IPv4 routes: 203.0.113.0/24\n"
+        .. "before nat: h1 -> internet: unreachable\n"
+        .. "after nat:  h1 -> internet: reachable\n"
+        .. "internet saw h1 connect from 203.0.113.1\n"
+        .. "internet saw h2 connect from 203.0.113.1\n", out)
+      assert.are.equal(netns_before, util.run{ "ip", "netns", "list" })
+      if rules_code == 0 then
+        assert.are.equal(rules_before, util.run({ "nft", "-j", "list", "ruleset" }, { stderr = false }))
+      end
+    end,
+  },
   ["impaired_link.lua"] = {
     tags = " #root",
     needs = { "root" },
