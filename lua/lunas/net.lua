@@ -11,6 +11,7 @@
 -- switches are bridges in a namespace of the lab's own ("lunas-NAME"), so a lab never adds a link to the
 -- namespace it was built from. Every link of the lab carries the lab's link group: close() deletes them with
 -- one request, then drops the namespaces.
+-- @module lunas.net
 local core = require "lunas.core"
 local errors = require "lunas.errors"
 
@@ -59,6 +60,9 @@ end
 
 -- ---- nodes -----------------------------------------------------------------------------------------------
 
+--- Lab nodes: hosts and routers (a network namespace each) and switches (a bridge in the lab's namespace).
+-- `node.name`, `node.kind` ("host", "router" or "switch"). Failures raise a lunas error.
+-- @type Node
 local Node = {}
 Node.__index = Node
 
@@ -101,7 +105,9 @@ end
 
 --- The node's links (as `ip link` lists them), addresses and routes, read from the kernel now.
 function Node:links() return check(node_check(self).netlink:link_list()) end
+--- The node's addresses, as netlink:addr_list gives them.
 function Node:addresses() return check(node_check(self).netlink:addr_list()) end
+--- The node's routes, as netlink:route_list gives them (opts: family, table).
 function Node:routes(opts) return check(node_check(self).netlink:route_list(opts)) end
 
 --- The node's network namespace handle (for core.setns, sandboxes, core.netlink).
@@ -195,6 +201,8 @@ function Node:__tostring() return ("%s %s"):format(self.kind, self.name) end
 
 -- ---- links -----------------------------------------------------------------------------------------------
 
+--- Lab links: veth pairs between two nodes, impaired on both ends.
+-- @type Link
 local Link = {}
 Link.__index = Link
 
@@ -260,6 +268,8 @@ end
 
 -- ---- the lab ---------------------------------------------------------------------------------------------
 
+--- Labs: what a lab makes is its own, and close() takes it all down.
+-- @type Lab
 local Lab = {}
 Lab.__index = Lab
 
@@ -629,6 +639,8 @@ function Lab:__tostring()
 end
 
 local lab_options = { name = true, netns_dir = true, progress = true }
+
+--- @section end
 
 --- Creates a lab: net.lab{name = "lab", netns_dir = "/run/netns" | false | DIR, progress = fn(kind, count)}.
 -- netns_dir defaults to /run/netns when lunas is root in the initial user namespace, else false (namespaces
