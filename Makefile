@@ -1,4 +1,4 @@
-# lunas: build, demo, test, bench, check (sanitizers), install.
+# lunas: build, demo, test, bench, check (sanitizers), doc (the API reference), install.
 # Every target that needs Debian packages calls `deps` first, which installs only what is missing.
 
 PREFIX ?= /usr/local
@@ -8,9 +8,13 @@ LUA ?= lua5.4
 
 # nftables (the nft program) is for the tests only: they look at rule sets from outside with `nft -j list ruleset`;
 # groff-base too: tests/man_spec.lua renders man/lunas.1 with groff.
+# lua-ldoc is for tests/doc_spec.lua, which runs ldoc to keep the API reference complete; lua5.1 is the Lua it runs
+# on (Debian's ldoc takes 5.1 or 5.2 through lua-any, and its dependencies are met by lua5.4 alone).
 DEB_PACKAGES = lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libnftables-dev libcap-dev libseccomp-dev \
                lua-busted pkg-config gcc make iproute2 util-linux uidmap luarocks iputils-ping iperf3 graphviz \
-               nftables groff-base
+               nftables groff-base lua-ldoc lua5.1
+# lua-markdown renders the doc comments' Markdown (without it ldoc falls back to plain text).
+DOC_PACKAGES = lua-ldoc lua5.1 lua-markdown
 BENCH_PACKAGES = bubblewrap
 VM_PACKAGES = qemu-system-x86 busybox-static kmod cpio
 
@@ -49,7 +53,7 @@ CORE_SO = $(BUILD)/lib/lunas/core.so
 # What the escape battery (tests/security_spec.lua) runs inside sandboxes: one attempt per invocation.
 PROBE = $(BUILD)/tests/escape-probe
 
-.PHONY: all deps demo test test-vm check bench install rock-install uninstall clean tidy
+.PHONY: all deps demo test test-vm check bench doc install rock-install uninstall clean tidy
 
 all: $(BIN) $(CORE_SO)
 
@@ -116,6 +120,13 @@ bench: deps
 	$(MAKE) EXTRA_PACKAGES="$(BENCH_PACKAGES)" deps
 	$(MAKE) all
 	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/$(BUILD) sh tests/bench/run.sh $(BENCH_ARGS)
+
+# The API reference: LDoc comments in src/*.c and lua/lunas/*.lua, files and options in config.ld. tests/doc_spec.lua
+# fails when an exported name has no entry, or an entry names nothing exported.
+doc: deps
+	$(MAKE) EXTRA_PACKAGES="$(DOC_PACKAGES)" deps
+	LUA_PATH="$(CURDIR)/doc/?.lua;;" ldoc --fatalwarnings -d $(BUILD)/doc .
+	@echo "API reference: $(BUILD)/doc/index.html"
 
 tidy: $(BUILD)/obj/embedded.c
 	clang-tidy --quiet --warnings-as-errors='*' -checks='-*,bugprone-*,-bugprone-easily-swappable-parameters' \

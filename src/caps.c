@@ -5,6 +5,8 @@
  * Capability sets cross the Lua boundary as tables of names ("sys_admin"; "CAP_SYS_ADMIN" and "cap_sys_admin" are
  * accepted too), "all", a comma string or a bit mask. Names are parsed into a mask before libcap allocates
  * anything, so a misuse error never leaks a libcap object. */
+/*** @module lunas.core */
+
 #include <ctype.h>
 #include <errno.h>
 #include <linux/capability.h>
@@ -159,7 +161,22 @@ static int read_capability_state(pid_t pid, struct capability_state *state) {
     return 0;
 }
 
-/* caps_get([pid]) -> {effective = {names}, permitted = ..., inheritable = ..., bounding = ..., ambient = ...} */
+/***
+Capabilities.
+The five capability sets of a process (effective, permitted, inheritable, bounding, ambient) by name, the IAB
+text form, securebits and keepcaps. A set is given as a table of names ("sys_admin"; "CAP_SYS_ADMIN" and
+"cap_sys_admin" too), a comma string, "all" or a bit mask, and read back as an array of names in kernel order
+(capabilities newer than lunas as numbers).
+@section capabilities
+*/
+
+/***
+The capability sets of a process.
+@function caps_get
+@tparam[opt] integer pid default: the caller
+@treturn table `{effective = {names}, permitted = ..., inheritable = ..., bounding = ..., ambient = ...}`
+@error "caps get PID: message", "ENAME"
+*/
 static int caps_get(lua_State *L) {
     pid_t pid = (pid_t)luaL_optinteger(L, 1, 0);
     if (pid < 0) return luaL_argerror(L, 1, "pid must be positive (or 0/none for this process)");
@@ -178,8 +195,14 @@ static int caps_get(lua_State *L) {
     return 1;
 }
 
-/* caps_iab([pid]) -> "!cap_sys_admin,^cap_net_raw,..." (libcap's text: ! not in bounding, ^ ambient and
- * inheritable, bare inheritable) */
+/***
+The inheritable, ambient and bounding sets of a process in libcap's IAB text.
+@function caps_iab
+@tparam[opt] integer pid default: the caller
+@treturn string such as "!cap_sys_admin,^cap_net_raw": "!" not in the bounding set, "^" ambient (and
+  inheritable), bare inheritable
+@error "caps iab PID: message", "ENAME"
+*/
 static int caps_iab(lua_State *L) {
     pid_t pid = (pid_t)luaL_optinteger(L, 1, 0);
     if (pid < 0) return luaL_argerror(L, 1, "pid must be positive (or 0/none for this process)");
@@ -196,7 +219,13 @@ static int caps_iab(lua_State *L) {
 
 /* ---- writing ------------------------------------------------------------ */
 
-/* caps_iab_set(text): inheritable, ambient and bounding at once, in the order the kernel accepts. */
+/***
+Sets the inheritable, ambient and bounding sets at once from IAB text, in the order the kernel accepts.
+@function caps_iab_set
+@tparam string text as `caps_iab` gives it
+@treturn boolean true
+@error "caps iab_set 'TEXT': message", "ENAME" ("EINVAL" for text that is not IAB)
+*/
 static int caps_iab_set(lua_State *L) {
     const char *text = luaL_checkstring(L, 1);
     cap_iab_t iab = cap_iab_from_text(text);
@@ -217,8 +246,16 @@ static void set_flag_mask(cap_t caps, cap_flag_t flag, uint64_t mask) {
     }
 }
 
-/* caps_set{effective =, permitted =, inheritable =}: each given set is replaced by the names listed; sets not
- * given keep their value. */
+/***
+Replaces the effective, permitted and inheritable sets of the caller (capset); a set not given keeps its value.
+@function caps_set
+@tparam table sets
+@tparam[opt] table|string|integer sets.effective
+@tparam[opt] table|string|integer sets.permitted
+@tparam[opt] table|string|integer sets.inheritable
+@treturn boolean true
+@error "caps set: message", "ENAME"
+*/
 static int caps_set(lua_State *L) {
     static const char *const allowed[] = {"effective", "permitted", "inheritable", NULL};
     static const cap_flag_t flags[] = {CAP_EFFECTIVE, CAP_PERMITTED, CAP_INHERITABLE};
@@ -242,7 +279,14 @@ static int caps_set(lua_State *L) {
     return 1;
 }
 
-/* caps_bounding_drop(names | "all"): needs CAP_SETPCAP; a capability the kernel lacks is not an error. */
+/***
+Drops capabilities from the caller's bounding set: after an exec no process here can hold them again. Needs
+CAP_SETPCAP; a capability the kernel lacks is not an error.
+@function caps_bounding_drop
+@tparam table|string|integer capabilities names, or "all"
+@treturn boolean true
+@error "caps bounding_drop NAME: message", "ENAME"
+*/
 static int caps_bounding_drop(lua_State *L) {
     uint64_t mask = lunas_check_capabilities(L, 1, 1, "capabilities");
     for (int cap = 0; cap < 64; cap++) {
@@ -258,8 +302,17 @@ static int caps_bounding_drop(lua_State *L) {
     return 1;
 }
 
-/* caps_ambient{raise = names, lower = names, clear = true}: clear first, then lower, then raise. Raising needs
- * the capability in permitted and inheritable, and no securebit forbidding it. */
+/***
+Changes the caller's ambient set: clear first, then lower, then raise. Raising needs the capability in the
+permitted and inheritable sets, and no securebit forbidding it.
+@function caps_ambient
+@tparam table opts
+@tparam[opt=false] boolean opts.clear empty the set
+@tparam[opt] table|string|integer opts.lower capabilities to remove
+@tparam[opt] table|string|integer opts.raise capabilities to add: they survive an exec by a process of any uid
+@treturn boolean true
+@error "caps ambient raise NAME: message", "ENAME"
+*/
 static int caps_ambient(lua_State *L) {
     static const char *const allowed[] = {"raise", "lower", "clear", NULL};
     lunas_check_options(L, 1, allowed);
@@ -299,7 +352,13 @@ static const struct lunas_flag securebit_names[] = {
     {NULL, 0},
 };
 
-/* securebits() -> {noroot = true, ...} (only the bits that are set) */
+/***
+The caller's securebits.
+@function securebits
+@treturn table the bits that are set, as `{noroot = true, ...}`: noroot, noroot_locked, no_setuid_fixup,
+  no_setuid_fixup_locked, keep_caps, keep_caps_locked, no_cap_ambient_raise, no_cap_ambient_raise_locked
+@error "securebits get: message", "ENAME"
+*/
 static int caps_securebits(lua_State *L) {
     int bits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
     if (bits < 0) return lunas_push_error(L, errno, "securebits", "get");
@@ -313,8 +372,14 @@ static int caps_securebits(lua_State *L) {
     return 1;
 }
 
-/* securebits_set(names): the whole value, as the kernel takes it (a locked bit cannot change; needs
- * CAP_SETPCAP). */
+/***
+Sets the caller's securebits: the whole value, as the kernel takes it. A locked bit cannot change any more;
+needs CAP_SETPCAP.
+@function securebits_set
+@tparam table|string|integer bits the names of `securebits`
+@treturn boolean true
+@error "securebits set 0xN: message", "ENAME"
+*/
 static int caps_securebits_set(lua_State *L) {
     uint64_t bits = lunas_check_flags(L, 1, 1, securebit_names, "securebits");
     if (bits > 0xff) return lunas_field_error(L, 1, "securebits", "unknown bits in 0x%llx", (unsigned long long)bits);
@@ -324,7 +389,13 @@ static int caps_securebits_set(lua_State *L) {
     return 1;
 }
 
-/* keepcaps(on): permitted capabilities survive a change from uid 0 to another uid (cleared by exec). */
+/***
+Whether permitted capabilities survive a change from uid 0 to another uid (PR_SET_KEEPCAPS; cleared by exec).
+@function keepcaps
+@tparam boolean on
+@treturn boolean true
+@error "keepcaps: message", "ENAME"
+*/
 static int caps_keepcaps(lua_State *L) {
     luaL_checktype(L, 1, LUA_TBOOLEAN);
     if (prctl(PR_SET_KEEPCAPS, lua_toboolean(L, 1), 0, 0, 0) < 0) return lunas_push_error(L, errno, "keepcaps", NULL);
@@ -332,7 +403,11 @@ static int caps_keepcaps(lua_State *L) {
     return 1;
 }
 
-/* capability_names() -> every capability of this kernel, in order */
+/***
+Every capability of the running kernel, in order.
+@function capability_names
+@treturn table an array of names ("chown", "dac_override", ...)
+*/
 static int caps_names(lua_State *L) {
     push_capability_list(L, all_capabilities());
     return 1;
@@ -354,9 +429,18 @@ static int drop_bounding_and_ambient(lua_State *L) {
     return 0;
 }
 
-/* drop_capabilities([{bounding = true, sets = true}]): bounding empties the bounding and ambient sets (it needs
- * CAP_SETPCAP, so before any change of uid); sets empties effective, permitted and inheritable. With both, even
- * uid 0 holds nothing after exec. */
+/***
+Drops every capability, as a sandbox does by default. Without CAP_SETPCAP (an unprivileged caller outside a user
+namespace) the bounding set cannot shrink; such a caller holds nothing now, and what the set would still guard,
+the exec of setuid or file-capability programs, is forbidden by setting no_new_privs instead.
+@function drop_capabilities
+@tparam[opt] table opts
+@tparam[opt=true] boolean opts.bounding empty the bounding and ambient sets (needs CAP_SETPCAP: do it before
+  any change of uid)
+@tparam[opt=true] boolean opts.sets empty the effective, permitted and inheritable sets
+@treturn boolean true: with both, even uid 0 holds nothing after exec
+@error "drop capabilities: ...: message", "ENAME"
+*/
 static int caps_drop_capabilities(lua_State *L) {
     static const char *const allowed[] = {"bounding", "sets", NULL};
     int bounding = 1, sets = 1;

@@ -5,6 +5,8 @@
  *  - directory fds for CLONE_INTO_CGROUP, and the child cgroups of a directory (by d_type, for removal);
  *  - waiting until a cgroup is empty or frozen (poll on cgroup.events, the kernel's own notification);
  *  - chown for delegation, and the device number of a block device for io limits. */
+/*** @module lunas.core */
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -73,7 +75,23 @@ static int push_whole_file(lua_State *L, int fd) {
     return 0;
 }
 
-/* cgroup_read(dir, file) -> contents */
+/***
+Cgroups.
+The few things cgroup management needs from C (the policy lives in `lunas.cgroup`): reads and writes that report
+the errno (one write() per value: the kernel parses each write on its own), directory descriptors for
+CLONE_INTO_CGROUP, waiting on cgroup.events, chown for delegation. `dir` is an absolute directory path, `file` a
+plain name inside it (no '/').
+@section cgroups
+*/
+
+/***
+Reads a whole cgroup file (at most 64 MiB).
+@function cgroup_read
+@tparam string dir
+@tparam string file
+@treturn string the contents
+@error "read FILE in DIR: message", "ENAME"
+*/
 static int cgroup_read(lua_State *L) {
     const char *dir = check_dir(L, 1);
     const char *name = check_file_name(L, 2);
@@ -86,7 +104,16 @@ static int cgroup_read(lua_State *L) {
     return 1;
 }
 
-/* cgroup_write(dir, file, value): one write() of the value, as the kernel expects. */
+/***
+Writes a value to a cgroup file in one write(), as the kernel expects: the errno of a refused value comes back
+here, not at a later close.
+@function cgroup_write
+@tparam string dir
+@tparam string file
+@tparam string|number value
+@treturn boolean true
+@error "write FILE=VALUE in DIR: message", "ENAME"
+*/
 static int cgroup_write(lua_State *L) {
     const char *dir = check_dir(L, 1);
     const char *name = check_file_name(L, 2);
@@ -110,6 +137,13 @@ static int cgroup_write(lua_State *L) {
     return 1;
 }
 
+/***
+Creates a cgroup directory (mode 0755).
+@function cgroup_mkdir
+@tparam string dir
+@treturn boolean true
+@error "mkdir DIR: message", "ENAME"
+*/
 static int cgroup_mkdir(lua_State *L) {
     const char *dir = check_dir(L, 1);
     if (mkdir(dir, 0755) < 0) return lunas_push_error(L, errno, "mkdir", dir);
@@ -117,6 +151,13 @@ static int cgroup_mkdir(lua_State *L) {
     return 1;
 }
 
+/***
+Removes an empty cgroup directory (EBUSY while a process or child cgroup is inside).
+@function cgroup_rmdir
+@tparam string dir
+@treturn boolean true
+@error "rmdir DIR: message", "ENAME"
+*/
 static int cgroup_rmdir(lua_State *L) {
     const char *dir = check_dir(L, 1);
     if (rmdir(dir) < 0) return lunas_push_error(L, errno, "rmdir", dir);
@@ -124,7 +165,13 @@ static int cgroup_rmdir(lua_State *L) {
     return 1;
 }
 
-/* cgroup_open(dir) -> fd of the directory (what clone3's CLONE_INTO_CGROUP takes). */
+/***
+A descriptor of a cgroup directory: what `spawn{cgroup = fd}` (CLONE_INTO_CGROUP) takes.
+@function cgroup_open
+@tparam string dir
+@treturn fd
+@error "open DIR: message", "ENAME"
+*/
 static int cgroup_open(lua_State *L) {
     const char *dir = check_dir(L, 1);
     struct lunas_fd *f = lunas_new_fd(L, -1);
@@ -133,8 +180,14 @@ static int cgroup_open(lua_State *L) {
     return 1;
 }
 
-/* cgroup_children(dir) -> {names of the child cgroups}: the subdirectories only, from d_type (a cgroup directory
- * holds dozens of files, and removal walks every level). */
+/***
+The child cgroups of a directory: its subdirectories only, told apart by d_type (a cgroup directory holds dozens
+of files, and a removal walks every level).
+@function cgroup_children
+@tparam string dir
+@treturn table an array of names
+@error "list DIR: message", "ENAME"
+*/
 static int cgroup_children(lua_State *L) {
     const char *dir = check_dir(L, 1);
     DIR *d = opendir(dir);
@@ -200,8 +253,19 @@ static int wait_for_line(int fd, const char *line, int notified, double deadline
     }
 }
 
-/* cgroup_wait(dir, file, line[, timeout]) -> true once `file` holds `line` ("" = once it is empty), false on
- * timeout. ("populated 0" in cgroup.events: no process left; "frozen 1": frozen; v1: "" in cgroup.procs.) */
+/***
+Waits until a cgroup file holds a line. cgroup.events is watched with poll (the kernel notifies each change of
+"populated" or "frozen"); other files, such as v1's cgroup.procs or freezer.state, are read again after a
+growing pause.
+@function cgroup_wait
+@tparam string dir
+@tparam string file "cgroup.events", "cgroup.procs", "freezer.state", ...
+@tparam string line the whole line to wait for: "populated 0" (no process left), "frozen 1"; "" waits until the
+  file is empty
+@tparam[opt] number timeout seconds; without it, waits for ever
+@treturn boolean true once the line is there, false on timeout
+@error "wait for 'LINE' in DIR/FILE: message", "ENAME"
+*/
 static int cgroup_wait(lua_State *L) {
     const char *dir = check_dir(L, 1);
     const char *name = check_file_name(L, 2);
@@ -220,7 +284,16 @@ static int cgroup_wait(lua_State *L) {
     return 1;
 }
 
-/* chown(path, uid, gid): what delegating a cgroup to an unprivileged user is made of. Never follows a symlink. */
+/***
+Changes the owner of a path, never following a symlink (lchown): what delegating a cgroup to an unprivileged
+user is made of.
+@function chown
+@tparam string path absolute
+@tparam integer uid
+@tparam integer gid
+@treturn boolean true
+@error "chown PATH: message", "ENAME"
+*/
 static int cgroup_chown(lua_State *L) {
     const char *path = check_dir(L, 1);
     uid_t uid = (uid_t)lunas_check_range(L, 2, 2, "uid", 0, UINT32_MAX - 1);
@@ -230,7 +303,14 @@ static int cgroup_chown(lua_State *L) {
     return 1;
 }
 
-/* device_number(path) -> major, minor of a block device (io limits name disks by number). */
+/***
+The device number of a block device: io limits name disks by number.
+@function device_number
+@tparam string path absolute ("/dev/vda")
+@treturn integer major
+@treturn integer minor
+@error "stat PATH: message", "ENAME"; "ENOTBLK" for anything but a block device
+*/
 static int cgroup_device_number(lua_State *L) {
     const char *path = check_dir(L, 1);
     struct stat st;

@@ -1,5 +1,26 @@
 /* core.c: the lunas.core module: shared helpers (errors, flags, options, signals, fds) and the assembly of
  * every area's functions into one table. */
+/***
+The C core: the kernel's isolation primitives as functions and a few object types.
+
+`local core = require "lunas.core"`. Every function follows the same conventions:
+
+- misuse (a wrong type, an unknown flag, option or field name, a value out of range) raises an error naming the
+  argument or field at fault: option tables are strict, and a typo is never silently ignored;
+- a failure of the system returns `nil, "op target: message", "ENAME"`: the errno name as a string ("ENOENT");
+  netlink failures carry the kernel's errno and its extended-ack text. Wrap a call in `assert` or
+  `lunas.errors.check` where a failure should raise;
+- flags (namespaces, mount flags, ...) take an integer, a comma string (`"user,pid,net"`) or a table of names;
+- signals take a number, `"TERM"`, `"SIGTERM"` or `"RTMIN+n"`;
+- a descriptor argument takes an `fd` object, any handle with a `fileno()` method (process, namespace, netlink,
+  landlock ruleset) or a non-negative integer;
+- objects that wrap a descriptor have an idempotent `close()`, `__close` (for `local x <close> = ...`), and a
+  `__gc` that closes only in the process that created them: a forked child never closes its parent's
+  descriptors behind its back. A closed object raises "attempt to use a closed X".
+
+The same table is available as `lunas.core`. The host binary `lunas` has it built in.
+@module lunas.core
+*/
 #include <errno.h>
 #include <poll.h>
 #include <fcntl.h>
@@ -383,6 +404,18 @@ int lunas_check_fd(lua_State *L, int idx, int arg, const char *field) {
     return lunas_field_error(L, arg, field, "file descriptor expected, got %s", luaL_typename(L, idx));
 }
 
+/***
+File descriptor objects.
+A descriptor owned by Lua, always close-on-exec, as returned by `pipe`, `socketpair`, `open`, `open_tree`,
+`fs_mount`, `open_in_root`, `cgroup_open`, `recv_fd`, `reaper_image` and the seccomp listener functions.
+`tostring` gives "fd N" ("fd (closed)").
+@type fd
+*/
+
+/***
+Closes the descriptor. Closing again does nothing.
+@function fd:close
+*/
 static int fd_close(lua_State *L) {
     struct lunas_fd *f = luaL_checkudata(L, 1, LUNAS_FD);
     if (f->fd >= 0) {
@@ -399,11 +432,23 @@ static int fd_gc(lua_State *L) {
     return 0;
 }
 
+/***
+The descriptor number.
+@function fd:fileno
+@treturn integer
+*/
 static int fd_fileno(lua_State *L) {
     lua_pushinteger(L, check_open_fd(L, 1)->fd);
     return 1;
 }
 
+/***
+Reads once: one read(2) (retried on EINTR) of at most `size` bytes.
+@function fd:read
+@tparam[opt=65536] integer size the most bytes to read, 1 to 16 MiB
+@treturn string the bytes read; `""` at end of file
+@error "read fd N: message", "ENAME" ("EAGAIN" on an empty non-blocking pipe)
+*/
 static int fd_read(lua_State *L) {
     struct lunas_fd *f = check_open_fd(L, 1);
     lua_Integer max = luaL_optinteger(L, 2, 65536);
@@ -418,6 +463,13 @@ static int fd_read(lua_State *L) {
     return 1;
 }
 
+/***
+Writes the whole string, retrying short writes and EINTR.
+@function fd:write
+@tparam string data
+@treturn integer the number of bytes written (all of them)
+@error "write fd N: message", "ENAME"
+*/
 static int fd_write(lua_State *L) {
     struct lunas_fd *f = check_open_fd(L, 1);
     size_t len;
@@ -427,9 +479,23 @@ static int fd_write(lua_State *L) {
     return 1;
 }
 
-/* poll({fd, ...} [, timeout seconds]) -> array of the positions that are readable or hung up (empty on timeout),
- * and a set of the positions that hung up (a seccomp listener whose filtered processes are all gone). 
- * Anything with a fileno() counts: process handles (a pidfd is readable once the process exits), listeners. */
+/***
+Utilities.
+Waiting, time, errno names, and the module's tables.
+@section utilities
+*/
+
+/***
+Waits until one of up to 256 descriptors is readable or hung up (poll(2) for POLLIN and POLLPRI).
+Anything with a `fileno()` counts: a process handle becomes readable once the process exits (its pidfd), a
+seccomp listener hangs up once no process is left under its filter.
+@function poll
+@tparam table fds an array of 1 to 256 descriptors: fd objects, handles or integers
+@tparam[opt] number timeout seconds (0 or more); without it, waits for ever
+@treturn table the positions in `fds` that are ready, in order; empty on timeout
+@treturn table a set `{[position] = true}` of the positions that hung up (POLLHUP, POLLERR, POLLNVAL)
+@error "poll: message", "ENAME"
+*/
 static int core_poll(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     double timeout = luaL_optnumber(L, 2, -1);
@@ -600,16 +666,33 @@ void lunas_netns_leave(int saved) {
 
 /* ---- module ------------------------------------------------------------- */
 
+/***
+The monotonic clock (CLOCK_MONOTONIC): for measuring durations, unaffected by changes of the date.
+@function now
+@treturn number seconds, with nanosecond resolution
+*/
 static int core_now(lua_State *L) {
     lua_pushnumber(L, lunas_now());
     return 1;
 }
 
+/***
+The name of an errno value, as the error convention gives it.
+@function errno_name
+@tparam integer errno
+@treturn string "ENOENT" for 2; "E<number>" for a value without a known name
+*/
 static int core_errno_name(lua_State *L) {
     lua_pushstring(L, lunas_errno_name((int)luaL_checkinteger(L, 1)));
     return 1;
 }
 
+/***
+The C library's text for an errno value.
+@function strerror
+@tparam integer|string errno a number or a name ("ENOENT"); an unknown name raises
+@treturn string "No such file or directory"
+*/
 static int core_strerror(lua_State *L) {
     int err = lua_type(L, 1) == LUA_TSTRING ? lunas_errno_from_name(lua_tostring(L, 1)) : (int)luaL_checkinteger(L, 1);
     if (err < 0) return lunas_field_error(L, 1, NULL, "unknown errno name '%s'", lua_tostring(L, 1));
@@ -641,6 +724,26 @@ static void push_flag_table(lua_State *L, const struct lunas_flag *flags) {
     }
 }
 
+/***
+Errno values by name: `core.errno.ENOENT == 2`.
+@table errno
+*/
+
+/***
+Signal numbers by name, without the SIG prefix: `core.signals.TERM == 15`. Real-time signals are not listed
+(functions that take a signal accept "RTMIN+n").
+@table signals
+*/
+
+/***
+The CLONE_NEW* flag of each namespace name: user, pid, mount (and mnt), uts, ipc, net, cgroup, time.
+@table namespaces
+*/
+
+/***
+The version of lunas, "MAJOR.MINOR.PATCH".
+@field version
+*/
 int luaopen_lunas_core(lua_State *L) {
     static const luaL_Reg functions[] = {
         {"now", core_now}, {"poll", core_poll}, {"errno_name", core_errno_name}, {"strerror", core_strerror}, {NULL, NULL}};

@@ -3,6 +3,8 @@
  * calling thread for good. Rights are named, never raw bits: one table below gives each name its category, bit
  * and the ABI that introduced it, so a right the running kernel lacks is reported before the kernel sees it and
  * the Lua policy decides between best effort and failure. */
+/*** @module lunas.core */
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -223,8 +225,24 @@ static int kernel_abi(void) { return create_ruleset(NULL, 0, LANDLOCK_CREATE_RUL
 
 /* ---- module functions ---------------------------------------------------------------------------------------- */
 
-/* landlock_abi() -> version. A kernel without Landlock (not built, or not enabled at boot) answers 0 plus the
- * reason, so callers can compare numbers without a nil check. */
+/***
+Landlock.
+The unprivileged access-control LSM. A ruleset names the rights it handles, rules allow some of them (beneath a
+path, on a port), and `restrict` confines the calling thread for good. Rights are named, never raw bits, so a
+right newer than the running kernel is reported by name before the kernel sees it. File system rights: execute,
+write_file, read_file, read_dir, remove_dir, remove_file, make_char, make_dir, make_reg, make_sock, make_fifo,
+make_block, make_sym, refer (ABI 2), truncate (3), ioctl_dev (5). Network: bind_tcp, connect_tcp (4). Scopes:
+abstract_unix_socket, signal (6).
+@section landlock
+*/
+
+/***
+The Landlock ABI version of the running kernel.
+@function landlock_abi
+@treturn[1] integer 1 or more
+@return[2] 0 (not nil: the number still compares), "landlock: message", "ENOSYS" or "EOPNOTSUPP" when Landlock
+  is not built in or not enabled
+*/
 static int landlock_abi(lua_State *L) {
     int abi = kernel_abi();
     if (abi >= 0) {
@@ -240,7 +258,12 @@ static int landlock_abi(lua_State *L) {
     return 3;
 }
 
-/* landlock_rights() -> {fs = {name = abi, ...}, net = {...}, scoped = {...}}, a fresh table each call. */
+/***
+Every right lunas knows, with the ABI that introduced it.
+@function landlock_rights
+@treturn table `{fs = {execute = 1, ..., refer = 2, truncate = 3, ioctl_dev = 5}, net = {bind_tcp = 4,
+  connect_tcp = 4}, scoped = {abstract_unix_socket = 6, signal = 6}}`, a fresh table each call
+*/
 static int landlock_rights(lua_State *L) {
     lua_createtable(L, 0, CATEGORIES);
     for (int c = 0; c < CATEGORIES; c++) {
@@ -285,7 +308,17 @@ static int check_kernel_knows(lua_State *L, const uint64_t handled[CATEGORIES]) 
     return 0;
 }
 
-/* landlock_ruleset{fs = RIGHTS, net = RIGHTS, scoped = RIGHTS} -> ruleset */
+/***
+A new ruleset. Rights are tables of names or comma strings.
+@function landlock_ruleset
+@tparam table handled at least one right
+@tparam[opt] table|string handled.fs the file system rights to restrict
+@tparam[opt] table|string handled.net the TCP rights to restrict
+@tparam[opt] table|string handled.scoped the scopes to restrict
+@treturn landlock
+@error "landlock ruleset: right 'NAME' needs ABI N, the kernel has M", "EOPNOTSUPP"; "landlock ruleset:
+  message", "ENAME"
+*/
 static int landlock_ruleset(lua_State *L) {
     static const char *const allowed[] = {"fs", "net", "scoped", NULL};
     lunas_check_options(L, 1, allowed);
@@ -353,8 +386,22 @@ static int add_path_rule(const struct landlock_ruleset *r, int fd, uint64_t mask
     return add_rule(r->fd, RULE_PATH_BENEATH, &attr) < 0 ? errno : 0;
 }
 
-/* ruleset:allow_path(path | fd, rights) -> true: allows rights on the file, or on everything beneath the
- * directory. */
+/***
+Landlock rulesets.
+A ruleset under construction (`landlock_ruleset`). `tostring` gives "landlock ruleset (fd N)".
+@type landlock
+*/
+
+/***
+Allows rights on a file, or on everything beneath a directory. Symlinks in the path are followed: the rule is
+about what the path names.
+@function landlock:allow_path
+@tparam string|fd path
+@tparam table|string rights file system rights, each handled by the ruleset; on a file, only the rights that
+  apply to files (execute, write_file, read_file, truncate, ioctl_dev)
+@treturn boolean true
+@error "landlock allow_path PATH: message", "ENAME"; "EINVAL" for a directory right on a file
+*/
 static int ruleset_allow_path(lua_State *L) {
     struct landlock_ruleset *r = check_ruleset(L, 1);
     luaL_checkany(L, 2);
@@ -373,7 +420,14 @@ static int ruleset_allow_path(lua_State *L) {
     return push_true(L);
 }
 
-/* ruleset:allow_port(port, rights) -> true: allows binding or connecting to a TCP port. */
+/***
+Allows binding or connecting to a TCP port.
+@function landlock:allow_port
+@tparam integer port 0 to 65535
+@tparam table|string rights "bind_tcp", "connect_tcp"
+@treturn boolean true
+@error "landlock allow_port N: message", "ENAME"
+*/
 static int ruleset_allow_port(lua_State *L) {
     struct landlock_ruleset *r = check_ruleset(L, 1);
     lua_Integer port = lunas_check_range(L, 2, 2, "port", 0, 65535);
@@ -383,8 +437,12 @@ static int ruleset_allow_port(lua_State *L) {
     return push_true(L);
 }
 
-/* ruleset:restrict() -> true: the calling thread (and what it forks and execs from now on) is confined. There is
- * no way back. */
+/***
+Confines the calling thread (and what it forks and execs from now on) to the ruleset. There is no way back.
+@function landlock:restrict
+@treturn boolean true
+@error "landlock restrict: message", "ENAME" ("EPERM": set no_new_privs first)
+*/
 static int ruleset_restrict(lua_State *L) {
     struct landlock_ruleset *r = check_ruleset(L, 1);
     if (restrict_self(r->fd) == 0) return push_true(L);
@@ -412,7 +470,11 @@ static void push_names(lua_State *L, enum category c, uint64_t mask) {
     }
 }
 
-/* ruleset:handled() -> {fs = {names}, net = {names}, scoped = {names}} */
+/***
+The rights the ruleset handles.
+@function landlock:handled
+@treturn table `{fs = {names}, net = {names}, scoped = {names}}`, each sorted
+*/
 static int ruleset_handled(lua_State *L) {
     struct landlock_ruleset *r = check_ruleset(L, 1);
     lua_createtable(L, 0, CATEGORIES);
@@ -423,11 +485,20 @@ static int ruleset_handled(lua_State *L) {
     return 1;
 }
 
+/***
+The ruleset's descriptor number.
+@function landlock:fileno
+@treturn integer
+*/
 static int ruleset_fileno(lua_State *L) {
     lua_pushinteger(L, check_ruleset(L, 1)->fd);
     return 1;
 }
 
+/***
+Closes the ruleset (a restriction already made stays). Closing again does nothing.
+@function landlock:close
+*/
 static int ruleset_close(lua_State *L) {
     struct landlock_ruleset *r = luaL_checkudata(L, 1, LUNAS_LANDLOCK);
     if (r->fd >= 0) close(r->fd);

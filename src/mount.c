@@ -2,6 +2,8 @@
  * API (open_tree, mount_setattr, move_mount, fsopen/fsconfig/fsmount with the kernel's own error text), and
  * paths resolved inside a root without following symlinks out of it (openat2 RESOLVE_IN_ROOT): a target whose last
  * component is a symlink is refused, never followed (CVE-2015-1335, CVE-2019-18837). */
+/*** @module lunas.core */
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -38,7 +40,28 @@ static const char *opt_path(lua_State *L, int arg, const char *field) {
     return s;
 }
 
-/* mount(source, target, fstype, flags, data): source, fstype and data may be nil. */
+/***
+Mounts and paths.
+mount(2) and umount2(2), pivot_root, the new mount API (open_tree, mount_setattr, move_mount, and
+fsopen/fsconfig/fsmount with the kernel's own error text), and paths resolved inside a root without following
+symlinks out of it (openat2 RESOLVE_IN_ROOT): a target whose last component is a symlink is refused, never
+followed (CVE-2015-1335, CVE-2019-18837).
+@section mounts
+*/
+
+/***
+Mounts a file system, binds, remounts or changes propagation (mount(2)).
+@function mount
+@tparam string|nil source
+@tparam string target
+@tparam string|nil fstype
+@tparam[opt] integer|string|table flags rdonly (ro), nosuid, nodev, noexec, sync, remount, mand, dirsync,
+  noatime, nodiratime, bind, move, rec, silent, unbindable, private, slave, shared, relatime, strictatime,
+  lazytime
+@tparam[opt] string data file system options ("mode=0755,size=64M")
+@treturn boolean true
+@error "mount TARGET: message", "ENAME"
+*/
 static int mount_mount(lua_State *L) {
     const char *source = opt_path(L, 1, "source");
     const char *target = opt_path(L, 2, "target");
@@ -51,7 +74,14 @@ static int mount_mount(lua_State *L) {
     return 1;
 }
 
-/* umount(target [, flags]) */
+/***
+Unmounts (umount2).
+@function umount
+@tparam string target
+@tparam[opt] integer|string|table flags force, detach, expire, nofollow
+@treturn boolean true
+@error "umount TARGET: message", "ENAME"
+*/
 static int mount_umount(lua_State *L) {
     const char *target = opt_path(L, 1, "target");
     if (!target) return lunas_field_error(L, 1, "target", "path expected");
@@ -61,7 +91,13 @@ static int mount_umount(lua_State *L) {
     return 1;
 }
 
-/* listdir(path) -> {names...} without "." and "..", unsorted. */
+/***
+The names in a directory, without "." and "..", unsorted.
+@function listdir
+@tparam string path
+@treturn table
+@error "opendir PATH: message", "ENAME"
+*/
 static int mount_listdir(lua_State *L) {
     const char *path = opt_path(L, 1, "path");
     if (!path) return lunas_field_error(L, 1, "path", "path expected");
@@ -82,6 +118,15 @@ static int mount_listdir(lua_State *L) {
     return 1;
 }
 
+/***
+Makes `new_root` the root of the caller's mount namespace and moves the old root to `put_old` (pivot_root).
+`pivot_root(".", ".")` stacks the old root on the new one, to be unmounted with `umount(".", "detach")`.
+@function pivot_root
+@tparam string new_root a mount point
+@tparam string put_old a directory at or below new_root
+@treturn boolean true
+@error "pivot_root NEW_ROOT: message", "ENAME"
+*/
 static int mount_pivot_root(lua_State *L) {
     const char *new_root = luaL_checkstring(L, 1);
     const char *put_old = luaL_checkstring(L, 2);
@@ -122,8 +167,17 @@ static struct location check_location(lua_State *L, int arg, const char *field) 
     return loc;
 }
 
-/* open_tree(path [, {clone = true, recursive = true}]) -> mount fd: a detached copy of the mount at path (clone),
- * of its whole subtree with recursive, ready for mount_setattr and move_mount. */
+/***
+A detached copy of the mount at `path` (open_tree with OPEN_TREE_CLONE), ready for `mount_setattr` and
+`move_mount`: a bind mount made in two steps, whose attributes are set before anything can see it.
+@function open_tree
+@tparam string|fd path a path, or a descriptor (then the mount it is on)
+@tparam[opt] table opts
+@tparam[opt=true] boolean opts.clone a detached copy; false opens the mount itself
+@tparam[opt=true] boolean opts.recursive with every mount below it
+@treturn fd a mount descriptor
+@error "open_tree PATH: message", "ENAME"
+*/
 static int mount_open_tree(lua_State *L) {
     static const char *const allowed[] = {"clone", "recursive", NULL};
     struct location loc = check_location(L, 1, "path");
@@ -141,7 +195,19 @@ static int mount_open_tree(lua_State *L) {
     return 1;
 }
 
-/* mount_setattr(target, {set = "rdonly,nosuid", clear = "...", propagation = "private", recursive = true}) */
+/***
+Changes the attributes of a mount, or of a whole tree (mount_setattr).
+@function mount_setattr
+@tparam string|fd target a path or a mount descriptor (`open_tree`, `fs_mount`)
+@tparam table opts
+@tparam[opt] integer|string|table opts.set attributes to set: rdonly (ro), nosuid, nodev, noexec, relatime,
+  noatime, strictatime, nodiratime, nosymfollow
+@tparam[opt] integer|string|table opts.clear attributes to clear, the same names
+@tparam[opt] string opts.propagation "private", "shared", "slave" or "unbindable"
+@tparam[opt=true] boolean opts.recursive the whole tree below
+@treturn boolean true
+@error "mount_setattr TARGET: message", "ENAME"
+*/
 static int mount_mount_setattr(lua_State *L) {
     static const char *const allowed[] = {"set", "clear", "propagation", "recursive", NULL};
     struct location loc = check_location(L, 1, "target");
@@ -164,7 +230,14 @@ static int mount_mount_setattr(lua_State *L) {
     return 1;
 }
 
-/* move_mount(from, to): attaches a mount fd (from open_tree or fs_mount) at to (an O_PATH fd or a path). */
+/***
+Attaches a mount descriptor at a place (move_mount), or moves a mount.
+@function move_mount
+@tparam string|fd from a mount descriptor (`open_tree`, `fs_mount`) or a path
+@tparam string|fd to a path, or an O_PATH descriptor (`open_in_root`)
+@treturn boolean true
+@error "move_mount TO: message", "ENAME"
+*/
 static int mount_move_mount(lua_State *L) {
     struct location from = check_location(L, 1, "from");
     struct location to = check_location(L, 2, "to");
@@ -203,8 +276,18 @@ static int fs_mount_fail(lua_State *L, int err, int fsfd, const char *fstype, co
     return lunas_push_errorf(L, err, "%s %s", what, fstype);
 }
 
-/* fs_mount(fstype [, {option = value | true, ...} [, {attrs = "nosuid,nodev"}]]) -> a detached mount fd of a new
- * file system instance (fsopen, fsconfig, fsmount). Failures carry the kernel's own text. */
+/***
+A new instance of a file system as a detached mount (fsopen, fsconfig, fsmount), to attach with `move_mount`.
+Failures carry the kernel's own text ("tmpfs: Bad value for 'size'").
+@function fs_mount
+@tparam string fstype "tmpfs", "proc", "mqueue", ...
+@tparam[opt] table options file system options: `{size = "64M", mode = "0755", ro = true}` (true sets a flag)
+@tparam[opt] table opts
+@tparam[opt] integer|string|table opts.attrs mount attributes, the names of `mount_setattr`: "nosuid,nodev"
+@tparam[opt] string opts.source the source (a device, "none")
+@treturn fd a mount descriptor
+@error "fsconfig KEY FSTYPE (kernel text): message", "ENAME" (or fsopen, fs_mount, fsmount)
+*/
 static int mount_fs_mount(lua_State *L) {
     static const char *const allowed[] = {"attrs", "source", NULL};
     const char *fstype = luaL_checkstring(L, 1);
@@ -309,8 +392,18 @@ static int open_parent_in_root(int root, const char *path, int create, char *bas
 
 static const char *const create_kinds[] = {"none", "dir", "file", NULL};
 
-/* open_in_root(root, path [, {create = "dir" | "file", mode = 0755}]) -> O_PATH fd of path inside root. A last
- * component that is a symlink is refused (ELOOP); missing directories on the way are made with create. */
+/***
+An O_PATH descriptor of `path` resolved inside `root`: symlinks on the way resolve inside the root, and a last
+component that is a symlink is refused (ELOOP), even when swapped in meanwhile.
+@function open_in_root
+@tparam fd|integer root a directory descriptor, the root
+@tparam string path a path inside it ("/" or "": the root itself)
+@tparam[opt] table opts
+@tparam[opt="none"] string opts.create "dir" or "file": create what is missing, directories on the way included
+@tparam[opt] integer opts.mode of what is created (default 0755 for a directory, 0644 for a file)
+@treturn fd
+@error "resolve in root PATH: message", "ENAME"; "ELOOP" for a symlink
+*/
 static int mount_open_in_root(lua_State *L) {
     static const char *const allowed[] = {"create", "mode", NULL};
     int root = lunas_check_fd(L, 1, 1, "root");
@@ -357,8 +450,16 @@ static int mount_open_in_root(lua_State *L) {
     return 1;
 }
 
-/* write_in_root(root, path, contents [, mode]): creates or replaces a regular file inside root (never through a
- * symlink), with the missing directories. */
+/***
+Creates or replaces a regular file inside `root` (never through a symlink), with the missing directories.
+@function write_in_root
+@tparam fd|integer root
+@tparam string path
+@tparam string contents
+@tparam[opt=0644] integer mode
+@treturn boolean true
+@error "create file PATH: message", "ENAME" (or "resolve in root", "write file")
+*/
 static int mount_write_in_root(lua_State *L) {
     int root = lunas_check_fd(L, 1, 1, "root");
     const char *path = luaL_checkstring(L, 2);
@@ -384,7 +485,15 @@ static int mount_write_in_root(lua_State *L) {
     return 1;
 }
 
-/* symlink_in_root(root, target_text, path): creates a symlink inside root; an identical existing one is fine. */
+/***
+Creates a symlink inside `root`, with the missing directories; an identical existing one is fine.
+@function symlink_in_root
+@tparam fd|integer root
+@tparam string target the link's text
+@tparam string path where the link goes
+@treturn boolean true
+@error "symlink PATH: message", "ENAME"
+*/
 static int mount_symlink_in_root(lua_State *L) {
     int root = lunas_check_fd(L, 1, 1, "root");
     const char *target = luaL_checkstring(L, 2);
@@ -408,7 +517,15 @@ static int mount_symlink_in_root(lua_State *L) {
     return 1;
 }
 
-/* chmod_in_root(root, path, mode): never through a symlink. */
+/***
+Changes the mode of a file inside `root`, never through a symlink.
+@function chmod_in_root
+@tparam fd|integer root
+@tparam string path
+@tparam integer mode
+@treturn boolean true
+@error "chmod PATH: message", "ENAME"
+*/
 static int mount_chmod_in_root(lua_State *L) {
     int root = lunas_check_fd(L, 1, 1, "root");
     const char *path = luaL_checkstring(L, 2);
@@ -430,8 +547,13 @@ static int mount_chmod_in_root(lua_State *L) {
     return 1;
 }
 
-/* file_type(path | fd) -> "dir" | "file" | "link" | "char" | "block" | "fifo" | "socket", without following a
- * final symlink; nil, message, ENOENT when missing. */
+/***
+The type of a file, without following a final symlink (lstat, or fstat of a descriptor).
+@function file_type
+@tparam string|fd path
+@treturn string "dir", "file", "link", "char", "block", "fifo" or "socket"
+@error "stat PATH: message", "ENAME" ("ENOENT" when missing)
+*/
 static int mount_file_type(lua_State *L) {
     struct stat st;
     if (lua_type(L, 1) == LUA_TSTRING) {
@@ -452,8 +574,15 @@ static int mount_file_type(lua_State *L) {
     return 1;
 }
 
-/* mkdir(path [, mode = 0755]): one directory (not its parents); EEXIST when there, whatever it is. For lunas's own
- * state under /run/lunas, where a path made by another tool must not pass for ours. */
+/***
+Makes one directory (not its parents), for lunas's own state under /run/lunas: EEXIST when anything is there, so a
+path another tool made never passes for ours.
+@function mkdir
+@tparam string path
+@tparam[opt=0755] integer mode
+@treturn boolean true
+@error "mkdir PATH: message", "ENAME"
+*/
 static int mount_mkdir(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     mode_t mode = lua_isnoneornil(L, 2) ? 0755 : (mode_t)lunas_check_range(L, 2, 2, "mode", 0, 07777);
@@ -462,7 +591,13 @@ static int mount_mkdir(lua_State *L) {
     return 1;
 }
 
-/* rmdir(path): an empty directory. */
+/***
+Removes an empty directory.
+@function rmdir
+@tparam string path
+@treturn boolean true
+@error "rmdir PATH: message", "ENAME"
+*/
 static int mount_rmdir(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     if (rmdir(path) < 0) return lunas_push_error(L, errno, "rmdir", path);
@@ -470,7 +605,13 @@ static int mount_rmdir(lua_State *L) {
     return 1;
 }
 
-/* realpath(path) -> the canonical absolute path, every symlink resolved (as the calling process sees them). */
+/***
+The canonical absolute path, every symlink resolved as the caller sees them (realpath).
+@function realpath
+@tparam string path
+@treturn string
+@error "realpath PATH: message", "ENAME"
+*/
 static int mount_realpath(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     char resolved[PATH_MAX];

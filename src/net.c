@@ -4,6 +4,8 @@
  * Debian's libnl aborts the process on several misuses (KERNEL-NOTES): every value is validated here before
  * it reaches libnl, only typed allocators are used for typed setters, and libnl's error codes (which are not
  * errno values) are replaced by the kernel's own errno and extended-ack text captured by an error callback. */
+/*** @module lunas.core */
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -124,6 +126,26 @@ static int netlink_errno(lua_State *L, struct lunas_netlink *nl, int err, const 
     return lunas_netlink_error(L, nl, -NLE_FAILURE, op, target);
 }
 
+/***
+Network.
+Netlink handles bound to a network namespace (links, addresses, routes, neighbours, queueing disciplines),
+the network sysctls of a namespace, and bringing lo up.
+@section network
+*/
+
+/***
+Netlink handles.
+A rtnetlink socket opened inside one network namespace (`netlink`), which stays bound to it for its whole life,
+whatever namespace lunas is in later. Links are named by name or index. Failures read
+`nil, "op target in NETNS (the kernel's extended ack): message", "ENAME"`, with the kernel's own errno.
+`tostring` gives "netlink (NETNS)".
+@type netlink
+*/
+
+/***
+Closes the socket. Closing again does nothing.
+@function netlink:close
+*/
 static int netlink_close(lua_State *L) {
     struct lunas_netlink *nl = luaL_checkudata(L, 1, LUNAS_NETLINK);
     if (nl->sock && nl->owner == getpid()) nl_socket_free(nl->sock);
@@ -140,6 +162,11 @@ static int netlink_tostring(lua_State *L) {
     return 1;
 }
 
+/***
+The socket's descriptor number.
+@function netlink:fileno
+@treturn integer
+*/
 static int netlink_fileno(lua_State *L) {
     lua_pushinteger(L, nl_socket_get_fd(lunas_check_netlink(L, 1)->sock));
     return 1;
@@ -158,8 +185,19 @@ static int connect_socket(struct lunas_netlink *nl) {
     return 0;
 }
 
-/* netlink([netns]): a rtnetlink socket opened inside netns (nil: the current namespace). It stays bound to that
- * namespace for its whole life, whatever namespace lunas is in later. */
+/***
+Network.
+@section network
+*/
+
+/***
+Opens a netlink handle inside a network namespace.
+@function netlink
+@tparam[opt] ns|string|fd netns nil for the caller's namespace, a namespace handle (or anything with
+  `fileno()`), a namespace file path, or a name under /run/netns as `ip netns` names them
+@treturn netlink
+@error "netlink: open namespace NAME: message", "ENAME"
+*/
 static int net_netlink(lua_State *L) {
     char what[sizeof(((struct lunas_netlink *)0)->where)];
     int owned;
@@ -382,6 +420,19 @@ static void push_link(lua_State *L, struct rtnl_link *link, struct nl_cache *cac
     push_link_stats(L, link);
 }
 
+/***
+Netlink handles.
+@type netlink
+*/
+
+/***
+Every link of the namespace, as `ip link` lists them.
+@function netlink:link_list
+@treturn table an array of links: `{name, index, kind, up, flags = {"up", "broadcast", "running", "lower_up",
+  ...}, operstate, mtu, txqlen, group, mac, master (index), master_name, link (peer or parent index), qdisc,
+  stats = {rx_bytes, tx_bytes, rx_packets, tx_packets, rx_errors, tx_errors, rx_dropped, tx_dropped}}`
+@error "link list in NETNS: message", "ENAME"
+*/
 static int netlink_link_list(lua_State *L) {
     struct lunas_netlink *nl = lunas_check_netlink(L, 1);
     struct nl_cache *cache;
@@ -397,6 +448,13 @@ static int netlink_link_list(lua_State *L) {
     return 1;
 }
 
+/***
+One link, as in `link_list` (without master_name).
+@function netlink:link_get
+@tparam string|integer link a name or an index
+@treturn table
+@error "link get NAME in NETNS: message", "ENODEV"
+*/
 static int netlink_link_get(lua_State *L) {
     struct lunas_netlink *nl = lunas_check_netlink(L, 1);
     struct rtnl_link *link = NULL;
@@ -776,10 +834,38 @@ static struct rtnl_link *build_link(lua_State *L, struct lunas_netlink *nl, int 
     return link;
 }
 
-/* link_add{name=, kind=, ...}: creates a link in the handle's namespace (or in netns=). Kinds: veth (peer =
- * {name=, netns=, ...}), bridge, macvlan/macvtap (link=, mode=), vlan (link=, id=), vxlan (id=, remote=, local=,
- * port=, link=, learning=), tun/tap (owner=, owner_group=, persist=, packet_info=, multi_queue=), and any other
- * kind the kernel knows by name. Common: mtu, mac, up, master, group, txqlen. */
+/***
+Creates a link in the handle's namespace (or directly in `netns`). An option of another kind raises.
+@function netlink:link_add
+@tparam table opts
+@tparam string opts.name 1 to 15 bytes, no '/', ':' or white space
+@tparam string opts.kind "veth", "bridge", "macvlan", "macvtap", "vlan", "vxlan", "tun", "tap", or any other kind
+  the kernel knows by name ("dummy", "ifb", ...)
+@tparam[opt] integer opts.mtu 68 to 65535
+@tparam[opt] string opts.mac "aa:bb:cc:dd:ee:ff"
+@tparam[opt] boolean opts.up
+@tparam[opt] string|integer opts.master a bridge to join
+@tparam[opt] integer opts.group the link group (see `link_del_group`)
+@tparam[opt] integer opts.txqlen
+@tparam[opt] ns|string opts.netns create the link there (not for tun and tap)
+@tparam[opt] table opts.peer veth: the other end, `{name = (required), netns, mac, mtu, group, txqlen}`. It
+  cannot be brought up in the same request: do that through a handle in its namespace.
+@tparam[opt] string|integer opts.link macvlan, macvtap, vlan (required), vxlan: the parent link
+@tparam[opt] string opts.mode macvlan, macvtap: "private", "vepa", "bridge", "passthru" or "source"
+@tparam[opt] integer opts.id vlan: 1 to 4094; vxlan: the VNI, 0 to 16777215 (required for both)
+@tparam[opt] string opts.remote vxlan: the remote (or multicast group) address
+@tparam[opt] string opts.src vxlan: the local address
+@tparam[opt=4789] integer opts.port vxlan: the UDP port
+@tparam[opt=true] boolean opts.learning vxlan: learn remote addresses
+@tparam[opt] integer opts.owner tun, tap: the uid that may use it
+@tparam[opt] integer opts.owner_group tun, tap: the gid that may use it
+@tparam[opt=true] boolean opts.persist tun, tap: keep the device after the descriptor closes; false returns the
+  descriptor, and the device lives as long as it
+@tparam[opt=false] boolean opts.packet_info tun, tap: keep the packet information header (IFF_NO_PI otherwise)
+@tparam[opt=false] boolean opts.multi_queue tun, tap: IFF_MULTI_QUEUE
+@treturn boolean|fd true; the device's descriptor for a tun or tap with persist = false
+@error "link add NAME in NETNS (kernel text): message", "ENAME" ("EEXIST" for a name in use)
+*/
 static int netlink_link_add(lua_State *L) {
     struct lunas_netlink *nl = lunas_check_netlink(L, 1);
     lunas_check_options(L, 2, link_add_options);
@@ -915,7 +1001,23 @@ static int create_tun(lua_State *L, struct lunas_netlink *nl, int idx, const cha
 static const char *const link_set_options[] = {"up", "mtu", "mac", "name", "master", "nomaster", "group",
                                                "netns", "txqlen", NULL};
 
-/* link_set(link, {up=, mtu=, mac=, name=, master=, nomaster=true, group=, netns=, txqlen=}) */
+/***
+Changes a link.
+@function netlink:link_set
+@tparam string|integer link
+@tparam table opts
+@tparam[opt] boolean opts.up
+@tparam[opt] integer opts.mtu
+@tparam[opt] string opts.mac
+@tparam[opt] string opts.name a new name
+@tparam[opt] string|integer opts.master a bridge to join
+@tparam[opt] boolean opts.nomaster true: leave the bridge (conflicts with master)
+@tparam[opt] integer opts.group
+@tparam[opt] integer opts.txqlen
+@tparam[opt] ns|string opts.netns move the link into that namespace
+@treturn boolean true
+@error "link set NAME in NETNS: message", "ENAME"
+*/
 static int netlink_link_set(lua_State *L) {
     struct lunas_netlink *nl = lunas_check_netlink(L, 1);
     lunas_check_options(L, 3, link_set_options);
@@ -953,6 +1055,13 @@ static int netlink_link_set(lua_State *L) {
     return 1;
 }
 
+/***
+Deletes a link; a veth takes its peer along, wherever it is.
+@function netlink:link_del
+@tparam string|integer link
+@treturn boolean true
+@error "link delete NAME in NETNS: message", "ENAME"
+*/
 static int netlink_link_del(lua_State *L) {
     struct lunas_netlink *nl = lunas_check_netlink(L, 1);
     char label[IFNAMSIZ + 16];
@@ -968,8 +1077,14 @@ static int netlink_link_del(lua_State *L) {
     return 1;
 }
 
-/* link_del_group(group): one RTM_DELLINK for every link of the group; the kernel unregisters them in one batch
- * (a veth takes its peer along, in whatever namespace). Group 0 is every link's default group: refused. */
+/***
+Deletes every link of a group with one request: the kernel unregisters them in one batch, much faster than one
+request per link (a veth takes its peer along, in whatever namespace). Group 0, every link's default, raises.
+@function netlink:link_del_group
+@tparam integer group 1 or more
+@treturn boolean true
+@error "link delete group N in NETNS: message", "ENAME" ("ENODEV" when no link is in the group)
+*/
 static int netlink_link_del_group(lua_State *L) {
     struct lunas_netlink *nl = lunas_check_netlink(L, 1);
     uint32_t group = (uint32_t)lunas_check_range(L, 2, 2, "group", 1, UINT32_MAX);
@@ -1045,15 +1160,45 @@ static int netlink_addr_change(lua_State *L, int add) {
     return 1;
 }
 
-/* addr_add(link, "10.0.0.1/24" | "fd00::1/64" [, {peer=, broadcast=, label=, nodad=, noprefixroute=, replace=}]) */
+/***
+Adds an address to a link.
+@function netlink:addr_add
+@tparam string|integer link
+@tparam string address "10.0.0.1/24" or "fd00::1/64"; a bare address has the full-length prefix
+@tparam[opt] table opts
+@tparam[opt] string opts.peer the other end of a point-to-point link (with a prefix)
+@tparam[opt] string opts.broadcast
+@tparam[opt] string opts.label 1 to 15 bytes ("eth0:1")
+@tparam[opt=false] boolean opts.nodad IPv6: no duplicate address detection, usable at once
+@tparam[opt=false] boolean opts.noprefixroute no route for the prefix
+@tparam[opt=false] boolean opts.replace replace an existing address instead of failing with EEXIST
+@treturn boolean true
+@error "address add ADDRESS on LINK in NETNS: message", "ENAME"
+*/
 static int netlink_addr_add(lua_State *L) { return netlink_addr_change(L, 1); }
+/***
+Removes an address from a link (the options of `addr_add` are accepted).
+@function netlink:addr_del
+@tparam string|integer link
+@tparam string address
+@tparam[opt] table opts
+@treturn boolean true
+@error "address delete ADDRESS on LINK in NETNS: message", "ENAME"
+*/
 static int netlink_addr_del(lua_State *L) { return netlink_addr_change(L, 0); }
 
 static const char *family_name(int family) {
     return family == AF_INET ? "inet" : family == AF_INET6 ? "inet6" : family == AF_BRIDGE ? "bridge" : "other";
 }
 
-/* addr_list([link]) -> {{link=, index=, family=, address="10.0.0.1/24", scope=, label=}, ...} */
+/***
+The addresses of the namespace, or of one link.
+@function netlink:addr_list
+@tparam[opt] string|integer link
+@treturn table an array of `{link (name), index, family = "inet" | "inet6", address = "10.0.0.1/24", scope,
+  label}`
+@error "address list in NETNS: message", "ENAME"
+*/
 static int netlink_addr_list(lua_State *L) {
     struct lunas_netlink *nl = lunas_check_netlink(L, 1);
     int only = 0;
@@ -1199,9 +1344,34 @@ static int netlink_route_change(lua_State *L, int add) {
     return 1;
 }
 
-/* route_add{dst = "default" | "10.1.0.0/16", via=, dev=, table=, metric=, src=, type=, scope=, onlink=,
- * replace=, family=} and route_del{...} (the same fields select the route). */
+/***
+Adds a route.
+@function netlink:route_add
+@tparam table opts
+@tparam string opts.dst "default" or a prefix ("10.1.0.0/16")
+@tparam[opt] string opts.via the gateway
+@tparam[opt] string|integer opts.dev the outgoing link (a unicast route needs via or dev)
+@tparam[opt=254] integer opts.table (254: main)
+@tparam[opt] integer opts.metric
+@tparam[opt] string opts.src the preferred source address
+@tparam[opt="unicast"] string opts.type "unicast", "local", "blackhole", "unreachable", "prohibit" or "throw"
+@tparam[opt] string opts.scope "universe" (or "global"), "site", "link" or "host"
+@tparam[opt=4] integer opts.protocol (4: static)
+@tparam[opt=false] boolean opts.onlink the gateway is on the link even without a matching prefix
+@tparam[opt=false] boolean opts.replace replace an existing route instead of failing with EEXIST
+@tparam[opt] string opts.family "inet" or "inet6"; by default the family of dst, else via, else src, else inet
+@treturn boolean true
+@error "route add DST in NETNS: message", "ENAME"
+*/
 static int netlink_route_add(lua_State *L) { return netlink_route_change(L, 1); }
+/***
+Deletes a route, selected by the fields of `route_add`; as with `ip route del`, a type or scope left out
+matches any.
+@function netlink:route_del
+@tparam table opts
+@treturn boolean true
+@error "route delete DST in NETNS: message", "ENAME"
+*/
 static int netlink_route_del(lua_State *L) { return netlink_route_change(L, 0); }
 
 static const char *flag_name(const struct lunas_flag *names, uint64_t value) {
@@ -1236,7 +1406,16 @@ static void push_route(lua_State *L, struct rtnl_route *route, struct nl_cache *
     }
 }
 
-/* route_list([{family=, table=}]) -> routes of the main table (table = 0: every table). */
+/***
+The routes of a table.
+@function netlink:route_list
+@tparam[opt] table opts
+@tparam[opt] string opts.family "inet" or "inet6" (default: both)
+@tparam[opt=254] integer opts.table 0: every table
+@treturn table an array of `{family, dst = "default" | prefix, table, metric, type, scope, protocol, src, via,
+  dev}`
+@error "route list in NETNS: message", "ENAME"
+*/
 static int netlink_route_list(lua_State *L) {
     struct lunas_netlink *nl = lunas_check_netlink(L, 1);
     int family = AF_UNSPEC;
@@ -1316,10 +1495,34 @@ static int netlink_neigh_change(lua_State *L, int add) {
     return 1;
 }
 
-/* neigh_add{dev=, dst=, lladdr=, state = "permanent"} (replaces an existing entry), neigh_del{dev=, dst=} */
+/***
+Adds a neighbour (ARP or NDP) entry, replacing an existing one.
+@function netlink:neigh_add
+@tparam table opts
+@tparam string|integer opts.dev
+@tparam string opts.dst the IPv4 or IPv6 address
+@tparam string opts.lladdr the hardware address "aa:bb:cc:dd:ee:ff"
+@tparam[opt="permanent"] string opts.state "permanent", "reachable", "stale", "noarp", "delay", "probe",
+  "failed", "incomplete" or "none"
+@treturn boolean true
+@error "neighbour add DST on DEV in NETNS: message", "ENAME"
+*/
 static int netlink_neigh_add(lua_State *L) { return netlink_neigh_change(L, 1); }
+/***
+Deletes a neighbour entry.
+@function netlink:neigh_del
+@tparam table opts `{dev = link, dst = address}`
+@treturn boolean true
+@error "neighbour delete DST on DEV in NETNS: message", "ENAME"
+*/
 static int netlink_neigh_del(lua_State *L) { return netlink_neigh_change(L, 0); }
 
+/***
+The IPv4 and IPv6 neighbour entries of the namespace.
+@function netlink:neigh_list
+@treturn table an array of `{dev, dst, lladdr, state, family}`
+@error "neighbour list in NETNS: message", "ENAME"
+*/
 static int netlink_neigh_list(lua_State *L) {
     struct lunas_netlink *nl = lunas_check_netlink(L, 1);
     struct nl_cache *neighs, *links;
@@ -1373,8 +1576,22 @@ static void check_sysctl_key(lua_State *L, const char *key, size_t len, char *pa
     }
 }
 
-/* sysctl(netns, key [, value]): reads (no value) or writes a network sysctl as seen inside netns. The files of
- * /proc/sys/net belong to the namespace of whoever opens them, so the file is opened from inside. */
+/***
+Network.
+@section network
+*/
+
+/***
+Reads or writes a network sysctl as seen inside a namespace. The files of /proc/sys/net belong to the
+namespace of whoever opens them, so the file is opened from inside it.
+@function sysctl
+@tparam ns|string|nil netns as for `netlink`
+@tparam string key "net.ipv4.ip_forward", or "net/ipv4/conf/eth0.1/forwarding" (with slashes, dots are
+  literal, as sysctl(8) reads them); only keys below net
+@tparam[opt] string|integer value the value to write
+@treturn string|boolean the value (trailing white space removed) when reading; true when writing
+@error "sysctl KEY in NETNS: message", "ENAME"
+*/
 static int net_sysctl(lua_State *L) {
     char what[64], path[256];
     int owned;
@@ -1424,7 +1641,13 @@ static int net_sysctl(lua_State *L) {
 
 /* ---- loopback ------------------------------------------------------------- */
 
-/* loopback_up(): one ioctl, cheaper than a netlink round trip on the sandbox's hot path. */
+/***
+Brings lo up in the caller's network namespace: one ioctl, cheaper than a netlink round trip on a sandbox's hot
+path.
+@function loopback_up
+@treturn boolean true
+@error "link up lo: message", "ENAME"
+*/
 static int net_loopback_up(lua_State *L) {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0) return lunas_push_error(L, errno, "socket", "lo");

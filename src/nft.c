@@ -12,6 +12,8 @@
  *    tens of microseconds, far less than the netlink round trips of a run.
  *  - Allocation failures inside the library still end the process (xmalloc -> exit), as do its internal BUG()
  *    asserts: nothing we can catch from here. */
+/*** @module lunas.core */
+
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
@@ -246,8 +248,25 @@ static int push_nft_error(lua_State *L, const char *what, const char *text) {
     return 3;
 }
 
-/* nft(netns, commands [, {json =, check =, handles =}]) runs an nftables command buffer (the language of
- * `nft -f`) inside a network namespace and returns its output text. */
+/***
+Network.
+@section network
+*/
+
+/***
+Runs an nftables command buffer (the language of `nft -f`) inside a network namespace, through libnftables
+(loaded on first use). Each call gets a fresh context: no cache or state carries over from one call to the next.
+@function nft
+@tparam ns|string|nil netns as for `netlink`
+@tparam string commands at most 1 MiB
+@tparam[opt] table opts
+@tparam[opt=false] boolean opts.json output (and listings) in JSON
+@tparam[opt=false] boolean opts.check only check the commands (dry run)
+@tparam[opt=false] boolean opts.handles show rule handles in listings
+@treturn string the output ("" for most commands)
+@error "nft NETNS: libnftables' error (first lines)", "ENAME" (the errno its text names, else "EINVAL");
+  "ENOPKG" when libnftables cannot be loaded
+*/
 static int nft_run(lua_State *L) {
     struct nft_request req = {.commands = check_commands(L, 2)};
     check_request_options(L, 3, &req);

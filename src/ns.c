@@ -1,5 +1,7 @@
 /* ns.c: namespaces: unshare, setns, handles on namespace files, persistence by bind mount, uid/gid maps,
  * time namespace offsets, and the UTS names. */
+/*** @module lunas.core */
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -62,21 +64,56 @@ static int describe_ns_fd(struct lunas_ns *ns) {
     return 0;
 }
 
+/***
+Namespaces.
+Handles on namespace files, unshare and setns, persistence by bind mount, uid and gid maps, time namespace offsets
+and the UTS names.
+@section namespaces
+*/
+
+/***
+Namespace handles.
+An open namespace file (/proc/PID/ns/TYPE or a bind mount of one), from `ns_open` and `ns_create`: pass it to
+`setns`, `persist`, `netlink` or `sysctl`. Two handles compare equal (`==`) when they name the same namespace;
+`tostring` gives "net:[4026532279]" as /proc does.
+@type ns
+*/
+
+/***
+The namespace's type.
+@function ns:type
+@treturn string "user", "pid", "mount", "uts", "ipc", "net", "cgroup" or "time"
+*/
 static int ns_type(lua_State *L) {
     lua_pushstring(L, lunas_ns_name(check_ns(L, 1)->type));
     return 1;
 }
 
+/***
+The namespace's inode number, the id that /proc/PID/ns links, `ip netns identify` and lsns show.
+@function ns:id
+@treturn integer
+*/
 static int ns_id(lua_State *L) {
     lua_pushinteger(L, (lua_Integer)check_ns(L, 1)->ino);
     return 1;
 }
 
+/***
+The descriptor's number.
+@function ns:fileno
+@treturn integer
+*/
 static int ns_fileno(lua_State *L) {
     lua_pushinteger(L, check_ns(L, 1)->fd);
     return 1;
 }
 
+/***
+Closes the descriptor (the namespace lives on while a process or a bind mount holds it). Closing again does
+nothing.
+@function ns:close
+*/
 static int ns_close(lua_State *L) {
     struct lunas_ns *ns = luaL_checkudata(L, 1, LUNAS_NS);
     if (ns->fd >= 0) close(ns->fd);
@@ -104,8 +141,20 @@ static int ns_tostring(lua_State *L) {
     return 1;
 }
 
-/* ns_open(type [, pid]) opens /proc/PID/ns/TYPE (pid defaults to self); ns_open(path) opens a namespace file
- * such as /run/netns/NAME. */
+/***
+Namespaces.
+@section namespaces
+*/
+
+/***
+Opens a namespace: `ns_open(type [, pid])` opens /proc/PID/ns/TYPE (pid defaults to the caller),
+`ns_open(path)` a namespace file such as /run/netns/NAME.
+@function ns_open
+@tparam string what a type ("net", "mnt" or "mount", ...) or a path (anything with a slash)
+@tparam[opt] integer pid with a type: the process whose namespace to open
+@treturn ns
+@error "open namespace PATH: message", "ENAME"; "EINVAL" when the file is not a namespace
+*/
 static int ns_open(lua_State *L) {
     const char *what = luaL_checkstring(L, 1);
     char path[PATH_MAX];
@@ -136,7 +185,13 @@ static int ns_open(lua_State *L) {
     return 1;
 }
 
-/* ns_ids([pid]) -> {net = inode, ...} for every namespace of the process (self by default). */
+/***
+The inode number of every namespace of a process, keyed by type (time is left out on a kernel without it).
+@function ns_ids
+@tparam[opt] integer pid default: the caller
+@treturn table `{user = inode, pid = inode, mount = inode, uts = ..., ipc = ..., net = ..., cgroup = ..., time = ...}`
+@error "stat /proc/PID/ns/TYPE: message", "ENAME"
+*/
 static int ns_ids(lua_State *L) {
     int pid = lua_isnoneornil(L, 1) ? 0 : (int)lunas_check_range(L, 1, 1, "pid", 1, INT32_MAX);
     char path[64];
@@ -169,6 +224,13 @@ static void format_ns_flags(uint64_t flags, char *buf, size_t size) {
     }
 }
 
+/***
+Moves the caller into new namespaces (unshare). A new pid namespace takes effect for the children only.
+@function unshare
+@tparam integer|string|table flags at least one namespace: "user,net", {"mount"}, ...
+@treturn boolean true
+@error "unshare user,net: message", "ENAME"
+*/
 static int ns_unshare(lua_State *L) {
     uint64_t flags = lunas_check_flags(L, 1, 1, lunas_ns_flags, "flags");
     if (flags == 0) return lunas_field_error(L, 1, "flags", "at least one namespace expected");
@@ -182,9 +244,15 @@ static int ns_unshare(lua_State *L) {
     return 1;
 }
 
-/* ns_create(type): a new namespace of a type the calling process can leave again (net, uts, ipc, cgroup), as a
- * handle, without a process in it: unshare, open, setns back. The caller stays where it was. A user, pid, mount
- * or time namespace is refused: joining back is impossible or would break the host process (see KERNEL-NOTES). */
+/***
+A new namespace with no process in it, as a handle: the caller unshares, opens it and goes back where it was.
+Only types the caller can leave again: net, uts, ipc, cgroup. A user, pid, mount or time namespace raises:
+joining back is impossible or would break the host process (KERNEL-NOTES).
+@function ns_create
+@tparam string type "net", "uts", "ipc" or "cgroup"
+@treturn ns
+@error "ns_create net: unshare: message", "ENAME"
+*/
 static int ns_create(lua_State *L) {
     static const struct lunas_flag creatable[] = {
         {"net", CLONE_NEWNET}, {"uts", CLONE_NEWUTS}, {"ipc", CLONE_NEWIPC}, {"cgroup", CLONE_NEWCGROUP}, {NULL, 0}};
@@ -215,8 +283,16 @@ static int ns_create(lua_State *L) {
     return 1;
 }
 
-/* setns(target [, flags]): target is a namespace handle, a namespace file path, a process (pidfd: flags name
- * the namespaces to join, several at once), or a file descriptor. */
+/***
+Moves the caller into namespaces (setns).
+@function setns
+@tparam ns|string|process|fd|integer target a namespace handle, a namespace file path, a process handle (its
+  pidfd: several namespaces at once, named by flags) or a descriptor
+@tparam[opt] integer|string|table flags the namespaces to join; required with a process, optional otherwise (with
+  a handle it must be the handle's type)
+@treturn boolean true
+@error "setns TARGET: message", "ENAME"
+*/
 static int ns_setns(lua_State *L) {
     uint64_t flags = lunas_check_flags(L, 2, 2, lunas_ns_flags, "flags");
     int fd = -1, owned = 0;
@@ -270,9 +346,18 @@ static int parent_dir(const char *path, char *dir, size_t size) {
     return 0;
 }
 
-/* persist(ns, path [, {shared_dir = true}]): keeps a namespace alive after its last process by bind-mounting it
- * onto path (created, must not exist). With shared_dir the directory becomes a shared mount point like
- * /run/netns, so `ip netns` sees it from every mount namespace. */
+/***
+Keeps a namespace alive after its last process by bind-mounting it onto `path`.
+@function persist
+@tparam ns|fd|integer ns the namespace
+@tparam string path an absolute path; the file is created and must not exist
+@tparam[opt] table opts
+@tparam[opt=false] boolean opts.shared_dir make the directory a shared mount point first (binding it onto itself
+  if needed), as `ip netns add` does with /run/netns: the bind mount then reaches mount namespaces made earlier,
+  so `ip netns` sees it from everywhere
+@treturn boolean true
+@error "persist: bind PATH: message", "ENAME" (and "persist: create", "persist: share directory")
+*/
 static int ns_persist(lua_State *L) {
     static const char *const allowed[] = {"shared_dir", NULL};
     int fd = luaL_testudata(L, 1, LUNAS_NS) ? check_ns(L, 1)->fd : lunas_check_fd(L, 1, 1, "ns");
@@ -299,7 +384,13 @@ static int ns_persist(lua_State *L) {
     return 1;
 }
 
-/* unpersist(path): detaches the bind mount and removes the file. */
+/***
+Undoes `persist`: detaches the bind mount and removes the file.
+@function unpersist
+@tparam string path
+@treturn boolean true
+@error "unpersist: umount PATH: message", "ENAME" (or "unpersist: unlink")
+*/
 static int ns_unpersist(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     if (umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL)
@@ -345,8 +436,18 @@ static int open_proc_dir(lua_State *L, int arg) {
     return open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 }
 
-/* id_maps(pid, {uid = ranges, gid = ranges, setgroups = "deny"|"allow"}): writes /proc/PID/uid_map,
- * setgroups and gid_map in that order, each in one write. pid 0 means the calling process. */
+/***
+Writes the uid and gid maps of a process in a new user namespace: /proc/PID/uid_map, setgroups, then gid_map, in
+that order and each in one write, as the kernel requires.
+@function id_maps
+@tparam integer pid the process (0: the caller)
+@tparam table maps
+@tparam[opt] table maps.uid ranges `{{inside, outside, count}, ...}`, 1 to 340 of them
+@tparam[opt] table maps.gid likewise
+@tparam[opt] string maps.setgroups "deny" (needed before an unprivileged gid_map) or "allow"
+@treturn boolean true
+@error "write /proc/PID/uid_map: message", "ENAME"
+*/
 static int ns_id_maps(lua_State *L) {
     static const char *const allowed[] = {"uid", "gid", "setgroups", NULL};
     static const char *const setgroups_values[] = {"deny", "allow", NULL};
@@ -391,8 +492,17 @@ static int format_offset(char *buf, size_t size, const char *clock, double secon
     return snprintf(buf, size, "%s %lld %lld\n", clock, sec, nsec);
 }
 
-/* timens_offsets(pid, {monotonic = seconds, boottime = seconds}): only before any process entered the time
- * namespace (a process that unshared CLONE_NEWTIME writes /proc/self/timens_offsets, its children enter). */
+/***
+Sets the clock offsets of a new time namespace. Only possible before any process entered it: a process that
+unshared CLONE_NEWTIME writes its own /proc/self/timens_offsets, and its children enter the namespace.
+@function timens_offsets
+@tparam integer pid the process (0: the caller)
+@tparam table offsets
+@tparam[opt] number offsets.monotonic seconds added to CLOCK_MONOTONIC
+@tparam[opt] number offsets.boottime seconds added to CLOCK_BOOTTIME
+@treturn boolean true
+@error "write /proc/PID/timens_offsets: message", "ENAME"
+*/
 static int ns_timens_offsets(lua_State *L) {
     static const char *const allowed[] = {"monotonic", "boottime", NULL};
     lunas_check_options(L, 2, allowed);
@@ -427,6 +537,13 @@ static const char *check_uts_name(lua_State *L, int arg, const char *field, size
     return s;
 }
 
+/***
+Sets the host name of the caller's UTS namespace.
+@function sethostname
+@tparam string name 1 to 64 bytes
+@treturn boolean true
+@error "sethostname NAME: message", "ENAME"
+*/
 static int ns_sethostname(lua_State *L) {
     size_t len;
     const char *name = check_uts_name(L, 1, "hostname", &len);
@@ -435,6 +552,13 @@ static int ns_sethostname(lua_State *L) {
     return 1;
 }
 
+/***
+Sets the NIS domain name of the caller's UTS namespace.
+@function setdomainname
+@tparam string name 1 to 64 bytes
+@treturn boolean true
+@error "setdomainname NAME: message", "ENAME"
+*/
 static int ns_setdomainname(lua_State *L) {
     size_t len;
     const char *name = check_uts_name(L, 1, "domainname", &len);
@@ -443,6 +567,11 @@ static int ns_setdomainname(lua_State *L) {
     return 1;
 }
 
+/***
+The system's names as uname(2) gives them, the host and domain names from the caller's UTS namespace.
+@function uname
+@treturn table `{sysname, hostname, release, version, machine, domainname}`
+*/
 static int ns_uname(lua_State *L) {
     struct utsname u;
     if (uname(&u) < 0) return lunas_push_error(L, errno, "uname", NULL);

@@ -1,5 +1,7 @@
 /* proc.c: process creation (clone3), exec, pidfd handles, the PID 1 reaper, and per-process attributes
  * (prctl, rlimits, ids, session, signals, fds). */
+/*** @module lunas.core */
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -140,6 +142,27 @@ static void check_exec_request(lua_State *L, int argv_idx, int argv_arg, int opt
     }
 }
 
+/***
+Processes.
+Creation in new namespaces, exec, handles, the PID 1 reaper of a sandbox.
+@section processes
+*/
+
+/***
+Replaces the calling process by a program (execve), as the last step of a child.
+The signal mask is emptied and every disposition reset first, and stdio is flushed. With `path`, the program is
+searched in the PATH of the environment it gets (not of the caller); there is never a fallback to /bin/sh on
+ENOEXEC: lunas runs no shell.
+@function exec
+@tparam table argv the program and its arguments (strings, at least one); `argv[1]` is the file to run
+@tparam[opt] table opts
+@tparam[opt] table opts.env the environment: a map `{K = V}` or an array `{"K=V", ...}` (default: the caller's)
+@tparam[opt=true] boolean opts.path search PATH for a name without a slash (default PATH
+  "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+@tparam[opt] string opts.argv0 what the program sees as its argv[0] (the file run stays `argv[1]`)
+@return only on failure
+@error "exec FILE: message", "ENAME"
+*/
 static int proc_exec(lua_State *L) {
     struct exec_request req;
     static const char *const allowed[] = {"env", "path", "argv0", NULL};
@@ -223,6 +246,25 @@ static int reap(struct lunas_process *p, int options) {
     return r;
 }
 
+/***
+Process handles.
+A pidfd on a process, from `spawn` and `pidfd_open`: `p.pid` is the pid, `tostring(p)` "process PID". Signals go
+through the pidfd, so they never reach another process that reused the pid. Only the process that created the
+handle reaps the child. The handle is a descriptor too: `poll` tells when the process exits, and `setns(p, flags)`
+joins its namespaces.
+@type process
+*/
+
+/***
+Waits for the process to exit and reaps it.
+Once waited for, the same status is returned again. For a process that is not our child (`pidfd_open`), this waits
+for its exit and returns `{pid = N}` alone: its status belongs to its parent.
+@function process:wait
+@tparam[opt] number timeout seconds (0 or more); without it, waits for ever
+@treturn table `{pid = N, status = code}` when it exited, or `{pid = N, signal = n, signame = "KILL",
+  core = boolean}` when a signal killed it
+@error "wait pid N: message", "ETIMEDOUT" when the timeout passed (the process is left running)
+*/
 static int process_wait(lua_State *L) {
     struct lunas_process *p = check_process(L, 1);
     double timeout = -1;
@@ -245,6 +287,13 @@ static int process_wait(lua_State *L) {
     return 1;
 }
 
+/***
+Sends a signal to the process (pidfd_send_signal).
+@function process:kill
+@tparam[opt="TERM"] integer|string signal
+@treturn boolean true
+@error "kill pid N: message", "ENAME" ("ESRCH" once it has been reaped)
+*/
 static int process_kill(lua_State *L) {
     struct lunas_process *p = check_process(L, 1);
     int sig = lua_isnoneornil(L, 2) ? SIGTERM : lunas_check_signal(L, 2, 2, "signal");
@@ -254,7 +303,12 @@ static int process_kill(lua_State *L) {
     return 1;
 }
 
-/* alive(): false once the process has exited (reaped or not); never blocks. */
+/***
+Whether the process still runs; never blocks.
+@function process:alive
+@treturn boolean false once the process has exited, reaped or not
+@error "poll pid N: message", "ENAME"
+*/
 static int process_alive(lua_State *L) {
     struct lunas_process *p = check_process(L, 1);
     int ready = p->reaped ? 1 : wait_readable(p->pidfd, 0);
@@ -263,11 +317,21 @@ static int process_alive(lua_State *L) {
     return 1;
 }
 
+/***
+The pidfd's number.
+@function process:fileno
+@treturn integer
+*/
 static int process_fileno(lua_State *L) {
     lua_pushinteger(L, check_process(L, 1)->pidfd);
     return 1;
 }
 
+/***
+Closes the pidfd. A child that has already exited is collected (no zombie is left), but close never waits for or
+kills a running one. Closing again does nothing.
+@function process:close
+*/
 static int process_close(lua_State *L) {
     struct lunas_process *p = luaL_checkudata(L, 1, LUNAS_PROCESS);
     if (p->pidfd >= 0) {
@@ -321,6 +385,18 @@ static void open_process_class(lua_State *L) {
     lua_pop(L, 1);
 }
 
+/***
+Processes.
+@section processes
+*/
+
+/***
+A handle on an existing process (pidfd_open): wait for its exit, signal it, poll it, join its namespaces.
+@function pidfd_open
+@tparam integer pid
+@treturn process
+@error "pidfd_open pid N: message", "ENAME" ("ESRCH": no such process)
+*/
 static int proc_pidfd_open(lua_State *L) {
     pid_t pid = (pid_t)lunas_check_range(L, 1, 1, "pid", 1, INT32_MAX);
     struct lunas_process *p = new_process(L);
@@ -428,6 +504,28 @@ static pid_t clone_shared(lua_State *L, int fn_idx, uint64_t flags, int *pidfd) 
     return pid;
 }
 
+/***
+Starts a child, in new namespaces if asked (clone3 with CLONE_PIDFD), running a Lua function or a program.
+The child is a copy of the caller (as after fork) that never collects garbage. A function's result is the
+child's exit status: an integer is the code, `true` or nothing 0, `false` 1; an error is printed with a traceback
+on stderr and gives 125. With `argv`, spawn returns once the exec succeeded, and an exec failure is returned
+here (the child is reaped).
+@function spawn
+@tparam table opts exactly one of `fn` and `argv`:
+@tparam[opt] integer|string|table opts.flags the namespaces to create: "user,pid,mount,uts,ipc,net,cgroup,time"
+@tparam[opt] function opts.fn runs in the child
+@tparam[opt] table opts.argv a program to exec in the child, with `env`, `path` and `argv0` as for `exec`
+@tparam[opt] table opts.env (argv only)
+@tparam[opt=true] boolean opts.path (argv only)
+@tparam[opt] string opts.argv0 (argv only)
+@tparam[opt] fd|integer opts.cgroup a cgroup v2 directory (`cgroup_open`): the child is born in it
+  (CLONE_INTO_CGROUP), never running a moment outside its limits
+@tparam[opt=false] boolean opts.vfork with `fn` and without `cgroup`: the child borrows the caller's memory
+  (and the caller sleeps) until it execs or exits. Saves copying the address space, for a child that execs
+  promptly and needs nothing from the parent first. (A plain copy in sanitizer builds.)
+@treturn process
+@error "clone3 FILE: message", "ENAME"; "exec FILE: message", "ENAME" when `argv` could not be executed
+*/
 static int proc_spawn(lua_State *L) {
     lunas_check_options(L, 1, spawn_options);
     uint64_t flags = 0;
@@ -576,8 +674,13 @@ extern const unsigned char lunas_reaper_elf[];
 extern const size_t lunas_reaper_elf_size;
 #endif
 
-/* reaper_image(): a sealed memfd holding the freestanding reaper program (src/reaper.c), for reaper{image=}.
- * Sealed, so a payload that reaches /proc/1/exe finds nothing it can write. */
+/***
+The freestanding reaper program (src/reaper.c) in a sealed memfd, for `reaper{image = ...}`. Sealed, so a
+payload that reaches /proc/1/exe finds nothing it can write.
+@function reaper_image
+@treturn fd
+@error "reaper_image (built without the reaper program): ...", "EOPNOTSUPP" in a build without it
+*/
 static int proc_reaper_image(lua_State *L) {
 #ifdef LUNAS_NO_REAPER_ELF
     return lunas_push_error(L, ENOTSUP, "reaper_image", "(built without the reaper program)");
@@ -608,13 +711,25 @@ static void exec_reaper_image(int image, pid_t payload, int status_fd) {
     if (status_fd >= 0) fcntl(status_fd, F_SETFD, FD_CLOEXEC);
 }
 
-/* reaper{fn = payload, status = fd, close = {fd...}, subreaper = bool, exec = bool, image = fd}: makes the calling
- * process (PID 1 of a sandbox) the reaper: runs fn in a child (the payload), forwards every signal to it, reaps
- * all children, and exits with the payload's status once it ends. On status go two native ints: the payload's
- * pid as seen here, once it runs, and its raw wait status when it ends. exec = true promises that fn execs at once (it
- * is then started vfork-style). image (from reaper_image()) replaces this process by the freestanding reaper once
- * the payload runs, giving back the memory it shares or copies; the loop below is the fallback. Returns only on
- * failure. */
+/***
+Makes the calling process (PID 1 of a sandbox) a reaper: runs `fn` in a child (the payload), forwards every
+signal to it, reaps every child, and exits with the payload's status once it ends (128+N for signal N).
+Every signal is blocked before the payload exists, so none sent in between is lost; the payload gets the old
+mask back. The reaper closes its stdio and never prints.
+@function reaper
+@tparam table opts
+@tparam function opts.fn the payload
+@tparam[opt] fd|integer opts.status gets two native ints: the payload's pid (as seen here) once it runs, and its
+  raw wait status when it ends
+@tparam[opt] table opts.close descriptors to close once the payload runs (at most 16), such as the parent's
+  error pipe
+@tparam[opt] boolean opts.subreaper become a child subreaper (default: unless the caller is PID 1)
+@tparam[opt=false] boolean opts.exec a promise that `fn` execs at once: it is then started vfork-style
+@tparam[opt] fd|integer opts.image from `reaper_image`: once the payload runs, this process execs the
+  freestanding reaper, giving back the memory it shares with or copied from lunas (the Lua loop is the fallback)
+@return only on failure
+@error "reaper setup: message", "ENAME"; "clone payload: message", "ENAME"
+*/
 static int proc_reaper(lua_State *L) {
     static const char *const allowed[] = {"fn", "status", "close", "subreaper", "exec", "image", NULL};
     lunas_check_options(L, 1, allowed);
@@ -673,22 +788,51 @@ static int proc_reaper(lua_State *L) {
 
 /* ---- process attributes --------------------------------------------------- */
 
+/***
+Process attributes.
+Exit, ids, session, signals, prctl, resource limits.
+@section attributes
+*/
+
+/***
+Ends the calling process at once (_exit): stdio is flushed, but no Lua cleanup, `__gc` or `__close` runs. What a
+child started by `spawn` calls instead of `os.exit`.
+@function exit
+@tparam[opt=0] integer code the exit status (its low 8 bits)
+*/
 static int proc_exit(lua_State *L) {
     int code = (int)luaL_optinteger(L, 1, 0);
     fflush(NULL);
     _exit(code & 0xff);
 }
 
+/***
+The calling process's pid, as its own pid namespace sees it.
+@function getpid
+@treturn integer
+*/
 static int proc_getpid(lua_State *L) {
     lua_pushinteger(L, getpid());
     return 1;
 }
 
+/***
+The parent's pid (0 when the parent is outside our pid namespace).
+@function getppid
+@treturn integer
+*/
 static int proc_getppid(lua_State *L) {
     lua_pushinteger(L, getppid());
     return 1;
 }
 
+/***
+Starts a new session (setsid): no controlling terminal, so the payload cannot reach the caller's terminal
+(TIOCSTI) or get its signals.
+@function setsid
+@treturn integer the session id
+@error "setsid: message", "EPERM" for a process group leader
+*/
 static int proc_setsid(lua_State *L) {
     pid_t sid = setsid();
     if (sid < 0) return lunas_push_error(L, errno, "setsid", NULL);
@@ -696,6 +840,12 @@ static int proc_setsid(lua_State *L) {
     return 1;
 }
 
+/***
+Empties the signal mask and resets every signal's disposition to the default, as before an exec (including
+signals 32 and 33, which glibc's sigaction refuses to touch).
+@function reset_signals
+@treturn boolean true
+*/
 static int proc_reset_signals(lua_State *L) {
     reset_signal_state();
     lua_pushboolean(L, 1);
@@ -736,8 +886,20 @@ static int prctl_set_one(lua_State *L, const char *key, int idx) {
     return 0;
 }
 
-/* prctl{no_new_privs = true, pdeathsig = "KILL", child_subreaper = true, dumpable = false, name = "x",
- *       capbset_drop = {"sys_ptrace", ...}} */
+/***
+Sets process attributes (prctl), in the order of the fields below.
+@function prctl
+@tparam table opts
+@tparam[opt] boolean opts.no_new_privs only `true`: exec can never grant privileges again (setuid, file
+  capabilities); needed by seccomp and Landlock without CAP_SYS_ADMIN
+@tparam[opt] integer|string opts.pdeathsig the signal this process gets when its parent thread dies
+@tparam[opt] boolean opts.child_subreaper orphaned descendants are reparented to this process
+@tparam[opt] boolean opts.dumpable false: no core dumps, and no ptrace or /proc access by same-uid processes
+@tparam[opt] string opts.name the thread name (comm), at most 15 bytes
+@tparam[opt] table opts.capbset_drop capability names to drop from the bounding set
+@treturn boolean true
+@error "prctl FIELD: message", "ENAME"
+*/
 static int proc_prctl(lua_State *L) {
     static const char *const allowed[] = {"no_new_privs", "pdeathsig", "child_subreaper", "dumpable", "name",
                                           "capbset_drop", NULL};
@@ -757,6 +919,13 @@ static int proc_prctl(lua_State *L) {
     return 1;
 }
 
+/***
+Reads one process attribute set by `prctl`.
+@function prctl_get
+@tparam string name "no_new_privs", "pdeathsig", "child_subreaper", "dumpable" or "name"
+@treturn boolean|integer|string a boolean; the signal number for pdeathsig (0: none); the name for name
+@error "prctl NAME: message", "ENAME"
+*/
 static int proc_prctl_get(lua_State *L) {
     static const char *const names[] = {"no_new_privs", "pdeathsig", "child_subreaper", "dumpable", "name", NULL};
     int which = luaL_checkoption(L, 1, NULL, names);
@@ -802,7 +971,17 @@ static void push_rlim(lua_State *L, rlim_t v) {
     else lua_pushinteger(L, (lua_Integer)v);
 }
 
-/* setrlimit(name, soft [, hard = soft] [, pid]) */
+/***
+Sets a resource limit (prlimit) of this process or another.
+@function setrlimit
+@tparam string resource as, core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio,
+  rttime, sigpending or stack
+@tparam integer|string soft a number, "unlimited" (or "infinity") or `math.huge`
+@tparam[opt=soft] integer|string hard likewise; a soft limit above it raises
+@tparam[opt] integer pid another process (default: this one)
+@treturn boolean true
+@error "setrlimit NAME: message", "ENAME"
+*/
 static int proc_setrlimit(lua_State *L) {
     const char *name = luaL_checkstring(L, 1);
     int resource = (int)lunas_check_flag_name(L, 1, name, rlimit_names, "resource");
@@ -816,7 +995,15 @@ static int proc_setrlimit(lua_State *L) {
     return 1;
 }
 
-/* getrlimit(name [, pid]) -> soft, hard (math.huge for unlimited) */
+/***
+Reads a resource limit (prlimit).
+@function getrlimit
+@tparam string resource as for `setrlimit`
+@tparam[opt] integer pid another process (default: this one)
+@treturn number the soft limit (`math.huge` for unlimited)
+@treturn number the hard limit
+@error "getrlimit NAME: message", "ENAME"
+*/
 static int proc_getrlimit(lua_State *L) {
     const char *name = luaL_checkstring(L, 1);
     int resource = (int)lunas_check_flag_name(L, 1, name, rlimit_names, "resource");
@@ -833,6 +1020,15 @@ static id_t check_id_or_keep(lua_State *L, int arg, const char *field) {
     return (id_t)lunas_check_range(L, arg, arg, field, 0, UINT32_MAX - 1);
 }
 
+/***
+Sets the real, effective and saved user ids (setresuid); nil keeps one.
+@function setresuid
+@tparam[opt] integer ruid
+@tparam[opt] integer euid
+@tparam[opt] integer suid
+@treturn boolean true
+@error "setresuid: message", "ENAME"
+*/
 static int proc_setresuid(lua_State *L) {
     uid_t r = check_id_or_keep(L, 1, "ruid"), e = check_id_or_keep(L, 2, "euid"), s = check_id_or_keep(L, 3, "suid");
     if (setresuid(r, e, s) < 0) return lunas_push_error(L, errno, "setresuid", NULL);
@@ -840,6 +1036,15 @@ static int proc_setresuid(lua_State *L) {
     return 1;
 }
 
+/***
+Sets the real, effective and saved group ids (setresgid); nil keeps one.
+@function setresgid
+@tparam[opt] integer rgid
+@tparam[opt] integer egid
+@tparam[opt] integer sgid
+@treturn boolean true
+@error "setresgid: message", "ENAME"
+*/
 static int proc_setresgid(lua_State *L) {
     gid_t r = check_id_or_keep(L, 1, "rgid"), e = check_id_or_keep(L, 2, "egid"), s = check_id_or_keep(L, 3, "sgid");
     if (setresgid(r, e, s) < 0) return lunas_push_error(L, errno, "setresgid", NULL);
@@ -847,6 +1052,14 @@ static int proc_setresgid(lua_State *L) {
     return 1;
 }
 
+/***
+Sets the supplementary groups (setgroups); `{}` empties them. In a user namespace this needs its setgroups file
+to say "allow" (see `id_maps`).
+@function setgroups
+@tparam table groups an array of gids
+@treturn boolean true
+@error "setgroups: message", "ENAME"
+*/
 static int proc_setgroups(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
@@ -862,6 +1075,11 @@ static int proc_setgroups(lua_State *L) {
     return 1;
 }
 
+/***
+The user and group ids of the calling process.
+@function ids
+@treturn table `{uid, euid, suid, gid, egid, sgid, groups = {gid, ...}}`
+*/
 static int proc_ids(lua_State *L) {
     uid_t ru, eu, su;
     gid_t rg, eg, sg;
@@ -887,6 +1105,21 @@ static int proc_ids(lua_State *L) {
     return 1;
 }
 
+/***
+Descriptors and directories.
+Pipes, sockets, opening and closing, passing descriptors, the working directory.
+@section descriptors
+*/
+
+/***
+A pipe (pipe2 with O_CLOEXEC).
+@function pipe
+@tparam[opt] table opts
+@tparam[opt=false] boolean opts.nonblock O_NONBLOCK on both ends
+@treturn fd the read end
+@treturn fd the write end
+@error "pipe: message", "ENAME"
+*/
 static int proc_pipe(lua_State *L) {
     static const char *const allowed[] = {"nonblock", NULL};
     int nonblock = 0;
@@ -902,6 +1135,14 @@ static int proc_pipe(lua_State *L) {
     return 2;
 }
 
+/***
+A pair of connected unix sockets (socketpair AF_UNIX, close-on-exec): what `send_fd` and `recv_fd` need.
+@function socketpair
+@tparam[opt="stream"] string type "stream", "dgram" or "seqpacket"
+@treturn fd
+@treturn fd
+@error "socketpair: message", "ENAME"
+*/
 static int proc_socketpair(lua_State *L) {
     static const char *const types[] = {"stream", "dgram", "seqpacket", NULL};
     static const int type_values[] = {SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET};
@@ -914,7 +1155,17 @@ static int proc_socketpair(lua_State *L) {
     return 2;
 }
 
-/* close_range(first [, last = max] [, {cloexec = true}]) */
+/***
+Closes every descriptor from `first` to `last` (close_range), or marks them close-on-exec.
+@function close_range
+@tparam integer first
+@tparam[opt] integer last default: the highest possible
+@tparam[opt] table opts
+@tparam[opt=false] boolean opts.cloexec mark them close-on-exec instead of closing them: a pipe that must live
+  until a successful exec closes then
+@treturn boolean true
+@error "close_range: message", "ENAME"
+*/
 static int proc_close_range(lua_State *L) {
     static const char *const allowed[] = {"cloexec", NULL};
     unsigned first = (unsigned)lunas_check_range(L, 1, 1, "first", 0, UINT32_MAX);
@@ -930,7 +1181,15 @@ static int proc_close_range(lua_State *L) {
     return 1;
 }
 
-/* open(path, mode): mode "r", "w" (create, truncate), "a" (create, append) or "rw"; always O_CLOEXEC. */
+/***
+Opens a file, always close-on-exec and never as a controlling terminal.
+@function open
+@tparam string path
+@tparam[opt="r"] string mode "r" read; "w" write, created (0644) and truncated; "a" append, created; "rw" read and
+  write, not created
+@treturn fd
+@error "open PATH: message", "ENAME"
+*/
 static int proc_open(lua_State *L) {
     static const char *const modes[] = {"r", "w", "a", "rw", NULL};
     static const int mode_flags[] = {O_RDONLY, O_WRONLY | O_CREAT | O_TRUNC, O_WRONLY | O_CREAT | O_APPEND, O_RDWR};
@@ -942,6 +1201,12 @@ static int proc_open(lua_State *L) {
     return 1;
 }
 
+/***
+The working directory.
+@function getcwd
+@treturn string
+@error "getcwd: message", "ENAME" (ENOENT when it was removed or lies outside the root)
+*/
 static int proc_getcwd(lua_State *L) {
     char buf[PATH_MAX];
     if (!getcwd(buf, sizeof buf)) return lunas_push_error(L, errno, "getcwd", NULL);
@@ -949,7 +1214,14 @@ static int proc_getcwd(lua_State *L) {
     return 1;
 }
 
-/* chdir(path | fd): a descriptor (fchdir) reaches a directory another namespace's path would not name. */
+/***
+Changes the working directory. A descriptor (fchdir) reaches a directory that a path in another mount namespace
+would not name.
+@function chdir
+@tparam string|fd dir a path or a directory descriptor
+@treturn boolean true
+@error "chdir DIR: message", "ENAME"
+*/
 static int proc_chdir(lua_State *L) {
     if (lua_type(L, 1) != LUA_TSTRING) {
         int fd = lunas_check_fd(L, 1, 1, "dir");
@@ -962,7 +1234,14 @@ static int proc_chdir(lua_State *L) {
     return 1;
 }
 
-/* chroot(path): the root of this process (needs CAP_SYS_CHROOT over its user namespace). */
+/***
+Changes the root directory of this process (chroot); needs CAP_SYS_CHROOT over its user namespace. Sandboxes use
+`pivot_root` instead.
+@function chroot
+@tparam string path
+@treturn boolean true
+@error "chroot PATH: message", "ENAME"
+*/
 static int proc_chroot(lua_State *L) {
     const char *dir = luaL_checkstring(L, 1);
     if (chroot(dir) < 0) return lunas_push_error(L, errno, "chroot", dir);
@@ -970,7 +1249,15 @@ static int proc_chroot(lua_State *L) {
     return 1;
 }
 
-/* dup2(fd, target): target becomes a copy of fd without CLOEXEC (what stdio redirection before exec needs). */
+/***
+Makes `target` a copy of `fd`, without close-on-exec: what stdio redirection before an exec needs. With
+`fd == target`, clears close-on-exec on it, so it survives the exec.
+@function dup2
+@tparam fd|integer fd
+@tparam integer target
+@treturn boolean true
+@error "dup2 fd N to M: message", "ENAME"
+*/
 static int proc_dup2(lua_State *L) {
     int fd = lunas_check_fd(L, 1, 1, "fd");
     int target = (int)lunas_check_range(L, 2, 2, "target", 0, INT32_MAX);
@@ -984,16 +1271,26 @@ static int proc_dup2(lua_State *L) {
     return 1;
 }
 
-/* isatty(fd): whether fd is a terminal; progress lines go to a terminal only, never into a pipe or a log. */
+/***
+Whether a descriptor is a terminal: progress lines go to a terminal only, never into a pipe or a log.
+@function isatty
+@tparam fd|integer fd
+@treturn boolean
+*/
 static int proc_isatty(lua_State *L) {
     int fd = lunas_check_fd(L, 1, 1, "fd");
     lua_pushboolean(L, isatty(fd));
     return 1;
 }
 
-/* kill(pid, signal): one process by pid, never a group (pid <= 0 is refused: -1 would be every process). For the
- * processes of a frozen v1 cgroup, which cannot exit (and so cannot be replaced by another pid) until thawed. */
-/* send_fd(socket, fd): passes a descriptor over a unix socket (SCM_RIGHTS), with one byte of data. */
+/***
+Passes a descriptor over a unix socket (SCM_RIGHTS), with one byte of data.
+@function send_fd
+@tparam fd|integer socket
+@tparam fd|integer fd
+@treturn boolean true
+@error "send_fd N: message", "ENAME"
+*/
 static int proc_send_fd(lua_State *L) {
     int sock = lunas_check_fd(L, 1, 1, "socket");
     int fd = lunas_check_fd(L, 2, 2, "fd");
@@ -1018,7 +1315,13 @@ static int proc_send_fd(lua_State *L) {
     return 1;
 }
 
-/* recv_fd(socket) -> fd object (close-on-exec), or nil, msg, "ENOMSG" when the peer sent none (or closed). */
+/***
+Receives a descriptor sent by `send_fd`.
+@function recv_fd
+@tparam fd|integer socket
+@treturn fd a new descriptor, close-on-exec
+@error "recv_fd ...: message", "ENAME"; "ENOMSG" when the message carried none or the peer closed
+*/
 static int proc_recv_fd(lua_State *L) {
     int sock = lunas_check_fd(L, 1, 1, "socket");
     struct lunas_fd *obj = lunas_new_fd(L, -1);
@@ -1040,8 +1343,21 @@ static int proc_recv_fd(lua_State *L) {
     return 1;
 }
 
-/* process_read(pid, address, length) -> bytes of another process's memory (what a seccomp supervisor needs to
- * see a held call's pointer arguments). Ptrace access rules apply. */
+/***
+Processes.
+@section processes
+*/
+
+/***
+Reads another process's memory (process_vm_readv): what a seccomp supervisor needs to see the pointer arguments
+of a held call. Ptrace access rules apply.
+@function process_read
+@tparam integer pid
+@tparam integer address
+@tparam integer length at most 1 MiB
+@treturn string the bytes read (fewer than `length` when the range ends in unmapped memory)
+@error "process_read pid N at 0xADDR: message", "ENAME"
+*/
 static int proc_process_read(lua_State *L) {
     pid_t pid = (pid_t)lunas_check_range(L, 1, 1, "pid", 1, INT32_MAX);
     luaL_argcheck(L, lua_isinteger(L, 2), 2, "address (integer) expected");
@@ -1057,6 +1373,16 @@ static int proc_process_read(lua_State *L) {
     return 1;
 }
 
+/***
+Sends a signal to one process by pid (kill), never to a group: a pid below 1 raises (-1 would be every process).
+Prefer a handle's `kill`, which no reused pid can misdirect; this is for processes without one, such as those of
+a frozen v1 cgroup, which cannot exit (and so cannot be replaced by another pid) until thawed.
+@function kill
+@tparam integer pid
+@tparam integer|string signal
+@treturn boolean true
+@error "kill pid N: message", "ENAME"
+*/
 static int proc_kill(lua_State *L) {
     pid_t pid = (pid_t)lunas_check_range(L, 1, 1, "pid", 1, INT32_MAX);
     int sig = lunas_check_signal(L, 2, 2, "signal");

@@ -4,6 +4,8 @@
  * A filter object wraps a libseccomp context: rules are added one by one (Lua expands groups and profiles), then
  * the filter is loaded, or exported as BPF bytes or PFC text. Everything is validated before libseccomp sees it,
  * and libseccomp's own errors come back as nil, message, ENAME. */
+/*** @module lunas.core */
+
 #include <errno.h>
 #include <fcntl.h>
 #include <seccomp.h>
@@ -80,6 +82,26 @@ static struct filter *check_filter(lua_State *L, int idx) {
     return f;
 }
 
+/***
+Seccomp.
+System call filters through libseccomp, and the user-notification API with which a supervisor in Lua watches or
+answers the system calls of a sandbox. An action is "allow", "kill_process", "kill_thread" (or "kill"), "trap",
+"log", "notify", "errno" (EPERM), "errno:ENOSYS", "errno:38", a bare errno name ("ENOSYS") or
+`{errno = "ENOSYS" | 38}`.
+@section seccomp
+*/
+
+/***
+Seccomp filters.
+A libseccomp filter under construction (`seccomp_filter`): add rules, then load it or export it.
+`tostring` gives "seccomp filter (not loaded)", "(loaded)" or "(closed)".
+@type seccomp
+*/
+
+/***
+Frees the filter (memory only: a loaded filter stays in force). Closing again does nothing.
+@function seccomp:close
+*/
 static int filter_close(lua_State *L) {
     struct filter *f = luaL_checkudata(L, 1, LUNAS_SECCOMP);
     /* Only memory: harmless to free in any process, but a child sharing our memory must leave it to us. */
@@ -117,9 +139,25 @@ static int add_arches(lua_State *L, struct filter *f) {
     return 0;
 }
 
-/* seccomp_filter{default = ACTION, arches = {"native", "x86", "x32"}, badarch = ACTION, no_new_privs = true,
- *                log = false}: a filter with no rules yet. A process of an architecture not listed meets badarch,
- * which kills the whole process unless told otherwise (libseccomp's own default only kills the thread). */
+/***
+Seccomp.
+@section seccomp
+*/
+
+/***
+A new filter with no rules yet. A process of an architecture not listed meets `badarch`, which kills the whole
+process unless told otherwise (libseccomp's own default only kills the thread).
+@function seccomp_filter
+@tparam table opts
+@tparam[opt="allow"] string|table opts.default the action for calls no rule matches
+@tparam[opt] table opts.arches architectures: "native" (the default), "x86" (or "i386"), "x86_64", "x32",
+  "aarch64", "arm", ... (libseccomp's names)
+@tparam[opt="kill_process"] string|table opts.badarch the action for other architectures
+@tparam[opt=true] boolean opts.no_new_privs `load` sets no_new_privs first; false needs CAP_SYS_ADMIN
+@tparam[opt=false] boolean opts.log log the actions taken, except allow
+@treturn seccomp
+@error "seccomp filter attributes: message", "ENAME"
+*/
 static int seccomp_filter_new(lua_State *L) {
     static const char *const allowed[] = {"default", "arches", "badarch", "no_new_privs", "log", NULL};
     lunas_check_options(L, 1, allowed);
@@ -221,9 +259,26 @@ static const char *rule_error(int r) {
     }
 }
 
-/* filter:add(action, syscall, [comparisons]): syscall by name or number; comparisons is an array of
- * {arg =, op =, value =, mask =, bits =}, all of which must hold. A name no architecture knows returns
- * nil, msg, "ENOENT" (so a group of names can skip what this libseccomp does not know). */
+/***
+Seccomp filters.
+@type seccomp
+*/
+
+/***
+Adds a rule: calls of `syscall` whose arguments pass every comparison meet `action`.
+The kernel hands a filter all 64 bits of a register, even for an int argument whose high half the system call
+ignores: a 64-bit "eq" on such an argument is bypassed by setting high bits (CVE-2019-10063). `bits = 32`
+compares only the low half, as the system call sees it.
+@function seccomp:add
+@tparam string|table action
+@tparam string|integer syscall a name or a number
+@tparam[opt] table comparisons at most 6, each `{arg = 0..5, op = "eq" | "ne" | "lt" | "le" | "gt" | "ge" |
+  "masked_eq", value = integer, mask = integer (masked_eq only), bits = 64 | 32}`
+@treturn boolean true
+@error "seccomp add NAME (no such system call)", "ENOENT" for a name no architecture of the filter knows (so a
+  group of names can skip it); "EBUSY" once loaded; "EACCES" when the action is the filter's default, "EEXIST"
+  when it conflicts with an earlier rule
+*/
 static int filter_add(lua_State *L) {
     struct filter *f = check_filter(L, 1);
     uint32_t action = check_action(L, 2, 2, "action");
@@ -254,8 +309,13 @@ static int filter_add(lua_State *L) {
     return 1;
 }
 
-/* filter:load(): into this process (and its future children); no_new_privs is set first unless the filter was
- * made with no_new_privs = false (which needs CAP_SYS_ADMIN). */
+/***
+Loads the filter into the calling process (and so into what it starts from now on): there is no way back.
+no_new_privs is set first, unless the filter was made with `no_new_privs = false`.
+@function seccomp:load
+@treturn boolean true
+@error "seccomp load: message", "ENAME"
+*/
 static int filter_load(lua_State *L) {
     struct filter *f = check_filter(L, 1);
     int r = seccomp_load(f->ctx);
@@ -265,7 +325,12 @@ static int filter_load(lua_State *L) {
     return 1;
 }
 
-/* filter:notify_fd(): the listener of a loaded filter with notify rules, as an fd object the caller owns. */
+/***
+The listener of a loaded filter with notify rules, for `seccomp_notify_receive`.
+@function seccomp:notify_fd
+@treturn fd owned by the caller
+@error "seccomp notify_fd ...: message", "EINVAL" before `load`; "ENOENT" without notify rules
+*/
 static int filter_notify_fd(lua_State *L) {
     struct filter *f = check_filter(L, 1);
     if (!f->loaded) return lunas_push_error(L, EINVAL, "seccomp notify_fd", "filter not loaded");
@@ -299,14 +364,37 @@ static int export_filter(lua_State *L, int (*export)(const scmp_filter_ctx, int)
     return 1;
 }
 
-/* filter:bpf() -> the program as the kernel receives it (struct sock_filter array) */
+/***
+The filter as the kernel receives it (an array of struct sock_filter, 8 bytes each), for `seccomp_load_bpf`.
+@function seccomp:bpf
+@treturn string
+@error "seccomp export bpf: message", "ENAME"
+*/
 static int filter_bpf(lua_State *L) { return export_filter(L, seccomp_export_bpf, "bpf"); }
-/* filter:pfc() -> the same program as readable pseudo filter code */
+/***
+The same program as readable pseudo filter code (libseccomp's PFC).
+@function seccomp:pfc
+@treturn string
+@error "seccomp export pfc: message", "ENAME"
+*/
 static int filter_pfc(lua_State *L) { return export_filter(L, seccomp_export_pfc, "pfc"); }
 
-/* seccomp_load_bpf(program [, {listener = true, log = true}]) -> true, or the listener fd object: loads a program
- * exported by filter:bpf() without libseccomp (a sandbox compiles its profile once in the parent and each child
- * only loads the bytes). no_new_privs must be set first, or the caller needs CAP_SYS_ADMIN. */
+/***
+Seccomp.
+@section seccomp
+*/
+
+/***
+Loads a program exported by `seccomp:bpf` without libseccomp: a sandbox compiles its profile once in the parent,
+and each child only loads the bytes. no_new_privs must be set first, or the caller needs CAP_SYS_ADMIN.
+@function seccomp_load_bpf
+@tparam string program 1 to 4096 instructions of 8 bytes
+@tparam[opt] table opts
+@tparam[opt=false] boolean opts.listener return the listener of the notify rules
+@tparam[opt=false] boolean opts.log log the actions taken, except allow
+@treturn boolean|fd true, or the listener
+@error "seccomp load: message", "ENAME" ("EACCES": set no_new_privs first)
+*/
 static int seccomp_load_bpf(lua_State *L) {
     static const char *const allowed[] = {"listener", "log", NULL};
     size_t len;
@@ -334,8 +422,15 @@ static int seccomp_load_bpf(lua_State *L) {
 
 /* ---- names ------------------------------------------------------------- */
 
-/* seccomp_syscall(name | number [, arch]) -> number and name on that architecture (native by default), or nil
- * when it has no such system call. */
+/***
+A system call's number and name on an architecture.
+@function seccomp_syscall
+@tparam string|integer syscall a name or a number
+@tparam[opt="native"] string arch
+@treturn integer the number
+@treturn string the name
+@error "seccomp syscall NAME: message", "ENOENT" when that architecture has no such call
+*/
 static int seccomp_syscall(lua_State *L) {
     uint32_t arch = lua_isnoneornil(L, 2) ? SCMP_ARCH_NATIVE : check_arch(L, 2, luaL_checkstring(L, 2));
     int nr;
@@ -395,8 +490,14 @@ static void push_notification(lua_State *L, const struct seccomp_notif *req) {
     lua_setfield(L, -2, "args");
 }
 
-/* seccomp_notify_receive(listener) -> {id, pid, syscall, nr, arch, args = {6}, ip}. Blocks until a system call
- * is held: poll the listener first for a timeout. ENOENT: the caller died or the call was interrupted. */
+/***
+The next system call held by a notify rule. Blocks until there is one: `poll` the listener first for a timeout.
+@function seccomp_notify_receive
+@tparam fd|integer listener
+@treturn table `{id, pid, syscall = name, nr, arch = "x86_64" | "x86" | "aarch64" | "arm" | "unknown",
+  args = {6 integers}, ip}`
+@error "seccomp notify_receive: message", "ENAME" ("ENOENT": the caller died or the call was interrupted)
+*/
 static int seccomp_notify_receive_fn(lua_State *L) {
     int fd = lunas_check_fd(L, 1, 1, "listener");
     struct seccomp_notif *req = NULL;
@@ -414,9 +515,16 @@ static int seccomp_notify_receive_fn(lua_State *L) {
     return 1;
 }
 
-/* seccomp_notify_respond(listener, id, {error = NAME | n} | {value = n} | {continue = true}): the held call
- * fails with error, returns value, or runs as if unfiltered (continue: not a security decision, the caller can
- * change its arguments after we looked). */
+/***
+Answers a held call: it fails with `error`, returns `value` without running, or runs as if unfiltered with
+`continue` (which is no security decision: the caller can change the arguments after we looked).
+@function seccomp_notify_respond
+@tparam fd|integer listener
+@tparam integer id the call's id
+@tparam table reply `{error = NAME | n}`, `{value = n}` or `{continue = true}`
+@treturn boolean true
+@error "seccomp notify_respond ID: message", "ENAME" ("ENOENT": the caller is gone)
+*/
 static int seccomp_notify_respond_fn(lua_State *L) {
     static const char *const allowed[] = {"error", "value", "continue", NULL};
     int fd = lunas_check_fd(L, 1, 1, "listener");
@@ -437,8 +545,14 @@ static int seccomp_notify_respond_fn(lua_State *L) {
     return 1;
 }
 
-/* seccomp_notify_id_valid(listener, id) -> true while the call is still held (check it after reading the
- * caller's memory: the answer is only about that call if it still waits). */
+/***
+Whether a call is still held. Check it after reading the caller's memory: what was read belongs to that call
+only if it still waits.
+@function seccomp_notify_id_valid
+@tparam fd|integer listener
+@tparam integer id
+@treturn boolean
+*/
 static int seccomp_notify_id_valid_fn(lua_State *L) {
     int fd = lunas_check_fd(L, 1, 1, "listener");
     uint64_t id = check_notification_id(L, 2);
@@ -446,8 +560,19 @@ static int seccomp_notify_id_valid_fn(lua_State *L) {
     return 1;
 }
 
-/* seccomp_notify_addfd(listener, id, fd [, {target = N, cloexec = true, send = true}]) -> the descriptor number
- * in the caller (send: it is also the held call's return value). */
+/***
+Installs a descriptor of ours in the process of a held call.
+@function seccomp_notify_addfd
+@tparam fd|integer listener
+@tparam integer id
+@tparam fd|integer fd
+@tparam[opt] table opts
+@tparam[opt] integer opts.target the number it gets (default: the lowest free one)
+@tparam[opt=false] boolean opts.cloexec close-on-exec in that process
+@tparam[opt=false] boolean opts.send also answer the call with the new number as its return value
+@treturn integer the descriptor's number in that process
+@error "seccomp notify_addfd ID: message", "ENAME"
+*/
 static int seccomp_notify_addfd_fn(lua_State *L) {
     static const char *const allowed[] = {"target", "cloexec", "send", NULL};
     int listener = lunas_check_fd(L, 1, 1, "listener");

@@ -5,6 +5,8 @@
  * netem is built as a raw message: libnl 3.7 has no 64-bit latency, no rate and no way to add them, and its
  * netem setters abort when the kind is not set first (KERNEL-NOTES). tbf and htb use libnl's typed setters on
  * objects whose kind is set before anything else. */
+/*** @module lunas.core */
+
 #include <errno.h>
 #include <limits.h>
 #include <linux/pkt_sched.h>
@@ -356,9 +358,44 @@ static const char *check_qdisc_kind(lua_State *L, int idx) {
     return kind;
 }
 
-/* qdisc_replace(link, {kind = "netem" | "tbf" | "htb" | other, parent = "root", handle = "1:", ...}): creates
- * or replaces the qdisc at parent. netem: delay, jitter, loss, duplicate, corrupt, reorder, rate, limit, gap.
- * tbf: rate, burst, latency | limit. htb: rate, ceil, burst, cburst (one class, 1, takes all traffic). */
+/***
+Netlink handles.
+@type netlink
+*/
+
+/***
+Creates or replaces the queueing discipline of a link at `parent` (what `tc qdisc replace` does).
+Units are strings as tc writes them or numbers in base units: times "10ms", "1s", "500us" (a number is ms);
+probabilities "1%" (a number is a percentage); rates "100mbit", "1gbit", "10mbps" (bytes), "1mibit" (a number
+is bit/s); sizes "32kb", "1m", "1500" (a number is bytes).
+@function netlink:qdisc_replace
+@tparam string|integer link
+@tparam table opts
+@tparam string opts.kind "netem", "tbf", "htb", or any other kind by name (sent with no options: the kernel's
+  defaults, as `tc qdisc replace dev X root fq_codel` does)
+@tparam[opt="root"] string opts.parent "root", "ingress" or a handle "1:10"
+@tparam[opt] string opts.handle such as "1:" (default: chosen by the kernel; "1:" for htb)
+@tparam[opt] string|number opts.delay netem: the added delay
+@tparam[opt] string|number opts.jitter netem: random variation of the delay (needs a delay)
+@tparam[opt] string|number opts.loss netem: the share of packets dropped
+@tparam[opt] string|number opts.duplicate netem: the share duplicated
+@tparam[opt] string|number opts.corrupt netem: the share with a flipped bit
+@tparam[opt] string|number opts.reorder netem: the share sent at once while the others wait the delay (needs a
+  delay; gap defaults to 1)
+@tparam[opt] string|number opts.rate netem, tbf, htb (required for tbf and htb): the rate
+@tparam[opt=1000] integer opts.limit netem: the queue length in packets; tbf: the queue size (a size, or give
+  latency instead)
+@tparam[opt=0] integer opts.gap netem: reordering gap
+@tparam[opt] string|number opts.burst tbf, htb: the bucket size (default: 10 ms worth of the rate, at least
+  16 KiB)
+@tparam[opt] string|number opts.latency tbf: the longest a packet may wait (default 50ms; or give limit)
+@tparam[opt] string|number opts.ceil htb: the most the class may borrow up to (default: rate)
+@tparam[opt] string|number opts.cburst htb: the bucket for ceil
+@treturn boolean true
+@error "qdisc replace KIND on LINK in NETNS (kernel text): message", "ENAME"
+@usage nl:qdisc_replace("eth0", {kind = "netem", delay = "20ms", jitter = "5ms", loss = "1%"})
+nl:qdisc_replace("eth0", {kind = "htb", rate = "100mbit"}) -- one class, 1:1, takes all traffic
+*/
 static int tc_qdisc_replace(lua_State *L) {
     struct lunas_netlink *nl = lunas_check_netlink(L, 1);
     luaL_checktype(L, 3, LUA_TTABLE);
@@ -379,7 +416,16 @@ static int tc_qdisc_replace(lua_State *L) {
     return 1;
 }
 
-/* qdisc_del(link [, {parent = "root", handle = ...}]): removes the qdisc (the link falls back to its default). */
+/***
+Removes a queueing discipline; the link falls back to its default one.
+@function netlink:qdisc_del
+@tparam string|integer link
+@tparam[opt] table opts
+@tparam[opt="root"] string opts.parent
+@tparam[opt] string opts.handle
+@treturn boolean true
+@error "qdisc delete on LINK in NETNS: message", "ENAME"
+*/
 static int tc_qdisc_del(lua_State *L) {
     static const char *const allowed[] = {"parent", "handle", NULL};
     struct lunas_netlink *nl = lunas_check_netlink(L, 1);
@@ -457,7 +503,15 @@ static void push_qdisc(lua_State *L, struct rtnl_qdisc *q, const char *link_name
     if (kind) push_qdisc_options(L, q, kind);
 }
 
-/* qdisc_list([link]) -> {{dev=, kind=, handle=, parent=, bytes=, packets=, drops=, ..., kind options}, ...} */
+/***
+The queueing disciplines of the namespace, or of one link.
+@function netlink:qdisc_list
+@tparam[opt] string|integer link
+@treturn table an array of `{dev, kind, handle = "1:", parent = "root", bytes, packets, drops, overlimits,
+  qlen, backlog}` plus, for netem, `delay` and `jitter` (ms), `loss` and `duplicate` (%), `limit`; for tbf
+  `rate` (bit/s), `burst`, `limit`; for htb `default` (the default class)
+@error "qdisc list in NETNS: message", "ENAME"
+*/
 static int tc_qdisc_list(lua_State *L) {
     struct lunas_netlink *nl = lunas_check_netlink(L, 1);
     int only = 0;

@@ -9,6 +9,7 @@
 -- (for CLONE_INTO_CGROUP, cgroup.kill, cgroup.freeze and cgroup.events) plus one directory per v1 hierarchy that
 -- carries a controller it limits or reads (memory, pids, cpu, cpuacct, ...); on pure v1 the v1 hierarchies alone.
 -- cgroups are only ever created, opened or removed below the calling process's own cgroup in each hierarchy.
+-- @module lunas.cgroup
 local core = require "lunas.core"
 local errors = require "lunas.errors"
 
@@ -108,6 +109,7 @@ end
 local layout_cache, layout_pid
 -- The leaf a process moves into when its own v2 cgroup must give controllers to children (no internal processes).
 local LEAF = "lunas.leaf"
+--- The name of that leaf cgroup.
 M.LEAF = LEAF
 
 --- The cgroup layout as this process sees it (cached per process):
@@ -310,6 +312,9 @@ M.Cgroup = Cgroup
 local function is_cgroup(v)
   return getmetatable(v) == Cgroup
 end
+--- True when v is a cgroup object.
+-- @function is_cgroup
+-- @param v
 M.is_cgroup = is_cgroup
 
 local counter = 0
@@ -383,7 +388,10 @@ local function new_object(layout, rel, dirs, owned)
   return self
 end
 
--- The directory holding controller c for this cgroup, and the version of that hierarchy.
+--- Cgroup objects: one cgroup in every hierarchy it spans. Only its creator removes it (close).
+-- @type Cgroup
+
+--- The directory holding controller c for this cgroup, and the version of that hierarchy.
 function Cgroup:controller_dir(c)
   local layout = self.layout
   if layout.controllers[c] == 2 then return self.dirs.v2, 2 end
@@ -517,6 +525,7 @@ end
 local LIMIT_ORDER = { "memory", "swap", "memory_high", "oom_group", "pids", "cpu", "cpu_weight", "cpuset_mems",
   "cpuset", "io" }
 
+--- Records a warning in self.warnings and passes it to the warn function given to new.
 function Cgroup:warn(msg)
   self.warnings[#self.warnings + 1] = msg
   if self.on_warning then self.on_warning(msg) end
@@ -602,6 +611,8 @@ local function make_dir(self, dir, best_effort)
   self.created[#self.created + 1] = dir
   return true
 end
+
+--- @section end
 
 --- Creates a cgroup below our own (or below opts.parent, a cgroup object):
 -- opts = {name = "job" (default "lunas-PID-N"), parent = cg, limits = {...}, best_effort = false,
@@ -838,6 +849,8 @@ local function membership_dir(self)
   if self.dirs.v2 then return self.dirs.v2 end
   return each_dir(self)[1]
 end
+
+--- @type Cgroup
 
 --- The pids inside (this cgroup only, not its children).
 function Cgroup:pids()

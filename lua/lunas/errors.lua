@@ -1,11 +1,13 @@
 --- Structured errors of the high-level layer.
 -- A failure raises a table {op, target, msg, code, where} whose __tostring gives "file:line: msg", where
 -- file:line is the first caller outside lunas's own modules (the recipe line that asked for the work).
+-- @module lunas.errors
 local M = {}
 
 local own_sources = {}
 
---- Registers the calling module as part of lunas, so error positions skip its frames.
+--- Registers the calling module as part of lunas, so error positions skip its frames. Every lunas module calls it
+-- once; a library built on lunas may too.
 function M.register_module()
   own_sources[debug.getinfo(2, "S").source] = true
 end
@@ -29,6 +31,8 @@ local function caller_position()
 end
 
 --- Builds an error object. fields: op, target, msg (required), code, step, and anything else worth keeping.
+-- @tparam table fields copied into the object; `where` defaults to the first caller outside lunas
+-- @treturn Error
 function M.new(fields)
   local e = setmetatable({}, Error)
   for k, v in pairs(fields) do e[k] = v end
@@ -36,23 +40,35 @@ function M.new(fields)
   return e
 end
 
---- Raises an error object built from fields.
+--- Raises an error object built from fields (level 0: the position is the object's own `where`).
+-- @tparam table fields as for `new`
 function M.raise(fields)
   error(M.new(fields), 0)
 end
 
 --- Turns a core result (value or nil, "op target: message", "ENAME") into the value or a raised error.
+-- @param value
+-- @tparam[opt] string msg
+-- @tparam[opt] string code
+-- @param ... more results
+-- @return all of its arguments, when value is not nil or msg is nil
+-- @raise an error object {msg = msg, code = code}
 function M.check(value, msg, code, ...)
   if value == nil and msg ~= nil then M.raise{ msg = msg, code = code } end
   return value, msg, code, ...
 end
 
 --- True when e is a lunas error object.
+-- @param e any value
+-- @treturn boolean
 function M.is(e)
   return getmetatable(e) == Error
 end
 
 --- Calls f(...); a lunas error becomes nil, err, err.code. Other errors propagate.
+-- @tparam function f
+-- @param ... its arguments
+-- @return f's results, or nil, the error object, its code
 function M.try(f, ...)
   local results = table.pack(pcall(f, ...))
   if results[1] then return table.unpack(results, 2, results.n) end
@@ -60,5 +76,11 @@ function M.try(f, ...)
   if M.is(e) then return nil, e, e.code end
   error(e, 0)
 end
+
+--- Error objects.
+-- Tables with `msg` (the whole message: "sandbox: mounts: ..."), `code` (the errno name, "ENOENT"), `op` and
+-- `target` when known, `where` ("recipe.lua:12", the first caller outside lunas), and whatever else the raiser
+-- kept (`step`, `field`). `tostring(e)` gives "where: msg".
+-- @type Error
 
 return M

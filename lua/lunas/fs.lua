@@ -9,6 +9,7 @@
 --   {"file", DEST, CONTENTS, mode = "0644"}  {"remount-ro", DEST}  {"chmod", DEST, MODE}  {"mask", DEST}
 -- Targets are resolved inside the new root: symlinks on the way stay inside it, and a target that is itself a
 -- symlink is refused. Binds are nodev unless dev-bind, as in bubblewrap.
+-- @module lunas.fs
 local core = require "lunas.core"
 local errors = require "lunas.errors"
 
@@ -20,10 +21,12 @@ local M = {}
 local BASE = "/tmp"
 local OLD = "/oldroot"
 
--- Docker's default masks and read-only paths of /proc, and its mask of /sys.
+--- Docker's default masks of /proc: what the hardening of every tree hides under each /proc it mounts.
 M.PROC_MASKS = { "acpi", "asound", "kcore", "keys", "latency_stats", "timer_list", "timer_stats", "sched_debug",
   "scsi" }
+--- Docker's read-only paths of /proc: remounted read-only by the hardening.
 M.PROC_READONLY = { "bus", "fs", "irq", "sys", "sysrq-trigger" }
+--- Docker's mask of /sys (a sandbox with its own network namespace gets a fresh /sys).
 M.SYS_MASKS = { "firmware" }
 local DEV_NODES = { "null", "zero", "full", "random", "urandom", "tty" }
 local DEV_LINKS = { { "pts/ptmx", "ptmx" }, { "/proc/self/fd", "fd" }, { "/proc/self/fd/0", "stdin" },
@@ -65,6 +68,9 @@ end
 local BIND_KINDS = { bind = "nodev", ["ro-bind"] = "rdonly,nodev", ["dev-bind"] = "" }
 
 --- Validates spec.mounts; returns a list of normalized entries {kind, src, dest, ...}.
+-- @tparam table list the entries of the module's description, in order
+-- @treturn table
+-- @raise a lunas error naming the entry (field "mounts")
 function M.check_mounts(list)
   if type(list) ~= "table" then
     errors.raise{ msg = "sandbox: field 'mounts': list of entries expected, got " .. type(list), code = "EINVAL",
@@ -128,6 +134,8 @@ function M.check_mounts(list)
 end
 
 --- The entries of rootfs = "host" without mounts: a fresh /proc over the host's (with a pid namespace).
+-- @tparam table ns the set of namespaces the sandbox gets (`{pid = true, ...}`)
+-- @treturn table normalized entries
 function M.host_mounts(ns)
   if ns.pid then return { { kind = "proc", dest = "/proc", index = 0 } } end
   return {}
@@ -135,6 +143,8 @@ end
 
 --- The tree of a spec without rootfs or mounts: the host's / read-only, a fresh /proc (with a pid namespace), a
 -- minimal /dev, a private /tmp.
+-- @tparam table ns the set of namespaces the sandbox gets
+-- @treturn table normalized entries
 function M.default_mounts(ns)
   local list = { { kind = "bind", src = "/", dest = "/", attrs = "rdonly,nodev", index = 0 } }
   if ns.pid then list[#list + 1] = { kind = "proc", dest = "/proc", index = 0 } end
@@ -377,6 +387,9 @@ end
 --- Builds the tree and pivots into it. plan: {rootfs = "tmpfs" | "host" | host dir, mounts = entries,
 -- harden = bool, netns = bool, userns = bool}. Runs in the sandbox's first child, in its own mount namespace.
 -- Returns nothing or nil, message, ENAME; the message names the entry (index and target) that failed.
+-- @tparam table plan
+-- @treturn[1] boolean true
+-- @return[2] nil, message, ENAME
 function M.build(plan)
   local ok, err = pcall(function()
     try(core.mount(nil, "/", nil, "rec,private"))

@@ -1,5 +1,10 @@
 --- lunas: Linux isolation primitives scripted in Lua.
--- `local lunas = require "lunas"`: the facade over lunas.core and the high-level modules.
+-- `local lunas = require "lunas"`: the facade over lunas.core and the high-level modules. Recipes run by the host
+-- binary (`lunas recipe.lua`) see it as the global `lunas`. Network labs are in `lunas.net`.
+--
+-- The high-level layer raises an error object (see `lunas.errors`) when something fails, so a recipe stops at
+-- the line that asked for the work; `lunas.try` turns that into `nil, err` for callers that handle failures.
+-- @module lunas
 local core = require "lunas.core"
 local errors = require "lunas.errors"
 local sandbox = require "lunas.sandbox"
@@ -24,10 +29,56 @@ local M = {
   signals = core.signals,
 }
 
+--- Signal numbers by name, without the SIG prefix (`lunas.core.signals`).
+-- @table signals
+
+--- The C core, `lunas.core`: every primitive, for recipes that go below the high-level modules.
+-- @field core
+
+--- The version of lunas, "MAJOR.MINOR.PATCH" (`lunas.core.version`).
+-- @field version
+
+--- Calls `f(...)`, turning a lunas error into return values (`lunas.errors.try`): for callers that handle
+-- failures themselves. Other errors propagate.
+-- @function try
+-- @tparam function f
+-- @param ... its arguments
+-- @return f's results; or nil, the error object and its code when f raised a lunas error
+
+--- Builds an error object (`lunas.errors.new`), for a recipe's own failures: `error(lunas.error{msg = ...}, 0)`.
+-- @function error
+-- @tparam table fields msg (required), op, target, code, and anything worth keeping
+-- @return the error object
+
+--- True when `e` is a lunas error object (`lunas.errors.is`).
+-- @function is_error
+-- @param e any value
+-- @treturn boolean
+
+--- Namespaces: open, join, persist, list (`lunas.ns`).
+-- @field ns
+
+--- Resource control with cgroups (`lunas.cgroup`).
+-- @field cgroup
+
+--- Confinement policy: seccomp profiles, capabilities, Landlock (`lunas.security`).
+-- @field security
+
+--- JSON encode and decode (`lunas.json`).
+-- @field json
+
+--- A sandbox from a spec (`lunas.sandbox.new`, which lists the fields): `lunas.sandbox{argv = {"id"}}:run()`.
+-- @function sandbox
+-- @tparam table spec
+-- @return a sandbox object, with `run` and `spawn`
+
 local spawn_fields = { flags = true, fn = true, argv = true, env = true, path = true, argv0 = true, cgroup = true }
 
 --- Spawns a child in new namespaces: lunas.spawn{flags = "user,pid", fn = function() ... end} or
 -- lunas.spawn{flags = ..., argv = {...}, env = {...}}. Returns a process handle (pid, wait, kill, close).
+-- @tparam table opts the options of `lunas.core.spawn`: flags, fn or argv, env, path, argv0, cgroup
+-- @return a process handle (`lunas.core` process): `p.pid`, `p:wait()`, `p:kill()`, `p:close()`
+-- @raise a lunas error when the child cannot be started or, with argv, its program cannot be executed
 function M.spawn(opts)
   if type(opts) ~= "table" then error("lunas.spawn: table expected, got " .. type(opts), 2) end
   for k in pairs(opts) do
@@ -37,6 +88,10 @@ function M.spawn(opts)
 end
 
 --- Waits for a process handle; raises on failure, returns nil, "timeout" when the timeout passes.
+-- @param process a process handle
+-- @tparam[opt] number timeout seconds; without it, waits for ever
+-- @treturn table the status, as `process:wait` gives it: `{pid, status}` or `{pid, signal, signame, core}`
+-- @return nil, "timeout" when the timeout passed (the process still runs)
 function M.wait(process, timeout)
   local result, msg, code = process:wait(timeout)
   if result then return result end

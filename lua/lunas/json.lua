@@ -1,7 +1,9 @@
---- JSON for what lunas prints (ns list --json, lab show --json, status files): encode and decode, no
+--- JSON for what lunas prints (`ns list` and `lab show` in JSON, status files): encode and decode, no
 -- dependency. Objects print with sorted keys so output is stable; json.null stands for null.
+-- @module lunas.json
 local M = {}
 
+--- Stands for JSON's null: in a value to encode, and in what decode returns.
 M.null = setmetatable({}, { __tostring = function() return "null" end })
 
 local ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n", ["\r"] = "\\r",
@@ -78,6 +80,12 @@ encode_value = function(v, indent, depth, seen)
 end
 
 --- Encodes a value; opts.indent (a string such as "  ") pretty-prints.
+-- A table whose keys are exactly 1..n (or an empty table) is an array; other tables are objects, with sorted
+-- keys. Cycles, NaN, infinities, functions and userdata raise.
+-- @param value nil, boolean, number, string, table or json.null
+-- @tparam[opt] table opts
+-- @tparam[opt] string opts.indent pretty-print with this indent per level
+-- @treturn string
 function M.encode(value, opts)
   if opts ~= nil and type(opts) ~= "table" then error("json.encode: options table expected", 2) end
   if opts and opts.indent ~= nil and type(opts.indent) ~= "string" then
@@ -170,6 +178,8 @@ decode_value = function(s, pos)
 end
 
 --- Decodes a JSON text; null becomes json.null. Raises "json: ... at byte N" on malformed input.
+-- @tparam string text
+-- @return the value: numbers with an integer value as Lua integers, objects and arrays as tables
 function M.decode(text)
   if type(text) ~= "string" then error("json: string expected, got " .. type(text), 2) end
   local value, pos = decode_value(text, 1)

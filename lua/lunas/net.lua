@@ -15,6 +15,7 @@
 -- A lab that persists its namespaces is recorded under /run/lunas/labs/NAME (lunas.lab_record) before each
 -- object exists, so `lunas gc` can remove what a crashed lunas left. lab:keep() (or `lunas lab up`, which keeps
 -- every lab its recipe builds) lets a lab outlive its builder: net.down(NAME) removes it later, from any process.
+-- @module lunas.net
 local core = require "lunas.core"
 local errors = require "lunas.errors"
 local json = require "lunas.json"
@@ -66,6 +67,9 @@ end
 
 -- ---- nodes -----------------------------------------------------------------------------------------------
 
+--- Lab nodes: hosts and routers (a network namespace each) and switches (a bridge in the lab's namespace).
+-- `node.name`, `node.kind` ("host", "router" or "switch"). Failures raise a lunas error.
+-- @type Node
 local Node = {}
 Node.__index = Node
 
@@ -108,7 +112,9 @@ end
 
 --- The node's links (as `ip link` lists them), addresses and routes, read from the kernel now.
 function Node:links() return check(node_check(self).netlink:link_list()) end
+--- The node's addresses, as netlink:addr_list gives them.
 function Node:addresses() return check(node_check(self).netlink:addr_list()) end
+--- The node's routes, as netlink:route_list gives them (opts: family, table).
 function Node:routes(opts) return check(node_check(self).netlink:route_list(opts)) end
 
 --- The node's network namespace handle (for core.setns, sandboxes, core.netlink).
@@ -227,6 +233,8 @@ function Node:__tostring() return ("%s %s"):format(self.kind, self.name) end
 
 -- ---- links -----------------------------------------------------------------------------------------------
 
+--- Lab links: veth pairs between two nodes, impaired on both ends.
+-- @type Link
 local Link = {}
 Link.__index = Link
 
@@ -292,6 +300,8 @@ end
 
 -- ---- the lab ---------------------------------------------------------------------------------------------
 
+--- Labs: what a lab makes is its own, and close() takes it all down.
+-- @type Lab
 local Lab = {}
 Lab.__index = Lab
 
@@ -963,6 +973,8 @@ function M.observe(fn)
 end
 
 local lab_options = { name = true, netns_dir = true, progress = true }
+
+--- @section end
 
 --- Creates a lab: net.lab{name = "lab", netns_dir = "/run/netns" | false | DIR, progress = fn(kind, count)}.
 -- netns_dir defaults to /run/netns when lunas is root in the initial user namespace, else false (namespaces

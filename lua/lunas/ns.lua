@@ -1,4 +1,7 @@
---- Namespaces: open, join, persist by name.
+--- Namespaces: open, join, persist by name, and list every namespace of the machine.
+-- Handles are the core's namespace handles (`lunas.core` ns: type, id, fileno, close). Failures raise a lunas
+-- error.
+-- @module lunas.ns
 local core = require "lunas.core"
 local errors = require "lunas.errors"
 
@@ -9,16 +12,24 @@ local M = {}
 local NETNS_DIR = "/run/netns"
 
 --- Opens a namespace: ns.open("net") (self), ns.open("net", pid), ns.open("/run/netns/NAME").
+-- @tparam string what a type (user, pid, mount, uts, ipc, net, cgroup, time) or a namespace file path
+-- @tparam[opt] integer pid with a type
+-- @return a namespace handle
 function M.open(what, pid)
   return errors.check(core.ns_open(what, pid))
 end
 
 --- Joins namespaces: ns.enter(handle | path | process, flags).
+-- @param target a namespace handle, a namespace file path, or a process handle (then flags name the namespaces)
+-- @param[opt] flags namespace names ("net,mount") or a table of them
+-- @treturn boolean true
 function M.enter(target, flags)
   return errors.check(core.setns(target, flags))
 end
 
 --- Namespace inode numbers of a process (self by default), keyed by type.
+-- @tparam[opt] integer pid
+-- @treturn table `{user = inode, net = inode, ...}`
 function M.ids(pid)
   return errors.check(core.ns_ids(pid))
 end
@@ -32,6 +43,9 @@ end
 
 --- Persists a namespace. A network namespace given a bare name lands in /run/netns/NAME where `ip netns`
 -- finds it; anything else needs an absolute path. Returns the path.
+-- @param handle a namespace handle
+-- @tparam string name_or_path
+-- @treturn string the path of the bind mount
 function M.persist(handle, name_or_path)
   local path = name_or_path
   local shared = false
@@ -44,6 +58,8 @@ function M.persist(handle, name_or_path)
 end
 
 --- Undoes persist (a bare name means /run/netns/NAME).
+-- @tparam string name_or_path
+-- @treturn boolean true
 function M.unpersist(name_or_path)
   local path = name_or_path
   if not tostring(name_or_path):find("/", 1, true) then path = netns_path(name_or_path) end
@@ -100,6 +116,9 @@ end
 -- {type, inode, nprocs, pid (the lowest), uid, user, command, paths = {bind mounts}, names = {/run/netns names}},
 -- sorted by type then inode. Namespaces only a bind mount keeps alive have nprocs 0 and no pid. Processes we
 -- may not inspect (another user's, without privileges) are left out, as lsns leaves them out.
+-- @tparam[opt] table opts
+-- @tparam[opt] string opts.type only namespaces of this type ("net", "mount", ...)
+-- @treturn table
 function M.list(opts)
   local only = opts and opts.type
   local by_key, list = {}, {}

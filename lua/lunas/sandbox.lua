@@ -10,6 +10,7 @@
 -- A step function returns nothing (or true) on success and nil, message, ENAME on failure; the failure is
 -- reported through the error pipe and the parent raises "sandbox: <step>: <message>". Later areas (mounts,
 -- network, cgroups, capabilities, seccomp, landlock) plug in with M.add_step.
+-- @module lunas.sandbox
 local core = require "lunas.core"
 local errors = require "lunas.errors"
 local fs = require "lunas.fs"
@@ -172,7 +173,7 @@ local function valid_address(text, with_prefix)
   return true
 end
 
---- The spec schema: every field a sandbox accepts, with its validator. Areas extend it with M.add_field.
+-- The spec schema: every field a sandbox accepts, with its validator. Areas extend it with M.add_field.
 local fields = {
   argv = function(f, v) return expect_strings(f, v, 1) end,
   fn = function(f, v) return expect_type(f, v, "function") end,
@@ -252,6 +253,8 @@ local fields = {
 }
 
 --- Adds a spec field (for areas that plug in): validator(field, value) returns the normalized value or raises.
+-- @tparam string name
+-- @tparam function validator
 function M.add_field(name, validator)
   assert(not fields[name], "sandbox field already defined: " .. name)
   fields[name] = validator
@@ -315,6 +318,8 @@ end
 -- ---- steps -----------------------------------------------------------------------------------------------
 
 local steps = {}
+--- The steps every sandbox runs, in order: tables `{name = "mounts", prepare =, parent =, init =, payload =,
+-- finish =, abort =}` (see the module's description). Extend it with add_step.
 M.steps = steps
 
 -- The freestanding reaper program in a sealed memfd: one per process that spawns sandboxes.
@@ -327,6 +332,8 @@ local function get_reaper_image()
 end
 
 --- Inserts a step; where = {before = "name"} or {after = "name"}; appended before "exec" by default.
+-- @tparam table step `{name = ..., prepare = fn, ...}`
+-- @tparam[opt] table where
 function M.add_step(step, where)
   assert(type(step.name) == "string", "step needs a name")
   local anchor, offset = "exec", 0
@@ -463,6 +470,9 @@ end
 
 --- Writes maps for an unprivileged parent through the setuid helpers newuidmap/newgidmap (package uidmap),
 -- which check the ranges against /etc/subuid and /etc/subgid.
+-- @tparam integer pid the child
+-- @tparam table maps `{uid = ranges, gid = ranges}`, ranges as `lunas.core.id_maps` takes them
+-- @return true, or nil, message, ENAME
 function M.helper_maps(pid, maps)
   for _, kind in ipairs{ "uid", "gid" } do
     local program = find_program("new" .. kind .. "map")
@@ -933,6 +943,9 @@ local function read_until_eof(fd)
   return table.concat(parts)
 end
 
+--- Sandboxes.
+-- A validated spec (`new`), ready to run any number of times.
+-- @type Sandbox
 local Sandbox = {}
 Sandbox.__index = Sandbox
 
@@ -979,6 +992,8 @@ local function spawn_in_netns(net, opts)
 end
 
 --- Starts the sandbox and returns a running handle once the payload has exec'd (or raises the failed step).
+-- @treturn Running
+-- @raise a lunas error "sandbox: STEP: message" with `step` and `code`
 function Sandbox:spawn()
   local ctx = new_context(self.spec)
   ctx.fork = ctx.ns.pid and not self.spec.as_pid_1
@@ -1053,13 +1068,14 @@ function Sandbox:spawn()
 end
 
 --- Runs the sandbox to completion: {status | signal, signame, core, pid, elapsed, timed_out}.
+-- With limits, the result also has `usage` (the cgroup's statistics) and `oom_killed`; `warnings` lists what
+-- this host could not enforce (limits with best_effort, Landlock rules).
+-- @treturn table
 function Sandbox:run()
   local running <close> = self:spawn()
   return running:wait()
 end
 
---- Waits for the payload (timeout in seconds, default the spec's); on timeout the sandbox is killed and the
--- result has timed_out = true.
 -- Answers held system calls with the profile's on_notify (without one, they run) until the payload's sandbox exits
 -- or the timeout passes; returns false on timeout.
 local function supervise(self, timeout)
@@ -1083,12 +1099,22 @@ local function supervise(self, timeout)
   end
 end
 
+--- Running sandboxes.
+-- What `Sandbox:spawn` returns: `r.pid` is the sandbox's first process (its PID 1 with a pid namespace).
+-- Closing it (or leaving a `<close>` scope) kills what still runs.
+-- @type Running
+
 --- The seccomp listener of a sandbox whose profile has notify rules (lunas.security listener: receive,
 -- respond), for a supervisor that serves it itself instead of on_notify; nil without notify rules.
 function Running:listener()
   return self.ctx.listener
 end
 
+--- Waits for the payload (timeout in seconds, default the spec's); on timeout the sandbox is killed and the
+-- result has timed_out = true. With notify rules, held system calls are answered meanwhile by the profile's
+-- on_notify (without one, they run). Waiting again returns the same result.
+-- @tparam[opt] number timeout
+-- @treturn table the result, as `Sandbox:run` gives it
 function Running:wait(timeout)
   if self.result then return self.result end
   timeout = timeout or self.timeout
@@ -1145,6 +1171,7 @@ function Running:kill(sig)
   return errors.check(self.process:kill(sig or "TERM"))
 end
 
+--- Frees the sandbox's process handle and status pipe (wait does it; the result stays).
 function Running:release()
   if self.ctx.status_r then self.ctx.status_r:close() end
   self.process:close()
@@ -1180,13 +1207,66 @@ function Running:freeze()
   return self
 end
 
+--- Lets a frozen sandbox run again.
 function Running:thaw()
   if not self.ctx.cgroup then errors.raise{ op = "sandbox", msg = "sandbox: thaw: needs a cgroup (set 'limits')", code = "EINVAL" } end
   self.ctx.cgroup:thaw()
   return self
 end
 
+--- @section end
+
 --- Validates a spec and returns a sandbox: lunas.sandbox{argv = {...}, ...}:run().
+-- Every field is optional but one of argv and fn; the defaults are the safe ones. A misspelt field raises.
+-- @tparam table spec
+-- @tparam[opt] table spec.argv the program and its arguments
+-- @tparam[opt] function spec.fn a Lua function as the payload instead: its result is the exit status
+-- @tparam[opt] string spec.argv0 what the program sees as argv[0]
+-- @tparam[opt] string|table spec.namespaces default "user,pid,mount,uts,ipc,net,cgroup" (time on request);
+--   without privileges a user namespace is always added
+-- @tparam[opt] integer spec.uid the uid inside (default 0 in a user namespace, the caller's own id mapped)
+-- @tparam[opt] integer spec.gid
+-- @tparam[opt] table spec.uid_map ranges `{{inside, outside, count}, ...}` (written by the parent, or by
+--   newuidmap when unprivileged)
+-- @tparam[opt] table spec.gid_map
+-- @tparam[opt] boolean spec.setgroups allow setgroups inside (the maps are then written by the parent)
+-- @tparam[opt] table spec.groups supplementary gids (needs setgroups in a user namespace)
+-- @tparam[opt] string spec.hostname needs the uts namespace
+-- @tparam[opt] string spec.domainname
+-- @tparam[opt] table spec.env variables to set `{K = V}`
+-- @tparam[opt=false] boolean spec.clearenv start from an empty environment
+-- @tparam[opt] table|boolean spec.keep_env names kept from ours (default TERM, PATH, HOME, LANG); true keeps all
+-- @tparam[opt] table spec.unsetenv names removed
+-- @tparam[opt] string spec.cwd the working directory (default: the caller's when the tree has it, else /)
+-- @tparam[opt] table spec.rlimits `{nofile = 1024, cpu = {soft, hard}, ...}` (names of `lunas.core.setrlimit`)
+-- @tparam[opt=true] boolean spec.die_with_parent the sandbox dies with lunas
+-- @tparam[opt=true] boolean spec.new_session setsid: no controlling terminal
+-- @tparam[opt=false] boolean spec.as_pid_1 with a pid namespace, the payload is PID 1 itself (no reaper)
+-- @tparam[opt] number spec.timeout seconds before run and wait kill it (result.timed_out)
+-- @tparam[opt] table spec.time `{monotonic = seconds, boottime = seconds}`: clock offsets in a new time namespace
+-- @tparam[opt] string spec.rootfs "tmpfs" (an empty root), "host" (a private copy of the host's mount table), or
+--   a host directory
+-- @tparam[opt] table spec.mounts entries applied in order (see `lunas.fs`); with any file system field the tree is
+--   built from an empty root, without any the host's / read-only, a fresh /proc, a minimal /dev, a private /tmp
+-- @tparam[opt=true] boolean spec.harden the masks and read-only parts of /proc and /sys
+-- @param[opt] spec.caps "none" (the default: every capability dropped), "keep", names to keep, or
+--   `{add = names, drop = names}` (`lunas.security.check_caps`)
+-- @param[opt] spec.seccomp nil (the default profile), false (no filter) or a profile
+--   (`lunas.security.check_profile`)
+-- @tparam[opt] table spec.landlock `{ro =, rw =, paths =, connect =, bind =, scoped =, strict =}`
+--   (`lunas.security.check_landlock`)
+-- @tparam[opt=true] boolean spec.no_new_privs false needs seccomp = false
+-- @tparam[opt=true] boolean spec.loopback lo up in the sandbox's network namespace
+-- @param[opt] spec.net "none" (the default: a namespace of its own, lo only), "host", a lab host (its namespace),
+--   a lab switch or `{switch =, address = "10.0.0.9/24", gateway =, name = "eth0"}` (lunas.net)
+-- @param[opt] spec.stdin an fd, an integer, "null" or "inherit" (the default)
+-- @param[opt] spec.stdout
+-- @param[opt] spec.stderr
+-- @tparam[opt=true] boolean spec.close_fds descriptors beyond 0-2 are closed at exec, but keep_fds
+-- @tparam[opt] table spec.keep_fds
+-- @tparam[opt] table spec.limits cgroup limits (`lunas.cgroup.check_limits`) and `best_effort = true` to turn a
+--   limit this host cannot enforce into a warning: the sandbox gets a cgroup of its own
+-- @treturn Sandbox
 function M.new(spec)
   return setmetatable({ spec = validate(spec) }, Sandbox)
 end

@@ -5,6 +5,7 @@
 -- what to do with them: which calls the default profile refuses, how a spec relaxes or tightens it, which
 -- capabilities a payload keeps, which Landlock rights "read-only" means. Sandboxes apply it in the child in the
 -- order KERNEL-NOTES gives: ids, capabilities, no_new_privs, Landlock, seccomp last.
+-- @module lunas.security
 local core = require "lunas.core"
 local errors = require "lunas.errors"
 
@@ -29,7 +30,10 @@ local function with_flag(name, arg, flag)
   return { name, { arg = arg, op = "masked_eq", mask = flag, value = flag } }
 end
 
---- The groups, as data: spec.seccomp.deny / allow take their names.
+--- The system call groups, as data: spec.seccomp.deny, allow and notify take their names. An entry is a call
+-- name, or `{name, comparisons..., action = ...}` for a call refused only with those arguments (or with its own
+-- action). Groups: mount, module, raw-io, reboot, swap, clock, debug, perf, bpf, keyring, userfaultfd,
+-- obsolete, privileged, namespaces, userns, tty.
 M.groups = {
   mount = { "mount", "umount", "umount2", "pivot_root", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount",
     "open_tree", "mount_setattr" },
@@ -62,7 +66,8 @@ M.groups = {
     { "ioctl", { arg = 1, op = "eq", value = TIOCLINUX, bits = 32 } } },
 }
 
---- What the default profile refuses (with EPERM; obsolete calls with ENOSYS, as if they did not exist).
+--- What the default profile refuses (with EPERM; obsolete calls with ENOSYS, as if they did not exist): group
+-- names.
 M.DEFAULT_DENY = { "mount", "module", "raw-io", "reboot", "swap", "clock", "perf", "bpf", "keyring", "userfaultfd",
   "obsolete", "privileged", "userns", "tty" }
 local GROUP_ACTION = { obsolete = "ENOSYS" }
@@ -91,7 +96,14 @@ local function check_action(field, action)
   return action
 end
 
---- Validates a profile table (spec.seccomp, or what a --seccomp file returns) and returns a normalized copy.
+--- Validates a profile table (spec.seccomp, or what a profile file of `lunas run` returns) and returns a normalized copy.
+-- A profile: `{base = "default" | "none", default = ACTION ("allow"), action = ACTION for deny ("EPERM"),
+-- arches = {"native"}, deny = names, allow = names, notify = names, rules = {{action =, syscall =, args =
+-- {comparisons}}, ...}, log = false, on_notify = function(request, running) return reply end}`. Names are
+-- groups (`groups`) or system calls; actions as `lunas.core.seccomp_filter` takes them.
+-- @tparam string field the spec field, for messages ("seccomp")
+-- @param value false or "none" (no filter), nil, true or "default" (the default profile), or a profile table
+-- @return false, or the normalized profile
 function M.check_profile(field, value)
   if value == false or value == "none" then return false end
   if value == nil or value == true or value == "default" then value = {} end
@@ -174,6 +186,8 @@ local function profile_rules(p)
 end
 
 --- Builds a libseccomp filter from a normalized profile. Returns the filter (caller closes it).
+-- @tparam table p a profile from check_profile
+-- @return a `lunas.core` seccomp filter, not loaded
 function M.filter(p)
   local filter = core.seccomp_filter{ default = p.default, arches = p.arches, log = p.log }
   for _, rule in ipairs(profile_rules(p)) do
@@ -214,6 +228,9 @@ end
 local compiled_cache, compiled_count = {}, 0
 
 --- Compiles a profile to the BPF program a child loads: {program = bytes, listener = bool, log = bool}.
+-- Programs are cached by profile: every sandbox of a process with the same profile shares one compilation.
+-- @tparam table p a profile from check_profile
+-- @treturn table
 function M.compile(p)
   local key = table.concat(serialize(p, {}))
   local hit = compiled_cache[key]
@@ -226,6 +243,8 @@ function M.compile(p)
 end
 
 --- The readable form (libseccomp's PFC) of a profile: what `lunas run --seccomp-show` prints.
+-- @tparam table p a profile from check_profile
+-- @treturn string
 function M.describe(p)
   local filter <close> = M.filter(p)
   return errors.check(filter:pfc())
@@ -262,6 +281,9 @@ end
 --- Validates spec.caps: "none" (the default), "keep" (leave the process's capabilities as they are), a list of
 -- names to keep ({"net_admin"}), or {add = names, drop = names} (add "ALL" then drop some, as bubblewrap's
 -- --cap-add ALL --cap-drop X). Returns "keep" or a set {name = true} of what the payload holds.
+-- @tparam string field the spec field, for messages ("caps")
+-- @param value
+-- @return "keep" or a set of names
 function M.check_caps(field, value)
   if value == "keep" then return "keep" end
   if value == nil or value == "none" then return {} end
@@ -282,6 +304,10 @@ local function sorted(set)
   table.sort(list)
   return list
 end
+--- The keys of a set, sorted: `sorted{b = true, a = true}` is `{"a", "b"}`.
+-- @function sorted
+-- @tparam table set
+-- @treturn table
 M.sorted = sorted
 
 -- Securebits of a confined payload: root is not special on exec (noroot), uid changes clear capabilities as
@@ -298,6 +324,8 @@ end
 
 --- Child, before the change of ids (needs CAP_SETPCAP): empties the bounding and ambient sets but for keep, and
 -- asks the kernel to keep permitted capabilities across a change of uid when there is something to keep.
+-- @tparam table keep a set of capability names, as check_caps returns it
+-- @return true, or nil, message, ENAME
 function M.apply_bounding(keep)
   if next(keep) == nil then return core.drop_capabilities{ sets = false } end
   local drop = {}
@@ -313,6 +341,8 @@ end
 --- Child, after the change of ids: securebits locked, then exactly keep in permitted, effective and inheritable,
 -- and raised into ambient so a payload of any uid holds them after exec. A process that holds no capability at
 -- all (unprivileged, no user namespace) cannot set securebits and has nothing to lose: no_new_privs covers it.
+-- @tparam table keep a set of capability names
+-- @return true, or nil, message, ENAME
 function M.apply_capabilities(keep)
   local list = sorted(keep)
   local current = core.caps_get()
@@ -329,7 +359,7 @@ end
 -- ---- Landlock --------------------------------------------------------------------------------------------------
 
 local FILE_RIGHTS = { execute = true, write_file = true, read_file = true, truncate = true, ioctl_dev = true }
---- What the access words of spec.landlock mean.
+--- What the access words of spec.landlock mean: `ro` and `rw`, each a list of Landlock file system rights.
 M.ACCESS = {
   ro = { "execute", "read_file", "read_dir" },
   rw = { "execute", "read_file", "read_dir", "write_file", "remove_dir", "remove_file", "make_char", "make_dir",
@@ -350,6 +380,9 @@ end
 --- Validates spec.landlock: {ro = {paths}, rw = {paths}, paths = {{path, "read_file,read_dir"}, ...},
 -- connect = {ports}, bind = {ports}, scoped = {"signal", "abstract_unix_socket"}, strict = false}. Paths are
 -- inside the sandbox. File-system access is restricted as soon as any path is listed; TCP as soon as a port is.
+-- @tparam string field the spec field, for messages ("landlock")
+-- @tparam table value
+-- @treturn table the normalized spec, for plan_landlock
 function M.check_landlock(field, value)
   if type(value) ~= "table" then misuse(field, "table expected, got %s", type(value)) end
   for k in pairs(value) do
@@ -387,6 +420,9 @@ end
 
 --- Parent, before the clone: what this kernel can enforce of a landlock spec. Returns a plan for the child, and
 -- warnings for what best effort leaves out; in strict mode what cannot be enforced raises instead.
+-- @tparam table spec from check_landlock
+-- @return the plan, or nil when nothing can be enforced
+-- @treturn table warnings (strings)
 function M.plan_landlock(spec)
   local abi = core.landlock_abi()
   local rights = core.landlock_rights()
@@ -446,6 +482,8 @@ local function file_rights(access)
 end
 
 --- Child, after every mount and with no_new_privs set: restricts the process by a plan from plan_landlock.
+-- @tparam table plan
+-- @return true, or nil, message, ENAME
 function M.apply_landlock(plan)
   local ruleset, msg, code = core.landlock_ruleset(plan.handled)
   if not ruleset then return nil, msg, code end
@@ -478,21 +516,36 @@ end
 
 -- ---- user notification -------------------------------------------------------------------------------------
 
+--- Held system calls.
+-- What `Listener:receive` returns: the fields of `lunas.core.seccomp_notify_receive` (`id`, `pid`, `syscall`,
+-- `nr`, `arch`, `args`, `ip`) and methods to look at the caller's memory. What the memory says is only about
+-- this call while `valid()` is true.
+-- @type Request
 local Request = {}
 Request.__index = Request
 
 --- Bytes of the caller's memory (pointer arguments); check valid() afterwards before trusting them.
+-- @tparam integer address
+-- @tparam integer length
+-- @treturn string
 function Request:read(address, length)
   return errors.check(core.process_read(self.pid, address, length))
 end
 
 --- A NUL-terminated string at a pointer argument (1-based index into args), up to max bytes.
+-- @tparam integer index
+-- @tparam[opt=4096] integer max
+-- @treturn string
 function Request:string(index, max)
   local bytes = self:read(self.args[index], max or 4096)
   return bytes:match("^[^%z]*")
 end
 
 --- A socket address at args[index] of length args[len_index], as "10.0.0.1:80", "[fd00::1]:80" or "unix:/path".
+-- @tparam integer index
+-- @tparam integer len_index
+-- @treturn string the address ("unix:@name" for an abstract socket, "family N" for others)
+-- @treturn string "inet", "inet6", "unix" or "other"
 function Request:sockaddr(index, len_index)
   local length = math.min(self.args[len_index] or 128, 128)
   local raw = self:read(self.args[index], length)
@@ -514,6 +567,7 @@ function Request:sockaddr(index, len_index)
 end
 
 --- True while the call is still held (the pid and memory read belong to it).
+-- @treturn boolean
 function Request:valid()
   return core.seccomp_notify_id_valid(self.listener, self.id)
 end
@@ -521,13 +575,23 @@ end
 local Listener = {}
 Listener.__index = Listener
 
+--- @section end
+
 --- Wraps a seccomp listener fd.
+-- @param fd the listener (an fd object)
+-- @treturn Listener
 function M.listener(fd)
   return setmetatable({ fd = fd }, Listener)
 end
 
+--- Seccomp listeners.
+-- A supervisor's end of a filter's notify rules (`listener`, or a sandbox's `Running:listener`).
+-- @type Listener
+
 --- The next held call; nil, "timeout" on timeout (seconds; nil waits), nil, "closed" once no process is left under
 -- the filter. A call whose process died meanwhile is skipped.
+-- @tparam[opt] number timeout
+-- @treturn Request
 function Listener:receive(timeout)
   while true do
     local ready, hung_up = core.poll({ self.fd }, timeout)
@@ -544,6 +608,9 @@ end
 
 --- Answers a held call: nil or "continue" runs it; an errno name or number, or {error = }, fails it with that;
 -- {value = n} returns n without running it.
+-- @tparam Request req
+-- @param[opt] reply
+-- @treturn boolean false when the caller had died meanwhile
 function Listener:respond(req, reply)
   local answer
   if reply == nil or reply == "continue" or reply == true then
@@ -561,10 +628,13 @@ function Listener:respond(req, reply)
   return ok ~= nil
 end
 
+--- The listener's descriptor number.
+-- @treturn integer
 function Listener:fileno()
   return self.fd:fileno()
 end
 
+--- Closes the listener.
 function Listener:close()
   self.fd:close()
 end
