@@ -1169,6 +1169,8 @@ function Cgroup:close()
 end
 Cgroup.__close = Cgroup.close
 
+--- @section end
+
 -- ---- garbage ------------------------------------------------------------------------------------------
 
 -- Processes in dir and every cgroup below it.
@@ -1221,6 +1223,8 @@ function M.gc(opts)
   table.sort(report.busy)
   return report
 end
+
+--- @type Cgroup
 
 -- ---- delegation -----------------------------------------------------------------------------------------
 

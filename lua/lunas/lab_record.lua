@@ -8,6 +8,7 @@
 --               start}} for each process started in a host, {"kept": true} once the lab is to outlive its builder.
 --               Whatever moment the builder dies at, everything it made is named in the journal.
 --   state.json  written (atomically) when a kept lab is complete: the lab's description, for show and list.
+-- @module lunas.lab_record
 local core = require "lunas.core"
 local json = require "lunas.json"
 local errors = require "lunas.errors"
@@ -17,7 +18,10 @@ errors.register_module()
 
 local M = {}
 
+--- Where lunas keeps the state of what outlives a command: /run/lunas (a tmpfs, gone at reboot with the
+-- namespaces and cgroups it describes).
 M.ROOT = "/run/lunas"
+--- The labs' records: /run/lunas/labs/NAME.
 M.DIR = M.ROOT .. "/labs"
 
 local Record = {}
@@ -101,49 +105,11 @@ function M.remove_leftovers()
   end
 end
 
---- Appends one entry and hands it to the kernel at once, so that it outlives a SIGKILL a moment later.
-function Record:note(entry)
-  if not self.file then return end
-  local ok, err = self.file:write(json.encode(entry), "\n")
-  if ok then ok, err = self.file:flush() end
-  if not ok then fail(("record %s: %s"):format(self.name, err), "EIO") end
-end
-
---- Writes state.json (through a temporary file and a rename: a reader sees the old state or the new one).
-function Record:finish(state)
-  local tmp = path_of(self.name, "state.json.tmp")
-  local f, err = io.open(tmp, "w")
-  if not f then fail(("record %s: %s"):format(self.name, err), "EIO") end
-  f:write(json.encode(state, { indent = "  " }), "\n")
-  f:close()
-  local ok, rerr = os.rename(tmp, path_of(self.name, "state.json"))
-  if not ok then fail(("record %s: %s"):format(self.name, rerr), "EIO") end
-end
-
---- Closes the journal (the record stays).
-function Record:close()
-  if self.file and self.owner == core.getpid() then self.file:close() end
-  self.file = nil
-end
-
 --- Removes a record's files and directory (by name: the record of another process too).
 function M.remove(name)
   local ok, msg, code = remove_dir(path_of(name))
   if not ok and code ~= "ENOENT" then return nil, msg, code end
   return true
-end
-
-function Record:remove()
-  self:close()
-  return M.remove(self.name)
-end
-
-local function read_text(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
 end
 
 --- A record as data: {name, pid, start, created, status = "up" | "building" | "in use" | "stale", kept,
@@ -200,5 +166,49 @@ function M.names()
   table.sort(names)
   return names
 end
+
+--- An open record: the journal its builder appends to (lab_record.create returns one).
+-- @type Record
+
+--- Appends one entry and hands it to the kernel at once, so that it outlives a SIGKILL a moment later.
+function Record:note(entry)
+  if not self.file then return end
+  local ok, err = self.file:write(json.encode(entry), "\n")
+  if ok then ok, err = self.file:flush() end
+  if not ok then fail(("record %s: %s"):format(self.name, err), "EIO") end
+end
+
+--- Writes state.json (through a temporary file and a rename: a reader sees the old state or the new one).
+function Record:finish(state)
+  local tmp = path_of(self.name, "state.json.tmp")
+  local f, err = io.open(tmp, "w")
+  if not f then fail(("record %s: %s"):format(self.name, err), "EIO") end
+  f:write(json.encode(state, { indent = "  " }), "\n")
+  f:close()
+  local ok, rerr = os.rename(tmp, path_of(self.name, "state.json"))
+  if not ok then fail(("record %s: %s"):format(self.name, rerr), "EIO") end
+end
+
+--- Closes the journal (the record stays).
+function Record:close()
+  if self.file and self.owner == core.getpid() then self.file:close() end
+  self.file = nil
+end
+
+--- Closes the journal and removes the record (this builder's own lab, gone).
+function Record:remove()
+  self:close()
+  return M.remove(self.name)
+end
+
+local function read_text(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+--- @section end
 
 return M

@@ -576,7 +576,7 @@ end
 
 local SHAPES = { host = "box", router = "diamond", switch = "ellipse" }
 
---- The lab as plain data (what state.json keeps and `lunas lab show --json` prints): {name, fabric = path,
+--- The lab as plain data (what state.json keeps, and what `lunas lab show` prints as JSON): {name, fabric = path,
 -- nodes = {{name, kind, netns = path | nil, bridge = name (a switch), addresses = {{link, address}}, routes =
 -- {{dst, via, dev, ...}}, nat = {out, forward} | nil}}, links = {{a = {node, ifname}, b = {node, ifname},
 -- params = {delay =, loss =, rate =, ...}}}}, nodes and links in the order they were made.
@@ -604,6 +604,8 @@ function Lab:describe()
   return { name = self.name, fabric = self.fabric_path, nodes = nodes, links = links }
 end
 
+--- @section end
+
 --- The topology of a lab description (lab:describe(), or a recorded one) in Graphviz DOT: nodes with their
 -- addresses, links with interface names and impairments.
 function M.dot(description)
@@ -627,6 +629,8 @@ function M.dot(description)
   out[#out + 1] = "}"
   return table.concat(out, "\n") .. "\n"
 end
+
+--- @type Lab
 
 --- The topology in Graphviz DOT (net.dot of lab:describe()).
 function Lab:dot()
@@ -783,6 +787,8 @@ end
 function Lab:__tostring()
   return ("lab %s (%d nodes, %d links%s)"):format(self.name, self.count, #self.links, self.closed and ", closed" or "")
 end
+
+--- @section end
 
 -- ---- labs recorded under /run/lunas/labs: down, list, show, gc ------------------------------------------------
 

@@ -1,6 +1,7 @@
 --- Processes named by pid in records (labs, ops commands): a pid alone may have been reused since it was
 -- written down, so a process is identified by its pid and its start time (field 22 of /proc/PID/stat, in
 -- clock ticks since boot), and only ever signalled through a pidfd opened while that pair still matched.
+-- @module lunas.process
 local core = require "lunas.core"
 
 local M = {}
