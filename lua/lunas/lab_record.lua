@@ -31,6 +31,14 @@ local function fail(msg, code)
   errors.raise{ op = "lab", msg = "lab: " .. msg, code = code }
 end
 
+local function read_text(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
 local function path_of(name, file)
   return M.DIR .. "/" .. name .. (file and ("/" .. file) or "")
 end
@@ -199,14 +207,6 @@ end
 function Record:remove()
   self:close()
   return M.remove(self.name)
-end
-
-local function read_text(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
 end
 
 --- @section end
