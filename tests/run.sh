@@ -212,7 +212,7 @@ if ! rl test -x "$LUNAS_ROOT" || [ -n "$unreadable" ]; then
     # copy of the tree and the build, inside this run's private /run.
     echo "(uid $ROOTLESS_UID cannot read $LUNAS_ROOT: the rootless pass runs on a copy under $WORK/tree)"
     mkdir -p "$WORK/tree/build"
-    for entry in tests lua examples src rockspec Makefile README.md; do
+    for entry in tests lua examples src rockspec man completions doc config.ld Makefile README.md; do
         [ -e "$LUNAS_ROOT/$entry" ] && cp -a "$LUNAS_ROOT/$entry" "$WORK/tree/"
     done
     for entry in bin lib obj; do
