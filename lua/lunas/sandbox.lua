@@ -347,6 +347,35 @@ function M.add_step(step, where)
   error("sandbox: no step named '" .. anchor .. "'", 2)
 end
 
+-- A failure to inject at one step's phase (fault tests: M._inject): {step = name, phase = "prepare" | "parent" |
+-- "init" | "payload"} or nil.
+local injected
+
+--- For fault tests only: from now on the step named `step` fails at `phase` ("prepare", "parent", "init" or
+-- "payload") with "injected failure" (EIO), as a real failure there would; M._inject() stops it. Internal.
+function M._inject(step, phase)
+  if step == nil then
+    injected = nil
+    return
+  end
+  if phase ~= "prepare" and phase ~= "parent" and phase ~= "init" and phase ~= "payload" then
+    error("sandbox._inject: phase must be prepare, parent, init or payload", 2)
+  end
+  injected = { step = step, phase = phase }
+end
+
+-- Runs one step's function for a phase, or fails it as injected.
+local function call_step(step, phase, ...)
+  if injected and injected.step == step.name and injected.phase == phase then
+    if phase == "prepare" then
+      errors.raise{ op = "sandbox", step = step.name, msg = ("sandbox: %s: injected failure"):format(step.name),
+        code = "EIO" }
+    end
+    return nil, "injected failure", "EIO"
+  end
+  return step[phase](...)
+end
+
 local function close_all(...)
   for i = 1, select("#", ...) do
     local fd = select(i, ...)
@@ -387,6 +416,8 @@ steps[#steps + 1] = {
     end
   end,
   finish = function(ctx, result)
+    -- (still open when an earlier step's parent phase failed)
+    if ctx.cgroup_fd then ctx.cgroup_fd:close() end
     local cg = ctx.cgroup
     if not cg or cg.closed then return end
     if result then
@@ -421,6 +452,9 @@ steps[#steps + 1] = {
     -- The payload is the reaper's child: without a pid namespace nothing else would take it down with us.
     if ctx.parent and ctx.fork then return check_core(core.prctl{ pdeathsig = "KILL" }) end
   end,
+  -- Closed once the child has its copy; these two cover a set-up that failed before that.
+  finish = function(ctx) if ctx.parent then ctx.parent:close() end end,
+  abort = function(ctx) if ctx.parent then ctx.parent:close() end end,
 }
 
 steps[#steps + 1] = {
@@ -841,9 +875,8 @@ end
 
 local function run_phase(ctx, phase)
   for _, step in ipairs(steps) do
-    local f = step[phase]
-    if f then
-      local ok, value, msg, code = pcall(f, ctx)
+    if step[phase] then
+      local ok, value, msg, code = pcall(call_step, step, phase, ctx)
       if not ok then report(ctx, step.name, value, "ELUA") end
       if value == nil and msg ~= nil then report(ctx, step.name, msg, code) end
     end
@@ -999,7 +1032,7 @@ function Sandbox:spawn()
   ctx.fork = ctx.ns.pid and not self.spec.as_pid_1
   local ok, err = pcall(function()
     for _, step in ipairs(steps) do
-      if step.prepare then step.prepare(ctx) end
+      if step.prepare then call_step(step, "prepare", ctx) end
     end
   end)
   if ok then ok, err = pcall(open_pipes, ctx) end
@@ -1031,8 +1064,9 @@ function Sandbox:spawn()
     timeout = self.spec.timeout }, Running)
   for _, step in ipairs(steps) do
     if step.parent then
-      local pok, value, pmsg, pcode = pcall(step.parent, ctx, proc)
+      local pok, value, pmsg, pcode = pcall(call_step, step, "parent", ctx, proc)
       if not pok or (value == nil and pmsg ~= nil) then
+        close_all(ctx.err_r, ctx.sync_w, ctx.parent, ctx.notify_parent)
         running:close()
         if not pok then error(value, 0) end
         fail(step.name, pmsg, pcode)
@@ -1047,6 +1081,7 @@ function Sandbox:spawn()
   ctx.err_r:close()
   if ctx.parent then ctx.parent:close() end
   if record ~= "" then
+    if ctx.notify_parent then ctx.notify_parent:close() end
     running:close()
     local step, rcode, rmsg = parse_record(record)
     fail(step, rmsg, rcode)

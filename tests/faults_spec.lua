@@ -1,0 +1,215 @@
+-- Faults: set-up failing at each step in turn, payloads that fork, ignore SIGTERM or leave daemons, and lunas
+-- killed (SIGKILL) at random moments of a sandbox's set-up and of a lab's build. Afterwards nothing of the
+-- sandbox or lab may be left, read from outside: /proc (processes, our descriptors, our mount table), the cgroup
+-- directories below our own, /run/netns and /run/lunas/labs.
+--
+-- LUNAS_FAULT_TRIALS sets the number of SIGKILL trials of each kind (default 200).
+
+local core = require "lunas.core"
+local lunas = require "lunas"
+local sandbox = require "lunas.sandbox"
+local cgroup = require "lunas.cgroup"
+local json = require "lunas.json"
+local kernel = require "support.kernel"
+local util = require "support.util"
+
+local TRIALS = tonumber(os.getenv("LUNAS_FAULT_TRIALS") or "") or 200
+
+local function count_lines(text)
+  local n = 0
+  for _ in (text or ""):gmatch("[^\n]+") do n = n + 1 end
+  return n
+end
+
+local function open_fds()
+  return #core.listdir("/proc/self/fd")
+end
+
+-- Our direct children, as the kernel lists them.
+local function children()
+  local pid = core.getpid()
+  return util.read(("/proc/%d/task/%d/children"):format(pid, pid)) or ""
+end
+
+-- The cgroup directories below our own whose name says this process made them (lunas-PID-N).
+local function own_cgroups(pid)
+  local layout = cgroup.layout()
+  local found = {}
+  local roots = {}
+  if layout.v2 then roots[#roots + 1] = layout.v2.dir end
+  for _, h in pairs(layout.v1) do roots[#roots + 1] = h.dir end
+  for _, root in ipairs(roots) do
+    for _, name in ipairs(core.cgroup_children(root) or {}) do
+      if name:match("^lunas%-" .. pid .. "%-%d+$") then found[#found + 1] = root .. "/" .. name end
+    end
+  end
+  table.sort(found)
+  return found
+end
+
+-- Processes whose command line is exactly argv (a unique marker such as "sleep 3001").
+local function processes_running(marker)
+  local pids = {}
+  for _, entry in ipairs(core.listdir("/proc")) do
+    local pid = tonumber(entry)
+    if pid then
+      local cmdline = util.read("/proc/" .. pid .. "/cmdline")
+      if cmdline and cmdline:gsub("%z$", ""):gsub("%z", " ") == marker and util.alive(pid) then pids[#pids + 1] = pid end
+    end
+  end
+  return pids
+end
+
+local function none_running(marker, seconds)
+  return util.wait_for(function() return #processes_running(marker) == 0 end, seconds or 10)
+end
+
+local function ls(dir)
+  local names = core.listdir(dir) or {}
+  table.sort(names)
+  return table.concat(names, " ")
+end
+
+-- Everything a sandbox could leave in or around this process.
+local function footprint()
+  return { fds = open_fds(), mounts = count_lines(util.read("/proc/self/mountinfo")), cgroups = own_cgroups(core.getpid()),
+    netns = ls("/run/netns"), children = children() }
+end
+
+describe("faults: set-up failing at each step #root", function()
+  after_each(function() sandbox._inject() end)
+
+  it("fails at every phase of every step with that step named, and leaves nothing behind", function()
+    kernel.requires("userns")
+    kernel.requires("cgroup_write")
+    local spec = { argv = { "/bin/true" }, hostname = "faulty", limits = { memory = "64M", pids = 64 },
+      rlimits = { nofile = 128 }, landlock = { ro = { "/" } }, cwd = "/", timeout = 10 }
+    -- once first, so that lazily opened things (the reaper image, the seccomp program) are not counted as leaks
+    assert.are.equal(0, lunas.sandbox(spec):run().status)
+    local before = footprint()
+    local tried = 0
+    for _, step in ipairs(sandbox.steps) do
+      for _, phase in ipairs{ "prepare", "parent", "init", "payload" } do
+        if step[phase] then
+          sandbox._inject(step.name, phase)
+          local ok, err = pcall(function() return lunas.sandbox(spec):run() end)
+          sandbox._inject()
+          local where = step.name .. " at " .. phase
+          assert.is_false(ok, where .. ": the sandbox ran")
+          assert.is_true(lunas.is_error(err), where .. ": " .. tostring(err))
+          assert.are.equal(step.name, err.step, where .. ": " .. tostring(err))
+          assert.matches("^sandbox: " .. step.name:gsub("%p", "%%%0") .. ": injected failure", err.msg)
+          assert.are.equal("EIO", err.code)
+          assert.are.same(before, footprint(), where .. " left something")
+          tried = tried + 1
+        end
+      end
+    end
+    -- every step, at least once (the count grows with the steps; here it proves the loop ran)
+    assert.is_true(tried >= #sandbox.steps, ("only %d injections for %d steps"):format(tried, #sandbox.steps))
+  end)
+end)
+
+describe("faults: payloads that outstay their welcome #root", function()
+  it("leaves no forked child, TERM-ignoring process or daemon once the sandbox ends", function()
+    kernel.requires("userns")
+    local script = [[
+trap '' TERM
+(setsid sh -c 'trap "" TERM HUP; exec sleep 3001' >/dev/null 2>&1 &)
+(trap '' TERM; exec sleep 3002) &
+sleep 3003 &
+exit 0]]
+    local result = lunas.sandbox{ argv = { "/bin/sh", "-c", script } }:run()
+    assert.are.equal(0, result.status)
+    for _, marker in ipairs{ "sleep 3001", "sleep 3002", "sleep 3003" } do
+      assert.is_truthy(none_running(marker), marker .. " survived its sandbox")
+    end
+    -- through the binary, a payload that ignores TERM is killed at its timeout, with its daemon
+    local out, code = util.lunas{ "run", "--timeout", "0.3", "--", "/bin/sh", "-c",
+      "trap '' TERM; (setsid sh -c 'trap \"\" TERM; exec sleep 3004' >/dev/null 2>&1 &); exec sleep 3005" }
+    assert.are.equal(124, code, out)
+    assert.is_truthy(none_running("sleep 3004"), "the daemon survived the timeout")
+    assert.is_truthy(none_running("sleep 3005"), "the payload survived the timeout")
+  end)
+end)
+
+describe("faults: lunas killed during set-up #root", function()
+  it(("leaves no payload and, once lunas gc has run, no cgroup (%d trials)"):format(TRIALS), function()
+    kernel.requires("userns")
+    math.randomseed(os.time())
+    local cleanup = util.cleanups(finally)
+    cleanup(function() util.lunas{ "gc" } end)
+    local killed_early, survived_setup = 0, 0
+    for trial = 1, TRIALS do
+      local marker = "sleep " .. (4000 + trial)
+      local proc = assert(core.spawn{ fn = function()
+        local null = core.open("/dev/null", "rw")
+        core.dup2(null, 1)
+        core.dup2(null, 2)
+        core.exec{ util.bin, "run", "--memory", "64M", "--pids", "32", "--", "sleep", tostring(4000 + trial) }
+        core.exit(127)
+      end })
+      -- set-up takes a few milliseconds: kill anywhere from before it starts to after the payload runs
+      core.poll({ (core.pipe()) }, math.random() * 0.025)
+      proc:kill("KILL")
+      proc:wait()
+      proc:close()
+      if #processes_running(marker) > 0 then survived_setup = survived_setup + 1 else killed_early = killed_early + 1 end
+      assert.is_truthy(none_running(marker, 10), ("trial %d: the payload outlived lunas"):format(trial))
+      local out, code = util.lunas{ "gc" }
+      assert.are.equal(0, code, out)
+      assert.are.same({}, own_cgroups(proc.pid), ("trial %d: cgroup left after gc"):format(trial))
+      assert.are.equal("", children())
+    end
+    -- (both kinds of moment were hit: the figures go to the test's output for the record)
+    print(("\n  %d kills before the payload ran, %d after"):format(killed_early, survived_setup))
+  end)
+end)
+
+describe("faults: lunas killed during a lab build #root", function()
+  it(("leaves nothing once lunas gc has run (%d trials)"):format(TRIALS), function()
+    local dir, remove_dir = util.tmpdir()
+    local cleanup = util.cleanups(finally)
+    cleanup(remove_dir)
+    cleanup(function() util.lunas{ "lab", "down", "--all" } end)
+    local recipe = dir .. "/fault_lab.lua"
+    util.write(recipe, [[
+local net = require "lunas.net"
+local lab <close> = net.lab{ name = "fault" }
+local s = lab:switch("s")
+for i = 1, 10 do lab:link(lab:host("fh" .. i), s, { rate = "100mbit" }) end
+lab:node("fh1"):spawn{ "sleep", "4999" }
+]])
+    math.randomseed(os.time() + 1)
+    local halfway = 0
+    for trial = 1, TRIALS do
+      local proc = assert(core.spawn{ fn = function()
+        local null = core.open("/dev/null", "rw")
+        core.dup2(null, 1)
+        core.dup2(null, 2)
+        core.exec{ util.bin, "lab", "up", recipe }
+        core.exit(127)
+      end })
+      core.poll({ (core.pipe()) }, math.random() * 0.06)
+      proc:kill("KILL")
+      proc:wait()
+      proc:close()
+      local out = util.lunas{ "lab", "list", "--json" }
+      local labs = json.decode(out).labs
+      local code
+      if labs[1] and labs[1].status == "up" then
+        out, code = util.lunas{ "lab", "down", "fault" }
+      else
+        if labs[1] then halfway = halfway + 1 end
+        out, code = util.lunas{ "gc" }
+      end
+      assert.are.equal(0, code, out)
+      assert.are.equal("", ls("/run/netns"), ("trial %d: namespaces left"):format(trial))
+      assert.are.equal("", ls("/run/lunas/labs"), ("trial %d: records left"):format(trial))
+      assert.is_truthy(none_running("sleep 4999", 5), ("trial %d: a host's process survived"):format(trial))
+      assert.are.same({}, own_cgroups(proc.pid), ("trial %d: cgroup left"):format(trial))
+    end
+    assert.is_true(halfway > 0, "no trial killed lunas halfway through the build")
+    print(("\n  %d of %d kills landed during the build"):format(halfway, TRIALS))
+  end)
+end)
