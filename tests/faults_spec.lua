@@ -156,6 +156,13 @@ describe("faults: lunas killed during set-up #root", function()
       proc:close()
       if #processes_running(marker) > 0 then survived_setup = survived_setup + 1 else killed_early = killed_early + 1 end
       assert.is_truthy(none_running(marker, 10), ("trial %d: the payload outlived lunas"):format(trial))
+      -- Everything the sandbox started dies with lunas (die-with-parent): its cgroup empties, then gc may take it.
+      assert.is_truthy(util.wait_for(function()
+        for _, dir in ipairs(own_cgroups(proc.pid)) do
+          if (util.read(dir .. "/cgroup.procs") or "") ~= "" then return false end
+        end
+        return true
+      end, 10), ("trial %d: processes of the sandbox outlived lunas"):format(trial))
       local out, code = util.lunas{ "gc" }
       assert.are.equal(0, code, out)
       assert.are.same({}, own_cgroups(proc.pid), ("trial %d: cgroup left after gc"):format(trial))

@@ -351,7 +351,7 @@ end
 -- "init" | "payload"} or nil.
 local injected
 
---- For fault tests only: from now on the step named `step` fails at `phase` ("prepare", "parent", "init" or
+-- For fault tests only: from now on the step named `step` fails at `phase` ("prepare", "parent", "init" or
 -- "payload") with "injected failure" (EIO), as a real failure there would; M._inject() stops it. Internal.
 function M._inject(step, phase)
   if step == nil then
