@@ -1,4 +1,4 @@
-# lunas: build, demo, test, bench, check (sanitizers), doc (the API reference), install.
+# lunas: build, demo, test, bench, check (sanitizers), valgrind (memcheck), doc (the API reference), install.
 # Every target that needs Debian packages calls `deps` first, which installs only what is missing.
 
 PREFIX ?= /usr/local
@@ -16,6 +16,7 @@ DEB_PACKAGES = lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libnftables-de
 # lua-markdown renders the doc comments' Markdown (without it ldoc falls back to plain text).
 DOC_PACKAGES = lua-ldoc lua5.1 lua-markdown
 BENCH_PACKAGES = bubblewrap
+VALGRIND_PACKAGES = valgrind
 VM_PACKAGES = qemu-system-x86 busybox-static kmod cpio
 
 CFLAGS ?= -O2 -g
@@ -53,7 +54,7 @@ CORE_SO = $(BUILD)/lib/lunas/core.so
 # What the escape battery (tests/security_spec.lua) runs inside sandboxes: one attempt per invocation.
 PROBE = $(BUILD)/tests/escape-probe
 
-.PHONY: all deps demo test test-vm check bench doc install rock-install uninstall clean tidy
+.PHONY: all deps demo test test-vm check valgrind bench doc install rock-install uninstall clean tidy
 
 all: $(BIN) $(CORE_SO)
 
@@ -115,6 +116,13 @@ test-vm: deps
 check: deps
 	$(MAKE) BUILD=build/asan SANITIZE=1 all build/asan/tests/escape-probe
 	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/build/asan LUNAS_SANITIZE=1 sh tests/run.sh
+
+# The core specs (tests/core_*_spec.lua) under valgrind memcheck, on a plain -O1 build: fails on any memory error or
+# definite leak (tests/valgrind.sh; suppressions for what is not lunas's in tests/valgrind.supp).
+valgrind: deps
+	$(MAKE) EXTRA_PACKAGES="$(VALGRIND_PACKAGES)" deps
+	$(MAKE) BUILD=build/valgrind CFLAGS="-O1 -g" all
+	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/build/valgrind sh tests/valgrind.sh
 
 bench: deps
 	$(MAKE) EXTRA_PACKAGES="$(BENCH_PACKAGES)" deps

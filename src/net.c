@@ -533,6 +533,63 @@ static int change_link_by_name(lua_State *L, struct lunas_netlink *nl, struct rt
     return pushed;
 }
 
+/* The libnl objects of one request sit in a guard, a userdata on the Lua stack: misuse raises (a longjmp) and can
+ * come after they were allocated, while an option table is read into them. The call releases the guard when it
+ * is done with them; when an error unwinds past it, the GC does (as owned_fds below does for descriptors). */
+#define NL_GUARD_SLOTS 4
+#define LUNAS_NL_GUARD "lunas.nl_guard"
+enum nl_guard_kind { GUARD_OBJECT = 1, GUARD_ADDR, GUARD_VETH };
+struct nl_guard {
+    void *ptr[NL_GUARD_SLOTS];
+    enum nl_guard_kind kind[NL_GUARD_SLOTS];
+};
+
+static void nl_guard_put(void *ptr, enum nl_guard_kind kind) {
+    if (kind == GUARD_ADDR) nl_addr_put(ptr);
+    else if (kind == GUARD_VETH) rtnl_link_veth_release(ptr); /* the link and its peer */
+    else nl_object_put(ptr);
+}
+
+/* Puts what the guard holds; the guard can be used again. */
+static void nl_guard_release(struct nl_guard *g) {
+    for (int i = 0; i < NL_GUARD_SLOTS; i++) {
+        if (g->ptr[i]) nl_guard_put(g->ptr[i], g->kind[i]);
+        g->ptr[i] = NULL;
+    }
+}
+
+static int nl_guard_gc(lua_State *L) {
+    nl_guard_release(luaL_checkudata(L, 1, LUNAS_NL_GUARD));
+    return 0;
+}
+
+/* Pushes an empty guard. */
+static struct nl_guard *nl_guard_new(lua_State *L) {
+    struct nl_guard *g = lua_newuserdatauv(L, sizeof *g, 0);
+    memset(g, 0, sizeof *g);
+    if (luaL_newmetatable(L, LUNAS_NL_GUARD)) {
+        lua_pushcfunction(L, nl_guard_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return g;
+}
+
+/* Hands obj (just allocated; NULL raises "out of memory") to the guard and returns it. */
+static void *nl_guard_add(lua_State *L, struct nl_guard *g, void *obj, enum nl_guard_kind kind) {
+    if (!obj) luaL_error(L, "out of memory");
+    for (int i = 0; i < NL_GUARD_SLOTS; i++) {
+        if (!g->ptr[i]) {
+            g->ptr[i] = obj;
+            g->kind[i] = kind;
+            return obj;
+        }
+    }
+    nl_guard_put(obj, kind);
+    luaL_error(L, "net.c: more than %d libnl objects in one request", NL_GUARD_SLOTS); /* a bug here */
+    return NULL;
+}
+
 /* The namespace a link (or a veth peer) goes to: netns = handle | path | name. Returns the fd to use with
  * rtnl_link_set_ns_fd (owned fds are kept in `owned` to close after the request), -1 when absent.
  * The owned fds sit in fd objects on the Lua stack (owned_init pushes two): a misuse error raised after a
@@ -596,7 +653,7 @@ struct veth_peer {
 
 /* veth: peer = {name=, netns=, mac=, mtu=, group=}. The peer cannot be brought up in the creating request
  * (ENOTCONN): do it afterwards through a handle in its namespace. */
-static struct rtnl_link *build_veth(lua_State *L, int idx, struct owned_fds *owned,
+static struct rtnl_link *build_veth(lua_State *L, int idx, struct owned_fds *owned, struct nl_guard *g,
                                     struct veth_peer *out) {
     if (lunas_opt_field(L, idx, "peer", LUA_TTABLE) == LUA_TNIL)
         lunas_field_error(L, idx, "peer", "a veth needs a peer table ({name = ...})");
@@ -612,9 +669,11 @@ static struct rtnl_link *build_veth(lua_State *L, int idx, struct owned_fds *own
         lunas_push_error(L, errno, "link add: peer namespace", what);
         return NULL;
     }
-    struct rtnl_link *link = rtnl_link_veth_alloc();
-    if (!link) luaL_error(L, "out of memory");
+    struct rtnl_link *link = nl_guard_add(L, g, rtnl_link_veth_alloc(), GUARD_VETH);
+    /* The link holds its peer: drop the reference get_peer adds at once, so a misuse raised below leaves
+     * nothing the guard's rtnl_link_veth_release does not free. */
     struct rtnl_link *peer = rtnl_link_veth_get_peer(link);
+    rtnl_link_put(peer);
     rtnl_link_set_name(peer, peer_name);
     if (peer_ns >= 0) rtnl_link_set_ns_fd(peer, peer_ns);
     /* Options of the peer are validated like the link's own; "up" is refused for the reason above. */
@@ -635,7 +694,6 @@ static struct rtnl_link *build_veth(lua_State *L, int idx, struct owned_fds *own
         nl_addr_put(mac);
     }
     lua_pop(L, 5);
-    rtnl_link_put(peer);
     out->name = peer_name; /* owned by the peer table, alive in the option table */
     out->ns = peer_ns;
     return link;
@@ -679,7 +737,7 @@ static int set_peer_group(struct lunas_netlink *nl, const struct veth_peer *p) {
 
 /* macvlan and macvtap: each through its own allocator and setters. libnl's macvlan setters assert that the
  * link is a macvlan and abort the process on a macvtap. */
-static struct rtnl_link *build_macvlan(lua_State *L, int idx, const char *kind) {
+static struct rtnl_link *build_macvlan(lua_State *L, int idx, struct nl_guard *g, const char *kind) {
     int tap = strcmp(kind, "macvtap") == 0;
     const char *mode = lunas_opt_string(L, idx, "mode", NULL);
     int m = -1;
@@ -688,8 +746,7 @@ static struct rtnl_link *build_macvlan(lua_State *L, int idx, const char *kind) 
         if (m < 0)
             lunas_field_error(L, idx, "mode", "unknown %s mode '%s' (private, vepa, bridge, passthru, source)", kind, mode);
     }
-    struct rtnl_link *link = tap ? rtnl_link_macvtap_alloc() : rtnl_link_macvlan_alloc();
-    if (!link) luaL_error(L, "out of memory");
+    struct rtnl_link *link = nl_guard_add(L, g, tap ? rtnl_link_macvtap_alloc() : rtnl_link_macvlan_alloc(), GUARD_OBJECT);
     if (m >= 0) {
         if (tap) rtnl_link_macvtap_set_mode(link, (uint32_t)m);
         else rtnl_link_macvlan_set_mode(link, (uint32_t)m);
@@ -697,37 +754,35 @@ static struct rtnl_link *build_macvlan(lua_State *L, int idx, const char *kind) 
     return link;
 }
 
-static struct rtnl_link *build_vxlan(lua_State *L, int idx) {
+static struct rtnl_link *build_vxlan(lua_State *L, int idx, struct nl_guard *g) {
     if (lunas_opt_field(L, idx, "id", LUA_TNUMBER) == LUA_TNIL) lunas_field_error(L, idx, "id", "a vxlan needs an id (VNI)");
     uint32_t vni = (uint32_t)lunas_check_range(L, -1, idx, "id", 0, 0xffffff);
     lua_pop(L, 1);
     struct nl_addr *remote = NULL, *local = NULL;
-    if (lunas_opt_field(L, idx, "remote", LUA_TSTRING) != LUA_TNIL) remote = lunas_check_prefix(L, -1, idx, "remote", 0, 0, 0);
+    if (lunas_opt_field(L, idx, "remote", LUA_TSTRING) != LUA_TNIL)
+        remote = nl_guard_add(L, g, lunas_check_prefix(L, -1, idx, "remote", 0, 0, 0), GUARD_ADDR);
     lua_pop(L, 1);
     if (lunas_opt_field(L, idx, "src", LUA_TSTRING) != LUA_TNIL) {
         local = lunas_check_prefix(L, -1, idx, "src", 0, 0, remote ? nl_addr_get_family(remote) : 0);
+        nl_guard_add(L, g, local, GUARD_ADDR);
     }
     lua_pop(L, 1);
     lua_Integer port = lunas_opt_integer(L, idx, "port", 4789, 1, 65535);
     int learning = lunas_opt_boolean(L, idx, "learning", 1);
-    struct rtnl_link *link = rtnl_link_vxlan_alloc();
-    if (!link) luaL_error(L, "out of memory");
+    struct rtnl_link *link = nl_guard_add(L, g, rtnl_link_vxlan_alloc(), GUARD_OBJECT);
     rtnl_link_vxlan_set_id(link, vni);
     rtnl_link_vxlan_set_port(link, (uint32_t)port);
     rtnl_link_vxlan_set_learning(link, (uint8_t)learning);
     if (remote) rtnl_link_vxlan_set_group(link, remote);
     if (local) rtnl_link_vxlan_set_local(link, local);
-    if (remote) nl_addr_put(remote);
-    if (local) nl_addr_put(local);
     return link;
 }
 
-static struct rtnl_link *build_vlan(lua_State *L, int idx) {
+static struct rtnl_link *build_vlan(lua_State *L, int idx, struct nl_guard *g) {
     if (lunas_opt_field(L, idx, "id", LUA_TNUMBER) == LUA_TNIL) lunas_field_error(L, idx, "id", "a vlan needs an id");
     uint16_t id = (uint16_t)lunas_check_range(L, -1, idx, "id", 1, 4094);
     lua_pop(L, 1);
-    struct rtnl_link *link = rtnl_link_vlan_alloc();
-    if (!link) luaL_error(L, "out of memory");
+    struct rtnl_link *link = nl_guard_add(L, g, rtnl_link_vlan_alloc(), GUARD_OBJECT);
     rtnl_link_vlan_set_id(link, id);
     return link;
 }
@@ -811,23 +866,18 @@ static void check_kind_options(lua_State *L, int idx, const char *kind) {
     refuse_options(L, idx, kind, refused);
 }
 
+/* The link (and the addresses it was built from) go into the guard g. */
 static struct rtnl_link *build_link(lua_State *L, struct lunas_netlink *nl, int idx, const char *kind,
-                                    struct owned_fds *owned, struct veth_peer *peer) {
-    if (strcmp(kind, "veth") == 0) return build_veth(L, idx, owned, peer);
-    if (strcmp(kind, "bridge") == 0) {
-        struct rtnl_link *link = rtnl_link_bridge_alloc();
-        if (!link) luaL_error(L, "out of memory");
-        return link;
-    }
-    if (strcmp(kind, "macvlan") == 0 || strcmp(kind, "macvtap") == 0) return build_macvlan(L, idx, kind);
-    if (strcmp(kind, "vxlan") == 0) return build_vxlan(L, idx);
-    if (strcmp(kind, "vlan") == 0) return build_vlan(L, idx);
+                                    struct owned_fds *owned, struct nl_guard *g, struct veth_peer *peer) {
+    if (strcmp(kind, "veth") == 0) return build_veth(L, idx, owned, g, peer);
+    if (strcmp(kind, "bridge") == 0) return nl_guard_add(L, g, rtnl_link_bridge_alloc(), GUARD_OBJECT);
+    if (strcmp(kind, "macvlan") == 0 || strcmp(kind, "macvtap") == 0) return build_macvlan(L, idx, g, kind);
+    if (strcmp(kind, "vxlan") == 0) return build_vxlan(L, idx, g);
+    if (strcmp(kind, "vlan") == 0) return build_vlan(L, idx, g);
     /* Any other kind by name: the kernel says whether it knows it ("Unknown device type"). */
-    struct rtnl_link *link = rtnl_link_alloc();
-    if (!link) luaL_error(L, "out of memory");
+    struct rtnl_link *link = nl_guard_add(L, g, rtnl_link_alloc(), GUARD_OBJECT);
     int r = rtnl_link_set_type(link, kind);
     if (r < 0) {
-        rtnl_link_put(link);
         lunas_netlink_error(L, nl, r, "link add: kind", kind);
         return NULL;
     }
@@ -880,10 +930,12 @@ static int netlink_link_add(lua_State *L) {
     char what[64];
     int link_ns = link_netns_option(L, 2, 2, "netns", &owned, what, sizeof what);
     if (link_ns == -2) return lunas_push_error(L, errno, "link add: namespace", what);
+    struct nl_guard *g = nl_guard_new(L);
     int top = lua_gettop(L);
     struct veth_peer peer = {NULL, -1, 0, 0};
-    struct rtnl_link *link = build_link(L, nl, 2, kind, &owned, &peer);
+    struct rtnl_link *link = build_link(L, nl, 2, kind, &owned, g, &peer);
     if (!link) {
+        nl_guard_release(g);
         close_owned(&owned);
         return 3;
     }
@@ -893,13 +945,12 @@ static int netlink_link_add(lua_State *L) {
     int r = apply_common_link_options(L, nl, 2, link);
     if (r == 0) r = apply_parent_link(L, nl, 2, link, kind);
     if (r) {
-        rtnl_link_put(link);
+        nl_guard_release(g);
         close_owned(&owned);
         return r;
     }
     int err = rtnl_link_add(nl->sock, link, NLM_F_CREATE | NLM_F_EXCL);
-    if (strcmp(kind, "veth") == 0) rtnl_link_veth_release(link);
-    else rtnl_link_put(link);
+    nl_guard_release(g);
     if (err >= 0 && peer.has_group) {
         err = set_peer_group(nl, &peer);
         if (err < 0) {
@@ -932,12 +983,12 @@ static int create_tun(lua_State *L, struct lunas_netlink *nl, int idx, const cha
     /* The common options are read (and a master looked up) before the device exists: a bad one must not leave a
      * persistent device behind. */
     struct rtnl_link *change = NULL;
+    struct nl_guard *g = nl_guard_new(L);
     if (has_common_link_options(L, idx)) {
-        change = rtnl_link_alloc();
-        if (!change) luaL_error(L, "out of memory");
+        change = nl_guard_add(L, g, rtnl_link_alloc(), GUARD_OBJECT);
         int pushed = apply_common_link_options(L, nl, idx, change);
         if (pushed) {
-            rtnl_link_put(change);
+            nl_guard_release(g);
             return pushed;
         }
     }
@@ -947,7 +998,7 @@ static int create_tun(lua_State *L, struct lunas_netlink *nl, int idx, const cha
     struct rtnl_link *existing = NULL;
     if (rtnl_link_get_kernel(nl->sock, 0, name, &existing) == 0) {
         rtnl_link_put(existing);
-        if (change) rtnl_link_put(change);
+        nl_guard_release(g);
         return netlink_errno(L, nl, EEXIST, "link add", name);
     }
     nl->err = 0; /* the lookup's ENODEV */
@@ -964,7 +1015,7 @@ static int create_tun(lua_State *L, struct lunas_netlink *nl, int idx, const cha
         lunas_netns_leave(saved);
     }
     if (fd < 0) {
-        if (change) rtnl_link_put(change);
+        nl_guard_release(g);
         return netlink_errno(L, nl, err, failed, name);
     }
     const char *step = "TUNSETIFF";
@@ -975,15 +1026,13 @@ static int create_tun(lua_State *L, struct lunas_netlink *nl, int idx, const cha
     if (r < 0) {
         err = errno;
         close(fd);
-        if (change) rtnl_link_put(change);
+        nl_guard_release(g);
         char op[64];
         snprintf(op, sizeof op, "link add (%s)", step);
         return netlink_errno(L, nl, err, op, name);
     }
-    if (change) {
-        r = change_link_by_name(L, nl, change, name);
-        rtnl_link_put(change);
-    }
+    if (change) r = change_link_by_name(L, nl, change, name);
+    nl_guard_release(g);
     if (r) {
         if (persist) (void)ioctl(fd, TUNSETPERSIST, 0UL);
         close(fd);
@@ -1029,8 +1078,9 @@ static int netlink_link_set(lua_State *L) {
     char what[64];
     int ns = link_netns_option(L, 3, 3, "netns", &owned, what, sizeof what);
     if (ns == -2) return lunas_push_error(L, errno, "link set: namespace", what);
-    struct rtnl_link *orig = rtnl_link_alloc(), *change = rtnl_link_alloc();
-    if (!orig || !change) luaL_error(L, "out of memory");
+    struct nl_guard *g = nl_guard_new(L);
+    struct rtnl_link *orig = nl_guard_add(L, g, rtnl_link_alloc(), GUARD_OBJECT);
+    struct rtnl_link *change = nl_guard_add(L, g, rtnl_link_alloc(), GUARD_OBJECT);
     rtnl_link_set_ifindex(orig, index);
     int r = apply_common_link_options(L, nl, 3, change);
     if (r == 0) {
@@ -1047,8 +1097,7 @@ static int netlink_link_set(lua_State *L) {
         int nr = rtnl_link_change(nl->sock, orig, change, 0);
         if (nr < 0) r = lunas_netlink_error(L, nl, nr, "link set", label);
     }
-    rtnl_link_put(orig);
-    rtnl_link_put(change);
+    nl_guard_release(g);
     close_owned(&owned);
     if (r) return r;
     lua_pushboolean(L, 1);
@@ -1110,15 +1159,12 @@ static int netlink_addr_change(lua_State *L, int add) {
     struct lunas_netlink *nl = lunas_check_netlink(L, 1);
     char label[IFNAMSIZ + 16];
     if (!lua_isnoneornil(L, 4)) lunas_check_options(L, 4, addr_options);
-    struct nl_addr *local = lunas_check_prefix(L, 3, 3, "address", 1, 0, 0);
+    lua_settop(L, 4); /* the guard goes above the optional table */
+    struct nl_guard *g = nl_guard_new(L);
+    struct nl_addr *local = nl_guard_add(L, g, lunas_check_prefix(L, 3, 3, "address", 1, 0, 0), GUARD_ADDR);
     lua_Integer family = nl_addr_get_family(local);
-    struct rtnl_addr *a = rtnl_addr_alloc();
-    if (!a) {
-        nl_addr_put(local);
-        return luaL_error(L, "out of memory");
-    }
+    struct rtnl_addr *a = nl_guard_add(L, g, rtnl_addr_alloc(), GUARD_OBJECT);
     rtnl_addr_set_local(a, local);
-    nl_addr_put(local);
     int flags = 0;
     if (!lua_isnoneornil(L, 4)) {
         unsigned int ifa_flags = 0;
@@ -1138,19 +1184,19 @@ static int netlink_addr_change(lua_State *L, int add) {
         }
         const char *name = lunas_opt_string(L, 4, "label", NULL);
         if (name && (strlen(name) >= IFNAMSIZ || strlen(name) == 0)) {
-            rtnl_addr_put(a);
+            nl_guard_release(g);
             return lunas_field_error(L, 4, "label", "1-%d bytes expected", IFNAMSIZ - 1);
         }
         if (name) rtnl_addr_set_label(a, name);
     }
     int index = lunas_netlink_ifindex(L, nl, 2, 2, "link", label, sizeof label);
     if (index < 0) {
-        rtnl_addr_put(a);
+        nl_guard_release(g);
         return lunas_netlink_error(L, nl, index, add ? "address add" : "address delete", label);
     }
     rtnl_addr_set_ifindex(a, index);
     int r = add ? rtnl_addr_add(nl->sock, a, flags ? flags : NLM_F_EXCL) : rtnl_addr_delete(nl->sock, a, 0);
-    rtnl_addr_put(a);
+    nl_guard_release(g);
     if (r < 0) {
         char target[IFNAMSIZ + 80];
         snprintf(target, sizeof target, "%s on %s", lua_tostring(L, 3), label);
@@ -1263,18 +1309,17 @@ static int route_family(lua_State *L, int idx) {
 
 /* Builds a route from {dst=, via=, dev=, table=, metric=, src=, type=, scope=, protocol=, onlink=}. Raises on
  * misuse; returns NULL after pushing an error when dev does not exist. */
-static struct rtnl_route *build_route(lua_State *L, struct lunas_netlink *nl, int idx, int for_delete) {
+static struct rtnl_route *build_route(lua_State *L, struct lunas_netlink *nl, int idx, int for_delete,
+                                      struct nl_guard *g) {
     lunas_check_options(L, idx, route_options);
     int family = route_family(L, idx);
     lua_getfield(L, idx, "dst");
     if (lua_isnil(L, -1)) lunas_field_error(L, idx, "dst", "destination expected (\"default\" or a prefix)");
-    struct nl_addr *dst = lunas_check_prefix(L, -1, idx, "dst", 1, 1, family);
+    struct nl_addr *dst = nl_guard_add(L, g, lunas_check_prefix(L, -1, idx, "dst", 1, 1, family), GUARD_ADDR);
     lua_pop(L, 1);
-    struct rtnl_route *route = rtnl_route_alloc();
-    if (!route) luaL_error(L, "out of memory");
+    struct rtnl_route *route = nl_guard_add(L, g, rtnl_route_alloc(), GUARD_OBJECT);
     rtnl_route_set_family(route, (uint8_t)family);
     rtnl_route_set_dst(route, dst);
-    nl_addr_put(dst);
     rtnl_route_set_table(route, (uint32_t)lunas_opt_integer(L, idx, "table", RT_TABLE_MAIN, 1, UINT32_MAX));
     lua_Integer metric = lunas_opt_integer(L, idx, "metric", -1, 0, UINT32_MAX);
     if (metric >= 0) rtnl_route_set_priority(route, (uint32_t)metric);
@@ -1296,7 +1341,8 @@ static struct rtnl_route *build_route(lua_State *L, struct lunas_netlink *nl, in
     }
     lua_pop(L, 1);
     struct nl_addr *via = NULL;
-    if (lunas_opt_field(L, idx, "via", LUA_TSTRING) != LUA_TNIL) via = lunas_check_prefix(L, -1, idx, "via", 0, 0, family);
+    if (lunas_opt_field(L, idx, "via", LUA_TSTRING) != LUA_TNIL)
+        via = nl_guard_add(L, g, lunas_check_prefix(L, -1, idx, "via", 0, 0, family), GUARD_ADDR);
     lua_pop(L, 1);
     int index = 0;
     lua_getfield(L, idx, "dev");
@@ -1304,8 +1350,6 @@ static struct rtnl_route *build_route(lua_State *L, struct lunas_netlink *nl, in
         char label[IFNAMSIZ + 16];
         index = lunas_netlink_ifindex(L, nl, -1, idx, "dev", label, sizeof label);
         if (index < 0) {
-            if (via) nl_addr_put(via);
-            rtnl_route_put(route);
             lua_pop(L, 1);
             lunas_netlink_error(L, nl, index, "route: dev", label);
             return NULL;
@@ -1313,29 +1357,33 @@ static struct rtnl_route *build_route(lua_State *L, struct lunas_netlink *nl, in
     }
     lua_pop(L, 1);
     if (rtype == RTN_UNICAST && !via && !index && !for_delete) {
-        rtnl_route_put(route);
+        nl_guard_release(g);
         lunas_field_error(L, idx, "via", "a unicast route needs via or dev");
     }
+    int onlink = lunas_opt_boolean(L, idx, "onlink", 0);
     if (via || index) {
-        struct rtnl_nexthop *nh = rtnl_route_nh_alloc();
+        struct rtnl_nexthop *nh = rtnl_route_nh_alloc(); /* the route owns it once added: no raise in between */
         if (!nh) luaL_error(L, "out of memory");
         if (index) rtnl_route_nh_set_ifindex(nh, index);
         if (via) rtnl_route_nh_set_gateway(nh, via);
-        if (lunas_opt_boolean(L, idx, "onlink", 0)) rtnl_route_nh_set_flags(nh, RTNH_F_ONLINK);
+        if (onlink) rtnl_route_nh_set_flags(nh, RTNH_F_ONLINK);
         rtnl_route_add_nexthop(route, nh);
     }
-    if (via) nl_addr_put(via);
     return route;
 }
 
 static int netlink_route_change(lua_State *L, int add) {
     struct lunas_netlink *nl = lunas_check_netlink(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
-    struct rtnl_route *route = build_route(L, nl, 2, !add);
-    if (!route) return 3;
+    struct nl_guard *g = nl_guard_new(L);
+    struct rtnl_route *route = build_route(L, nl, 2, !add, g);
+    if (!route) {
+        nl_guard_release(g);
+        return 3;
+    }
     int flags = lunas_opt_boolean(L, 2, "replace", 0) ? NLM_F_REPLACE : NLM_F_EXCL;
     int r = add ? rtnl_route_add(nl->sock, route, flags) : rtnl_route_delete(nl->sock, route, 0);
-    rtnl_route_put(route);
+    nl_guard_release(g);
     if (r < 0) {
         lua_getfield(L, 2, "dst");
         return lunas_netlink_error(L, nl, r, add ? "route add" : "route delete", lua_tostring(L, -1));
@@ -1454,21 +1502,20 @@ static int netlink_neigh_change(lua_State *L, int add) {
     static const char *const allowed[] = {"dev", "dst", "lladdr", "state", NULL};
     struct lunas_netlink *nl = lunas_check_netlink(L, 1);
     lunas_check_options(L, 2, allowed);
+    struct nl_guard *g = nl_guard_new(L);
     lua_getfield(L, 2, "dst");
     if (lua_isnil(L, -1)) lunas_field_error(L, 2, "dst", "neighbour address expected");
-    struct nl_addr *dst = lunas_check_prefix(L, -1, 2, "dst", 0, 0, 0);
+    struct nl_addr *dst = nl_guard_add(L, g, lunas_check_prefix(L, -1, 2, "dst", 0, 0, 0), GUARD_ADDR);
     const char *dst_text = lua_tostring(L, -1);
     lua_pop(L, 1);
-    struct rtnl_neigh *neigh = rtnl_neigh_alloc();
-    if (!neigh) luaL_error(L, "out of memory");
+    struct rtnl_neigh *neigh = nl_guard_add(L, g, rtnl_neigh_alloc(), GUARD_OBJECT);
     rtnl_neigh_set_dst(neigh, dst);
-    nl_addr_put(dst);
     if (lunas_opt_field(L, 2, "lladdr", LUA_TSTRING) != LUA_TNIL) {
         struct nl_addr *mac = check_mac(L, -1, 2, "lladdr");
         rtnl_neigh_set_lladdr(neigh, mac);
         nl_addr_put(mac);
     } else if (add) {
-        rtnl_neigh_put(neigh);
+        nl_guard_release(g);
         lunas_field_error(L, 2, "lladdr", "hardware address expected");
     }
     lua_pop(L, 1);
@@ -1480,12 +1527,12 @@ static int netlink_neigh_change(lua_State *L, int add) {
     int index = lunas_netlink_ifindex(L, nl, -1, 2, "dev", label, sizeof label);
     lua_pop(L, 1);
     if (index < 0) {
-        rtnl_neigh_put(neigh);
+        nl_guard_release(g);
         return lunas_netlink_error(L, nl, index, add ? "neighbour add" : "neighbour delete", label);
     }
     rtnl_neigh_set_ifindex(neigh, index);
     int r = add ? rtnl_neigh_add(nl->sock, neigh, NLM_F_CREATE | NLM_F_REPLACE) : rtnl_neigh_delete(nl->sock, neigh, 0);
-    rtnl_neigh_put(neigh);
+    nl_guard_release(g);
     if (r < 0) {
         char target[IFNAMSIZ + 80];
         snprintf(target, sizeof target, "%s on %s", dst_text, label);

@@ -423,7 +423,14 @@ static pid_t clone3_fork(uint64_t flags, int cgroup_fd, int *pidfd) {
         args.cgroup = (uint64_t)cgroup_fd;
     }
     fflush(NULL); /* the child must not inherit unwritten output */
-    return (pid_t)syscall(SYS_clone3, &args, sizeof args);
+    pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+    /* clone3 can be missing: valgrind (3.19) answers ENOSYS so glibc falls back, and so does a seccomp filter that
+     * wants to see the flags (security.lua's namespaces group). clone(2) with no stack is fork-like and takes
+     * the same flags when they fit its 32 bits (not CLONE_NEWTIME, which shares its bit with CSIGNAL, nor
+     * CLONE_INTO_CGROUP, which has no clone(2) form); CLONE_PIDFD returns the pidfd through parent_tid. */
+    if (pid < 0 && errno == ENOSYS && !(args.flags & ~(uint64_t)0xffffffffu) && !(args.flags & CLONE_NEWTIME))
+        pid = (pid_t)syscall(SYS_clone, (unsigned long)(args.flags | SIGCHLD), 0UL, pidfd, NULL, 0UL);
+    return pid;
 }
 
 static int child_traceback(lua_State *L) {

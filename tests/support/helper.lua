@@ -12,6 +12,8 @@
 --   (with their setup/teardown, which busted would otherwise run even when the
 --   tag filter removed every test inside). busted's own --tags is a substring
 --   match ("--tags=root" also selects "#rootless"), so this is done here.
+-- * when LUNAS_VALGRIND=1 (tests/valgrind.sh), tests/support/valgrind.lua turns
+--   the tests valgrind cannot run into pending ones that say why.
 --
 -- Defines no globals.
 
@@ -42,6 +44,11 @@ package.cpath = table.concat({
 }, ";")
 
 require("support.kernel")
+
+-- under valgrind (tests/valgrind.sh): what valgrind cannot run becomes pending, with the reason
+if os.getenv("LUNAS_VALGRIND") == "1" then
+  require("support.valgrind").install(require("busted"))
+end
 
 if os.getenv("LUNAS_TEST_PASS") == "rootless" then
   local busted = require("busted")
