@@ -64,6 +64,37 @@ local function none_running(marker, seconds)
   return util.wait_for(function() return #processes_running(marker) == 0 end, seconds or 10)
 end
 
+-- Starts the host binary with argv, output to /dev/null; returns the process handle.
+local function start_lunas(argv)
+  return assert(core.spawn{ fn = function()
+    local null = core.open("/dev/null", "rw")
+    core.dup2(null, 1)
+    core.dup2(null, 2)
+    local full = { util.bin }
+    for _, a in ipairs(argv) do full[#full + 1] = a end
+    core.exec(full)
+    core.exit(127)
+  end })
+end
+
+-- The median time (seconds) from starting lunas with argv to its exit, over `runs` runs; after(i) runs after each.
+-- The kill trials draw their moments from this, so that they land before, during and after the work on a
+-- machine of any speed (a fixed window missed the set-up on a slow CI machine, and the whole build under TCG).
+local function whole_run_time(argv, runs, after)
+  local times = {}
+  for i = 1, runs do
+    local started = core.now()
+    local proc = start_lunas(argv)
+    local result = assert(proc:wait())
+    times[#times + 1] = core.now() - started
+    proc:close()
+    assert.are.equal(0, result.status, "calibration run of lunas " .. table.concat(argv, " "))
+    if after then after(i) end
+  end
+  table.sort(times)
+  return times[(#times + 1) // 2]
+end
+
 local function ls(dir)
   local names = core.listdir(dir) or {}
   table.sort(names)
@@ -139,27 +170,36 @@ describe("faults: lunas killed during set-up #root", function()
     math.randomseed(os.time())
     local cleanup = util.cleanups(finally)
     cleanup(function() util.lunas{ "gc" } end)
-    local killed_early, survived_setup = 0, 0
+    local dir, remove_dir = util.tmpdir()
+    cleanup(remove_dir)
+    -- --json-status writes its first line once the payload runs: from outside, the mark of a kill after set-up
+    local function run_argv(status_file, payload)
+      local argv = { "run", "--memory", "64M", "--pids", "32", "--json-status", status_file, "--" }
+      for _, a in ipairs(payload) do argv[#argv + 1] = a end
+      return argv
+    end
+    -- a whole sandbox, from exec to its end, with a payload that does nothing: the set-up is nearly all of it
+    local whole = whole_run_time(run_argv(dir .. "/calibration", { "true" }), 5)
+    local killed_early, killed_after = 0, 0
     for trial = 1, TRIALS do
       local marker = "sleep " .. (4000 + trial)
-      local proc = assert(core.spawn{ fn = function()
-        local null = core.open("/dev/null", "rw")
-        core.dup2(null, 1)
-        core.dup2(null, 2)
-        core.exec{ util.bin, "run", "--memory", "64M", "--pids", "32", "--", "sleep", tostring(4000 + trial) }
-        core.exit(127)
-      end })
-      -- set-up takes a few milliseconds: kill anywhere from before it starts to after the payload runs
-      core.poll({ (core.pipe()) }, math.random() * 0.025)
+      local status_file = ("%s/status.%d"):format(dir, trial)
+      local proc = start_lunas(run_argv(status_file, { "sleep", tostring(4000 + trial) }))
+      -- kill anywhere from before set-up starts to a while after the payload runs
+      core.poll({ (core.pipe()) }, math.random() * whole * 1.5)
       proc:kill("KILL")
       proc:wait()
       proc:close()
-      if #processes_running(marker) > 0 then survived_setup = survived_setup + 1 else killed_early = killed_early + 1 end
+      if (util.read(status_file) or ""):find("payload-pid", 1, true) then
+        killed_after = killed_after + 1
+      else
+        killed_early = killed_early + 1
+      end
       assert.is_truthy(none_running(marker, 10), ("trial %d: the payload outlived lunas"):format(trial))
       -- Everything the sandbox started dies with lunas (die-with-parent): its cgroup empties, then gc may take it.
       assert.is_truthy(util.wait_for(function()
-        for _, dir in ipairs(own_cgroups(proc.pid)) do
-          if (util.read(dir .. "/cgroup.procs") or "") ~= "" then return false end
+        for _, cg in ipairs(own_cgroups(proc.pid)) do
+          if (util.read(cg .. "/cgroup.procs") or "") ~= "" then return false end
         end
         return true
       end, 10), ("trial %d: processes of the sandbox outlived lunas"):format(trial))
@@ -168,8 +208,12 @@ describe("faults: lunas killed during set-up #root", function()
       assert.are.same({}, own_cgroups(proc.pid), ("trial %d: cgroup left after gc"):format(trial))
       assert.are.equal("", children())
     end
-    -- (both kinds of moment were hit: the figures go to the test's output for the record)
-    print(("\n  %d kills before the payload ran, %d after"):format(killed_early, survived_setup))
+    -- Both kinds of moment must be hit for the trials to prove anything.
+    assert.is_true(killed_early > 0 and killed_after > 0,
+      ("%d kills before the payload ran, %d after (a sandbox takes %.1f ms here)"):format(killed_early,
+        killed_after, whole * 1000))
+    print(("\n  %d kills before the payload ran, %d after (a whole sandbox: %.1f ms)"):format(killed_early,
+      killed_after, whole * 1000))
   end)
 end)
 
@@ -188,16 +232,15 @@ for i = 1, 10 do lab:link(lab:host("fh" .. i), s, { rate = "100mbit" }) end
 lab:node("fh1"):spawn{ "sleep", "4999" }
 ]])
     math.randomseed(os.time() + 1)
+    -- a whole `lab up` (start-up, build, record): the kills are spread over it and a little beyond
+    local whole = whole_run_time({ "lab", "up", recipe }, 3, function()
+      local out, code = util.lunas{ "lab", "down", "fault" }
+      assert.are.equal(0, code, out)
+    end)
     local halfway = 0
     for trial = 1, TRIALS do
-      local proc = assert(core.spawn{ fn = function()
-        local null = core.open("/dev/null", "rw")
-        core.dup2(null, 1)
-        core.dup2(null, 2)
-        core.exec{ util.bin, "lab", "up", recipe }
-        core.exit(127)
-      end })
-      core.poll({ (core.pipe()) }, math.random() * 0.06)
+      local proc = start_lunas{ "lab", "up", recipe }
+      core.poll({ (core.pipe()) }, math.random() * whole * 1.2)
       proc:kill("KILL")
       proc:wait()
       proc:close()
@@ -216,7 +259,9 @@ lab:node("fh1"):spawn{ "sleep", "4999" }
       assert.is_truthy(none_running("sleep 4999", 5), ("trial %d: a host's process survived"):format(trial))
       assert.are.same({}, own_cgroups(proc.pid), ("trial %d: cgroup left"):format(trial))
     end
-    assert.is_true(halfway > 0, "no trial killed lunas halfway through the build")
-    print(("\n  %d of %d kills landed during the build"):format(halfway, TRIALS))
+    assert.is_true(halfway > 0, ("no trial killed lunas halfway through the build (a lab up takes %.1f ms here)")
+      :format(whole * 1000))
+    print(("\n  %d of %d kills landed during the build (a whole lab up: %.1f ms)"):format(halfway, TRIALS,
+      whole * 1000))
   end)
 end)
