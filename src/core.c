@@ -25,12 +25,15 @@ The same table is available as `lunas.core`. The host binary `lunas` has it buil
 #include <poll.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/nsfs.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -639,12 +642,43 @@ int lunas_check_netns(lua_State *L, int idx, int arg, const char *field, int *ow
     return fd;
 }
 
+int lunas_ns_returnable(int ns_fd) {
+    int owner = ioctl(ns_fd, NS_GET_USERNS);
+    if (owner < 0) return -1;
+    struct stat own;
+    if (stat("/proc/thread-self/ns/user", &own) < 0) {
+        int err = errno;
+        close(owner);
+        errno = err;
+        return -1;
+    }
+    /* Up from the namespace's owner: reaching ours means it is ours or below it. The kernel refuses (EPERM) to
+     * go above our own user namespace, and user namespaces nest at most 32 deep. */
+    int found = 0;
+    for (int depth = 0; depth <= 33; depth++) {
+        struct stat st;
+        if (fstat(owner, &st) < 0) break;
+        if (st.st_dev == own.st_dev && st.st_ino == own.st_ino) {
+            found = 1;
+            break;
+        }
+        int parent = ioctl(owner, NS_GET_PARENT);
+        if (parent < 0) break;
+        close(owner);
+        owner = parent;
+    }
+    close(owner);
+    if (found) return 0;
+    errno = EPERM;
+    return -1;
+}
+
 int lunas_netns_enter(int fd, int *saved) {
     *saved = -1;
     if (fd < 0) return 0;
     int current = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
     if (current < 0) return -1;
-    if (setns(fd, CLONE_NEWNET) < 0) {
+    if (lunas_ns_returnable(current) < 0 || setns(fd, CLONE_NEWNET) < 0) {
         int err = errno;
         close(current);
         errno = err;

@@ -136,6 +136,11 @@ void lunas_open_cgroup(lua_State *L);
  * Names and paths are opened here: *owned is set and the caller closes the fd. A name or path that cannot be
  * opened returns -2 with errno set. `what` receives a printable name of the namespace for error messages. */
 int lunas_check_netns(lua_State *L, int idx, int arg, const char *field, int *owned, char *what, size_t what_size);
+/* 0 when the calling thread can setns back into the namespace ns_fd later: the user namespace that owns it is
+ * ours or one below ours. -1 with errno (EPERM) otherwise, for instance once this process has unshared a user
+ * namespace of its own. Whatever leaves a namespace to come back checks this first: a way out with no way back
+ * would strand lunas in the wrong namespace. */
+int lunas_ns_returnable(int ns_fd);
 /* Moves the calling thread into the network namespace fd (fd < 0: stays) and saves the current one in *saved.
  * 0, or -1 with errno (nothing changed). Pair with lunas_netns_leave. */
 int lunas_netns_enter(int fd, int *saved);

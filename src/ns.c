@@ -265,6 +265,13 @@ static int ns_create(lua_State *L) {
     luaL_setmetatable(L, LUNAS_NS);
     int original = open(path, O_RDONLY | O_CLOEXEC);
     if (original < 0) return lunas_push_error(L, errno, "ns_create: open", path);
+    if (lunas_ns_returnable(original) < 0) {
+        int err = errno;
+        close(original);
+        return lunas_push_errorf(L, err, "ns_create %s: the current %s namespace could not be joined back (it "
+                                 "belongs to a user namespace above this process's own)", ns_file_name(type),
+                                 ns_file_name(type));
+    }
     if (unshare((int)type) < 0) {
         int err = errno;
         close(original);

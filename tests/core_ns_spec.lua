@@ -298,6 +298,41 @@ end)
 
 -- ---- handles ------------------------------------------------------------------------------------------------
 
+describe("going into a namespace and back", function()
+  -- After unsharing a user namespace, the process's network namespace belongs to a user namespace above its own:
+  -- it can still leave it (for one its new user namespace owns) but never come back. ns_create and everything
+  -- that works in another network namespace (netlink, sysctl, nft) must refuse up front; they used to go, fail
+  -- to come back and abort the whole process (found by the API fuzzer).
+  it("refuses with EPERM, instead of aborting, where there would be no way back #rootless", function()
+    kernel.requires("userns")
+    local p = assert(core.spawn{ fn = function()
+      assert(core.unshare("user"))
+      local ok, msg, code = core.ns_create("net")
+      if ok or code ~= "EPERM" or not msg:find("could not be joined back", 1, true) then core.exit(10) end
+      -- a network namespace this process may enter: its child made it inside the new user namespace
+      local holder = assert(core.spawn{ flags = "net", fn = function() core.poll({ (core.pipe()) }, 10) core.exit(0) end })
+      local ns = assert(core.ns_open("net", holder.pid))
+      ok, msg, code = core.netlink(ns)
+      if ok or code ~= "EPERM" then core.exit(11) end
+      ok, msg, code = core.sysctl(ns, "net.ipv4.ip_forward")
+      if ok or code ~= "EPERM" then core.exit(12) end
+      -- and where there is a way back, it goes and comes back
+      assert(core.unshare("net"))
+      local here = core.ns_ids().net
+      local fresh = assert(core.ns_create("net"))
+      local nl = assert(core.netlink(fresh))
+      assert(nl:link_get("lo"))
+      if core.ns_ids().net ~= here then core.exit(13) end
+      holder:kill("KILL")
+      holder:wait()
+      core.exit(0)
+    end })
+    local result = assert(p:wait(20))
+    p:close()
+    assert.are.same({ pid = result.pid, status = 0 }, result)
+  end)
+end)
+
 describe("core.ns_open", function()
   it("gives type(), id() and tostring() that match the /proc/self/ns links #rootless", function()
     local defer = scope(finally)
