@@ -158,6 +158,25 @@ describe("sandbox process #rootless", function()
     assert.matches("sandbox: cwd: chdir /nonexistent: No such file or directory", tostring(err))
   end)
 
+  it("lets recipes build their own error objects, and refuses one without a message #rootless", function()
+    local e = lunas.error{ msg = "judge: wrong answer", code = "EPROTO", test = 3 }
+    assert.is_true(lunas.is_error(e))
+    assert.are.equal(3, e.test)
+    assert.matches("sandbox_spec.lua:%d+: judge: wrong answer$", tostring(e))
+    local _, got = lunas.try(function() error(e, 0) end)
+    assert.are.equal(e, got)
+    -- tostring of an error object never fails, whatever a caller put in it
+    assert.are.equal("x: 1", tostring(lunas.error{ msg = "1", where = "x" }))
+    for _, bad in ipairs{ {}, { msg = 7 }, { msg = {} } } do
+      local ok, err = pcall(lunas.error, bad)
+      assert.is_false(ok)
+      assert.matches("lunas.error: field 'msg': string expected", err)
+    end
+    local ok, err = pcall(lunas.error, "text")
+    assert.is_false(ok)
+    assert.matches("lunas.error: table expected, got string", err)
+  end)
+
   it("searches PATH, sets argv0 and the working directory", function()
     if not kernel.requires("userns") then return end
     local out = capture{ argv = { "sh", "-c", "echo $0; pwd" }, argv0 = "renamed", cwd = "/tmp" }

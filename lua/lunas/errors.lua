@@ -16,8 +16,8 @@ M.register_module()
 local Error = {}
 Error.__index = Error
 Error.__tostring = function(e)
-  if e.where then return e.where .. ": " .. e.msg end
-  return e.msg
+  if e.where ~= nil then return tostring(e.where) .. ": " .. tostring(e.msg) end
+  return tostring(e.msg)
 end
 
 local function caller_position()
@@ -34,6 +34,8 @@ end
 -- @tparam table fields copied into the object; `where` defaults to the first caller outside lunas
 -- @treturn Error
 function M.new(fields)
+  if type(fields) ~= "table" then error("lunas.error: table expected, got " .. type(fields), 2) end
+  if type(fields.msg) ~= "string" then error("lunas.error: field 'msg': string expected, got " .. type(fields.msg), 2) end
   local e = setmetatable({}, Error)
   for k, v in pairs(fields) do e[k] = v end
   e.where = e.where or caller_position()
@@ -43,6 +45,8 @@ end
 --- Raises an error object built from fields (level 0: the position is the object's own `where`).
 -- @tparam table fields as for `new`
 function M.raise(fields)
+  if type(fields) ~= "table" then error("lunas.error: table expected, got " .. type(fields), 2) end
+  if type(fields.msg) ~= "string" then error("lunas.error: field 'msg': string expected, got " .. type(fields.msg), 2) end
   error(M.new(fields), 0)
 end
 
