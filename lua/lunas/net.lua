@@ -800,15 +800,19 @@ end
 local function remove_record(rec)
   local fabric_ns, fabric_netlink
   local paths = {}
+  local has_fabric = false
   for _, path in ipairs(rec.netns) do
     if path == rec.fabric then
+      has_fabric = true
       fabric_ns = core.ns_open(path)
       fabric_netlink = fabric_ns and core.netlink(fabric_ns) or nil
     else
       paths[#paths + 1] = path
     end
   end
-  if fabric_ns then paths[#paths + 1] = rec.fabric end
+  -- Last, and even when it cannot be opened: a builder killed inside persist() leaves the file without the
+  -- namespace bound on it.
+  if has_fabric then paths[#paths + 1] = rec.fabric end
   local first = remove_objects{
     kill = function(attempt)
       for _, p in ipairs(rec.processes) do
