@@ -1,4 +1,5 @@
-# lunas: build, demo, test, bench, check (sanitizers), valgrind (memcheck), doc (the API reference), install.
+# lunas: build, demo, test, bench, check (sanitizers), valgrind (memcheck), fuzz (the API fuzzer), doc (the API
+# reference), install.
 # Every target that needs Debian packages calls `deps` first, which installs only what is missing.
 
 PREFIX ?= /usr/local
@@ -55,7 +56,7 @@ CORE_SO = $(BUILD)/lib/lunas/core.so
 # What the escape battery (tests/security_spec.lua) runs inside sandboxes: one attempt per invocation.
 PROBE = $(BUILD)/tests/escape-probe
 
-.PHONY: all deps demo test test-vm check valgrind bench doc install rock-install uninstall clean tidy
+.PHONY: all deps demo test test-vm check valgrind bench doc fuzz install rock-install uninstall clean tidy
 
 all: $(BIN) $(CORE_SO)
 
@@ -103,20 +104,34 @@ $(BUILD)/obj $(BUILD)/bin $(BUILD)/lib/lunas $(BUILD)/tests:
 demo: deps all
 	$(BIN) examples/hello.lua
 
+# The suite also runs the API fuzzer (tests/fuzz_spec.lua) over a sanitizer build of the core: build/asan.
+ASAN_CORE = build/asan/lib/lunas/core.so
 test: deps
 	$(MAKE) all $(PROBE)
-	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/$(BUILD) sh tests/run.sh
+	$(MAKE) BUILD=build/asan SANITIZE=1 $(ASAN_CORE)
+	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/$(BUILD) LUNAS_FUZZ_BUILD=$(CURDIR)/build/asan sh tests/run.sh
+
+# The API fuzzer alone, FUZZ_CALLS calls (a million by default) over the sanitizer build; FUZZ_ARGS passes
+# --seed S, --replay S (one batch of an earlier run), --only NAME, --verbose 1 (tests/fuzz/run.sh). Output in
+# build/fuzz (summary.json, findings, sanitizer logs).
+FUZZ_CALLS ?= 1000000
+fuzz: deps
+	$(MAKE) BUILD=build/asan SANITIZE=1 $(ASAN_CORE)
+	LUNAS_ROOT=$(CURDIR) LUNAS_FUZZ_BUILD=$(CURDIR)/build/asan LUNAS_SANITIZE=1 \
+	  sh tests/fuzz/run.sh --calls $(FUZZ_CALLS) $(FUZZ_ARGS) --out $(CURDIR)/build/fuzz
 
 # The whole suite on Debian's stock kernel in a qemu VM (tests/vm/run.sh): pure cgroup v2, netem and friends.
 test-vm: deps
 	$(MAKE) EXTRA_PACKAGES="$(VM_PACKAGES)" deps
 	$(MAKE) all $(PROBE)
+	$(MAKE) BUILD=build/asan SANITIZE=1 $(ASAN_CORE)
 	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/$(BUILD) sh tests/vm/run.sh
 
 # The whole suite again with AddressSanitizer and UndefinedBehaviorSanitizer in the core and the host binary.
 check: deps
 	$(MAKE) BUILD=build/asan SANITIZE=1 all build/asan/tests/escape-probe
-	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/build/asan LUNAS_SANITIZE=1 sh tests/run.sh
+	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/build/asan LUNAS_FUZZ_BUILD=$(CURDIR)/build/asan LUNAS_SANITIZE=1 \
+	  sh tests/run.sh
 
 # The core specs (tests/core_*_spec.lua) under valgrind memcheck, on a plain -O1 build: fails on any memory error or
 # definite leak (tests/valgrind.sh; suppressions for what is not lunas's in tests/valgrind.supp).
