@@ -2,6 +2,7 @@
 -- Everything is observed from outside lunas: exit codes, what lunas prints, what plain tools (readlink, id,
 -- env, ls, sh) print inside the sandbox, and /proc of the processes lunas started.
 
+local core = require "lunas.core"
 local lfs = require "lfs"
 local util = require "support.util"
 local kernel = require "support.kernel"
@@ -180,14 +181,21 @@ os.exit(42)
     assert.are.equal("lunas: " .. script .. ":3: recipe failed here", first_line(err))
   end)
 
-  it("reports a syntax error and a missing script with exit 1", function()
-    local script = tmpfile(dir, "syntax.lua", "local x = 1\nlocal = 2\n")
-    local _, err, code = lunas({ script })
-    assert.are.equal(1, code)
-    assert.matches("^lunas: " .. script:gsub("%p", "%%%0") .. ":2: ", err)
+  it("refuses a recipe with a syntax error or a missing script as bad input (exit 2), running nothing of it", function()
+    -- the first line would create a file: it must not run when a later line does not parse
+    local marker = dir .. "/ran"
+    local script = tmpfile(dir, "syntax.lua", ("io.open(%q, 'w'):close()\nlocal x = 1\nlocal = 2\n"):format(marker))
+    local out, err, code = lunas({ script })
+    assert.are.equal(2, code)
+    assert.are.equal("", out)
+    assert.are.equal("lunas: " .. script .. ":3: <name> expected near '='\n", err)
+    assert.is_nil(util.read(marker), "the recipe ran")
     _, err, code = lunas({ dir .. "/missing.lua" })
-    assert.are.equal(1, code)
+    assert.are.equal(2, code)
     assert.matches("^lunas: cannot open " .. (dir .. "/missing.lua"):gsub("%p", "%%%0"), err)
+    _, err, code = lunas({ "-e", "x = = 1" })
+    assert.are.equal(2, code)
+    assert.matches("^lunas: %(command line%):1: ", err)
   end)
 
   it("reports a lunas error raised inside the library at the recipe's line, not a lunas/*.lua one", function()
@@ -907,5 +915,78 @@ describe("lunas run file system options #rootless", function()
     local out, err, code = run({ "--rootfs", "host" }, { "/bin/sh", "-c", "test -e /etc/passwd && echo host; echo $$" })
     assert.equal(0, code, err)
     assert.same({ "host", "2" }, lines(out))
+  end)
+end)
+
+-- ---- malformed input ------------------------------------------------------------------------------------------
+
+describe("malformed input #root", function()
+  -- What any command could leave: names in /run/netns and /run/lunas/labs, cgroups below our own, links of this
+  -- network namespace, our mount table.
+  local function footprint()
+    local cgroup = require "lunas.cgroup"
+    local layout = cgroup.layout()
+    local dirs = {}
+    if layout.v2 then dirs[#dirs + 1] = layout.v2.dir end
+    for _, h in pairs(layout.v1) do dirs[#dirs + 1] = h.dir end
+    local seen = {}
+    for _, d in ipairs(dirs) do
+      for _, name in ipairs(core.listdir(d) or {}) do
+        if core.file_type(d .. "/" .. name) == "dir" then seen[#seen + 1] = d .. "/" .. name end
+      end
+    end
+    table.sort(seen)
+    local function names(dir)
+      local t = core.listdir(dir) or {}
+      table.sort(t)
+      return table.concat(t, " ")
+    end
+    local links = select(1, util.sh("ip -o link show | wc -l"))
+    local mounts = select(2, (util.read("/proc/self/mountinfo") or ""):gsub("\n", "\n"))
+    return { netns = names("/run/netns"), labs = names("/run/lunas/labs"), cgroups = table.concat(seen, " "),
+      links = links, mounts = mounts }
+  end
+
+  it("gets a message naming the option or the recipe's file and line, exit status 2, and leaves nothing", function()
+    local dir, remove_dir = util.tmpdir()
+    finally(remove_dir)
+    local syntax = tmpfile(dir, "broken.lua", "local net = require 'lunas.net'\nlocal lab = net.lab{ name = 'm' }\nlab:host('a'\n")
+    local cases = {
+      { { "--bogus" }, "^lunas: unknown option '%-%-bogus'" },
+      { { syntax }, "^lunas: " .. syntax:gsub("%p", "%%%0") .. ":4: " },
+      { { "-e", "lunas.sandbox{" }, "^lunas: %(command line%):1: " },
+      { { "run", "--memory", "lots", "--", "true" }, "^lunas run: %-%-memory: .*got lots" },
+      { { "run", "--pids", "-3", "--", "true" }, "^lunas run: %-%-pids: " },
+      { { "run", "--cpu", "x", "--", "true" }, "^lunas run: %-%-cpu: " },
+      { { "run", "--cpuset", "abc", "--", "true" }, "^lunas run: %-%-cpuset: " },
+      { { "run", "--memory", "64M", "--hostname", "x", "--unshare-pid", "--", "true" }, "^lunas run: %-%-hostname: " },
+      { { "run", "--cap-add", "bogus", "--", "true" }, "^lunas run: %-%-cap%-add: unknown capability 'bogus'" },
+      { { "run", "--seccomp-deny", "nogroup", "--", "true" }, "^lunas run: %-%-seccomp%-deny: .*'nogroup'" },
+      { { "run", "--landlock-connect", "70000", "--", "true" }, "^lunas run: %-%-landlock%-connect: " },
+      { { "run", "--uid", "4294967295", "--", "true" }, "^lunas run: %-%-uid: " },
+      { { "run", "--setenv", "A=B", "c", "--", "true" }, "^lunas run: %-%-setenv: " },
+      { { "run", "--size", "1x", "--tmpfs", "/tmp", "--", "true" }, "^lunas run: %-%-size: " },
+      { { "run", "--tmpfs" }, "^lunas run: %-%-tmpfs needs a value" },
+      { { "run", "--seccomp", dir .. "/none.lua", "--", "true" }, "^lunas run: %-%-seccomp: cannot open" },
+      { { "run", "--json-status", dir .. "/no/such/file", "--", "true" }, "^lunas run: %-%-json%-status: " },
+      { { "enter", "0", "--", "true" }, "^lunas enter: bad pid '0'" },
+      { { "enter", "--bogus", "1" }, "^lunas enter: " },
+      { { "ns", "list", "--type", "bogus" }, "^lunas ns: %-%-type: " },
+      { { "lab", "up", syntax }, "^lunas lab up: " .. syntax:gsub("%p", "%%%0") .. ":4: " },
+      { { "lab", "up", dir .. "/none.lua" }, "^lunas lab up: cannot open " },
+      { { "lab", "down" }, "^lunas lab down: a lab NAME or %-%-all expected" },
+      { { "lab", "show", "a", "b" }, "^lunas lab show: one lab NAME expected" },
+      { { "lab", "list", "--dot" }, "^lunas lab list: unknown option '%-%-dot'" },
+      { { "gc", "--now" }, "^lunas gc: unknown option '%-%-now'" },
+    }
+    local before = footprint()
+    for _, case in ipairs(cases) do
+      local what = table.concat(case[1], " ")
+      local out, err, code = lunas(case[1])
+      assert.are.equal(2, code, what .. ": " .. err)
+      assert.are.equal("", out, what)
+      assert.matches(case[2], err, 1, false, what)
+      assert.are.same(before, footprint(), what .. " left something")
+    end
   end)
 end)

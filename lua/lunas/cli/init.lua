@@ -18,7 +18,8 @@ usage: lunas [--lua-env] SCRIPT [ARGS...]   run a recipe (arguments in `arg` and
 
 Recipes see the global `lunas` (require "lunas") and `arg`. LUA_PATH, LUA_CPATH and LUA_INIT are ignored
 unless --lua-env comes first: lunas often runs as root.
-Exit status: the recipe's os.exit code, 1 for an error, 2 for bad usage; `run` and `enter` return the
+Exit status: the recipe's os.exit code, 1 for an error, 2 for bad usage or a recipe that does not load (a
+syntax error, a missing file); `run` and `enter` return the
 command's status (128+N when killed by signal N; 125 when it could not be started; `run --timeout`: 124).]]
 
 M.commands = { run = "lunas.cli.run", ns = "lunas.cli.ns", enter = "lunas.cli.enter", lab = "lunas.cli.lab",
@@ -136,7 +137,12 @@ function M.main(args, lua_env, handler)
   else
     chunk, err = loadfile(first ~= "-" and first or nil)
   end
-  if not chunk then error(err, 0) end
+  -- A recipe that does not load (missing, unreadable, a syntax error) is bad input, like a bad option: nothing
+  -- of it ran, so nothing was created.
+  if not chunk then
+    io.stderr:write("lunas: ", err, "\n")
+    return 2
+  end
   M.set_arg_global(args, script_index)
   local code = chunk(table.unpack(script_args(args, script_index + 1)))
   return math.type(code) == "integer" and code or 0

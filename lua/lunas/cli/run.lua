@@ -131,9 +131,13 @@ function M.parse(args)
     if not n or n > 65535 then error({ usage = opt .. ": port 0-65535 expected, got '" .. v .. "'" }) end
     return n
   end
+  -- Which option set which spec field: a value the sandbox rejects is reported under the option's name.
+  local origins = {}
+  local current_option
   local function limit(name, v)
     spec.limits = spec.limits or {}
     spec.limits[name] = v
+    origins["limits." .. name] = current_option
   end
   local function count(opt, v)
     if v == "max" then return v end
@@ -241,8 +245,17 @@ function M.parse(args)
     if a == "--help" or a == "-h" then return "help" end
     if a:sub(1, 1) ~= "-" then break end
     local kind, try = a:match("^%-%-([%a-]+)%-try$")
+    current_option = a
     if UNSHARE[a] then choose(UNSHARE[a])
-    elseif handlers[a] then handlers[a](a)
+    elseif handlers[a] then
+      handlers[a](a)
+      for _, field in ipairs{ "hostname", "uid", "gid", "cwd", "rootfs", "argv0", "env", "unsetenv", "landlock" } do
+        if spec[field] ~= nil and origins[field] == nil and a ~= "--clearenv" and a ~= "--keep-env" then
+          local set_here = (field == "env" and a == "--setenv") or (field == "unsetenv" and a == "--unsetenv")
+            or (field ~= "env" and field ~= "unsetenv")
+          if set_here then origins[field] = a end
+        end
+      end
     elseif BINDS[a] or (kind and BINDS["--" .. kind]) then
       local src = value(a)
       add({ (kind or a:sub(3)) .. (kind and "-try" or ""), src, value(a) })
@@ -265,6 +278,10 @@ function M.parse(args)
   if not next(spec.env) then spec.env = nil end
   if #spec.unsetenv == 0 then spec.unsetenv = nil end
   if caps then spec.caps = security.sorted(caps) end
+  origins.caps, origins.timeout = "--cap-add/--cap-drop", "--timeout"
+  origins.seccomp = seccomp_file and "--seccomp" or "--seccomp-deny/--seccomp-allow"
+  if not seccomp_file then origins["seccomp.deny"], origins["seccomp.allow"] = "--seccomp-deny", "--seccomp-allow" end
+  if spec.landlock then origins.landlock = "--landlock-ro/-rw/-connect/-bind/-strict" end
   if spec.seccomp ~= false then
     local profile = {}
     if seccomp_file then
@@ -285,7 +302,17 @@ function M.parse(args)
   elseif seccomp_file or #seccomp_lists.deny + #seccomp_lists.allow > 0 then
     error({ usage = "--no-seccomp with a seccomp profile option" })
   end
-  return spec, show_usage, show_seccomp, status_target
+  return spec, show_usage, show_seccomp, status_target, origins
+end
+
+-- The option behind a spec field the sandbox rejected ("limits.memory" -> "--memory", "seccomp.deny[1]" ->
+-- "--seccomp-deny/--seccomp-allow"), or nil.
+local function option_of(origins, field)
+  while field and field ~= "" do
+    if origins[field] then return origins[field] end
+    field = field:match("^(.*)[%.%[]") -- drop the last ".name" or "[i]"
+  end
+  return nil
 end
 
 local function human_bytes(n)
@@ -321,7 +348,7 @@ local function open_status(target)
 end
 
 function M.main(args)
-  local ok, spec, show_usage, show_seccomp, status_target = pcall(M.parse, args)
+  local ok, spec, show_usage, show_seccomp, status_target, origins = pcall(M.parse, args)
   if not ok then
     if type(spec) == "table" and spec.usage then return cli.usage_error("run", spec.usage) end
     error(spec, 0)
@@ -361,8 +388,11 @@ function M.main(args)
     status_out:close()
   end
   if not result then
+    -- A spec the sandbox rejects is bad usage, reported under the option that gave the value; a step that
+    -- failed is a set-up failure.
+    local option = err.field and option_of(origins, err.field)
+    if option then return cli.usage_error("run", option .. ": " .. tostring(err.msg)) end
     io.stderr:write("lunas: ", tostring(err), "\n")
-    -- A spec the sandbox rejects is bad usage; a step that failed is a set-up failure.
     if err.field then return 2 end
     return err.step and 125 or 1
   end
