@@ -290,6 +290,9 @@ Failures carry the kernel's own text ("tmpfs: Bad value for 'size'").
 */
 static int mount_fs_mount(lua_State *L) {
     static const char *const allowed[] = {"attrs", "source", NULL};
+    /* Slots 2 and 3 stay the arguments' even when absent: the fd object pushed below must not take slot 2 (the
+     * options loop would then walk a userdata; found by the fuzzer with fs_mount("overlay")). */
+    lua_settop(L, 3);
     const char *fstype = luaL_checkstring(L, 1);
     if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
     unsigned attrs = 0;
