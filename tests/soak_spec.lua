@@ -48,8 +48,9 @@ local function column(samples, key)
 end
 
 -- Flat: every sample holds what the first steady one holds (descriptors, children); memory grows by less than
--- `budget_kib` over the whole phase by its least-squares trend; the last quarter's items take at most half as
--- long again as the first quarter's.
+-- `budget_kib` over the whole phase by its least-squares trend; the last quarter's items take at most twice as
+-- long as the first quarter's (medians: a trend, not a timing; a cost that grows with the items done shows as a
+-- ratio well past that over ten thousand of them).
 local function assert_flat(samples, phase, count, budget_kib)
   local s = steady(samples, phase, count)
   assert.is_true(#s >= 8, phase .. ": too few samples")
@@ -73,7 +74,7 @@ local function assert_flat(samples, phase, count, budget_kib)
   for i = #s - quarter + 1, #s do last[#last + 1] = s[i].seconds end
   local per_item_first = median(first) / WINDOW * 1000
   local per_item_last = median(last) / WINDOW * 1000
-  assert.is_true(per_item_last <= per_item_first * 1.5, ("%s: an item took %.2f ms at first, %.2f ms at the end")
+  assert.is_true(per_item_last <= per_item_first * 2, ("%s: an item took %.2f ms at first, %.2f ms at the end")
     :format(phase, per_item_first, per_item_last))
   return ("%s: %d items, %.2f ms each at first and %.2f ms at the end, %d descriptors, %s"):format(phase, count,
     per_item_first, per_item_last, s[1].fds, table.concat(report, ", "))
