@@ -17,7 +17,7 @@ DEB_PACKAGES = lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libnftables-de
                nftables groff-base lua-ldoc lua5.1 busybox-static
 # lua-markdown renders the doc comments' Markdown (without it ldoc falls back to plain text).
 DOC_PACKAGES = lua-ldoc lua5.1 lua-markdown
-BENCH_PACKAGES = bubblewrap
+BENCH_PACKAGES = bubblewrap crun
 VALGRIND_PACKAGES = valgrind
 VM_PACKAGES = qemu-system-x86 busybox-static kmod cpio
 
