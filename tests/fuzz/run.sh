@@ -10,10 +10,11 @@
 # Confinement, from the outside in:
 #   1. a private mount namespace (as root) with fresh tmpfs over every directory an unprivileged user can write
 #      (/tmp, /var/tmp, /dev/shm, /run) and over /sys/fs/cgroup (a delegated cgroup could be writable);
-#   2. the fuzzer runs as uid/gid 65534 (setpriv, no groups, no capabilities), in its own user namespace where
-#      it is root (so mount, netlink, seccomp, landlock and friends get past their permission checks and into
-#      lunas's code), and its own pid, mount, net, uts, ipc and cgroup namespaces: its kills reach only its own
-#      processes, its links and mounts only its own namespaces, and all of it goes when it exits;
+#   2. the fuzzer runs as uid/gid 1999999, which owns nothing (setpriv, no groups, no capabilities), in its own
+#      user namespace where it is root (so mount, netlink, seccomp, landlock and friends get past their
+#      permission checks and into lunas's code), and its own pid, mount, net, uts, ipc and cgroup namespaces:
+#      its kills reach only its own processes, its links and mounts only its own namespaces, and all of it goes
+#      when it exits;
 #   3. each batch of calls is a worker in fresh pid, mount, net, uts and ipc namespaces of its own.
 # The report: one line "fuzz: ..." with the figures, the findings (if any) and the first sanitizer reports, then
 # "fuzz: PASS" or "fuzz: FAIL". DIR (when given) receives summary.json, findings and the sanitizer logs.
@@ -22,7 +23,9 @@ set -u
 
 ROOT=${LUNAS_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 FUZZ_BUILD=${LUNAS_FUZZ_BUILD:-$ROOT/build/asan}
-FUZZ_UID=65534
+# A uid nothing on the machine belongs to (not even nobody's delegated cgroups or files): whatever the fuzzer
+# reaches of the machine, it can only read.
+FUZZ_UID=1999999
 OUT=""
 ARGS=""
 while [ $# -gt 0 ]; do
