@@ -29,6 +29,8 @@ override CFLAGS += -std=gnu11 -D_GNU_SOURCE $(WARNINGS) -fPIC -D_FORTIFY_SOURCE=
 ifdef SANITIZE
 override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 override LDFLAGS += -fsanitize=address,undefined
+# (build steps that load the sanitizer core into a plain lua5.4 need its runtime first)
+PRECOMPILE_ENV = LD_PRELOAD=$(shell gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0
 endif
 # The host binary links Lua statically (faster start-up: no liblua relocation) and exports its symbols so
 # C modules a recipe loads find them.
@@ -73,8 +75,14 @@ deps:
 $(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/obj/embedded.c: src/embed.lua $(LUA_MODULES) | $(BUILD)/obj
-	$(LUA) src/embed.lua $@ lua $(LUA_MODULES)
+$(BUILD)/obj/embedded.c: src/embed.lua $(LUA_MODULES) $(BUILD)/obj/seccomp_programs.lua | $(BUILD)/obj
+	$(LUA) src/embed.lua $@ lua $(LUA_MODULES) lunas.seccomp_programs=$(BUILD)/obj/seccomp_programs.lua
+
+# The default seccomp profile compiled once, at build time, by the core just built (src/precompile.lua): the
+# host binary loads it instead of compiling it in every process.
+$(BUILD)/obj/seccomp_programs.lua: src/precompile.lua lua/lunas/security.lua $(CORE_SO)
+	$(PRECOMPILE_ENV) LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua" \
+	  LUA_CPATH="$(CURDIR)/$(CORE_SO:lib/lunas/core.so=lib/?.so)" $(LUA) src/precompile.lua $@
 
 $(BUILD)/obj/reaper: src/reaper.c | $(BUILD)/obj
 	$(CC) $(REAPER_CFLAGS) -o $@ $<

@@ -389,6 +389,29 @@ end)
 
 -- ---- Landlock through the sandbox -------------------------------------------------------------------------------
 
+describe("the default seccomp program #rootless", function()
+  -- The host binary carries it compiled at build time (src/precompile.lua): it must be exactly what libseccomp
+  -- compiles for the default profile now, here (this spec's lunas is the source tree's, which compiles it).
+  it("is carried by the host binary byte for byte as libseccomp compiles it, and used without compiling", function()
+    local security = require "lunas.security"
+    local p = security.check_profile("seccomp", nil)
+    local fresh = security.compile(p).program
+    local hex = function(s) return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end)) end
+    local out, code = util.run({ LUNAS, "-e", [[
+      local security = require "lunas.security"
+      local p = security.check_profile("seccomp", nil)
+      local carried = require("lunas.seccomp_programs")[security.cache_key(p)]
+      assert(carried, "no program for the default profile in the binary")
+      -- compile() hands out the carried program itself: nothing is compiled
+      assert(security.compile(p) == carried, "compile() did not use the carried program")
+      io.write((carried.program:gsub(".", function(c) return ("%02x"):format(c:byte()) end)))
+    ]] })
+    assert.are.equal(0, code, out)
+    assert.are.equal(hex(fresh), out)
+    assert.is_true(#fresh > 100)
+  end)
+end)
+
 describe("sandbox landlock #rootless", function()
   it("confines the payload to the listed paths (read-only and read-write)", function()
     if not kernel.requires("userns", "landlock") then return end

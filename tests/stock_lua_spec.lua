@@ -112,6 +112,27 @@ describe("stock lua5.4 #rootless", function()
     assert.are.equal(lunas_version(), out)
   end)
 
+  it("require 'lunas' loads the high-level modules on first use, and pairs() still lists every field", function()
+    local lua_path, lua_cpath = source_paths()
+    local out, err, code = stock_lua(lua_path, lua_cpath, { "-e", [[
+      local lunas = require "lunas"
+      local loaded = {}
+      for _, m in ipairs{ "lunas.sandbox", "lunas.cgroup", "lunas.security", "lunas.ns", "lunas.json", "lunas.fs" } do
+        if package.loaded[m] then loaded[#loaded + 1] = m end
+      end
+      print("at start: " .. table.concat(loaded, " "))
+      print("ns: " .. tostring(lunas.ns == require("lunas.ns")))
+      local keys = {}
+      for k in pairs(lunas) do keys[#keys + 1] = k end
+      table.sort(keys)
+      print("keys: " .. table.concat(keys, " "))
+      print("sandbox: " .. tostring(lunas.sandbox == require("lunas.sandbox").new))
+    ]] })
+    assert.are.equal(0, code, err)
+    assert.are.equal("at start: \nns: true\nkeys: cgroup core error is_error json ns sandbox security signals spawn try "
+      .. "version wait\nsandbox: true\n", out)
+  end)
+
   it("reports a lunas error at the recipe's line", function()
     assert(pending)
     kernel.requires("userns")

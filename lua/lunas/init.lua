@@ -7,11 +7,6 @@
 -- @module lunas
 local core = require "lunas.core"
 local errors = require "lunas.errors"
-local sandbox = require "lunas.sandbox"
-local ns = require "lunas.ns"
-local cgroup = require "lunas.cgroup"
-local security = require "lunas.security"
-local json = require "lunas.json"
 
 errors.register_module()
 
@@ -21,13 +16,32 @@ local M = {
   try = errors.try,
   error = errors.new,
   is_error = errors.is,
-  ns = ns,
-  cgroup = cgroup,
-  security = security,
-  json = json,
-  sandbox = sandbox.new,
   signals = core.signals,
 }
+
+-- The high-level modules load on first use: a recipe that never makes a sandbox does not pay for loading
+-- sandbox, file system, cgroup and seccomp policy code (about half a millisecond of every start).
+local LAZY = {
+  ns = function() return require "lunas.ns" end,
+  cgroup = function() return require "lunas.cgroup" end,
+  security = function() return require "lunas.security" end,
+  json = function() return require "lunas.json" end,
+  sandbox = function() return require("lunas.sandbox").new end,
+}
+setmetatable(M, {
+  __index = function(t, k)
+    local load = LAZY[k]
+    if not load then return nil end
+    local v = load()
+    rawset(t, k, v)
+    return v
+  end,
+  -- pairs() sees every field, loaded or not yet
+  __pairs = function(t)
+    for k in pairs(LAZY) do local _ = t[k] end
+    return next, t, nil
+  end,
+})
 
 --- Signal numbers by name, without the SIG prefix (`lunas.core.signals`).
 -- @table signals

@@ -14,7 +14,6 @@
 local core = require "lunas.core"
 local errors = require "lunas.errors"
 local fs = require "lunas.fs"
-local cgroup = require "lunas.cgroup"
 local security = require "lunas.security"
 
 errors.register_module()
@@ -248,7 +247,7 @@ local fields = {
       if k ~= "best_effort" then values[k] = value end
     end
     if v.best_effort ~= nil then boolean(f .. ".best_effort", v.best_effort) end
-    return { values = cgroup.check_limits(values, f), best_effort = v.best_effort == true }
+    return { values = require("lunas.cgroup").check_limits(values, f), best_effort = v.best_effort == true }
   end,
 }
 
@@ -395,7 +394,8 @@ steps[#steps + 1] = {
   prepare = function(ctx)
     local limits = ctx.spec.limits
     if not limits then return end
-    ctx.cgroup = cgroup.new{ limits = limits.values, best_effort = limits.best_effort,
+    -- (loaded here: a sandbox without limits never needs lunas.cgroup)
+    ctx.cgroup = require("lunas.cgroup").new{ limits = limits.values, best_effort = limits.best_effort,
       warn = function(msg) io.stderr:write("lunas: warning: sandbox limits: ", msg, "\n") end }
     ctx.cgroup_fd = ctx.cgroup:fd()
     if ctx.cgroup:has_v1() then

@@ -227,13 +227,29 @@ end
 -- often) shares one compilation (libseccomp takes about 0.5 ms for the default profile).
 local compiled_cache, compiled_count = {}, 0
 
+-- Programs compiled when the host binary was built (src/precompile.lua): the default profile's. Absent when
+-- lunas is loaded from a stock lua5.4.
+local precompiled
+do
+  local ok, programs = pcall(require, "lunas.seccomp_programs")
+  precompiled = ok and type(programs) == "table" and programs or {}
+end
+
+--- The text a profile's compiled program is cached under (the same profile, the same text).
+-- @tparam table p a profile from check_profile
+-- @treturn string
+function M.cache_key(p)
+  return table.concat(serialize(p, {}))
+end
+
 --- Compiles a profile to the BPF program a child loads: {program = bytes, listener = bool, log = bool}.
--- Programs are cached by profile: every sandbox of a process with the same profile shares one compilation.
+-- Programs are cached by profile: every sandbox of a process with the same profile shares one compilation, and
+-- the host binary carries the default profile's program compiled at build time.
 -- @tparam table p a profile from check_profile
 -- @treturn table
 function M.compile(p)
-  local key = table.concat(serialize(p, {}))
-  local hit = compiled_cache[key]
+  local key = M.cache_key(p)
+  local hit = compiled_cache[key] or precompiled[key]
   if hit then return hit end
   local filter <close> = M.filter(p)
   local compiled = { program = errors.check(filter:bpf()), listener = #p.notify > 0, log = p.log }

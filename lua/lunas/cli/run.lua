@@ -2,7 +2,6 @@
 -- names wherever bubblewrap has the same feature.
 local sandbox = require "lunas.sandbox"
 local security = require "lunas.security"
-local json = require "lunas.json"
 local core = require "lunas.core"
 local errors = require "lunas.errors"
 local cli = require "lunas.cli"
@@ -372,6 +371,7 @@ function M.main(args)
     status_out, msg = open_status(status_target)
     if not status_out then return cli.usage_error("run", "--json-status: " .. msg) end
   end
+  local json = status_out and require "lunas.json"
   local result, err = errors.try(function()
     local running <close> = sandbox.new(spec):spawn()
     if status_out then
