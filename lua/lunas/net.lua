@@ -436,18 +436,22 @@ function Lab:link(a, b, opts)
 end
 
 make_link = function(self, a, b, name_a, name_b, opts)
-  -- The request comes from the fabric namespace; each end is created directly where it belongs.
-  local spec = { name = name_a, kind = "veth", group = LAB_GROUP, mtu = opts.mtu,
-    peer = { name = name_b, group = LAB_GROUP, mtu = opts.mtu } }
-  if a.kind == "switch" then spec.master, spec.up = a.ifindex, true else spec.netns = a.ns end
-  if b.kind ~= "switch" then spec.peer.netns = b.ns end
+  -- The request comes from the fabric namespace; each end is created directly where it belongs. A switch's end,
+  -- when there is one, is the request's own link: being in the fabric, it joins the bridge and comes up in the
+  -- creating request (the peer cannot: ENOTCONN), which saves a request per host link.
+  local first, second, first_name, second_name = a, b, name_a, name_b
+  if b.kind == "switch" and a.kind ~= "switch" then first, second, first_name, second_name = b, a, name_b, name_a end
+  local spec = { name = first_name, kind = "veth", group = LAB_GROUP, mtu = opts.mtu,
+    peer = { name = second_name, group = LAB_GROUP, mtu = opts.mtu } }
+  if first.kind == "switch" then spec.master, spec.up = first.ifindex, true else spec.netns = first.ns end
+  if second.kind ~= "switch" then spec.peer.netns = second.ns end
   check(self.fabric_netlink:link_add(spec))
-  -- The peer cannot come up in the creating request: each end that is not up yet, from its own side.
-  if a.kind ~= "switch" then check(a.netlink:link_set(name_a, { up = true })) end
-  if b.kind == "switch" then
-    check(b.netlink:link_set(name_b, { master = b.ifindex, up = true }))
+  -- Each end that is not up yet comes up from its own side.
+  if first.kind ~= "switch" then check(first.netlink:link_set(first_name, { up = true })) end
+  if second.kind == "switch" then
+    check(second.netlink:link_set(second_name, { master = second.ifindex, up = true }))
   else
-    check(b.netlink:link_set(name_b, { up = true }))
+    check(second.netlink:link_set(second_name, { up = true }))
   end
   local link = setmetatable({ lab = self, params = {}, ends = {
     { node = a, ifname = name_a, netlink = a.netlink }, { node = b, ifname = name_b, netlink = b.netlink } } }, Link)
