@@ -33,9 +33,14 @@ end
 --- Builds an error object. fields: op, target, msg (required), code, step, and anything else worth keeping.
 -- @tparam table fields copied into the object; `where` defaults to the first caller outside lunas
 -- @treturn Error
+-- Misuse of new/raise is blamed on their caller (level 3: past this function and new/raise).
+local function check_fields(fields)
+  if type(fields) ~= "table" then error("lunas.error: table expected, got " .. type(fields), 3) end
+  if type(fields.msg) ~= "string" then error("lunas.error: field 'msg': string expected, got " .. type(fields.msg), 3) end
+end
+
 function M.new(fields)
-  if type(fields) ~= "table" then error("lunas.error: table expected, got " .. type(fields), 2) end
-  if type(fields.msg) ~= "string" then error("lunas.error: field 'msg': string expected, got " .. type(fields.msg), 2) end
+  check_fields(fields)
   local e = setmetatable({}, Error)
   for k, v in pairs(fields) do e[k] = v end
   e.where = e.where or caller_position()
@@ -45,8 +50,7 @@ end
 --- Raises an error object built from fields (level 0: the position is the object's own `where`).
 -- @tparam table fields as for `new`
 function M.raise(fields)
-  if type(fields) ~= "table" then error("lunas.error: table expected, got " .. type(fields), 2) end
-  if type(fields.msg) ~= "string" then error("lunas.error: field 'msg': string expected, got " .. type(fields.msg), 2) end
+  check_fields(fields)
   error(M.new(fields), 0)
 end
 

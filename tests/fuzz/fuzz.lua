@@ -15,6 +15,7 @@
 -- failing batch replays alone with --replay. The summary goes to DIR/summary.json and stdout; each finding to
 -- DIR/findings (one line each).
 local core = require "lunas.core"
+local util = require "support.util"
 
 local unpack = table.unpack
 
@@ -57,14 +58,6 @@ local CRASH_SIGNALS = { SEGV = true, BUS = true, ILL = true, FPE = true, ABRT = 
 
 local root = os.getenv("LUNAS_ROOT") or "."
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
-
 local function list_dir(dir)
   local names = core.listdir(dir) or {}
   table.sort(names)
@@ -85,7 +78,7 @@ local function harvest_words()
     end
   end
   for _, path in ipairs(files) do
-    for word in (read_file(path) or ""):gmatch('"([%w_%-%.%+/:,=%%]+)"') do
+    for word in (util.read(path) or ""):gmatch('"([%w_%-%.%+/:,=%%]+)"') do
       if #word <= 40 and not seen[word] then
         seen[word] = true
         words[#words + 1] = word
@@ -752,7 +745,7 @@ end
 summary.seconds = core.now() - started
 -- per target: calls that raised, failed and succeeded (summary.json); the ones never past their checks are named
 summary.per_target = {}
-for line in (read_file(opts.out .. "/stats") or ""):gmatch("[^\n]+") do
+for line in (util.read(opts.out .. "/stats") or ""):gmatch("[^\n]+") do
   local name, r, f, o = line:match("^(.-)\t(%d+)\t(%d+)\t(%d+)$")
   if name then
     local c = summary.per_target[name] or { raised = 0, failed = 0, succeeded = 0 }
@@ -767,7 +760,7 @@ for _, t in ipairs(targets) do
   if not c or c.failed + c.succeeded == 0 then never_past_checks[#never_past_checks + 1] = t.name end
 end
 summary.never_past_checks = never_past_checks
-for line in (read_file(findings_path) or ""):gmatch("[^\n]+") do
+for line in (util.read(findings_path) or ""):gmatch("[^\n]+") do
   if line:match("^contract\t") then summary.contract = summary.contract + 1 end
 end
 

@@ -76,9 +76,10 @@ mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run || die "cannot mount a tmpfs
 mount -t tmpfs -o mode=0755,nosuid,nodev,noexec tmpfs /sys/fs/cgroup || die "cannot hide /sys/fs/cgroup"
 # what the fuzzer reads, readable by its uid whatever the checkout'"'"'s permissions
 tree=/run/fuzz-tree
-mkdir -p "$tree/src" "$tree/lua" "$tree/lib/lunas" || die "mkdir failed"
+mkdir -p "$tree/src" "$tree/lua" "$tree/lib/lunas" "$tree/support" || die "mkdir failed"
 cp "$ROOT"/src/*.c "$tree/src/" && cp -R "$ROOT/lua/lunas" "$tree/lua/" &&
-    cp "$ROOT/tests/fuzz/fuzz.lua" "$ROOT/tests/fuzz/templates.lua" "$tree/" && cp "$FUZZ_BUILD/lib/lunas/core.so" "$tree/lib/lunas/" ||
+    cp "$ROOT/tests/fuzz/fuzz.lua" "$ROOT/tests/fuzz/templates.lua" "$tree/" &&
+    cp "$ROOT/tests/support/util.lua" "$tree/support/" && cp "$FUZZ_BUILD/lib/lunas/core.so" "$tree/lib/lunas/" ||
     die "cannot copy the tree"
 chmod -R a+rX "$tree"
 out=/run/fuzz-out
@@ -93,7 +94,7 @@ fi
 setpriv --reuid="$FUZZ_UID" --regid="$FUZZ_UID" --clear-groups --inh-caps=-all --bounding-set=-all \
     unshare --user --map-root-user --pid --fork --kill-child --mount --net --uts --ipc --cgroup --mount-proc \
     env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp LUNAS_ROOT="$tree" \
-        LUA_PATH="$tree/lua/?.lua;$tree/lua/?/init.lua" LUA_CPATH="$tree/lib/?.so" $SAN \
+        LUA_PATH="$tree/lua/?.lua;$tree/lua/?/init.lua;$tree/?.lua" LUA_CPATH="$tree/lib/?.so" $SAN \
     lua5.4 "$tree/fuzz.lua" $ARGS --out "$out"
 status=$?
 [ $status -eq 0 ] || echo "fuzz: the fuzzer exited with status $status" >&2

@@ -92,6 +92,11 @@ local function parse_id(s)
 end
 
 --- Parses the options into a sandbox spec; returns spec or nil, message.
+-- The spec field an option sets, for the options that set one field by themselves (limits, capabilities,
+-- seccomp and Landlock options are recorded where they are gathered).
+local FIELD_OF_OPTION = { ["--hostname"] = "hostname", ["--uid"] = "uid", ["--gid"] = "gid", ["--chdir"] = "cwd",
+  ["--rootfs"] = "rootfs", ["--argv0"] = "argv0", ["--setenv"] = "env", ["--unsetenv"] = "unsetenv" }
+
 function M.parse(args)
   local spec = { env = {}, unsetenv = {} }
   local chosen, share_net = nil, false
@@ -248,13 +253,7 @@ function M.parse(args)
     if UNSHARE[a] then choose(UNSHARE[a])
     elseif handlers[a] then
       handlers[a](a)
-      for _, field in ipairs{ "hostname", "uid", "gid", "cwd", "rootfs", "argv0", "env", "unsetenv", "landlock" } do
-        if spec[field] ~= nil and origins[field] == nil and a ~= "--clearenv" and a ~= "--keep-env" then
-          local set_here = (field == "env" and a == "--setenv") or (field == "unsetenv" and a == "--unsetenv")
-            or (field ~= "env" and field ~= "unsetenv")
-          if set_here then origins[field] = a end
-        end
-      end
+      if FIELD_OF_OPTION[a] then origins[FIELD_OF_OPTION[a]] = a end
     elseif BINDS[a] or (kind and BINDS["--" .. kind]) then
       local src = value(a)
       add({ (kind or a:sub(3)) .. (kind and "-try" or ""), src, value(a) })
