@@ -30,15 +30,15 @@ local function caller_position()
   end
 end
 
---- Builds an error object. fields: op, target, msg (required), code, step, and anything else worth keeping.
--- @tparam table fields copied into the object; `where` defaults to the first caller outside lunas
--- @treturn Error
 -- Misuse of new/raise is blamed on their caller (level 3: past this function and new/raise).
 local function check_fields(fields)
   if type(fields) ~= "table" then error("lunas.error: table expected, got " .. type(fields), 3) end
   if type(fields.msg) ~= "string" then error("lunas.error: field 'msg': string expected, got " .. type(fields.msg), 3) end
 end
 
+--- Builds an error object. fields: op, target, msg (required), code, step, and anything else worth keeping.
+-- @tparam table fields copied into the object; `where` defaults to the first caller outside lunas
+-- @treturn Error
 function M.new(fields)
   check_fields(fields)
   local e = setmetatable({}, Error)
