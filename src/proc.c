@@ -675,6 +675,7 @@ static pid_t start_payload(lua_State *L, int fn_idx, const sigset_t *mask, int s
 }
 
 #define REAPER_MAX_CLOSE 16
+#define LUNAS_MFD_EXEC 0x0010U /* MFD_EXEC, Linux 6.3 */
 
 #ifndef LUNAS_NO_REAPER_ELF
 extern const unsigned char lunas_reaper_elf[];
@@ -693,7 +694,10 @@ static int proc_reaper_image(lua_State *L) {
     return lunas_push_error(L, ENOTSUP, "reaper_image", "(built without the reaper program)");
 #else
     struct lunas_fd *f = lunas_new_fd(L, -1);
-    f->fd = memfd_create("lunas-reaper", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    /* Executable on purpose: where vm.memfd_noexec makes memfds non-executable by default (Linux 6.3+), MFD_EXEC
+     * asks for an executable one (older kernels do not know the flag: EINVAL, and their memfds are executable). */
+    f->fd = memfd_create("lunas-reaper", MFD_CLOEXEC | MFD_ALLOW_SEALING | LUNAS_MFD_EXEC);
+    if (f->fd < 0 && errno == EINVAL) f->fd = memfd_create("lunas-reaper", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (f->fd < 0) return lunas_push_error(L, errno, "memfd_create", "lunas-reaper");
     if (lunas_write_all(f->fd, lunas_reaper_elf, lunas_reaper_elf_size) < 0 ||
         fcntl(f->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
@@ -702,27 +706,115 @@ static int proc_reaper_image(lua_State *L) {
 #endif
 }
 
-/* Replaces the calling process by the reaper program. Returns only on failure. */
-static void exec_reaper_image(int image, pid_t payload, int status_fd) {
-    char pid_arg[16], fd_arg[16];
-    snprintf(pid_arg, sizeof pid_arg, "%d", (int)payload);
-    if (status_fd >= 0) {
-        snprintf(fd_arg, sizeof fd_arg, "%d", status_fd);
-        if (fcntl(status_fd, F_SETFD, 0) < 0) return; /* it must survive the exec */
-    } else {
-        snprintf(fd_arg, sizeof fd_arg, "-");
+/* The image's argv: lunas-reaper STATUS ERRORS FLAGS FILTER NOTIFY FILE ARGV0 ARGS... (src/reaper.c). */
+#define REAPER_FLAG_SEARCH 1
+#define REAPER_FLAG_SETSID 2
+#define REAPER_FLAG_LISTENER 4
+#define REAPER_FLAG_LOG 8
+enum { REAPER_STATUS, REAPER_ERRORS, REAPER_FILTER, REAPER_NOTIFY, REAPER_FDS };
+
+static char *fd_argument(lua_State *L, int fd) {
+    return fd >= 0 ? (char *)lua_pushfstring(L, "%d", fd) : "-";
+}
+
+static char **reaper_argv(lua_State *L, const struct exec_request *req, const int fds[REAPER_FDS], int flags) {
+    size_t n = 0;
+    while (req->argv[n]) n++;
+    char **argv = lua_newuserdatauv(L, (n + 8) * sizeof(char *), 0);
+    argv[0] = "lunas-reaper";
+    argv[1] = fd_argument(L, fds[REAPER_STATUS]);
+    argv[2] = fd_argument(L, fds[REAPER_ERRORS]);
+    argv[3] = (char *)lua_pushfstring(L, "%d", flags);
+    argv[4] = fd_argument(L, fds[REAPER_FILTER]);
+    argv[5] = fd_argument(L, fds[REAPER_NOTIFY]);
+    argv[6] = (char *)req->file;
+    memcpy(argv + 7, req->argv, (n + 1) * sizeof(char *));
+    return argv;
+}
+
+static int optional_fd_field(lua_State *L, int opts, const char *field) {
+    int fd = -1;
+    if (lunas_opt_field(L, opts, field, LUA_TNONE) != LUA_TNIL) fd = lunas_check_fd(L, -1, opts, field);
+    lua_pop(L, 1);
+    return fd;
+}
+
+/***
+Replaces the calling process (PID 1 of a sandbox, already confined as its payload will be) by the freestanding
+reaper program of `reaper_image`, which then starts the payload itself: it makes itself untraceable, forks the
+payload, confines itself further (no capabilities, no_new_privs, a seccomp filter of its own that allows only
+what it still does), and only then lets the payload load its own seccomp program and exec `argv`. So nothing in
+the sandbox exists while PID 1 could be traced, and the payload's profile never has to allow what PID 1 needs.
+A failure of the payload's filter or exec is written to `errors` as the record a sandbox's error pipe carries
+("exec\0#ERRNO\0FILE", "seccomp\0#ERRNO\0..."); on `status` it writes the payload's pid once it runs and its raw
+wait status when it ends; it exits with the payload's code, or 128+N for signal N. Every signal is blocked
+across the exec, so none is lost.
+@function reaper_exec
+@tparam fd|integer image from `reaper_image`
+@tparam table opts
+@tparam table opts.argv the payload's program and arguments
+@tparam[opt] table opts.env its environment (default: ours)
+@tparam[opt=true] boolean opts.path search PATH (the environment's) for a name without a slash
+@tparam[opt] string opts.argv0 what the program sees as argv[0]
+@tparam fd|integer opts.errors where a failure record goes (a sandbox's error pipe)
+@tparam[opt] fd|integer opts.status gets the payload's pid, then its raw wait status (native ints)
+@tparam[opt=false] boolean opts.setsid the payload starts a session of its own
+@tparam[opt] fd|integer opts.filter a pipe holding the payload's seccomp program (BPF bytes, the write end closed)
+@tparam[opt=false] boolean opts.listener the program has notify rules: its listener goes to `notify`
+@tparam[opt] fd|integer opts.notify a socket for the listener (SCM_RIGHTS, as `send_fd`)
+@tparam[opt=false] boolean opts.log the program logs what it refuses (SECCOMP_FILTER_FLAG_LOG)
+@return only on failure
+@error "exec reaper image: message", "ENAME"
+*/
+static int proc_reaper_exec(lua_State *L) {
+    static const char *const allowed[] = {"argv", "env",    "path",   "argv0",  "errors", "status",
+                                          "setsid", "filter", "notify", "listener", "log",  NULL};
+    int image = lunas_check_fd(L, 1, 1, "image");
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lunas_check_options(L, 2, allowed);
+    lua_settop(L, 2);
+    int fds[REAPER_FDS];
+    if (lunas_opt_field(L, 2, "errors", LUA_TNONE) == LUA_TNIL) return lunas_field_error(L, 2, "errors", "descriptor expected");
+    fds[REAPER_ERRORS] = lunas_check_fd(L, -1, 2, "errors");
+    fds[REAPER_STATUS] = optional_fd_field(L, 2, "status");
+    fds[REAPER_FILTER] = optional_fd_field(L, 2, "filter");
+    fds[REAPER_NOTIFY] = optional_fd_field(L, 2, "notify");
+    int listener = lunas_opt_boolean(L, 2, "listener", 0);
+    if (listener && (fds[REAPER_FILTER] < 0 || fds[REAPER_NOTIFY] < 0))
+        return lunas_field_error(L, 2, "listener", "needs 'filter' and 'notify'");
+    int flags = (lunas_opt_boolean(L, 2, "setsid", 0) ? REAPER_FLAG_SETSID : 0) |
+                (listener ? REAPER_FLAG_LISTENER : 0) | (lunas_opt_boolean(L, 2, "log", 0) ? REAPER_FLAG_LOG : 0);
+    lua_settop(L, 2);
+    if (lunas_opt_field(L, 2, "argv", LUA_TTABLE) == LUA_TNIL) return lunas_field_error(L, 2, "argv", "table expected");
+    struct exec_request req;
+    check_exec_request(L, lua_gettop(L), 2, 2, &req);
+    if (req.search) flags |= REAPER_FLAG_SEARCH;
+    char **argv = reaper_argv(L, &req, fds, flags);
+
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    /* These must survive the exec; the reaper marks them close-on-exec again for the payload. */
+    int err = 0;
+    for (int i = 0; i < REAPER_FDS && !err; i++)
+        if (fds[i] >= 0 && fcntl(fds[i], F_SETFD, 0) < 0) err = errno;
+    if (!err) {
+        fflush(NULL);
+        syscall(SYS_execveat, image, "", argv, req.envp, AT_EMPTY_PATH);
+        err = errno;
     }
-    char *argv[] = {"lunas-reaper", pid_arg, fd_arg, NULL};
-    char *envp[] = {NULL};
-    syscall(SYS_execveat, image, "", argv, envp, AT_EMPTY_PATH);
-    if (status_fd >= 0) fcntl(status_fd, F_SETFD, FD_CLOEXEC);
+    for (int i = 0; i < REAPER_FDS; i++)
+        if (fds[i] >= 0) fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return lunas_push_error(L, err, "exec", "reaper image");
 }
 
 /***
 Makes the calling process (PID 1 of a sandbox) a reaper: runs `fn` in a child (the payload), forwards every
 signal to it, reaps every child, and exits with the payload's status once it ends (128+N for signal N).
 Every signal is blocked before the payload exists, so none sent in between is lost; the payload gets the old
-mask back. The reaper closes its stdio and never prints.
+mask back. The reaper closes its stdio and never prints. (A sandbox whose payload is a program uses
+`reaper_exec` instead, where the reaper program is built in.)
 @function reaper
 @tparam table opts
 @tparam function opts.fn the payload
@@ -732,13 +824,11 @@ mask back. The reaper closes its stdio and never prints.
   error pipe
 @tparam[opt] boolean opts.subreaper become a child subreaper (default: unless the caller is PID 1)
 @tparam[opt=false] boolean opts.exec a promise that `fn` execs at once: it is then started vfork-style
-@tparam[opt] fd|integer opts.image from `reaper_image`: once the payload runs, this process execs the
-  freestanding reaper, giving back the memory it shares with or copied from lunas (the Lua loop is the fallback)
 @return only on failure
 @error "reaper setup: message", "ENAME"; "clone payload: message", "ENAME"
 */
 static int proc_reaper(lua_State *L) {
-    static const char *const allowed[] = {"fn", "status", "close", "subreaper", "exec", "image", NULL};
+    static const char *const allowed[] = {"fn", "status", "close", "subreaper", "exec", NULL};
     lunas_check_options(L, 1, allowed);
     if (lunas_opt_field(L, 1, "fn", LUA_TFUNCTION) == LUA_TNIL) return lunas_field_error(L, 1, "fn", "function expected");
     int fn_idx = lua_gettop(L);
@@ -746,8 +836,6 @@ static int proc_reaper(lua_State *L) {
     if (lunas_opt_field(L, 1, "status", LUA_TNONE) != LUA_TNIL) status_fd = lunas_check_fd(L, -1, 1, "status");
     int subreaper = lunas_opt_boolean(L, 1, "subreaper", getpid() != 1);
     int shared_vm = lunas_opt_boolean(L, 1, "exec", 0) && SHARED_VM_SUPPORTED;
-    int image = -1;
-    if (lunas_opt_field(L, 1, "image", LUA_TNONE) != LUA_TNIL) image = lunas_check_fd(L, -1, 1, "image");
     int close_fds[REAPER_MAX_CLOSE];
     int close_count = collect_close_list(L, 1, close_fds, REAPER_MAX_CLOSE);
 
@@ -762,14 +850,6 @@ static int proc_reaper(lua_State *L) {
         sigprocmask(SIG_SETMASK, &old, NULL);
         if (sigfd >= 0) close(sigfd);
         return lunas_push_error(L, err, "reaper", "setup");
-    }
-    /* Between the payload's exec and ours (of the reaper image), this process still runs in the memory it shares
-     * with lunas: nothing from inside may ptrace or read it meanwhile. lunas restores its own flag once we exec. */
-    if (image >= 0 && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
-        int err = errno;
-        close(sigfd);
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        return lunas_push_error(L, err, "reaper", "dumpable");
     }
     pid_t pid = start_payload(L, fn_idx, &old, shared_vm);
     if (pid < 0) {
@@ -788,8 +868,7 @@ static int proc_reaper(lua_State *L) {
     /* The reaper never prints: holding the caller's stdio would keep a pipe reader waiting for a payload that
      * redirected its own. */
     for (int fd = 0; fd <= 2; fd++)
-        if (fd != status_fd && fd != image) close(fd);
-    if (image >= 0) exec_reaper_image(image, pid, status_fd);
+        if (fd != status_fd) close(fd);
     reaper_loop(sigfd, pid, status_fd);
 }
 
@@ -1406,6 +1485,7 @@ void lunas_open_proc(lua_State *L) {
         {"pidfd_open", proc_pidfd_open},
         {"reaper", proc_reaper},
         {"reaper_image", proc_reaper_image},
+        {"reaper_exec", proc_reaper_exec},
         {"exit", proc_exit},
         {"getpid", proc_getpid},
         {"getppid", proc_getppid},

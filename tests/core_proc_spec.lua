@@ -570,42 +570,75 @@ describe("core.reaper", function()
     assert.equal(15, wait_status) -- the payload was killed by SIGTERM
   end)
 
-  it("with exec and image becomes the freestanding reaper program once the payload runs #rootless", function()
+  it("reaper_exec becomes the reaper program, which confines itself before the payload execs #rootless", function()
     local defer = scope(finally)
     kernel.requires("userns")
     local probe, msg, code = core.reaper_image()
     if not probe then pending("no reaper image: " .. tostring(msg) .. " (" .. tostring(code) .. ")") end
     probe:close()
     local status_r, status_w = assert(core.pipe())
-    defer(function() status_r:close(); status_w:close() end)
+    local err_r, err_w = assert(core.pipe())
+    defer(function() status_r:close(); status_w:close(); err_r:close(); err_w:close() end)
     local p, ch = start({ flags = "user,pid" }, function(c)
       local image = assert(core.reaper_image())
-      local _, m, e = core.reaper{ status = status_w, exec = true, image = image, fn = function()
-        core.exec({ "sleep", "30" })
-        return 127
-      end }
-      c.send("error", "reaper returned: " .. tostring(m) .. " " .. tostring(e))
+      local _, m, e = core.reaper_exec(image, { argv = { "sleep", "30" }, errors = err_w, status = status_w })
+      c.send("error", "reaper_exec returned: " .. tostring(m) .. " " .. tostring(e))
       return 99
     end)
     defer(function() stop(p, ch) end)
     status_w:close()
+    err_w:close()
+    -- EOF on the error pipe: the payload has exec'd
+    assert.equal("", util.drain(err_r))
     local payload = util.wait_for(function()
       local kids = children_of(p.pid)
       local cmd = kids[1] and util.read("/proc/" .. kids[1].pid .. "/cmdline")
       return cmd == "sleep\0" .. "30\0" and kids[1].pid
     end, 10)
     assert.is_number(payload, "the payload did not exec sleep")
-    local exe = util.wait_for(function()
-      local e = readlink("/proc/" .. p.pid .. "/exe")
-      return e and e:find("lunas%-reaper") and e
-    end, 10)
-    assert.matches("^/memfd:lunas%-reaper", exe)
-    assert.matches("^lunas%-reaper%z2%z", util.read("/proc/" .. p.pid .. "/cmdline"))
+    assert.matches("^/memfd:lunas%-reaper", readlink("/proc/" .. p.pid .. "/exe"))
+    assert.matches("^lunas%-reaper%z", util.read("/proc/" .. p.pid .. "/cmdline"))
+    -- the reaper: not dumpable, no capability, no_new_privs and a filter of its own on top of none (its bounding
+    -- set it can only empty with CAP_SETPCAP, which an unmapped exec lost: the sandbox's PID 1 had it emptied)
+    assert.equal("0000000000000000", util.status_field(p.pid, "CapEff"))
+    assert.equal("0000000000000000", util.status_field(p.pid, "CapPrm"))
+    assert.equal("1", util.status_field(p.pid, "NoNewPrivs"))
+    assert.equal("2", util.status_field(p.pid, "Seccomp"))
+    assert.equal("1", util.status_field(p.pid, "Seccomp_filters"))
+    -- the payload got none of that: its filter count is 0 and it was never made undumpable
+    assert.equal("0", util.status_field(payload, "Seccomp"))
+    -- it holds only its status pipe and signalfd: no stdio, no error pipe
+    local held = 0
+    for fd in pairs(fds_of(p.pid)) do
+      held = held + 1
+      assert.is_true(fd > 2, "the reaper holds fd " .. fd)
+    end
+    assert.equal(2, held)
     assert.is_true(p:kill("TERM"))
     assert.same({ pid = p.pid, status = 128 + 15 }, finish(p))
     local payload_pid, wait_status = string.unpack("=i4i4", util.drain(status_r))
     assert.equal(2, payload_pid)
     assert.equal(15, wait_status)
+  end)
+
+  it("reaper_exec reports the payload's exec failure as an error record #rootless", function()
+    local defer = scope(finally)
+    kernel.requires("userns")
+    local probe = core.reaper_image()
+    if not probe then pending("no reaper image") end
+    probe:close()
+    local err_r, err_w = assert(core.pipe())
+    defer(function() err_r:close(); err_w:close() end)
+    local p, ch = start({ flags = "user,pid" }, function(c)
+      local image = assert(core.reaper_image())
+      local _, m, e = core.reaper_exec(image, { argv = { "/nonexistent/program" }, errors = err_w })
+      c.send("error", "reaper_exec returned: " .. tostring(m) .. " " .. tostring(e))
+      return 99
+    end)
+    defer(function() stop(p, ch) end)
+    err_w:close()
+    assert.equal("exec\0#2\0/nonexistent/program", util.drain(err_r))
+    assert.same({ pid = p.pid, status = 125 }, finish(p))
   end)
 
   it("reaps orphans re-parented to it: no zombie remains #rootless", function()

@@ -363,9 +363,13 @@ function M._inject(step, phase)
   injected = { step = step, phase = phase }
 end
 
+local function injected_at(name, phase)
+  return injected ~= nil and injected.step == name and injected.phase == phase
+end
+
 -- Runs one step's function for a phase, or fails it as injected.
 local function call_step(step, phase, ...)
-  if injected and injected.step == step.name and injected.phase == phase then
+  if injected_at(step.name, phase) then
     if phase == "prepare" then
       errors.raise{ op = "sandbox", step = step.name, msg = ("sandbox: %s: injected failure"):format(step.name),
         code = "EIO" }
@@ -807,6 +811,21 @@ steps[#steps + 1] = {
   end,
 }
 
+-- Loads the compiled profile in this process; the listener of notify rules goes to the parent over a socket.
+local function load_filter(ctx)
+  local compiled = ctx.seccomp
+  local listener, msg, code = core.seccomp_load_bpf(compiled.program, { listener = compiled.listener, log = compiled.log })
+  if not listener then return nil, msg, code end
+  if compiled.listener then
+    local ok
+    ok, msg, code = core.send_fd(ctx.notify_child, listener)
+    listener:close()
+    ctx.notify_child:close()
+    if not ok then return nil, msg, code end
+  end
+  return true
+end
+
 -- Last before exec: from here on the payload's own system calls are filtered. A profile is compiled once per
 -- sandbox object; the child only loads the bytes. The listener of notify rules goes to the parent over a socket.
 steps[#steps + 1] = {
@@ -821,15 +840,22 @@ steps[#steps + 1] = {
   payload = function(ctx)
     local compiled = ctx.seccomp
     if not compiled then return end
-    local listener, msg, code = core.seccomp_load_bpf(compiled.program, { listener = compiled.listener, log = compiled.log })
-    if not listener then return nil, msg, code end
-    if compiled.listener then
+    if ctx.reaper_image then
+      -- The payload loads it itself, forked by the reaper program just before its exec (src/reaper.c): PID 1
+      -- has a filter of its own, and a profile that allows only what the payload needs must not stop PID 1.
+      local r, w, msg, code = core.pipe()
+      if not r then return nil, w, msg end
       local ok
-      ok, msg, code = core.send_fd(ctx.notify_child, listener)
-      listener:close()
-      ctx.notify_child:close()
-      if not ok then return nil, msg, code end
+      ok, msg, code = w:write(compiled.program)
+      w:close()
+      if not ok then
+        r:close()
+        return nil, msg, code
+      end
+      ctx.filter_r = r
+      return
     end
+    return load_filter(ctx)
   end,
   parent = function(ctx)
     if ctx.notify_child then ctx.notify_child:close() end
@@ -873,8 +899,10 @@ local function report(ctx, step, msg, code)
   core.exit(SETUP_FAILED)
 end
 
-local function run_phase(ctx, phase)
+-- Runs a phase's steps in order, up to (not including) the step named `stop`.
+local function run_phase(ctx, phase, stop)
   for _, step in ipairs(steps) do
+    if step.name == stop then return end
     if step[phase] then
       local ok, value, msg, code = pcall(call_step, step, phase, ctx)
       if not ok then report(ctx, step.name, value, "ELUA") end
@@ -888,6 +916,19 @@ local function payload_main(ctx)
   report(ctx, "exec", "payload returned without exec", "EINVAL")
 end
 
+-- The payload as a child of a Lua reaper (a Lua function, or a build without the reaper program): everything
+-- but the exec was done in PID 1 already.
+local function forked_payload(ctx)
+  -- A fork loses the parent-death signal and is no session leader: without a pid namespace (a time namespace
+  -- alone) nothing else would take it down with us.
+  if ctx.parent then core.prctl{ pdeathsig = "KILL" } end
+  if ctx.spec.new_session ~= false then core.setsid() end
+  run_phase(ctx, "exec")
+  local ok, value, msg, code = pcall(call_step, steps[#steps], "payload", ctx)
+  if not ok then report(ctx, "exec", value, "ELUA") end
+  report(ctx, "exec", msg or "payload returned without exec", code or "EINVAL")
+end
+
 local function child_main(ctx)
   -- Drop the parent's pipe ends first: holding sync_w would hide the parent's death from the read below. A
   -- vfork-style child shares the parent's objects and must not touch them (it has no sync pipe anyway).
@@ -899,8 +940,35 @@ local function child_main(ctx)
   end
   run_phase(ctx, "init")
   if ctx.fork then
-    local _, msg, code = core.reaper{ fn = function() return payload_main(ctx) end, status = ctx.status_w,
-      close = { ctx.err_w }, exec = ctx.shared_vm_ok and ctx.spec.argv ~= nil, image = ctx.reaper_image }
+    -- PID 1 confines itself exactly as the payload will be (the payload is its child and inherits all of it)
+    -- before the payload exists: nothing in the sandbox ever runs beside a PID 1 it could trace or that holds
+    -- more than it does. The reaper program then makes itself untraceable and tighter still before it lets the
+    -- payload exec.
+    run_phase(ctx, "payload", "exec")
+    local spec = ctx.spec
+    local msg, code
+    if ctx.reaper_image then
+      if injected_at("exec", "payload") then report(ctx, "exec", "injected failure", "EIO") end
+      local listener = ctx.seccomp ~= nil and ctx.seccomp.listener
+      _, msg, code = core.reaper_exec(ctx.reaper_image, { argv = spec.argv, env = ctx.env, argv0 = spec.argv0,
+        errors = ctx.err_w, status = ctx.status_w, setsid = spec.new_session ~= false, filter = ctx.filter_r,
+        listener = listener, notify = listener and ctx.notify_child or nil, log = ctx.seccomp ~= nil and ctx.seccomp.log })
+      -- The kernel would not exec the memfd (an LSM, say). A child that shares lunas's memory cannot stay on as
+      -- PID 1 (lunas waits until it execs): it fails. A copy stays a Lua reaper, under the payload's own filter,
+      -- loaded here, which the payload inherits.
+      if ctx.vfork then report(ctx, "reaper", msg, code) end
+      if ctx.filter_r then
+        ctx.filter_r:close()
+        local ok
+        ok, msg, code = load_filter(ctx)
+        if not ok then report(ctx, "seccomp", msg, code) end
+      end
+      _, msg, code = core.reaper{ fn = function() return forked_payload(ctx) end, status = ctx.status_w,
+        close = { ctx.err_w }, exec = ctx.shared_vm_ok and spec.argv ~= nil }
+    else
+      _, msg, code = core.reaper{ fn = function() return forked_payload(ctx) end, status = ctx.status_w,
+        close = { ctx.err_w }, exec = ctx.shared_vm_ok and spec.argv ~= nil }
+    end
     report(ctx, "reaper", msg, code)
   end
   return payload_main(ctx)
@@ -919,6 +987,12 @@ end
 local function parse_record(record)
   local step, code, msg = record:match("^([^%z]*)%z([^%z]*)%z(.*)$")
   if not step then return "setup", nil, record end
+  -- The reaper program knows errno numbers only: "#2" with "FILE" is ENOENT, "FILE: No such file or directory".
+  local errno = code:match("^#(%d+)$")
+  if errno then
+    errno = tonumber(errno)
+    return step, core.errno_name(errno), ("%s: %s"):format(msg, core.strerror(errno))
+  end
   -- "exec /x: No such file" reported by step "exec" reads better as "exec: /x: No such file".
   if msg:sub(1, #step + 1) == step .. " " then msg = msg:sub(#step + 2) end
   return step, code ~= "" and code or nil, msg

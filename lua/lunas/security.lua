@@ -16,6 +16,12 @@ local M = {}
 local CLONE_NEWUSER = 0x10000000
 local TIOCSTI = 0x5412
 local TIOCLINUX = 0x541C
+local TIOCSETD = 0x5423
+local AF_VSOCK = 40
+local F_SETLEASE = 1024
+local O_CREAT = 0x40
+local O_TMPFILE = 0x400000 -- __O_TMPFILE: O_TMPFILE is this bit with O_DIRECTORY
+local S_ISUID, S_ISGID = 0x800, 0x400
 
 local function misuse(field, fmt, ...)
   errors.raise{ op = "sandbox", msg = ("sandbox: field '%s': " .. fmt):format(field, ...), code = "EINVAL", field = field }
@@ -23,20 +29,69 @@ end
 
 -- ---- system call groups ------------------------------------------------------------------------------------
 
--- An entry is a system call name, or {name, comparisons..., action = ...} for a call refused only with those
--- arguments (or with its own action). Names unknown to this libseccomp or architecture are skipped: a group
--- covers every architecture's spelling.
+-- An entry is a system call name, or {name, comparisons..., action = ..., nr = N} for a call refused only with
+-- those arguments (or with its own action); nr is the number to use where this libseccomp does not know the name
+-- yet (a call newer than it: the numbers of calls from 424 on are the same on every architecture lunas runs on).
+-- Names unknown to this libseccomp or architecture, without nr, are skipped: a group covers every architecture's
+-- spelling.
 local function with_flag(name, arg, flag)
   return { name, { arg = arg, op = "masked_eq", mask = flag, value = flag } }
 end
 
+local function bit_set(arg, bit) return { arg = arg, op = "masked_eq", mask = bit, value = bit } end
+
+-- Calls that set the setuid or setgid bit: chmod and friends with the bit in the mode, and every call that
+-- creates a file with it (as systemd's RestrictSUIDSGID). A payload must never leave a setuid program where the
+-- host could run it (through a writable bind). openat2 keeps its mode in memory a filter cannot read: it answers
+-- ENOSYS, which makes callers fall back to openat, whose mode it can.
+local function suid_rules()
+  local rules = {}
+  local function add(name, ...) rules[#rules + 1] = { name, ... } end
+  for _, bit in ipairs{ S_ISUID, S_ISGID } do
+    add("chmod", bit_set(1, bit))
+    add("fchmod", bit_set(1, bit))
+    add("fchmodat", bit_set(2, bit))
+    rules[#rules + 1] = { "fchmodat2", bit_set(2, bit), nr = 452 }
+    add("creat", bit_set(1, bit))
+    add("mkdir", bit_set(1, bit))
+    add("mkdirat", bit_set(2, bit))
+    add("mknod", bit_set(1, bit))
+    add("mknodat", bit_set(2, bit))
+    for _, flag in ipairs{ O_CREAT, O_TMPFILE } do
+      add("open", bit_set(1, flag), bit_set(2, bit))
+      add("openat", bit_set(2, flag), bit_set(3, bit))
+    end
+  end
+  rules[#rules + 1] = { "openat2", action = "ENOSYS" }
+  return rules
+end
+
+-- personality(2) with Docker's values only: PER_LINUX (0), PER_LINUX32 (8), UNAME26 (0x20000), both, and the
+-- query 0xffffffff; every other flag (ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, MMAP_PAGE_ZERO...) is refused.
+-- libseccomp takes one comparison per argument in a rule, so "not one of five values" is spelt with single
+-- bits, on the low 32 bits the call reads: any bit but 3 and 17 set while bit 31 is clear, or bit 31 set while
+-- any other bit is clear (everything with bit 31 but the query).
+local function personality_rules()
+  local rules = {}
+  local HIGH = 0x80000000
+  for bit = 0, 30 do
+    local b = 1 << bit
+    if bit ~= 3 and bit ~= 17 then
+      rules[#rules + 1] = { "personality", { arg = 0, op = "masked_eq", mask = b | HIGH, value = b } }
+    end
+    rules[#rules + 1] = { "personality", { arg = 0, op = "masked_eq", mask = b | HIGH, value = HIGH } }
+  end
+  return rules
+end
+
 --- The system call groups, as data: spec.seccomp.deny, allow and notify take their names. An entry is a call
--- name, or `{name, comparisons..., action = ...}` for a call refused only with those arguments (or with its own
--- action). Groups: mount, module, raw-io, reboot, swap, clock, debug, perf, bpf, keyring, userfaultfd,
--- obsolete, privileged, namespaces, userns, tty.
+-- name, or `{name, comparisons..., action = ..., nr = N}` for a call refused only with those arguments (or with
+-- its own action; nr where libseccomp does not know the name). Groups: mount, module, raw-io, reboot, swap,
+-- clock, debug, perf, bpf, keyring, userfaultfd, obsolete, privileged, namespaces, userns, tty, io_uring, vsock,
+-- suid, ldt, personality, lease.
 M.groups = {
   mount = { "mount", "umount", "umount2", "pivot_root", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount",
-    "open_tree", "mount_setattr" },
+    "open_tree", "mount_setattr", { "open_tree_attr", nr = 467 } },
   module = { "init_module", "finit_module", "delete_module", "create_module", "query_module", "get_kernel_syms" },
   ["raw-io"] = { "iopl", "ioperm", "pciconfig_iobase", "pciconfig_read", "pciconfig_write" },
   reboot = { "reboot", "kexec_load", "kexec_file_load" },
@@ -60,16 +115,29 @@ M.groups = {
   -- cannot read: it fails with ENOSYS, which makes glibc fall back to clone, whose flags it can.
   userns = { with_flag("unshare", 0, CLONE_NEWUSER), with_flag("clone", 0, CLONE_NEWUSER),
     { "clone3", action = "ENOSYS" } },
-  -- Keystrokes pushed into a terminal (CVE-2017-5226). The request is an int: only the low 32 bits count for the
-  -- kernel, so the rule ignores the high half a caller can fill (CVE-2019-10063).
+  -- Keystrokes pushed into a terminal (CVE-2017-5226), and its line discipline changed (which can load a module).
+  -- The request is an int: only the low 32 bits count for the kernel, so the rules ignore the high half a caller
+  -- can fill (CVE-2019-10063).
   tty = { { "ioctl", { arg = 1, op = "eq", value = TIOCSTI, bits = 32 } },
-    { "ioctl", { arg = 1, op = "eq", value = TIOCLINUX, bits = 32 } } },
+    { "ioctl", { arg = 1, op = "eq", value = TIOCLINUX, bits = 32 } },
+    { "ioctl", { arg = 1, op = "eq", value = TIOCSETD, bits = 32 } } },
+  -- io_uring does socket, connect, openat, read... in the kernel's own threads: no filter ever sees those calls.
+  io_uring = { "io_uring_setup", "io_uring_enter", "io_uring_register" },
+  -- vsock ignores network namespaces: it reaches the hypervisor and other guests from a sandbox with no network.
+  vsock = { { "socket", { arg = 0, op = "eq", value = AF_VSOCK, bits = 32 } } },
+  suid = suid_rules(),
+  -- The local descriptor table: 16-bit segments, the ground of several kernel bugs; Docker refuses it.
+  ldt = { "modify_ldt" },
+  personality = personality_rules(),
+  -- A lease stalls every other opener of a file for lease-break-time (45 s), through a read-only descriptor.
+  lease = { { "fcntl", { arg = 1, op = "eq", value = F_SETLEASE, bits = 32 } },
+    { "fcntl64", { arg = 1, op = "eq", value = F_SETLEASE, bits = 32 } } },
 }
 
 --- What the default profile refuses (with EPERM; obsolete calls with ENOSYS, as if they did not exist): group
 -- names.
 M.DEFAULT_DENY = { "mount", "module", "raw-io", "reboot", "swap", "clock", "perf", "bpf", "keyring", "userfaultfd",
-  "obsolete", "privileged", "userns", "tty" }
+  "obsolete", "privileged", "userns", "tty", "io_uring", "vsock", "suid", "ldt", "personality", "lease" }
 local GROUP_ACTION = { obsolete = "ENOSYS" }
 
 -- ---- profiles ------------------------------------------------------------------------------------------------
@@ -143,7 +211,8 @@ local function expand(names, except)
       local call = type(entry) == "table" and entry[1] or entry
       if not (except and except[call]) then
         local e = type(entry) == "table" and entry or { entry }
-        out[#out + 1] = { e[1], action = e.action or (group and GROUP_ACTION[name]), args = { table.unpack(e, 2) } }
+        out[#out + 1] = { e[1], action = e.action or (group and GROUP_ACTION[name]), args = { table.unpack(e, 2) },
+          nr = e.nr }
       end
     end
   end
@@ -167,7 +236,7 @@ local function profile_rules(p)
     local key = entry[1] .. "\0" .. #(entry.args or {})
     if #(entry.args or {}) == 0 and seen[key] then return end
     seen[key] = true
-    rules[#rules + 1] = { action = action, syscall = entry[1], args = entry.args, field = field }
+    rules[#rules + 1] = { action = action, syscall = entry[1], args = entry.args, field = field, nr = entry.nr }
   end
   for _, e in ipairs(expand(p.notify)) do add("notify", e, "notify") end
   local allowed = name_set(p.allow)
@@ -192,6 +261,8 @@ function M.filter(p)
   local filter = core.seccomp_filter{ default = p.default, arches = p.arches, log = p.log }
   for _, rule in ipairs(profile_rules(p)) do
     local ok, msg, code = filter:add(rule.action, rule.syscall, rule.args)
+    -- A call newer than this libseccomp: by its number (the same on every architecture for calls from 424 on).
+    if not ok and code == "ENOENT" and rule.nr then ok, msg, code = filter:add(rule.action, rule.nr, rule.args) end
     -- A refusal equal to the default action (EACCES) adds nothing; a call this libseccomp does not know (ENOENT)
     -- only matters when asked for by name in rules.
     if not ok and code ~= "EACCES" and not (code == "ENOENT" and rule.field ~= "rules") then

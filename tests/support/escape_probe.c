@@ -18,6 +18,18 @@
  * hostname), a process that could reach the host's initial namespaces does it in a private copy of its
  * namespace instead (host_safe_ns below); any other process does it in place, exactly as asked.
  * Files that already exist are never truncated or overwritten: "write" proves write access by opening.
+ *
+ * The other attempts that touch something:
+ *   - sockets reach only the address given (io-uring-connect, connect, unix-connect, abstract-connect), or the
+ *     sockets and FIFOs found under the directory given (walk-ipc: connected to or opened, closed at once,
+ *     nothing written); vsock makes the socket and nothing else, so no hypervisor or other VM hears of it.
+ *   - files for the setuid and lease checks (chmod-suid, create-suid, setlease) are made in the DIR given and
+ *     removed at once; they are empty. create leaves DIR/created-by-probe for the caller to remove.
+ *   - fchmod-fd puts the descriptor's old mode back; personality puts the old persona back; tiocsetd asks for
+ *     the line discipline the terminal already has (a no-op); modify-ldt only reads.
+ *   - sysctl-rewrite writes a file of /proc/sys only, and only the bytes just read from it: the value stays.
+ *   - fifo-open writes one byte, and only into a FIFO.
+ *   - ptrace-seize stops its target for a moment (PTRACE_INTERRUPT) to detach; exiting detaches too.
  */
 
 #include <arpa/inet.h>
@@ -30,20 +42,24 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/swap.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -52,7 +68,9 @@
 #include <linux/bpf.h>
 #include <linux/capability.h>
 #include <linux/if_ether.h>
+#include <linux/io_uring.h>
 #include <linux/keyctl.h>
+#include <linux/magic.h>
 #include <linux/perf_event.h>
 #include <linux/reboot.h>
 #include <linux/tiocl.h>
@@ -69,6 +87,39 @@
 #ifndef ST_NOSYMFOLLOW
 #define ST_NOSYMFOLLOW 0x2000
 #endif
+#ifndef KEYCTL_GET_KEYRING_ID
+#define KEYCTL_GET_KEYRING_ID 0
+#endif
+#ifndef KEY_SPEC_SESSION_KEYRING
+#define KEY_SPEC_SESSION_KEYRING -3
+#endif
+#ifndef AF_VSOCK
+#define AF_VSOCK 40
+#endif
+#ifndef N_TTY
+#define N_TTY 0
+#endif
+#ifndef PROC_SUPER_MAGIC
+#define PROC_SUPER_MAGIC 0x9fa0
+#endif
+#ifndef __NR_io_uring_setup
+#define __NR_io_uring_setup 425
+#endif
+#ifndef __NR_io_uring_enter
+#define __NR_io_uring_enter 426
+#endif
+#ifndef __NR_fchmodat2
+#define __NR_fchmodat2 452 /* Linux 6.6 */
+#endif
+#ifndef __NR_open_tree_attr
+#define __NR_open_tree_attr 467 /* Linux 6.15 */
+#endif
+#ifndef IORING_ENTER_EXT_ARG
+#define IORING_ENTER_EXT_ARG (1U << 3)
+#endif
+/* io_uring opcodes by number, as the ABI fixes them: the enum of <linux/io_uring.h> cannot be tested with #ifndef. */
+#define URING_OP_CONNECT 16
+#define URING_OP_SOCKET 45 /* Linux 5.19 */
 #define X32_SYSCALL_BIT 0x40000000L
 #define I386_NR_GETPID 20
 #define X86_64_NR_GETPID 39
@@ -182,9 +233,12 @@ FMT(2, 3) static int say_fail(int err, const char *fmt, ...) {
     return PROBE_PRINTED;
 }
 
-/* A failure that is not an errno ("EOF", "EMPTY"). */
-static int say_status(const char *status) {
-    emit(status, NULL);
+/* A failure that is not an errno ("EOF", "EMPTY", "FRESH", "NOBIT", "NONE"), with an optional detail. */
+FMT(2, 3) static int say_status(const char *status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vemit(status, fmt, ap);
+    va_end(ap);
     return PROBE_PRINTED;
 }
 
@@ -212,6 +266,27 @@ static long parse_long(const char *s, long min, long max, const char *what) {
 
 static pid_t arg_pid(const char *s) { return (pid_t)parse_long(s, 1, INT_MAX, "not a pid:"); }
 static int arg_fd(const char *s) { return (int)parse_long(s, 0, INT_MAX, "not a file descriptor:"); }
+
+/* A mode in octal, whether or not it starts with 0 ("4755" is 04755, not decimal). */
+static mode_t arg_mode(const char *s) {
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 8);
+    if (errno || end == s || *end || *s == '-' || v > 07777) bad_arg("not an octal mode:", s);
+    return (mode_t)v;
+}
+
+/* The index of WORD in NAMES; a usage error when it is none of them. */
+static int arg_variant(const char *word, const char *const *names, size_t count) {
+    for (size_t i = 0; i < count; i++)
+        if (strcmp(word, names[i]) == 0) return (int)i;
+    bad_arg("unknown variant:", word);
+}
+
+/* "DIR/NAME" into path; a usage error when it does not fit. */
+static void dir_path(char *path, size_t size, const char *dir, const char *name) {
+    if ((size_t)snprintf(path, size, "%s/%s", dir, name) >= size) bad_arg("path too long:", dir);
+}
 
 /* The target of /proc/self/fd/FD, or "?" when /proc cannot tell. */
 static const char *fd_target(int fd, char *buf, size_t size) {
@@ -302,6 +377,33 @@ static int try_ptrace(char **a) {
     return say_ok(NULL);
 }
 
+/* Meant for a tight race against a sandbox's PID 1 as it starts, so the ptrace call comes first: no output, no
+ * allocation before it (reading the pid is strtol alone). */
+static int try_ptrace_seize(char **a) {
+    pid_t pid = arg_pid(a[0]);
+    if (ptrace(PTRACE_SEIZE, pid, NULL, NULL) < 0) return -errno;
+    /* Detach cleanly: PTRACE_DETACH wants the tracee stopped, so interrupt it and give it a second to stop (it may
+     * sit in an uninterruptible sleep). Failing that, exiting detaches as well, and the kernel drops the pending
+     * stop then: the target goes on either way. */
+    if (ptrace(PTRACE_INTERRUPT, pid, NULL, NULL) == 0) {
+        for (int i = 0; i < 100; i++) {
+            int status;
+            pid_t w = waitpid(pid, &status, __WALL | WNOHANG);
+            if (w == pid) {
+                /* A signal-delivery stop (no event in the high bits) may come first: hand its signal back, or
+                 * detaching would swallow it. Our interrupt shows as PTRACE_EVENT_STOP and carries none. */
+                long sig = WIFSTOPPED(status) && (status >> 16) == 0 ? WSTOPSIG(status) : 0;
+                if (WIFSTOPPED(status)) ptrace(PTRACE_DETACH, pid, NULL, (void *)sig);
+                break;
+            }
+            if (w < 0 && errno != EINTR) break;
+            struct timespec t = {.tv_nsec = 10 * 1000 * 1000};
+            nanosleep(&t, NULL);
+        }
+    }
+    return say_ok(NULL);
+}
+
 static int try_proc_pid(char **a) {
     char path[64], buf[256];
     snprintf(path, sizeof path, "/proc/%d/status", (int)arg_pid(a[0]));
@@ -374,6 +476,15 @@ static int try_open_tree(char **a) {
     /* A detached copy of the tree: attached nowhere, gone with the process. */
     int fd = open_tree(AT_FDCWD, a[0], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
     if (fd < 0) return -errno;
+    return say_ok(NULL);
+}
+
+static int try_open_tree_attr(char **a UNUSED) {
+    /* No descriptor (-1) and an empty path without AT_EMPTY_PATH: nothing can be opened. A filter answers EPERM;
+     * a kernel that got the call answers EBADF or ENOENT, or ENOSYS before 6.15. */
+    long fd = syscall(__NR_open_tree_attr, -1, "", 0U, NULL, (size_t)0);
+    if (fd < 0) return -errno;
+    close((int)fd);
     return say_ok(NULL);
 }
 
@@ -512,6 +623,20 @@ static int try_tioclinux_high(char **a) {
     return say_ok(NULL);
 }
 
+/* TIOCSETD with the line discipline the terminal already has (N_TTY where TIOCGETD cannot tell): the kernel finds
+ * nothing to change, after the request has passed every check on the way. HIGH: a bit above 32 in the request, as
+ * for tiocsti-high. */
+static int tiocsetd(const char *fd_arg, unsigned long high) {
+    int fd = arg_fd(fd_arg), ldisc = N_TTY;
+    if (ioctl(fd, TIOCGETD, &ldisc) < 0) ldisc = N_TTY;
+    long r = high ? syscall(SYS_ioctl, fd, (unsigned long)TIOCSETD | high, &ldisc) : ioctl(fd, TIOCSETD, &ldisc);
+    if (r < 0) return -errno;
+    return say_ok(NULL);
+}
+
+static int try_tiocsetd(char **a) { return tiocsetd(a[0], 0); }
+static int try_tiocsetd_high(char **a) { return tiocsetd(a[0], 1UL << 32); }
+
 /* ---------------------------------------------------------------------------------------------------------------
  * Files
  */
@@ -522,7 +647,7 @@ static int try_read(char **a) {
     char buf[4096];
     ssize_t n = read(fd, buf, sizeof buf);
     if (n < 0) return -errno;
-    if (n == 0) return say_status("EOF"); /* a file masked with /dev/null reads nothing */
+    if (n == 0) return say_status("EOF", NULL); /* a file masked with /dev/null reads nothing */
     return say_ok("%zd bytes", n);
 }
 
@@ -537,7 +662,7 @@ static int try_list(char **a) {
     int err = errno;
     closedir(d);
     if (err) return -err;
-    if (entries == 0) return say_status("EMPTY");
+    if (entries == 0) return say_status("EMPTY", NULL);
     return say_ok("%ld entries", entries);
 }
 
@@ -577,6 +702,166 @@ static int try_cgroup_write(char **a) {
     if (w < 0) return -errno;
     if ((size_t)w != len) return -EIO;
     return say_ok(NULL);
+}
+
+/* The setuid or setgid bit set by the owner of a file: the bit is the point, so it goes on an empty file the probe
+ * has just made in DIR (mode 0600, no bit), which is removed at once. Each variant is its own system call, as a
+ * filter sees it (glibc would turn chmod into fchmodat on some ports). Set and kept: "ok mode=...". Call refused:
+ * its errno. Call accepted but the bit dropped (as the kernel drops S_ISGID for a group one is not in): "NOBIT". */
+static int try_chmod_suid(char **a) {
+    static const char *const variants[] = {"chmod", "fchmod", "fchmodat", "fchmodat2", "sgid-chmod"};
+    int v = arg_variant(a[0], variants, sizeof variants / sizeof variants[0]);
+    mode_t mode = v == 4 ? 02755 : 04755, bit = v == 4 ? S_ISGID : S_ISUID;
+    char path[PATH_MAX];
+    dir_path(path, sizeof path, a[1], "suid-probe.XXXXXX");
+    int fd = mkostemp(path, O_CLOEXEC);
+    if (fd < 0) return say_fail(errno, "create");
+    long r;
+    switch (v) {
+    case 0: r = syscall(SYS_chmod, path, mode); break;
+    case 1: r = syscall(SYS_fchmod, fd, mode); break;
+    case 2: r = syscall(SYS_fchmodat, AT_FDCWD, path, mode); break;
+    case 3: r = syscall(__NR_fchmodat2, AT_FDCWD, path, mode, 0); break;
+    default: r = syscall(SYS_chmod, path, mode); break; /* sgid-chmod */
+    }
+    int err = r < 0 ? errno : 0;
+    struct stat st;
+    if (!err && fstat(fd, &st) < 0) err = errno;
+    close(fd);
+    if (unlink(path) < 0) return say_fail(errno, "not removed: %s", path);
+    if (err) return -err;
+    if (st.st_mode & bit) return say_ok("mode=%o", (unsigned)(st.st_mode & 07777));
+    return say_status("NOBIT", "mode=%o", (unsigned)(st.st_mode & 07777));
+}
+
+/* A file (or directory) created with the setuid (setgid) bit in its creation mode, each variant its own system
+ * call as a filter sees it; umask 0 so that only the kernel (or a filter) can drop the bit. The name is unique by
+ * the pid; what was created goes at once. "ok mode=..." with the bit, "NOBIT mode=..." without, or the errno of
+ * the call. Linux never takes S_ISGID from mkdir's mode (a directory inherits it from its parent): mkdir-sgid
+ * reaching the kernel is NOBIT. */
+static int try_create_suid(char **a) {
+    enum { OPEN, OPENAT, CREAT, MKNOD, MKDIR_SGID, TMPFILE };
+    static const char *const variants[] = {"open", "openat", "creat", "mknod", "mkdir-sgid", "tmpfile"};
+    int v = arg_variant(a[0], variants, sizeof variants / sizeof variants[0]);
+    char name[64], path[PATH_MAX];
+    snprintf(name, sizeof name, "suid-create.%d", (int)getpid());
+    dir_path(path, sizeof path, a[1], name);
+    mode_t bit = v == MKDIR_SGID ? S_ISGID : S_ISUID;
+    umask(0);
+    struct stat st;
+    /* creat has no O_EXCL: a left-over of that name (an earlier run with the same pid) would be truncated. */
+    if (v == CREAT && lstat(path, &st) == 0) return say_fail(EEXIST, "exists: %s", path);
+    const int flags = O_CREAT | O_WRONLY | O_EXCL | O_CLOEXEC;
+    long r;
+    switch (v) {
+    case OPEN: r = syscall(SYS_open, path, flags, 04755); break;
+    case OPENAT: r = syscall(SYS_openat, AT_FDCWD, path, flags, 04755); break;
+    case CREAT: r = syscall(SYS_creat, path, 04755); break;
+    case MKNOD: r = syscall(SYS_mknod, path, S_IFREG | 04755, 0); break;
+    case MKDIR_SGID: r = syscall(SYS_mkdir, path, 02755); break;
+    default: r = open(a[1], O_TMPFILE | O_WRONLY | O_CLOEXEC, 04755); break; /* an inode without a name yet */
+    }
+    if (r < 0) return -errno; /* nothing was created */
+    int fd = v == MKNOD || v == MKDIR_SGID ? -1 : (int)r;
+    int err = 0, linked = v != TMPFILE;
+    char link_err[40] = "";
+    if (v == TMPFILE) {
+        /* Give it the name through /proc (linkat with AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH). */
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0) {
+            linked = 1;
+        } else {
+            char buf[16];
+            snprintf(link_err, sizeof link_err, " linkat=%s", errno_name(errno, buf, sizeof buf));
+        }
+    }
+    if ((fd >= 0 ? fstat(fd, &st) : lstat(path, &st)) < 0) err = errno;
+    if (fd >= 0) close(fd);
+    if (linked && (v == MKDIR_SGID ? rmdir(path) : unlink(path)) < 0) return say_fail(errno, "not removed: %s", path);
+    if (err) return say_fail(err, "stat");
+    unsigned mode = (unsigned)(st.st_mode & 07777);
+    if (st.st_mode & bit) return say_ok("mode=%o%s", mode, link_err);
+    return say_status("NOBIT", "mode=%o%s", mode, link_err);
+}
+
+/* fchmod on a descriptor the caller set up (say, a redirected stdout: "fchmod-fd 1 4755"). The old mode is put
+ * back afterwards: the line tells the mode the call achieved. */
+static int try_fchmod_fd(char **a) {
+    int fd = arg_fd(a[0]);
+    mode_t mode = arg_mode(a[1]);
+    struct stat before, after;
+    if (fstat(fd, &before) < 0) return -errno;
+    if (fchmod(fd, mode) < 0) return -errno;
+    if (fstat(fd, &after) < 0) after.st_mode = 0;
+    unsigned got = (unsigned)(after.st_mode & 07777);
+    if (fchmod(fd, before.st_mode & 07777) < 0) return say_ok("mode=%o, not restored: %s", got, strerror(errno));
+    return say_ok("mode=%o", got);
+}
+
+/* A read lease on a file of one's own (see the lease group of the filter: it stalls every other opener). */
+static int try_setlease(char **a) {
+    char path[PATH_MAX];
+    dir_path(path, sizeof path, a[0], "lease-probe.XXXXXX");
+    int fd = mkostemp(path, O_CLOEXEC);
+    if (fd < 0) return say_fail(errno, "create");
+    close(fd); /* a read lease wants no writer anywhere, and mkstemp's descriptor is one */
+    int err = 0;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) err = errno;
+    else if (fcntl(fd, F_SETLEASE, F_RDLCK) < 0) err = errno;
+    else fcntl(fd, F_SETLEASE, F_UNLCK);
+    if (fd >= 0) close(fd);
+    if (unlink(path) < 0) return say_fail(errno, "not removed: %s", path);
+    if (err) return -err;
+    return say_ok(NULL);
+}
+
+/* A writer on a FIFO: ENXIO means nobody reads that FIFO inode. One byte goes in, and only into a FIFO (anything
+ * else opened is a usage error, left unwritten). */
+static int try_fifo_open(char **a) {
+    int fd = open_arg(a[0], O_WRONLY, 0);
+    if (fd < 0) return -errno;
+    struct stat st;
+    if (fstat(fd, &st) < 0) return -errno;
+    if (!S_ISFIFO(st.st_mode)) bad_arg("not a FIFO:", a[0]);
+    ssize_t w = write(fd, "x", 1);
+    char buf[16];
+    if (w != 1) return say_ok("opened, not written: %s", w < 0 ? errno_name(errno, buf, sizeof buf) : "short");
+    close(fd);
+    return say_ok(NULL);
+}
+
+/* Write access to a sysctl without changing it: the bytes just read go back as they are, in one write at offset 0.
+ * Only a regular file of procfs under /proc/sys (a usage error otherwise), and only a value that was read whole. */
+static int try_sysctl_rewrite(char **a) {
+    char real[PATH_MAX];
+    if (!realpath(a[0], real)) return -errno;
+    if (strncmp(real, "/proc/sys/", strlen("/proc/sys/")) != 0) bad_arg("not under /proc/sys:", a[0]);
+    int fd = open_arg(real, O_RDONLY, 0);
+    if (fd < 0) return say_fail(errno, "read");
+    struct stat st;
+    struct statfs sf;
+    if (fstat(fd, &st) < 0 || fstatfs(fd, &sf) < 0) return say_fail(errno, "stat");
+    if (!S_ISREG(st.st_mode) || sf.f_type != PROC_SUPER_MAGIC) bad_arg("not a sysctl of procfs:", a[0]);
+    char value[4096];
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, value + len, sizeof value - len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return say_fail(errno, "read");
+        if (n == 0) break;
+        len += (size_t)n;
+        if (len == sizeof value) return say_fail(EFBIG, "value too long to write back");
+    }
+    close(fd);
+    if (len == 0) return say_status("EOF", NULL);
+    fd = open_arg(real, O_WRONLY, 0);
+    if (fd < 0) return say_fail(errno, "open");
+    ssize_t w = write(fd, value, len);
+    if (w < 0) return say_fail(errno, "write");
+    if ((size_t)w != len) return say_fail(EIO, "short write");
+    return say_ok("%zu bytes", len);
 }
 
 /* ---------------------------------------------------------------------------------------------------------------
@@ -697,6 +982,288 @@ static int try_bind(char **a) {
     return say_ok("port=%u", ntohs(sa.sin_port));
 }
 
+static int try_vsock(char **a UNUSED) {
+    /* The socket alone, never connected nor bound: no hypervisor or other VM hears of it. */
+    int s = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -errno;
+    close(s);
+    return say_ok(NULL);
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * io_uring: the kernel performs the operations of a ring itself, and a seccomp filter never sees their system calls
+ * (raw system calls: no liburing)
+ */
+
+static int try_io_uring_setup(char **a UNUSED) {
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    long fd = syscall(__NR_io_uring_setup, 8U, &p);
+    if (fd < 0) return -errno;
+    close((int)fd);
+    return say_ok(NULL);
+}
+
+struct uring {
+    int fd;
+    unsigned *sq_head, *sq_tail, *sq_mask, *sq_array, *cq_head, *cq_tail, *cq_mask;
+    struct io_uring_sqe *sqes;
+    struct io_uring_cqe *cqes;
+};
+
+/* A ring of 8 entries with its queues mapped: 0, or PROBE_PRINTED after printing the failure. */
+static int uring_open(struct uring *r) {
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    long fd = syscall(__NR_io_uring_setup, 8U, &p);
+    if (fd < 0) return say_fail(errno, "setup");
+    r->fd = (int)fd;
+    size_t sq_size = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    size_t cq_size = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+    int single = (p.features & IORING_FEAT_SINGLE_MMAP) != 0; /* one mapping for both queues (Linux 5.4) */
+    if (single && cq_size > sq_size) sq_size = cq_size;
+    const int prot = PROT_READ | PROT_WRITE, flags = MAP_SHARED | MAP_POPULATE;
+    char *sq = mmap(NULL, sq_size, prot, flags, r->fd, (off_t)IORING_OFF_SQ_RING);
+    if (sq == MAP_FAILED) return say_fail(errno, "mmap");
+    char *cq = single ? sq : mmap(NULL, cq_size, prot, flags, r->fd, (off_t)IORING_OFF_CQ_RING);
+    if (cq == MAP_FAILED) return say_fail(errno, "mmap");
+    void *sqes = mmap(NULL, p.sq_entries * sizeof(struct io_uring_sqe), prot, flags, r->fd, (off_t)IORING_OFF_SQES);
+    if (sqes == MAP_FAILED) return say_fail(errno, "mmap");
+    r->sq_head = (unsigned *)(sq + p.sq_off.head);
+    r->sq_tail = (unsigned *)(sq + p.sq_off.tail);
+    r->sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
+    r->sq_array = (unsigned *)(sq + p.sq_off.array);
+    r->cq_head = (unsigned *)(cq + p.cq_off.head);
+    r->cq_tail = (unsigned *)(cq + p.cq_off.tail);
+    r->cq_mask = (unsigned *)(cq + p.cq_off.ring_mask);
+    r->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
+    r->sqes = sqes;
+    return 0;
+}
+
+/* The next submission entry, zeroed (the kernel refuses unused fields that are not) and put in the array. */
+static struct io_uring_sqe *uring_sqe(struct uring *r) {
+    unsigned i = *r->sq_tail & *r->sq_mask;
+    memset(&r->sqes[i], 0, sizeof r->sqes[i]);
+    r->sq_array[i] = i;
+    return &r->sqes[i];
+}
+
+/* Submits the entry from uring_sqe and waits for its completion, the only one in flight: 0 with the result in
+ * *res, or PROBE_PRINTED after printing "ENAME STEP" (a negative result, or ETIMEDOUT after three seconds, the
+ * bound of connect's wait) or "ENAME io_uring_enter". The wait has a timeout (IORING_ENTER_EXT_ARG, Linux 5.11):
+ * a connect to a silent address would otherwise wait for TCP to give up. */
+static int uring_run(struct uring *r, const char *step, int *res) {
+    __atomic_store_n(r->sq_tail, *r->sq_tail + 1, __ATOMIC_RELEASE);
+    struct __kernel_timespec ts = {.tv_sec = 1};
+    struct io_uring_getevents_arg arg;
+    memset(&arg, 0, sizeof arg);
+    arg.ts = (uint64_t)(uintptr_t)&ts;
+    for (int round = 0; round < 3; round++) {
+        unsigned pending = *r->sq_tail - __atomic_load_n(r->sq_head, __ATOMIC_ACQUIRE);
+        if (syscall(__NR_io_uring_enter, r->fd, pending, 1U, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg,
+                    sizeof arg) < 0 &&
+            errno != ETIME && errno != EINTR)
+            return say_fail(errno, "io_uring_enter");
+        unsigned head = *r->cq_head;
+        if (head != __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE)) {
+            *res = r->cqes[head & *r->cq_mask].res;
+            __atomic_store_n(r->cq_head, head + 1, __ATOMIC_RELEASE);
+            if (*res < 0) return say_fail(-*res, "%s", step);
+            return 0;
+        }
+    }
+    return say_fail(ETIMEDOUT, "%s", step);
+}
+
+/* socket() and connect() done by the ring: this process makes neither call (a filter refusing them, or vsock,
+ * or a Landlock rule on connect, never sees them). IPV4 PORT as for connect. */
+static int try_io_uring_connect(char **a) {
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    if (inet_pton(AF_INET, a[0], &sa.sin_addr) != 1) bad_arg("not an IPv4 address:", a[0]);
+    sa.sin_port = htons((uint16_t)parse_long(a[1], 1, 65535, "not a port:"));
+    struct uring r = {.fd = -1};
+    if (uring_open(&r)) return PROBE_PRINTED;
+    struct io_uring_sqe *sqe = uring_sqe(&r);
+    sqe->opcode = URING_OP_SOCKET;
+    sqe->fd = AF_INET;       /* domain */
+    sqe->off = SOCK_STREAM;  /* type */
+    sqe->len = 0;            /* protocol */
+    int s;
+    if (uring_run(&r, "socket", &s)) return PROBE_PRINTED;
+    sqe = uring_sqe(&r);
+    sqe->opcode = URING_OP_CONNECT;
+    sqe->fd = s;
+    sqe->addr = (uint64_t)(uintptr_t)&sa;
+    sqe->off = sizeof sa; /* the address length */
+    int res;
+    if (uring_run(&r, "connect", &res)) return PROBE_PRINTED;
+    return say_ok("connected");
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Unix sockets and FIFOs: endpoints of other processes a sandbox may see in its file system or share the abstract
+ * namespace of (a network namespace's)
+ */
+
+/* The address of a pathname socket; 0 when PATH does not fit in sun_path. */
+static socklen_t unix_path(struct sockaddr_un *sa, const char *path) {
+    size_t n = strlen(path);
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    if (n >= sizeof sa->sun_path) return 0;
+    memcpy(sa->sun_path, path, n + 1);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+}
+
+/* A socket of TYPE connected to SA: the descriptor, or -errno. Non-blocking, so that a listener with a full backlog
+ * answers EAGAIN rather than hang the probe. */
+static int unix_connect(const struct sockaddr_un *sa, socklen_t len, int type) {
+    int s = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s < 0) return -errno;
+    if (connect(s, (const struct sockaddr *)sa, len) < 0) {
+        int err = errno;
+        close(s);
+        return -err;
+    }
+    return s;
+}
+
+static int try_unix_connect(char **a) {
+    int type = SOCK_STREAM;
+    if (a[1]) {
+        if (strcmp(a[1], "dgram") != 0) bad_arg("not 'dgram':", a[1]);
+        type = SOCK_DGRAM;
+    }
+    struct sockaddr_un sa;
+    socklen_t len = unix_path(&sa, a[0]);
+    if (!len) bad_arg("too long for a unix socket address:", a[0]);
+    int s = unix_connect(&sa, len, type);
+    if (s < 0) return s;
+    /* A datagram socket connects to any bound peer: a byte it accepts is what tells it can be reached. */
+    if (type == SOCK_DGRAM && send(s, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) return say_fail(errno, "send");
+    close(s);
+    return say_ok(NULL);
+}
+
+static int try_abstract_connect(char **a) {
+    struct sockaddr_un sa;
+    size_t n = strlen(a[0]);
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (n + 1 > sizeof sa.sun_path) bad_arg("too long for a unix socket address:", a[0]);
+    memcpy(sa.sun_path + 1, a[0], n); /* "\0NAME", the length saying where the name ends */
+    int s = unix_connect(&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n), SOCK_STREAM);
+    if (s < 0) return s;
+    close(s);
+    return say_ok(NULL);
+}
+
+/* walk-ipc: every unix socket and FIFO under ROOT, tried in turn until one lets the probe in. */
+#define WALK_MAX_ENTRIES 2000000L
+
+struct walk {
+    char path[PATH_MAX];
+    long entries, found;
+    int shown, hit, limit; /* hit: path is the one that let the probe in; limit: WALK_MAX_ENTRIES reached */
+    char detail[1024];     /* up to 3 " PATH:ENAME" */
+};
+
+/* /proc and /sys hold the kernel's files, not endpoints of processes, and are huge: not walked. */
+static int walk_skipped(const char *path) {
+    static const char *const skip[] = {"/proc", "/sys"};
+    for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++) {
+        size_t n = strlen(skip[i]);
+        if (strncmp(path, skip[i], n) == 0 && (path[n] == '\0' || path[n] == '/')) return 1;
+    }
+    return 0;
+}
+
+/* A stream connection to the socket PATH, or a datagram one where it is a datagram socket (EPROTOTYPE); closed at
+ * once, nothing sent: 0 or the errno. */
+static int reach_socket(const char *path) {
+    struct sockaddr_un sa;
+    int opath = -1;
+    socklen_t len = unix_path(&sa, path);
+    if (!len) {
+        /* Too long for sun_path: /proc/self/fd/N of an O_PATH descriptor names the same socket. */
+        if ((opath = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0) return errno;
+        char proxy[64];
+        snprintf(proxy, sizeof proxy, "/proc/self/fd/%d", opath);
+        len = unix_path(&sa, proxy);
+    }
+    int s = unix_connect(&sa, len, SOCK_STREAM);
+    if (s == -EPROTOTYPE) s = unix_connect(&sa, len, SOCK_DGRAM);
+    if (opath >= 0) close(opath);
+    if (s < 0) return -s;
+    close(s);
+    return 0;
+}
+
+/* A writer's open of the FIFO PATH, closed at once, nothing written: 0 or the errno (ENXIO: no reader). */
+static int reach_fifo(const char *path) {
+    int fd = open(path, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return errno;
+    close(fd);
+    return 0;
+}
+
+/* The directory w->path (len bytes long), depth first; symbolic links are never followed, mount points are crossed,
+ * directories that cannot be read are passed over. Stops at the first way in, or at WALK_MAX_ENTRIES. */
+static void walk_dir(struct walk *w, size_t len) {
+    int fd = open(w->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return;
+    }
+    size_t sep = w->path[len - 1] == '/' ? 0 : 1; /* ROOT "/" has its slash */
+    struct dirent *e;
+    while (!w->hit && !w->limit && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        if (++w->entries > WALK_MAX_ENTRIES) {
+            w->limit = 1;
+            break;
+        }
+        size_t n = strlen(e->d_name);
+        if (len + sep + n >= sizeof w->path) continue;
+        w->path[len] = '/';
+        memcpy(w->path + len + sep, e->d_name, n + 1);
+        unsigned type = e->d_type;
+        if (type == DT_UNKNOWN) { /* file systems that do not fill d_type: lstat's answer */
+            struct stat st;
+            type = fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ? DT_UNKNOWN : IFTODT(st.st_mode);
+        }
+        if (type == DT_DIR && !walk_skipped(w->path)) {
+            walk_dir(w, len + sep + n);
+        } else if (type == DT_SOCK || type == DT_FIFO) {
+            w->found++;
+            int err = type == DT_SOCK ? reach_socket(w->path) : reach_fifo(w->path);
+            if (err == 0) w->hit = 1;
+            else if (w->shown < 3) {
+                char buf[16];
+                size_t used = strlen(w->detail);
+                const char *name = errno_name(err, buf, sizeof buf);
+                snprintf(w->detail + used, sizeof w->detail - used, " %s:%s", w->path, name);
+                w->shown++;
+            }
+        }
+        if (w->hit) break; /* w->path stays: the answer */
+        w->path[len] = '\0';
+    }
+    closedir(d);
+}
+
+static int try_walk_ipc(char **a) {
+    static struct walk w; /* PATH_MAX and more: off the stack */
+    if (!realpath(a[0], w.path)) return -errno;
+    size_t len = strlen(w.path);
+    if (!walk_skipped(w.path)) walk_dir(&w, len);
+    if (w.hit) return say_ok("%s", w.path);
+    return say_status("NONE", "found=%ld%s%s", w.found, w.detail, w.limit ? " limit-reached" : "");
+}
+
 /* ---------------------------------------------------------------------------------------------------------------
  * Kernel interfaces a sandbox usually closes
  */
@@ -744,6 +1311,39 @@ static int try_add_key(char **a UNUSED) {
 static int try_userfaultfd(char **a UNUSED) {
     if (syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY) < 0) return -errno;
     return say_ok(NULL);
+}
+
+/* Whose session keyring is this? HOST-ID is the caller's: the same id means the sandbox shares it (and the keys in
+ * it); another one is a keyring of its own ("FRESH ID"). create = 0: without a session keyring the kernel answers
+ * with the user's session keyring and makes nothing. */
+static int try_keyring(char **a) {
+    long host = parse_long(a[0], 1, INT_MAX, "not a key id:");
+    long id = syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0);
+    if (id < 0) return -errno;
+    if (id == host) return say_ok("inherited %ld", id);
+    return say_status("FRESH", "%ld", id);
+}
+
+static int try_modify_ldt(char **a UNUSED) {
+    /* func 0 reads the LDT (0 bytes for a process that never set one): nothing changes. */
+    char buf[64];
+    long n = syscall(SYS_modify_ldt, 0, buf, sizeof buf);
+    if (n < 0) return -errno;
+    return say_ok("%ld bytes", n);
+}
+
+/* VALUE as personality(2) takes it, 0xffffffff being the query. Any other value changes this process's persona
+ * alone, and the old one is put back at once. */
+static int try_personality(char **a) {
+    char *end;
+    errno = 0;
+    unsigned long value = strtoul(a[0], &end, 0);
+    if (errno || end == a[0] || *end || a[0][0] == '-' || value > 0xffffffffUL) bad_arg("not a personality:", a[0]);
+    long old = syscall(SYS_personality, value);
+    if (old < 0) return -errno;
+    if (value != 0xffffffffUL && syscall(SYS_personality, (unsigned long)old) < 0)
+        return say_ok("old=0x%x, not restored: %s", (unsigned)old, strerror(errno));
+    return say_ok("old=0x%x", (unsigned)old);
 }
 
 /* ---------------------------------------------------------------------------------------------------------------
@@ -889,6 +1489,24 @@ static int try_x32(char **a UNUSED) {
 
 static int try_getpid(char **a UNUSED) { return say_ok("%d", (int)getpid()); }
 
+static int try_owner(char **a) {
+    struct stat st;
+    if (stat(a[0], &st) < 0) return -errno;
+    return say_ok("uid=%u gid=%u mode=%o", (unsigned)st.st_uid, (unsigned)st.st_gid, (unsigned)(st.st_mode & 07777));
+}
+
+/* Who a file made in DIR belongs to (an id mapping seen from outside). Left there: the caller removes it. */
+static int try_create(char **a) {
+    char path[PATH_MAX];
+    dir_path(path, sizeof path, a[0], "created-by-probe");
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) return -errno;
+    struct stat st;
+    if (fstat(fd, &st) < 0) return -errno;
+    close(fd);
+    return say_ok("uid=%u gid=%u", (unsigned)st.st_uid, (unsigned)st.st_gid);
+}
+
 static int try_exec(char **a) {
     execv(a[0], a); /* a is main's argv from PATH on: NULL-terminated */
     return -errno;
@@ -908,6 +1526,7 @@ static int try_sleep(char **a) {
 static const struct attempt attempts[] = {
     {"kill", 1, 1, try_kill, "PID"},
     {"ptrace", 1, 1, try_ptrace, "PID"},
+    {"ptrace-seize", 1, 1, try_ptrace_seize, "PID"},
     {"proc-pid", 1, 1, try_proc_pid, "PID"},
     {"mount", 1, 1, try_mount, "DIR"},
     {"umount", 1, 1, try_umount, "DIR"},
@@ -916,6 +1535,7 @@ static const struct attempt attempts[] = {
     {"setattr-rw", 1, 1, try_setattr_rw, "DIR"},
     {"fsopen", 0, 0, try_fsopen, ""},
     {"open-tree", 1, 1, try_open_tree, "DIR"},
+    {"open-tree-attr", 0, 0, try_open_tree_attr, ""},
     {"pivot-root", 1, 1, try_pivot_root, "DIR"},
     {"chroot", 1, 1, try_chroot, "DIR"},
     {"chroot-escape", 1, 1, try_chroot_escape, "MARKER"},
@@ -926,9 +1546,17 @@ static const struct attempt attempts[] = {
     {"tiocsti-high", 1, 1, try_tiocsti_high, "FD"},
     {"tioclinux", 1, 1, try_tioclinux, "FD"},
     {"tioclinux-high", 1, 1, try_tioclinux_high, "FD"},
+    {"tiocsetd", 1, 1, try_tiocsetd, "FD"},
+    {"tiocsetd-high", 1, 1, try_tiocsetd_high, "FD"},
     {"read", 1, 1, try_read, "FILE"},
     {"list", 1, 1, try_list, "DIR"},
     {"write", 1, 1, try_write, "FILE"},
+    {"chmod-suid", 2, 2, try_chmod_suid, "chmod|fchmod|fchmodat|fchmodat2|sgid-chmod DIR"},
+    {"create-suid", 2, 2, try_create_suid, "open|openat|creat|mknod|mkdir-sgid|tmpfile DIR"},
+    {"fchmod-fd", 2, 2, try_fchmod_fd, "FD OCTAL-MODE"},
+    {"setlease", 1, 1, try_setlease, "DIR"},
+    {"fifo-open", 1, 1, try_fifo_open, "PATH"},
+    {"sysctl-rewrite", 1, 1, try_sysctl_rewrite, "PATH"},
     {"init-module", 0, 0, try_init_module, ""},
     {"finit-module", 0, 0, try_finit_module, ""},
     {"delete-module", 0, 0, try_delete_module, ""},
@@ -946,6 +1574,9 @@ static const struct attempt attempts[] = {
     {"keyctl", 0, 0, try_keyctl, ""},
     {"add-key", 0, 0, try_add_key, ""},
     {"userfaultfd", 0, 0, try_userfaultfd, ""},
+    {"keyring", 1, 1, try_keyring, "HOST-ID"},
+    {"modify-ldt", 0, 0, try_modify_ldt, ""},
+    {"personality", 1, 1, try_personality, "VALUE"},
     {"unshare-user", 0, 0, try_unshare_user, ""},
     {"clone-user", 0, 0, try_clone_user, ""},
     {"clone3", 0, 0, try_clone3, ""},
@@ -953,6 +1584,12 @@ static const struct attempt attempts[] = {
     {"setns", 1, 1, try_setns, "PATH"},
     {"connect", 2, 2, try_connect, "IPV4 PORT"},
     {"bind", 1, 1, try_bind, "PORT"},
+    {"vsock", 0, 0, try_vsock, ""},
+    {"io-uring-setup", 0, 0, try_io_uring_setup, ""},
+    {"io-uring-connect", 2, 2, try_io_uring_connect, "IPV4 PORT"},
+    {"unix-connect", 1, 2, try_unix_connect, "PATH [dgram]"},
+    {"abstract-connect", 1, 1, try_abstract_connect, "NAME"},
+    {"walk-ipc", 1, 1, try_walk_ipc, "ROOT"},
     {"symlink", 1, 1, try_symlink, "LINKPATH"},
     {"euid", 0, 0, try_euid, ""},
     {"caps", 0, 0, try_caps, ""},
@@ -965,6 +1602,8 @@ static const struct attempt attempts[] = {
     {"i386", 0, 0, try_i386, ""},
     {"x32", 0, 0, try_x32, ""},
     {"getpid", 0, 0, try_getpid, ""},
+    {"owner", 1, 1, try_owner, "PATH"},
+    {"create", 1, 1, try_create, "DIR"},
     {"exec", 1, -1, try_exec, "PATH [ARGS...]"},
     {"sleep", 1, 1, try_sleep, "SECONDS"},
 };
