@@ -2,13 +2,14 @@
 # network namespace names). Installed by `make install` into share/bash-completion/completions/lunas.
 
 _lunas_run_options="--argv0 --as-pid-1 --bind --bind-try --cap-add --cap-drop --chdir --chmod --clearenv --cpu
-  --cpu-weight --cpuset --dev --dev-bind --dev-bind-try --die-with-parent --dir --file --gid --help --hostname
-  --json-status --keep-env --landlock-bind --landlock-connect --landlock-ro --landlock-rw --landlock-strict
-  --limits-best-effort --mask --memory --memory-high --mqueue --new-session --no-die-with-parent --no-harden
-  --no-seccomp --overlay --overlay-src --perms --pids --proc --remount-ro --ro-bind --ro-bind-try --ro-overlay
-  --rootfs --seccomp --seccomp-allow --seccomp-deny --seccomp-show --setenv --share-net --share-session --size
-  --swap --symlink --timeout --tmp-overlay --tmpfs --uid --unsetenv --unshare-all --unshare-cgroup --unshare-ipc
-  --unshare-net --unshare-pid --unshare-user --unshare-uts --usage"
+  --cpu-weight --cpuset --default-tree --dev --dev-bind --dev-bind-try --die-with-parent --dir --file --gid --help
+  --host-root --hostname --json-status --keep-env --landlock-bind --landlock-connect --landlock-ro --landlock-rw
+  --landlock-strict --limits-best-effort --mask --memory --memory-high --mqueue --new-session --no-die-with-parent
+  --no-harden --no-seccomp --overlay --overlay-src --perms --pids --proc --remount-ro --ro-bind --ro-bind-try
+  --ro-overlay --ro-view --ro-view-try --rootfs --seccomp --seccomp-allow --seccomp-deny --seccomp-show --setenv
+  --share-abstract-sockets --share-keyring --share-net --share-session --size --swap --symlink --timeout
+  --tmp-overlay --tmpfs --uid --unsetenv --unshare-all --unshare-cgroup --unshare-ipc --unshare-net --unshare-pid
+  --unshare-user --unshare-uts --usage"
 _lunas_enter_options="--all --cgroup --help --ipc --mount --net --pid --root --time --user --uts --wd"
 _lunas_ns_options="--help --json --type"
 _lunas_lab_show_options="--dot --help --json"
@@ -16,7 +17,7 @@ _lunas_lab_list_options="--help --json"
 _lunas_lab_down_options="--all --help"
 _lunas_gc_options="--dry-run --help --json"
 _lunas_seccomp_groups="mount module raw-io reboot swap clock debug perf bpf keyring userfaultfd obsolete privileged
-  namespaces userns tty"
+  namespaces userns tty io_uring vsock suid ldt personality lease"
 
 _lunas() {
   local cur prev command i
@@ -40,7 +41,8 @@ _lunas() {
   case $command in
     run)
       case $prev in
-        --bind|--ro-bind|--dev-bind|--bind-try|--ro-bind-try|--dev-bind-try|--rootfs|--chdir|--overlay-src|--tmpfs|\
+        --bind|--ro-bind|--dev-bind|--bind-try|--ro-bind-try|--dev-bind-try|--ro-view|--ro-view-try|--rootfs|\
+        --chdir|--overlay-src|--tmpfs|\
         --dir|--remount-ro|--mask|--proc|--dev|--mqueue|--landlock-ro|--landlock-rw|--json-status)
           COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
         --seccomp) COMPREPLY=($(compgen -f -X '!*.lua' -- "$cur")); return 0 ;;

@@ -1,7 +1,8 @@
--- build_sandbox.lua: a build that can read the whole host but change nothing of it and reach no network. The
--- sandbox gets lunas's default tree (the host's / read-only, a fresh /proc, a minimal /dev, a private /tmp) and
--- a network namespace with only lo. A C source is written into the sandbox's /tmp, compiled with the host's gcc
--- and run; then the same shell tries to write to /usr and lists the network interfaces it has.
+-- build_sandbox.lua: a build that uses the host's compiler but can change nothing of the host, reach none of its
+-- services and no network. The sandbox gets lunas's default tree (the host's programs read-only, a fresh /proc, a
+-- minimal /dev, a private /tmp, /run and /var, no socket or FIFO of the host) and a network namespace with only
+-- lo. A C source is written into a directory of the sandbox's /tmp, compiled with the host's gcc and run; then
+-- the same shell tries to write to /usr and lists the network interfaces it has.
 -- Run: lunas examples/build_sandbox.lua
 local lunas = require "lunas"
 
@@ -16,10 +17,11 @@ int main(void) {
 
 local SCRIPT = [[
 set -e
-cd /tmp
+mkdir /tmp/build
+cd /tmp/build
 printf '%s' "$SOURCE" > hello.c
 gcc -O2 -o hello hello.c
-echo built: $(ls /tmp)
+echo built: $(ls)
 ./hello
 echo "write to /usr: $( (touch /usr/lunas-build-probe) 2>&1 | sed 's/.*: //')"
 echo network interfaces: $(ls /sys/class/net)

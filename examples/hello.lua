@@ -13,12 +13,14 @@ echo "interfaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' 
 for ns in user pid mnt uts ipc net; do echo "$ns ns=$(readlink /proc/self/ns/$ns)"; done
 ]]
 
--- Runs PROBE in a sandbox with the given namespaces ({} = none: the host's view) and returns its lines.
+-- Runs PROBE in a sandbox with the given namespaces ({} = none: the host's view, as whoever runs this, root
+-- included) and returns its lines.
 local function probe(namespaces)
   local r, w = lunas.core.pipe()
   lunas.sandbox{
     argv = { "/bin/sh", "-c", PROBE },
     namespaces = namespaces,
+    host_root = #namespaces == 0 or nil,
     hostname = #namespaces > 0 and "lunas-hello" or nil,
     stdout = w,
   }:run()

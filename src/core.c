@@ -32,6 +32,7 @@ The same table is available as `lunas.core`. The host binary `lunas` has it buil
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -483,6 +484,33 @@ static int fd_write(lua_State *L) {
 }
 
 /***
+Takes or drops an advisory lock on the whole file (flock(2)): held by the open file, so it lasts while any copy of
+this descriptor is open, and goes when the last one closes (or its process dies).
+@function fd:lock
+@tparam[opt="exclusive"] string mode "exclusive", "shared" or "unlock"
+@tparam[opt] table opts `{wait = false}`: fail with EWOULDBLOCK at once instead of waiting
+@treturn boolean true
+@error "lock fd N: message", "ENAME" ("EWOULDBLOCK" when held by another and wait = false)
+*/
+static int fd_lock(lua_State *L) {
+    static const char *const modes[] = {"exclusive", "shared", "unlock", NULL};
+    static const int ops[] = {LOCK_EX, LOCK_SH, LOCK_UN};
+    static const char *const allowed[] = {"wait", NULL};
+    struct lunas_fd *f = check_open_fd(L, 1);
+    int op = ops[luaL_checkoption(L, 2, "exclusive", modes)];
+    if (!lua_isnoneornil(L, 3)) {
+        lunas_check_options(L, 3, allowed);
+        if (!lunas_opt_boolean(L, 3, "wait", 1)) op |= LOCK_NB;
+    }
+    int r;
+    do r = flock(f->fd, op);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) return lunas_push_errorf(L, errno, "lock fd %d", f->fd);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/***
 Utilities.
 Waiting, time, errno names, and the module's tables.
 @section utilities
@@ -544,7 +572,8 @@ static int fd_tostring(lua_State *L) {
 void lunas_open_fd_class(lua_State *L) {
     static const luaL_Reg meta[] = {{"__gc", fd_gc}, {"__close", fd_close}, {"__tostring", fd_tostring}, {NULL, NULL}};
     static const luaL_Reg methods[] = {
-        {"close", fd_close}, {"fileno", fd_fileno}, {"read", fd_read}, {"write", fd_write}, {NULL, NULL}};
+        {"close", fd_close}, {"fileno", fd_fileno}, {"read", fd_read}, {"write", fd_write}, {"lock", fd_lock},
+        {NULL, NULL}};
     lunas_new_class(L, LUNAS_FD, meta, methods);
 }
 

@@ -151,6 +151,20 @@ void lunas_netns_leave(int saved);
 /* ---- small utilities ---------------------------------------------------- */
 
 /* write() all of buf, retrying on EINTR and short writes. 0 or -1 with errno. */
+/* uid/gid maps as the kernel takes them (ns.c): each file written once, in one write. */
+#define MAP_MAX_BYTES 4095
+struct lunas_id_maps {
+    char uid[MAP_MAX_BYTES + 1], gid[MAP_MAX_BYTES + 1];
+    size_t uid_len, gid_len;
+    const char *setgroups; /* "deny", "allow" or NULL */
+};
+/* Reads {uid = ranges, gid = ranges, setgroups = "deny" | "allow"} at idx; raises on misuse (naming fields of
+ * argument arg). */
+void lunas_check_id_maps(lua_State *L, int idx, int arg, struct lunas_id_maps *m);
+/* Writes uid_map, setgroups, gid_map in that order into the /proc/PID directory proc_dir; -1 with errno and
+ * *failed naming the file. No Lua, no allocation: safe beside a child that shares our memory. */
+int lunas_write_id_maps(int proc_dir, const struct lunas_id_maps *m, const char **failed);
+
 int lunas_write_all(int fd, const void *buf, size_t len);
 /* Opens path (relative to dirfd) for writing and writes buf in ONE write() call (uid_map and friends need
  * exactly that). 0 or -1 with errno. */

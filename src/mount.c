@@ -205,11 +205,13 @@ Changes the attributes of a mount, or of a whole tree (mount_setattr).
 @tparam[opt] integer|string|table opts.clear attributes to clear, the same names
 @tparam[opt] string opts.propagation "private", "shared", "slave" or "unbindable"
 @tparam[opt=true] boolean opts.recursive the whole tree below
+@tparam[opt] fd|integer|handle opts.idmap a user namespace (a namespace handle or an fd of one): the mount becomes
+  idmapped through its maps (MOUNT_ATTR_IDMAP; a detached mount only, on a file system that supports it)
 @treturn boolean true
-@error "mount_setattr TARGET: message", "ENAME"
+@error "mount_setattr TARGET: message", "ENAME" ("EINVAL" where the file system cannot be idmapped)
 */
 static int mount_mount_setattr(lua_State *L) {
-    static const char *const allowed[] = {"set", "clear", "propagation", "recursive", NULL};
+    static const char *const allowed[] = {"set", "clear", "propagation", "recursive", "idmap", NULL};
     struct location loc = check_location(L, 1, "target");
     lunas_check_options(L, 2, allowed);
     struct mount_attr attr;
@@ -223,6 +225,11 @@ static int mount_mount_setattr(lua_State *L) {
     const char *propagation = lunas_opt_string(L, 2, "propagation", NULL);
     if (propagation) attr.propagation = lunas_check_flag_name(L, 2, propagation, propagations, "propagation");
     int recursive = lunas_opt_boolean(L, 2, "recursive", 1);
+    /* An idmapped mount: files show and are written through the id mapping of that user namespace. */
+    if (lunas_opt_field(L, 2, "idmap", LUA_TNONE) != LUA_TNIL) {
+        attr.userns_fd = (uint64_t)lunas_check_fd(L, -1, 2, "idmap");
+        attr.attr_set |= MOUNT_ATTR_IDMAP;
+    }
     unsigned flags = (recursive ? AT_RECURSIVE : 0) | (loc.empty_path ? AT_EMPTY_PATH : 0);
     if (mount_setattr(loc.dirfd, loc.path, flags, &attr, sizeof attr) < 0)
         return lunas_push_error(L, errno, "mount_setattr", loc.empty_path ? "(fd)" : loc.path);
@@ -555,6 +562,7 @@ The type of a file, without following a final symlink (lstat, or fstat of a desc
 @function file_type
 @tparam string|fd path
 @treturn string "dir", "file", "link", "char", "block", "fifo" or "socket"
+@treturn string the file's identity, "DEV:INO": equal for two names of one file
 @error "stat PATH: message", "ENAME" ("ENOENT" when missing)
 */
 static int mount_file_type(lua_State *L) {
@@ -574,6 +582,34 @@ static int mount_file_type(lua_State *L) {
                        : S_ISFIFO(st.st_mode) ? "fifo"
                                               : "socket";
     lua_pushstring(L, type);
+    /* Which file it is: two names (or a name and a descriptor) for the same inode give the same string. */
+    lua_pushfstring(L, "%I:%I", (lua_Integer)st.st_dev, (lua_Integer)st.st_ino);
+    return 2;
+}
+
+/***
+The id of the mount a path (or descriptor) is on, as /proc/self/mountinfo numbers mounts (statx STATX_MNT_ID,
+Linux 5.8): two paths are on the same mount when their ids are equal. A symlink at the end is followed.
+@function mount_id
+@tparam string|fd path
+@treturn integer
+@error "statx PATH: message", "ENAME"
+*/
+static int mount_mount_id(lua_State *L) {
+    struct statx stx;
+    int r;
+    const char *what;
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        what = lua_tostring(L, 1);
+        r = statx(AT_FDCWD, what, AT_STATX_DONT_SYNC, STATX_MNT_ID, &stx);
+    } else {
+        int fd = lunas_check_fd(L, 1, 1, "path");
+        what = lua_pushfstring(L, "fd %d", fd);
+        r = statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_MNT_ID, &stx);
+    }
+    if (r < 0) return lunas_push_error(L, errno, "statx", what);
+    if (!(stx.stx_mask & STATX_MNT_ID)) return lunas_push_error(L, ENOSYS, "statx", what);
+    lua_pushinteger(L, (lua_Integer)stx.stx_mnt_id);
     return 1;
 }
 
@@ -623,6 +659,23 @@ static int mount_realpath(lua_State *L) {
     return 1;
 }
 
+/***
+The target of a symbolic link, as written in it (readlink).
+@function readlink
+@tparam string path
+@treturn string
+@error "readlink PATH: message", "ENAME" ("EINVAL" when path is not a symlink)
+*/
+static int mount_readlink(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    char target[PATH_MAX];
+    ssize_t n = readlink(path, target, sizeof target);
+    if (n < 0) return lunas_push_error(L, errno, "readlink", path);
+    if ((size_t)n == sizeof target) return lunas_push_error(L, ENAMETOOLONG, "readlink", path);
+    lua_pushlstring(L, target, (size_t)n);
+    return 1;
+}
+
 void lunas_open_mount(lua_State *L) {
     static const luaL_Reg functions[] = {
         {"mount", mount_mount},
@@ -638,7 +691,9 @@ void lunas_open_mount(lua_State *L) {
         {"symlink_in_root", mount_symlink_in_root},
         {"chmod_in_root", mount_chmod_in_root},
         {"file_type", mount_file_type},
+        {"mount_id", mount_mount_id},
         {"realpath", mount_realpath},
+        {"readlink", mount_readlink},
         {"mkdir", mount_mkdir},
         {"rmdir", mount_rmdir},
         {NULL, NULL},

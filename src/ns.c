@@ -21,7 +21,6 @@
 #define LUNAS_NS "lunas.ns"
 /* The kernel takes a uid/gid map in one write of less than a page, and at most 340 lines. */
 #define MAP_MAX_LINES 340
-#define MAP_MAX_BYTES 4095
 
 struct lunas_ns {
     int fd;
@@ -410,27 +409,27 @@ static int ns_unpersist(lua_State *L) {
 /* ---- uid/gid maps --------------------------------------------------------- */
 
 /* Formats the ranges table at arg ({ {inside, outside, count}, ... }) as a map file body. */
-static size_t format_map(lua_State *L, int arg, const char *field, char *buf, size_t size) {
-    if (lua_type(L, arg) != LUA_TTABLE) lunas_field_error(L, 2, field, "table of {inside, outside, count} expected");
+static size_t format_map(lua_State *L, int arg, int blame, const char *field, char *buf, size_t size) {
+    if (lua_type(L, arg) != LUA_TTABLE) lunas_field_error(L, blame, field, "table of {inside, outside, count} expected");
     lua_Integer n = (lua_Integer)lua_rawlen(L, arg);
-    if (n < 1 || n > MAP_MAX_LINES) lunas_field_error(L, 2, field, "1 to %d ranges expected", MAP_MAX_LINES);
+    if (n < 1 || n > MAP_MAX_LINES) lunas_field_error(L, blame, field, "1 to %d ranges expected", MAP_MAX_LINES);
     size_t len = 0;
     for (lua_Integer i = 1; i <= n; i++) {
-        if (lua_rawgeti(L, arg, i) != LUA_TTABLE) lunas_field_error(L, 2, field, "range %d: table expected", (int)i);
+        if (lua_rawgeti(L, arg, i) != LUA_TTABLE) lunas_field_error(L, blame, field, "range %d: table expected", (int)i);
         lua_Integer v[3];
         for (int k = 0; k < 3; k++) {
             int ok = 0;
             lua_rawgeti(L, -1, k + 1);
             v[k] = lua_tointegerx(L, -1, &ok);
             if (!ok || v[k] < 0 || v[k] > UINT32_MAX - 1)
-                lunas_field_error(L, 2, field, "range %d: three ids {inside, outside, count} expected", (int)i);
+                lunas_field_error(L, blame, field, "range %d: three ids {inside, outside, count} expected", (int)i);
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
         if (v[2] < 1 || v[0] + v[2] > (lua_Integer)UINT32_MAX || v[1] + v[2] > (lua_Integer)UINT32_MAX)
-            lunas_field_error(L, 2, field, "range %d: count out of range", (int)i);
+            lunas_field_error(L, blame, field, "range %d: count out of range", (int)i);
         int w = snprintf(buf + len, size - len, "%lld %lld %lld\n", (long long)v[0], (long long)v[1], (long long)v[2]);
-        if (w < 0 || (size_t)w >= size - len) lunas_field_error(L, 2, field, "map longer than %d bytes", MAP_MAX_BYTES);
+        if (w < 0 || (size_t)w >= size - len) lunas_field_error(L, blame, field, "map longer than %d bytes", MAP_MAX_BYTES);
         len += (size_t)w;
     }
     return len;
@@ -455,27 +454,40 @@ that order and each in one write, as the kernel requires.
 @treturn boolean true
 @error "write /proc/PID/uid_map: message", "ENAME"
 */
-static int ns_id_maps(lua_State *L) {
+void lunas_check_id_maps(lua_State *L, int idx, int arg, struct lunas_id_maps *m) {
     static const char *const allowed[] = {"uid", "gid", "setgroups", NULL};
     static const char *const setgroups_values[] = {"deny", "allow", NULL};
-    lunas_check_options(L, 2, allowed);
-    char uid_map[MAP_MAX_BYTES + 1], gid_map[MAP_MAX_BYTES + 1];
-    size_t uid_len = 0, gid_len = 0;
-    if (lua_getfield(L, 2, "uid") != LUA_TNIL) uid_len = format_map(L, lua_gettop(L), "uid", uid_map, sizeof uid_map);
-    if (lua_getfield(L, 2, "gid") != LUA_TNIL) gid_len = format_map(L, lua_gettop(L), "gid", gid_map, sizeof gid_map);
-    const char *setgroups = NULL;
-    if (lua_getfield(L, 2, "setgroups") != LUA_TNIL) {
+    lunas_check_options(L, idx, allowed);
+    int top = lua_gettop(L);
+    m->uid_len = m->gid_len = 0;
+    m->setgroups = NULL;
+    if (lua_getfield(L, idx, "uid") != LUA_TNIL) m->uid_len = format_map(L, lua_gettop(L), arg, "uid", m->uid, sizeof m->uid);
+    if (lua_getfield(L, idx, "gid") != LUA_TNIL) m->gid_len = format_map(L, lua_gettop(L), arg, "gid", m->gid, sizeof m->gid);
+    if (lua_getfield(L, idx, "setgroups") != LUA_TNIL) {
         const char *value = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-        for (const char *const *v = setgroups_values; *v && !setgroups; v++)
-            if (strcmp(*v, value) == 0) setgroups = *v;
-        if (!setgroups) return lunas_field_error(L, 2, "setgroups", "'deny' or 'allow' expected");
+        for (const char *const *v = setgroups_values; *v && !m->setgroups; v++)
+            if (strcmp(*v, value) == 0) m->setgroups = *v;
+        if (!m->setgroups) lunas_field_error(L, arg, "setgroups", "'deny' or 'allow' expected");
     }
+    lua_settop(L, top);
+}
+
+int lunas_write_id_maps(int proc_dir, const struct lunas_id_maps *m, const char **failed) {
+    *failed = NULL;
+    if (m->uid_len && lunas_write_file(proc_dir, "uid_map", m->uid, m->uid_len) < 0) *failed = "uid_map";
+    else if (m->setgroups && lunas_write_file(proc_dir, "setgroups", m->setgroups, strlen(m->setgroups)) < 0)
+        *failed = "setgroups";
+    else if (m->gid_len && lunas_write_file(proc_dir, "gid_map", m->gid, m->gid_len) < 0) *failed = "gid_map";
+    return *failed ? -1 : 0;
+}
+
+static int ns_id_maps(lua_State *L) {
+    struct lunas_id_maps maps;
+    lunas_check_id_maps(L, 2, 2, &maps);
     int dir = open_proc_dir(L, 1);
     if (dir < 0) return lunas_push_error(L, errno, "id_maps: open", "/proc/PID");
-    const char *failed = NULL;
-    if (uid_len && lunas_write_file(dir, "uid_map", uid_map, uid_len) < 0) failed = "uid_map";
-    else if (setgroups && lunas_write_file(dir, "setgroups", setgroups, strlen(setgroups)) < 0) failed = "setgroups";
-    else if (gid_len && lunas_write_file(dir, "gid_map", gid_map, gid_len) < 0) failed = "gid_map";
+    const char *failed;
+    lunas_write_id_maps(dir, &maps, &failed);
     int err = errno;
     close(dir);
     if (failed) {

@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/keyctl.h>
 
 #include "lunas.h"
 
@@ -479,7 +480,8 @@ static int exec_report(int report_fd) {
     return n == (ssize_t)sizeof err ? err : 0;
 }
 
-static const char *const spawn_options[] = {"flags", "fn", "argv", "env", "path", "argv0", "cgroup", "vfork", NULL};
+static const char *const spawn_options[] = {"flags", "fn", "argv", "env", "path", "argv0", "cgroup", "vfork",
+                                            "maps", NULL};
 
 /* Entry of a child that shares our memory (vfork-style): it runs the function on its own Lua thread, so the
  * caller's stack and call frames are untouched when it resumes. */
@@ -487,12 +489,90 @@ static int shared_child_entry(void *thread) {
     child_run_function(thread, 1);
 }
 
+/* A child whose user namespace needs maps from us first: it waits on hold (a byte: released) before it runs
+ * anything, with the signal mask it was started with. */
+struct held_start {
+    lua_State *thread;
+    int fn_idx;
+    int hold;
+    sigset_t mask;
+};
+
+static void wait_for_release(int hold) {
+    char byte;
+    ssize_t n;
+    do n = read(hold, &byte, sizeof byte);
+    while (n < 0 && errno == EINTR);
+    close(hold);
+}
+
+static int held_child_entry(void *arg) {
+    struct held_start *hs = arg;
+    sigprocmask(SIG_SETMASK, &hs->mask, NULL);
+    wait_for_release(hs->hold);
+    child_run_function(hs->thread, hs->fn_idx);
+}
+
+/* "/proc/PID" without stdio: the child may be running in our memory. */
+static void proc_path(char *buf, pid_t pid) {
+    char digits[16];
+    int n = 0;
+    memcpy(buf, "/proc/", 6);
+    do digits[n++] = (char)('0' + pid % 10), pid /= 10;
+    while (pid > 0);
+    for (int i = 0; i < n; i++) buf[6 + i] = digits[n - 1 - i];
+    buf[6 + n] = '\0';
+}
+
+struct map_failure {
+    int err;
+    const char *file; /* NULL: the maps were written */
+};
+
+/* Writes the child's maps, then releases it (closing hold); on failure kills it instead. Only system calls and
+ * our own stack: the child may be running in our memory meanwhile. */
+static void map_and_release(pid_t pid, int pidfd, int hold, const struct lunas_id_maps *maps, struct map_failure *f) {
+    char path[32];
+    proc_path(path, pid);
+    int dir = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    f->file = NULL;
+    if (dir < 0) {
+        f->err = errno;
+        f->file = "";
+    } else {
+        if (lunas_write_id_maps(dir, maps, &f->file) < 0) f->err = errno;
+        close(dir);
+    }
+    if (f->file) {
+        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    } else {
+        /* A byte, not EOF: the child holds a copy of this end too, until it execs. */
+        char go = 1;
+        ssize_t n;
+        do n = write(hold, &go, sizeof go);
+        while (n < 0 && errno == EINTR);
+    }
+    close(hold);
+}
+
 /* clone3 cannot take a stack for a CLONE_VM child without a trampoline; clone(2) can, and CLONE_PIDFD and the
- * namespace flags fit its int flags (all but CLONE_INTO_CGROUP, which needs clone3). */
-static pid_t clone_shared(lua_State *L, int fn_idx, uint64_t flags, int *pidfd) {
+ * namespace flags fit its int flags (all but CLONE_INTO_CGROUP, which needs clone3).
+ * With maps, the child cannot run vfork-style (we must write its maps while it waits): it shares our memory
+ * without CLONE_VFORK, we write the maps and release it, then wait for its exec or exit ourselves (EOF on a
+ * pipe only it holds open, close-on-exec), running nothing but system calls meanwhile, every signal blocked. */
+static pid_t clone_shared(lua_State *L, int fn_idx, uint64_t flags, int *pidfd, const struct lunas_id_maps *maps,
+                          struct map_failure *failure) {
     lua_State *T = lua_newthread(L); /* anchored on L's stack until the caller returns */
     lua_pushvalue(L, fn_idx);
     lua_xmove(L, T, 1);
+    int hold[2] = {-1, -1}, done[2] = {-1, -1};
+    if (maps && (pipe2(hold, O_CLOEXEC) < 0 || pipe2(done, O_CLOEXEC) < 0)) {
+        int err = errno;
+        for (int i = 0; i < 2; i++)
+            if (hold[i] >= 0) close(hold[i]);
+        errno = err;
+        return -1;
+    }
     char *stack = mmap(NULL, PAYLOAD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (stack == MAP_FAILED) return -1;
     /* The child must not collect: it would free our garbage without the owner's __gc closing descriptors. */
@@ -501,8 +581,33 @@ static pid_t clone_shared(lua_State *L, int fn_idx, uint64_t flags, int *pidfd) 
     /* Dumpable belongs to the memory we share: a reaper in the child may clear it (see proc_reaper). */
     int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
     fflush(NULL);
-    pid_t pid = clone(shared_child_entry, stack + PAYLOAD_STACK_SIZE,
-                      (int)flags | CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, T, pidfd);
+    pid_t pid;
+    if (!maps) {
+        pid = clone(shared_child_entry, stack + PAYLOAD_STACK_SIZE,
+                    (int)flags | CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, T, pidfd);
+    } else {
+        struct held_start hs = {.thread = T, .fn_idx = 1, .hold = hold[0]};
+        sigset_t all;
+        sigfillset(&all);
+        sigprocmask(SIG_BLOCK, &all, &hs.mask);
+        pid = clone(held_child_entry, stack + PAYLOAD_STACK_SIZE, (int)flags | CLONE_VM | CLONE_PIDFD | SIGCHLD, &hs,
+                    pidfd);
+        int err = errno;
+        close(hold[0]);
+        close(done[1]);
+        if (pid > 0) {
+            map_and_release(pid, *pidfd, hold[1], maps, failure);
+            char byte;
+            ssize_t n;
+            do n = read(done[0], &byte, sizeof byte);
+            while (n < 0 && errno == EINTR);
+        } else {
+            close(hold[1]);
+        }
+        close(done[0]);
+        sigprocmask(SIG_SETMASK, &hs.mask, NULL);
+        errno = err;
+    }
     int err = errno;
     if (dumpable >= 0) prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
     if (collecting) lua_gc(L, LUA_GCRESTART);
@@ -530,6 +635,8 @@ here (the child is reaped).
 @tparam[opt=false] boolean opts.vfork with `fn` and without `cgroup`: the child borrows the caller's memory
   (and the caller sleeps) until it execs or exits. Saves copying the address space, for a child that execs
   promptly and needs nothing from the parent first. (A plain copy in sanitizer builds.)
+@tparam[opt] table opts.maps with a user namespace in `flags`: `{uid =, gid =, setgroups =}` as `id_maps` takes
+  them, written by the caller before the child runs anything (the child waits for them), vfork-style or not
 @treturn process
 @error "clone3 FILE: message", "ENAME"; "exec FILE: message", "ENAME" when `argv` could not be executed
 */
@@ -560,26 +667,52 @@ static int proc_spawn(lua_State *L) {
     if (shared_vm && (!has_fn || cgroup_fd >= 0))
         return lunas_field_error(L, 1, "vfork", "only with 'fn' and without 'cgroup'");
     shared_vm = shared_vm && SHARED_VM_SUPPORTED;
+    struct lunas_id_maps *maps = NULL;
+    if (lunas_opt_field(L, 1, "maps", LUA_TNONE) != LUA_TNIL) {
+        if (!(flags & CLONE_NEWUSER)) return lunas_field_error(L, 1, "maps", "needs a user namespace in 'flags'");
+        maps = lua_newuserdatauv(L, sizeof *maps, 0);
+        lunas_check_id_maps(L, lua_gettop(L) - 1, 1, maps);
+    }
+    struct map_failure failure = {0, NULL};
 
     struct lunas_process *p = new_process(L);
     int p_idx = lua_gettop(L);
     int report[2] = {-1, -1};
     if (has_argv && pipe2(report, O_CLOEXEC) < 0) return lunas_push_error(L, errno, "spawn", "pipe");
     int pidfd = -1;
-    pid_t pid = shared_vm ? clone_shared(L, fn_idx, flags, &pidfd) : clone3_fork(flags, cgroup_fd, &pidfd);
+    int hold[2] = {-1, -1};
+    if (maps && !shared_vm && pipe2(hold, O_CLOEXEC) < 0) return lunas_push_error(L, errno, "spawn", "pipe");
+    pid_t pid = shared_vm ? clone_shared(L, fn_idx, flags, &pidfd, maps, &failure) : clone3_fork(flags, cgroup_fd, &pidfd);
     if (pid == 0) {
+        if (maps) {
+            close(hold[1]);
+            wait_for_release(hold[0]);
+        }
         if (has_fn) child_run_function(L, fn_idx);
         close(report[0]);
         child_exec(&req, report[1]);
     }
     int saved = errno;
     if (has_argv) close(report[1]);
+    if (maps && !shared_vm) {
+        close(hold[0]);
+        if (pid > 0) map_and_release(pid, pidfd, hold[1], maps, &failure);
+        else close(hold[1]);
+    }
     if (pid < 0) {
         if (has_argv) close(report[0]);
         return lunas_push_error(L, saved, "clone3", req.file ? req.file : "function");
     }
     p->pid = pid;
     p->pidfd = pidfd;
+    if (failure.file) {
+        if (has_argv) close(report[0]);
+        reap(p, 0);
+        close(p->pidfd);
+        p->pidfd = -1;
+        return failure.file[0] ? lunas_push_errorf(L, failure.err, "write /proc/%d/%s", (int)pid, failure.file)
+                               : lunas_push_errorf(L, failure.err, "open /proc/%d", (int)pid);
+    }
     if (has_argv) {
         int err = exec_report(report[0]);
         close(report[0]);
@@ -923,6 +1056,23 @@ static int proc_setsid(lua_State *L) {
     pid_t sid = setsid();
     if (sid < 0) return lunas_push_error(L, errno, "setsid", NULL);
     lua_pushinteger(L, sid);
+    return 1;
+}
+
+/***
+Joins a new, empty session keyring (KEYCTL_JOIN_SESSION_KEYRING), as runc gives every container: the caller's
+own (its login's keys, Kerberos tickets, filesystem keys) is no longer reachable from here or from children.
+@function join_session_keyring
+@tparam[opt] string name the new keyring's description (default "_ses")
+@treturn integer the new keyring's serial number
+@error "keyctl join_session_keyring: message", "ENAME" ("ENOSYS" without keyrings in the kernel)
+*/
+static int proc_join_session_keyring(lua_State *L) {
+    const char *name = luaL_optstring(L, 1, NULL);
+    if (name && (strlen(name) == 0 || strlen(name) > 255)) return lunas_field_error(L, 1, "name", "1 to 255 bytes expected");
+    long id = syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name);
+    if (id < 0) return lunas_push_error(L, errno, "keyctl", "join_session_keyring");
+    lua_pushinteger(L, id);
     return 1;
 }
 
@@ -1490,6 +1640,7 @@ void lunas_open_proc(lua_State *L) {
         {"getpid", proc_getpid},
         {"getppid", proc_getppid},
         {"setsid", proc_setsid},
+        {"join_session_keyring", proc_join_session_keyring},
         {"reset_signals", proc_reset_signals},
         {"prctl", proc_prctl},
         {"prctl_get", proc_prctl_get},

@@ -13,8 +13,8 @@ local EUID = core.ids().euid
 
 -- Docker's default masks and read-only paths of /proc (written out here, not taken from lunas.fs, so that the
 -- test says on its own what is expected).
-local PROC_MASKS = { "acpi", "asound", "kcore", "keys", "latency_stats", "timer_list", "timer_stats", "sched_debug",
-  "scsi" }
+local PROC_MASKS = { "acpi", "asound", "interrupts", "kcore", "keys", "latency_stats", "timer_list", "timer_stats",
+  "sched_debug", "scsi" }
 local PROC_READONLY = { "bus", "fs", "irq", "sys", "sysrq-trigger" }
 -- What a "dev" entry makes, as `ls -A` lists it.
 local DEV_LISTING = "fd\nfull\nnull\nptmx\npts\nrandom\nshm\nstderr\nstdin\nstdout\ntty\nurandom\nzero\n"
@@ -51,9 +51,12 @@ local function remove_tree(dir)
 end
 
 --- A scratch directory under /tmp, removed at the end of the test.
+-- Searchable by anyone: a sandbox that root runs has ids of its own, a range of the host's, which mktemp's
+-- 0700 directory of root's would keep out (see security_spec for that).
 local function tmpdir(defer)
   local dir = util.tmpdir()
   defer(function() remove_tree(dir) end)
+  os.execute("chmod 755 " .. util.quote(dir))
   return dir
 end
 
@@ -253,7 +256,21 @@ describe("trees built from mount entries #rootless", function()
       end
     end
     for _, t in ipairs{ "/tmp tmpfs", "/proc proc", "/dev/mqueue mqueue" } do expected[#expected + 1] = t end
-    assert.are.same(expected, targets(mounts))
+    -- By target, and at one target in stacking order: mountinfo lists mounts as they were made, and a sandbox that
+    -- root runs gets its host sources from the parent, made before its root.
+    local function by_target(list)
+      local keyed = {}
+      for i, t in ipairs(list) do keyed[i] = { t = t, i = i } end
+      table.sort(keyed, function(a, b)
+        local ta, tb = a.t:match("^(%S+)"), b.t:match("^(%S+)")
+        if ta ~= tb then return ta < tb end
+        return a.i < b.i
+      end)
+      local out = {}
+      for i, k in ipairs(keyed) do out[i] = k.t end
+      return out
+    end
+    assert.are.same(by_target(expected), by_target(targets(mounts)))
     -- Options: the root and /tmp are writable tmpfs (nosuid, nodev), /usr read-only, /tmp's size is the one asked.
     local root, usr, tmp, proc = mount_at(mounts, "/"), mount_at(mounts, "/usr"), mount_at(mounts, "/tmp"),
       mount_at(mounts, "/proc")
@@ -630,32 +647,54 @@ end)
 -- ---- the default tree -----------------------------------------------------------------------------------------
 
 describe("the default tree #rootless", function()
-  check("is the host's / read-only, with a fresh /proc, a minimal /dev and a private /tmp", { "userns" },
+  check("shows the host's programs read-only, a fresh /proc, a minimal /dev, private /tmp, /run and /var", { "userns" },
     function(defer)
       local _, pid = start({}, defer)
       local mounts = mounts_of(pid)
-      assert.are.equal("/", mounts[1].target)
-      local own = { ["/proc"] = "proc", ["/dev"] = "tmpfs", ["/tmp"] = "tmpfs" }
+      assert.is_not_nil(mount_at(mounts, "/"), "no root")
+      -- /tmp, /run and /var are directories of the sandbox's own root, a tmpfs
+      local own = { ["/"] = "tmpfs", ["/proc"] = "proc", ["/dev"] = "tmpfs", ["/sys"] = "sysfs" }
       for target, fstype in pairs(own) do
         assert.are.equal(fstype, mount_at(mounts, target).fstype, target)
       end
-      assert.is_true(mount_at(mounts, "/tmp").options.rw)
-      -- Everything that came from the host is read-only.
+      assert.is_true(mount_at(mounts, "/").options.rw)
+      -- Everything that came from the host is read-only: the program directories, and nothing else of it but
+      -- the working directory's view.
+      local home = os.getenv("HOME")
       for _, m in ipairs(mounts) do
-        local fresh = under(m.target, "/proc") or under(m.target, "/dev") or m.target == "/tmp"
-          or under(m.target, "/sys")
+        local fresh = under(m.target, "/proc") or under(m.target, "/dev") or under(m.target, "/sys")
+          or m.target == "/" or m.target == home
         if not fresh then assert.is_true(m.options.ro, m.target .. " is writable") end
+        if m.target ~= "/" and not fresh then
+          local shown = under(m.target, "/usr") or under(m.target, "/etc") or m.fstype == "overlay"
+            or m.target:match("^/lib") or m.target:match("^/s?bin")
+          assert.is_truthy(shown, m.target .. " " .. m.fstype .. " comes from the host")
+        end
       end
       local host_dir = tmpdir(defer)
       local name = unique("lunas-fs-private")
       defer(function() os.remove("/tmp/" .. name) end)
+      -- (the host's /run has the runner's netns directory; the sandbox's holds at most the way to HOME or to the
+      -- working directory, when those are below /run)
       local out = capture{ argv = ("touch /usr/%s 2>&1 | sed 's/.*: //'; echo /proc/[0-9]*; ls -A /dev; " ..
-        "test -e %s || echo host tmp hidden; echo data > /tmp/%s && cat /tmp/%s; stat -c %%a /tmp")
+        "test -e %s || echo host tmp hidden; echo data > /tmp/%s && cat /tmp/%s; stat -c %%a /tmp /var/tmp; " ..
+        "test -e /run/netns || echo host run hidden; readlink /var/run")
         :format(name, host_dir, name, name) }
-      assert.are.equal("Read-only file system\n/proc/1 /proc/2\n" .. DEV_LISTING .. "host tmp hidden\ndata\n1777\n",
-        out)
+      assert.are.equal("Read-only file system\n/proc/1 /proc/2\n" .. DEV_LISTING ..
+        "host tmp hidden\ndata\n1777\n1777\nhost run hidden\n/run\n", out)
       assert.is_false(exists("/tmp/" .. name))
       assert.is_false(exists("/usr/" .. name))
+    end)
+
+  check("shows the working directory read-only where it is, and nothing else of the host's file systems", { "userns" },
+    function(defer)
+      local dir = tmpdir(defer)
+      util.write(dir .. "/here", "cwd\n")
+      local sibling = tmpdir(defer)
+      util.write(sibling .. "/there", "sibling\n")
+      local out = util.sh(("cd %s && %s run -- /bin/sh -c 'pwd; cat here; touch new 2>&1 | sed \"s/.*: //\"; " ..
+        "cat %s/there 2>&1 | sed \"s/.*: //\"; findmnt -n -o FSTYPE .'"):format(util.quote(dir), util.bin, sibling))
+      assert.are.equal(dir .. "\ncwd\nRead-only file system\nNo such file or directory\noverlay\n", out)
     end)
 
   check("is hardened: /proc/sys read-only, Docker's masks, the sandbox's own sysfs", { "userns" }, function()
@@ -677,14 +716,16 @@ describe("the default tree #rootless", function()
     assert.are.equal(table.concat(expected, "\n") .. "\n", out)
   end)
 
-  check("cannot be undone by the payload: / stays read-only, the masks stay", { "userns" }, function(defer)
-    -- Nothing is written: the payload only tries to lift the protections, and reports what it then sees.
-    local out = capture{ argv = "mount -o remount,bind,rw / >/dev/null 2>&1 && echo remounted; " ..
-      "umount /proc/sys >/dev/null 2>&1 && echo proc/sys unmounted; " ..
-      "umount /proc/keys >/dev/null 2>&1 && echo keys unmasked; " ..
-      "grep -c ' / / ro,' /proc/self/mountinfo" }
-    assert.are.equal("1\n", out)
-  end)
+  check("cannot be undone by the payload: the host's directories stay read-only, the masks stay", { "userns" },
+    function(defer)
+      -- Nothing is written: the payload only tries to lift the protections, and reports what it then sees.
+      local out = capture{ argv = "mount -o remount,bind,rw /usr >/dev/null 2>&1 && echo remounted; " ..
+        "umount /usr >/dev/null 2>&1 && echo usr unmounted; " ..
+        "umount /proc/sys >/dev/null 2>&1 && echo proc/sys unmounted; " ..
+        "umount /proc/keys >/dev/null 2>&1 && echo keys unmasked; " ..
+        "grep -c ' /usr ro,' /proc/self/mountinfo" }
+      assert.are.equal("1\n", out)
+    end)
 
   check("is not hardened with harden = false", { "userns" }, function(defer)
     -- The sandbox's root owns its pid namespace: without the read-only /proc/sys, and with its capabilities kept,
@@ -799,7 +840,7 @@ describe("file systems as root #root", function()
       local name = unique("lunas-fs-probe")
       defer(function() os.remove("/usr/" .. name) end)
       local out = capture{ argv = ("touch /usr/%s 2>&1 | sed 's/.*: //'; id -u"):format(name),
-        namespaces = "pid,mount,net" }
+        namespaces = "pid,mount,net", host_root = true }
       assert.are.equal("Read-only file system\n0\n", out)
       assert.is_false(exists("/usr/" .. name))
       local passwd = shield("/etc/passwd", defer)
@@ -808,7 +849,7 @@ describe("file systems as root #root", function()
       symlink("/etc", root .. "/etc")
       for _, entry in ipairs{ { "file", "/evil", "owned\n" }, { "chmod", "/evil", "0666" },
         { "bind", "/dev/null", "/evil" }, { "file", "/etc/" .. name, "owned\n" } } do
-        failure({ rootfs = root, mounts = { entry }, namespaces = "pid,mount,net" }, "mounts", "ELOOP")
+        failure({ rootfs = root, mounts = { entry }, namespaces = "pid,mount,net", host_root = true }, "mounts", "ELOOP")
       end
       assert.are.equal(passwd, util.read("/etc/passwd"))
       assert.is_false(exists("/etc/" .. name))
@@ -818,7 +859,7 @@ describe("file systems as root #root", function()
     local dir = tmpdir(defer)
     for _, d in ipairs{ "lower", "upper", "work" } do mkdir_p(dir .. "/" .. d) end
     util.write(dir .. "/lower/a", "low\n")
-    local out = capture{ argv = "cd /tmp/o && echo changed > a && cat a", namespaces = "pid,mount",
+    local out = capture{ argv = "cd /tmp/o && echo changed > a && cat a", namespaces = "pid,mount", host_root = true,
       mounts = { { "ro-bind", "/", "/" }, { "tmpfs", "/tmp" },
         { "overlay", "/tmp/o", lower = { dir .. "/lower" }, upper = dir .. "/upper", work = dir .. "/work" } } }
     assert.are.equal("changed\n", out)
@@ -847,6 +888,7 @@ end)
 describe("rootfs = host #rootless", function()
   check("keeps the host's files under a fresh /proc and the hardening", { "userns" }, function(defer)
     local dir = tmpdir(defer)
+    os.execute("chmod 1777 " .. util.quote(dir))
     util.write(dir .. "/from-host", "host data\n")
     local out = capture{ rootfs = "host", argv = "cat " .. dir .. "/from-host; echo $$; " ..
       "ls /proc | grep -c '^[0-9]'; wc -c < /proc/timer_list; ls /sys/class/net; echo written > " .. dir .. "/from-sandbox" }
@@ -856,8 +898,11 @@ describe("rootfs = host #rootless", function()
     assert.is_true(tonumber(procs) <= 4, out)
     assert.equal("0", timer)
     assert.equal("lo", net)
-    -- The host's own files: what the payload writes where it may lands on the host (as with unshare --mount).
+    -- The host's own files: what the payload writes where it may lands on the host (as with unshare --mount), as
+    -- the sandbox's ids: root's range of host ids when root runs it, the caller's own otherwise.
     assert.equal("written\n", util.read(dir .. "/from-sandbox"))
+    local owner = tonumber((util.run{ "stat", "-c", "%u", dir .. "/from-sandbox" }))
+    if EUID == 0 then assert.is_true(owner >= 0x80000, "owner " .. owner) else assert.equal(EUID, owner) end
   end)
 
   check("applies entries on top of the host's tree", { "userns" }, function(defer)

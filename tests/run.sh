@@ -129,6 +129,10 @@ mkdir -p "$RL_HOME/run"
 chmod 0700 "$RL_HOME" "$RL_HOME/run"
 chown -R "$ROOTLESS_UID:$ROOTLESS_GID" "$RL_HOME"
 
+# A scratch directory the default sandbox shows (below the working directory, the checkout, which it shows
+# read-only), writable by both passes: fixtures that sandboxes must see (tests/security_spec.lua).
+mkdir -p "$LUNAS_BUILD/scratch" && chmod 1777 "$LUNAS_BUILD/scratch" || die "cannot make $LUNAS_BUILD/scratch"
+
 # spec files, sorted (the glob sorts; busted --sort-files sorts again)
 SPECS=""
 for spec in tests/*_spec.lua; do
@@ -215,10 +219,11 @@ if ! rl test -x "$LUNAS_ROOT" || [ -n "$unreadable" ]; then
     for entry in tests lua examples src rockspec man completions doc config.ld Makefile README.md; do
         [ -e "$LUNAS_ROOT/$entry" ] && cp -a "$LUNAS_ROOT/$entry" "$WORK/tree/"
     done
-    for entry in bin lib obj; do
+    for entry in bin lib obj tests; do
         [ -e "$LUNAS_BUILD/$entry" ] && cp -a "$LUNAS_BUILD/$entry" "$WORK/tree/build/"
     done
     chmod -R a+rX "$WORK/tree"
+    mkdir -p "$WORK/tree/build/scratch" && chmod 1777 "$WORK/tree/build/scratch"
     chmod a+x "$WORK"
     RL_ROOT="$WORK/tree"
 else

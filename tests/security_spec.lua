@@ -22,10 +22,12 @@ local PORT = 47311
 
 -- ---- fixtures ------------------------------------------------------------------------------------------------
 
--- Shared by every attempt: a directory outside /tmp (the default sandbox sees the host's / read-only but has a
--- /tmp of its own) holding the probe and a setuid-root copy, a marker file only the host's /tmp has, a host
--- process to reach, and a TCP listener in the test's network namespace.
+-- Shared by every attempt: a directory the default sandbox shows (build/scratch, below the working directory,
+-- the checkout, which it shows read-only; /tmp, /var/tmp and /run are its own) holding the probe and a setuid-root copy, a
+-- marker file only the host's /tmp has, a host process to reach, a TCP listener in the test's network
+-- namespace, and an abstract unix socket listening there.
 local fx = {}
+local ABSTRACT = "lunas-escape-abstract-" .. core.getpid()
 
 local function sh_ok(cmd)
   local ok = os.execute(cmd)
@@ -33,7 +35,8 @@ local function sh_ok(cmd)
 end
 
 local function setup_fixtures()
-  local p = io.popen("mktemp -d /var/tmp/lunas-escape.XXXXXX")
+  -- (tests/run.sh makes build/scratch, writable by both passes)
+  local p = io.popen("mktemp -d " .. util.quote(BUILD .. "/scratch/escape.XXXXXX"))
   fx.dir = p:read("l")
   p:close()
   fx.probe = fx.dir .. "/escape-probe"
@@ -51,13 +54,18 @@ local function setup_fixtures()
   fx.listener = assert(core.spawn{ argv = { "/usr/bin/perl", "-MIO::Socket::INET", "-e",
     ("$s = IO::Socket::INET->new(LocalAddr => '127.0.0.1:%d', Listen => 8, ReuseAddr => 1) or die; while ($c = $s->accept) { close $c }"):format(PORT) } })
   util.wait_for(function() return (util.read("/proc/net/tcp") or ""):find((":%04X 00000000:0000 0A"):format(PORT)) end, 10)
+  fx.abstract = assert(core.spawn{ argv = { "/usr/bin/perl", "-MIO::Socket::UNIX", "-e",
+    ("$s = IO::Socket::UNIX->new(Local => \"\\0%s\", Listen => 8) or die; while ($c = $s->accept) { close $c }"):format(ABSTRACT) } })
+  util.wait_for(function() return (util.read("/proc/net/unix") or ""):find("@" .. ABSTRACT, 1, true) end, 10)
   fx.hostname = util.read("/proc/sys/kernel/hostname")
+  -- A session keyring of the caller's own (a login's, with pam_keyinit): what a sandbox must not inherit.
+  fx.keyring = tostring(assert(core.join_session_keyring("lunas-escape-test")))
   -- io.open: no close-on-exec, like a careless recipe's file; the sandbox must not pass it on.
   fx.leaked = assert(io.open(fx.marker, "r"))
 end
 
 local function teardown_fixtures()
-  for _, proc in ipairs{ fx.sleeper, fx.listener } do
+  for _, proc in ipairs{ fx.sleeper, fx.listener, fx.abstract } do
     if proc then
       proc:kill("KILL")
       proc:wait(10)
@@ -107,10 +115,32 @@ end
 local OFF = { caps = "keep", seccomp = false }
 -- Real root, no user namespace, every capability, no filter (still in its own pid, mount, uts, ipc and net
 -- namespaces): what the kernel's own checks say to a fully privileged caller.
-local ROOT = { namespaces = { "pid", "mount", "uts", "ipc", "net" }, caps = "keep", seccomp = false }
+local ROOT = { namespaces = { "pid", "mount", "uts", "ipc", "net" }, caps = "keep", seccomp = false, host_root = true }
 
 -- uid 1000 inside, with root mapped too (so a setuid-root file means something inside).
 local AS_USER = { uid = 1000, gid = 1000, uid_map = { { 0, 0, 1 }, { 1000, 1000, 1 } }, gid_map = { { 0, 0, 1 }, { 1000, 1000, 1 } } }
+
+-- What a sandbox (spec: the default one plus these fields) prints on stdout; it must exit 0.
+local function output_of(spec)
+  local r, w = assert(core.pipe())
+  spec.stdout = w
+  local ok, result = pcall(function() return lunas.sandbox(spec):run() end)
+  w:close()
+  local out = util.drain(r)
+  r:close()
+  if not ok then error(result, 0) end
+  assert.equal(0, result.status, out)
+  return out
+end
+
+-- /proc/PID/status lines of a process that holds no capability in any set, with no_new_privs and a seccomp filter.
+local function assert_confined(status)
+  for _, field in ipairs{ "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb" } do
+    assert.matches(field .. ":%s+0000000000000000\n", status)
+  end
+  assert.matches("NoNewPrivs:%s+1\n", status)
+  assert.matches("Seccomp:%s+2\n", status)
+end
 
 local function merge(a, b)
   local out = {}
@@ -124,33 +154,36 @@ end
 local ATTEMPTS = {
   -- other processes
   { "signal a host process", function() return { "kill", fx.sleeper.pid } end, "ESRCH",
-    { namespaces = { "user", "mount", "net" } }, "ok" },
+    { namespaces = { "user", "mount", "net" }, host_root = true }, "ok" },
   { "see a host process in /proc", function() return { "proc-pid", fx.sleeper.pid } end, "ENOENT",
     { namespaces = { "user", "mount", "net" } }, "ok" },
   { "ptrace a host process", function() return { "ptrace", fx.sleeper.pid } end, "ESRCH",
     merge(ROOT, { namespaces = { "mount", "net" } }), "ok" },
   -- mounts
   { "mount a file system", { "mount", "/tmp" }, "EPERM", OFF, "ok" },
-  { "unmount the private /tmp", { "umount", "/tmp" }, "EPERM", OFF, "ok" },
+  -- (/dev/shm: nothing is mounted below it, whereas /tmp holds the view of a working directory under /tmp)
+  { "unmount the private /dev/shm", { "umount", "/dev/shm" }, "EPERM", OFF, "ok" },
   { "detach /proc and its masks", { "umount-detach", "/proc" }, "EPERM", OFF, "ok" },
   { "remount the read-only /proc/sys read-write", { "remount-rw", "/proc/sys" }, "EPERM", OFF, "ok" },
   { "clear read-only on /proc/sys with mount_setattr", { "setattr-rw", "/proc/sys" }, "EPERM", OFF, "ok" },
   { "open a file system context (fsopen)", { "fsopen" }, "EPERM", OFF, "ok" },
   { "clone a mount tree (open_tree)", { "open-tree", "/tmp" }, "EPERM", OFF, "ok" },
-  { "pivot_root", { "pivot-root", "/tmp" }, "EPERM", OFF, "ok" },
+  { "pivot_root", { "pivot-root", "/dev/shm" }, "EPERM", OFF, "ok" },
   { "chroot", { "chroot", "/tmp" }, "EPERM", OFF, "ok" },
   -- Without a mount namespace of its own (no pivoted root), a chroot break-out reaches the host's /tmp.
   { "break out of a chroot to the host's files", function() return { "chroot-escape", fx.marker } end, "EPERM",
-    { namespaces = { "user" }, caps = "keep", seccomp = false }, "ok" },
+    { namespaces = { "user" }, caps = "keep", seccomp = false, host_root = true }, "ok" },
   { "follow a symlink out of the root", function() return { "symlink", fx.link } end, "ENOENT",
-    { mounts = { { "ro-bind", "/", "/" }, { "proc", "/proc" }, { "dev", "/dev" } } }, "ok" },
+    { mounts = { { "ro-bind", "/", "/" }, { "proc", "/proc" }, { "dev", "/dev" } }, host_root = true }, "ok" },
   { "write to the read-only host tree", function() return { "write", fx.writable .. "/probe" } end, "EROFS",
-    { mounts = { { "bind", "/", "/" }, { "proc", "/proc" }, { "dev", "/dev" }, { "tmpfs", "/tmp" } } }, "ok" },
+    { mounts = { { "bind", "/", "/" }, { "proc", "/proc" }, { "dev", "/dev" } } }, "ok" },
   -- what the host's descriptors and /proc, /sys would give away
   { "use a descriptor inherited from the host", { "fds" }, "EBADF", { close_fds = false }, "ok" },
   { "read /proc/kcore", { "read", "/proc/kcore" }, "EOF", merge(ROOT, { harden = false }), "ok",
     { file = "/proc/kcore" } },
   { "list /sys/firmware", { "list", "/sys/firmware" }, "EMPTY", { harden = false, net = "host" }, "ok" },
+  { "list /sys/firmware without a network namespace of its own", { "list", "/sys/firmware" }, "EMPTY",
+    { harden = false }, "ok", { base = { net = "host" } } },
   -- kernel and machine
   { "load a module (init_module)", { "init-module" }, "EPERM", ROOT, { reached = "EPERM" } },
   { "load a module (finit_module)", { "finit-module" }, "EPERM", ROOT, { reached = "EPERM" } },
@@ -177,7 +210,7 @@ local ATTEMPTS = {
   { "clear the securebits", { "securebits" }, "EPERM", OFF, "ok" },
   { "be able to gain privileges (no_new_privs)", { "nnp" }, "EPERM", { no_new_privs = false, seccomp = false }, "ok" },
   { "gain root through a setuid binary", function() return { "exec", fx.suid, "euid" } end, "EPERM",
-    { no_new_privs = false, seccomp = false }, "ok", { base = AS_USER } },
+    { no_new_privs = false, seccomp = false }, "ok", { base = AS_USER, root_only = true } },
   { "regain capabilities in a new user namespace (unshare)", { "unshare-user" }, "EPERM",
     { seccomp = { allow = { "userns" } } }, "ok" },
   { "regain capabilities in a new user namespace (clone)", { "clone-user" }, "EPERM",
@@ -186,6 +219,48 @@ local ATTEMPTS = {
     { seccomp = { allow = { "userns" } } }, "ok" },
   { "change the host name", { "hostname", "lunas-escaped" }, "EPERM", OFF, "ok" },
   { "share the caller's session (and terminal)", { "setsid-check" }, "EPERM", { new_session = false }, "ok" },
+  -- host services (the default tree shows no socket or FIFO of the host: see host_ipc_spec), and the host's
+  -- abstract sockets when the sandbox shares the host's network: Landlock scopes them (ABI 6)
+  { "connect to an abstract unix socket of the host (shared network)", { "abstract-connect", ABSTRACT }, "EPERM",
+    { abstract_sockets = "host" }, "ok", { base = { net = "host" }, landlock_abi = 6 } },
+  { "connect to an abstract unix socket of the host (own network)", { "abstract-connect", ABSTRACT },
+    "ECONNREFUSED", { net = "host", abstract_sockets = "host" }, "ok" },
+  -- root-run identity: the sandbox's ids are a range of the host's that owns nothing
+  { "read /etc/shadow", { "read", "/etc/shadow" }, "EACCES", { host_root = true }, "ok" },
+  { "list /root", { "list", "/root" }, "EACCES", { host_root = true }, "ok",
+    { base = { mounts = { { "ro-bind", "/", "/" }, { "proc", "/proc" }, { "dev", "/dev" } } } } },
+  { "rewrite a global sysctl", { "sysctl-rewrite", "/proc/sys/vm/swappiness" }, "EACCES", { host_root = true }, "ok",
+    { base = { harden = false } } },
+  -- system calls the filter cannot see through, or that reach too far
+  { "set up io_uring", { "io-uring-setup" }, "EPERM", { seccomp = { allow = { "io_uring" } } }, "ok" },
+  { "connect through io_uring where connect is refused", function() return { "io-uring-connect", "127.0.0.1", PORT } end,
+    "EPERM", { seccomp = { deny = { "connect" }, allow = { "io_uring" } } }, "ok",
+    { base = { net = "host", seccomp = { deny = { "connect" } } } } },
+  { "open an AF_VSOCK socket (never connected)", { "vsock" }, "EPERM", { seccomp = { allow = { "vsock" } } },
+    { reached = "EPERM" } },
+  { "reach the caller's session keyring", function() return { "keyring", fx.keyring } end, "FRESH",
+    { keyring = "inherit" }, "ok", { base = { seccomp = { allow = { "keyring" } } } } },
+  { "read the local descriptor table (modify_ldt)", { "modify-ldt" }, "EPERM", { seccomp = { allow = { "ldt" } } }, "ok" },
+  { "turn ASLR off (personality ADDR_NO_RANDOMIZE)", { "personality", "0x0040000" }, "EPERM",
+    { seccomp = { allow = { "personality" } } }, "ok" },
+  { "clone a mount with attributes (open_tree_attr)", { "open-tree-attr" }, "EPERM", OFF, { reached = "EPERM" } },
+  { "take a lease on a file (F_SETLEASE)", { "setlease", "/tmp" }, "EPERM", { seccomp = { allow = { "lease" } } }, "ok" },
+  -- a setuid or setgid program made inside, for the host to run (through a writable bind)
+  { "set the setuid bit (chmod)", { "chmod-suid", "chmod", "/tmp" }, "EPERM", { seccomp = { allow = { "suid" } } }, "ok" },
+  { "set the setuid bit (fchmod)", { "chmod-suid", "fchmod", "/tmp" }, "EPERM", { seccomp = { allow = { "suid" } } }, "ok" },
+  { "set the setuid bit (fchmodat)", { "chmod-suid", "fchmodat", "/tmp" }, "EPERM", { seccomp = { allow = { "suid" } } },
+    "ok" },
+  { "set the setuid bit (fchmodat2)", { "chmod-suid", "fchmodat2", "/tmp" }, "EPERM",
+    { seccomp = { allow = { "suid" } } }, { reached = "EPERM" } },
+  { "set the setgid bit (chmod)", { "chmod-suid", "sgid-chmod", "/tmp" }, "EPERM", { seccomp = { allow = { "suid" } } },
+    "ok" },
+  { "create a setuid file (open)", { "create-suid", "open", "/tmp" }, "EPERM", { seccomp = { allow = { "suid" } } }, "ok" },
+  { "create a setuid file (openat)", { "create-suid", "openat", "/tmp" }, "EPERM", { seccomp = { allow = { "suid" } } },
+    "ok" },
+  { "create a setuid file (creat)", { "create-suid", "creat", "/tmp" }, "EPERM", { seccomp = { allow = { "suid" } } }, "ok" },
+  { "create a setuid file (mknod)", { "create-suid", "mknod", "/tmp" }, "EPERM", { seccomp = { allow = { "suid" } } }, "ok" },
+  { "create a setuid file (O_TMPFILE)", { "create-suid", "tmpfile", "/tmp" }, "EPERM", { seccomp = { allow = { "suid" } } },
+    "ok" },
   -- other architectures' system call tables
   { "make a 32-bit (i386) system call", { "i386" }, { signal = "SYS" }, { seccomp = false }, { reached = "" } },
   { "make an x32 system call", { "x32" }, { signal = "SYS" }, { seccomp = false }, { reached = "" } },
@@ -208,6 +283,10 @@ describe("escape battery #root", function()
         pending(("this kernel has no %s"):format(opts.file))
         return
       end
+      if opts.landlock_abi and core.landlock_abi() < opts.landlock_abi then
+        pending(("needs Landlock ABI %d, this kernel has %d"):format(opts.landlock_abi, core.landlock_abi()))
+        return
+      end
       local argv = type(args) == "function" and args() or args
       local line, result = probe(opts.base, argv)
       check(expect, line, result, "protected")
@@ -225,7 +304,7 @@ end)
 
 -- The default sandbox of an unprivileged user refuses the same attempts (the root pass has checked these
 -- already, paired with their unprotected runs, which need root: registered in the rootless pass only). The
--- setuid attempt maps two ids, which needs root.
+-- setuid attempt maps two ids, which needs root (root_only).
 if os.getenv("LUNAS_TEST_PASS") ~= "root" then
   describe("escape battery as an unprivileged user #rootless", function()
     setup(setup_fixtures)
@@ -233,14 +312,18 @@ if os.getenv("LUNAS_TEST_PASS") ~= "root" then
 
     for _, a in ipairs(ATTEMPTS) do
       local name, args, expect, _, _, opts = table.unpack(a)
-      if not (opts and opts.base) then
+      if not (opts and opts.root_only) then
         it(name .. ": refused", function()
           if not kernel.requires("userns") then return end
           if opts and opts.file and not os.execute("test -e " .. opts.file) then
             pending(("this kernel has no %s"):format(opts.file))
             return
           end
-          local line, result = probe(nil, type(args) == "function" and args() or args)
+          if opts and opts.landlock_abi and core.landlock_abi() < opts.landlock_abi then
+            pending(("needs Landlock ABI %d, this kernel has %d"):format(opts.landlock_abi, core.landlock_abi()))
+            return
+          end
+          local line, result = probe(opts and opts.base, type(args) == "function" and args() or args)
           check(expect, line, result, "protected")
         end)
       end
@@ -262,13 +345,22 @@ describe("terminal injection #root", function()
   setup(setup_fixtures)
   teardown(teardown_fixtures)
 
-  for _, attempt in ipairs{ "tiocsti", "tiocsti-high" } do
-    it(attempt .. ": refused by the default profile, pushes a keystroke without it", function()
+  -- Unprotected, TIOCSTI's 'x' lands in the terminal's input (echoed) and the call succeeds; TIOCSETD sets the
+  -- discipline the terminal already has (nothing changes).
+  local CASES = {
+    { "tiocsti", "refused by the default profile, pushes a keystroke without it", "^xok" },
+    { "tiocsti-high", "refused by the default profile, pushes a keystroke without it", "^xok" },
+    { "tiocsetd", "changing the line discipline is refused by the default profile, reaches the tty without it", "^ok" },
+    { "tiocsetd-high", "changing the line discipline is refused by the default profile, reaches the tty without it",
+      "^ok" },
+  }
+  for _, case in ipairs(CASES) do
+    local attempt, title, unprotected = table.unpack(case)
+    it(attempt .. ": " .. title, function()
       assert.matches("^EPERM", on_terminal("", attempt))
       -- The filter alone stops it, also on the caller's own session and terminal.
       assert.matches("^EPERM", on_terminal("--share-session", attempt))
-      -- Unprotected: the 'x' lands in the terminal's input (echoed) and the call succeeds.
-      assert.matches("^xok", on_terminal("--share-session --no-seccomp", attempt))
+      assert.matches(unprotected, on_terminal("--share-session --no-seccomp", attempt))
     end)
   end
 
@@ -292,11 +384,7 @@ describe("sandbox confinement defaults #rootless", function()
     local out = util.drain(r)
     r:close()
     assert.equal(0, result.status)
-    for _, field in ipairs{ "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb" } do
-      assert.matches(field .. ":%s+0000000000000000\n", out)
-    end
-    assert.matches("NoNewPrivs:%s+1\n", out)
-    assert.matches("Seccomp:%s+2\n", out)
+    assert_confined(out)
   end)
 
   it("keeps exactly the capabilities a spec names, for a payload of any uid", function()
@@ -518,5 +606,191 @@ describe("CVEs of our peers #root", function()
       if name ~= "." and name ~= ".." then entries[#entries + 1] = name end
     end
     assert.same({}, entries)
+  end)
+end)
+
+-- ---- PID 1: confined and untraceable before the payload exists --------------------------------------------------
+
+describe("the sandbox's PID 1 #rootless", function()
+  setup(setup_fixtures)
+  teardown(teardown_fixtures)
+
+  -- The payload as another uid than 0 where the maps allow it (root's range), as the review's race used.
+  local function as_user()
+    if core.ids().euid == 0 then return { uid = 1000, gid = 1000 } end
+    return {}
+  end
+
+  it("is at least as confined as the payload: no_new_privs, its own seccomp filter, no capability at all", function()
+    if not kernel.requires("userns") then return end
+    local delta = as_user()
+    delta.argv = { "/bin/grep", "-E", "^(NoNewPrivs|Seccomp|Cap(Inh|Prm|Eff|Bnd|Amb)):", "/proc/1/status" }
+    assert_confined(output_of(delta))
+  end)
+
+  it("can never be traced by the payload: 500 races of ptrace(PTRACE_SEIZE, 1) at the payload's first instruction", function()
+    if not kernel.requires("userns") then return end
+    local won, lines = 0, {}
+    local spec = as_user()
+    spec.argv = { fx.probe, "ptrace-seize", "1" }
+    local sb = lunas.sandbox(spec)
+    for _ = 1, 500 do
+      local r, w = assert(core.pipe())
+      sb.spec.stdout, sb.spec.stderr = w, w
+      sb:run()
+      w:close()
+      local line = util.drain(r):match("^[^\n]*")
+      r:close()
+      lines[line] = (lines[line] or 0) + 1
+      if line:match("^ok") then won = won + 1 end
+    end
+    local seen = {}
+    for line, n in pairs(lines) do seen[#seen + 1] = ("%s x%d"):format(line, n) end
+    assert.equal(0, won, table.concat(seen, ", "))
+    -- And the probe can seize a process of its own uid that is traceable (its child): the attempt is real.
+    local line = probe({ argv = { "/bin/sh", "-c", ("sleep 5 & exec %s ptrace-seize $!"):format(fx.probe) } }, {})
+    assert.matches("^ok", line)
+  end)
+
+  it("is a sealed memfd that nothing inside can read, trace or write", function()
+    if not kernel.requires("userns") then return end
+    for _, attempt in ipairs{ { "read", "/proc/1/environ" }, { "write", "/proc/1/exe" }, { "read", "/proc/1/mem" } } do
+      local line = probe(nil, attempt)
+      assert.is_true(line == "EACCES" or line == "EPERM" or line == "ETXTBSY", table.concat(attempt, " ") .. ": " .. line)
+    end
+  end)
+end)
+
+-- ---- the identity of a sandbox that root runs -------------------------------------------------------------------
+
+describe("a sandbox that root runs #root", function()
+  setup(setup_fixtures)
+  teardown(teardown_fixtures)
+
+  local function uid_map_of(spec)
+    spec.argv = { "/bin/cat", "/proc/self/uid_map", "/proc/self/gid_map" }
+    return output_of(spec)
+  end
+
+  it("maps its ids to a range of 65536 host ids that no other running sandbox has, never onto host root", function()
+    if not kernel.requires("userns") then return end
+    local idrange = require "lunas.idrange"
+    local map = uid_map_of{}
+    local inside, outside, count = map:match("^%s*(%d+)%s+(%d+)%s+(%d+)")
+    assert.equal("0", inside)
+    assert.equal(tostring(idrange.SIZE), count)
+    outside = tonumber(outside)
+    assert.is_true(outside >= idrange.FIRST and outside <= idrange.LAST and outside % idrange.SIZE == 0, map)
+    -- Two at once get two ranges, each held by its lock while it runs; neither maps host root.
+    local a = lunas.sandbox{ argv = { "sleep", "30" } }:spawn()
+    local b = lunas.sandbox{ argv = { "sleep", "30" } }:spawn()
+    finally(function() a:close() b:close() end)
+    local ma, mb = util.read("/proc/" .. a.pid .. "/uid_map"), util.read("/proc/" .. b.pid .. "/uid_map")
+    local base_a, base_b = ma:match("^%s*0%s+(%d+)"), mb:match("^%s*0%s+(%d+)")
+    assert.is_not_nil(base_a, ma)
+    assert.are_not.equal(base_a, base_b)
+    assert.is_nil(ma:match("^%s*%d+%s+0%s"), ma)
+    -- ... and the range is free again once the sandbox is gone
+    assert.is_not_nil(util.read(idrange.DIR .. "/" .. base_a))
+    a:close()
+    assert.is_nil(util.read(idrange.DIR .. "/" .. base_a))
+  end)
+
+  it("leaves a range's record to lunas gc when lunas dies, which frees it unless its sandbox still runs", function()
+    if not kernel.requires("userns") then return end
+    local idrange = require "lunas.idrange"
+    -- a lunas killed after it took a range: its record names a sandbox that is gone (pid 1 never started at 1)
+    local held = idrange.acquire()
+    finally(function() idrange.release(held) end)
+    local stale = held.base + idrange.SIZE * 7 <= idrange.LAST and held.base + idrange.SIZE * 7 or idrange.FIRST
+    util.write(idrange.DIR .. "/" .. stale, "1 1\n")
+    local out, code = util.run{ LUNAS, "gc", "--json" }
+    assert.equal(0, code, out)
+    local freed = require("lunas.json").decode(out).id_ranges
+    assert.is_true(#freed >= 1, out)
+    local seen = {}
+    for _, base in ipairs(freed) do seen[base] = true end
+    assert.is_true(seen[stale], out)
+    assert.is_nil(seen[held.base], "gc freed a range a running lunas holds")
+    assert.is_nil(util.read(idrange.DIR .. "/" .. stale))
+    assert.is_not_nil(util.read(idrange.DIR .. "/" .. held.base))
+  end)
+
+  it("maps onto host root only when asked by name (host_root, --host-root)", function()
+    if not kernel.requires("userns") then return end
+    assert.matches("^%s*0%s+0%s+1%s", uid_map_of{ host_root = true })
+    local out, code = util.run{ LUNAS, "run", "--host-root", "--", "cat", "/proc/self/uid_map" }
+    assert.equal(0, code, out)
+    assert.matches("^%s*0%s+0%s+1%s", out)
+    -- Without a user namespace, root must say so too (or name a uid).
+    local ok, err = pcall(function() return lunas.sandbox{ argv = { "true" }, namespaces = "pid,mount" }:run() end)
+    assert.is_false(ok)
+    assert.matches("field 'namespaces': without a user namespace the sandbox runs as the host's root", tostring(err), 1, true)
+    out, code = util.run{ LUNAS, "run", "--unshare-pid", "--", "cat", "/proc/self/uid_map" }
+    assert.equal(0, code, out)
+    assert.is_nil(out:match("^%s*0%s+0%s"), "--unshare-pid alone mapped root onto root: " .. out)
+  end)
+
+  it("writes through a bind it was asked to make writable as the host's ids (idmapped), and nowhere else", function()
+    if not kernel.requires("userns") then return end
+    local dir, rm = util.tmpdir()
+    finally(rm)
+    os.execute("chmod 755 " .. util.quote(dir))
+    local out, code = util.run{ LUNAS, "run", "--default-tree", "--bind", dir, "/mnt/w", "--", "/bin/sh", "-c",
+      "touch /mnt/w/made-inside && ls -ln /mnt/w/made-inside | cut -d' ' -f3; touch /etc/x 2>&1 | sed 's/.*: //'" }
+    assert.equal(0, code, out)
+    -- inside it is the sandbox's root's; outside, the host id the idmap gives (root's dir, root's file)
+    assert.equal("0\nRead-only file system\n", out)
+    local owner = util.run{ "stat", "-c", "%u", dir .. "/made-inside" }
+    assert.equal("0\n", owner)
+    -- A bind of a file system that cannot be idmapped is refused, saying why and what to do.
+    out, code = util.run{ LUNAS, "run", "--default-tree", "--bind", "/proc/sys", "/mnt/sys", "--", "true" }
+    assert.equal(125, code, out)
+    assert.matches("cannot be made writable for the sandbox's ids, a range of the host's", out, 1, true)
+    assert.matches("give uid_map, or set host_root", out, 1, true)
+  end)
+
+  it("cannot plant a setuid-root program through a redirected stdout: refused twice over", function()
+    if not kernel.requires("userns") then return end
+    local dir, rm = util.tmpdir()
+    finally(rm)
+    local target = dir .. "/victim"
+    util.write(target, "")
+    local function attempt(delta)
+      local f = assert(core.open(target, "a"))
+      local spec = { argv = { fx.probe, "fchmod-fd", "1", "4755" }, stdout = f, stderr = "null" }
+      for k, v in pairs(delta) do spec[k] = v end
+      lunas.sandbox(spec):run()
+      f:close()
+      local line = util.read(target):match("([^\n]*)\n$") or ""
+      util.write(target, "")
+      return line, util.run{ "stat", "-c", "%a", target }
+    end
+    -- the default: the filter refuses the bit
+    local line, mode = attempt{}
+    assert.equal("EPERM", line)
+    assert.equal("644\n", mode)
+    -- the bit allowed: the sandbox's ids still do not own the host's file
+    line = attempt{ seccomp = { allow = { "suid" } } }
+    assert.equal("EPERM", line)
+    -- both off: root's file gets the setuid bit (the probe puts the mode back at once)
+    line = attempt{ seccomp = { allow = { "suid" } }, host_root = true }
+    assert.equal("ok mode=4755", line)
+  end)
+end)
+
+describe("personality(2) in the default profile #rootless", function()
+  setup(setup_fixtures)
+  teardown(teardown_fixtures)
+
+  it("takes Docker's values (and the query) and refuses every other flag, whatever the high half", function()
+    if not kernel.requires("userns") then return end
+    local cases = { ["0"] = "ok", ["0x8"] = "ok", ["0x20000"] = "ok", ["0x20008"] = "ok", ["0xffffffff"] = "ok",
+      ["0x0040000"] = "EPERM", ["0x0400000"] = "EPERM", ["0x0100000"] = "EPERM", ["0x1"] = "EPERM",
+      ["0x80000000"] = "EPERM", ["0x80040000"] = "EPERM", ["0xfffffff7"] = "EPERM", ["0x7fffffff"] = "EPERM" }
+    for value, expect in pairs(cases) do
+      local line = probe(nil, { "personality", value })
+      assert.equal(expect, line:match("^%S+"), value .. ": " .. line)
+    end
   end)
 end)

@@ -7,8 +7,14 @@
 --   {"overlay", DEST, lower = {SRC...}, upper = SRC, work = SRC}  {"tmp-overlay", DEST, lower = {...}}
 --   {"ro-overlay", DEST, lower = {...}}  {"dir", DEST, mode = "0755"}  {"symlink", TARGET, DEST}
 --   {"file", DEST, CONTENTS, mode = "0644"}  {"remount-ro", DEST}  {"chmod", DEST, MODE}  {"mask", DEST}
+--   {"ro-view", SRC [, DEST]}  a read-only view of a host directory in which no socket or FIFO of the host answers
 -- Targets are resolved inside the new root: symlinks on the way stay inside it, and a target that is itself a
 -- symlink is refused. Binds are nodev unless dev-bind, as in bubblewrap.
+--
+-- A bind of a host directory, even read-only, lets the payload connect(2) to every unix socket in it and open
+-- every FIFO (host services: D-Bus, systemd, docker.sock...). An "ro-view" is an overlay with the directory as
+-- its only real layer: the same files, but a socket or FIFO there is an inode of the overlay, which no listener
+-- or reader on the host is attached to (connect: ECONNREFUSED, open: ENXIO). The default tree is built of them.
 -- @module lunas.fs
 local core = require "lunas.core"
 local errors = require "lunas.errors"
@@ -22,12 +28,14 @@ local BASE = "/tmp"
 local OLD = "/oldroot"
 
 --- Docker's default masks of /proc: what the hardening of every tree hides under each /proc it mounts.
-M.PROC_MASKS = { "acpi", "asound", "kcore", "keys", "latency_stats", "timer_list", "timer_stats", "sched_debug",
-  "scsi" }
+M.PROC_MASKS = { "acpi", "asound", "interrupts", "kcore", "keys", "latency_stats", "timer_list", "timer_stats",
+  "sched_debug", "scsi" }
 --- Docker's read-only paths of /proc: remounted read-only by the hardening.
 M.PROC_READONLY = { "bus", "fs", "irq", "sys", "sysrq-trigger" }
---- Docker's mask of /sys (a sandbox with its own network namespace gets a fresh /sys).
-M.SYS_MASKS = { "firmware" }
+--- Docker's masks of /sys, on whatever /sys the tree has (a sandbox with its own network namespace gets a fresh
+-- one): firmware tables, and RAPL energy counters (the PLATYPUS side channel, CVE-2020-8694). Each CPU's
+-- thermal_throttle directory is masked too where the machine has them.
+M.SYS_MASKS = { "firmware", "devices/virtual/powercap" }
 local DEV_NODES = { "null", "zero", "full", "random", "urandom", "tty" }
 local DEV_LINKS = { { "pts/ptmx", "ptmx" }, { "/proc/self/fd", "fd" }, { "/proc/self/fd/0", "stdin" },
   { "/proc/self/fd/1", "stdout" }, { "/proc/self/fd/2", "stderr" } }
@@ -66,6 +74,8 @@ local function check_keys(index, entry, allowed)
 end
 
 local BIND_KINDS = { bind = "nodev", ["ro-bind"] = "rdonly,nodev", ["dev-bind"] = "" }
+-- Kinds whose source is a host path, with the target defaulting to it.
+local SOURCED_KINDS = { bind = true, ["ro-bind"] = true, ["dev-bind"] = true, ["ro-view"] = true }
 
 --- Validates spec.mounts; returns a list of normalized entries {kind, src, dest, ...}.
 -- @tparam table list the entries of the module's description, in order
@@ -80,9 +90,9 @@ function M.check_mounts(list)
   for i, e in ipairs(list) do
     if type(e) ~= "table" or type(e[1]) ~= "string" then bad(i, "{kind, ...} expected") end
     local kind, try = e[1], false
-    if kind:match("%-try$") and BIND_KINDS[kind:sub(1, -5)] then kind, try = kind:sub(1, -5), true end
+    if kind:match("%-try$") and SOURCED_KINDS[kind:sub(1, -5)] then kind, try = kind:sub(1, -5), true end
     local n = { kind = kind, try = try, index = i }
-    if BIND_KINDS[kind] then
+    if SOURCED_KINDS[kind] then
       check_keys(i, e, {})
       n.src = path_arg(i, e[2], "source")
       n.dest = path_arg(i, e[3] or e[2], "target")
@@ -116,6 +126,9 @@ function M.check_mounts(list)
       n.dest = path_arg(i, e[2], "target")
       if type(e[3]) ~= "string" then bad(i, "contents: string expected, got %s", type(e[3])) end
       n.contents, n.mode = e[3], mode_arg(i, e.mode, 420)
+    elseif kind == "default" then
+      check_keys(i, e, {})
+      if e[2] ~= nil then bad(i, "'default' takes no arguments") end
     elseif kind == "chmod" then
       check_keys(i, e, {})
       n.dest, n.mode = path_arg(i, e[2], "target"), mode_arg(i, e[3], nil)
@@ -141,17 +154,101 @@ function M.host_mounts(ns)
   return {}
 end
 
---- The tree of a spec without rootfs or mounts: the host's / read-only, a fresh /proc (with a pid namespace), a
--- minimal /dev, a private /tmp.
+--- The host's programs, libraries and configuration: what the default tree shows of the host, read-only. No
+-- service keeps a socket or FIFO there (FHS): plain binds, where lookups cost what they cost on the host. Each
+-- as the host has it: a directory is bound, a symlink (/bin, /lib on a merged-/usr system) made again.
+M.PROGRAM_DIRS = { "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32" }
+--- Where services keep their sockets and FIFOs: private and empty in the default tree.
+M.PRIVATE_DIRS = { "/tmp", "/run", "/var/tmp", "/var/run", "/dev/shm" }
+-- The sandbox's own /proc, /dev and /sys.
+local SPECIAL_DIRS = { "/proc", "/sys", "/dev" }
+
+local function under(path, dir)
+  return path == dir or path:sub(1, #dir + 1) == dir .. "/"
+end
+
+local function under_any(path, dirs)
+  for _, dir in ipairs(dirs) do
+    if under(path, dir) then return true end
+  end
+  return false
+end
+
+local function private_itself(path)
+  for _, dir in ipairs(M.PRIVATE_DIRS) do
+    if path == dir or path == core.realpath(dir) then return true end
+  end
+  return false
+end
+
+-- Which of the program directories a path lies in (after symlinks: /bin/x is /usr/bin/x on merged /usr).
+local function shown(path)
+  return under_any(path, M.PROGRAM_DIRS)
+end
+
+--- The tree of a spec without rootfs or mounts (and the `{"default"}` entry of mounts): the sandbox's own tmpfs
+-- as its root, holding the host's program directories read-only (`PROGRAM_DIRS`), a fresh /proc (with a pid
+-- namespace; the host's, read-only and masked, without), a minimal /dev, the host's /sys read-only without a
+-- network namespace of its own (a fresh one with it, made by the hardening), private /tmp, /run and /var (with
+-- /var/tmp, and /var/run a link to /run), a private HOME, and the working directory as a read-only view
+-- (`ro-view`: no socket or FIFO of the host answers there). No unix socket or FIFO of the host is in it. With
+-- the host's network, its resolv.conf where /etc/resolv.conf points.
 -- @tparam table ns the set of namespaces the sandbox gets
+-- @tparam[opt] table opts `{cwd = path, home = path, harden = boolean, uid = id, gid = id}` (ids inside, for the
+--   private HOME)
 -- @treturn table normalized entries
-function M.default_mounts(ns)
-  local list = { { kind = "bind", src = "/", dest = "/", attrs = "rdonly,nodev", index = 0 } }
-  if ns.pid then list[#list + 1] = { kind = "proc", dest = "/proc", index = 0 } end
-  list[#list + 1] = { kind = "dev", dest = "/dev", index = 0 }
-  list[#list + 1] = { kind = "tmpfs", dest = "/tmp", mode = 1023, index = 0 }
+function M.default_mounts(ns, opts)
+  opts = opts or {}
+  local list = {}
+  local function add(e)
+    e.index = 0
+    list[#list + 1] = e
+  end
+  for _, dir in ipairs(M.PROGRAM_DIRS) do
+    local kind = core.file_type(dir)
+    if kind == "dir" then
+      add{ kind = "bind", src = dir, dest = dir, attrs = "rdonly,nodev" }
+    elseif kind == "link" then
+      add{ kind = "symlink", target = core.readlink(dir), dest = dir }
+    end
+  end
+  -- Without a pid namespace of its own a sandbox cannot mount a /proc: the host's, which the hardening masks.
+  if ns.pid then
+    add{ kind = "proc", dest = "/proc" }
+  else
+    add{ kind = "bind", src = "/proc", dest = "/proc", attrs = "rdonly,nosuid,nodev,noexec" }
+  end
+  add{ kind = "dev", dest = "/dev" }
+  if not (ns.net and opts.harden ~= false) and core.file_type("/sys") == "dir" then
+    add{ kind = "bind", src = "/sys", dest = "/sys", attrs = "rdonly,nosuid,nodev,noexec" }
+  else
+    add{ kind = "dir", dest = "/sys", mode = 365 } -- where the hardening mounts the sandbox's own
+  end
+  -- Directories of the sandbox's own root (a tmpfs): private, empty and writable, and no mount each.
+  add{ kind = "dir", dest = "/tmp", mode = 1023 }
+  add{ kind = "dir", dest = "/run", mode = 493 }
+  add{ kind = "dir", dest = "/var/tmp", mode = 1023 }
+  add{ kind = "symlink", target = "/run", dest = "/var/run" }
+  -- The host's network: its resolver configuration, where a link into the (private) /run points.
+  if not ns.net then
+    local conf = core.realpath("/etc/resolv.conf")
+    if conf and not shown(conf) and not under_any(conf, SPECIAL_DIRS) and core.file_type(conf) == "file" then
+      add{ kind = "bind", src = conf, dest = conf, attrs = "rdonly,nosuid,nodev,noexec" }
+    end
+  end
+  local home = opts.home
+  if type(home) == "string" and home:match("^/.") and not shown(home) and not under_any(home, SPECIAL_DIRS) then
+    add{ kind = "tmpfs", dest = home, mode = 448, uid = opts.uid, gid = opts.gid }
+  end
+  -- (Not where it is one of the private directories themselves: the payload gets its own.)
+  local cwd = opts.cwd
+  if cwd and cwd ~= "/" and not shown(cwd) and not under_any(cwd, SPECIAL_DIRS) and not private_itself(cwd) then
+    add{ kind = "ro-view", src = cwd, dest = cwd, optional = true }
+  end
   return list
 end
+
+local receive_sources
 
 -- ---- building ----------------------------------------------------------------------------------------------
 
@@ -173,9 +270,11 @@ end
 
 local ROOT_PATH = "/newroot"
 
-local function attach(tree, dest_fd)
+-- keep: the tree is the parent's (a source it opened): never closed here, where a child that shares the parent's
+-- memory would close the parent's object (it goes at exec, close-on-exec).
+local function attach(tree, dest_fd, keep)
   try(core.move_mount(tree, dest_fd))
-  tree:close()
+  if not keep then tree:close() end
   dest_fd:close()
 end
 
@@ -187,12 +286,60 @@ local function reopen_root_if(b, dest)
   end
 end
 
-local function bind(b, src, dest, attrs, recursive)
-  local kind = try(core.file_type(src))
+-- overlayfs splits lowerdir at ':' and takes '\\' as its escape.
+local function layer(path)
+  return (path:gsub("[\\:]", "\\%0"))
+end
+
+-- A new directory (or file) on the staging tmpfs, the root while the tree is built; returns its path.
+local function staging(b, name, kind)
+  if b.old == "" then error({ msg = name .. " needs a new root (rootfs other than 'host')", code = "EINVAL" }, 0) end
+  b.scratch = (b.scratch or 0) + 1
+  local path = ("/%s-%d"):format(name, b.scratch)
+  local base = try(core.open("/", "r"))
+  local fd, msg, code = core.open_in_root(base, path, { create = kind or "dir", mode = 493 })
+  base:close()
+  return path, try(fd, msg, code)
+end
+
+-- An empty directory on the staging tmpfs: the second layer a read-only overlay of one directory needs.
+local function empty_dir(b)
+  if not b.empty then
+    local path, fd = staging(b, "empty")
+    fd:close()
+    b.empty = path
+  end
+  return b.empty
+end
+
+-- Where the build reaches an entry's host source by path (role "src", "lower" (index i) or "upper"): under OLD,
+-- or, when the parent opened it (the sandbox's ids, a range of the host's, may not be able to walk there), on
+-- the staging tmpfs where its tree was attached.
+local function source_path(b, e, role, i)
+  local src = b.sources and b.sources[e] and b.sources[e][role .. (i or "")]
+  if not src then
+    local r = b.resolved[e]
+    return host(b, role == "lower" and r.lower[i] or r[role])
+  end
+  if not src.staged then
+    local path, fd = staging(b, "source", core.file_type(src.tree) == "dir" and "dir" or "file")
+    attach(src.tree, fd, src.parents)
+    src.staged = path
+  end
+  return src.staged
+end
+
+-- given: a source the parent opened ({tree =, parents =}: a detached mount, its attributes set, idmapped where
+-- asked), used instead of a copy of src.
+local function bind(b, src, dest, attrs, recursive, given)
+  local tree = given and given.tree
+  local kind = try(core.file_type(tree or src))
   local dest_fd = target(b, dest, kind == "dir" and "dir" or "file")
-  local tree = try(core.open_tree(src, { clone = true, recursive = recursive ~= false }))
-  if attrs and attrs ~= "" then try(core.mount_setattr(tree, { set = attrs, recursive = true })) end
-  attach(tree, dest_fd)
+  if not tree then
+    tree = try(core.open_tree(src, { clone = true, recursive = recursive ~= false }))
+    if attrs and attrs ~= "" then try(core.mount_setattr(tree, { set = attrs, recursive = true })) end
+  end
+  attach(tree, dest_fd, given and given.parents)
   reopen_root_if(b, dest)
 end
 
@@ -244,17 +391,31 @@ end
 
 local function overlay(b, e)
   local r = b.resolved[e]
+  -- Its throwaway upper layer lives on the staging tmpfs: on the host's own tree it would land in the host's /tmp.
+  if e.kind == "tmp-overlay" and b.old == "" then
+    error({ msg = "tmp-overlay needs a new root (rootfs other than 'host')", code = "EINVAL" }, 0)
+  end
   -- overlayfs wants two layers without an upper one; a read-only view of one directory is a read-only bind.
-  if e.kind == "ro-overlay" and #r.lower == 1 then return bind(b, host(b, r.lower[1]), e.dest, "rdonly,nodev") end
+  if e.kind == "ro-overlay" and #r.lower == 1 then
+    local given = b.sources and b.sources[e] and b.sources[e].lower1
+    if given then return bind(b, nil, e.dest, nil, true, given) end
+    return bind(b, host(b, r.lower[1]), e.dest, "rdonly,nodev")
+  end
   local lower = {}
   -- overlayfs lists the top layer first; entries list them bottom up, as bubblewrap's --overlay-src does.
-  for i = #r.lower, 1, -1 do lower[#lower + 1] = host(b, r.lower[i]) end
+  for i = #r.lower, 1, -1 do lower[#lower + 1] = layer(source_path(b, e, "lower", i)) end
   local options = { lowerdir = table.concat(lower, ":") }
   if e.kind == "overlay" then
-    options.upperdir, options.workdir = host(b, r.upper), host(b, r.work)
+    local given = b.sources and b.sources[e] and b.sources[e].upper
+    if given then
+      -- Upper and work through the parent's (idmapped) copy of the directory that holds both.
+      local dir = source_path(b, e, "upper")
+      options.upperdir = dir .. r.upper:sub(#given.path + 1)
+      options.workdir = dir .. r.work:sub(#given.path + 1)
+    else
+      options.upperdir, options.workdir = host(b, r.upper), host(b, r.work)
+    end
   elseif e.kind == "tmp-overlay" then
-    -- Its throwaway upper layer lives on the staging tmpfs: on the host's own tree it would land in the host's /tmp.
-    if b.old == "" then error({ msg = "tmp-overlay needs a new root (rootfs other than 'host')", code = "EINVAL" }, 0) end
     b.scratch = (b.scratch or 0) + 1
     local scratch = ("/overlay-%d"):format(b.scratch)
     local base = try(core.open("/", "r"))
@@ -269,15 +430,36 @@ local function overlay(b, e)
   new_fs(b, "overlay", e.dest, options, e.kind == "ro-overlay" and "rdonly" or nil)
 end
 
+local function ro_view(b, e)
+  local src = b.resolved[e].src
+  if not src then return end -- a -try entry whose source is missing
+  if b.old == "" then error({ msg = "ro-view needs a new root (rootfs other than 'host')", code = "EINVAL" }, 0) end
+  local given = b.sources and b.sources[e] and b.sources[e].src
+  local kind = try(core.file_type(given and given.tree or host(b, src)))
+  if kind == "file" then return bind(b, host(b, src), e.dest, "rdonly,nodev", true, given) end
+  if kind ~= "dir" then
+    error({ msg = ("%s is a %s: a read-only view shows none"):format(src, kind == "fifo" and "FIFO" or kind), code = "EINVAL" }, 0)
+  end
+  local ok, err = pcall(new_fs, b, "overlay", e.dest,
+    { lowerdir = layer(source_path(b, e, "src")) .. ":" .. empty_dir(b) }, "rdonly,nodev")
+  if ok then return end
+  -- In a user namespace overlayfs cannot take a directory with the host's (locked) mounts below it as a layer.
+  -- The default tree's working directory then is not shown (bound, it would show its sockets).
+  if not (e.optional and type(err) == "table" and err.code == "EINVAL") then error(err, 0) end
+  io.stderr:write(("lunas: warning: sandbox: the working directory %s is not shown: file systems are mounted "
+    .. "below it (bind it, or what you need of it, explicitly)\n"):format(src))
+end
+
 local apply = {
   bind = function(b, e)
     local src = b.resolved[e].src
     if not src then return end -- a -try entry whose source is missing
-    bind(b, host(b, src), e.dest, e.attrs or BIND_KINDS[e.kind])
+    local given = b.sources and b.sources[e] and b.sources[e].src
+    bind(b, host(b, src), e.dest, e.attrs or BIND_KINDS[e.kind], true, given)
   end,
   tmpfs = function(b, e)
-    new_fs(b, "tmpfs", e.dest, { size = e.size and tostring(e.size) or nil, mode = ("%o"):format(e.mode) },
-      "nosuid,nodev", e.mode)
+    new_fs(b, "tmpfs", e.dest, { size = e.size and tostring(e.size) or nil, mode = ("%o"):format(e.mode),
+      uid = e.uid and tostring(e.uid), gid = e.gid and tostring(e.gid) }, "nosuid,nodev", e.mode)
   end,
   proc = function(b, e)
     new_fs(b, "proc", e.dest, {}, "nosuid,nodev,noexec")
@@ -292,9 +474,24 @@ local apply = {
   ["remount-ro"] = function(b, e) make_readonly(b, e.dest) end,
   chmod = function(b, e) try(core.chmod_in_root(b.root, e.dest, e.mode)) end,
   mask = function(b, e) mask(b, e.dest) end,
+  ["ro-view"] = ro_view,
 }
 apply["ro-bind"], apply["dev-bind"] = apply.bind, apply.bind
 apply["tmp-overlay"], apply["ro-overlay"] = overlay, overlay
+
+-- Docker's masks of /sys, on whichever /sys the tree has (with or without a network namespace of its own).
+local function mask_sys(b)
+  local devices = existing(b, "/sys/devices")
+  if not devices then return end
+  devices:close()
+  for _, name in ipairs(M.SYS_MASKS) do mask(b, "/sys/" .. name) end
+  local throttle = existing(b, "/sys/devices/system/cpu/cpu0/thermal_throttle")
+  if not throttle then return end
+  throttle:close()
+  for _, cpu in ipairs(try(core.listdir(b.root_path .. "/sys/devices/system/cpu"))) do
+    if cpu:match("^cpu%d+$") then mask(b, "/sys/devices/system/cpu/" .. cpu .. "/thermal_throttle") end
+  end
+end
 
 -- Docker's masks on every /proc of the tree, /proc/sys and friends read-only, and, with a network namespace of
 -- its own, the sandbox's own sysfs (read-only) instead of whatever /sys the tree shows.
@@ -318,9 +515,9 @@ local function harden(b)
     if sys then
       sys:close()
       new_fs(b, "sysfs", "/sys", {}, "rdonly,nosuid,nodev,noexec")
-      for _, name in ipairs(M.SYS_MASKS) do mask(b, "/sys/" .. name) end
     end
   end
+  mask_sys(b)
 end
 
 local function step(what, fn, ...)
@@ -368,8 +565,9 @@ end
 
 -- rootfs = "host": the sandbox keeps its private copy of the host's mount table (as `unshare --mount` does); the
 -- entries and the hardening apply on top of it. No new root, no pivot: the cheapest tree.
-local function build_on_host(plan, resolved)
-  local b = { procs = {}, netns = plan.netns, userns = plan.userns, resolved = resolved, old = "", root_path = "/" }
+local function build_on_host(plan, resolved, sources)
+  local b = { procs = {}, netns = plan.netns, userns = plan.userns, resolved = resolved, old = "", root_path = "/",
+    sources = sources }
   b.root = try(core.open("/", "r"))
   for _, e in ipairs(plan.mounts) do
     if e.index == 0 and e.kind == "proc" then
@@ -384,6 +582,162 @@ local function build_on_host(plan, resolved)
   b.root:close()
 end
 
+-- ---- sources opened by the parent --------------------------------------------------------------------------
+
+-- The directory holding both a and b (canonical paths).
+local function common_dir(a, b)
+  local dir = a
+  while not under(b, dir) do dir = dir:match("^(.*)/[^/]*$") or "/" end
+  return dir == "" and "/" or dir
+end
+
+--- Parent, before the clone: resolves the plan's host paths as the caller sees them (canonical, symlinks followed
+-- as on the host), into plan.resolved and plan.rootfs_path, for a child that cannot (a sandbox whose ids are a
+-- range of the host's). Raises a lunas error naming the entry.
+-- @tparam table plan
+function M.resolve(plan)
+  local ok, resolved, rootfs = pcall(resolve_host_paths, plan)
+  if not ok then
+    local err = resolved
+    errors.raise{ op = "sandbox", step = "mounts", code = type(err) == "table" and err.code or "ELUA",
+      msg = "sandbox: mounts: " .. (type(err) == "table" and err.msg or tostring(err)) }
+  end
+  plan.resolved, plan.rootfs_path = resolved, rootfs
+end
+
+--- Parent, in a sandbox whose ids are a range of the host's (root runs it): every host source of the plan
+-- (resolved by `resolve`), which the parent opens and hands to the child, since the sandbox's ids may not be
+-- able to walk there. What the plan makes writable is idmapped through the sandbox's maps: writable binds
+-- (not of device nodes, which go by their own permissions), the directory of an overlay's upper and work
+-- layers, and the rootfs directory. Returns the jobs `{entry =, role = "src" | "lower" | "upper", index =,
+-- path =, recursive =, attrs =, idmap =, optional =, rootfs = true}`, in order. The lower layers of a
+-- writable overlay are idmapped too where their file system allows (optional: as they are elsewhere).
+-- @tparam table plan
+-- @treturn table
+function M.source_jobs(plan)
+  local jobs = {}
+  local function add(job) jobs[#jobs + 1] = job end
+  if plan.rootfs_path then add{ rootfs = true, path = plan.rootfs_path, recursive = true, idmap = true } end
+  for _, e in ipairs(plan.mounts) do
+    local r = plan.resolved[e] or {}
+    if BIND_KINDS[e.kind] and r.src then
+      local attrs = e.attrs or BIND_KINDS[e.kind]
+      local kind = core.file_type(r.src)
+      add{ entry = e, role = "src", path = r.src, recursive = true, attrs = attrs,
+        idmap = e.kind == "bind" and not attrs:find("rdonly", 1, true) and kind ~= "char" and kind ~= "block" }
+    elseif e.kind == "ro-view" and r.src then
+      -- Its own mount alone: below it, the host's mounts would stop overlayfs in a user namespace.
+      add{ entry = e, role = "src", path = r.src, recursive = false, attrs = "rdonly,nodev" }
+    elseif r.lower then
+      -- A writable overlay changes its lower files too (copied up): seen as the sandbox's where they are root's.
+      local writable = e.kind ~= "ro-overlay"
+      for i, dir in ipairs(r.lower) do
+        add{ entry = e, role = "lower", index = i, path = dir, recursive = #r.lower == 1, attrs = "rdonly,nodev",
+          idmap = writable, optional = true }
+      end
+      if r.upper then add{ entry = e, role = "upper", path = common_dir(r.upper, r.work), recursive = false, idmap = true } end
+    end
+  end
+  return jobs
+end
+
+-- A job's tree, as the parent opens it: a detached copy, its attributes set, idmapped through userns where the
+-- job says (its top mount: what is mounted below it keeps its own ids). Returns the tree, or nil, message, ENAME
+-- naming the entry; an optional job that cannot be idmapped comes as it is, with a warning.
+local function open_job(job, userns, warn)
+  local what = job.rootfs and ("rootfs " .. job.path) or entry_name(job.entry)
+  local tree, msg, code = core.open_tree(job.path, { clone = true, recursive = job.recursive })
+  if not tree then return nil, what .. ": " .. msg, code end
+  local ok = true
+  if job.attrs and job.attrs ~= "" then ok, msg, code = core.mount_setattr(tree, { set = job.attrs, recursive = true }) end
+  if ok and job.idmap then
+    ok, msg, code = core.mount_setattr(tree, { idmap = userns, recursive = false })
+    if not ok and (job.rootfs or job.optional) then
+      if warn then warn(("%s: the sandbox's ids (a range of the host's) own nothing there: %s"):format(what, msg)) end
+      ok = true
+    elseif not ok then
+      msg = ("cannot be made writable for the sandbox's ids, a range of the host's (%s): idmapped mounts need a "
+        .. "file system that supports them; make it read-only, give uid_map, or set host_root"):format(msg)
+    end
+  end
+  if not ok then
+    tree:close()
+    return nil, what .. ": " .. msg, code
+  end
+  return tree
+end
+
+--- Parent, before the clone: opens the trees of the jobs that need no idmap (job.tree); the child inherits
+-- them. Raises a lunas error naming the entry. Returns whether some jobs are left for `send_sources` (idmapped:
+-- they need the sandbox's user namespace, made by the clone).
+-- @tparam table jobs from source_jobs
+-- @treturn boolean
+function M.open_sources(jobs)
+  local later = false
+  for _, job in ipairs(jobs) do
+    if job.idmap then
+      later = true
+    else
+      local tree, msg, code = open_job(job)
+      if not tree then
+        M.close_sources(jobs)
+        errors.raise{ op = "sandbox", step = "mounts", code = code, msg = "sandbox: mounts: " .. msg }
+      end
+      job.tree = tree
+    end
+  end
+  return later
+end
+
+--- Parent: closes the trees open_sources opened (the child has its own copies, or has exec'd).
+-- @tparam table jobs
+function M.close_sources(jobs)
+  for _, job in ipairs(jobs) do
+    if job.tree then job.tree:close() end
+  end
+end
+
+--- Parent, once the sandbox's user namespace has its maps: opens the idmapped jobs' trees through that
+-- namespace and sends them to the child over sock, in order. A rootfs or an optional layer that cannot be
+-- idmapped is sent as it is, with a warning; any other source that cannot fails, naming its entry.
+-- @tparam table jobs from source_jobs
+-- @param userns the sandbox's user namespace (a handle)
+-- @param sock the parent's end of a socket pair
+-- @param[opt] warn function(message) for warnings
+-- @return true, or nil, message, ENAME
+function M.send_sources(jobs, userns, sock, warn)
+  for _, job in ipairs(jobs) do
+    if job.idmap then
+      local tree, msg, code = open_job(job, userns, warn)
+      if not tree then return nil, msg, code end
+      local ok
+      ok, msg, code = core.send_fd(sock, tree)
+      tree:close()
+      if not ok then return nil, msg, code end
+    end
+  end
+  return true
+end
+
+-- Child: the sources the parent opened, in the order of plan.source_jobs: {[entry] = {src =, lower1 =, upper =}}
+-- (each {tree =, path =, parents = true when the tree is the parent's object}), and the rootfs's. Tables of the
+-- child's own: a child that shares the parent's memory must not change the parent's.
+function receive_sources(plan)
+  if not plan.source_jobs then return nil end
+  local by_entry, root = {}, nil
+  for _, job in ipairs(plan.source_jobs) do
+    local src = { path = job.path, tree = job.tree, parents = job.tree ~= nil }
+    if not src.tree then src.tree = try(core.recv_fd(plan.source_sock)) end
+    if job.rootfs then
+      root = src
+    else
+      by_entry[job.entry] = by_entry[job.entry] or {}
+      by_entry[job.entry][job.role .. (job.index or "")] = src
+    end
+  end
+  return by_entry, root
+end
+
 --- Builds the tree and pivots into it. plan: {rootfs = "tmpfs" | "host" | host dir, mounts = entries,
 -- harden = bool, netns = bool, userns = bool}. Runs in the sandbox's first child, in its own mount namespace.
 -- Returns nothing or nil, message, ENAME; the message names the entry (index and target) that failed.
@@ -393,11 +747,15 @@ end
 function M.build(plan)
   local ok, err = pcall(function()
     try(core.mount(nil, "/", nil, "rec,private"))
-    local resolved, rootfs = resolve_host_paths(plan)
-    if plan.rootfs == "host" then return build_on_host(plan, resolved) end
+    local resolved, rootfs = plan.resolved, plan.rootfs_path
+    if not resolved then resolved, rootfs = resolve_host_paths(plan) end
+    local sources, root_source = receive_sources(plan)
+    if plan.rootfs == "host" then return build_on_host(plan, resolved, sources) end
     -- The root tree is taken before the staging tmpfs covers BASE (the rootfs may live under it).
     local root_tree
-    if rootfs then
+    if root_source then
+      root_tree = root_source.tree
+    elseif rootfs then
       step("rootfs " .. plan.rootfs, function() root_tree = try(core.open_tree(rootfs, { clone = true, recursive = true })) end)
     else
       root_tree = try(core.fs_mount("tmpfs", { mode = "0755" }, { attrs = "nosuid,nodev" }))
@@ -407,11 +765,11 @@ function M.build(plan)
     try(core.open_in_root(base, "oldroot", { create = "dir" })):close()
     local newroot = try(core.open_in_root(base, "newroot", { create = "dir" }))
     base:close()
-    attach(root_tree, newroot)
+    attach(root_tree, newroot, root_source and root_source.parents)
     try(core.pivot_root(BASE, BASE .. OLD))
     try(core.chdir("/"))
     local b = { procs = {}, netns = plan.netns, userns = plan.userns, resolved = resolved, old = OLD,
-      root_path = ROOT_PATH }
+      root_path = ROOT_PATH, sources = sources }
     b.root = try(core.open(ROOT_PATH, "r"))
     for _, e in ipairs(plan.mounts) do step(entry_name(e), apply[e.kind], b, e) end
     if plan.harden ~= false then step("hardening", harden, b) end

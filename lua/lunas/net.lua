@@ -46,14 +46,7 @@ local function valid_name(name)
 end
 
 -- Root in the initial user namespace: the only case where /run/netns is ours to write.
-local function initial_root()
-  if core.ids().euid ~= 0 then return false end
-  local f = io.open("/proc/self/uid_map")
-  if not f then return false end
-  local map = f:read("a")
-  f:close()
-  return map:match("^%s*0%s+0%s+4294967295%s*$") ~= nil
-end
+local initial_root = require("lunas.idrange").initial_root
 
 -- Runs fn inside the network namespace ns (a handle), coming back whatever happens.
 local function in_netns(ns, fn, ...)

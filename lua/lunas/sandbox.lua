@@ -14,6 +14,7 @@
 local core = require "lunas.core"
 local errors = require "lunas.errors"
 local fs = require "lunas.fs"
+local idrange = require "lunas.idrange"
 local security = require "lunas.security"
 
 errors.register_module()
@@ -181,6 +182,8 @@ local fields = {
   uid = expect_id,
   gid = expect_id,
   uid_map = expect_map,
+  -- Root runs the sandbox with its own ids: the sandbox's root is the host's root (no range of host ids).
+  host_root = boolean,
   gid_map = expect_map,
   setgroups = boolean,
   groups = function(f, v)
@@ -210,6 +213,18 @@ local fields = {
   seccomp = security.check_profile,
   landlock = security.check_landlock,
   no_new_privs = boolean,
+  -- "own" (the default): without a network namespace of its own, the sandbox reaches only the abstract unix
+  -- sockets it made (Landlock); "host": those of the namespace it shares too.
+  abstract_sockets = function(f, v)
+    if v ~= "own" and v ~= "host" then misuse(f, "'own' or 'host' expected, got %s", tostring(v)) end
+    return v
+  end,
+  -- "private" (the default): a new, empty session keyring; "inherit": the caller's (its keys reachable where
+  -- the seccomp profile allows keyctl).
+  keyring = function(f, v)
+    if v ~= "private" and v ~= "inherit" then misuse(f, "'private' or 'inherit' expected, got %s", tostring(v)) end
+    return v
+  end,
   loopback = boolean,
   -- "none": a network namespace of its own with lo up (the default); "host": the caller's network; or a lab
   -- node (lunas.net): the sandbox joins that host's namespace.
@@ -386,6 +401,11 @@ local function close_all(...)
   end
 end
 
+local function warn(ctx, msg)
+  ctx.warnings[#ctx.warnings + 1] = msg
+  io.stderr:write("lunas: warning: sandbox ", msg, "\n")
+end
+
 local function check_core(value, msg, code)
   if value == nil and msg then return nil, msg, code end
   return true
@@ -461,40 +481,96 @@ steps[#steps + 1] = {
   abort = function(ctx) if ctx.parent then ctx.parent:close() end end,
 }
 
+-- Whether a map (ranges {inside, outside, count}) gives id a name inside (outside = true: id is a host id).
+local function mapped(ranges, id, outside)
+  for _, r in ipairs(ranges) do
+    local first = outside and r[2] or r[1]
+    if id >= first and id < first + r[3] then return true end
+  end
+  return false
+end
+
+-- The first child runs with lunas's own ids until it changes them, and maps written by the parent may not name
+-- those (a range of host ids for root): files it creates while building the tree need an owner the namespace can
+-- name. It becomes root inside when the maps have one, else the payload's ids; its capabilities stay (its old ids
+-- were not the namespace's root). The parent's supplementary groups (host root's group 0 among them) go too.
+local function become_mapped(ctx)
+  local maps = ctx.parent_maps
+  local uid = mapped(maps.uid, 0) and 0 or ctx.inside_uid
+  local gid = mapped(maps.gid, 0) and 0 or ctx.inside_gid
+  core.setgroups({})
+  local ok, msg, code = core.setresgid(gid, gid, gid)
+  if ok then ok, msg, code = core.setresuid(uid, uid, uid) end
+  -- A change of ids makes a process undumpable, and /proc/self then belongs to the host's root: the steps ahead
+  -- write there (timens_offsets). (A copy of lunas, never one that shares its memory: the maps needed a sync.)
+  if ok then ok, msg, code = core.prctl{ dumpable = true } end
+  return check_core(ok, msg, code)
+end
+
+local function release_range(ctx)
+  if ctx.id_range then idrange.release(ctx.id_range) end
+end
+
+-- A user namespace needs maps. Root (in the initial user namespace) gives a sandbox a range of host ids of its
+-- own unless the spec gives maps or asks for host_root; anyone else maps the payload's ids onto their own, the
+-- child writing the maps itself when they are one id each.
 steps[#steps + 1] = {
   name = "maps",
   prepare = function(ctx)
     local spec, ns = ctx.spec, ctx.ns
+    local explicit = spec.uid_map or spec.gid_map
+    if explicit and spec.host_root then misuse("host_root", "goes without uid_map and gid_map (the maps say where ids go)") end
     if not ns.user then
-      if spec.uid_map or spec.gid_map then misuse("uid_map", "needs a user namespace") end
+      if explicit then misuse("uid_map", "needs a user namespace") end
+      if spec.uid == nil and not spec.host_root and idrange.initial_root() then
+        misuse("namespaces", "without a user namespace the sandbox runs as the host's root: add 'user', set a uid, or "
+          .. "say host_root = true")
+      end
       return
     end
     local ids = core.ids()
     ctx.inside_uid, ctx.inside_gid = spec.uid or 0, spec.gid or 0
-    if spec.uid_map or spec.gid_map or spec.setgroups or spec.groups then
-      -- Ranges, or setgroups inside: the parent writes the maps (privileged) or newuidmap does.
-      ctx.parent_maps = {
-        uid = spec.uid_map or { { ctx.inside_uid, ids.euid, 1 } },
-        gid = spec.gid_map or { { ctx.inside_gid, ids.egid, 1 } },
-      }
-      ctx.set_ids = true
-      ctx.sync = true
+    if explicit then
+      ctx.parent_maps = { uid = spec.uid_map or { { ctx.inside_uid, ids.euid, 1 } },
+        gid = spec.gid_map or { { ctx.inside_gid, ids.egid, 1 } } }
+    elseif not spec.host_root and idrange.initial_root() then
+      for _, field in ipairs{ "uid", "gid" } do
+        if ctx["inside_" .. field] >= idrange.SIZE then
+          misuse(field, "a sandbox that root runs maps ids 0-%d onto a range of the host's: give uid_map and gid_map "
+            .. "for more", idrange.SIZE - 1)
+        end
+      end
+      ctx.id_range = idrange.acquire()
+      local range = { { 0, ctx.id_range.base, idrange.SIZE } }
+      ctx.parent_maps = { uid = range, gid = range }
+    elseif spec.setgroups or spec.groups then
+      -- setgroups inside: the parent writes the maps (privileged) or newuidmap does.
+      ctx.parent_maps = { uid = { { ctx.inside_uid, ids.euid, 1 } }, gid = { { ctx.inside_gid, ids.egid, 1 } } }
     else
       -- One id each, our own: the child can write them itself, no round trip with the parent.
       ctx.self_maps = { uid = { { ctx.inside_uid, ids.euid, 1 } }, gid = { { ctx.inside_gid, ids.egid, 1 } },
         setgroups = "deny" }
+      return
     end
+    ctx.set_ids = true
+    -- A privileged parent writes the maps as the clone returns, while the child waits (core.spawn's maps): no
+    -- round trip after it, and the child may still borrow our memory. newuidmap needs the round trip.
+    if ids.euid ~= 0 then ctx.sync = true end
+    ctx.become_mapped = not mapped(ctx.parent_maps.uid, ids.euid, true) or not mapped(ctx.parent_maps.gid, ids.egid, true)
   end,
   parent = function(ctx, proc)
     if not ctx.parent_maps then return end
-    if core.ids().euid == 0 then
-      return check_core(core.id_maps(proc.pid, ctx.parent_maps))
-    end
+    if ctx.id_range then idrange.record(ctx.id_range, proc.pid) end
+    if ctx.maps_written then return end
+    if core.ids().euid == 0 then return check_core(core.id_maps(proc.pid, ctx.parent_maps)) end
     return M.helper_maps(proc.pid, ctx.parent_maps)
   end,
   init = function(ctx)
     if ctx.self_maps then return check_core(core.id_maps(0, ctx.self_maps)) end
+    if ctx.become_mapped then return become_mapped(ctx) end
   end,
+  finish = release_range,
+  abort = release_range,
 }
 
 local function find_program(name)
@@ -552,6 +628,15 @@ steps[#steps + 1] = {
   end,
 }
 
+local function close_sources(ctx)
+  close_all(ctx.sources_parent, ctx.fs_plan and ctx.fs_plan.source_sock)
+  ctx.sources_parent = nil
+  if ctx.fs_plan then
+    ctx.fs_plan.source_sock = nil
+    if ctx.fs_plan.source_jobs then fs.close_sources(ctx.fs_plan.source_jobs) end
+  end
+end
+
 steps[#steps + 1] = {
   name = "mounts",
   prepare = function(ctx)
@@ -562,17 +647,75 @@ steps[#steps + 1] = {
     end
     -- No file system option at all: the safe default tree. Any option: a tree built from an empty root by the
     -- entries in order, as bubblewrap builds it.
+    local cwd = core.getcwd()
+    local function default_tree()
+      return fs.default_mounts(ctx.ns, { cwd = cwd, home = ctx.env.HOME, harden = spec.harden,
+        uid = ctx.inside_uid or spec.uid, gid = ctx.inside_gid or spec.gid })
+    end
     local mounts = spec.mounts
     if not mounts then
       if spec.rootfs == "host" then mounts = fs.host_mounts(ctx.ns)
       elseif spec.rootfs then mounts = {}
-      else mounts = fs.default_mounts(ctx.ns) end
+      else mounts = default_tree() end
+    else
+      -- {"default"} entries: the default tree there, with the entries after it on top.
+      local expanded = {}
+      for _, e in ipairs(mounts) do
+        if e.kind == "default" then
+          for _, d in ipairs(default_tree()) do expanded[#expanded + 1] = d end
+        else
+          expanded[#expanded + 1] = e
+        end
+      end
+      mounts = expanded
     end
     ctx.fs_plan = { rootfs = spec.rootfs, mounts = mounts, harden = spec.harden, netns = ctx.ns.net,
-      userns = ctx.ns.user, cwd = core.getcwd() }
+      userns = ctx.ns.user, cwd = cwd }
+    -- A range of host ids may not even walk to the sources the spec names, and writes only where the host lets
+    -- anyone: the parent (root) resolves and opens every source, idmapping through the sandbox's own maps what
+    -- the spec makes writable, once those exist, and hands the trees to the child.
+    if ctx.id_range then
+      fs.resolve(ctx.fs_plan)
+      local jobs = fs.source_jobs(ctx.fs_plan)
+      if #jobs > 0 then
+        ctx.fs_plan.source_jobs = jobs
+        -- What needs no idmap is opened now and inherited; the rest needs the clone's user namespace.
+        if fs.open_sources(jobs) then
+          ctx.sync = true
+          ctx.sources_parent, ctx.fs_plan.source_sock = errors.check(core.socketpair("seqpacket"))
+        end
+      end
+    end
+  end,
+  parent = function(ctx, proc)
+    local jobs = ctx.fs_plan and ctx.fs_plan.source_jobs
+    if jobs then fs.close_sources(jobs) end
+    if not ctx.sources_parent then return end
+    local userns, msg, code = core.ns_open("user", proc.pid)
+    local ok = userns ~= nil
+    if ok then
+      ok, msg, code = fs.send_sources(jobs, userns, ctx.sources_parent, function(m) warn(ctx, m) end)
+      userns:close()
+    end
+    close_sources(ctx)
+    if not ok then return nil, msg, code end
   end,
   init = function(ctx)
     if ctx.fs_plan then return fs.build(ctx.fs_plan) end
+  end,
+  finish = close_sources,
+  abort = close_sources,
+}
+
+-- A session keyring of its own (as runc gives every container): the caller's holds its login's keys, Kerberos
+-- tickets and file system keys, and a process of the sandbox would inherit it.
+steps[#steps + 1] = {
+  name = "keyring",
+  init = function(ctx)
+    if ctx.spec.keyring == "inherit" then return end
+    local ok, msg, code = core.join_session_keyring()
+    -- A kernel without keys (ENOSYS) has nothing to inherit.
+    if not ok and code ~= "ENOSYS" then return nil, msg, code end
   end,
 }
 
@@ -777,17 +920,34 @@ steps[#steps + 1] = {
   end,
 }
 
-local function warn(ctx, msg)
-  ctx.warnings[#ctx.warnings + 1] = msg
-  io.stderr:write("lunas: warning: sandbox ", msg, "\n")
-end
 
 -- After every mount (a restricted process cannot mount) and after no_new_privs (which restricting needs).
 steps[#steps + 1] = {
   name = "landlock",
   prepare = function(ctx)
-    if not ctx.spec.landlock then return end
-    local plan, warnings = security.plan_landlock(ctx.spec.landlock)
+    local spec = ctx.spec.landlock
+    -- Abstract unix sockets belong to a network namespace: sharing the host's (or a lab node's) would reach its
+    -- services' (containerd-shim's, CVE-2020-15257). Landlock scopes them to the sandbox where the kernel can.
+    if not ctx.ns.net and ctx.spec.abstract_sockets ~= "host" then
+      if core.landlock_abi() < 6 or ctx.spec.no_new_privs == false then
+        warn(ctx, ("abstract unix sockets of the host's network namespace stay reachable: %s (give the sandbox its "
+          .. "own network namespace)"):format(ctx.spec.no_new_privs == false and "scoping them needs no_new_privs"
+          or ("scoping them needs Landlock ABI 6, this kernel has %d"):format(core.landlock_abi())))
+      else
+        local scoped = { "abstract_unix_socket" }
+        if spec then
+          for _, name in ipairs(spec.scoped) do
+            if name ~= "abstract_unix_socket" then scoped[#scoped + 1] = name end
+          end
+        end
+        local merged = {}
+        for k, v in pairs(spec or { paths = {}, connect = {}, bind = {}, strict = false }) do merged[k] = v end
+        merged.scoped = scoped
+        spec = merged
+      end
+    end
+    if not spec then return end
+    local plan, warnings = security.plan_landlock(spec)
     for _, msg in ipairs(warnings) do warn(ctx, msg) end
     ctx.landlock = plan
   end,
@@ -932,7 +1092,9 @@ end
 local function child_main(ctx)
   -- Drop the parent's pipe ends first: holding sync_w would hide the parent's death from the read below. A
   -- vfork-style child shares the parent's objects and must not touch them (it has no sync pipe anyway).
-  if not ctx.vfork then close_all(ctx.err_r, ctx.sync_w, ctx.status_r) end
+  if not ctx.vfork then
+    close_all(ctx.err_r, ctx.sync_w, ctx.status_r, ctx.id_range and ctx.id_range.lock, ctx.sources_parent)
+  end
   if ctx.sync_r then
     local byte = ctx.sync_r:read(1)
     if byte ~= "1" then core.exit(SETUP_FAILED) end
@@ -1126,8 +1288,10 @@ function Sandbox:spawn()
   ctx.vfork = ctx.shared_vm_ok and not ctx.sync and not ctx.cgroup_fd and self.spec.argv ~= nil
     and (not ctx.fork or ctx.reaper_image ~= nil)
   local started = core.now()
+  ctx.maps_written = ctx.parent_maps ~= nil and not ctx.sync
   local proc, msg, code = spawn_in_netns(self.spec.net, { flags = clone_flags(ctx),
-    fn = function() return child_main(ctx) end, vfork = ctx.vfork, cgroup = ctx.cgroup_fd })
+    fn = function() return child_main(ctx) end, vfork = ctx.vfork, cgroup = ctx.cgroup_fd,
+    maps = ctx.maps_written and ctx.parent_maps or nil })
   close_child_ends(ctx)
   if not proc then
     close_all(ctx.err_r, ctx.sync_w, ctx.status_r)
@@ -1356,7 +1520,15 @@ end
 -- @tparam[opt] string spec.rootfs "tmpfs" (an empty root), "host" (a private copy of the host's mount table), or
 --   a host directory
 -- @tparam[opt] table spec.mounts entries applied in order (see `lunas.fs`); with any file system field the tree is
---   built from an empty root, without any the host's / read-only, a fresh /proc, a minimal /dev, a private /tmp
+--   built from an empty root, without any it is the default tree (`lunas.fs.default_mounts`: the host's programs
+--   read-only, private /tmp, /run, /var and HOME, the working directory read-only, no socket or FIFO of the
+--   host), which a `{"default"}` entry puts where it stands
+-- @tparam[opt=false] boolean spec.host_root run by root, the sandbox's root is the host's root (its ids mapped onto
+--   root's, or no user namespace at all); by default root's sandboxes get a range of host ids of their own
+--   (`lunas.idrange`), writable binds idmapped
+-- @tparam[opt="own"] string spec.abstract_sockets "host": without a network namespace of its own, the sandbox
+--   reaches the host's abstract unix sockets too (by default Landlock scopes them, ABI 6)
+-- @tparam[opt="private"] string spec.keyring "inherit": the caller's session keyring instead of a new one
 -- @tparam[opt=true] boolean spec.harden the masks and read-only parts of /proc and /sys
 -- @param[opt] spec.caps "none" (the default: every capability dropped), "keep", names to keep, or
 --   `{add = names, drop = names}` (`lunas.security.check_caps`)

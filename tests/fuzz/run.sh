@@ -67,8 +67,11 @@ ROOT=$ROOT FUZZ_BUILD=$FUZZ_BUILD OUT=$OUT ARGS=$ARGS PRELOAD=$PRELOAD FUZZ_UID=
     exec unshare --mount --propagation private -- /bin/sh -c '
 set -u
 die() { echo "fuzz: $*" >&2; exit 2; }
-# the caller'"'"'s output directory, reached through the working directory once tmpfs hide its path
+# the caller'"'"'s output directory, reached through the working directory once tmpfs hide its path; the tree
+# and the build through descriptors (a checkout under /tmp or /run is hidden too)
 if [ -n "$OUT" ]; then cd "$OUT" || die "cannot enter $OUT"; else cd /; fi
+exec 8<"$FUZZ_BUILD" 9<"$ROOT" || die "cannot open $ROOT or $FUZZ_BUILD"
+ROOT=/proc/self/fd/9 FUZZ_BUILD=/proc/self/fd/8
 for dir in /tmp /var/tmp /dev/shm; do
     mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$dir" || die "cannot mount a tmpfs on $dir"
 done
@@ -82,6 +85,7 @@ cp "$ROOT"/src/*.c "$tree/src/" && cp -R "$ROOT/lua/lunas" "$tree/lua/" &&
     cp "$ROOT/tests/support/util.lua" "$tree/support/" && cp "$FUZZ_BUILD/lib/lunas/core.so" "$tree/lib/lunas/" ||
     die "cannot copy the tree"
 chmod -R a+rX "$tree"
+exec 8<&- 9<&-
 out=/run/fuzz-out
 mkdir -p "$out" && chown "$FUZZ_UID:$FUZZ_UID" "$out" || die "cannot make $out"
 SAN=""

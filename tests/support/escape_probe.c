@@ -1231,7 +1231,10 @@ static void walk_dir(struct walk *w, size_t len) {
         w->path[len] = '/';
         memcpy(w->path + len + sep, e->d_name, n + 1);
         unsigned type = e->d_type;
-        if (type == DT_UNKNOWN) { /* file systems that do not fill d_type: lstat's answer */
+        /* d_type is the directory entry's: a socket or FIFO bound over a file mount point shows as a regular
+         * file there, so every non-directory is asked again (lstat sees what is mounted on it); so is an entry
+         * of a file system that does not fill d_type. */
+        if (type != DT_DIR && type != DT_LNK) {
             struct stat st;
             type = fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ? DT_UNKNOWN : IFTODT(st.st_mode);
         }

@@ -5,6 +5,7 @@ local cgroup = require "lunas.cgroup"
 local json = require "lunas.json"
 local errors = require "lunas.errors"
 local cli = require "lunas.cli"
+local idrange = require "lunas.idrange"
 
 local M = {}
 
@@ -16,10 +17,12 @@ Removes what a lunas that died (SIGKILL, a crash, a reboot of /run aside) left b
     processes started in their hosts, their namespaces, links and cgroups, as recorded under /run/lunas/labs;
   - cgroups named lunas-PID-N (the sandboxes' cgroups) below this process's own cgroup whose PID is gone and
     that hold no process; one that still holds processes (a sandbox run with --no-die-with-parent) is listed
-    and left alone.
+    and left alone;
+  - the records of host id ranges (/run/lunas/userns) that no lunas holds and no running sandbox uses.
 Labs that are up (lunas lab up) and anything a running lunas owns are never touched.
   --dry-run     only say what would be removed
-  --json        {"labs": [names], "cgroups": [paths], "busy_cgroups": [paths], "dry_run": bool}
+  --json        {"labs": [names], "cgroups": [paths], "busy_cgroups": [paths], "id_ranges": [first ids],
+                "dry_run": bool}
 Exit status: 0; 1 when something could not be removed; 2 for bad usage.]]
 
 function M.main(args)
@@ -47,9 +50,10 @@ function M.main(args)
     io.stderr:write("lunas gc: ", tostring(err), "\n")
     cgroups = { removed = {}, busy = {} }
   end
+  local ranges = idrange.gc{ dry_run = dry_run }
   if as_json then
     io.stdout:write(json.encode({ labs = labs.removed, cgroups = cgroups.removed, busy_cgroups = cgroups.busy,
-      dry_run = dry_run }, { indent = "  " }), "\n")
+      id_ranges = ranges, dry_run = dry_run }, { indent = "  " }), "\n")
   else
     local verb = dry_run and "would remove" or "removed"
     for _, name in ipairs(labs.removed) do print(("%s lab %s"):format(verb, name)) end
@@ -57,7 +61,8 @@ function M.main(args)
     for _, path in ipairs(cgroups.busy) do
       print(("kept cgroup %s: its lunas is gone but processes are still inside"):format(path))
     end
-    if #labs.removed + #cgroups.removed + #cgroups.busy == 0 then print("nothing to remove") end
+    for _, base in ipairs(ranges) do print(("%s the record of id range %d"):format(verb, base)) end
+    if #labs.removed + #cgroups.removed + #cgroups.busy + #ranges == 0 then print("nothing to remove") end
   end
   return err and 1 or 0
 end

@@ -22,8 +22,10 @@ local function text_table(list)
   local rows = { { "NS", "TYPE", "NPROCS", "PID", "USER", "NAME", "COMMAND" } }
   for _, e in ipairs(list) do
     local name = #e.names > 0 and table.concat(e.names, ",") or (#e.paths > 0 and table.concat(e.paths, ",") or "-")
+    -- One row each, whatever a command line holds (a newline in a shell script's argument, say).
+    local command = e.command and e.command:gsub("%c", " ") or "-"
     rows[#rows + 1] = { tostring(e.inode), e.type, tostring(e.nprocs), e.pid and tostring(e.pid) or "-",
-      e.user or "-", name, e.command or "-" }
+      e.user or "-", name, command }
   end
   -- numbers right-aligned, words left-aligned, as lsns does
   return cli.format_table(rows, { [1] = true, [3] = true, [4] = true })

@@ -14,26 +14,40 @@ local HELP = [[
 usage: lunas run [OPTIONS] [--] CMD [ARGS...]
 
 Runs CMD in a sandbox. With no --unshare-* option every namespace is new (user, pid, mount, uts, ipc, net,
-cgroup); with any, exactly those (plus a mount namespace, always, and a user namespace when not root).
+cgroup); with any, exactly those, plus a mount namespace and a user namespace (always, but with --host-root).
 Defaults: a new session, killed with lunas (die-with-parent), descriptors beyond 0-2 closed, environment
-cleared except TERM, PATH, HOME and LANG, lo up in a new network namespace.
+cleared except TERM, PATH, HOME and LANG, lo up in a new network namespace, a session keyring of its own.
 
-File system: with no file system option, the host's / read-only (recursively), a fresh /proc, a minimal /dev
-and a private /tmp. As soon as any file system option is given, the tree is built from an empty root by the
-options in the order given, exactly as bubblewrap builds it: --ro-bind / / is needed to see the host. Either
-way /proc gets Docker's masks and a read-only /proc/sys, and a new network namespace gets its own read-only
-/sys (--no-harden turns that off). Targets are resolved inside the new root; a target that is a symlink is
-refused.
+Identity: inside, CMD is root (or --uid) of its user namespace. Run by a user, that is the user's own id
+outside. Run by root, the sandbox's ids are a range of 65536 unprivileged host ids of its own (no running
+sandbox shares it), never root's: it reads and writes on the host only what anyone may, and the binds it is
+asked to make writable are idmapped so that it writes there as root would. --host-root makes the sandbox's
+root the host's root instead.
+
+File system: with no file system option (or with --default-tree, and then the options after it on top), the
+host's programs read-only (/usr, /etc, and /bin, /sbin, /lib* as the host has them), a fresh /proc, a minimal
+/dev, private /tmp, /run, /var (with /var/tmp) and HOME, and the working directory read-only where it is. No
+unix socket or FIFO of the host is in it: the working directory is shown through an overlay (--ro-view), on
+which a socket or FIFO of the host answers nothing. With any other file system option, the tree is built from
+an empty root by the options in the order given, exactly as bubblewrap builds it: --ro-bind / / is needed to
+see the host (and then its sockets: D-Bus, systemd, docker.sock...). Either way /proc gets Docker's masks and a
+read-only /proc/sys, /sys Docker's masks, and a new network namespace its own read-only /sys (--no-harden turns
+that off). Targets are resolved inside the new root; a target that is a symlink is refused.
+To hand in one socket on purpose: --default-tree --bind /run/x.sock /run/x.sock
 
 Namespaces:
   --unshare-user --unshare-pid --unshare-net --unshare-ipc --unshare-uts --unshare-cgroup
   --unshare-all          all of the above
   --share-net            keep the host's network (drops --unshare-net / the default)
 Identity:
-  --uid UID  --gid GID   ids inside the sandbox (mapped to yours outside)
+  --uid UID  --gid GID   ids inside the sandbox (mapped to yours outside; root's: to its range)
+  --host-root            run by root: the sandbox's root is the host's root (no range of host ids; without
+                         --unshare-user and with --unshare-*, no user namespace at all)
   --hostname NAME        host name inside (needs a uts namespace)
 File system (in order):
+  --default-tree         the default tree here (the options after it go on top of it)
   --bind SRC DEST  --ro-bind SRC DEST  --dev-bind SRC DEST   and -try forms (skip a missing SRC)
+  --ro-view SRC DEST     SRC read-only, where no socket or FIFO of the host answers (an overlay)
   --tmpfs DEST           a fresh tmpfs (--size BYTES and --perms OCTAL before it apply to it)
   --proc DEST  --dev DEST  --mqueue DEST
   --dir DEST  --symlink SRC DEST  --file FD DEST (contents read from FD)  --chmod OCTAL PATH
@@ -42,8 +56,8 @@ File system (in order):
                          --ro-overlay DEST
   --rootfs DIR           start from this directory (default: an empty tmpfs); --rootfs host keeps the host's
                          mount table (a private copy, as unshare --mount does: the host's files, writable as
-                         their permissions allow) under the options and the hardening, with a fresh /proc
-                         when no option is given
+                         their permissions allow, and its sockets and FIFOs reachable) under the options and
+                         the hardening, with a fresh /proc when no option is given
   --no-harden            no /proc masks, writable /proc/sys, the /sys the tree shows
 Process:
   --chdir DIR            working directory
@@ -51,7 +65,11 @@ Process:
   --argv0 VALUE          argv[0] for CMD
   --as-pid-1             CMD is PID 1 itself (no reaper)
   --die-with-parent      (default) kill the sandbox when lunas dies; --no-die-with-parent to keep it
-  --new-session          (default) setsid, so CMD cannot reach the terminal; --share-session to keep it
+  --new-session          (default) setsid: CMD has no controlling terminal, so it gets no signal from it and
+                         cannot make it its own; it still writes to a terminal it inherits as stdout or
+                         stderr (the seccomp profile refuses TIOCSTI, TIOCLINUX and TIOCSETD on it);
+                         --share-session to keep the caller's session
+  --share-keyring        the caller's session keyring instead of a new one
   --timeout SECONDS      kill the sandbox after SECONDS (exit status 124)
   --json-status FILE|FD  write JSON lines: {"child-pid", "payload-pid", "namespaces"} once CMD runs, then
                          {"exit-code" or "signal", "elapsed", "usage", "timed-out"} when it ends
@@ -69,12 +87,14 @@ Confinement (defaults: every capability dropped, securebits locked, no_new_privs
   --seccomp FILE.lua     a seccomp profile: a Lua file returning {base =, deny =, allow =, notify =, rules =, ...}
   --seccomp-deny NAME  --seccomp-allow NAME   refuse, or let through, a group or a system call (repeatable;
                          groups: mount module raw-io reboot swap clock debug perf bpf keyring userfaultfd
-                         obsolete privileged namespaces userns tty)
+                         obsolete privileged namespaces userns tty io_uring vsock suid ldt personality lease)
   --no-seccomp           no system call filter at all
   --seccomp-show         print the filter as readable PFC and exit
   --landlock-ro PATH  --landlock-rw PATH   with either, CMD reaches only the listed paths (read-only, or fully)
   --landlock-connect PORT  --landlock-bind PORT   with either, TCP connect/bind only to the listed ports
   --landlock-strict      fail when the kernel cannot enforce a Landlock rule (default: a warning)
+  --share-abstract-sockets   with --share-net, reach the host's abstract unix sockets too (by default
+                         Landlock keeps them out of reach where the kernel has ABI 6; a warning where not)
   --help
 
 Exit status: CMD's status; 128+N when killed by signal N; 124 on --timeout; 125 when the sandbox could not be
@@ -83,7 +103,7 @@ set up; 2 for bad usage. A payload killed by the OOM killer is reported on stder
 local UNSHARE = { ["--unshare-user"] = "user", ["--unshare-pid"] = "pid", ["--unshare-net"] = "net",
   ["--unshare-ipc"] = "ipc", ["--unshare-uts"] = "uts", ["--unshare-cgroup"] = "cgroup" }
 local ALL = { "user", "pid", "net", "ipc", "uts", "cgroup" }
-local BINDS = { ["--bind"] = true, ["--ro-bind"] = true, ["--dev-bind"] = true }
+local BINDS = { ["--bind"] = true, ["--ro-bind"] = true, ["--dev-bind"] = true, ["--ro-view"] = true }
 
 local function parse_id(s)
   local n = tonumber(s)
@@ -199,6 +219,10 @@ function M.parse(args)
     ["--ro-overlay"] = function(o) overlay("ro-overlay", value(o)) end,
     ["--rootfs"] = function(o) spec.rootfs = value(o) end,
     ["--no-harden"] = function() spec.harden = false end,
+    ["--default-tree"] = function() add({ "default" }) end,
+    ["--host-root"] = function() spec.host_root = true end,
+    ["--share-keyring"] = function() spec.keyring = "inherit" end,
+    ["--share-abstract-sockets"] = function() spec.abstract_sockets = "host" end,
     ["--unshare-all"] = function() for _, n in ipairs(ALL) do choose(n) end end,
     ["--share-net"] = function() share_net = true end,
     ["--uid"] = function(o) spec.uid = parse_id(value(o)) or error({ usage = o .. ": bad id '" .. args[i] .. "'" }) end,
@@ -272,6 +296,9 @@ function M.parse(args)
     if (chosen == nil or chosen[n]) and not (n == "net" and share_net) then names[#names + 1] = n end
   end
   names[#names + 1] = "mount"
+  -- Root gets a user namespace too (the sandbox's ids a range of the host's) unless it asks to stay the host's
+  -- root.
+  if chosen and not chosen.user and not spec.host_root and core.ids().euid == 0 then names[#names + 1] = "user" end
   spec.namespaces = names
   if not next(spec.env) then spec.env = nil end
   if #spec.unsetenv == 0 then spec.unsetenv = nil end
