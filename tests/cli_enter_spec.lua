@@ -98,15 +98,16 @@ describe("lunas enter with a root of its own #root", function()
     local defer = util.cleanups(finally)
     local dir, rm = util.tmpdir()
     defer(rm)
+    os.execute("chmod 755 " .. util.quote(dir)) -- the root of a sandbox whose ids, root's range, own nothing here
     local probe = BUILD .. "/tests/escape-probe"
     -- a jail holding a copy of the probe and the libraries it needs, and a marker only the jail has
-    assert.is_true(os.execute(("mkdir -p %s/jail && cp %s %s/jail/probe && echo jailed > %s/jail/marker && "
-      .. "for l in $(ldd %s | grep -o '/[^ ]*'); do cp --parents \"$l\" %s/jail; done"):format(dir, probe, dir, dir,
+    assert.is_true(os.execute(("mkdir -p %s/jail %s/proc && cp %s %s/jail/probe && echo jailed > %s/jail/marker && "
+      .. "for l in $(ldd %s | grep -o '/[^ ]*'); do cp --parents \"$l\" %s/jail; done"):format(dir, dir, probe, dir, dir,
       probe, dir)))
     local r, w = assert(core.pipe())         -- the test holds w: the target waits on r until the test ends
     local ready_r, ready_w = assert(core.pipe()) -- the target says it is chrooted
     local running <close> = lunas.sandbox{ caps = "keep", seccomp = false, as_pid_1 = true, mounts = {
-      { "bind", dir, "/" }, { "proc", "/proc" } }, fn = function()
+      { "ro-bind", dir, "/" }, { "proc", "/proc" } }, fn = function()
         assert(core.chroot("/jail"))
         assert(core.chdir("/"))
         ready_w:write("1")

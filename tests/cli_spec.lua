@@ -863,7 +863,7 @@ describe("lunas run file system options #rootless", function()
   end)
 
   it("binds read-write, read-only and with -try, creates dirs, links and files with --perms", function()
-    if not kernel.requires("userns") then return end
+    if not kernel.requires("userns", "idmap") then return end
     local dir, cleanup = util.tmpdir()
     finally(cleanup)
     assert(os.execute(("mkdir %s/rw %s/ro && echo data > %s/ro/file"):format(dir, dir, dir)))
@@ -889,7 +889,7 @@ describe("lunas run file system options #rootless", function()
   end)
 
   it("layers overlays: writes land in the upper dir, a tmp-overlay forgets them", function()
-    if not kernel.requires("userns") then return end
+    if not kernel.requires("userns", "idmap") then return end
     local dir, cleanup = util.tmpdir()
     finally(function() os.execute("chmod -R u+rwx " .. util.quote(dir) .. "; rm -rf " .. util.quote(dir)) cleanup() end)
     assert(os.execute(("mkdir %s/lower %s/upper %s/work && echo base > %s/lower/f"):format(dir, dir, dir, dir)))

@@ -366,7 +366,7 @@ describe("trees built from mount entries #rootless", function()
     assert.are.equal("tmpfs", mount_at(mounts, "/dev/shm").fstype)
   end)
 
-  check("write through an overlay into the upper dir, never into the lower", { "userns" }, function(defer)
+  check("write through an overlay into the upper dir, never into the lower", { "userns", "idmap" }, function(defer)
     local dir = tmpdir(defer)
     for _, d in ipairs{ "lower", "upper", "work" } do mkdir_p(dir .. "/" .. d) end
     util.write(dir .. "/lower/a", "low\n")
@@ -465,7 +465,7 @@ describe("trees built from mount entries #rootless", function()
     assert.is_falsy(tostring(err):find("/oldroot", 1, true), tostring(err))
   end)
 
-  check("make a writable bind read-only with remount-ro", { "userns" }, function(defer)
+  check("make a writable bind read-only with remount-ro", { "userns", "idmap" }, function(defer)
     local dir = tmpdir(defer)
     local out = capture{ argv = "echo data > /w/written && echo written", rootfs = "tmpfs",
       mounts = with_programs{ { "bind", dir, "/w" } } }
@@ -867,7 +867,7 @@ describe("file systems as root #root", function()
     assert.are.equal("changed\n", util.read(dir .. "/upper/a"))
   end)
 
-  check("make a submount of a ro-bind read-only too", { "root", "userns" }, function(defer)
+  check("make a submount of a ro-bind read-only too", { "root", "userns", "idmap" }, function(defer)
     local dir = tmpdir(defer)
     mkdir_p(dir .. "/sub")
     local _, code = util.run{ "mount", "-t", "tmpfs", "-o", "size=1M", "lunas-fs-test", dir .. "/sub" }

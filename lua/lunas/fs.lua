@@ -608,7 +608,8 @@ end
 --- Parent, in a sandbox whose ids are a range of the host's (root runs it): every host source of the plan
 -- (resolved by `resolve`), which the parent opens and hands to the child, since the sandbox's ids may not be
 -- able to walk there. What the plan makes writable is idmapped through the sandbox's maps: writable binds
--- (not of device nodes, which go by their own permissions), the directory of an overlay's upper and work
+-- (not of device nodes, which go by their own permissions; sockets and FIFOs where they can be), the directory
+-- of an overlay's upper and work
 -- layers, and the rootfs directory. Returns the jobs `{entry =, role = "src" | "lower" | "upper", index =,
 -- path =, recursive =, attrs =, idmap =, optional =, rootfs = true}`, in order. The lower layers of a
 -- writable overlay are idmapped too where their file system allows (optional: as they are elsewhere).
@@ -623,8 +624,11 @@ function M.source_jobs(plan)
     if BIND_KINDS[e.kind] and r.src then
       local attrs = e.attrs or BIND_KINDS[e.kind]
       local kind = core.file_type(r.src)
+      -- A socket or FIFO handed in is idmapped where it can be (so that root's may be connected to), else taken
+      -- as it is: nothing is written through it.
       add{ entry = e, role = "src", path = r.src, recursive = true, attrs = attrs,
-        idmap = e.kind == "bind" and not attrs:find("rdonly", 1, true) and kind ~= "char" and kind ~= "block" }
+        idmap = e.kind == "bind" and not attrs:find("rdonly", 1, true) and kind ~= "char" and kind ~= "block",
+        optional = kind == "socket" or kind == "fifo" }
     elseif e.kind == "ro-view" and r.src then
       -- Its own mount alone: below it, the host's mounts would stop overlayfs in a user namespace.
       add{ entry = e, role = "src", path = r.src, recursive = false, attrs = "rdonly,nodev" }

@@ -230,6 +230,32 @@ probes.landlock = function() return landlock_at_least(1, "Landlock") end
 probes.landlock_net = function() return landlock_at_least(4, "TCP bind/connect rules") end
 probes.landlock_scoped = function() return landlock_at_least(6, "scopes (abstract unix sockets, signals)") end
 
+-- A sandbox that root runs gets a range of host ids, and the binds it makes writable are idmapped: the scratch
+-- directories specs bind must be on file systems that take idmapped mounts (tmpfs from Linux 6.3). Asked of lunas
+-- itself: a writable bind of a fresh directory in each place.
+probes.idmap = function()
+  local _, euid = ids()
+  if euid ~= 0 then return true end -- others' sandboxes map their own ids: nothing is idmapped
+  local ok_lunas, lunas = pcall(require, "lunas")
+  if not ok_lunas then return false, "lunas does not load: " .. tostring(lunas) end
+  local util = require "support.util"
+  for _, parent in ipairs{ "/tmp", "/var/tmp", util.build .. "/scratch" } do
+    local p = io.popen("mktemp -d " .. util.quote(parent .. "/lunas-idmap.XXXXXX") .. " 2>/dev/null")
+    local dir = p:read("l")
+    p:close()
+    if dir then
+      local ok, err = pcall(function()
+        return lunas.sandbox{ argv = { "/nonexistent" }, rootfs = "tmpfs", mounts = { { "bind", dir, "/x" } } }:run()
+      end)
+      os.execute("rm -rf " .. util.quote(dir))
+      if not ok and tostring(err):find("cannot be made writable", 1, true) then
+        return false, ("the file system of %s takes no idmapped mounts on this kernel (tmpfs before Linux 6.3)"):format(parent)
+      end
+    end
+  end
+  return true
+end
+
 probes.bwrap = function()
   if have_program("bwrap") then return true end
   return false, "bwrap (bubblewrap) is not installed"
