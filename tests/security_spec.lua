@@ -303,33 +303,40 @@ describe("escape battery #root", function()
   end)
 end)
 
--- The default sandbox of an unprivileged user refuses the same attempts (the root pass has checked these
--- already, paired with their unprotected runs, which need root: registered in the rootless pass only). The
--- setuid attempt maps two ids, which needs root (root_only).
-if os.getenv("LUNAS_TEST_PASS") ~= "root" then
-  describe("escape battery as an unprivileged user #rootless", function()
+-- The protected runs again: run by an unprivileged user (the root pass has checked these already, paired with
+-- their unprotected runs, which need root: registered in the rootless pass only), and run by root with uid 1000
+-- inside (one of root's range of host ids). The setuid attempt maps ids of its own, which needs root (root_only).
+local function protected_only(title, as)
+  describe(title, function()
     setup(setup_fixtures)
     teardown(teardown_fixtures)
 
     for _, a in ipairs(ATTEMPTS) do
       local name, args, expect, _, _, opts = table.unpack(a)
-      if not (opts and opts.root_only) then
+      opts = opts or {}
+      if not opts.root_only then
         it(name .. ": refused", function()
           if not kernel.requires("userns") then return end
-          if opts and opts.file and not os.execute("test -e " .. opts.file) then
+          if opts.file and not os.execute("test -e " .. opts.file) then
             pending(("this kernel has no %s"):format(opts.file))
             return
           end
-          if opts and opts.landlock_abi and core.landlock_abi() < opts.landlock_abi then
+          if opts.landlock_abi and core.landlock_abi() < opts.landlock_abi then
             pending(("needs Landlock ABI %d, this kernel has %d"):format(opts.landlock_abi, core.landlock_abi()))
             return
           end
-          local line, result = probe(opts and opts.base, type(args) == "function" and args() or args)
+          local line, result = probe(merge(opts.base or {}, as), type(args) == "function" and args() or args)
           check(expect, line, result, "protected")
         end)
       end
     end
   end)
+end
+
+if os.getenv("LUNAS_TEST_PASS") ~= "root" then
+  protected_only("escape battery as an unprivileged user #rootless", {})
+else
+  protected_only("escape battery as uid 1000 in a sandbox that root runs #root", { uid = 1000, gid = 1000 })
 end
 
 -- ---- the terminal (CVE-2017-5226, CVE-2019-10063) -------------------------------------------------------------

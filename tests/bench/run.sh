@@ -293,6 +293,9 @@ CRUN="crun --root $B/crun/state --cgroup-manager=disabled run"
     # lunas doing rawns' work: the host's mount table and a fresh /proc (--rootfs host), no /proc masks (the default
     # tree and bwrap-style trees cost more: see the file system rows)
     job lunas ns lat "lunas run --rootfs host" "$LUNAS" run --unshare-user --unshare-pid --unshare-ipc --unshare-uts --rootfs host --no-harden -- /bin/true
+    # Run by root, the row above gets a range of host ids of its own (an id range lock, maps written while the
+    # child waits); --host-root maps onto root's own, as rawns and the earlier lunas did.
+    job lunas-hr ns lat "lunas run --rootfs host --host-root" "$LUNAS" run --unshare-user --unshare-pid --unshare-ipc --unshare-uts --rootfs host --no-harden --host-root -- /bin/true
 
     job rawns-net net lat "rawns -n" "$B/rawns" -n /bin/true
     job unshare-net net lat "unshare" $UNSHARE --net /bin/true
@@ -311,6 +314,9 @@ CRUN="crun --root $B/crun/state --cgroup-manager=disabled run"
     job bwrap-fs fs lat "bwrap" bwrap --unshare-all --ro-bind / / --tmpfs /tmp --proc /proc --dev /dev /bin/true
     job lunas-fs fs lat "lunas run" "$LUNAS" run --unshare-all --ro-bind / / --tmpfs /tmp --proc /proc --dev /dev -- /bin/true
     job lunas-fs-nh fs lat "lunas run --no-harden" "$LUNAS" run --unshare-all --ro-bind / / --tmpfs /tmp --proc /proc --dev /dev --no-harden -- /bin/true
+    # The default sandbox: every namespace, the default tree (programs read-only, private /tmp /run /var HOME, the
+    # working directory's view), hardening, the default confinement.
+    job lunas-default fs lat "lunas run (the default sandbox)" "$LUNAS" run -- /bin/true
 
     # The cost of a cgroup of its own with limits (memory, pids, cpu): made, joined (CLONE_INTO_CGROUP, plus the
     # v1 hierarchies on a hybrid host), read for usage and removed, around the same spawn as the first row.

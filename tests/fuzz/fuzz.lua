@@ -326,7 +326,8 @@ local function add_target(name, fn, kind, weight)
 end
 
 -- Calls that end or replace the worker, or block by design: rarer, so that batches get far.
-local RARE = { ["core.exit"] = 0.05, ["core.exec"] = 0.1, ["core.reaper"] = 0.03, ["core.pivot_root"] = 0.3,
+local RARE = { ["core.exit"] = 0.05, ["core.exec"] = 0.1, ["core.reaper"] = 0.03, ["core.reaper_exec"] = 0.03,
+  ["core.pivot_root"] = 0.3,
   ["core.chroot"] = 0.3, ["core.seccomp_load_bpf"] = 0.3, ["core.close_range"] = 0.2, ["core.drop_capabilities"] = 0.3,
   ["core.setrlimit"] = 0.3 }
 
