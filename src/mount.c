@@ -563,6 +563,7 @@ The type of a file, without following a final symlink (lstat, or fstat of a desc
 @tparam string|fd path
 @treturn string "dir", "file", "link", "char", "block", "fifo" or "socket"
 @treturn string the file's identity, "DEV:INO": equal for two names of one file
+@treturn integer its permission bits (st_mode & 07777)
 @error "stat PATH: message", "ENAME" ("ENOENT" when missing)
 */
 static int mount_file_type(lua_State *L) {
@@ -584,7 +585,8 @@ static int mount_file_type(lua_State *L) {
     lua_pushstring(L, type);
     /* Which file it is: two names (or a name and a descriptor) for the same inode give the same string. */
     lua_pushfstring(L, "%I:%I", (lua_Integer)st.st_dev, (lua_Integer)st.st_ino);
-    return 2;
+    lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777));
+    return 3;
 }
 
 /***

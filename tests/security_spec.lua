@@ -753,6 +753,17 @@ describe("a sandbox that root runs #root", function()
     assert.equal("0\n", owner)
   end)
 
+  it("keeps a working directory only root may enter working, read-only and without its sockets", function()
+    if not kernel.requires("userns", "idmap") then return end
+    local dir, rm = util.tmpdir() -- mktemp's 0700, root's
+    finally(rm)
+    util.write(dir .. "/secret-of-root", "mine\n")
+    local out, code = util.run{ "sh", "-c", ("cd %s && exec %s run -- /bin/sh -c 'pwd; cat secret-of-root; " ..
+      "touch new 2>&1 | sed \"s/.*: //\"'"):format(util.quote(dir), LUNAS) }
+    assert.equal(0, code, out)
+    assert.equal(dir .. "\nmine\nRead-only file system\n", out)
+  end)
+
   it("refuses a writable bind of a file system that cannot be idmapped, saying why and what to do", function()
     if not kernel.requires("userns") then return end
     local out, code = util.run{ LUNAS, "run", "--default-tree", "--bind", "/proc/sys", "/mnt/sys", "--", "true" }

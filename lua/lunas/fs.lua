@@ -630,8 +630,12 @@ function M.source_jobs(plan)
         idmap = e.kind == "bind" and not attrs:find("rdonly", 1, true) and kind ~= "char" and kind ~= "block",
         optional = kind == "socket" or kind == "fifo" }
     elseif e.kind == "ro-view" and r.src then
-      -- Its own mount alone: below it, the host's mounts would stop overlayfs in a user namespace.
-      add{ entry = e, role = "src", path = r.src, recursive = false, attrs = "rdonly,nodev" }
+      -- Its own mount alone: below it, the host's mounts would stop overlayfs in a user namespace. The working
+      -- directory of the default tree where only its owner may enter it (root's, say): seen as the sandbox's
+      -- root sees it, idmapped, where the file system allows.
+      local _, _, mode = core.file_type(r.src)
+      add{ entry = e, role = "src", path = r.src, recursive = false, attrs = "rdonly,nodev",
+        idmap = e.optional and mode ~= nil and mode & 5 ~= 5 or nil, optional = true }
     elseif r.lower then
       -- A writable overlay changes its lower files too (copied up): seen as the sandbox's where they are root's.
       local writable = e.kind ~= "ro-overlay"
