@@ -68,6 +68,7 @@ local function rootfs_dir(defer)
   p:close()
   assert(dir and dir ~= "", "mktemp -d /var/tmp/... failed")
   defer(function() remove_tree(dir) end)
+  os.execute("chmod 755 " .. util.quote(dir)) -- (as tmpdir: root's sandboxes have ids of their own)
   return dir
 end
 
@@ -384,7 +385,7 @@ describe("trees built from mount entries #rootless", function()
     assert.are.equal("char device", lfs.symlinkattributes(dir .. "/upper/b", "mode"))
   end)
 
-  check("throw away what is written to a tmp-overlay", { "userns" }, function(defer)
+  check("throw away what is written to a tmp-overlay", { "userns", "idmap" }, function(defer)
     local dir = tmpdir(defer)
     mkdir_p(dir .. "/lower")
     util.write(dir .. "/lower/a", "low\n")
@@ -486,7 +487,7 @@ describe("trees built from mount entries #rootless", function()
     assert.are.equal("Permission denied\ndev-bind works\n", out)
   end)
 
-  check("start from a rootfs directory of the host", { "userns" }, function(defer)
+  check("start from a rootfs directory of the host", { "userns", "idmap" }, function(defer)
     local root = rootfs_dir(defer)
     util.write(root .. "/hello", "from the rootfs\n")
     local out = capture{ argv = "cat /hello; echo inside > /written", rootfs = root, mounts = host_programs() }
@@ -495,7 +496,7 @@ describe("trees built from mount entries #rootless", function()
     assert.are.equal("inside\n", util.read(root .. "/written"))
   end)
 
-  check("accept a rootfs directory below /tmp", { "userns" }, function(defer)
+  check("accept a rootfs directory below /tmp", { "userns", "idmap" }, function(defer)
     local root = tmpdir(defer)
     util.write(root .. "/hello", "from the rootfs\n")
     local out = capture{ argv = "cat /hello", rootfs = root, mounts = host_programs() }
@@ -548,7 +549,7 @@ describe("mount targets through symlinks #rootless", function()
     return root, victim
   end
 
-  check("refuse a target that is a symlink to the host's /etc/passwd, for every kind of entry", { "userns" },
+  check("refuse a target that is a symlink to the host's /etc/passwd, for every kind of entry", { "userns", "idmap" },
     function(defer)
       local passwd = shield("/etc/passwd", defer)
       local passwd_mode = mode_of("/etc/passwd")
@@ -577,7 +578,7 @@ describe("mount targets through symlinks #rootless", function()
       assert.are.equal("/etc/passwd", lfs.symlinkattributes(root .. "/evil", "target"))
     end)
 
-  check("refuse writing or chmodding a host file through a planted link", { "userns" }, function(defer)
+  check("refuse writing or chmodding a host file through a planted link", { "userns", "idmap" }, function(defer)
     local root, victim = planted(defer)
     for _, entry in ipairs{ { "file", "/evil-victim", "owned\n" }, { "chmod", "/evil-victim", "0666" } } do
       failure({ rootfs = root, mounts = { entry } }, "mounts", "ELOOP")
@@ -586,7 +587,7 @@ describe("mount targets through symlinks #rootless", function()
     assert.are.equal("rw-r-----", mode_of(victim .. "/file"))
   end)
 
-  check("resolve etc -> /etc inside the root, where it loops: never the host's /etc", { "userns" }, function(defer)
+  check("resolve etc -> /etc inside the root, where it loops: never the host's /etc", { "userns", "idmap" }, function(defer)
     local root = planted(defer)
     local name = unique("lunas-fs-probe")
     defer(function() os.remove("/etc/" .. name) end)
@@ -598,13 +599,13 @@ describe("mount targets through symlinks #rootless", function()
     assert.is_false(exists("/etc/" .. name))
   end)
 
-  check("refuse a /dev that is a symlink to the host's /dev", { "userns" }, function(defer)
+  check("refuse a /dev that is a symlink to the host's /dev", { "userns", "idmap" }, function(defer)
     local root = planted(defer)
     local err = failure({ rootfs = root, mounts = { { "dev", "/dev" } } }, "mounts", "ELOOP")
     contains(tostring(err), "mounts[1] dev /dev: ", "a symlink: refused as a target")
   end)
 
-  check("keep a relative link that climbs with .. inside the root", { "userns" }, function(defer)
+  check("keep a relative link that climbs with .. inside the root", { "userns", "idmap" }, function(defer)
     local root, victim = planted(defer)
     local out = capture{ argv = "cat /up" .. victim .. "/x", rootfs = root,
       mounts = with_programs{ { "file", "/up" .. victim .. "/x", "inside\n" } } }
@@ -613,7 +614,7 @@ describe("mount targets through symlinks #rootless", function()
     assert.are.equal("inside\n", util.read(root .. victim .. "/x"))
   end)
 
-  check("resolve an absolute link to a host directory inside the root", { "userns" }, function(defer)
+  check("resolve an absolute link to a host directory inside the root", { "userns", "idmap" }, function(defer)
     local root, victim = planted(defer)
     mkdir_p(root .. victim)  -- where victim-dir points inside the root
     capture{ argv = { "true" }, rootfs = root, mounts = with_programs{ { "file", "/victim-dir/x", "inside\n" },
@@ -624,7 +625,7 @@ describe("mount targets through symlinks #rootless", function()
     assert.are.equal("t", lfs.symlinkattributes(root .. victim .. "/l", "target"))
   end)
 
-  check("never reach the host through /oldroot", { "userns" }, function(defer)
+  check("never reach the host through /oldroot", { "userns", "idmap" }, function(defer)
     local root, victim = planted(defer)
     mkdir_p(root .. "/oldroot" .. victim)
     capture{ argv = { "true" }, rootfs = root, mounts = with_programs{ { "file", "/old" .. victim .. "/x", "inside\n" },

@@ -70,7 +70,8 @@ end
 local function probe(spec, ...)
   local r, w = assert(core.pipe())
   spec.argv = { PROBE, ... }
-  spec.stdout, spec.stderr, spec.timeout = w, w, 120
+  -- (a walk of the whole tree takes minutes on an emulated machine)
+  spec.stdout, spec.stderr, spec.timeout = w, w, 900
   local result = lunas.sandbox(spec):run()
   w:close()
   local out = util.drain(r)

@@ -597,6 +597,8 @@ describe("CVEs of our peers #root", function()
   end)
 
   it("LXC CVE-2015-1335 / crun CVE-2019-18837: a mount target through a symlink stays inside the root", function()
+    -- (its rootfs directory, root's, must take an idmapped mount for root's sandbox to make mount points in it)
+    if not kernel.requires("idmap") then return end
     local rootfs = fx.dir .. "/rootfs"
     local outside = fx.dir .. "/outside"
     sh_ok(("mkdir -p %s/bin %s && ln -s %s %s/etc && cp %s %s/bin/probe"):format(rootfs, outside, outside, rootfs,

@@ -612,13 +612,15 @@ end
 -- of an overlay's upper and work
 -- layers, and the rootfs directory. Returns the jobs `{entry =, role = "src" | "lower" | "upper", index =,
 -- path =, recursive =, attrs =, idmap =, optional =, rootfs = true}`, in order. The lower layers of a
--- writable overlay are idmapped too where their file system allows (optional: as they are elsewhere).
+-- writable overlay are idmapped too: their files change when copied up.
 -- @tparam table plan
 -- @treturn table
 function M.source_jobs(plan)
   local jobs = {}
   local function add(job) jobs[#jobs + 1] = job end
   if plan.rootfs_path then add{ rootfs = true, path = plan.rootfs_path, recursive = true, idmap = true } end
+  -- Views and overlays are attached on the staging root, which the host's own tree has not: the child says so.
+  local staged = plan.rootfs ~= "host"
   for _, e in ipairs(plan.mounts) do
     local r = plan.resolved[e] or {}
     if BIND_KINDS[e.kind] and r.src then
@@ -629,19 +631,19 @@ function M.source_jobs(plan)
       add{ entry = e, role = "src", path = r.src, recursive = true, attrs = attrs,
         idmap = e.kind == "bind" and not attrs:find("rdonly", 1, true) and kind ~= "char" and kind ~= "block",
         optional = kind == "socket" or kind == "fifo" }
-    elseif e.kind == "ro-view" and r.src then
+    elseif staged and e.kind == "ro-view" and r.src then
       -- Its own mount alone: below it, the host's mounts would stop overlayfs in a user namespace. The working
       -- directory of the default tree where only its owner may enter it (root's, say): seen as the sandbox's
       -- root sees it, idmapped, where the file system allows.
       local _, _, mode = core.file_type(r.src)
       add{ entry = e, role = "src", path = r.src, recursive = false, attrs = "rdonly,nodev",
         idmap = e.optional and mode ~= nil and mode & 5 ~= 5 or nil, optional = true }
-    elseif r.lower then
+    elseif staged and r.lower then
       -- A writable overlay changes its lower files too (copied up): seen as the sandbox's where they are root's.
       local writable = e.kind ~= "ro-overlay"
       for i, dir in ipairs(r.lower) do
         add{ entry = e, role = "lower", index = i, path = dir, recursive = #r.lower == 1, attrs = "rdonly,nodev",
-          idmap = writable, optional = true }
+          idmap = writable }
       end
       if r.upper then add{ entry = e, role = "upper", path = common_dir(r.upper, r.work), recursive = false, idmap = true } end
     end
@@ -660,7 +662,7 @@ local function open_job(job, userns, warn)
   if job.attrs and job.attrs ~= "" then ok, msg, code = core.mount_setattr(tree, { set = job.attrs, recursive = true }) end
   if ok and job.idmap then
     ok, msg, code = core.mount_setattr(tree, { idmap = userns, recursive = false })
-    if not ok and (job.rootfs or job.optional) then
+    if not ok and job.optional then
       if warn then warn(("%s: the sandbox's ids (a range of the host's) own nothing there: %s"):format(what, msg)) end
       ok = true
     elseif not ok then
@@ -706,8 +708,9 @@ function M.close_sources(jobs)
 end
 
 --- Parent, once the sandbox's user namespace has its maps: opens the idmapped jobs' trees through that
--- namespace and sends them to the child over sock, in order. A rootfs or an optional layer that cannot be
--- idmapped is sent as it is, with a warning; any other source that cannot fails, naming its entry.
+-- namespace and sends them to the child over sock, in order. An optional source (a socket handed in, the
+-- working directory's view) that cannot be idmapped is sent as it is, with a warning; any other fails, naming
+-- its entry.
 -- @tparam table jobs from source_jobs
 -- @param userns the sandbox's user namespace (a handle)
 -- @param sock the parent's end of a socket pair

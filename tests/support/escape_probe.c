@@ -1162,12 +1162,54 @@ static int try_abstract_connect(char **a) {
 /* walk-ipc: every unix socket and FIFO under ROOT, tried in turn until one lets the probe in. */
 #define WALK_MAX_ENTRIES 2000000L
 
+#define WALK_MAX_MOUNTS 512
+
 struct walk {
     char path[PATH_MAX];
     long entries, found;
     int shown, hit, limit; /* hit: path is the one that let the probe in; limit: WALK_MAX_ENTRIES reached */
     char detail[1024];     /* up to 3 " PATH:ENAME" */
+    char *mounts[WALK_MAX_MOUNTS]; /* mount points: where a socket or FIFO can be bound over a file */
+    int nmounts;
 };
+
+/* mountinfo's field 5 with its octal escapes (\040 for a space) undone. */
+static char *mount_point(const char *field) {
+    char *out = malloc(strlen(field) + 1), *o = out;
+    if (!out) return NULL;
+    for (const char *p = field; *p && *p != ' '; p++) {
+        if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] && p[3]) {
+            *o++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+            p += 3;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+static void walk_read_mounts(struct walk *w) {
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    if (!f) return;
+    char line[8192];
+    while (w->nmounts < WALK_MAX_MOUNTS && fgets(line, sizeof line, f)) {
+        const char *field = line;
+        for (int i = 0; i < 4 && field; i++) {
+            field = strchr(field, ' ');
+            if (field) field++;
+        }
+        char *mp = field ? mount_point(field) : NULL;
+        if (mp) w->mounts[w->nmounts++] = mp;
+    }
+    fclose(f);
+}
+
+static int walk_is_mount_point(const struct walk *w, const char *path) {
+    for (int i = 0; i < w->nmounts; i++)
+        if (strcmp(w->mounts[i], path) == 0) return 1;
+    return 0;
+}
 
 /* /proc and /sys hold the kernel's files, not endpoints of processes, and are huge: not walked. */
 static int walk_skipped(const char *path) {
@@ -1232,9 +1274,9 @@ static void walk_dir(struct walk *w, size_t len) {
         memcpy(w->path + len + sep, e->d_name, n + 1);
         unsigned type = e->d_type;
         /* d_type is the directory entry's: a socket or FIFO bound over a file mount point shows as a regular
-         * file there, so every non-directory is asked again (lstat sees what is mounted on it); so is an entry
-         * of a file system that does not fill d_type. */
-        if (type != DT_DIR && type != DT_LNK) {
+         * file there, so a mount point is asked again (lstat sees what is mounted on it); so is an entry of a
+         * file system that does not fill d_type. */
+        if (type == DT_UNKNOWN || (type != DT_DIR && type != DT_LNK && walk_is_mount_point(w, w->path))) {
             struct stat st;
             type = fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ? DT_UNKNOWN : IFTODT(st.st_mode);
         }
@@ -1261,6 +1303,7 @@ static void walk_dir(struct walk *w, size_t len) {
 static int try_walk_ipc(char **a) {
     static struct walk w; /* PATH_MAX and more: off the stack */
     if (!realpath(a[0], w.path)) return -errno;
+    walk_read_mounts(&w);
     size_t len = strlen(w.path);
     if (!walk_skipped(w.path)) walk_dir(&w, len);
     if (w.hit) return say_ok("%s", w.path);
