@@ -536,6 +536,22 @@ describe("sandbox landlock #rootless", function()
     assert.equal("Connection refused\nPermission denied\n", out)
   end)
 
+  it("says where the host's abstract sockets stay reachable (a shared network, no Landlock scopes)", function()
+    if not kernel.requires("userns") then return end
+    local abi = core.landlock_abi()
+    local result = lunas.sandbox{ argv = { "/bin/true" }, net = "host", stderr = "null" }:run()
+    assert.equal(0, result.status)
+    local said = table.concat(result.warnings or {}, "\n")
+    if abi >= 6 then
+      -- scoped: nothing to say, and none said for a sandbox of its own network either
+      assert.equal("", said)
+    else
+      assert.matches("abstract unix sockets of the host's network namespace stay reachable: scoping them needs "
+        .. "Landlock ABI 6, this kernel has " .. abi, said, 1, true)
+    end
+    assert.is_nil(lunas.sandbox{ argv = { "/bin/true" } }:run().warnings)
+  end)
+
   it("warns in best-effort mode and fails in strict mode for what the kernel cannot enforce", function()
     if not kernel.requires("userns") then return end
     local abi = core.landlock_abi()
