@@ -742,6 +742,28 @@ describe("a sandbox that root runs #root", function()
     assert.is_not_nil(util.read(idrange.DIR .. "/" .. held.base))
   end)
 
+  it("takes over a range whose record names a dead sandbox, with a record of its own alone in the file", function()
+    if not kernel.requires("userns") then return end
+    local idrange = require "lunas.idrange"
+    -- Every range recorded by a sandbox that is gone: the next sandbox must take one of them over.
+    local bases = {}
+    for base = idrange.FIRST, idrange.LAST, idrange.SIZE do
+      bases[#bases + 1] = base
+      util.write(idrange.DIR .. "/" .. base, "1 1\n")
+    end
+    finally(function()
+      for _, base in ipairs(bases) do os.remove(idrange.DIR .. "/" .. base) end
+    end)
+    local sb = lunas.sandbox{ argv = { "sleep", "30" } }:spawn()
+    finally(function() sb:close() end)
+    local base = util.read("/proc/" .. sb.pid .. "/uid_map"):match("^%s*0%s+(%d+)")
+    assert.is_not_nil(base)
+    local record = util.read(idrange.DIR .. "/" .. base)
+    assert.equal(("%d %s\n"):format(sb.pid, require("lunas.process").start_time(sb.pid)), record)
+    sb:close()
+    assert.is_nil(util.read(idrange.DIR .. "/" .. base))
+  end)
+
   it("maps onto host root only when asked by name (host_root, --host-root)", function()
     if not kernel.requires("userns") then return end
     assert.matches("^%s*0%s+0%s+1%s", uid_map_of{ host_root = true })

@@ -90,12 +90,17 @@ local function overlaps(used, base)
   return false
 end
 
--- The sandbox a lock file names (its PID 1), if it still runs.
-local function owner_alive(path)
+-- What a lock file records: "pid start" of the sandbox's first process ("" when nobody recorded yet).
+local function read_record(path)
   local f = io.open(path, "r")
-  if not f then return false end
+  if not f then return "" end
   local record = f:read("a") or ""
   f:close()
+  return record
+end
+
+-- The sandbox a record names (its PID 1), if it still runs.
+local function owner_alive(record)
   local pid, start = record:match("^(%d+) (%d+)")
   return pid ~= nil and process.alive(tonumber(pid), start)
 end
@@ -119,15 +124,25 @@ local function same_file(lock, path)
 end
 
 -- Tries one base: the lock, on the file that is there now, then nobody alive recorded there. Returns the lock
--- fd or nil.
+-- fd or nil. A dead sandbox's file is removed (under its lock) and the base tried once more on a fresh one, so
+-- that the record is written through the lock's own descriptor into an empty file: rewriting it through a
+-- second one makes the removal cost a third of a millisecond (tmpfs, measured).
 local function try_base(base)
   local path = ("%s/%d"):format(M.DIR, base)
-  local lock = errors.check(core.open(path, "a"))
-  if not lock:lock("exclusive", { wait = false }) or not same_file(lock, path) or owner_alive(path) then
+  for _ = 1, 2 do
+    local lock = errors.check(core.open(path, "a"))
+    if not lock:lock("exclusive", { wait = false }) or not same_file(lock, path) then
+      lock:close()
+      return nil
+    end
+    local record = read_record(path)
+    if record == "" then return lock, path end
+    local alive = owner_alive(record)
+    if not alive then os.remove(path) end
     lock:close()
-    return nil
+    if alive then return nil end
   end
-  return lock, path
+  return nil
 end
 
 --- Takes a free range: `{base = first host id, lock = fd, path = lock file}` (close it with `release`).
@@ -155,10 +170,7 @@ end
 -- @tparam integer pid
 function M.record(range, pid)
   local start = process.start_time(pid)
-  local f = start and io.open(range.path, "w")
-  if not f then return end
-  f:write(("%d %s\n"):format(pid, start))
-  f:close()
+  if start then range.lock:write(("%d %s\n"):format(pid, start)) end
 end
 
 --- Gives the range back: the file removed while still locked, then the lock dropped. Idempotent.
@@ -181,7 +193,7 @@ function M.gc(opts)
     local path = M.DIR .. "/" .. name
     local lock = base and core.open(path, "a")
     if lock then
-      if lock:lock("exclusive", { wait = false }) and same_file(lock, path) and not owner_alive(path) then
+      if lock:lock("exclusive", { wait = false }) and same_file(lock, path) and not owner_alive(read_record(path)) then
         freed[#freed + 1] = base
         if not (opts and opts.dry_run) then os.remove(path) end
       end
