@@ -1046,8 +1046,9 @@ static int proc_getppid(lua_State *L) {
 }
 
 /***
-Starts a new session (setsid): no controlling terminal, so the payload cannot reach the caller's terminal
-(TIOCSTI) or get its signals.
+Starts a new session (setsid): no controlling terminal, so the caller's terminal sends the process no signal
+and the process cannot make that terminal its own. A terminal it inherits as a descriptor stays usable through
+that descriptor (writes, ioctls such as TIOCSTI): the sandbox's seccomp profile is what refuses those.
 @function setsid
 @treturn integer the session id
 @error "setsid: message", "EPERM" for a process group leader

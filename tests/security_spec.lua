@@ -751,11 +751,12 @@ describe("a sandbox that root runs #root", function()
       bases[#bases + 1] = base
       util.write(idrange.DIR .. "/" .. base, "1 1\n")
     end
-    finally(function()
+    local sb
+    finally(function() -- (busted keeps one finally per test)
+      if sb then sb:close() end
       for _, base in ipairs(bases) do os.remove(idrange.DIR .. "/" .. base) end
     end)
-    local sb = lunas.sandbox{ argv = { "sleep", "30" } }:spawn()
-    finally(function() sb:close() end)
+    sb = lunas.sandbox{ argv = { "sleep", "30" } }:spawn()
     local base = util.read("/proc/" .. sb.pid .. "/uid_map"):match("^%s*0%s+(%d+)")
     assert.is_not_nil(base)
     local record = util.read(idrange.DIR .. "/" .. base)
