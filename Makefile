@@ -40,7 +40,7 @@ LUA_STATIC = $(LUA_LIBDIR)/liblua5.4.a
 SYS_LIBS = $(shell pkg-config --libs libnl-route-3.0 libseccomp libcap 2>/dev/null)
 LIBS = $(SYS_LIBS) -lm -ldl
 
-CORE_SRC = src/core.c src/proc.c src/ns.c src/mount.c src/net.c src/tc.c src/nft.c src/caps.c src/seccomp.c src/landlock.c src/cgroup.c
+CORE_SRC = src/core.c src/helpers.c src/proc.c src/ns.c src/mount.c src/net.c src/tc.c src/nft.c src/caps.c src/seccomp.c src/landlock.c src/cgroup.c src/interrupt.c
 CORE_OBJ = $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o)
 # PID 1 of a sandbox: a freestanding program (x86_64, aarch64) embedded in the core and exec'd from a sealed memfd.
 ifdef LUNAS_NO_REAPER_ELF

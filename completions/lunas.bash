@@ -7,10 +7,10 @@ _lunas_run_options="--argv0 --as-pid-1 --bind --bind-try --cap-add --cap-drop --
   --landlock-strict --limits-best-effort --mask --memory --memory-high --mqueue --new-session --no-die-with-parent
   --no-harden --no-seccomp --overlay --overlay-src --perms --pids --proc --remount-ro --ro-bind --ro-bind-try
   --ro-overlay --ro-view --ro-view-try --rootfs --seccomp --seccomp-allow --seccomp-deny --seccomp-show --setenv
-  --share-abstract-sockets --share-keyring --share-net --share-session --size --swap --symlink --timeout
+  --share-abstract-sockets --share-keyring --share-net --share-session --size --stop-timeout --swap --symlink --timeout
   --tmp-overlay --tmpfs --uid --unsetenv --unshare-all --unshare-cgroup --unshare-ipc --unshare-net --unshare-pid
   --unshare-user --unshare-uts --usage"
-_lunas_enter_options="--all --cgroup --help --ipc --mount --net --pid --root --time --user --uts --wd"
+_lunas_enter_options="--all --cgroup --help --ipc --mount --net --pid --root --stop-timeout --time --user --uts --wd"
 _lunas_ns_options="--help --json --type"
 _lunas_lab_show_options="--dot --help --json"
 _lunas_lab_list_options="--help --json"

@@ -245,9 +245,9 @@ static int wait_for_line(int fd, const char *line, int notified, double deadline
         if (ms == 0) return 0;
         if (notified) {
             struct pollfd p = {.fd = fd, .events = POLLPRI};
-            if (poll(&p, 1, ms) < 0 && errno != EINTR) return -1;
+            if (lunas_poll(&p, 1, ms) < 0) return -1;
         } else {
-            poll(NULL, 0, ms < 0 || ms > pause_ms ? pause_ms : ms);
+            if (lunas_poll(NULL, 0, ms < 0 || ms > pause_ms ? pause_ms : ms) < 0) return -1;
             if (pause_ms < 50) pause_ms *= 2;
         }
     }
@@ -279,6 +279,7 @@ static int cgroup_wait(lua_State *L) {
     int rc = wait_for_line(fd, line, strcmp(name, "cgroup.events") == 0, deadline);
     int saved = errno;
     close(fd);
+    if (rc < 0 && saved == EINTR) return lunas_raise_interrupt(L);
     if (rc < 0) return lunas_push_errorf(L, saved, "wait for '%s' in %s/%s", line, dir, name);
     lua_pushboolean(L, rc);
     return 1;

@@ -8,6 +8,8 @@
 #ifndef LUNAS_H
 #define LUNAS_H
 
+#include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -22,6 +24,9 @@
 const char *lunas_errno_name(int err);
 /* errno for a name ("ENOENT"), or -1 when unknown. */
 int lunas_errno_from_name(const char *name);
+/* Push {ENAME = number} and {NAME = signal number} for the module's errno and signals tables. */
+void lunas_push_errno_table(lua_State *L);
+void lunas_push_signal_table(lua_State *L);
 /* Pushes nil, "op target: strerror(err)", "ENAME" and returns 3. target may be NULL. */
 int lunas_push_error(lua_State *L, int err, const char *op, const char *target);
 /* Same, with a printf-formatted "op target" part. */
@@ -106,7 +111,7 @@ struct lunas_fd *lunas_new_fd(lua_State *L, int fd);
 /* An fd number from an fd object, a process/namespace handle with a fileno() (via __name lookups) or a
  * non-negative integer; raises naming field. */
 int lunas_check_fd(lua_State *L, int idx, int arg, const char *field);
-/* Registers the fd class. */
+/* Registers the fd class and sets `poll` in the module table on top of the stack. */
 void lunas_open_fd_class(lua_State *L);
 
 /* ---- classes and registration -------------------------------------------- */
@@ -128,6 +133,7 @@ void lunas_open_landlock(lua_State *L);
 void lunas_open_tc(lua_State *L);
 void lunas_open_nft(lua_State *L);
 void lunas_open_cgroup(lua_State *L);
+void lunas_open_interrupt(lua_State *L);
 
 /* ---- network namespaces --------------------------------------------------- */
 
@@ -150,7 +156,6 @@ void lunas_netns_leave(int saved);
 
 /* ---- small utilities ---------------------------------------------------- */
 
-/* write() all of buf, retrying on EINTR and short writes. 0 or -1 with errno. */
 /* uid/gid maps as the kernel takes them (ns.c): each file written once, in one write. */
 #define MAP_MAX_BYTES 4095
 struct lunas_id_maps {
@@ -165,11 +170,34 @@ void lunas_check_id_maps(lua_State *L, int idx, int arg, struct lunas_id_maps *m
  * *failed naming the file. No Lua, no allocation: safe beside a child that shares our memory. */
 int lunas_write_id_maps(int proc_dir, const struct lunas_id_maps *m, const char **failed);
 
+/* write() all of buf, retrying on EINTR and short writes. 0 or -1 with errno. */
 int lunas_write_all(int fd, const void *buf, size_t len);
 /* Opens path (relative to dirfd) for writing and writes buf in ONE write() call (uid_map and friends need
  * exactly that). 0 or -1 with errno. */
 int lunas_write_file(int dirfd, const char *path, const char *buf, size_t len);
 /* CLOCK_MONOTONIC in seconds. */
 double lunas_now(void);
+
+/* ---- interruption --------------------------------------------------------- */
+
+/* The first SIGHUP, SIGINT, SIGQUIT or SIGTERM caught by the handlers interrupt.c installs (0: none), whether Lua
+ * has been told, the process those handlers belong to (a child, even one sharing our memory, is never it), and
+ * the pipe the handler writes a byte to, which blocking calls poll beside their own descriptors. */
+extern volatile sig_atomic_t lunas_interrupt_signal;
+extern volatile sig_atomic_t lunas_interrupt_raised;
+extern volatile pid_t lunas_interrupt_owner;
+extern int lunas_interrupt_pipe[2];
+/* The signal caught and not yet raised in Lua, in the process that caught it; 0 otherwise. */
+int lunas_interrupt_pending(void);
+/* poll(2) that an interruption wakes: >0 descriptors ready, 0 timeout (ms < 0: none), -1 with errno; EINTR
+ * only for an interruption pending (call lunas_raise_interrupt once your own resources are released). */
+int lunas_poll(struct pollfd *fds, nfds_t n, int timeout_ms);
+/* Seconds (negative: for ever) as poll's milliseconds, rounded up and capped at INT_MAX. */
+int lunas_timeout_ms(double seconds);
+/* Raises the pending interruption as Lua's error (the error object interrupt_catch was given, or "interrupted
+ * by SIGTERM") and marks it told. Never returns. */
+int lunas_raise_interrupt(lua_State *L) __attribute__((noreturn));
+/* Ends the process by the signal that interrupted it (interrupt.c), if one did; returns otherwise. */
+void lunas_exit_if_interrupted(void);
 
 #endif

@@ -104,6 +104,8 @@ int main(int argc, char **argv) {
     } else {
         code = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
     }
+    /* Interrupted (SIGINT, SIGTERM...): the clean-up has run; end by that signal, so the caller sees it. */
+    lunas_exit_if_interrupted();
     fflush(NULL);
 #if defined(__SANITIZE_ADDRESS__)
     lua_close(L); /* so LeakSanitizer sees what the state still owns */

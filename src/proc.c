@@ -222,19 +222,9 @@ static void push_status(lua_State *L, const struct lunas_process *p) {
 
 /* Waits until the pidfd is readable (the process exited) or the timeout passes. 1 ready, 0 timeout, -1 error. */
 static int wait_readable(int fd, double timeout) {
-    double deadline = timeout >= 0 ? lunas_now() + timeout : 0;
-    for (;;) {
-        int ms = -1;
-        if (timeout >= 0) {
-            double left = deadline - lunas_now();
-            ms = left <= 0 ? 0 : (int)ceil(left * 1000.0);
-        }
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int n = poll(&pfd, 1, ms);
-        if (n > 0) return 1;
-        if (n == 0) return 0;
-        if (errno != EINTR) return -1;
-    }
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int n = lunas_poll(&pfd, 1, lunas_timeout_ms(timeout));
+    return n > 0 ? 1 : n;
 }
 
 static int reap(struct lunas_process *p, int options) {
@@ -275,6 +265,7 @@ static int process_wait(lua_State *L) {
     }
     if (!p->reaped) {
         int ready = wait_readable(p->pidfd, timeout);
+        if (ready < 0 && errno == EINTR) return lunas_raise_interrupt(L);
         if (ready < 0) return lunas_push_errorf(L, errno, "wait pid %d", (int)p->pid);
         if (ready == 0) return lunas_push_errorf(L, ETIMEDOUT, "wait pid %d", (int)p->pid);
         if (p->owner != getpid() || reap(p, 0) < 0) {
@@ -1569,9 +1560,12 @@ static int proc_recv_fd(lua_State *L) {
         struct cmsghdr align;
     } control;
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
+    struct pollfd ready = {.fd = sock, .events = POLLIN};
+    if (lunas_poll(&ready, 1, -1) < 0 && errno == EINTR) return lunas_raise_interrupt(L);
     ssize_t r;
     do r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-    while (r < 0 && errno == EINTR);
+    while (r < 0 && errno == EINTR && !lunas_interrupt_pending());
+    if (r < 0 && errno == EINTR) return lunas_raise_interrupt(L);
     if (r < 0) return lunas_push_error(L, errno, "recv_fd", NULL);
     struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
     if (!cmsg || cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS || cmsg->cmsg_len != CMSG_LEN(sizeof(int)))

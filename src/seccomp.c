@@ -505,6 +505,10 @@ static int seccomp_notify_receive_fn(lua_State *L) {
     int fd = lunas_check_fd(L, 1, 1, "listener");
     struct seccomp_notif *req = NULL;
     struct seccomp_notif_resp *resp = NULL;
+    /* The receive ioctl blocks until a call comes: wait in poll, where an interruption of lunas wakes us. A
+     * listener whose filter has no process left hangs up: the receive then reports that. */
+    struct pollfd ready = {.fd = fd, .events = POLLIN};
+    if (lunas_poll(&ready, 1, -1) < 0 && errno == EINTR) return lunas_raise_interrupt(L);
     int r = seccomp_notify_alloc(&req, &resp);
     if (r < 0) return lunas_push_error(L, -r, "seccomp notify_receive", "allocate");
     r = seccomp_notify_receive(fd, req);

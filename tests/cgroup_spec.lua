@@ -492,3 +492,49 @@ describe("lunas run resource options #rootless", function()
     assert.truthy(err:find("limits.memory", 1, true), err)
   end)
 end)
+
+describe("cgroup names #root", function()
+  it("never collide: two lunas that are both pid 1 of their pid namespaces, at once, beside a planted leftover",
+    function()
+      if not kernel.requires("cgroup_write", "userns") then return end
+      local dir, remove_dir = util.tmpdir()
+      finally(remove_dir)
+      -- What the pid-and-counter names gave a lunas that is pid 1, left by a dead one (no owner holds it).
+      local layout = cgroup.layout()
+      for _, h in pairs(layout.v1) do core.cgroup_mkdir(h.dir .. "/lunas-1-1") end
+      if layout.v2 then core.cgroup_mkdir(layout.v2.dir .. "/lunas-1-1") end
+      local started = {}
+      for i = 1, 2 do
+        -- each lunas is pid 1 of a pid namespace of its own (with its /proc, as lunas needs, like ps); its payload
+        -- says it runs, then waits for "go"
+        started[i] = assert(core.spawn{ argv = { "unshare", "--pid", "--fork", "--mount-proc", "sh", "-c",
+          'exec "$0" run --memory 64M --pids 32 --default-tree --bind "$1" "$1" -- sh -c '
+            .. '\'touch "$0/ready-$1"; while [ ! -e "$0/go" ]; do sleep 0.05; done\' "$1" "$2" 2>"$1/err-$2"',
+          util.bin, dir, tostring(i) } })
+      end
+      local both = util.wait_for(function()
+        return core.file_type(dir .. "/ready-1") and core.file_type(dir .. "/ready-2")
+      end, 30)
+      -- seen from outside while both run: two cgroups of their own, beside the leftover
+      local names = {}
+      for _, path in ipairs(util.lunas_cgroups(1)) do
+        local name = path:match("[^/]+$")
+        if name ~= "lunas-1-1" then names[name] = true end
+      end
+      util.write(dir .. "/go", "")
+      for i = 1, 2 do
+        local status = started[i]:wait(60)
+        started[i]:close()
+        assert.are.same({ pid = status.pid, status = 0 }, status, util.read(dir .. "/err-" .. i))
+      end
+      assert.is_truthy(both, "the sandboxes did not both start")
+      local count = 0
+      for _ in pairs(names) do count = count + 1 end
+      assert.are.equal(2, count, "cgroups seen: " .. table.concat(util.lunas_cgroups(1), " "))
+      -- the leftover is gc's: nobody holds it
+      local out, code = util.lunas{ "gc" }
+      assert.are.equal(0, code, out)
+      assert.matches("removed cgroup lunas%-1%-1\n", out)
+      assert.are.same({}, util.lunas_cgroups(1))
+    end)
+end)

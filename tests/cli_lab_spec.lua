@@ -397,34 +397,40 @@ end
 
   it("removes the empty cgroups of dead lunas processes and keeps the ones with processes inside", function()
     local cgroup = require "lunas.cgroup"
-    local gone = assert(core.spawn{ argv = { "true" } })
-    local dead_pid = gone.pid
-    gone:wait()
-    gone:close()
-    local empty = cgroup.new{ name = ("lunas-%d-1"):format(dead_pid) }
-    local busy = cgroup.new{ name = ("lunas-%d-2"):format(dead_pid) }
     local cleanup = util.cleanups(finally)
-    cleanup(function() pcall(empty.close, empty) end)
-    cleanup(function() pcall(busy.close, busy) end)
-    local sleeper = busy:spawn{ argv = { "sleep", "600" } }
-    cleanup(function()
-      sleeper:kill("KILL")
-      sleeper:wait()
-      sleeper:close()
-    end)
-    local empty_dir, busy_dir = empty:record().dirs, busy:record().dirs
-    local out, err, code = lunas("gc")
+    -- Two lunas that die without closing their cgroups: one empty, one with a process that outlives it.
+    local out, err, code = lunas("-e", "print(lunas.cgroup.new().path)")
     assert.are.equal(0, code, err)
-    assert.matches("removed cgroup lunas%-" .. dead_pid .. "%-1\n", out)
-    assert.matches("kept cgroup lunas%-" .. dead_pid .. "%-2: its lunas is gone but processes are still inside", out)
-    if empty_dir.v2 then assert.is_false(exists(empty_dir.v2)) end
-    for _, d in pairs(empty_dir.v1) do assert.is_false(exists(d)) end
-    if busy_dir.v2 then assert.is_true(exists(busy_dir.v2)) end
-    assert.is_true(util.alive(sleeper.pid))
-    -- our own cgroups (this process is alive) are never taken
+    local empty = assert(out:match("^(lunas%-%d+%-%x+)\n$"), out)
+    out, err, code = lunas("-e", [[
+      local cg = lunas.cgroup.new()
+      local p = cg:spawn{ argv = { "sh", "-c", "exec sleep 600 </dev/null >/dev/null 2>&1" } }
+      print(cg.path, p.pid)]])
+    assert.are.equal(0, code, err)
+    local busy, sleeper = out:match("^(lunas%-%d+%-%x+)\t(%d+)\n$")
+    assert.truthy(busy, out)
+    sleeper = tonumber(sleeper)
+    local busy_cg = cgroup.open(busy)
+    cleanup(function()
+      core.kill(sleeper, "KILL")
+      busy_cg:remove()
+    end)
+    local empty_dirs, busy_dirs = cgroup.open(empty):record().dirs, busy_cg:record().dirs
+    out, err, code = lunas("gc")
+    assert.are.equal(0, code, err)
+    assert.matches("removed cgroup " .. empty:gsub("%-", "%%-") .. "\n", out)
+    assert.matches("kept cgroup " .. busy:gsub("%-", "%%-") .. ": its lunas is gone but processes are still inside", out)
+    if empty_dirs.v2 then assert.is_false(exists(empty_dirs.v2)) end
+    for _, d in pairs(empty_dirs.v1) do assert.is_false(exists(d)) end
+    if busy_dirs.v2 then assert.is_true(exists(busy_dirs.v2)) end
+    assert.is_true(util.alive(sleeper))
+    -- The cgroups of a running lunas are never taken, empty or not, and whatever their pid says.
     local mine = cgroup.new()
     cleanup(function() mine:close() end)
+    local planted = cgroup.new{ name = ("lunas-%d-1"):format(sleeper) }
+    cleanup(function() planted:close() end)
     out = lunas("gc", "--json")
     assert.are.same({}, json.decode(out).cgroups)
+    assert.is_true(exists(planted:record().dirs.v2 or select(2, next(planted:record().dirs.v1))))
   end)
 end)

@@ -148,7 +148,7 @@ print("arg0=" .. arg[0])
 print("#arg=" .. #arg)
 for i = 1, #arg do print("arg[" .. i .. "]=" .. arg[i]) end
 print("global=" .. tostring(lunas == require "lunas"))
-print("sandbox=" .. type(lunas.sandbox))
+print("sandbox=" .. type(lunas.sandbox) .. (lunas.sandbox == require("lunas.sandbox") and "" or " (not the module)"))
 os.exit(42)
 ]])
     local out, err, code = lunas({ script, "one", "", "two words" })
@@ -157,7 +157,7 @@ os.exit(42)
     assert.are.equal(table.concat({
       "n=3", "dots[1]=one", "dots[2]=", "dots[3]=two words",
       "arg0=" .. script, "#arg=3", "arg[1]=one", "arg[2]=", "arg[3]=two words",
-      "global=true", "sandbox=function", "",
+      "global=true", "sandbox=table", "",
     }, "\n"), out)
   end)
 

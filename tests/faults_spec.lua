@@ -31,50 +31,11 @@ local function children()
   return util.read(("/proc/%d/task/%d/children"):format(pid, pid)) or ""
 end
 
--- The cgroup directories below our own whose name says this process made them (lunas-PID-N).
-local function own_cgroups(pid)
-  local layout = cgroup.layout()
-  local found = {}
-  local roots = {}
-  if layout.v2 then roots[#roots + 1] = layout.v2.dir end
-  for _, h in pairs(layout.v1) do roots[#roots + 1] = h.dir end
-  for _, root in ipairs(roots) do
-    for _, name in ipairs(core.cgroup_children(root) or {}) do
-      if name:match("^lunas%-" .. pid .. "%-%d+$") then found[#found + 1] = root .. "/" .. name end
-    end
-  end
-  table.sort(found)
-  return found
-end
-
--- Processes whose command line is exactly argv (a unique marker such as "sleep 3001").
-local function processes_running(marker)
-  local pids = {}
-  for _, entry in ipairs(core.listdir("/proc")) do
-    local pid = tonumber(entry)
-    if pid then
-      local cmdline = util.read("/proc/" .. pid .. "/cmdline")
-      if cmdline and cmdline:gsub("%z$", ""):gsub("%z", " ") == marker and util.alive(pid) then pids[#pids + 1] = pid end
-    end
-  end
-  return pids
-end
-
-local function none_running(marker, seconds)
-  return util.wait_for(function() return #processes_running(marker) == 0 end, seconds or 10)
-end
+local own_cgroups, processes_running, none_running = util.lunas_cgroups, util.processes_running, util.none_running
 
 -- Starts the host binary with argv, output to /dev/null; returns the process handle.
 local function start_lunas(argv)
-  return assert(core.spawn{ fn = function()
-    local null = core.open("/dev/null", "rw")
-    core.dup2(null, 1)
-    core.dup2(null, 2)
-    local full = { util.bin }
-    for _, a in ipairs(argv) do full[#full + 1] = a end
-    core.exec(full)
-    core.exit(127)
-  end })
+  return util.start_lunas(argv)
 end
 
 -- The median time (seconds) from starting lunas with argv to its exit, over `runs` runs; after(i) runs after each.
@@ -103,6 +64,9 @@ end
 
 -- Everything a sandbox could leave in or around this process.
 local function footprint()
+  -- Descriptors held only by garbage (an earlier spec's objects) close when it is collected: not this test's leaks.
+  collectgarbage()
+  collectgarbage()
   return { fds = open_fds(), mounts = count_lines(util.read("/proc/self/mountinfo")), cgroups = own_cgroups(core.getpid()),
     netns = ls("/run/netns"), children = children() }
 end
@@ -263,5 +227,75 @@ lab:node("fh1"):spawn{ "sleep", "4999" }
       :format(whole * 1000))
     print(("\n  %d of %d kills landed during the build (a whole lab up: %.1f ms)"):format(halfway, TRIALS,
       whole * 1000))
+  end)
+end)
+
+describe("faults: a clean-up that fails keeps the error that caused it #root", function()
+  after_each(function() sandbox._inject() end)
+
+  -- Makes every cgroup removal fail (rmdir EACCES) while fn runs; returns what fn raised.
+  local function with_rmdir_failing(fn)
+    local real = core.cgroup_rmdir
+    core.cgroup_rmdir = function(dir) return nil, "rmdir " .. dir .. ": Permission denied", "EACCES" end
+    local ok, err = pcall(fn)
+    core.cgroup_rmdir = real
+    return ok, err
+  end
+
+  it("a sandbox whose set-up fails and whose cgroup cannot be removed raises the set-up's error", function()
+    kernel.requires("userns")
+    kernel.requires("cgroup_write")
+    local spec = { argv = { "/bin/true" }, limits = { pids = 16 } }
+    for _, case in ipairs{ { "mounts", "parent" }, { "mounts", "init" } } do
+      sandbox._inject(case[1], case[2])
+      local ok, err = with_rmdir_failing(function() lunas.sandbox(spec):spawn() end)
+      sandbox._inject()
+      assert.is_false(ok)
+      assert.is_true(lunas.is_error(err), tostring(err))
+      assert.are.equal("sandbox: mounts: injected failure", err.msg)
+      assert.are.equal("EIO", err.code)
+      assert.is_truthy(err.cleanup and err.cleanup[1]:find("Permission denied", 1, true), tostring(err))
+      assert.matches("then clean%-up failed: .*Permission denied", tostring(err))
+      -- the cgroup left open is what an interruption's close_all (or gc) takes
+      assert.are.same({}, require("lunas.interrupt").close_all())
+      assert.are.same({}, own_cgroups(core.getpid()))
+    end
+  end)
+
+  it("a failure inside a sandbox's <close> scope survives a cgroup that cannot be removed", function()
+    kernel.requires("userns")
+    kernel.requires("cgroup_write")
+    local ok, err = with_rmdir_failing(function()
+      local running <close> = lunas.sandbox{ argv = { "sleep", "3701" }, limits = { pids = 16 } }:spawn()
+      error(lunas.error{ msg = "the recipe's own failure" }, 0)
+    end)
+    assert.is_false(ok)
+    assert.are.equal("the recipe's own failure", err.msg)
+    assert.is_truthy(err.cleanup and err.cleanup[1]:find("Permission denied", 1, true), tostring(err))
+    assert.is_truthy(none_running("sleep 3701"))
+    assert.are.same({}, require("lunas.interrupt").close_all())
+    assert.are.same({}, own_cgroups(core.getpid()))
+  end)
+
+  it("closing a sandbox whose handle was released kills it through its cgroup, without raising", function()
+    kernel.requires("userns")
+    kernel.requires("cgroup_write")
+    local running = lunas.sandbox{ argv = { "sleep", "3702" }, limits = { pids = 16 } }:spawn()
+    running:release()
+    running:close()
+    assert.is_truthy(none_running("sleep 3702"))
+    assert.are.same({}, own_cgroups(core.getpid()))
+  end)
+
+  it("a cgroup's <close> during an error keeps the error and still removes what it can later", function()
+    kernel.requires("cgroup_write")
+    local ok, err = with_rmdir_failing(function()
+      local cg <close> = cgroup.new{ limits = { pids = 8 } }
+      error("a plain string error", 0)
+    end)
+    assert.is_false(ok)
+    assert.are.equal("a plain string error", err)
+    assert.are.same({}, require("lunas.interrupt").close_all())
+    assert.are.same({}, own_cgroups(core.getpid()))
   end)
 end)

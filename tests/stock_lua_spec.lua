@@ -2,6 +2,7 @@
 -- a `make install` tree, and from a luarocks tree built from rockspec/lunas-scm-1.rockspec.
 
 local lfs = require "lfs"
+local core = require "lunas.core"
 local util = require "support.util"
 local kernel = require "support.kernel"
 
@@ -126,11 +127,38 @@ describe("stock lua5.4 #rootless", function()
       for k in pairs(lunas) do keys[#keys + 1] = k end
       table.sort(keys)
       print("keys: " .. table.concat(keys, " "))
-      print("sandbox: " .. tostring(lunas.sandbox == require("lunas.sandbox").new))
+      print("sandbox: " .. tostring(lunas.sandbox == require("lunas.sandbox")))
     ]] })
     assert.are.equal(0, code, err)
-    assert.are.equal("at start: \nns: true\nkeys: cgroup core error is_error json ns sandbox security signals spawn try "
-      .. "version wait\nsandbox: true\n", out)
+    assert.are.equal("at start: \nns: true\nkeys: cgroup core error errors fs idrange interrupt is_error json net ns process "
+      .. "sandbox security signals spawn try version wait\nsandbox: true\n", out)
+  end)
+
+  it("reaches every public module under lua/lunas/ from the facade, in stock lua and in the host binary", function()
+    local internal = { init = true, lab_record = true }
+    local names = {}
+    for _, file in ipairs(core.listdir(util.root .. "/lua/lunas")) do
+      local name = file:match("^(.+)%.lua$")
+      if name and not internal[name] then names[#names + 1] = name end
+    end
+    table.sort(names)
+    assert.is_true(#names >= 10, table.concat(names, " "))
+    local check = ([[
+      local lunas = require "lunas"
+      for name in (%q):gmatch("%%S+") do
+        assert(rawequal(lunas[name], require("lunas." .. name)), "lunas." .. name .. " is not the module")
+      end
+      local lab <close> = lunas.net.lab{}
+      assert(lunas.sandbox{ argv = { "true" } }.spec)
+      io.write("ok")
+    ]]):format(table.concat(names, " "))
+    local lua_path, lua_cpath = source_paths()
+    local out, err, code = stock_lua(lua_path, lua_cpath, { "-e", check })
+    assert.are.equal(0, code, err)
+    assert.are.equal("ok", out)
+    out, err, code = util.sh(("%s -e %s"):format(util.quote(util.bin), util.quote(check)))
+    assert.are.equal(0, code, err)
+    assert.are.equal("ok", out)
   end)
 
   it("reports a lunas error at the recipe's line", function()

@@ -12,6 +12,7 @@
 -- @module lunas.cgroup
 local core = require "lunas.core"
 local errors = require "lunas.errors"
+local interrupt = require "lunas.interrupt"
 
 errors.register_module()
 
@@ -317,7 +318,17 @@ end
 -- @param v
 M.is_cgroup = is_cgroup
 
-local counter = 0
+local NAME_ATTEMPTS = 8
+
+-- "lunas-PID-RANDOM": the pid tells a reader which lunas made it; 64 random bits make it unique across pid
+-- namespaces (two lunas that are both pid 1) and pid reuse. gc recognises the form and asks the owner's mark,
+-- not the pid, whether it is alive.
+local function default_name()
+  return ("lunas-%d-%s"):format(core.getpid(), (core.random(8):gsub(".", function(c)
+    return ("%02x"):format(c:byte())
+  end)))
+end
+
 
 local function valid_relative(path)
   if path == "" then return true end
@@ -578,6 +589,22 @@ local function remove_dirs(dirs)
   for i = #dirs, 1, -1 do core.cgroup_rmdir(dirs[i]) end
 end
 
+-- Drops what a cgroup object holds once its directories are gone (or never were): the owner's mark.
+local function release_mark(self)
+  if self.owner_mark then
+    self.owner_mark:close()
+    self.owner_mark = nil
+  end
+end
+
+-- Undoes a creation that failed part-way: the directories made so far, the mark; the object is closed.
+local function discard(self)
+  remove_dirs(self.created)
+  release_mark(self)
+  self.closed = true
+  interrupt.untrack(self)
+end
+
 -- v1 cpuset: a new cgroup starts with no cpus and no memory nodes, and refuses tasks until it has some.
 local function inherit_cpuset(dir)
   local parent = dir:match("^(.*)/[^/]+$")
@@ -591,6 +618,22 @@ local function inherit_cpuset(dir)
       end
     end
   end
+  return true
+end
+
+-- The first directory a cgroup object creates carries its owner's mark: a shared flock held on a descriptor for
+-- the object's life. `gc` takes a cgroup for a dead lunas's leftover only when it can lock every one of its
+-- directories exclusively, whichever pid namespace the owner runs in. A directory gc removed between our mkdir
+-- and our lock shows no cgroup.procs once we hold it: "ESTALE", and the caller picks another name.
+local function mark_owner(self, dir)
+  local fd, msg, code = core.cgroup_open(dir)
+  if not fd then return nil, msg, code end
+  local locked = fd:lock("shared", { wait = false })
+  if not locked or core.file_type(dir .. "/cgroup.procs") ~= "file" then
+    fd:close()
+    return nil, ("mkdir %s: taken back by lunas gc as it was made"):format(dir), "ESTALE"
+  end
+  self.owner_mark = fd
   return true
 end
 
@@ -609,13 +652,31 @@ local function make_dir(self, dir, best_effort)
     return nil, msg, code
   end
   self.created[#self.created + 1] = dir
+  if not self.owner_mark then
+    ok, msg, code = mark_owner(self, dir)
+    if not ok then return nil, msg, code end
+  end
   return true
 end
 
 --- @section end
 
+local function create_dirs(self, best_effort)
+  local cpuset = self.layout.v1.cpuset
+  for _, dir in ipairs(each_dir(self)) do
+    local made, msg, code = make_dir(self, dir, best_effort)
+    if made == nil then return nil, msg, code end
+    if made and cpuset and dir == self.dirs.v1[cpuset.key] then
+      local ok
+      ok, msg, code = inherit_cpuset(dir)
+      if not ok then return nil, msg, code end
+    end
+  end
+  return true
+end
+
 --- Creates a cgroup below our own (or below opts.parent, a cgroup object):
--- opts = {name = "job" (default "lunas-PID-N"), parent = cg, limits = {...}, best_effort = false,
+-- opts = {name = "job" (default "lunas-PID-RANDOM", unique), parent = cg, limits = {...}, best_effort = false,
 --         warn = function(msg) end, controllers = {"cpuset", ...}}.
 -- Only the creator removes it: cg:close() (or <close>) kills what is left inside, waits, and removes it.
 function M.new(opts)
@@ -630,23 +691,17 @@ function M.new(opts)
   if opts.parent ~= nil and not is_cgroup(opts.parent) then misuse("parent", "a cgroup object expected") end
   if opts.warn ~= nil and type(opts.warn) ~= "function" then misuse("warn", "function expected") end
   local name = opts.name
-  if name == nil then
-    counter = counter + 1
-    name = ("lunas-%d-%d"):format(core.getpid(), counter)
-  end
-  if type(name) ~= "string" or name == "" or name:find("/") or name == "." or name == ".." or #name > 255
-      or name:find("%z") then
+  if name ~= nil and (type(name) ~= "string" or name == "" or name:find("/") or name == "." or name == ".."
+      or #name > 255 or name:find("%z")) then
     misuse("name", "a plain directory name expected, got %s", tostring(name))
   end
   local layout = M.layout()
   if layout.mode == "none" then fail("no cgroup hierarchy is mounted (/proc/self/mountinfo)", "ENOENT") end
   local parent_rel = opts.parent and opts.parent.path or ""
-  local rel = parent_rel == "" and name or parent_rel .. "/" .. name
   local controllers = controllers_for(limits, opts.controllers)
-  local self = new_object(layout, rel, plan_dirs(layout, rel, controllers), true)
-  self.on_warning = opts.warn
   local best_effort = opts.best_effort
   local ok, msg, code = true, nil, nil
+  local enable_warning
   if layout.v2 then
     -- Controllers reach a cgroup only through every ancestor's subtree_control, from our own cgroup down.
     local wanted = {}
@@ -661,30 +716,36 @@ function M.new(opts)
         ok, msg, code = enable_v2(layout, dir, wanted)
         if not ok then
           if not best_effort then fail("enable " .. table.concat(wanted, ",") .. ": " .. msg, code) end
-          self:warn("enable " .. table.concat(wanted, ",") .. ": " .. msg)
+          enable_warning = "enable " .. table.concat(wanted, ",") .. ": " .. msg
           break
         end
       end
     end
   end
-  for _, dir in ipairs(each_dir(self)) do
-    local made
-    made, msg, code = make_dir(self, dir, best_effort)
-    if made == nil then
-      remove_dirs(self.created)
-      fail("create " .. msg, code)
-    end
-    if made and layout.v1.cpuset and dir == self.dirs.v1[layout.v1.cpuset.key] then
-      ok, msg, code = inherit_cpuset(dir)
-      if not ok then
-        remove_dirs(self.created)
-        fail("create " .. msg, code)
-      end
-    end
+  -- A name of our own choosing that exists already (planted, or taken back by gc as we made it) is never a
+  -- failure: another one is drawn. A name the caller gave is theirs to fix.
+  local self
+  for attempt = 1, NAME_ATTEMPTS do
+    local rel = name or default_name()
+    if parent_rel ~= "" then rel = parent_rel .. "/" .. rel end
+    self = new_object(layout, rel, plan_dirs(layout, rel, controllers), true)
+    self.on_warning = opts.warn
+    ok, msg, code = create_dirs(self, best_effort)
+    if ok then break end
+    discard(self)
+    if name or (code ~= "EEXIST" and code ~= "ESTALE") or attempt == NAME_ATTEMPTS then fail("create " .. msg, code) end
   end
-  if self.skipped then
-    self:warn(("create %s%s"):format(self.skipped[1],
-      #self.skipped > 1 and (" (and %d more hierarchies)"):format(#self.skipped - 1) or ""))
+  -- The caller's warn function runs once the directories exist: if it raises, they go.
+  local warned, warn_err = pcall(function()
+    if enable_warning then self:warn(enable_warning) end
+    if self.skipped then
+      self:warn(("create %s%s"):format(self.skipped[1],
+        #self.skipped > 1 and (" (and %d more hierarchies)"):format(#self.skipped - 1) or ""))
+    end
+  end)
+  if not warned then
+    discard(self)
+    error(warn_err, 0)
   end
   -- Directories that could not be made (best effort) are not part of this cgroup.
   local made = {}
@@ -696,12 +757,11 @@ function M.new(opts)
   if limits then
     local lok, err = pcall(self.limit, self, limits, { best_effort = best_effort })
     if not lok then
-      remove_dirs(self.created)
-      self.closed = true
+      discard(self)
       error(err, 0)
     end
   end
-  return self
+  return interrupt.track(self)
 end
 
 -- Is `path` at or below `base` (both cgroup paths as /proc/PID/cgroup writes them)?
@@ -1071,13 +1131,14 @@ end
 -- signalled, then thaw so the signals land.
 local function kill_by_pid(self)
   local dir = membership_dir(self)
-  local frozen = pcall(self.freeze, self)
+  -- Frozen, nothing inside can fork a process we would miss. A freeze that failed half-way is undone too.
+  pcall(self.freeze, self)
   local dirs = subdirs_deepest_first(dir)
   dirs[#dirs + 1] = dir
   for _, d in ipairs(dirs) do
     for _, pid in ipairs(read_pids(d)) do core.kill(pid, "KILL") end
   end
-  if frozen then self:thaw() end
+  self:thaw()
 end
 
 --- Kills every process inside, and inside its child cgroups (SIGKILL; cgroup.kill where the kernel has it).
@@ -1136,25 +1197,42 @@ function Cgroup:remove()
   local present = false
   for _, dir in ipairs(each_dir(self)) do present = present or core.file_type(dir) == "dir" end
   if not present then
+    release_mark(self)
     self.closed = true
+    interrupt.untrack(self)
     return true
   end
-  self:kill()
-  if not self:wait_empty(REMOVE_TIMEOUT) then
-    fail(("remove %s: processes still inside after %ds"):format(tostring(self), REMOVE_TIMEOUT), "EBUSY")
-  end
+  -- Every part is tried even when one fails (a kill refused, a process slow to go): the first failure raises
+  -- at the end, and the object stays open so that a later remove (or close_all) tries again.
+  local killed, kill_err = pcall(self.kill, self)
+  local emptied, wait_err = pcall(self.wait_empty, self, REMOVE_TIMEOUT)
   local first_err
+  if not killed then first_err = kill_err
+  elseif not emptied then first_err = wait_err
+  elseif not wait_err then
+    first_err = errors.new{ op = "cgroup", code = "EBUSY",
+      msg = ("cgroup: remove %s: processes still inside after %ds"):format(tostring(self), REMOVE_TIMEOUT) }
+  end
+  local removed = true
   for _, dir in ipairs(each_dir(self)) do
     local dirs = subdirs_deepest_first(dir)
     dirs[#dirs + 1] = dir
     for _, d in ipairs(dirs) do
       local ok, msg, code = rmdir_retrying(d)
-      if not ok and not first_err then first_err = { msg, code } end
+      if not ok then
+        removed = false
+        first_err = first_err or errors.new{ op = "cgroup", msg = "cgroup: remove " .. msg, code = code }
+      end
     end
   end
-  self.closed = true
-  if first_err then fail("remove " .. first_err[1], first_err[2]) end
-  return true
+  if removed then
+    -- Gone from every hierarchy: whatever the kill or the wait said, nothing is left of it.
+    release_mark(self)
+    self.closed = true
+    interrupt.untrack(self)
+    return true
+  end
+  error(first_err, 0)
 end
 
 --- Removes a cgroup this process created (see remove); does nothing for an opened one, or in another process
@@ -1167,7 +1245,7 @@ function Cgroup:close()
   end
   self:remove()
 end
-Cgroup.__close = Cgroup.close
+Cgroup.__close = errors.closer(Cgroup.close)
 
 --- @section end
 
@@ -1183,11 +1261,40 @@ local function populated(dir)
   return false
 end
 
---- Finds the cgroups a dead lunas left below our own: those named lunas-PID-N (the names M.new gives) whose PID
--- is no longer a process here. An empty one is removed (unless opts.dry_run); one that still holds processes is
--- kept and reported, since only a sandbox started without die-with-parent outlives its lunas, on purpose.
--- opts.keep lists paths to leave alone (the cgroups of labs that are up: net.gc() reports them).
--- Returns {removed = {paths}, busy = {paths}}.
+-- A leftover named `name` in whichever hierarchies hold it (gc looks in all of them, controllers or not).
+local function leftover(layout, name)
+  local dirs = { v1 = {} }
+  if layout.v2 and exists(layout.v2.dir .. "/" .. name) then dirs.v2 = layout.v2.dir .. "/" .. name end
+  for _, h in pairs(layout.v1) do
+    if exists(h.dir .. "/" .. name) then dirs.v1[h.key] = h.dir .. "/" .. name end
+  end
+  return new_object(layout, name, dirs, false)
+end
+
+-- Locks every directory of cg exclusively, or none: a directory whose owner's mark is held means its lunas is
+-- alive (in whatever pid namespace). Returns the held descriptors, or nil when the owner is alive.
+local function claim_leftover(cg)
+  local held = {}
+  for _, dir in ipairs(each_dir(cg)) do
+    local fd = core.cgroup_open(dir)
+    if fd then
+      if not fd:lock("exclusive", { wait = false }) then
+        fd:close()
+        for _, h in ipairs(held) do h:close() end
+        return nil
+      end
+      held[#held + 1] = fd
+    end
+  end
+  return held
+end
+
+--- Finds the cgroups a dead lunas left below our own: those named lunas-PID-RANDOM (the names M.new gives) whose
+-- owner's mark nobody holds any more (a shared lock on one of its directories, held by the lunas that made it
+-- for as long as it runs, whichever pid namespace that is). An empty one is removed (unless opts.dry_run); one
+-- that still holds processes is kept and reported, since only a sandbox started without die-with-parent
+-- outlives its lunas, on purpose. opts.keep lists paths to leave alone (the cgroups of labs that are up:
+-- net.gc() reports them). Returns {removed = {paths}, busy = {paths}}.
 function M.gc(opts)
   opts = opts or {}
   if type(opts) ~= "table" then misuse("options", "table expected, got %s", type(opts)) end
@@ -1204,17 +1311,22 @@ function M.gc(opts)
   table.sort(roots)
   for _, root in ipairs(roots) do
     for _, name in ipairs(core.cgroup_children(root) or {}) do
-      local pid = tonumber(name:match("^lunas%-(%d+)%-%d+$"))
-      if pid and not seen[name] and core.file_type("/proc/" .. pid) ~= "dir" then
+      if name:match("^lunas%-%d+%-%x+$") and not seen[name] then
         seen[name] = true
-        local cg = open_relative(layout, name)
-        local busy = false
-        for _, dir in ipairs(each_dir(cg)) do busy = busy or populated(dir) end
-        if busy then
-          report.busy[#report.busy + 1] = name
-        else
-          if not opts.dry_run then cg:remove() end
-          report.removed[#report.removed + 1] = name
+        local cg = leftover(layout, name)
+        local held = claim_leftover(cg)
+        if held then
+          local busy = false
+          for _, dir in ipairs(each_dir(cg)) do busy = busy or populated(dir) end
+          local ok, err = true, nil
+          if busy then
+            report.busy[#report.busy + 1] = name
+          else
+            if not opts.dry_run then ok, err = pcall(cg.remove, cg) end
+            report.removed[#report.removed + 1] = name
+          end
+          for _, fd in ipairs(held) do fd:close() end
+          if not ok then error(err, 0) end
         end
       end
     end

@@ -5,6 +5,8 @@
 local M = {}
 
 local own_sources = {}
+--- The chunk sources of lunas's own modules, as a set (what register_module adds to).
+M.own_sources = own_sources
 
 --- Registers the calling module as part of lunas, so error positions skip its frames. Every lunas module calls it
 -- once; a library built on lunas may too.
@@ -16,8 +18,12 @@ M.register_module()
 local Error = {}
 Error.__index = Error
 Error.__tostring = function(e)
-  if e.where ~= nil then return tostring(e.where) .. ": " .. tostring(e.msg) end
-  return tostring(e.msg)
+  local text = tostring(e.msg)
+  if e.where ~= nil then text = tostring(e.where) .. ": " .. text end
+  if type(e.cleanup) == "table" then
+    for _, failure in ipairs(e.cleanup) do text = text .. "\n  (then clean-up failed: " .. tostring(failure) .. ")" end
+  end
+  return text
 end
 
 local function caller_position()
@@ -66,6 +72,37 @@ function M.check(value, msg, code, ...)
   return value, msg, code, ...
 end
 
+--- Runs fn(...) as the clean-up after `err`, the error that made it necessary: a failure of the clean-up never
+-- replaces err. It is added to err.cleanup (a list of messages, which tostring(err) shows after the error) when
+-- err is a lunas error, and written to stderr otherwise. Returns err, for `error(errors.cleanup(err, f), 0)`.
+-- @param err the error being handled
+-- @tparam function fn the clean-up
+-- @param ... its arguments
+-- @return err
+function M.cleanup(err, fn, ...)
+  local ok, failure = pcall(fn, ...)
+  if ok then return err end
+  if M.is(err) then
+    err.cleanup = err.cleanup or {}
+    err.cleanup[#err.cleanup + 1] = M.is(failure) and failure.msg or tostring(failure)
+  else
+    io.stderr:write("lunas: clean-up after an error failed: ", tostring(failure), "\n")
+  end
+  return err
+end
+
+--- A `__close` metamethod made of a close function: on a normal exit from the scope it is close itself (a
+-- failure raises); while an error unwinds the scope, a failure of close is kept with that error (see cleanup)
+-- instead of replacing it.
+-- @tparam function close called as close(object)
+-- @treturn function the metamethod
+function M.closer(close)
+  return function(self, err)
+    if err == nil then return close(self) end
+    M.cleanup(err, close, self)
+  end
+end
+
 --- True when e is a lunas error object.
 -- @param e any value
 -- @treturn boolean
@@ -87,8 +124,9 @@ end
 
 --- Error objects.
 -- Tables with `msg` (the whole message: "sandbox: mounts: ..."), `code` (the errno name, "ENOENT"), `op` and
--- `target` when known, `where` ("recipe.lua:12", the first caller outside lunas), and whatever else the raiser
--- kept (`step`, `field`). `tostring(e)` gives "where: msg".
+-- `target` when known, `where` ("recipe.lua:12", the first caller outside lunas), `cleanup` (the failures of the
+-- clean-up that followed it, if any) and whatever else the raiser kept (`step`, `field`). `tostring(e)` gives
+-- "where: msg", then one line per clean-up failure.
 -- @type Error
 
 return M

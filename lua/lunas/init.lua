@@ -21,13 +21,14 @@ local M = {
 
 -- The high-level modules load on first use: a recipe that never makes a sandbox does not pay for loading
 -- sandbox, file system, cgroup and seccomp policy code (about half a millisecond of every start).
-local LAZY = {
-  ns = function() return require "lunas.ns" end,
-  cgroup = function() return require "lunas.cgroup" end,
-  security = function() return require "lunas.security" end,
-  json = function() return require "lunas.json" end,
-  sandbox = function() return require("lunas.sandbox").new end,
-}
+-- Every public module is here by its own name (lunas.net is require "lunas.net"); lunas.lab_record, the files
+-- behind `lunas lab down` and `lunas gc`, is internal.
+local LAZY = {}
+for _, name in ipairs{ "ns", "cgroup", "security", "json", "sandbox", "net", "fs", "process", "idrange",
+  "interrupt" } do
+  LAZY[name] = function() return require("lunas." .. name) end
+end
+LAZY.errors = function() return errors end
 setmetatable(M, {
   __index = function(t, k)
     local load = LAZY[k]
@@ -52,6 +53,40 @@ setmetatable(M, {
 --- The version of lunas, "MAJOR.MINOR.PATCH" (`lunas.core.version`).
 -- @field version
 
+--- Namespaces: open, join, persist, list (`lunas.ns`).
+-- @field ns
+
+--- Resource control with cgroups (`lunas.cgroup`).
+-- @field cgroup
+
+--- Confinement policy: seccomp profiles, capabilities, Landlock (`lunas.security`).
+-- @field security
+
+--- JSON encode and decode (`lunas.json`).
+-- @field json
+
+--- Structured errors (`lunas.errors`): `new`, `raise`, `check`, `cleanup`, `closer`, `try`, `is`.
+-- @field errors
+
+--- Sandboxes (`lunas.sandbox`): called with a spec, it builds one (`lunas.sandbox.new`, which lists the fields):
+-- `lunas.sandbox{argv = {"id"}}:run()`.
+-- @field sandbox
+
+--- Network labs: hosts, switches, routers and links (`lunas.net`): `lunas.net.lab{name = "demo"}`.
+-- @field net
+
+--- Root file systems of sandboxes: mount entries and the default tree (`lunas.fs`).
+-- @field fs
+
+--- Processes named by pid and start time, signalled through pidfds (`lunas.process`).
+-- @field process
+
+--- Unprivileged host id ranges for the sandboxes root runs (`lunas.idrange`).
+-- @field idrange
+
+--- What SIGINT, SIGTERM, SIGHUP and SIGQUIT do to a recipe, and what lunas closes then (`lunas.interrupt`).
+-- @field interrupt
+
 --- Calls `f(...)`, turning a lunas error into return values (`lunas.errors.try`): for callers that handle
 -- failures themselves. Other errors propagate.
 -- @function try
@@ -68,23 +103,6 @@ setmetatable(M, {
 -- @function is_error
 -- @param e any value
 -- @treturn boolean
-
---- Namespaces: open, join, persist, list (`lunas.ns`).
--- @field ns
-
---- Resource control with cgroups (`lunas.cgroup`).
--- @field cgroup
-
---- Confinement policy: seccomp profiles, capabilities, Landlock (`lunas.security`).
--- @field security
-
---- JSON encode and decode (`lunas.json`).
--- @field json
-
---- A sandbox from a spec (`lunas.sandbox.new`, which lists the fields): `lunas.sandbox{argv = {"id"}}:run()`.
--- @function sandbox
--- @tparam table spec
--- @return a sandbox object, with `run` and `spawn`
 
 local spawn_fields = { flags = true, fn = true, argv = true, env = true, path = true, argv0 = true, cgroup = true }
 

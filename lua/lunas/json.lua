@@ -1,6 +1,10 @@
 --- JSON for what lunas prints (`ns list` and `lab show` in JSON, status files): encode and decode, no
 -- dependency. Objects print with sorted keys so output is stable; json.null stands for null.
 -- @module lunas.json
+local errors = require "lunas.errors"
+
+errors.register_module()
+
 local M = {}
 
 --- Stands for JSON's null: in a value to encode, and in what decode returns.

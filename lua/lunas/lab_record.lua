@@ -93,7 +93,15 @@ function M.create(name, header)
   local self = setmetatable({ name = name, file = file, owner = pid }, Record)
   local h = { lab = name, pid = pid, start = process.start_time(pid), created = os.time() }
   for k, v in pairs(header or {}) do h[k] = v end
-  self:note(h)
+  -- A header that cannot be written leaves no temporary record behind, nor an open journal.
+  local ok, nerr = pcall(self.note, self, h)
+  if not ok then
+    error(errors.cleanup(nerr, function()
+      self.file = nil
+      file:close()
+      remove_dir(tmp)
+    end), 0)
+  end
   -- rename(2) of a directory onto a non-empty one fails: whoever renames first owns the name.
   local renamed, rerr = os.rename(tmp, path_of(name))
   if not renamed then

@@ -18,6 +18,7 @@
 -- @module lunas.net
 local core = require "lunas.core"
 local errors = require "lunas.errors"
+local interrupt = require "lunas.interrupt"
 local json = require "lunas.json"
 local lab_record = require "lunas.lab_record"
 local process = require "lunas.process"
@@ -48,12 +49,37 @@ end
 -- Root in the initial user namespace: the only case where /run/netns is ours to write.
 local initial_root = require("lunas.idrange").initial_root
 
+local function is_process(value)
+  local meta = type(value) == "userdata" and getmetatable(value)
+  return type(meta) == "table" and meta.__name == "lunas.process"
+end
+
+-- Ends a process we started and nobody else knows yet (its start went wrong after it existed): killed, reaped,
+-- its handle closed.
+local function stop(proc)
+  if proc:alive() then proc:kill("KILL") end
+  proc:wait(5)
+  proc:close()
+end
+
 -- Runs fn inside the network namespace ns (a handle), coming back whatever happens.
 local function in_netns(ns, fn, ...)
   local home <close> = check(core.ns_open("net"))
   check(core.setns(ns))
   local results = table.pack(pcall(fn, ...))
-  check(core.setns(home))
+  local back, msg, code = core.setns(home)
+  if not back then
+    -- Fatal whatever fn did: everything after this would run in the node's namespace. fn's own failure stays
+    -- as the cause; a process fn started is ended, since our caller never gets its handle.
+    local cause = not results[1] and results[2] or nil
+    local text = "lab: " .. tostring(msg)
+    if cause ~= nil then text = text .. " (after: " .. (errors.is(cause) and cause.msg or tostring(cause)) .. ")" end
+    local err = errors.new{ op = "lab", msg = text, code = code, cause = cause }
+    for i = 2, results[1] and results.n or 0 do
+      if is_process(results[i]) then errors.cleanup(err, stop, results[i]) end
+    end
+    error(err, 0)
+  end
   if not results[1] then error(results[2], 0) end
   return table.unpack(results, 2, results.n)
 end
@@ -123,6 +149,12 @@ local function argv_and_options(what, spec)
   for k in pairs(opts) do
     if k ~= "env" and k ~= "capture" and k ~= "stdout" and k ~= "timeout" then misuse(what, "unknown option '%s'", k) end
   end
+  -- Checked here, before the process exists: a bad value found later would leave it running.
+  local timeout = opts.timeout
+  if timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then
+    misuse(what, "timeout: non-negative number of seconds expected, got %s", tostring(timeout))
+  end
+  if opts.env ~= nil and type(opts.env) ~= "table" then misuse(what, "env: table expected, got %s", type(opts.env)) end
   return argv, opts
 end
 
@@ -172,7 +204,12 @@ local function spawn_in(node, argv, opts, stdout_w, detached)
     end }
   end)
   -- So that gc can still find it if lunas dies while it runs (by pid and start time: the pid may be reused).
-  if lab.record then lab.record:note{ process = { pid = proc.pid, start = process.start_time(proc.pid) } } end
+  -- Unrecorded, it must not run on: nothing would end it after a crash.
+  if lab.record then
+    local ok, err = pcall(lab.record.note, lab.record, { process = { pid = proc.pid,
+      start = process.start_time(proc.pid) } })
+    if not ok then error(errors.cleanup(err, stop, proc), 0) end
+  end
   return proc
 end
 
@@ -183,7 +220,13 @@ function Node:spawn(spec)
   node_check(self)
   local argv, opts = argv_and_options(self.name .. ":spawn", spec)
   local proc = spawn_in(self, argv, opts, opts.stdout, true)
-  self.lab.processes[#self.lab.processes + 1] = proc
+  -- The lab's own handle, taken while the process is our unreaped child (its pid cannot name another yet): the
+  -- user may wait on or close the one returned, and close() must still be able to end it.
+  local own, msg, code = core.pidfd_open(proc.pid)
+  if not own then
+    error(errors.cleanup(errors.new{ op = "lab", msg = "lab: " .. tostring(msg), code = code }, stop, proc), 0)
+  end
+  self.lab.processes[#self.lab.processes + 1] = { proc = proc, own = own }
   return proc
 end
 
@@ -195,10 +238,26 @@ function Node:run(spec)
   local argv, opts = argv_and_options(self.name .. ":run", spec)
   local out_r, out_w
   if opts.capture then out_r, out_w = check(core.pipe()) end
-  local proc = spawn_in(self, argv, opts, out_w)
+  local ok, proc = pcall(spawn_in, self, argv, opts, out_w)
   if out_w then out_w:close() end
-  local output = out_r and read_all(out_r)
-  local result, msg, code = proc:wait(opts.timeout)
+  if not ok then
+    if out_r then out_r:close() end
+    error(proc, 0)
+  end
+  -- Reading its output and waiting for it are where an interruption of lunas (SIGINT, SIGTERM) lands: the
+  -- command is then ended, not left running in the host.
+  local waited, output, result, msg, code = pcall(function()
+    local text = out_r and read_all(out_r)
+    return text, proc:wait(opts.timeout)
+  end)
+  if not waited then
+    error(errors.cleanup(output, function()
+      if out_r then out_r:close() end
+      proc:kill("KILL")
+      proc:wait()
+      proc:close()
+    end), 0)
+  end
   local timed_out
   if not result and code == "ETIMEDOUT" then
     proc:kill("KILL")
@@ -267,19 +326,93 @@ local function apply_end(endpoint, params)
   endpoint.qdisc = q.kind
 end
 
+-- The checks tc.c makes on the values qdisc_for passes it, made before anything exists: the veth pair is made
+-- first and its qdiscs after, so a value tc.c refuses would otherwise cost a link made and deleted again.
+-- Units as tc.c reads them; a number is in the unit given to number_factor.
+local TIME_UNITS = { s = 1e9, sec = 1e9, ms = 1e6, msec = 1e6, us = 1e3, usec = 1e3, ns = 1, nsec = 1 }
+local PERCENT_UNITS = { ["%"] = 0.01 }
+local RATE_UNITS = { bit = 1 / 8, kbit = 1e3 / 8, mbit = 1e6 / 8, gbit = 1e9 / 8, tbit = 1e12 / 8,
+  kibit = 1024 / 8, mibit = 1048576 / 8, gibit = 1073741824 / 8, bps = 1, kbps = 1e3, mbps = 1e6, gbps = 1e9 }
+local TBF_MAX_RATE = 2147483647 -- bytes/s: libnl's tbf takes an int
+local TBF_MAX_BUCKET_SECONDS = 4294967295 * 64e-9 -- a u32 of 64 ns ticks
+
+local function check_unit(what, field, value, units, number_factor, example)
+  if type(value) == "number" then
+    if not (value >= 0) or value == math.huge then misuse(what, "%s: non-negative value expected", field) end
+    return value * number_factor
+  end
+  if type(value) ~= "string" then
+    misuse(what, "%s: number or string like \"%s\" expected, got %s", field, example, type(value))
+  end
+  local number, unit = value:match("^(%d*%.?%d*[eE][+-]?%d+)(.*)$")
+  if not number then number, unit = value:match("^(%d*%.?%d*)(.*)$") end
+  local n = tonumber(number)
+  if not n or n == math.huge then misuse(what, "%s: bad value '%s' (like \"%s\")", field, value, example) end
+  local factor = units[unit:lower()]
+  if not factor then misuse(what, "%s: unknown unit in '%s' (like \"%s\")", field, value, example) end
+  return n * factor
+end
+
+local function check_mtu(what, value)
+  local mtu = type(value) == "number" and math.tointeger(value)
+  if not mtu or mtu < 68 or mtu > 65535 then misuse(what, "mtu: integer 68-65535 expected, got %s", tostring(value)) end
+  return mtu
+end
+
+-- Raises on what the link's qdiscs would refuse: units, ranges, a jitter or reordering without a delay, a rate
+-- tbf cannot take (tbf: a rate alone). mtu, when given, is checked too.
+local function check_impairments(what, params)
+  local v = {}
+  for _, k in ipairs{ "delay", "jitter" } do
+    if params[k] ~= nil then v[k] = check_unit(what, k, params[k], TIME_UNITS, 1e6, "10ms") end
+  end
+  for _, k in ipairs{ "loss", "duplicate", "corrupt", "reorder" } do
+    if params[k] ~= nil then
+      v[k] = check_unit(what, k, params[k], PERCENT_UNITS, 0.01, "1%")
+      if v[k] > 1 then misuse(what, "%s: more than 100%%", k) end
+    end
+  end
+  if params.rate ~= nil then
+    v.rate = check_unit(what, "rate", params.rate, RATE_UNITS, 1 / 8, "100mbit")
+    if v.rate < 1 then misuse(what, "rate: a rate of at least 8bit expected") end
+  end
+  if params.limit ~= nil then
+    local limit = type(params.limit) == "number" and math.tointeger(params.limit)
+    if not limit or limit < 1 or limit > 4294967295 then
+      misuse(what, "limit: queue length in packets (integer 1-4294967295) expected, got %s", tostring(params.limit))
+    end
+  end
+  if params.mtu ~= nil then check_mtu(what, params.mtu) end
+  if has_netem(params) then
+    if (v.jitter or 0) > 0 and (v.delay or 0) <= 0 then misuse(what, "jitter: jitter needs a delay") end
+    if (v.reorder or 0) > 0 and (v.delay or 0) <= 0 then misuse(what, "reorder: reordering needs a delay") end
+  elseif v.rate then
+    if v.rate > TBF_MAX_RATE then misuse(what, "rate: at most 17gbit on a link with no other impairment (tbf)") end
+    -- tbf's default bucket: 10 ms worth of the rate, at least 16 KiB, which must drain in the time a u32 holds.
+    if math.max(v.rate / 100, 16384) / v.rate > TBF_MAX_BUCKET_SECONDS then
+      misuse(what, "rate: at least 477bit expected on a link with no other impairment (tbf)")
+    end
+  end
+end
+
 --- Changes a link's impairments while it carries traffic: link:set{loss = 5}, link:set{delay = "50ms"},
 -- link:set{rate = false} (false removes one). Applies to both directions.
 function Link:set(changes)
   if self.lab.closed then errors.raise{ op = "lab", msg = "lab: attempt to use a closed lab", code = "EBADF" } end
   if type(changes) ~= "table" then misuse("link:set", "table expected") end
+  -- Into a copy, kept once applied: a refused change leaves the link and what describe() says as they were.
+  local params = {}
+  for k, v in pairs(self.params) do params[k] = v end
   for k, v in pairs(changes) do
     if not LINK_PARAMS[k] or k == "names" then misuse("link:set", "unknown parameter '%s'", tostring(k)) end
-    if v == false then self.params[k] = nil else self.params[k] = v end
+    if v == false then params[k] = nil else params[k] = v end
   end
+  check_impairments("link:set", params)
   if changes.mtu then
     for _, e in ipairs(self.ends) do check(e.netlink:link_set(e.ifname, { mtu = changes.mtu })) end
   end
-  for _, e in ipairs(self.ends) do apply_end(e, self.params) end
+  for _, e in ipairs(self.ends) do apply_end(e, params) end
+  self.params = params
   return self
 end
 
@@ -311,16 +444,39 @@ local function new_namespace(self, name)
     -- Written down before it exists: a crash right after persist() still leaves it named in the record. (A crash
     -- before it, and another tool creating the same name before gc runs, is the one case gc would take a
     -- namespace that is not ours: a few microseconds against a leak at every crash.)
-    if self.record then self.record:note{ netns = path } end
+    if self.record then
+      local ok, err = pcall(self.record.note, self.record, { netns = path })
+      if not ok then
+        ns:close()
+        error(err, 0)
+      end
+    end
     local ok, msg, code = core.persist(ns, path, { shared_dir = self.netns_dir == NETNS_DIR })
     if not ok then
-      if self.record then self.record:note{ failed = path } end
+      -- The namespace goes first (it is only a descriptor yet); noting the failure is clean-up after it.
       ns:close()
-      check(nil, msg, code)
+      local err = errors.new{ op = "lab", msg = "lab: " .. tostring(msg), code = code }
+      if self.record then errors.cleanup(err, self.record.note, self.record, { failed = path }) end
+      error(err, 0)
     end
     return ns, path
   end
   return ns
+end
+
+-- A name for a new link in the fabric namespace (a bridge or a switch port), reserved in fabric_names: the
+-- wanted one when it is free and fits, else the first free PREFIX<n>. Ports and bridges share the namespace,
+-- so a port named after its switch and peer ("s1-h1") must not take a bridge's name, nor the other way round.
+local function fabric_name(self, wanted, prefix)
+  local name = wanted
+  if #name > 15 or self.fabric_names[name] then
+    repeat
+      self.port_seq = self.port_seq + 1
+      name = prefix .. self.port_seq
+    until not self.fabric_names[name]
+  end
+  self.fabric_names[name] = true
+  return name
 end
 
 local function add_node(self, name, kind)
@@ -331,10 +487,18 @@ local function add_node(self, name, kind)
     next_if = 0 }, Node)
   if kind == "switch" then
     node.netlink = self.fabric_netlink
-    node.bridge = #name <= 15 and name or ("br" .. (self.count + 1))
-    check(node.netlink:link_add{ name = node.bridge, kind = "bridge", up = true, group = LAB_GROUP })
+    node.bridge = fabric_name(self, name, "br")
+    local ok, made, msg, code = pcall(node.netlink.link_add, node.netlink,
+      { name = node.bridge, kind = "bridge", up = true, group = LAB_GROUP })
+    -- A bridge that was not made frees its name; one that was keeps it (the group delete of close() takes it).
+    if not (ok and made) then self.fabric_names[node.bridge] = nil end
+    if not ok then error(made, 0) end
+    check(made, msg, code)
     node.ifindex = check(node.netlink:link_get(node.bridge)).index
   else
+    -- The interface names in use in the node's namespace: a name asked for twice is refused before anything is
+    -- made, and the automatic ethN names go round the ones asked for.
+    node.ifnames = { lo = true }
     node.ns, node.path = new_namespace(self, name)
     -- From here on close() removes it, even if the rest of its set-up fails.
     self.nodes[name] = node
@@ -371,38 +535,51 @@ function Lab:node(name) return lab_check(self).nodes[name] end
 local function resolve_node(self, value, what)
   if type(value) == "string" then value = self.nodes[value] end
   if getmetatable(value) ~= Node or value.lab ~= self then misuse("link", "%s: a node of this lab expected", what) end
+  -- A host whose set-up failed halfway stays in the lab (close() removes it) but cannot take links.
+  if not value.netlink then misuse("link", "%s: %s was not set up (its creation failed)", what, value.name) end
   return value
 end
 
--- A unique port name in the fabric namespace for the switch end of a link.
-local function fabric_port_name(self, switch, peer)
-  local name = switch.name .. "-" .. peer.name
-  if #name > 15 or self.fabric_names[name] then
-    repeat
-      self.port_seq = self.port_seq + 1
-      name = "lp" .. self.port_seq
-    until not self.fabric_names[name]
-  end
-  self.fabric_names[name] = true
+-- The kernel's rule for interface names (dev_valid_name), and no quote or backslash: nftables names a link in
+-- quotes, and a lab's names reach it.
+local function check_ifname(what, name)
+  if type(name) ~= "string" then misuse(what, "interface name expected, got %s", type(name)) end
+  if #name < 1 then misuse(what, "empty interface name") end
+  if #name > 15 then misuse(what, "interface name longer than 15 bytes ('%s')", name) end
+  if name == "." or name == ".." or name:find("[%s/:\"\\\0]") then misuse(what, "bad interface name '%s'", name) end
   return name
 end
 
-local function end_name(self, node, peer, given)
-  if node.kind == "switch" then
-    if given then misuse("link", "names: a switch port is named by the lab") end
-    return fabric_port_name(self, node, peer)
+-- The name of one end of a new link, not reserved yet (a host's are taken once the link exists): given (checked
+-- against the names the node uses) or the first free ethN.
+local function host_end_name(node, given, what)
+  if given then
+    if node.ifnames[given] then misuse(what, "%s has an interface named '%s' already", node.name, given) end
+    return given
   end
-  if given then return given end
-  local name = "eth" .. node.next_if
-  node.next_if = node.next_if + 1
-  return name
+  local n = node.next_if
+  while node.ifnames["eth" .. n] do n = n + 1 end
+  return "eth" .. n, n
 end
 
+-- Everything lab:link is given, checked before anything is made. Returns the impairments (a new table), the
+-- mtu and the names.
 local function check_link_params(opts)
-  for k in pairs(opts) do
+  if type(opts) ~= "table" then misuse("link", "options table expected, got %s", type(opts)) end
+  local params = {}
+  for k, v in pairs(opts) do
     if not LINK_PARAMS[k] then misuse("link", "unknown parameter '%s'", tostring(k)) end
+    if k ~= "names" and k ~= "mtu" then params[k] = v end
   end
-  if opts.names ~= nil and type(opts.names) ~= "table" then misuse("link", "names: table {name_a, name_b} expected") end
+  check_impairments("link", params)
+  local mtu = opts.mtu ~= nil and check_mtu("link", opts.mtu) or nil
+  local names = opts.names or {}
+  if type(names) ~= "table" then misuse("link", "names: table {name_a, name_b} expected") end
+  for k, v in pairs(names) do
+    if k ~= 1 and k ~= 2 then misuse("link", "names: table {name_a, name_b} expected, got key '%s'", tostring(k)) end
+    check_ifname(("link: names[%d]"):format(k), v)
+  end
+  return params, mtu, names
 end
 
 local make_link
@@ -412,52 +589,81 @@ local make_link
 -- host's links, unless names says otherwise. Impairments apply in both directions.
 function Lab:link(a, b, opts)
   lab_check(self)
-  opts = opts or {}
-  check_link_params(opts)
+  local params, mtu, names = check_link_params(opts or {})
   a, b = resolve_node(self, a, "first node"), resolve_node(self, b, "second node")
   if a == b then misuse("link", "a node cannot be linked to itself") end
-  local names = opts.names or {}
-  local saved_if = { a.next_if, b.next_if }
-  local name_a, name_b = end_name(self, a, b, names[1]), end_name(self, b, a, names[2])
-  local ok, result = pcall(make_link, self, a, b, name_a, name_b, opts)
-  if ok then return result end
-  -- Nothing of a failed link stays: its names are free again and the pair (if made) is deleted.
-  a.next_if, b.next_if = saved_if[1], saved_if[2]
-  self.fabric_names[name_a], self.fabric_names[name_b] = nil, nil
-  if a.kind == "switch" then self.fabric_netlink:link_del(name_a) else a.netlink:link_del(name_a) end
-  error(result, 0)
+  local ends = { { node = a, peer = b, given = names[1], what = "link: names[1]" },
+    { node = b, peer = a, given = names[2], what = "link: names[2]" } }
+  for _, e in ipairs(ends) do
+    if e.node.kind == "switch" then
+      if e.given then misuse(e.what, "a switch port is named by the lab") end
+    else
+      e.name, e.number = host_end_name(e.node, e.given, e.what)
+    end
+  end
+  -- Only now, with nothing left to refuse: a switch end's name is reserved in the fabric.
+  for _, e in ipairs(ends) do
+    if e.node.kind == "switch" then e.name = fabric_name(self, e.node.name .. "-" .. e.peer.name, "lp") end
+  end
+  local ok, result = pcall(make_link, self, a, b, ends[1].name, ends[2].name, params, mtu)
+  if not ok then
+    -- make_link removed the pair if it made one: the names are free again.
+    for _, e in ipairs(ends) do
+      if e.node.kind == "switch" then self.fabric_names[e.name] = nil end
+    end
+    error(result, 0)
+  end
+  for _, e in ipairs(ends) do
+    if e.node.kind ~= "switch" then
+      e.node.ifnames[e.name] = true
+      if e.number then e.node.next_if = e.number + 1 end
+    end
+  end
+  return result
 end
 
-make_link = function(self, a, b, name_a, name_b, opts)
+make_link = function(self, a, b, name_a, name_b, params, mtu)
   -- The request comes from the fabric namespace; each end is created directly where it belongs. A switch's end,
   -- when there is one, is the request's own link: being in the fabric, it joins the bridge and comes up in the
   -- creating request (the peer cannot: ENOTCONN), which saves a request per host link.
   local first, second, first_name, second_name = a, b, name_a, name_b
   if b.kind == "switch" and a.kind ~= "switch" then first, second, first_name, second_name = b, a, name_b, name_a end
-  local spec = { name = first_name, kind = "veth", group = LAB_GROUP, mtu = opts.mtu,
-    peer = { name = second_name, group = LAB_GROUP, mtu = opts.mtu } }
+  local spec = { name = first_name, kind = "veth", group = LAB_GROUP, mtu = mtu,
+    peer = { name = second_name, group = LAB_GROUP, mtu = mtu } }
   if first.kind == "switch" then spec.master, spec.up = first.ifindex, true else spec.netns = first.ns end
   if second.kind ~= "switch" then spec.peer.netns = second.ns end
+  -- A failure here made nothing: a name that exists already (EEXIST) is someone else's interface, left alone.
   check(self.fabric_netlink:link_add(spec))
-  -- Each end that is not up yet comes up from its own side.
-  if first.kind ~= "switch" then check(first.netlink:link_set(first_name, { up = true })) end
-  if second.kind == "switch" then
-    check(second.netlink:link_set(second_name, { master = second.ifindex, up = true }))
-  else
-    check(second.netlink:link_set(second_name, { up = true }))
+  local ok, result = pcall(function()
+    -- Each end that is not up yet comes up from its own side.
+    if first.kind ~= "switch" then check(first.netlink:link_set(first_name, { up = true })) end
+    if second.kind == "switch" then
+      check(second.netlink:link_set(second_name, { master = second.ifindex, up = true }))
+    else
+      check(second.netlink:link_set(second_name, { up = true }))
+    end
+    local link = setmetatable({ lab = self, params = params, ends = {
+      { node = a, ifname = name_a, netlink = a.netlink }, { node = b, ifname = name_b, netlink = b.netlink } } }, Link)
+    if next(params) then
+      for _, e in ipairs(link.ends) do apply_end(e, params) end
+    end
+    return link
+  end)
+  if not ok then
+    -- The pair is ours now: deleting one end deletes both.
+    error(errors.cleanup(result, function() check(first.netlink:link_del(first_name)) end), 0)
   end
-  local link = setmetatable({ lab = self, params = {}, ends = {
-    { node = a, ifname = name_a, netlink = a.netlink }, { node = b, ifname = name_b, netlink = b.netlink } } }, Link)
-  for k, v in pairs(opts) do
-    if k ~= "names" and k ~= "mtu" then link.params[k] = v end
-  end
-  if next(link.params) then
-    for _, e in ipairs(link.ends) do apply_end(e, link.params) end
-  end
-  a.lab_links[#a.lab_links + 1], b.lab_links[#b.lab_links + 1] = link, link
-  self.links[#self.links + 1] = link
+  a.lab_links[#a.lab_links + 1], b.lab_links[#b.lab_links + 1] = result, result
+  self.links[#self.links + 1] = result
   if self.on_progress then self.on_progress("link", #self.links) end
-  return link
+  return result
+end
+
+-- Whether value is a descriptor object (a namespace handle, say): anything with fileno(), as core.netlink takes.
+local function has_fileno(value)
+  if type(value) ~= "userdata" and type(value) ~= "table" then return false end
+  local ok, fileno = pcall(function() return value.fileno end) -- a userdata may have no __index at all
+  return ok and fileno ~= nil
 end
 
 --- Plugs a network namespace that is not a lab node (a sandbox's, any process's) into a switch: a veth pair
@@ -468,27 +674,30 @@ function Lab:attach(switch, netns, opts)
   switch = resolve_node(self, switch, "switch")
   if switch.kind ~= "switch" then misuse("attach", "a switch expected, got %s", tostring(switch)) end
   opts = opts or {}
+  if type(opts) ~= "table" then misuse("attach", "options table expected, got %s", type(opts)) end
   for k in pairs(opts) do
     if k ~= "name" then misuse("attach", "unknown option '%s'", tostring(k)) end
   end
-  if math.type(netns) == "integer" then netns = "/proc/" .. netns .. "/ns/net" end
+  local name = check_ifname("attach: name", opts.name or "eth0")
+  -- Without a namespace the peer would be made in the fabric, next to the bridge.
+  if math.type(netns) == "integer" then
+    if netns < 1 then misuse("attach", "netns: pid expected, got %d", netns) end
+    netns = "/proc/" .. netns .. "/ns/net"
+  elseif type(netns) == "string" then
+    if netns == "" then misuse("attach", "netns: empty path") end
+  elseif not has_fileno(netns) then
+    misuse("attach", "netns: a namespace handle, path or pid expected, got %s", type(netns))
+  end
   self.attach_seq = self.attach_seq + 1
-  local port = fabric_port_name(self, switch, { name = "a" .. self.attach_seq })
-  local ok, msg, code = self.fabric_netlink:link_add{ name = port, kind = "veth", master = switch.ifindex, up = true,
-    group = LAB_GROUP, peer = { name = opts.name or "eth0", netns = netns } }
-  if not ok then
+  local port = fabric_name(self, switch.name .. "-a" .. self.attach_seq, "lp")
+  local ok, made, msg, code = pcall(self.fabric_netlink.link_add, self.fabric_netlink, { name = port, kind = "veth",
+    master = switch.ifindex, up = true, group = LAB_GROUP, peer = { name = name, netns = netns } })
+  if not (ok and made) then
     self.fabric_names[port] = nil
-    check(ok, msg, code)
+    if not ok then error(made, 0) end
+    check(made, msg, code)
   end
   return port
-end
-
--- nftables names a link in quotes: only interface names reach it, checked like the kernel does.
-local function check_ifname(what, name)
-  if type(name) ~= "string" or #name < 1 or #name > 15 or name:find("[%s/:\"\\]") then
-    misuse(what, "bad interface name '%s'", tostring(name))
-  end
-  return name
 end
 
 local function check_port(what, value)
@@ -650,18 +859,23 @@ function Lab:svg()
   -- The DOT text goes through a private file: through a pipe, a big lab's text and dot's output could each fill
   -- their pipe while both sides wait on the other.
   local path = os.tmpname()
-  local f = assert(io.open(path, "w"))
-  f:write(source)
-  f:close()
-  local out_r, out_w = check(core.pipe())
-  local ok, proc = pcall(check, core.spawn{ fn = function()
-    core.dup2(out_w, 1)
-    core.exec({ dot, "-Tsvg", path })
-    core.exit(127)
-  end })
-  out_w:close()
+  local out_r, out_w
+  -- Whatever fails on the way (a raise of core.spawn included), the file and the pipe go.
+  local ok, proc = pcall(function()
+    local f, ferr = io.open(path, "w")
+    if not f then errors.raise{ op = "lab", msg = "lab: svg: " .. tostring(ferr), code = "EIO" } end
+    f:write(source)
+    f:close()
+    out_r, out_w = check(core.pipe())
+    return check(core.spawn{ fn = function()
+      core.dup2(out_w, 1)
+      core.exec({ dot, "-Tsvg", path })
+      core.exit(127)
+    end })
+  end)
+  if out_w then out_w:close() end
   local svg = ok and read_all(out_r)
-  if not ok then out_r:close() end
+  if not ok and out_r then out_r:close() end
   os.remove(path)
   if not ok then error(proc, 0) end
   local result = proc:wait()
@@ -672,32 +886,50 @@ end
 
 -- ---- teardown --------------------------------------------------------------------------------------------
 
+-- A raised lunas error as attempt() takes it.
+local function attempt_call(attempt, fn, ...)
+  local ok, err = pcall(fn, ...)
+  if not ok then attempt(nil, errors.is(err) and err.msg or tostring(err), errors.is(err) and err.code or "EIO") end
+end
+
 -- Removes a lab's kernel objects from what is left of it: parts.kill(attempt) ends its processes, then one group
 -- delete in the fabric (parts.fabric_netlink) takes every switch port and the veths with an end there, then the
 -- persisted namespaces go (parts.paths, fabric last), and with them the links between hosts. Everything is
--- attempted; the first failure is returned as {msg, code}.
+-- attempted, each part whatever the others did; the first failure (parts.problems first: what the caller found
+-- wrong before) is returned as {msg, code}.
 local function remove_objects(parts)
   local first
   local function attempt(ok, msg, code)
     if ok == nil and msg ~= nil and not first then first = { msg = msg, code = code } end
   end
-  parts.kill(attempt)
+  for _, problem in ipairs(parts.problems or {}) do attempt(nil, problem.msg, problem.code) end
+  attempt_call(attempt, parts.kill, attempt)
   if parts.fabric_netlink then
-    -- ENODEV: no link in the group (a lab of hosts linked only to each other).
-    local ok, msg, code = parts.fabric_netlink:link_del_group(LAB_GROUP)
-    if code ~= "ENODEV" then attempt(ok, msg, code) end
+    attempt_call(attempt, function()
+      -- ENODEV: no link in the group (a lab of hosts linked only to each other).
+      local ok, msg, code = parts.fabric_netlink:link_del_group(LAB_GROUP)
+      if code ~= "ENODEV" then attempt(ok, msg, code) end
+    end)
   end
   for _, path in ipairs(parts.paths) do
-    local ok, msg, code = core.unpersist(path)
-    if code ~= "ENOENT" then attempt(ok, msg, code) end
+    attempt_call(attempt, function()
+      local ok, msg, code = core.unpersist(path)
+      if code ~= "ENOENT" then attempt(ok, msg, code) end
+    end)
   end
   return first
 end
 
--- A raised lunas error as attempt() takes it.
-local function attempt_call(attempt, fn, ...)
-  local ok, err = pcall(fn, ...)
-  if not ok then attempt(nil, errors.is(err) and err.msg or tostring(err), errors.is(err) and err.code or "EIO") end
+-- Ends a process a node started, through the lab's own handle on it (entry.own): the one its caller got
+-- (entry.proc) may be closed or reaped already. Then both handles are closed.
+local function end_process(entry)
+  local own = entry.own
+  local ok, msg, code = own:kill("KILL")
+  -- ESRCH: it has exited and been reaped (through the caller's handle) already.
+  if ok or code == "ESRCH" then ok, msg, code = own:wait(5) end
+  own:close()
+  entry.proc:close()
+  check(ok, msg, code)
 end
 
 local function close_handles(self)
@@ -716,13 +948,17 @@ end
 local function let_go(self)
   local description = self:describe()
   self.closed = true
+  interrupt.untrack(self)
   local counts = { host = 0, router = 0, switch = 0 }
   for _, node in ipairs(self.order) do counts[node.kind] = counts[node.kind] + 1 end
   self.record:finish{ status = "up", name = self.name, pid = core.getpid(), created = self.created,
     built_in = core.now() - self.started, hosts = counts.host, routers = counts.router, switches = counts.switch,
     links = #self.links, lab = description }
   self.record:close()
-  for _, proc in ipairs(self.processes) do proc:close() end
+  for _, entry in ipairs(self.processes) do
+    entry.own:close()
+    entry.proc:close()
+  end
   if self.cgroup then
     self.cgroup.owner = nil -- its processes live on: closing the object must not remove it
     self.cgroup:close()
@@ -735,10 +971,13 @@ end
 -- Idempotent. Errors are collected: everything is attempted, then the first failure is raised (the record then
 -- stays, so `lunas gc` can finish the job). A kept lab (lab:keep()) is not removed when its scope ends without
 -- an error: it is recorded as up and left running; when the scope ends by an error, it is removed like any other.
+-- err, when given, is the error that ends the lab's scope: a failure of the teardown is then added to it (see
+-- errors.cleanup) instead of raised, so that the error that caused the teardown is the one that surfaces.
 function Lab:close(err)
   if self.closed or self.owner ~= core.getpid() then return end
   if self.kept and err == nil then return let_go(self) end
   self.closed = true
+  interrupt.untrack(self)
   local paths = {}
   for _, node in ipairs(self.order) do
     if node.path then paths[#paths + 1] = node.path end
@@ -746,23 +985,31 @@ function Lab:close(err)
   if self.fabric_path then paths[#paths + 1] = self.fabric_path end
   local first = remove_objects{
     kill = function(attempt)
-      for _, proc in ipairs(self.processes) do
-        if proc:alive() then
-          proc:kill("KILL")
-          proc:wait()
-        end
-        proc:close()
-      end
+      -- One by one: a process that cannot be ended does not keep the others running.
+      for _, entry in ipairs(self.processes) do attempt_call(attempt, end_process, entry) end
       if self.cgroup then attempt_call(attempt, self.cgroup.close, self.cgroup) end
     end,
     fabric_netlink = self.fabric_netlink, paths = paths }
   close_handles(self)
   if self.record then
-    if first then self.record:close() else self.record:remove() end
+    if first then
+      self.record:close()
+    else
+      local ok, msg, code = self.record:remove()
+      if not ok then first = { msg = msg, code = code } end
+    end
   end
-  if first then errors.raise{ op = "lab", msg = "lab: close: " .. first.msg, code = first.code } end
+  if not first then return end
+  local failure = errors.new{ op = "lab", msg = "lab: close: " .. tostring(first.msg), code = first.code }
+  if err == nil then error(failure, 0) end
+  errors.cleanup(err, error, failure, 0)
 end
-Lab.__close = Lab.close
+
+-- Not errors.closer(Lab.close): close needs the scope's error, which decides the fate of a kept lab.
+function Lab:__close(err)
+  if err == nil then return self:close() end
+  errors.cleanup(err, self.close, self, err)
+end
 Lab.__gc = nil
 
 --- Lets the lab outlive this process: when its scope ends (or close() is called) without an error, it is
@@ -793,13 +1040,31 @@ local function lab_error(msg, code)
   errors.raise{ op = "lab", msg = "lab: " .. msg, code = code }
 end
 
+-- A namespace path as a record names it, or nil: a journal is data (cut short by a crash, edited, written by
+-- another version), and a bad value must cost only itself. The builder persisted its namespaces directly under
+-- its netns_dir, and nothing else is removed by the record's word.
+local function recorded_path(rec, path)
+  if type(path) ~= "string" or path:sub(1, 1) ~= "/" then return nil end
+  local dir = rec.netns_dir
+  if type(dir) == "string" and (path:sub(1, #dir + 1) ~= dir .. "/" or path:find("/", #dir + 2, true)) then
+    return nil
+  end
+  return path
+end
+
 -- Removes a recorded lab's objects and then its record.
 local function remove_record(rec)
   local fabric_ns, fabric_netlink
-  local paths = {}
+  local paths, problems = {}, {}
+  local fabric = recorded_path(rec, rec.fabric)
   local has_fabric = false
-  for _, path in ipairs(rec.netns) do
-    if path == rec.fabric then
+  for _, value in ipairs(rec.netns) do
+    local path = recorded_path(rec, value)
+    if not path then
+      local shown = type(value) == "string" and ("'" .. value .. "'") or ("a " .. type(value))
+      problems[#problems + 1] = { code = "EINVAL", msg = ("the record names a bad namespace path (%s), left alone")
+        :format(shown) }
+    elseif path == fabric then
       has_fabric = true
       fabric_ns = core.ns_open(path)
       fabric_netlink = fabric_ns and core.netlink(fabric_ns) or nil
@@ -809,20 +1074,22 @@ local function remove_record(rec)
   end
   -- Last, and even when it cannot be opened: a builder killed inside persist() leaves the file without the
   -- namespace bound on it.
-  if has_fabric then paths[#paths + 1] = rec.fabric end
+  if has_fabric then paths[#paths + 1] = fabric end
   local first = remove_objects{
     kill = function(attempt)
       for _, p in ipairs(rec.processes) do
-        if type(p) == "table" and process.kill(p.pid, p.start) == nil then
-          attempt(nil, ("kill pid %s: still there after 5 s"):format(tostring(p.pid)), "EBUSY")
-        end
+        attempt_call(attempt, function()
+          if type(p) == "table" and process.kill(p.pid, p.start) == nil then
+            attempt(nil, ("kill pid %s: still there after 5 s"):format(tostring(p.pid)), "EBUSY")
+          end
+        end)
       end
       local cgroup = require "lunas.cgroup"
       for _, c in ipairs(rec.cgroups) do
         attempt_call(attempt, function() cgroup.adopt(c):remove() end)
       end
     end,
-    fabric_netlink = fabric_netlink, paths = paths }
+    fabric_netlink = fabric_netlink, paths = paths, problems = problems }
   if fabric_netlink then fabric_netlink:close() end
   if fabric_ns then fabric_ns:close() end
   if first then lab_error(("down %s: %s"):format(rec.name, first.msg), first.code) end
@@ -942,7 +1209,9 @@ end
 
 --- Removes the labs whose builder died before they were complete or closed (status "stale"), as net.down
 -- would. opts.dry_run only reports. Returns {removed = {names}, cgroups = {the cgroup paths recorded by the
--- labs that stay, which a cgroup gc must leave alone}}.
+-- labs that stay, which a cgroup gc must leave alone}}. A stale lab that cannot be removed does not stop the
+-- others: once all were tried, an error names each that failed, with the report as its `report` field
+-- (report.failed = {{name, msg, code}}; their records stay, and so do their cgroups' paths in report.cgroups).
 function M.gc(opts)
   opts = opts or {}
   if type(opts) ~= "table" then misuse("gc", "options table expected") end
@@ -951,14 +1220,28 @@ function M.gc(opts)
   end
   local report = { removed = {}, cgroups = {} }
   if not opts.dry_run then lab_record.remove_leftovers() end
+  report.failed = {}
   for _, name in ipairs(lab_record.names()) do
     local rec = lab_record.read(name)
-    if rec and rec.status == "stale" then
-      if not opts.dry_run then remove_record(rec) end
+    local ok, err = true, nil
+    if rec and rec.status == "stale" and not opts.dry_run then ok, err = pcall(remove_record, rec) end
+    if rec and rec.status == "stale" and ok then
       report.removed[#report.removed + 1] = name
     elseif rec then
-      for _, c in ipairs(rec.cgroups) do report.cgroups[#report.cgroups + 1] = c.path end
+      if not ok then
+        report.failed[#report.failed + 1] = { name = name, msg = errors.is(err) and err.msg or tostring(err),
+          code = errors.is(err) and err.code or "EIO" }
+      end
+      for _, c in ipairs(rec.cgroups) do
+        if type(c) == "table" and type(c.path) == "string" then report.cgroups[#report.cgroups + 1] = c.path end
+      end
     end
+  end
+  if #report.failed > 0 then
+    local each = {}
+    for _, f in ipairs(report.failed) do each[#each + 1] = f.msg end
+    errors.raise{ op = "lab", code = report.failed[1].code, report = report, msg = ("lab: gc: %d of the stale "
+      .. "labs could not be removed: %s"):format(#report.failed, table.concat(each, "; ")) }
   end
   return report
 end
@@ -1021,10 +1304,9 @@ function M.lab(opts)
     self.fabric_netlink = check(core.netlink(self.fabric))
     if keep_every_lab then self:keep() end
   end)
-  if not ok then
-    self:close(err)
-    error(err, 0)
-  end
+  if not ok then error(errors.cleanup(err, self.close, self, err), 0) end
+  -- An interruption that ends the recipe closes it, as the end of its scope would (lunas.interrupt).
+  interrupt.track(self)
   for _, observe in ipairs(observers) do observe(self) end
   return self
 end

@@ -4,6 +4,7 @@
 -- @module lunas.ns
 local core = require "lunas.core"
 local errors = require "lunas.errors"
+local interrupt = require "lunas.interrupt"
 
 errors.register_module()
 
@@ -41,20 +42,35 @@ local function netns_path(name)
   return NETNS_DIR .. "/" .. name
 end
 
+local Persisted = {}
+Persisted.__index = Persisted
+
 --- Persists a namespace. A network namespace given a bare name lands in /run/netns/NAME where `ip netns`
--- finds it; anything else needs an absolute path. Returns the path.
+-- finds it; anything else needs an absolute path. It stays when the recipe ends; an interruption (SIGINT,
+-- SIGTERM: lunas.interrupt) unpersists it unless opts.keep is true or the second result's `keep()` was called.
+-- `local _, p <close> = ns.persist(h, "blue")` unpersists it when the scope ends.
 -- @param handle a namespace handle
 -- @tparam string name_or_path
+-- @tparam[opt] table opts `{keep = true}`: never unpersisted by lunas
 -- @treturn string the path of the bind mount
-function M.persist(handle, name_or_path)
+-- @return the persisted namespace: `close()` unpersists it, `keep()` keeps it whatever happens
+function M.persist(handle, name_or_path, opts)
   local path = name_or_path
   local shared = false
+  if opts ~= nil then
+    if type(opts) ~= "table" then error("lunas.ns.persist: opts: table expected, got " .. type(opts), 2) end
+    for k in pairs(opts) do
+      if k ~= "keep" then error("lunas.ns.persist: opts: unknown field '" .. tostring(k) .. "'", 2) end
+    end
+  end
   if not tostring(name_or_path):find("/", 1, true) then
     if handle:type() ~= "net" then error("lunas.ns.persist: a bare name is only for network namespaces", 2) end
     path, shared = netns_path(name_or_path), true
   end
   errors.check(core.persist(handle, path, { shared_dir = shared }))
-  return path
+  local persisted = setmetatable({ path = path, id = handle:id(), owner = core.getpid() }, Persisted)
+  if opts and opts.keep then persisted.closed = true else interrupt.track(persisted) end
+  return path, persisted
 end
 
 --- Undoes persist (a bare name means /run/netns/NAME).
@@ -172,6 +188,31 @@ function M.list(opts)
     return a.inode < b.inode
   end)
   return list
+end
+
+--- Persisted namespaces.
+-- The second result of `persist`: a namespace this process persisted, unpersisted by close (and so by
+-- lunas.interrupt.close_all when an interruption ends the recipe) unless kept.
+-- @type Persisted
+
+--- Unmounts the namespace file, if it still holds the namespace this process persisted there. Idempotent.
+function Persisted:close()
+  if self.closed then return end
+  self.closed = true
+  interrupt.untrack(self)
+  if self.owner ~= core.getpid() then return end
+  local handle = core.ns_open(self.path)
+  if not handle then return end
+  local same = handle:id() == self.id
+  handle:close()
+  if same then errors.check(core.unpersist(self.path)) end
+end
+Persisted.__close = errors.closer(Persisted.close)
+
+--- Leaves the namespace persisted whatever ends the recipe.
+function Persisted:keep()
+  self.closed = true
+  interrupt.untrack(self)
 end
 
 return M

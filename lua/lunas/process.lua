@@ -3,12 +3,14 @@
 -- clock ticks since boot), and only ever signalled through a pidfd opened while that pair still matched.
 -- @module lunas.process
 local core = require "lunas.core"
+local errors = require "lunas.errors"
+
+errors.register_module()
 
 local M = {}
 
---- The start time of a process (clock ticks after boot, as a string: it is compared, never computed with),
--- or nil when there is no such process.
-function M.start_time(pid)
+-- The state letter (R, S, Z...) and start time of a process, from /proc/PID/stat; nil when there is none.
+local function stat_of(pid)
   if math.type(pid) ~= "integer" or pid < 1 then return nil end
   local f = io.open("/proc/" .. pid .. "/stat", "r")
   if not f then return nil end
@@ -17,18 +19,27 @@ function M.start_time(pid)
   -- Counted after the command name, which may hold spaces and parentheses: %b() takes the whole of it.
   local rest = stat and stat:match("^%d+ %b() (.*)$")
   if not rest then return nil end
-  local n = 2
+  local n, state = 2, nil
   for field in rest:gmatch("%S+") do
     n = n + 1
-    if n == 22 then return field end
+    if n == 3 then state = field end
+    if n == 22 then return state, field end
   end
   return nil
 end
 
---- True when the process that had this pid at start time `start` is still there.
+--- The start time of a process (clock ticks after boot, as a string: it is compared, never computed with),
+-- or nil when there is no such process.
+function M.start_time(pid)
+  local _, start = stat_of(pid)
+  return start
+end
+
+--- True when the process that had this pid at start time `start` is still there and has not ended (a zombie,
+-- ended but not yet reaped by its parent, holds nothing any more).
 function M.alive(pid, start)
-  local now = M.start_time(pid)
-  return now ~= nil and now == start
+  local state, now = stat_of(pid)
+  return now ~= nil and now == start and state ~= "Z" and state ~= "X"
 end
 
 --- A pidfd handle (lunas.core process) of the process pid started at `start`, or nil when it is gone or the

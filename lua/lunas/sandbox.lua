@@ -13,6 +13,7 @@
 -- @module lunas.sandbox
 local core = require "lunas.core"
 local errors = require "lunas.errors"
+local interrupt = require "lunas.interrupt"
 local fs = require "lunas.fs"
 local idrange = require "lunas.idrange"
 local security = require "lunas.security"
@@ -444,13 +445,17 @@ steps[#steps + 1] = {
     if ctx.cgroup_fd then ctx.cgroup_fd:close() end
     local cg = ctx.cgroup
     if not cg or cg.closed then return end
+    local read, usage = true, nil
     if result then
-      local usage = cg:stats()
-      result.usage = usage
-      result.oom_killed = usage.memory ~= nil and usage.memory.oom_kills > 0
+      read, usage = pcall(cg.stats, cg)
+      if read then
+        result.usage = usage
+        result.oom_killed = usage.memory ~= nil and usage.memory.oom_kills > 0
+      end
       if #cg.warnings > 0 then result.warnings = cg.warnings end
     end
     cg:close()
+    if not read then error(usage, 0) end
   end,
   abort = function(ctx)
     if ctx.cgroup_fd then ctx.cgroup_fd:close() end
@@ -1252,12 +1257,53 @@ local function spawn_in_netns(net, opts)
     home:close()
     return nil, "join the network of " .. tostring(net) .. ": " .. msg, code
   end
-  local proc
-  proc, msg, code = core.spawn(opts)
+  local started, proc
+  started, proc, msg, code = pcall(core.spawn, opts)
   local back, bmsg = core.setns(home)
   home:close()
-  if not back then error("sandbox: cannot return to lunas's own network namespace: " .. bmsg) end
+  if not back then
+    if started and proc then
+      proc:kill("KILL")
+      proc:wait()
+      proc:close()
+    end
+    errors.raise{ op = "sandbox", step = "clone", msg = "sandbox: cannot return to lunas's own network namespace: "
+      .. bmsg, cause = started and msg or proc }
+  end
+  if not started then error(proc, 0) end
   return proc, msg, code
+end
+
+-- The parent's part once the child exists: each step's parent phase, the release, the child's report (a failed
+-- step, or EOF once the payload exec'd), the seccomp listener and the payload's pid. Raises on failure.
+local function release_child(running, ctx, proc)
+  for _, step in ipairs(steps) do
+    if step.parent then
+      local value, pmsg, pcode = call_step(step, "parent", ctx, proc)
+      if value == nil and pmsg ~= nil then fail(step.name, pmsg, pcode) end
+    end
+  end
+  if ctx.sync_w then
+    ctx.sync_w:write("1")
+    ctx.sync_w:close()
+  end
+  local record = read_until_eof(ctx.err_r)
+  ctx.err_r:close()
+  if ctx.parent then ctx.parent:close() end
+  if record ~= "" then
+    local step, rcode, rmsg = parse_record(record)
+    fail(step, rmsg, rcode)
+  end
+  if ctx.notify_parent then
+    local fd, msg, code = core.recv_fd(ctx.notify_parent)
+    ctx.notify_parent:close()
+    if not fd then fail("seccomp", "receive the listener: " .. msg, code) end
+    ctx.listener = security.listener(fd)
+  end
+  if ctx.status_r then
+    local data = ctx.status_r:read(4)
+    running.payload_ns_pid = type(data) == "string" and #data == 4 and string.unpack("i4", data) or nil
+  end
 end
 
 --- Starts the sandbox and returns a running handle once the payload has exec'd (or raises the failed step).
@@ -1289,53 +1335,24 @@ function Sandbox:spawn()
     and (not ctx.fork or ctx.reaper_image ~= nil)
   local started = core.now()
   ctx.maps_written = ctx.parent_maps ~= nil and not ctx.sync
-  local proc, msg, code = spawn_in_netns(self.spec.net, { flags = clone_flags(ctx),
+  local cloned, proc, msg, code = pcall(spawn_in_netns, self.spec.net, { flags = clone_flags(ctx),
     fn = function() return child_main(ctx) end, vfork = ctx.vfork, cgroup = ctx.cgroup_fd,
     maps = ctx.maps_written and ctx.parent_maps or nil })
   close_child_ends(ctx)
-  if not proc then
+  if not cloned or not proc then
     close_all(ctx.err_r, ctx.sync_w, ctx.status_r)
     abort_steps(ctx)
+    if not cloned then error(proc, 0) end
     fail("clone", msg, code)
   end
-  local running = setmetatable({ pid = proc.pid, process = proc, ctx = ctx, started = started,
-    timeout = self.spec.timeout }, Running)
-  for _, step in ipairs(steps) do
-    if step.parent then
-      local pok, value, pmsg, pcode = pcall(call_step, step, "parent", ctx, proc)
-      if not pok or (value == nil and pmsg ~= nil) then
-        close_all(ctx.err_r, ctx.sync_w, ctx.parent, ctx.notify_parent)
-        running:close()
-        if not pok then error(value, 0) end
-        fail(step.name, pmsg, pcode)
-      end
-    end
-  end
-  if ctx.sync_w then
-    ctx.sync_w:write("1")
-    ctx.sync_w:close()
-  end
-  local record = read_until_eof(ctx.err_r)
-  ctx.err_r:close()
-  if ctx.parent then ctx.parent:close() end
-  if record ~= "" then
-    if ctx.notify_parent then ctx.notify_parent:close() end
-    running:close()
-    local step, rcode, rmsg = parse_record(record)
-    fail(step, rmsg, rcode)
-  end
-  if ctx.notify_parent then
-    local fd, msg, code = core.recv_fd(ctx.notify_parent)
-    ctx.notify_parent:close()
-    if not fd then
-      running:close()
-      fail("seccomp", "receive the listener: " .. msg, code)
-    end
-    ctx.listener = security.listener(fd)
-  end
-  if ctx.status_r then
-    local data = ctx.status_r:read(4)
-    running.payload_ns_pid = type(data) == "string" and #data == 4 and string.unpack("i4", data) or nil
+  local running = interrupt.track(setmetatable({ pid = proc.pid, process = proc, ctx = ctx, started = started,
+    timeout = self.spec.timeout }, Running))
+  -- From here a failure (a step, the child's report, an interruption while we wait for it) kills the child and
+  -- undoes the steps; a failure of that clean-up is kept with the error, never in its place.
+  local ok, err = pcall(release_child, running, ctx, proc)
+  if not ok then
+    close_all(ctx.err_r, ctx.sync_w, ctx.parent, ctx.notify_parent)
+    error(errors.cleanup(err, running.close, running), 0)
   end
   return running
 end
@@ -1418,6 +1435,7 @@ function Running:wait(timeout)
   end
   self.result = result
   self:release()
+  interrupt.untrack(self)
   finish_steps(self.ctx, result)
   return result
 end
@@ -1444,24 +1462,31 @@ function Running:kill(sig)
   return errors.check(self.process:kill(sig or "TERM"))
 end
 
---- Frees the sandbox's process handle and status pipe (wait does it; the result stays).
+--- Frees the sandbox's process handle and status pipe (wait does it; the result stays). Once released, the
+-- sandbox can no longer be killed through this handle.
 function Running:release()
   if self.ctx.status_r then self.ctx.status_r:close() end
   self.process:close()
+  self.released = true
 end
 
---- Kills the sandbox if it still runs, reaps it, and frees its descriptors. Idempotent.
+--- Kills the sandbox if it still runs, reaps it, and frees its descriptors; then removes what its steps made
+-- (the cgroup, the host id range...), every one of them even when another fails (the first failure raises).
+-- Idempotent. As a `<close>` scope's variable, a failure while an error unwinds is kept with that error.
 function Running:close()
   if self.closed then return end
   self.closed = true
+  interrupt.untrack(self)
   if not self.result then
-    self.process:kill("KILL")
-    self.process:wait()
-    self:release()
+    if not self.released then
+      self.process:kill("KILL")
+      self.process:wait()
+      self:release()
+    end
     finish_steps(self.ctx, nil)
   end
 end
-Running.__close = Running.close
+Running.__close = errors.closer(Running.close)
 
 --- The sandbox's cgroup (a lunas.cgroup object: stats, freeze, thaw, kill), or nil without limits.
 function Running:cgroup()
@@ -1553,4 +1578,5 @@ function M.new(spec)
 end
 
 M.Sandbox = Sandbox
-return M
+-- `lunas.sandbox{...}` builds one, as `lunas.sandbox.new{...}` does; the module's other functions stay reachable.
+return setmetatable(M, { __call = function(_, spec) return M.new(spec) end })

@@ -147,4 +147,56 @@ function M.tmpdir()
   return dir, function() os.execute("rm -rf " .. M.quote(dir)) end
 end
 
+--- The cgroup directories, in every hierarchy below our own, whose name says the lunas with this pid made them
+-- (lunas-PID-RANDOM).
+function M.lunas_cgroups(pid)
+  local core, cgroup = require "lunas.core", require "lunas.cgroup"
+  local layout = cgroup.layout()
+  local found, roots = {}, {}
+  if layout.v2 then roots[#roots + 1] = layout.v2.dir end
+  for _, h in pairs(layout.v1) do roots[#roots + 1] = h.dir end
+  for _, root in ipairs(roots) do
+    for _, name in ipairs(core.cgroup_children(root) or {}) do
+      if name:match("^lunas%-" .. pid .. "%-%x+$") then found[#found + 1] = root .. "/" .. name end
+    end
+  end
+  table.sort(found)
+  return found
+end
+
+--- The pids of the live processes whose command line is exactly `marker` (a unique one, such as "sleep 3001").
+function M.processes_running(marker)
+  local core = require "lunas.core"
+  local pids = {}
+  for _, entry in ipairs(core.listdir("/proc")) do
+    local pid = tonumber(entry)
+    if pid then
+      local cmdline = M.read("/proc/" .. pid .. "/cmdline")
+      if cmdline and cmdline:gsub("%z$", ""):gsub("%z", " ") == marker and M.alive(pid) then pids[#pids + 1] = pid end
+    end
+  end
+  return pids
+end
+
+--- True once no process runs `marker` (within `seconds`, default 10).
+function M.none_running(marker, seconds)
+  return M.wait_for(function() return #M.processes_running(marker) == 0 end, seconds or 10) ~= nil
+end
+
+--- Starts the host binary with argv (a table of its arguments); its stdout and stderr go to the files `out` and
+-- `err` (default /dev/null). Returns the process handle: signals sent to it reach lunas itself.
+function M.start_lunas(argv, out, err)
+  local core = require "lunas.core"
+  return assert(core.spawn{ fn = function()
+    local stdout = core.open(out or "/dev/null", out and "w" or "rw")
+    local stderr = core.open(err or "/dev/null", err and "w" or "rw")
+    core.dup2(stdout, 1)
+    core.dup2(stderr, 2)
+    local full = { M.bin }
+    for _, a in ipairs(argv) do full[#full + 1] = a end
+    core.exec(full)
+    core.exit(127)
+  end })
+end
+
 return M

@@ -57,6 +57,9 @@ while read -r module; do
     mkdir -p "$stage/lib/modules/$(dirname "$module")"
     cp "$modules_dir/$module" "$stage/lib/modules/$module"
 done < "$stage/lib/modules/load-order"
+# The tree and build paths travel as files, not on the kernel command line, which splits them at spaces.
+printf '%s' "$ROOT" > "$stage/lunas-root" && printf '%s' "$BUILD" > "$stage/lunas-build" ||
+    die "cannot write the paths into the initramfs"
 initrd=$WORKDIR/initramfs.cpio.gz
 (cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1) > "$initrd" || die "cpio failed"
 
@@ -71,7 +74,7 @@ timeout --foreground -k 10 "$VM_TIMEOUT" qemu-system-x86_64 \
     -accel tcg,thread=multi -cpu max -smp 2 -m "$VM_MEMORY" -nodefaults -no-reboot -display none \
     -serial stdio -monitor none \
     -kernel "$kroot/boot/vmlinuz-$version" -initrd "$initrd" \
-    -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init lunas.root=$ROOT lunas.build=$BUILD" \
+    -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     < /dev/null 2>&1 | tr -d '\r' | tee "$LOG"
 status=$(grep -a '^LUNAS-VM-EXIT ' "$LOG" | tail -n 1 | awk '{ print $2 }')

@@ -6,8 +6,11 @@
 -- joined through that pidfd, all at once, and the process must still be the one whose start time we read.
 local core = require "lunas.core"
 local errors = require "lunas.errors"
+local interrupt = require "lunas.interrupt"
 local cli = require "lunas.cli"
 local process = require "lunas.process"
+
+errors.register_module()
 
 local M = {}
 
@@ -21,6 +24,9 @@ Namespaces (default for a pid: every one that differs from ours; for a name or p
   --all                  every namespace of the target that differs from ours
   --root                 also take the target's root directory (a chroot inside its mount namespace)
   --wd                   also take the target's working directory
+  --stop-timeout SECONDS when lunas gets SIGINT, SIGTERM or SIGHUP, it passes it on to CMD (unless the terminal
+                         sent it to both) and kills CMD if it has not ended after SECONDS (default 10); SIGQUIT,
+                         or a second signal, kills it at once. lunas then ends by that signal
 Exit status: CMD's status; 128+N when killed by signal N; 125 when the namespaces could not be joined;
 2 for bad usage.]]
 
@@ -29,7 +35,7 @@ local NS_OPTIONS = { ["--user"] = "user", ["--mount"] = "mount", ["--uts"] = "ut
 local ORDER = { "user", "mount", "uts", "ipc", "net", "pid", "cgroup", "time" }
 
 local function parse(args)
-  local opts = { kinds = {}, all = false }
+  local opts = { kinds = {}, all = false, stop_timeout = 10 }
   local i = 1
   while args[i] do
     local a = args[i]
@@ -43,6 +49,10 @@ local function parse(args)
       opts.root = true
     elseif a == "--wd" then
       opts.wd = true
+    elseif a == "--stop-timeout" then
+      opts.stop_timeout = tonumber(args[i + 1] or "")
+      if not opts.stop_timeout or opts.stop_timeout < 0 then error({ usage = a .. ": 0 or more seconds expected" }) end
+      i = i + 1
     elseif a:sub(1, 1) == "-" then
       error({ usage = "unknown option '" .. a .. "'" })
     elseif not opts.target then
@@ -126,6 +136,22 @@ local function join_file(target)
   if not ok then return err end
 end
 
+-- Waits for CMD. An interruption of lunas is passed on to CMD (not when the terminal sent it to both: CMD
+-- shares our process group) and CMD gets stop_timeout seconds to end; SIGQUIT kills it at once.
+local function wait_forwarding(child, stop_timeout)
+  local ok, status, msg, code = pcall(child.wait, child)
+  if ok then return errors.check(status, msg, code) end
+  if not interrupt.is(status) then error(status, 0) end
+  local interruption = status
+  if interruption.signal ~= "QUIT" then
+    if not interruption.from_terminal then child:kill(interruption.signal) end
+    status = child:wait(stop_timeout)
+    if status then return status end
+  end
+  child:kill("KILL")
+  return errors.check(child:wait())
+end
+
 function M.main(args)
   local ok, opts = pcall(parse, args)
   if not ok then
@@ -148,7 +174,7 @@ function M.main(args)
   -- A child, so that a joined pid namespace applies (it takes effect for children) and CMD's status is ours.
   local child, msg = core.spawn{ argv = opts.argv }
   if not child then return fail(msg) end
-  local status = errors.check(child:wait())
+  local status = wait_forwarding(child, opts.stop_timeout)
   child:close()
   if status.signal then return 128 + status.signal end
   return status.status

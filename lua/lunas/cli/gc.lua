@@ -1,11 +1,14 @@
 --- `lunas gc [--dry-run] [--json]`: removes what a lunas killed halfway left behind, from the records it keeps
--- (labs under /run/lunas/labs) and the names it gives (cgroups lunas-PID-N below our own whose PID is gone).
+-- (labs under /run/lunas/labs) and the names it gives (cgroups lunas-PID-RANDOM below our own that no running
+-- lunas holds).
 local net = require "lunas.net"
 local cgroup = require "lunas.cgroup"
 local json = require "lunas.json"
 local errors = require "lunas.errors"
 local cli = require "lunas.cli"
 local idrange = require "lunas.idrange"
+
+errors.register_module()
 
 local M = {}
 
@@ -15,8 +18,9 @@ usage: lunas gc [--dry-run] [--json]
 Removes what a lunas that died (SIGKILL, a crash, a reboot of /run aside) left behind:
   - labs whose builder died before they were complete or closed (status "stale" in lunas lab list): the
     processes started in their hosts, their namespaces, links and cgroups, as recorded under /run/lunas/labs;
-  - cgroups named lunas-PID-N (the sandboxes' cgroups) below this process's own cgroup whose PID is gone and
-    that hold no process; one that still holds processes (a sandbox run with --no-die-with-parent) is listed
+  - cgroups named lunas-PID-RANDOM (the sandboxes' cgroups) below this process's own cgroup whose lunas is
+    gone (in any pid namespace: the lunas that made one holds a lock on it while it runs) and that hold no
+    process; one that still holds processes (a sandbox run with --no-die-with-parent) is listed
     and left alone;
   - the records of host id ranges (/run/lunas/userns) that no lunas holds and no running sandbox uses.
 Labs that are up (lunas lab up) and anything a running lunas owns are never touched.

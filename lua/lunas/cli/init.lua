@@ -1,5 +1,6 @@
 --- The command line of the host binary: scripts, -e, -i, and subcommands (lunas.cli.<name>).
 local errors = require "lunas.errors"
+local interrupt = require "lunas.interrupt"
 
 errors.register_module()
 
@@ -105,8 +106,7 @@ local function repl()
   end
 end
 
---- Entry point called by the host binary with the raw argv (index 0 is the program).
-function M.main(args, lua_env, handler)
+local function dispatch(args, lua_env, handler)
   local i = 1
   if args[1] == "--lua-env" then i = 2 end
   if lua_env then run_lua_init() end
@@ -147,6 +147,22 @@ function M.main(args, lua_env, handler)
   M.set_arg_global(args, script_index)
   local code = chunk(table.unpack(script_args(args, script_index + 1)))
   return math.type(code) == "integer" and code or 0
+end
+
+--- Entry point called by the host binary with the raw argv (index 0 is the program). An error ends here as
+-- "lunas: message" and status 1. After an interruption (SIGINT, SIGTERM, SIGHUP, SIGQUIT), whatever the recipe
+-- or command left open is closed before the host binary ends by that signal.
+function M.main(args, lua_env, handler)
+  interrupt.catch()
+  local ok, result = xpcall(dispatch, handler or debug.traceback, args, lua_env, handler)
+  if interrupt.signal() then
+    for _, failure in ipairs(interrupt.close_all()) do
+      io.stderr:write("lunas: clean-up after SIG", interrupt.signal(), ": ", failure, "\n")
+    end
+  end
+  if ok then return result end
+  io.stderr:write("lunas: ", tostring(result), "\n")
+  return 1
 end
 
 return M

@@ -6,6 +6,8 @@ local json = require "lunas.json"
 local errors = require "lunas.errors"
 local cli = require "lunas.cli"
 
+errors.register_module()
+
 local M = {}
 
 local HELP = [[

@@ -2,6 +2,9 @@
 local ns = require "lunas.ns"
 local json = require "lunas.json"
 local cli = require "lunas.cli"
+local errors = require "lunas.errors"
+
+errors.register_module()
 
 local M = {}
 

@@ -4,6 +4,7 @@ local sandbox = require "lunas.sandbox"
 local security = require "lunas.security"
 local core = require "lunas.core"
 local errors = require "lunas.errors"
+local interrupt = require "lunas.interrupt"
 local cli = require "lunas.cli"
 
 errors.register_module()
@@ -74,6 +75,9 @@ Process:
                          --share-session to keep the caller's session
   --share-keyring        the caller's session keyring instead of a new one
   --timeout SECONDS      kill the sandbox after SECONDS (exit status 124)
+  --stop-timeout SECONDS when lunas gets SIGINT, SIGTERM or SIGHUP, it passes it on to CMD and kills the
+                         sandbox if CMD has not ended after SECONDS (default 10); SIGQUIT, or a second
+                         signal, kills it at once. lunas then removes what it set up and ends by that signal
   --json-status FILE|FD  write JSON lines: {"child-pid", "payload-pid", "namespaces"} once CMD runs, then
                          {"exit-code" or "signal", "elapsed", "usage", "timed-out"} when it ends
 Resources (a cgroup of its own, removed afterwards; cgroup v2, or v1 on a hybrid host):
@@ -140,6 +144,7 @@ function M.parse(args)
   end
   local function add(entry) mounts[#mounts + 1] = entry end
   local show_usage, show_seccomp, status_target = false, false, nil
+  local stop_timeout = 10
   local caps, seccomp_file, seccomp_lists = nil, nil, { deny = {}, allow = {} }
   -- bubblewrap's order: from no capability, each --cap-add / --cap-drop in turn.
   local function capability(opt, name, keep)
@@ -269,6 +274,11 @@ function M.parse(args)
       if not t or t <= 0 then error({ usage = o .. ": positive number of seconds expected" }) end
       spec.timeout = t
     end,
+    ["--stop-timeout"] = function(o)
+      local t = tonumber(value(o))
+      if not t or t < 0 then error({ usage = o .. ": 0 or more seconds expected" }) end
+      stop_timeout = t
+    end,
   }
   while args[i] do
     local a = args[i]
@@ -330,7 +340,7 @@ function M.parse(args)
   elseif seccomp_file or #seccomp_lists.deny + #seccomp_lists.allow > 0 then
     error({ usage = "--no-seccomp with a seccomp profile option" })
   end
-  return spec, show_usage, show_seccomp, status_target, origins
+  return spec, show_usage, show_seccomp, status_target, origins, stop_timeout
 end
 
 -- The option behind a spec field the sandbox rejected ("limits.memory" -> "--memory", "seccomp.deny[1]" ->
@@ -375,8 +385,29 @@ local function open_status(target)
   return f
 end
 
+-- Waits for the payload. An interruption of lunas (SIGINT, SIGTERM, SIGHUP) is passed on to the sandbox, whose
+-- PID 1 forwards it to the payload, which gets stop_timeout seconds to finish before the sandbox is killed;
+-- SIGQUIT kills it at once. Returns the payload's result; lunas then ends by the signal (see lunas.interrupt).
+local function wait_forwarding(running, stop_timeout, same_session)
+  local ok, result = pcall(running.wait, running)
+  if ok then return result end
+  if not interrupt.is(result) then error(result, 0) end
+  local interruption = result
+  if interruption.signal ~= "QUIT" then
+    -- (in the caller's session, a terminal's signal reached the payload's process group itself)
+    if not (same_session and interruption.from_terminal) then pcall(running.kill, running, interruption.signal) end
+    ok, result = pcall(running.wait, running, stop_timeout)
+    if ok then
+      -- killed at the end of the grace period: not --timeout's doing
+      result.timed_out = nil
+      return result
+    end
+  end
+  error(errors.cleanup(interruption, running.close, running), 0)
+end
+
 function M.main(args)
-  local ok, spec, show_usage, show_seccomp, status_target, origins = pcall(M.parse, args)
+  local ok, spec, show_usage, show_seccomp, status_target, origins, stop_timeout = pcall(M.parse, args)
   if not ok then
     if type(spec) == "table" and spec.usage then return cli.usage_error("run", spec.usage) end
     error(spec, 0)
@@ -408,7 +439,7 @@ function M.main(args)
       status_out:write(json.encode{ ["child-pid"] = running.pid, ["payload-pid"] = running:payload_pid(),
         namespaces = core.ns_ids(running.pid) or json.null } .. "\n")
     end
-    return running:wait()
+    return wait_forwarding(running, stop_timeout, spec.new_session == false)
   end)
   if status_out then
     local final = result and { elapsed = result.elapsed, usage = result.usage, ["timed-out"] = result.timed_out == true }
@@ -417,6 +448,8 @@ function M.main(args)
     status_out:write(json.encode(final) .. "\n")
     status_out:close()
   end
+  -- Interrupted before the payload ran: what was set up is gone; lunas ends by the signal, quietly.
+  if not result and interrupt.is(err) then return 1 end
   if not result then
     -- A spec the sandbox rejects is bad usage, reported under the option that gave the value; a step that
     -- failed is a set-up failure.
