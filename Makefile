@@ -117,7 +117,7 @@ ASAN_CORE = build/asan/lib/lunas/core.so
 test: deps
 	$(MAKE) all $(PROBE)
 	$(MAKE) BUILD=build/asan SANITIZE=1 $(ASAN_CORE)
-	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/$(BUILD) LUNAS_FUZZ_BUILD=$(CURDIR)/build/asan sh tests/run.sh
+	LUNAS_ROOT="$(CURDIR)" LUNAS_BUILD="$(CURDIR)/$(BUILD)" LUNAS_FUZZ_BUILD="$(CURDIR)/build/asan" sh tests/run.sh
 
 # The API fuzzer alone, FUZZ_CALLS calls (a million by default) over the sanitizer build; FUZZ_ARGS passes
 # --seed S, --replay S (one batch of an earlier run), --only NAME, --verbose 1 (tests/fuzz/run.sh). Output in
@@ -125,20 +125,20 @@ test: deps
 FUZZ_CALLS ?= 1000000
 fuzz: deps
 	$(MAKE) BUILD=build/asan SANITIZE=1 $(ASAN_CORE)
-	LUNAS_ROOT=$(CURDIR) LUNAS_FUZZ_BUILD=$(CURDIR)/build/asan LUNAS_SANITIZE=1 \
-	  sh tests/fuzz/run.sh --calls $(FUZZ_CALLS) $(FUZZ_ARGS) --out $(CURDIR)/build/fuzz
+	LUNAS_ROOT="$(CURDIR)" LUNAS_FUZZ_BUILD="$(CURDIR)/build/asan" LUNAS_SANITIZE=1 \
+	  sh tests/fuzz/run.sh --calls $(FUZZ_CALLS) $(FUZZ_ARGS) --out "$(CURDIR)/build/fuzz"
 
 # The whole suite on Debian's stock kernel in a qemu VM (tests/vm/run.sh): pure cgroup v2, netem and friends.
 test-vm: deps
 	$(MAKE) EXTRA_PACKAGES="$(VM_PACKAGES)" deps
 	$(MAKE) all $(PROBE)
 	$(MAKE) BUILD=build/asan SANITIZE=1 $(ASAN_CORE)
-	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/$(BUILD) sh tests/vm/run.sh
+	LUNAS_ROOT="$(CURDIR)" LUNAS_BUILD="$(CURDIR)/$(BUILD)" sh tests/vm/run.sh
 
 # The whole suite again with AddressSanitizer and UndefinedBehaviorSanitizer in the core and the host binary.
 check: deps
 	$(MAKE) BUILD=build/asan SANITIZE=1 all build/asan/tests/escape-probe
-	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/build/asan LUNAS_FUZZ_BUILD=$(CURDIR)/build/asan LUNAS_SANITIZE=1 \
+	LUNAS_ROOT="$(CURDIR)" LUNAS_BUILD="$(CURDIR)/build/asan" LUNAS_FUZZ_BUILD="$(CURDIR)/build/asan" LUNAS_SANITIZE=1 \
 	  sh tests/run.sh
 
 # The core specs (tests/core_*_spec.lua) under valgrind memcheck, on a plain -O1 build: fails on any memory error or
@@ -146,12 +146,12 @@ check: deps
 valgrind: deps
 	$(MAKE) EXTRA_PACKAGES="$(VALGRIND_PACKAGES)" deps
 	$(MAKE) BUILD=build/valgrind CFLAGS="-O1 -g" all
-	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/build/valgrind sh tests/valgrind.sh
+	LUNAS_ROOT="$(CURDIR)" LUNAS_BUILD="$(CURDIR)/build/valgrind" sh tests/valgrind.sh
 
 bench: deps
 	$(MAKE) EXTRA_PACKAGES="$(BENCH_PACKAGES)" deps
 	$(MAKE) all
-	LUNAS_ROOT=$(CURDIR) LUNAS_BUILD=$(CURDIR)/$(BUILD) sh tests/bench/run.sh $(BENCH_ARGS)
+	LUNAS_ROOT="$(CURDIR)" LUNAS_BUILD="$(CURDIR)/$(BUILD)" sh tests/bench/run.sh $(BENCH_ARGS)
 
 # The API reference: LDoc comments in src/*.c and lua/lunas/*.lua, files and options in config.ld. tests/doc_spec.lua
 # fails when an exported name has no entry, or an entry names nothing exported.

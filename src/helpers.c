@@ -745,8 +745,10 @@ static int interrupt_owned(void) {
     return lunas_interrupt_owner != 0 && lunas_interrupt_owner == getpid();
 }
 
+int lunas_interrupt_held;
+
 int lunas_interrupt_pending(void) {
-    if (!interrupt_owned() || lunas_interrupt_raised) return 0;
+    if (!interrupt_owned() || lunas_interrupt_raised || lunas_interrupt_held > 0) return 0;
     return lunas_interrupt_signal;
 }
 

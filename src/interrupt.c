@@ -53,23 +53,30 @@ static void on_interrupt(int sig, siginfo_t *info, void *context) {
 /* Is the running Lua function one of lunas's own modules? Those are left to finish what they are doing (a
  * link half made, a process not yet recorded) and are interrupted at their next blocking call, or once control
  * is back in the recipe. */
-static int running_own_code(lua_State *L, lua_Debug *ar) {
-    if (!lua_getinfo(L, "S", ar)) return 0;
-    int own = 0;
-    if (lua_getfield(L, LUA_REGISTRYINDEX, "lunas.interrupt_own") == LUA_TTABLE) {
-        own = lua_getfield(L, -1, ar->source) != LUA_TNIL;
+static int listed(lua_State *L, const char *table, const char *source) {
+    int found = 0;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, table) == LUA_TTABLE) {
+        found = lua_getfield(L, -1, source) != LUA_TNIL;
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    return own;
+    return found;
+}
+
+static int running_own_code(lua_State *L, lua_Debug *ar) {
+    if (!lua_getinfo(L, "S", ar)) return 0;
+    /* The modules a host binary carries are its own from their first instruction (main.c lists them as it loads
+     * them); others from the moment they register (interrupt_catch's `own`). */
+    return listed(L, LUNAS_EMBEDDED_SOURCES, ar->source) || listed(L, "lunas.interrupt_own", ar->source);
 }
 
 static void interrupt_hook(lua_State *L, lua_Debug *ar) {
-    if (!lunas_interrupt_pending()) {
+    int caught = lunas_interrupt_owner == getpid() && !lunas_interrupt_raised ? lunas_interrupt_signal : 0;
+    if (!caught) {
         lua_sethook(L, NULL, 0, 0);
         return;
     }
-    if (running_own_code(L, ar)) {
+    if (lunas_interrupt_held > 0 || running_own_code(L, ar)) {
         lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, 100); /* look again soon, cheaply */
         return;
     }
@@ -194,6 +201,25 @@ static int interrupt_check(lua_State *L) {
 }
 
 /***
+Runs `fn(...)` with interruptions held back: lunas's own clean-up (a lab's teardown, a sandbox's close) is not
+cut in the middle by a signal that arrives meanwhile; the interruption is raised at the next safe point after
+it. Errors of fn propagate.
+@function interrupt_defer
+@tparam function fn
+@param ... its arguments
+@return fn's results
+*/
+static int interrupt_defer(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    int depth = lunas_interrupt_held;
+    lunas_interrupt_held = depth + 1;
+    int status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    lunas_interrupt_held = depth;
+    if (status != LUA_OK) return lua_error(L);
+    return lua_gettop(L);
+}
+
+/***
 Ends the process by the signal that interrupted it, once its clean-up is done: the caller's shell sees 128+N,
 and a shell script running it stops as it would had the signal killed it outright. SIGQUIT leaves no core dump
 (its clean-up ran). Output is flushed first. Does nothing when nothing interrupted this process.
@@ -230,7 +256,8 @@ void lunas_open_interrupt(lua_State *L) {
     static const luaL_Reg functions[] = {
         {"interrupt_catch", interrupt_catch}, {"interrupt_release", interrupt_release},
         {"interrupted", interrupt_state},     {"interrupt_check", interrupt_check},
-        {"interrupt_exit", interrupt_exit},   {NULL, NULL},
+        {"interrupt_exit", interrupt_exit},   {"interrupt_defer", interrupt_defer},
+        {NULL, NULL},
     };
     luaL_setfuncs(L, functions, 0);
 }

@@ -187,7 +187,12 @@ extern volatile sig_atomic_t lunas_interrupt_signal;
 extern volatile sig_atomic_t lunas_interrupt_raised;
 extern volatile pid_t lunas_interrupt_owner;
 extern int lunas_interrupt_pipe[2];
-/* The signal caught and not yet raised in Lua, in the process that caught it; 0 otherwise. */
+/* While above 0 (interrupt_defer: lunas's own clean-up), an interruption waits: nothing reports it pending. */
+extern int lunas_interrupt_held;
+/* Registry set of the chunk sources ("@lunas/net.lua") of the modules the host binary carries (main.c). */
+#define LUNAS_EMBEDDED_SOURCES "lunas.embedded_sources"
+/* The signal caught and not yet raised in Lua, in the process that caught it, outside interrupt_defer; 0
+ * otherwise. */
 int lunas_interrupt_pending(void);
 /* poll(2) that an interruption wakes: >0 descriptors ready, 0 timeout (ms < 0: none), -1 with errno; EINTR
  * only for an interruption pending (call lunas_raise_interrupt once your own resources are released). */

@@ -23,8 +23,18 @@ struct lunas_embedded {
 };
 extern const struct lunas_embedded lunas_embedded_modules[];
 
+/* The sources of lunas's own modules, before any of their code runs: an interruption waits while it runs. */
+static void list_own_source(lua_State *L, const char *chunkname) {
+    if (luaL_getsubtable(L, LUA_REGISTRYINDEX, LUNAS_EMBEDDED_SOURCES) >= 0) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, chunkname);
+    }
+    lua_pop(L, 1);
+}
+
 static int load_embedded(lua_State *L) {
     const struct lunas_embedded *m = lua_touserdata(L, lua_upvalueindex(1));
+    list_own_source(L, m->chunkname);
     if (luaL_loadbufferx(L, (const char *)m->code, m->size, m->chunkname, "b") != LUA_OK) return lua_error(L);
     lua_pushstring(L, m->name);
     lua_call(L, 1, 1);

@@ -168,6 +168,26 @@ describe("lunas run interrupted #root", function()
   end)
 end)
 
+describe("lunas run interrupted, by an unprivileged user #rootless", function()
+  it("passes SIGTERM on to the payload, leaves no process, and ends by it", function()
+    kernel.requires("userns")
+    local dir, remove_dir = util.tmpdir()
+    finally(remove_dir)
+    local ready = dir .. "/ready"
+    local proc = util.start_lunas({ "run", "--default-tree", "--bind", dir, dir, "--", "sh", "-c",
+      ("trap 'echo got-TERM >> %s; exit 0' TERM; echo ready > %s; sleep 3150 & wait"):format(dir .. "/got", ready) },
+      nil, dir .. "/err")
+    assert.is_truthy(wait_ready(ready), util.read(dir .. "/err"))
+    proc:kill("TERM")
+    local status = ended(proc)
+    proc:close()
+    assert.are.equal(15, status.signal, util.read(dir .. "/err"))
+    assert.are.equal("got-TERM\n", util.read(dir .. "/got"))
+    assert.is_true(util.none_running("sleep 3150", 10))
+    assert.are.same({}, util.lunas_cgroups(proc.pid))
+  end)
+end)
+
 describe("a lab recipe interrupted #root", function()
   local dir, remove_dir
   before_each(function()
@@ -260,6 +280,49 @@ lunas.wait(p)
     assert.are.same({ "lunas-int-kept" }, names)
     assert.is_true(core.unpersist("/run/netns/lunas-int-kept"))
     assert.are.same(before, footprint())
+  end)
+end)
+
+describe("a lab build interrupted at any moment #root", function()
+  it("leaves no namespace, link, record, process or cgroup, and ends by the signal (or completes)", function()
+    kernel.requires("cgroup_write")
+    local dir, remove_dir = util.tmpdir()
+    finally(remove_dir)
+    local before = footprint()
+    local recipe = dir .. "/build.lua"
+    util.write(recipe, [[
+local net = require "lunas.net"
+local lab <close> = net.lab{ name = "sweep", netns_dir = "/run/netns" }
+local s1 = lab:switch("s1")
+for i = 1, 12 do
+  local h = lab:host("h" .. i)
+  lab:link(h, s1)
+  h:addr("eth0", "10.9.0." .. i .. "/24")
+end
+lab.nodes.h1:spawn{ "sleep", "3451" }
+]])
+    local started = core.now()
+    local probe = util.start_lunas({ recipe }, nil, dir .. "/err")
+    assert.are.equal(0, ended(probe).status, util.read(dir .. "/err"))
+    probe:close()
+    local whole = core.now() - started
+    local by_signal = 0
+    for trial = 1, 25 do
+      local proc = util.start_lunas({ recipe }, nil, dir .. "/err")
+      core.poll({ (core.pipe()) }, whole * (trial - 1) / 20)
+      proc:kill(trial % 2 == 0 and "INT" or "TERM")
+      local status = ended(proc)
+      proc:close()
+      if status.signal then
+        by_signal = by_signal + 1
+        assert.are.equal(trial % 2 == 0 and 2 or 15, status.signal, "trial " .. trial)
+      else
+        assert.are.equal(0, status.status, ("trial %d: %s"):format(trial, util.read(dir .. "/err")))
+      end
+      assert.is_true(util.none_running("sleep 3451", 10), "trial " .. trial)
+      assert.are.same(before, footprint(), "trial " .. trial .. " left something")
+    end
+    assert.is_true(by_signal >= 10, ("only %d of 25 builds were interrupted"):format(by_signal))
   end)
 end)
 

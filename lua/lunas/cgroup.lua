@@ -1173,6 +1173,7 @@ function Cgroup:wait_empty(timeout)
 end
 
 local REMOVE_TIMEOUT = 10
+local remove_cgroup
 
 local function rmdir_retrying(dir)
   -- A killed task can keep a v1 cgroup busy for a moment after it left cgroup.procs.
@@ -1192,6 +1193,11 @@ end
 -- our own cgroup itself.
 function Cgroup:remove()
   assert_open(self)
+  -- A signal that arrives meanwhile waits until the cgroup is gone (lunas.interrupt).
+  return core.interrupt_defer(remove_cgroup, self)
+end
+
+remove_cgroup = function(self)
   if self.path == "" then fail("remove: refusing to remove this process's own cgroup", "EPERM") end
   -- Already gone with a parent that was removed first.
   local present = false

@@ -966,14 +966,8 @@ local function let_go(self)
   close_handles(self)
 end
 
---- Removes everything the lab made: its processes (killed), every link (one group delete in the fabric;
--- links between hosts go with their namespaces), the namespaces and their /run/netns entries, and its record.
--- Idempotent. Errors are collected: everything is attempted, then the first failure is raised (the record then
--- stays, so `lunas gc` can finish the job). A kept lab (lab:keep()) is not removed when its scope ends without
--- an error: it is recorded as up and left running; when the scope ends by an error, it is removed like any other.
--- err, when given, is the error that ends the lab's scope: a failure of the teardown is then added to it (see
--- errors.cleanup) instead of raised, so that the error that caused the teardown is the one that surfaces.
-function Lab:close(err)
+-- The teardown behind Lab:close.
+local function close_lab(self, err)
   if self.closed or self.owner ~= core.getpid() then return end
   if self.kept and err == nil then return let_go(self) end
   self.closed = true
@@ -1003,6 +997,18 @@ function Lab:close(err)
   local failure = errors.new{ op = "lab", msg = "lab: close: " .. tostring(first.msg), code = first.code }
   if err == nil then error(failure, 0) end
   errors.cleanup(err, error, failure, 0)
+end
+
+--- Removes everything the lab made: its processes (killed), every link (one group delete in the fabric;
+-- links between hosts go with their namespaces), the namespaces and their /run/netns entries, and its record.
+-- Idempotent. Errors are collected: everything is attempted, then the first failure is raised (the record then
+-- stays, so `lunas gc` can finish the job). A kept lab (lab:keep()) is not removed when its scope ends without
+-- an error: it is recorded as up and left running; when the scope ends by an error, it is removed like any other.
+-- err, when given, is the error that ends the lab's scope: a failure of the teardown is then added to it (see
+-- errors.cleanup) instead of raised, so that the error that caused the teardown is the one that surfaces.
+-- A signal that arrives during the teardown waits for its end (lunas.interrupt): half a teardown is a leak.
+function Lab:close(err)
+  return core.interrupt_defer(close_lab, self, err)
 end
 
 -- Not errors.closer(Lab.close): close needs the scope's error, which decides the fate of a kept lab.

@@ -205,7 +205,7 @@ function Persisted:close()
   if not handle then return end
   local same = handle:id() == self.id
   handle:close()
-  if same then errors.check(core.unpersist(self.path)) end
+  if same then errors.check(core.interrupt_defer(core.unpersist, self.path)) end
 end
 Persisted.__close = errors.closer(Persisted.close)
 

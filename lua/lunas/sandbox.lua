@@ -1436,7 +1436,7 @@ function Running:wait(timeout)
   self.result = result
   self:release()
   interrupt.untrack(self)
-  finish_steps(self.ctx, result)
+  core.interrupt_defer(finish_steps, self.ctx, result)
   return result
 end
 
@@ -1477,14 +1477,16 @@ function Running:close()
   if self.closed then return end
   self.closed = true
   interrupt.untrack(self)
-  if not self.result then
+  if self.result then return end
+  -- A signal that arrives meanwhile waits until the sandbox is gone (lunas.interrupt).
+  core.interrupt_defer(function()
     if not self.released then
       self.process:kill("KILL")
       self.process:wait()
       self:release()
     end
     finish_steps(self.ctx, nil)
-  end
+  end)
 end
 Running.__close = errors.closer(Running.close)
 
