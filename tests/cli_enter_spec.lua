@@ -101,9 +101,10 @@ describe("lunas enter with a root of its own #root", function()
     os.execute("chmod 755 " .. util.quote(dir)) -- the root of a sandbox whose ids, root's range, own nothing here
     local probe = BUILD .. "/tests/escape-probe"
     -- a jail holding a copy of the probe and the libraries it needs, and a marker only the jail has
+    local q = util.quote
     assert.is_true(os.execute(("mkdir -p %s/jail %s/proc && cp %s %s/jail/probe && echo jailed > %s/jail/marker && "
-      .. "for l in $(ldd %s | grep -o '/[^ ]*'); do cp --parents \"$l\" %s/jail; done"):format(dir, dir, probe, dir, dir,
-      probe, dir)))
+      .. "for l in $(ldd %s | grep -o '/[^ ]*'); do cp --parents \"$l\" %s/jail; done"):format(q(dir), q(dir), q(probe),
+      q(dir), q(dir), q(probe), q(dir))))
     local r, w = assert(core.pipe())         -- the test holds w: the target waits on r until the test ends
     local ready_r, ready_w = assert(core.pipe()) -- the target says it is chrooted
     local running <close> = lunas.sandbox{ caps = "keep", seccomp = false, as_pid_1 = true, mounts = {
@@ -157,7 +158,8 @@ describe("lunas run --json-status #rootless", function()
     assert.is_false(ended["timed-out"])
     assert.is_true(ended.elapsed >= 0.2)
     -- a descriptor given by number; a timeout reported as such
-    out, code = util.run({ "/bin/sh", "-c", LUNAS .. " run --json-status 7 --timeout 0.2 -- sleep 5 7>" .. dir .. "/fd" },
+    out, code = util.run({ "/bin/sh", "-c", util.quote(LUNAS) .. " run --json-status 7 --timeout 0.2 -- sleep 5 7>"
+      .. util.quote(dir .. "/fd") },
       { stderr = false })
     assert.equal(124, code, out)
     lines = util.lines(util.read(dir .. "/fd"))

@@ -694,7 +694,8 @@ describe("the default tree #rootless", function()
       local sibling = tmpdir(defer)
       util.write(sibling .. "/there", "sibling\n")
       local out = util.sh(("cd %s && %s run -- /bin/sh -c 'pwd; cat here; touch new 2>&1 | sed \"s/.*: //\"; " ..
-        "cat %s/there 2>&1 | sed \"s/.*: //\"; findmnt -n -o FSTYPE .'"):format(util.quote(dir), util.bin, sibling))
+        "cat %s/there 2>&1 | sed \"s/.*: //\"; findmnt -n -o FSTYPE .'"):format(util.quote(dir), util.quote(util.bin),
+        sibling))
       assert.are.equal(dir .. "\ncwd\nRead-only file system\nNo such file or directory\noverlay\n", out)
     end)
 

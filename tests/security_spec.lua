@@ -344,7 +344,7 @@ end
 -- Runs `lunas run [options] -- probe ATTEMPT 0` with a pseudo-terminal as lunas's controlling terminal and stdin
 -- (script(1)); returns what appeared on the terminal.
 local function on_terminal(options, attempt)
-  local cmd = ("%s run %s -- %s %s 0"):format(LUNAS, options, fx.probe, attempt)
+  local cmd = ("%s run %s -- %s %s 0"):format(util.quote(LUNAS), options, util.quote(fx.probe), attempt)
   local out = util.run{ "script", "-qec", cmd, "/dev/null" }
   return (out:gsub("\r", ""))
 end
@@ -800,7 +800,7 @@ describe("a sandbox that root runs #root", function()
     finally(rm)
     util.write(dir .. "/secret-of-root", "mine\n")
     local out, code = util.run{ "sh", "-c", ("cd %s && exec %s run -- /bin/sh -c 'pwd; cat secret-of-root; " ..
-      "touch new 2>&1 | sed \"s/.*: //\"'"):format(util.quote(dir), LUNAS) }
+      "touch new 2>&1 | sed \"s/.*: //\"'"):format(util.quote(dir), util.quote(LUNAS)) }
     assert.equal(0, code, out)
     assert.equal(dir .. "\nmine\nRead-only file system\n", out)
   end)
