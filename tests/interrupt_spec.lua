@@ -262,7 +262,10 @@ local f = io.open(%q, "w") f:write(tostring(err.msg), " ", tostring(err.signal))
     util.write(recipe, [[
 local ns = require "lunas.ns"
 local core = require "lunas.core"
-local p = lunas.spawn{ flags = "net", fn = function() core.poll({ (core.pipe()) }) end }
+local p = lunas.spawn{ flags = "net", fn = function()
+  core.prctl{ pdeathsig = "KILL" }
+  core.poll({ (core.pipe()) })
+end }
 local h = ns.open("net", p.pid)
 ns.persist(h, "lunas-int-dropped")
 ns.persist(h, "lunas-int-kept", { keep = true })
