@@ -287,7 +287,7 @@ lunas.wait(p)
 end)
 
 describe("a lab build interrupted at any moment #root", function()
-  it("leaves no namespace, link, record, process or cgroup, and ends by the signal (or completes)", function()
+  it("by a recipe or lab up: leaves no namespace, link, record, process or cgroup, and ends by the signal", function()
     kernel.requires("cgroup_write")
     local dir, remove_dir = util.tmpdir()
     finally(remove_dir)
@@ -310,22 +310,33 @@ lab.nodes.h1:spawn{ "sleep", "3451" }
     probe:close()
     local whole = core.now() - started
     local by_signal = 0
-    for trial = 1, 25 do
-      local proc = util.start_lunas({ recipe }, nil, dir .. "/err")
-      core.poll({ (core.pipe()) }, whole * (trial - 1) / 20)
-      proc:kill(trial % 2 == 0 and "INT" or "TERM")
+    for trial = 1, 40 do
+      -- odd trials run the recipe, even ones `lunas lab up` it (a lab up that completes keeps the lab)
+      local up = trial % 2 == 0
+      local proc = util.start_lunas(up and { "lab", "up", recipe } or { recipe }, dir .. "/out", dir .. "/err")
+      core.poll({ (core.pipe()) }, whole * ((trial - 1) // 2) / 16)
+      proc:kill(trial % 4 < 2 and "INT" or "TERM")
       local status = ended(proc)
       proc:close()
       if status.signal then
         by_signal = by_signal + 1
-        assert.are.equal(trial % 2 == 0 and 2 or 15, status.signal, "trial " .. trial)
+        assert.are.equal(trial % 4 < 2 and 2 or 15, status.signal, "trial " .. trial)
+        -- lab up reports the labs it keeps: only those are up (the signal came after), and nothing else is
+        if up and (util.read(dir .. "/out") or ""):find("lab sweep:", 1, true) then
+          local out, code = util.lunas{ "lab", "down", "sweep" }
+          assert.are.equal(0, code, ("trial %d: %s"):format(trial, out))
+        end
       else
         assert.are.equal(0, status.status, ("trial %d: %s"):format(trial, util.read(dir .. "/err")))
+        if up then
+          local out, code = util.lunas{ "lab", "down", "sweep" }
+          assert.are.equal(0, code, ("trial %d: %s"):format(trial, out))
+        end
       end
       assert.is_true(util.none_running("sleep 3451", 10), "trial " .. trial)
       assert.are.same(before, footprint(), "trial " .. trial .. " left something")
     end
-    assert.is_true(by_signal >= 10, ("only %d of 25 builds were interrupted"):format(by_signal))
+    assert.is_true(by_signal >= 16, ("only %d of 40 builds were interrupted"):format(by_signal))
   end)
 end)
 

@@ -79,11 +79,14 @@ function M.close_all()
   for object, n in pairs(open_objects) do order[#order + 1] = { n = n, object = object } end
   table.sort(order, function(a, b) return a.n > b.n end)
   local failures = {}
-  for _, entry in ipairs(order) do
-    open_objects[entry.object] = nil
-    local ok, err = pcall(entry.object.close, entry.object)
-    if not ok then failures[#failures + 1] = errors.is(err) and err.msg or tostring(err) end
-  end
+  -- A signal still waiting to be raised (it came during a teardown) must not cut these ones short.
+  core.interrupt_defer(function()
+    for _, entry in ipairs(order) do
+      open_objects[entry.object] = nil
+      local ok, err = pcall(entry.object.close, entry.object)
+      if not ok then failures[#failures + 1] = errors.is(err) and err.msg or tostring(err) end
+    end
+  end)
   return failures
 end
 

@@ -1120,7 +1120,8 @@ function M.down(name)
     lab_error(("down %s: the lab is %s by pid %d"):format(name, rec.status == "building" and "being built" or "in use",
       rec.pid), "EBUSY")
   end
-  return remove_record(rec)
+  -- A signal that comes meanwhile waits for the end of the teardown (lunas.interrupt).
+  return core.interrupt_defer(remove_record, rec)
 end
 
 -- The summary of one record, as `lunas lab list` shows it.

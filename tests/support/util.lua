@@ -184,19 +184,14 @@ function M.none_running(marker, seconds)
 end
 
 --- Starts the host binary with argv (a table of its arguments); its stdout and stderr go to the files `out` and
--- `err` (default /dev/null). Returns the process handle: signals sent to it reach lunas itself.
+-- `err` (default /dev/null). Returns the process handle: signals sent to it reach lunas itself (a shell execs
+-- it; a signal that comes before, at once, ends that shell as it would lunas: nothing was started yet).
 function M.start_lunas(argv, out, err)
   local core = require "lunas.core"
-  return assert(core.spawn{ fn = function()
-    local stdout = core.open(out or "/dev/null", out and "w" or "rw")
-    local stderr = core.open(err or "/dev/null", err and "w" or "rw")
-    core.dup2(stdout, 1)
-    core.dup2(stderr, 2)
-    local full = { M.bin }
-    for _, a in ipairs(argv) do full[#full + 1] = a end
-    core.exec(full)
-    core.exit(127)
-  end })
+  local full = { "/bin/sh", "-c", ('exec "$0" "$@" >%s 2>%s'):format(M.quote(out or "/dev/null"),
+    M.quote(err or "/dev/null")), M.bin }
+  for _, a in ipairs(argv) do full[#full + 1] = a end
+  return assert(core.spawn{ argv = full })
 end
 
 return M

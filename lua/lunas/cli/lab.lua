@@ -4,6 +4,7 @@ local core = require "lunas.core"
 local net = require "lunas.net"
 local json = require "lunas.json"
 local errors = require "lunas.errors"
+local interrupt = require "lunas.interrupt"
 local cli = require "lunas.cli"
 
 errors.register_module()
@@ -104,7 +105,7 @@ local function up(args, handler)
   local ok, result = xpcall(chunk, handler or debug.traceback, table.unpack(rest))
   if reporting then io.stderr:write("\r\27[K") end
   if not ok then
-    discard(built)
+    core.interrupt_defer(discard, built)
     io.stderr:write("lunas lab up: ", tostring(result), "\n")
     if #built > 0 then io.stderr:write("lunas lab up: removed what the recipe built\n") end
     return 1
@@ -112,11 +113,21 @@ local function up(args, handler)
   if #built == 0 then
     return fail("up", file .. " built no lab (a recipe builds one with require(\"lunas.net\").lab{name = ...})")
   end
-  for _, lab in ipairs(built) do
-    -- Labs whose scope is still open (no <close>, or returned by the recipe) are let go here.
-    if not lab.closed then lab:close() end
-    print(summary_line(lab.name))
+  -- Told to stop while the recipe ran (the signal waited for a teardown or the end of its scope): nothing stays
+  -- up that was not reported up.
+  if interrupt.signal() then
+    core.interrupt_defer(discard, built)
+    io.stderr:write("lunas lab up: interrupted by SIG", interrupt.signal(), ": removed what the recipe built\n")
+    return 1
   end
+  -- Every lab up and reported, or (a signal came first) none: a signal that comes meanwhile waits.
+  core.interrupt_defer(function()
+    for _, lab in ipairs(built) do
+      -- Labs whose scope is still open (no <close>, or returned by the recipe) are let go here.
+      if not lab.closed then lab:close() end
+      print(summary_line(lab.name))
+    end
+  end)
   return 0
 end
 
