@@ -509,11 +509,14 @@ static int fd_lock(lua_State *L) {
         lunas_check_options(L, 3, allowed);
         if (!lunas_opt_boolean(L, 3, "wait", 1)) op |= LOCK_NB;
     }
-    /* flock cannot be polled: an interruption reaches it as EINTR (the handlers do not restart calls). */
-    if (lunas_interrupt_pending()) return lunas_raise_interrupt(L);
-    int r;
-    do r = flock(f->fd, op);
-    while (r < 0 && errno == EINTR && !lunas_interrupt_pending());
+    /* flock cannot be polled: a lock that has to wait is interrupted by EINTR (the handlers do not restart
+     * calls); one free at once is taken, pending signal or not. */
+    int r = flock(f->fd, op | LOCK_NB);
+    if (r < 0 && errno == EWOULDBLOCK && !(op & LOCK_NB)) {
+        if (lunas_interrupt_pending()) return lunas_raise_interrupt(L);
+        do r = flock(f->fd, op);
+        while (r < 0 && errno == EINTR && !lunas_interrupt_pending());
+    }
     if (r < 0 && errno == EINTR) return lunas_raise_interrupt(L);
     if (r < 0) return lunas_push_errorf(L, errno, "lock fd %d", f->fd);
     lua_pushboolean(L, 1);
@@ -771,6 +774,13 @@ int lunas_poll(struct pollfd *fds, nfds_t n, int timeout_ms) {
         return -1;
     }
     int watch = interrupt_owned() && lunas_interrupt_pipe[0] >= 0;
+    /* Interrupted only where it would wait: what is ready now is reported, pending signal or not. */
+    if (n) {
+        int ready;
+        do ready = poll(fds, n, 0);
+        while (ready < 0 && errno == EINTR);
+        if (ready != 0 || timeout_ms == 0) return ready;
+    }
     double deadline = timeout_ms < 0 ? 0 : lunas_now() + timeout_ms / 1000.0;
     for (;;) {
         if (lunas_interrupt_pending()) {

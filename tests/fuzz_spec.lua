@@ -45,7 +45,7 @@ describe("the API fuzzer #root", function()
     end
     for _, target in ipairs{ "core.spawn", "core.mount", "core.seccomp_filter", "core.landlock_ruleset",
       "core.netlink", "lunas.netlink:link_add", "lunas.netlink:addr_add", "lunas.netlink:route_add",
-      "lunas.netlink:qdisc_replace", "lunas.sandbox", "lunas.net.lab", "core.persist", "core.sysctl" } do
+      "lunas.netlink:qdisc_replace", "lunas.sandbox.new", "lunas.net.lab", "core.persist", "core.sysctl" } do
       local c = summary.per_target[target]
       assert.is_truthy(c and c.succeeded + c.failed > 0, target .. " never got past its argument checks")
     end

@@ -7,8 +7,7 @@ local util = require "support.util"
 local kernel = require "support.kernel"
 
 local PAGE = util.root .. "/man/lunas.1"
--- make's arguments for the build under test: a sanitizer build must never be relinked without its flags.
-local MAKE_BUILD = "BUILD=" .. util.quote(util.build) .. (os.getenv("LUNAS_SANITIZE") == "1" and " SANITIZE=1" or "")
+local MAKE_BUILD = util.make_build()
 
 local function have_groff()
   local _, _, code = util.sh("command -v groff >/dev/null")

@@ -41,15 +41,16 @@ local function setup_fixtures()
   p:close()
   fx.probe = fx.dir .. "/escape-probe"
   fx.suid = fx.dir .. "/escape-probe-suid"
-  sh_ok(("chmod 755 %s && cp %s %s && cp %s %s && chmod 4755 %s"):format(fx.dir, util.quote(BUILD .. "/tests/escape-probe"),
-    fx.probe, fx.probe, fx.suid, fx.suid))
+  local q = util.quote
+  sh_ok(("chmod 755 %s && cp %s %s && cp %s %s && chmod 4755 %s"):format(q(fx.dir), q(BUILD .. "/tests/escape-probe"),
+    q(fx.probe), q(fx.probe), q(fx.suid), q(fx.suid)))
   fx.writable = fx.dir .. "/writable"
-  sh_ok("mkdir -m 777 " .. fx.writable)
+  sh_ok("mkdir -m 777 " .. q(fx.writable))
   p = io.popen("mktemp /tmp/lunas-test.marker.XXXXXX")
   fx.marker = p:read("l")
   p:close()
   fx.link = fx.dir .. "/link-to-host-tmp"
-  sh_ok(("ln -s %s %s"):format(fx.marker, fx.link))
+  sh_ok(("ln -s %s %s"):format(util.quote(fx.marker), util.quote(fx.link)))
   fx.sleeper = assert(core.spawn{ argv = { "/bin/sleep", "600" } })
   fx.listener = assert(core.spawn{ argv = { "/usr/bin/perl", "-MIO::Socket::INET", "-e",
     ("$s = IO::Socket::INET->new(LocalAddr => '127.0.0.1:%d', Listen => 8, ReuseAddr => 1) or die; while ($c = $s->accept) { close $c }"):format(PORT) } })
@@ -617,8 +618,9 @@ describe("CVEs of our peers #root", function()
     if not kernel.requires("idmap") then return end
     local rootfs = fx.dir .. "/rootfs"
     local outside = fx.dir .. "/outside"
-    sh_ok(("mkdir -p %s/bin %s && ln -s %s %s/etc && cp %s %s/bin/probe"):format(rootfs, outside, outside, rootfs,
-      fx.probe, rootfs))
+    local q = util.quote
+    sh_ok(("mkdir -p %s/bin %s && ln -s %s %s/etc && cp %s %s/bin/probe"):format(q(rootfs), q(outside), q(outside),
+      q(rootfs), q(fx.probe), q(rootfs)))
     local ok, err = pcall(function()
       return lunas.sandbox{ argv = { "/bin/probe", "getpid" }, rootfs = rootfs, mounts = { { "tmpfs", "/etc/x" } } }:run()
     end)
@@ -674,7 +676,8 @@ describe("the sandbox's PID 1 #rootless", function()
     for line, n in pairs(lines) do seen[#seen + 1] = ("%s x%d"):format(line, n) end
     assert.equal(0, won, table.concat(seen, ", "))
     -- And the probe can seize a process of its own uid that is traceable (its child): the attempt is real.
-    local line = probe({ argv = { "/bin/sh", "-c", ("sleep 5 & exec %s ptrace-seize $!"):format(fx.probe) } }, {})
+    local line = probe({ argv = { "/bin/sh", "-c", ("sleep 5 & exec %s ptrace-seize $!"):format(util.quote(fx.probe)) } },
+    {})
     assert.matches("^ok", line)
   end)
 

@@ -194,4 +194,13 @@ function M.start_lunas(argv, out, err)
   return assert(core.spawn{ argv = full })
 end
 
+--- make's BUILD= (and SANITIZE=) for the build under test, run from the tree's root: relative when the build is
+-- inside the tree, since make cannot name a target whose path holds a space. A sanitizer build must never be
+-- relinked without its flags.
+function M.make_build()
+  local build = M.build
+  if build:sub(1, #M.root + 1) == M.root .. "/" then build = build:sub(#M.root + 2) end
+  return "BUILD=" .. M.quote(build) .. (os.getenv("LUNAS_SANITIZE") == "1" and " SANITIZE=1" or "")
+end
+
 return M
