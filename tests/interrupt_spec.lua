@@ -314,13 +314,15 @@ lab.nodes.h1:spawn{ "sleep", "3451" }
       -- odd trials run the recipe, even ones `lunas lab up` it (a lab up that completes keeps the lab)
       local up = trial % 2 == 0
       local proc = util.start_lunas(up and { "lab", "up", recipe } or { recipe }, dir .. "/out", dir .. "/err")
+      -- each signal, for each of the two, at moments spread from before the build to after it
+      local name = ({ "INT", "TERM", "HUP", "QUIT" })[(trial - 1) // 2 % 4 + 1]
       core.poll({ (core.pipe()) }, whole * ((trial - 1) // 2) / 16)
-      proc:kill(trial % 4 < 2 and "INT" or "TERM")
+      proc:kill(name)
       local status = ended(proc)
       proc:close()
       if status.signal then
         by_signal = by_signal + 1
-        assert.are.equal(trial % 4 < 2 and 2 or 15, status.signal, "trial " .. trial)
+        assert.are.equal(SIGNALS[name], status.signal, "trial " .. trial)
         -- lab up reports the labs it keeps: only those are up (the signal came after), and nothing else is
         if up and (util.read(dir .. "/out") or ""):find("lab sweep:", 1, true) then
           local out, code = util.lunas{ "lab", "down", "sweep" }
