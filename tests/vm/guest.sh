@@ -7,6 +7,12 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 fail() { echo "vm-guest: $*"; echo "LUNAS-VM-EXIT 3"; echo o > /proc/sysrq-trigger; while :; do :; done; }
 # /proc, /sys and /dev were mounted by the initramfs.
 mkdir -p /dev/pts /dev/shm
+# The tree and the build may live under /tmp or /run, which get fresh tmpfs below: keep them reachable at a place
+# of their own first.
+mkdir -p /lunas-tree /lunas-build
+mount --bind "$LUNAS_ROOT" /lunas-tree && mount --bind "$LUNAS_BUILD" /lunas-build || fail "bind the tree and build"
+LUNAS_ROOT=/lunas-tree
+LUNAS_BUILD=/lunas-build
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /run
