@@ -499,31 +499,40 @@ describe("cgroup names #root", function()
       if not kernel.requires("cgroup_write", "userns") then return end
       local dir, remove_dir = util.tmpdir()
       finally(remove_dir)
+      os.execute("chmod 755 " .. util.quote(dir)) -- the sandboxes' ids (a range of the host's) look into it
       -- What the pid-and-counter names gave a lunas that is pid 1, left by a dead one (no owner holds it).
       local layout = cgroup.layout()
       for _, h in pairs(layout.v1) do core.cgroup_mkdir(h.dir .. "/lunas-1-1") end
       if layout.v2 then core.cgroup_mkdir(layout.v2.dir .. "/lunas-1-1") end
+      local earlier = {}
+      for _, path in ipairs(util.lunas_cgroups(1)) do earlier[path:match("[^/]+$")] = true end
       local started = {}
       for i = 1, 2 do
         -- each lunas is pid 1 of a pid namespace of its own (with its /proc, as lunas needs, like ps); its payload
         -- says it runs, then waits for "go"
+        -- (it reports on stdout, a file opened outside; it sees "go" through a read-only bind: a writable one
+        -- of this tmpfs would need an idmapped mount, which kernels before 6.3 lack)
         started[i] = assert(core.spawn{ argv = { "unshare", "--pid", "--fork", "--mount-proc", "sh", "-c",
-          'exec "$0" run --memory 64M --pids 32 --default-tree --bind "$1" "$1" -- sh -c '
-            .. '\'touch "$0/ready-$1"; while [ ! -e "$0/go" ]; do sleep 0.05; done\' "$1" "$2" 2>"$1/err-$2"',
+          'exec "$0" run --memory 64M --pids 32 --default-tree --ro-bind "$1" "$1" -- sh -c '
+            .. '\'echo ready; while [ ! -e "$0/go" ]; do sleep 0.05; done\' "$1" >"$1/ready-$2" 2>"$1/err-$2"',
           util.bin, dir, tostring(i) } })
       end
       local both = util.wait_for(function()
-        return core.file_type(dir .. "/ready-1") and core.file_type(dir .. "/ready-2")
+        return (util.read(dir .. "/ready-1") or ""):find("ready") and (util.read(dir .. "/ready-2") or ""):find("ready")
       end, 30)
       -- seen from outside while both run: two cgroups of their own, beside the leftover
       local names = {}
       for _, path in ipairs(util.lunas_cgroups(1)) do
         local name = path:match("[^/]+$")
-        if name ~= "lunas-1-1" then names[name] = true end
+        if not earlier[name] then names[name] = true end
       end
       util.write(dir .. "/go", "")
       for i = 1, 2 do
         local status = started[i]:wait(60)
+        if not status then
+          started[i]:kill("KILL")
+          status = started[i]:wait()
+        end
         started[i]:close()
         assert.are.same({ pid = status.pid, status = 0 }, status, util.read(dir .. "/err-" .. i))
       end
@@ -536,5 +545,6 @@ describe("cgroup names #root", function()
       assert.are.equal(0, code, out)
       assert.matches("removed cgroup lunas%-1%-1\n", out)
       assert.are.same({}, util.lunas_cgroups(1))
+      for name in pairs(names) do assert.is_nil(out:find(name, 1, true), "gc took a cgroup of a live lunas") end
     end)
 end)

@@ -83,28 +83,27 @@ describe("lunas run interrupted #root", function()
       function()
         local before = footprint()
         local marker = "sleep " .. (3100 + number)
-        local ready = dir .. "/ready"
-        -- The payload says what it got: SIGQUIT is not passed on (it kills at once), the others are.
-        local proc = util.start_lunas({ "run", "--memory", "64M", "--pids", "32", "--default-tree", "--bind", dir, dir, "--",
-          "sh", "-c", ("trap 'echo got-$1 >> %s; exit 0' %s; echo ready > %s; %s & wait"):format(dir .. "/got",
-            name, ready, marker), "sh", name }, dir .. "/out", dir .. "/err")
-        assert.is_truthy(wait_ready(ready), util.read(dir .. "/err"))
+        -- The payload says, on lunas's stdout (a file the test opened), that it runs and what it got: SIGQUIT is
+        -- not passed on (it kills at once), the others are.
+        local out = dir .. "/out"
+        local proc = util.start_lunas({ "run", "--memory", "64M", "--pids", "32", "--", "sh", "-c",
+          ("trap 'echo got-$1; exit 0' %s; echo ready; %s & wait"):format(name, marker), "sh", name }, out,
+          dir .. "/err")
+        assert.is_truthy(wait_ready(out), util.read(dir .. "/err"))
         proc:kill(name)
         local status = ended(proc)
         proc:close()
         assert.are.equal(number, status.signal, util.read(dir .. "/err"))
-        assert.are.equal(name == "QUIT" and "" or ("got-" .. name .. "\n"), util.read(dir .. "/got") or "")
+        assert.are.equal(name == "QUIT" and "ready\n" or ("ready\ngot-" .. name .. "\n"), util.read(out))
         assert_clean(before, proc, marker, "SIG" .. name)
       end)
   end
 
   it("kills a payload that ignores the signal once --stop-timeout has passed, and ends by the signal", function()
     local before = footprint()
-    local ready = dir .. "/ready"
-    local proc = util.start_lunas({ "run", "--stop-timeout", "0.5", "--memory", "64M", "--default-tree", "--bind", dir, dir,
-      "--",
-      "sh", "-c", ("trap '' TERM INT HUP; echo ready > %s; sleep 3201 & wait; wait"):format(ready) },
-      nil, dir .. "/err")
+    local ready = dir .. "/out"
+    local proc = util.start_lunas({ "run", "--stop-timeout", "0.5", "--memory", "64M", "--", "sh", "-c",
+      "trap '' TERM INT HUP; echo ready; sleep 3201 & wait; wait" }, ready, dir .. "/err")
     assert.is_truthy(wait_ready(ready), util.read(dir .. "/err"))
     local sent = core.now()
     proc:kill("TERM")
@@ -118,10 +117,9 @@ describe("lunas run interrupted #root", function()
   it("a second signal during the clean-up ends lunas at once; the sandbox dies with it and gc takes the rest",
     function()
       local before = footprint()
-      local ready = dir .. "/ready"
-      local proc = util.start_lunas({ "run", "--stop-timeout", "60", "--memory", "64M", "--default-tree", "--bind", dir, dir,
-        "--",
-        "sh", "-c", ("trap '' TERM INT; echo ready > %s; sleep 3202 & wait; wait"):format(ready) }, nil, dir .. "/err")
+      local ready = dir .. "/out"
+      local proc = util.start_lunas({ "run", "--stop-timeout", "60", "--memory", "64M", "--", "sh", "-c",
+        "trap '' TERM INT; echo ready; sleep 3202 & wait; wait" }, ready, dir .. "/err")
       assert.is_truthy(wait_ready(ready), util.read(dir .. "/err"))
       proc:kill("TERM")
       core.poll({ (core.pipe()) }, 0.3)
@@ -173,16 +171,15 @@ describe("lunas run interrupted, by an unprivileged user #rootless", function()
     kernel.requires("userns")
     local dir, remove_dir = util.tmpdir()
     finally(remove_dir)
-    local ready = dir .. "/ready"
-    local proc = util.start_lunas({ "run", "--default-tree", "--bind", dir, dir, "--", "sh", "-c",
-      ("trap 'echo got-TERM >> %s; exit 0' TERM; echo ready > %s; sleep 3150 & wait"):format(dir .. "/got", ready) },
-      nil, dir .. "/err")
-    assert.is_truthy(wait_ready(ready), util.read(dir .. "/err"))
+    local out = dir .. "/out"
+    local proc = util.start_lunas({ "run", "--", "sh", "-c",
+      "trap 'echo got-TERM; exit 0' TERM; echo ready; sleep 3150 & wait" }, out, dir .. "/err")
+    assert.is_truthy(wait_ready(out), util.read(dir .. "/err"))
     proc:kill("TERM")
     local status = ended(proc)
     proc:close()
     assert.are.equal(15, status.signal, util.read(dir .. "/err"))
-    assert.are.equal("got-TERM\n", util.read(dir .. "/got"))
+    assert.are.equal("ready\ngot-TERM\n", util.read(out))
     assert.is_true(util.none_running("sleep 3150", 10))
     assert.are.same({}, util.lunas_cgroups(proc.pid))
   end)

@@ -9,10 +9,15 @@ fail() { echo "vm-guest: $*"; echo "LUNAS-VM-EXIT 3"; echo o > /proc/sysrq-trigg
 mkdir -p /dev/pts /dev/shm
 # The tree and the build may live under /tmp or /run, which get fresh tmpfs below: keep them reachable at a place
 # of their own first.
-mkdir -p /lunas-tree /lunas-build
-mount --bind "$LUNAS_ROOT" /lunas-tree && mount --bind "$LUNAS_BUILD" /lunas-build || fail "bind the tree and build"
+# (A build inside the tree stays inside it: sandboxes that see the working directory see the build too.)
+mkdir -p /lunas-tree
+mount --bind "$LUNAS_ROOT" /lunas-tree || fail "bind the tree"
+case "$LUNAS_BUILD" in
+"$LUNAS_ROOT"/*) LUNAS_BUILD=/lunas-tree/${LUNAS_BUILD#"$LUNAS_ROOT"/} ;;
+*) mkdir -p /lunas-build && mount --bind "$LUNAS_BUILD" /lunas-build || fail "bind the build"
+   LUNAS_BUILD=/lunas-build ;;
+esac
 LUNAS_ROOT=/lunas-tree
-LUNAS_BUILD=/lunas-build
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /run
