@@ -446,6 +446,21 @@ describe("trees built from mount entries #rootless", function()
       "/made/by/file/x 644 regular file\n/f\nhello\nnested\n/c 751\n", out)
   end)
 
+  check("leave a directory that exists as it is: a dir entry through a bind never changes the host's", { "userns" },
+    function(defer)
+      local dir = tmpdir(defer)
+      os.execute("mkdir -m 0700 " .. util.quote(dir .. "/host-dir"))
+      -- a ro-bind of the host's directory, then a dir entry on it with another mode; and a new one beside it
+      local out = capture{ argv = ("stat -c '%%a' %s/host-dir /fresh"):format(dir), rootfs = "tmpfs",
+        mounts = with_programs{
+          { "ro-bind", dir, dir },
+          { "dir", dir .. "/host-dir", mode = "0755" },
+          { "dir", "/fresh", mode = "0750" },
+        } }
+      assert.are.equal("700\n750\n", out)
+      assert.are.equal("700", (util.run{ "stat", "-c", "%a", dir .. "/host-dir" }):gsub("%s+$", ""))
+    end)
+
   check("skip a missing source with the -try forms, and bind an existing one", { "userns" }, function(defer)
     local dir = tmpdir(defer)
     util.write(dir .. "/there", "present\n")

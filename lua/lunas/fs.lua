@@ -468,7 +468,14 @@ local apply = {
   dev = function(b, e) dev(b, e.dest) end,
   mqueue = function(b, e) new_fs(b, "mqueue", e.dest, {}, "nosuid,nodev,noexec") end,
   overlay = overlay,
-  dir = function(b, e) target(b, e.dest, "dir", e.mode):close() try(core.chmod_in_root(b.root, e.dest, e.mode)) end,
+  -- A directory that exists is left as it is: through a bind of the host's tree it is the host's (bubblewrap too
+  -- leaves it alone); a new one gets exactly its mode, whatever the umask.
+  dir = function(b, e)
+    local existing = core.open_in_root(b.root, e.dest)
+    if existing then return existing:close() end
+    target(b, e.dest, "dir", e.mode):close()
+    try(core.chmod_in_root(b.root, e.dest, e.mode))
+  end,
   symlink = function(b, e) try(core.symlink_in_root(b.root, e.target, e.dest)) end,
   file = function(b, e) try(core.write_in_root(b.root, e.dest, e.contents, e.mode)) end,
   ["remount-ro"] = function(b, e) make_readonly(b, e.dest) end,
