@@ -17,23 +17,17 @@ local function ls(dir)
   return names
 end
 
-local function netns_names()
-  local out, code = util.run({ "ip", "-j", "netns", "list" }, { stderr = false })
+-- The names `ip -j ARGS...` lists (field: "name" for netns, "ifname" for links), sorted.
+local function ip_names(field, ...)
+  local out, code = util.run({ "ip", "-j", ... }, { stderr = false })
   assert.are.equal(0, code, out)
   local names = {}
-  for _, e in ipairs(out:match("%S") and json.decode(out) or {}) do names[#names + 1] = e.name end
+  for _, e in ipairs(out:match("%S") and json.decode(out) or {}) do names[#names + 1] = e[field] end
   table.sort(names)
   return names
 end
 
-local function links()
-  local out, code = util.run({ "ip", "-j", "link", "show" }, { stderr = false })
-  assert.are.equal(0, code, out)
-  local names = {}
-  for _, l in ipairs(json.decode(out)) do names[#names + 1] = l.ifname end
-  table.sort(names)
-  return names
-end
+local function netns_names() return ip_names("name", "netns", "list") end
 
 local function mounts()
   local n = 0
@@ -43,7 +37,7 @@ end
 
 -- What lunas could leave on this machine, as seen from outside.
 local function footprint()
-  return { netns = netns_names(), links = links(), labs = ls("/run/lunas/labs"), ranges = ls("/run/lunas/userns"),
+  return { netns = netns_names(), links = ip_names("ifname", "link", "show"), labs = ls("/run/lunas/labs"), ranges = ls("/run/lunas/userns"),
     mounts = mounts() }
 end
 
