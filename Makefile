@@ -20,6 +20,8 @@ DOC_PACKAGES = lua-ldoc lua5.1 lua-markdown
 BENCH_PACKAGES = bubblewrap crun
 VALGRIND_PACKAGES = valgrind
 VM_PACKAGES = qemu-system-x86 busybox-static kmod cpio
+# bubblewrap's suite: the real bwrap side by side, its Python seccomp test, capsh/getpcaps, the source unpacker
+BWRAP_TEST_PACKAGES = bubblewrap python3 python3-seccomp libcap2-bin dpkg-dev strace util-linux
 
 CFLAGS ?= -O2 -g
 WARNINGS = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral
@@ -54,13 +56,16 @@ LUA_MODULES = $(sort $(wildcard lua/lunas/*.lua lua/lunas/*/*.lua))
 HEADERS = src/lunas.h src/netlink.h
 
 BIN = $(BUILD)/bin/lunas
+# lunas as bubblewrap: the same binary under another name (argv[0] selects the mode). A hard link, so that
+# /proc/self/exe of a lunas-bwrap is named lunas-bwrap too (bubblewrap's users run /proc/self/exe inside).
+BWRAP_BIN = $(BUILD)/bin/lunas-bwrap
 CORE_SO = $(BUILD)/lib/lunas/core.so
 # What the escape battery (tests/security_spec.lua) runs inside sandboxes: one attempt per invocation.
 PROBE = $(BUILD)/tests/escape-probe
 
-.PHONY: all deps demo test test-vm check valgrind bench doc fuzz install rock-install uninstall clean tidy
+.PHONY: all deps demo test test-vm test-bwrap check valgrind bench doc fuzz install rock-install uninstall clean tidy
 
-all: $(BIN) $(CORE_SO)
+all: $(BIN) $(BWRAP_BIN) $(CORE_SO)
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES) $(EXTRA_PACKAGES); do \
@@ -100,6 +105,9 @@ $(BUILD)/obj/embedded.o: $(BUILD)/obj/embedded.c
 $(BIN): $(BUILD)/obj/main.o $(BUILD)/obj/embedded.o $(CORE_OBJ) | $(BUILD)/bin
 	$(CC) $(LDFLAGS) -Wl,-E -o $@ $^ $(LUA_STATIC) $(LIBS)
 
+$(BWRAP_BIN): $(BIN)
+	ln -f $< $@
+
 $(CORE_SO): $(CORE_OBJ) | $(BUILD)/lib/lunas
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(SYS_LIBS) -lm
 
@@ -134,6 +142,13 @@ test-vm: deps
 	$(MAKE) all $(PROBE)
 	$(MAKE) BUILD=build/asan SANITIZE=1 $(ASAN_CORE)
 	LUNAS_ROOT="$(CURDIR)" LUNAS_BUILD="$(CURDIR)/$(BUILD)" sh tests/vm/run.sh
+
+# bubblewrap's own test suite (Debian's source package, unmodified) against lunas-bwrap and, side by side, the real
+# bwrap: as root and as an unprivileged user, each in private namespaces (tests/bwrap/run.sh).
+test-bwrap: deps
+	$(MAKE) EXTRA_PACKAGES="$(BWRAP_TEST_PACKAGES)" deps
+	$(MAKE) all
+	tests/bwrap/run.sh "$(BUILD)" "$(CURDIR)/$(BUILD)/bin/lunas-bwrap" /usr/bin/bwrap
 
 # The whole suite again with AddressSanitizer and UndefinedBehaviorSanitizer in the core and the host binary.
 check: deps
@@ -172,6 +187,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/lunas \
 	  $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/cli
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/lunas
+	ln -f $(DESTDIR)$(PREFIX)/bin/lunas $(DESTDIR)$(PREFIX)/bin/lunas-bwrap
 	install -m 0644 $(CORE_SO) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/lunas/core.so
 	install -m 0644 $(wildcard lua/lunas/*.lua) $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/
 	install -m 0644 $(wildcard lua/lunas/cli/*.lua) $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/cli/

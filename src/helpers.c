@@ -490,33 +490,63 @@ static int fd_write(lua_State *L) {
     return 1;
 }
 
+/* A POSIX record lock on the whole file: F_SETLK first, then F_SETLKW only when it has to wait. */
+static int record_lock(int fd, int mode, int wait) {
+    static const short types[] = {F_WRLCK, F_RDLCK, F_UNLCK};
+    struct flock l = {.l_type = types[mode], .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    int r = fcntl(fd, F_SETLK, &l);
+    if (r < 0 && (errno == EAGAIN || errno == EACCES) && wait) {
+        if (lunas_interrupt_pending()) {
+            errno = EINTR;
+            return -1;
+        }
+        do r = fcntl(fd, F_SETLKW, &l);
+        while (r < 0 && errno == EINTR && !lunas_interrupt_pending());
+    }
+    if (r < 0 && errno == EACCES) errno = EWOULDBLOCK;
+    return r;
+}
+
+/* flock cannot be polled: a lock that has to wait is interrupted by EINTR (the handlers do not restart calls);
+ * one free at once is taken, pending signal or not. */
+static int file_lock(int fd, int mode, int wait) {
+    static const int ops[] = {LOCK_EX, LOCK_SH, LOCK_UN};
+    int r = flock(fd, ops[mode] | LOCK_NB);
+    if (r < 0 && errno == EWOULDBLOCK && wait) {
+        if (lunas_interrupt_pending()) {
+            errno = EINTR;
+            return -1;
+        }
+        do r = flock(fd, ops[mode]);
+        while (r < 0 && errno == EINTR && !lunas_interrupt_pending());
+    }
+    return r;
+}
+
 /***
-Takes or drops an advisory lock on the whole file (flock(2)): held by the open file, so it lasts while any copy of
-this descriptor is open, and goes when the last one closes (or its process dies).
+Takes or drops an advisory lock on the whole file: by default flock(2), held by the open file, so it lasts while
+any copy of this descriptor is open, and goes when the last one closes (or its process dies). With `record`, a
+POSIX record lock (fcntl F_SETLK, what lockf(3) and Python's fcntl.lockf see): held by the process, and dropped
+when it closes any descriptor of that file; a new process (fork, not exec) does not hold it.
 @function fd:lock
 @tparam[opt="exclusive"] string mode "exclusive", "shared" or "unlock"
-@tparam[opt] table opts `{wait = false}`: fail with EWOULDBLOCK at once instead of waiting
+@tparam[opt] table opts `{wait = false}`: fail with EWOULDBLOCK at once instead of waiting; `record = true`: a
+  POSIX record lock (a shared one needs the file open for reading, an exclusive one for writing)
 @treturn boolean true
-@error "lock fd N: message", "ENAME" ("EWOULDBLOCK" when held by another and wait = false)
+@error "lock fd N: message", "ENAME" ("EAGAIN", which is EWOULDBLOCK, when held by another and wait = false)
 */
 static int fd_lock(lua_State *L) {
     static const char *const modes[] = {"exclusive", "shared", "unlock", NULL};
-    static const int ops[] = {LOCK_EX, LOCK_SH, LOCK_UN};
-    static const char *const allowed[] = {"wait", NULL};
+    static const char *const allowed[] = {"wait", "record", NULL};
     struct lunas_fd *f = check_open_fd(L, 1);
-    int op = ops[luaL_checkoption(L, 2, "exclusive", modes)];
+    int mode = luaL_checkoption(L, 2, "exclusive", modes);
+    int wait = 1, record = 0;
     if (!lua_isnoneornil(L, 3)) {
         lunas_check_options(L, 3, allowed);
-        if (!lunas_opt_boolean(L, 3, "wait", 1)) op |= LOCK_NB;
+        wait = lunas_opt_boolean(L, 3, "wait", 1);
+        record = lunas_opt_boolean(L, 3, "record", 0);
     }
-    /* flock cannot be polled: a lock that has to wait is interrupted by EINTR (the handlers do not restart
-     * calls); one free at once is taken, pending signal or not. */
-    int r = flock(f->fd, op | LOCK_NB);
-    if (r < 0 && errno == EWOULDBLOCK && !(op & LOCK_NB)) {
-        if (lunas_interrupt_pending()) return lunas_raise_interrupt(L);
-        do r = flock(f->fd, op);
-        while (r < 0 && errno == EINTR && !lunas_interrupt_pending());
-    }
+    int r = record ? record_lock(f->fd, mode, wait) : file_lock(f->fd, mode, wait);
     if (r < 0 && errno == EINTR) return lunas_raise_interrupt(L);
     if (r < 0) return lunas_push_errorf(L, errno, "lock fd %d", f->fd);
     lua_pushboolean(L, 1);

@@ -355,8 +355,10 @@ static int open_in_root_at(int root, const char *path, int flags) {
 }
 
 /* Opens the directory that holds path's last component, inside root (symlinks on the way resolve inside it),
- * creating missing directories when create. Copies the last component into base. -1 with errno. */
-static int open_parent_in_root(int root, const char *path, int create, char *base, size_t base_size) {
+ * creating missing directories (with parent_mode) when create. Copies the last component into base. -1 with
+ * errno. */
+static int open_parent_in_root(int root, const char *path, int create, mode_t parent_mode, char *base,
+                               size_t base_size) {
     char buf[PATH_MAX];
     while (*path == '/') path++;
     size_t len = strlen(path);
@@ -385,7 +387,7 @@ static int open_parent_in_root(int root, const char *path, int create, char *bas
         int next = open_in_root_at(root, buf, O_PATH | O_DIRECTORY);
         if (next < 0 && errno == ENOENT && create) {
             const char *comp = strrchr(buf, '/') ? strrchr(buf, '/') + 1 : buf;
-            if (mkdirat(dir, comp, 0755) < 0 && errno != EEXIST) next = -1;
+            if (mkdirat(dir, comp, parent_mode) < 0 && errno != EEXIST) next = -1;
             else next = open_in_root_at(root, buf, O_PATH | O_DIRECTORY);
         }
         *p = saved;
@@ -404,21 +406,25 @@ static const char *const create_kinds[] = {"none", "dir", "file", NULL};
 
 /***
 An O_PATH descriptor of `path` resolved inside `root`: symlinks on the way resolve inside the root, and a last
-component that is a symlink is refused (ELOOP), even when swapped in meanwhile.
+component that is a symlink is refused (ELOOP), even when swapped in meanwhile, unless `follow` is set: then it
+is followed inside the root too (an absolute link's "/" is the root; ".." stops there), as bubblewrap follows a
+destination that is a symlink.
 @function open_in_root
 @tparam fd|integer root a directory descriptor, the root
 @tparam string path a path inside it ("/" or "": the root itself)
 @tparam[opt] table opts
 @tparam[opt="none"] string opts.create "dir" or "file": create what is missing, directories on the way included
 @tparam[opt] integer opts.mode of what is created (default 0755 for a directory, 0644 for a file)
+@tparam[opt=0755] integer opts.parents the mode of directories created on the way
+@tparam[opt=false] boolean opts.follow a last component that is a symlink is followed inside the root
 @treturn fd
 @error "resolve in root PATH: message", "ENAME"; "ELOOP" for a symlink
 */
 static int mount_open_in_root(lua_State *L) {
-    static const char *const allowed[] = {"create", "mode", NULL};
+    static const char *const allowed[] = {"create", "mode", "parents", "follow", NULL};
     int root = lunas_check_fd(L, 1, 1, "root");
     const char *path = luaL_checkstring(L, 2);
-    int create = 0, mode = -1;
+    int create = 0, mode = -1, parents = 0755, follow = 0;
     if (!lua_isnoneornil(L, 3)) {
         lunas_check_options(L, 3, allowed);
         const char *kind = lunas_opt_string(L, 3, "create", "none");
@@ -426,6 +432,8 @@ static int mount_open_in_root(lua_State *L) {
             if (strcmp(create_kinds[i], kind) == 0) create = i;
         if (create == 0 && strcmp(kind, "none") != 0) return lunas_field_error(L, 3, "create", "'dir' or 'file' expected");
         mode = (int)lunas_opt_integer(L, 3, "mode", -1, -1, 07777);
+        parents = (int)lunas_opt_integer(L, 3, "parents", 0755, 0, 07777);
+        follow = lunas_opt_boolean(L, 3, "follow", 0);
     }
     struct lunas_fd *f = lunas_new_fd(L, -1);
     if (path[strspn(path, "/")] == '\0') { /* the root itself */
@@ -434,12 +442,12 @@ static int mount_open_in_root(lua_State *L) {
         return 1;
     }
     char base[NAME_MAX + 1];
-    int parent = open_parent_in_root(root, path, create != 0, base, sizeof base);
+    int parent = open_parent_in_root(root, path, create != 0, (mode_t)parents, base, sizeof base);
     if (parent < 0) return lunas_push_error(L, errno, "resolve in root", path);
     struct stat st;
     int err = 0;
     if (fstatat(parent, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        if (S_ISLNK(st.st_mode)) err = ELOOP;
+        if (S_ISLNK(st.st_mode) && !follow) err = ELOOP;
     } else if (errno != ENOENT || !create) {
         err = errno;
     } else if (create == 1) {
@@ -449,13 +457,17 @@ static int mount_open_in_root(lua_State *L) {
         if (fd < 0 && errno != EEXIST) err = errno;
         if (fd >= 0) close(fd);
     }
-    if (!err) {
+    if (!err && follow) {
+        /* The link's target, resolved from the root as every other component is. */
+        f->fd = open_in_root_at(root, path, O_PATH);
+        if (f->fd < 0) err = errno;
+    } else if (!err) {
         f->fd = openat(parent, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
         if (f->fd < 0) err = errno;
         else if (fstat(f->fd, &st) == 0 && S_ISLNK(st.st_mode)) err = ELOOP; /* swapped in meanwhile */
     }
     close(parent);
-    if (err == ELOOP) return lunas_push_errorf(L, ELOOP, "resolve in root %s (a symlink: refused as a target)", path);
+    if (err == ELOOP && !follow) return lunas_push_errorf(L, ELOOP, "resolve in root %s (a symlink: refused as a target)", path);
     if (err) return lunas_push_error(L, err, "resolve in root", path);
     return 1;
 }
@@ -477,7 +489,7 @@ static int mount_write_in_root(lua_State *L) {
     const char *data = luaL_checklstring(L, 3, &len);
     mode_t mode = (mode_t)(lua_isnoneornil(L, 4) ? 0644 : lunas_check_range(L, 4, 4, "mode", 0, 07777));
     char base[NAME_MAX + 1];
-    int parent = open_parent_in_root(root, path, 1, base, sizeof base);
+    int parent = open_parent_in_root(root, path, 1, 0755, base, sizeof base);
     if (parent < 0) return lunas_push_error(L, errno, "resolve in root", path);
     int fd = openat(parent, base, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
     int err = errno;
@@ -509,7 +521,7 @@ static int mount_symlink_in_root(lua_State *L) {
     const char *target = luaL_checkstring(L, 2);
     const char *path = luaL_checkstring(L, 3);
     char base[NAME_MAX + 1];
-    int parent = open_parent_in_root(root, path, 1, base, sizeof base);
+    int parent = open_parent_in_root(root, path, 1, 0755, base, sizeof base);
     if (parent < 0) return lunas_push_error(L, errno, "resolve in root", path);
     int err = 0;
     if (symlinkat(target, parent, base) < 0) {
@@ -541,7 +553,7 @@ static int mount_chmod_in_root(lua_State *L) {
     const char *path = luaL_checkstring(L, 2);
     mode_t mode = (mode_t)lunas_check_range(L, 3, 3, "mode", 0, 07777);
     char base[NAME_MAX + 1];
-    int parent = open_parent_in_root(root, path, 0, base, sizeof base);
+    int parent = open_parent_in_root(root, path, 0, 0755, base, sizeof base);
     if (parent < 0) return lunas_push_error(L, errno, "resolve in root", path);
     /* fchmodat(AT_SYMLINK_NOFOLLOW) goes through /proc/self/fd in glibc, and a root under construction has no
      * /proc: open the entry itself, never following it, and change the descriptor. */

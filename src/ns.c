@@ -437,6 +437,8 @@ static size_t format_map(lua_State *L, int arg, int blame, const char *field, ch
 
 static int open_proc_dir(lua_State *L, int arg) {
     char path[32];
+    /* A process's /proc directory opened earlier (before a pivot took /proc out of reach). */
+    if (lua_type(L, arg) == LUA_TUSERDATA) return fcntl(lunas_check_fd(L, arg, arg, "pid"), F_DUPFD_CLOEXEC, 0);
     if (lua_isnoneornil(L, arg) || (lua_isinteger(L, arg) && lua_tointeger(L, arg) == 0)) snprintf(path, sizeof path, "/proc/self");
     else snprintf(path, sizeof path, "/proc/%d", (int)lunas_check_range(L, arg, arg, "pid", 0, INT32_MAX));
     return open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -446,7 +448,7 @@ static int open_proc_dir(lua_State *L, int arg) {
 Writes the uid and gid maps of a process in a new user namespace: /proc/PID/uid_map, setgroups, then gid_map, in
 that order and each in one write, as the kernel requires.
 @function id_maps
-@tparam integer pid the process (0: the caller)
+@tparam integer|fd pid the process (0: the caller), or its /proc directory opened earlier
 @tparam table maps
 @tparam[opt] table maps.uid ranges `{{inside, outside, count}, ...}`, 1 to 340 of them
 @tparam[opt] table maps.gid likewise

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -835,24 +836,38 @@ static int proc_reaper_image(lua_State *L) {
 #define REAPER_FLAG_SETSID 2
 #define REAPER_FLAG_LISTENER 4
 #define REAPER_FLAG_LOG 8
+#define REAPER_FLAG_FRAMED 16
 enum { REAPER_STATUS, REAPER_ERRORS, REAPER_FILTER, REAPER_NOTIFY, REAPER_FDS };
 
 static char *fd_argument(lua_State *L, int fd) {
     return fd >= 0 ? (char *)lua_pushfstring(L, "%d", fd) : "-";
 }
 
-static char **reaper_argv(lua_State *L, const struct exec_request *req, const int fds[REAPER_FDS], int flags) {
+#define REAPER_MAX_HOLD 16
+
+static char **reaper_argv(lua_State *L, const struct exec_request *req, const int fds[REAPER_FDS], int flags,
+                          const int *hold, int holds) {
     size_t n = 0;
     while (req->argv[n]) n++;
-    char **argv = lua_newuserdatauv(L, (n + 8) * sizeof(char *), 0);
+    char **argv = lua_newuserdatauv(L, (n + 9) * sizeof(char *), 0);
     argv[0] = "lunas-reaper";
     argv[1] = fd_argument(L, fds[REAPER_STATUS]);
     argv[2] = fd_argument(L, fds[REAPER_ERRORS]);
     argv[3] = (char *)lua_pushfstring(L, "%d", flags);
     argv[4] = fd_argument(L, fds[REAPER_FILTER]);
     argv[5] = fd_argument(L, fds[REAPER_NOTIFY]);
-    argv[6] = (char *)req->file;
-    memcpy(argv + 7, req->argv, (n + 1) * sizeof(char *));
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 0; i < holds; i++) {
+        if (i > 0) luaL_addchar(&b, ',');
+        lua_pushfstring(L, "%d", hold[i]);
+        luaL_addvalue(&b);
+    }
+    if (holds == 0) luaL_addchar(&b, '-');
+    luaL_pushresult(&b);
+    argv[6] = (char *)lua_tostring(L, -1);
+    argv[7] = (char *)req->file;
+    memcpy(argv + 8, req->argv, (n + 1) * sizeof(char *));
     return argv;
 }
 
@@ -887,12 +902,16 @@ across the exec, so none is lost.
 @tparam[opt=false] boolean opts.listener the program has notify rules: its listener goes to `notify`
 @tparam[opt] fd|integer opts.notify a socket for the listener (SCM_RIGHTS, as `send_fd`)
 @tparam[opt=false] boolean opts.log the program logs what it refuses (SECCOMP_FILTER_FLAG_LOG)
+@tparam[opt=false] boolean opts.framed the pipe holds several programs, each after an 8-byte header (its length in
+  instructions, a native 32-bit integer, then 4 zero bytes), loaded in order
+@tparam[opt] table opts.hold descriptors (at most 16) the reaper keeps open while it lives and the payload never
+  gets: locks taken for the sandbox, a descriptor whose closing tells a watcher the sandbox is gone
 @return only on failure
 @error "exec reaper image: message", "ENAME"
 */
 static int proc_reaper_exec(lua_State *L) {
-    static const char *const allowed[] = {"argv", "env",    "path",   "argv0",  "errors", "status",
-                                          "setsid", "filter", "notify", "listener", "log",  NULL};
+    static const char *const allowed[] = {"argv",   "env",    "path",     "argv0", "errors", "status", "setsid",
+                                          "filter", "notify", "listener", "log",   "hold",   "framed", NULL};
     int image = lunas_check_fd(L, 1, 1, "image");
     luaL_checktype(L, 2, LUA_TTABLE);
     lunas_check_options(L, 2, allowed);
@@ -907,13 +926,27 @@ static int proc_reaper_exec(lua_State *L) {
     if (listener && (fds[REAPER_FILTER] < 0 || fds[REAPER_NOTIFY] < 0))
         return lunas_field_error(L, 2, "listener", "needs 'filter' and 'notify'");
     int flags = (lunas_opt_boolean(L, 2, "setsid", 0) ? REAPER_FLAG_SETSID : 0) |
-                (listener ? REAPER_FLAG_LISTENER : 0) | (lunas_opt_boolean(L, 2, "log", 0) ? REAPER_FLAG_LOG : 0);
+                (listener ? REAPER_FLAG_LISTENER : 0) | (lunas_opt_boolean(L, 2, "log", 0) ? REAPER_FLAG_LOG : 0) |
+                (lunas_opt_boolean(L, 2, "framed", 0) ? REAPER_FLAG_FRAMED : 0);
     lua_settop(L, 2);
     if (lunas_opt_field(L, 2, "argv", LUA_TTABLE) == LUA_TNIL) return lunas_field_error(L, 2, "argv", "table expected");
     struct exec_request req;
     check_exec_request(L, lua_gettop(L), 2, 2, &req);
     if (req.search) flags |= REAPER_FLAG_SEARCH;
-    char **argv = reaper_argv(L, &req, fds, flags);
+    int hold[REAPER_MAX_HOLD];
+    int holds = 0;
+    if (lunas_opt_field(L, 2, "hold", LUA_TTABLE) != LUA_TNIL) {
+        int t = lua_gettop(L);
+        for (lua_Integer i = 1;; i++) {
+            if (lua_rawgeti(L, t, i) == LUA_TNIL) break;
+            if (holds == REAPER_MAX_HOLD) return lunas_field_error(L, 2, "hold", "at most 16 descriptors");
+            hold[holds++] = lunas_check_fd(L, -1, 2, "hold");
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    char **argv = reaper_argv(L, &req, fds, flags, hold, holds);
 
     sigset_t all, old;
     sigfillset(&all);
@@ -922,6 +955,8 @@ static int proc_reaper_exec(lua_State *L) {
     int err = 0;
     for (int i = 0; i < REAPER_FDS && !err; i++)
         if (fds[i] >= 0 && fcntl(fds[i], F_SETFD, 0) < 0) err = errno;
+    for (int i = 0; i < holds && !err; i++)
+        if (fcntl(hold[i], F_SETFD, 0) < 0) err = errno;
     if (!err) {
         fflush(NULL);
         syscall(SYS_execveat, image, "", argv, req.envp, AT_EMPTY_PATH);
@@ -929,6 +964,7 @@ static int proc_reaper_exec(lua_State *L) {
     }
     for (int i = 0; i < REAPER_FDS; i++)
         if (fds[i] >= 0) fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+    for (int i = 0; i < holds; i++) fcntl(hold[i], F_SETFD, FD_CLOEXEC);
     sigprocmask(SIG_SETMASK, &old, NULL);
     return lunas_push_error(L, err, "exec", "reaper image");
 }
@@ -1463,6 +1499,19 @@ static int proc_chdir(lua_State *L) {
 }
 
 /***
+Sets the file mode creation mask and returns the previous one (a sandbox's tree is built with 0, so that every
+mode it gives is the mode the file gets).
+@function umask
+@tparam integer mask 0-0777
+@treturn integer the previous mask
+*/
+static int proc_umask(lua_State *L) {
+    mode_t mask = (mode_t)lunas_check_range(L, 1, 1, "mask", 0, 0777);
+    lua_pushinteger(L, (lua_Integer)umask(mask));
+    return 1;
+}
+
+/***
 Changes the root directory of this process (chroot); needs CAP_SYS_CHROOT over its user namespace. Sandboxes use
 `pivot_root` instead.
 @function chroot
@@ -1650,6 +1699,7 @@ void lunas_open_proc(lua_State *L) {
         {"close_range", proc_close_range},
         {"open", proc_open},
         {"chdir", proc_chdir},
+        {"umask", proc_umask},
         {"chroot", proc_chroot},
         {"getcwd", proc_getcwd},
         {"dup2", proc_dup2},

@@ -1,14 +1,15 @@
 /* reaper.c: PID 1 of a sandbox, as a tiny freestanding program (no libc, a few pages).
  *
  * Usage (by lunas only):
- *   lunas-reaper STATUS_FD ERROR_FD FLAGS FILTER_FD NOTIFY_FD FILE ARGV0 [ARGS...]   (environment: the payload's)
+ *   lunas-reaper STATUS_FD ERROR_FD FLAGS FILTER_FD NOTIFY_FD HOLD FILE ARGV0 [ARGS...]   (environment: the payload's)
  * lunas's sandbox child sets up the namespaces and confines itself as the payload will be confined (ids,
  * capabilities, no_new_privs, Landlock), then execs this program from a sealed memfd. That gives the memory it
  * shared with lunas back at once, and /proc/1/exe is a sealed memfd, never lunas's binary (CVE-2019-5736).
  * The payload's seccomp program (FILTER_FD: a pipe holding the BPF bytes, or "-") is loaded by the payload alone,
  * just before its exec: a profile that allows only what the payload needs must not stop PID 1, which has a filter
  * of its own (below). With FLAGS 4 the load returns a listener, sent over NOTIFY_FD (SCM_RIGHTS) to lunas; FLAGS 8
- * logs what the filter refuses.
+ * logs what the filter refuses; with FLAGS 16 the pipe holds several programs, each after an 8-byte header that
+ * gives its length in instructions, loaded in order.
  *
  * The payload does not exist yet when this program starts: nothing in the sandbox can race the exec, which makes
  * a process dumpable (traceable) again until its first instruction. Here, in order:
@@ -20,6 +21,9 @@
  *   4. the payload is released, loads its seccomp program and execs FILE (searched in the environment's PATH when
  *      FLAGS has 1; in a new session when FLAGS has 2). A failure there comes back on ERROR_FD as the record lunas
  *      reads ("exec\0#ERRNO\0FILE", "seccomp\0#ERRNO\0load"), and this process exits 125.
+ * HOLD ("-", or descriptors "N,N,...", at most 16) are descriptors this process keeps while it lives and the
+ * payload never gets: locks it holds for the sandbox (bubblewrap's --lock-file), a descriptor whose closing tells
+ * a watcher the sandbox is gone (--sync-fd).
  * Then it forwards every signal it receives to the payload, reaps every child (orphans included), and when the
  * payload ends writes the payload's pid and then its raw wait status (4 bytes each) to STATUS_FD ("-": none) and
  * exits with its code, or 128+N for signal N. Every signal was blocked before the exec and stays blocked (the
@@ -57,6 +61,7 @@
 #define FLAG_SETSID 2
 #define FLAG_LISTENER 4
 #define FLAG_LOG 8
+#define FLAG_FRAMED 16
 #define SOL_SOCKET 1
 #define SCM_RIGHTS 1
 /* What the payload reports back before its exec: the stage that failed and the errno. */
@@ -257,6 +262,21 @@ static long load_filter(long filter_fd, long notify_fd, long flags, int *stage) 
     }
     sys3(__NR_close, filter_fd, 0, 0);
     if (size == 0 || size % sizeof filter_code[0]) return -EINVAL;
+    if (flags & FLAG_FRAMED) {
+        /* Several programs, each after an 8-byte header (its instruction count), loaded in order (bubblewrap's
+         * --add-seccomp-fd): the last one loaded is the first the kernel runs. */
+        unsigned long at = 0, count = size / sizeof filter_code[0];
+        while (at < count) {
+            unsigned long len = *(unsigned int *)&filter_code[at];
+            if (len == 0 || len > count - at - 1) return -EINVAL;
+            struct sock_fprog one = {.len = (unsigned short)len, .filter = filter_code + at + 1};
+            /* (through prctl, as bubblewrap: an earlier program may allow prctl and not seccomp) */
+            long r = sys6(__NR_prctl, PR_SET_SECCOMP, SECCOMP_MODE_FILTER, (long)&one, 0, 0, 0);
+            if (r < 0) return r;
+            at += 1 + len;
+        }
+        return 0;
+    }
     struct sock_fprog prog = {.len = (unsigned short)(size / sizeof filter_code[0]), .filter = filter_code};
     unsigned long load_flags = (flags & FLAG_LISTENER ? SECCOMP_FILTER_FLAG_NEW_LISTENER : 0) |
                                (flags & FLAG_LOG ? SECCOMP_FILTER_FLAG_LOG : 0);
@@ -270,11 +290,32 @@ static long load_filter(long filter_fd, long notify_fd, long flags, int *stage) 
     return r < 0 ? r : 0;
 }
 
+#define MAX_HOLD 16
+
 struct payload_plan {
     long flags, filter_fd, notify_fd;
+    long hold[MAX_HOLD];
+    int holds;
     char *file;
     char **argv, **envp;
 };
+
+/* "-" or "N,N,...": fills plan->hold; -1 when malformed. */
+static int parse_hold(char *s, struct payload_plan *plan) {
+    plan->holds = 0;
+    if (s[0] == '-' && !s[1]) return 0;
+    for (char *start = s;; s++) {
+        if (*s != ',' && *s) continue;
+        char end = *s;
+        *s = 0;
+        long fd = parse_number(start);
+        *s = end;
+        if (fd < 0 || plan->holds == MAX_HOLD) return -1;
+        plan->hold[plan->holds++] = fd;
+        if (!end) return 0;
+        start = s + 1;
+    }
+}
 
 /* The payload: waits until PID 1 has confined itself (EOF on go), loads its filter, then execs. */
 static __attribute__((noreturn)) void payload(long reaper, int go, int report_fd, const struct payload_plan *plan) {
@@ -286,6 +327,7 @@ static __attribute__((noreturn)) void payload(long reaper, int go, int report_fd
     sys3(__NR_prctl, PR_SET_PDEATHSIG, SIGKILL, 0);
     if (sys3(__NR_getppid, 0, 0, 0) != reaper) die(SETUP_FAILED);
     if (plan->flags & FLAG_SETSID) sys3(__NR_setsid, 0, 0, 0);
+    for (int i = 0; i < plan->holds; i++) sys3(__NR_close, plan->hold[i], 0, 0);
     int result[2] = {STAGE_EXEC, 0};
     long r = plan->filter_fd >= 0 ? load_filter(plan->filter_fd, plan->notify_fd, plan->flags, &result[0]) : 0;
     if (r == 0) {
@@ -358,11 +400,21 @@ static long confine(const char **step) {
     return own_filter();
 }
 
-/* Closes every descriptor but keep_a and keep_b (either may be -1). */
-static void close_all_but(long keep_a, long keep_b) {
-    long keep[2] = {keep_a < keep_b ? keep_a : keep_b, keep_a < keep_b ? keep_b : keep_a};
+/* Closes every descriptor but keep_a, keep_b (either may be -1) and the held ones. */
+static void close_all_but(long keep_a, long keep_b, const struct payload_plan *plan) {
+    long keep[MAX_HOLD + 2];
+    int n = 0;
+    keep[n++] = keep_a;
+    keep[n++] = keep_b;
+    for (int i = 0; i < plan->holds; i++) keep[n++] = plan->hold[i];
+    for (int i = 1; i < n; i++) /* a few numbers: insertion sort */
+        for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+            long t = keep[j];
+            keep[j] = keep[j - 1];
+            keep[j - 1] = t;
+        }
     long from = 0;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < n; i++) {
         if (keep[i] < from) continue; /* -1, or the same descriptor twice */
         if (keep[i] > from) sys3(__NR_close_range, from, keep[i] - 1, 0);
         from = keep[i] + 1;
@@ -376,11 +428,12 @@ __attribute__((noreturn, used)) void reaper_main(long *stack) {
     long argc = stack[0];
     char **argv = (char **)(stack + 1);
     char **envp = argv + argc + 1;
-    if (argc < 8) die(SETUP_FAILED);
+    if (argc < 9) die(SETUP_FAILED);
     long status_fd = optional_fd(argv[1]), err_fd = parse_number(argv[2]);
     struct payload_plan plan = {.flags = parse_number(argv[3]), .filter_fd = optional_fd(argv[4]),
-                                .notify_fd = optional_fd(argv[5]), .file = argv[6], .argv = argv + 7, .envp = envp};
-    if (status_fd < -1 || err_fd < 0 || plan.flags < 0 || plan.filter_fd < -1 || plan.notify_fd < -1)
+                                .notify_fd = optional_fd(argv[5]), .file = argv[7], .argv = argv + 8, .envp = envp};
+    if (status_fd < -1 || err_fd < 0 || plan.flags < 0 || plan.filter_fd < -1 || plan.notify_fd < -1 ||
+        parse_hold(argv[6], &plan) < 0)
         die(SETUP_FAILED);
     if ((plan.flags & FLAG_LISTENER) && (plan.filter_fd < 0 || plan.notify_fd < 0)) die(SETUP_FAILED);
 
@@ -440,7 +493,7 @@ __attribute__((noreturn, used)) void reaper_main(long *stack) {
         int payload_pid = (int)pid;
         sys3(__NR_write, status_fd, &payload_pid, sizeof payload_pid);
     }
-    close_all_but(status_fd, sigfd);
+    close_all_but(status_fd, sigfd, &plan);
 
     for (;;) {
         unsigned char info[SIGNALFD_INFO_SIZE];

@@ -15,6 +15,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -413,7 +414,10 @@ static int seccomp_load_bpf(lua_State *L) {
     struct lunas_fd *obj = flags & SECCOMP_FILTER_FLAG_NEW_LISTENER ? lunas_new_fd(L, -1) : NULL;
     struct sock_fprog prog = {.len = (unsigned short)(len / sizeof(struct sock_filter)),
                               .filter = (struct sock_filter *)(uintptr_t)program};
-    long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog);
+    /* Without flags, through prctl: a filter loaded before may allow prctl and not seccomp (bubblewrap loads its
+     * programs this way, and filters written for it allow that). */
+    long r = flags ? syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog)
+                   : prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
     if (r < 0) return lunas_push_error(L, errno, "seccomp load", errno == EACCES ? "(set no_new_privs first)" : NULL);
     if (!obj) {
         lua_pushboolean(L, 1);

@@ -903,12 +903,27 @@ describe("lunas run file system options #rootless", function()
     assert.is_nil(util.read(dir .. "/lower/h"))
   end)
 
-  it("refuses a symlinked target and names the entry", function()
+  it("follows a symlinked target inside the new root, never out of it", function()
     if not kernel.requires("userns") then return end
-    local out, err, code = run(with_base{ "--tmpfs", "/tmp", "--symlink", "/etc/passwd", "/tmp/evil",
-      "--bind", "/dev/null", "/tmp/evil" }, { "true" })
-    assert.equal(125, code, out)
-    assert.matches("sandbox: mounts: mounts%[%d+%] bind /tmp/evil: .*a symlink: refused as a target", err)
+    local passwd = util.read("/etc/passwd")
+    local cover = os.tmpname()
+    finally(function() os.remove(cover) end)
+    util.write(cover, "covered\n")
+    assert(os.execute("chmod 0644 " .. cover))
+    -- An absolute link, and one that climbs with "..": both land on the sandbox's own /etc/passwd (the host's
+    -- bound read-only), which the bind covers there alone.
+    for _, link in ipairs{ "/etc/passwd", "../../../../../../etc/passwd" } do
+      local out, err, code = run(with_base{ "--ro-bind", "/etc", "/etc", "--tmpfs", "/tmp", "--symlink", link, "/tmp/evil",
+        "--ro-bind", cover, "/tmp/evil" }, { "/bin/sh", "-c", "cat /etc/passwd; readlink /tmp/evil" })
+      assert.equal(0, code, err)
+      assert.equal("covered\n" .. link .. "\n", out)
+      assert.equal(passwd, util.read("/etc/passwd"))
+    end
+    -- A link to a directory: the bind lands where it points.
+    local out, err, code = run(with_base{ "--tmpfs", "/tmp", "--dir", "/tmp/real", "--symlink", "real", "/tmp/link",
+      "--ro-bind", "/etc", "/tmp/link" }, { "/bin/sh", "-c", "test -f /tmp/real/passwd && echo landed" })
+    assert.equal(0, code, err)
+    assert.equal("landed\n", out)
   end)
 
   it("says what is wrong with an option", function()

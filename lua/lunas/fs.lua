@@ -6,10 +6,16 @@
 --   {"tmpfs", DEST, size = "64M", mode = "1777"}  {"proc", DEST}  {"dev", DEST}  {"mqueue", DEST}
 --   {"overlay", DEST, lower = {SRC...}, upper = SRC, work = SRC}  {"tmp-overlay", DEST, lower = {...}}
 --   {"ro-overlay", DEST, lower = {...}}  {"dir", DEST, mode = "0755"}  {"symlink", TARGET, DEST}
---   {"file", DEST, CONTENTS, mode = "0644"}  {"remount-ro", DEST}  {"chmod", DEST, MODE}  {"mask", DEST}
+--   {"file", DEST, CONTENTS, mode = "0666"}  {"remount-ro", DEST}  {"chmod", DEST, MODE}  {"mask", DEST}
+--   {"bind-data", DEST, CONTENTS, mode = "0600"}  {"ro-bind-data", DEST, CONTENTS, mode = "0600"}  a file of its
+--   own, with those contents, bound on DEST (writable or not), as bubblewrap's --bind-data
 --   {"ro-view", SRC [, DEST]}  a read-only view of a host directory in which no socket or FIFO of the host answers
+-- Bind kinds take `fd = N` (bubblewrap's --bind-fd): SRC is where that descriptor points, and the mount must be
+-- that very file once made (a rename meanwhile fails it).
 -- Targets are resolved inside the new root: symlinks on the way stay inside it, and a target that is itself a
--- symlink is refused. Binds are nodev unless dev-bind, as in bubblewrap.
+-- symlink is followed inside the root too (an absolute link's "/" is the new root; ".." stops there), as
+-- bubblewrap follows it. Directories made on the way have mode 0755, less the group or other bits the entry's own
+-- mode leaves out (bubblewrap's rule). Binds are nodev unless dev-bind, as in bubblewrap.
 --
 -- A bind of a host directory, even read-only, lets the payload connect(2) to every unix socket in it and open
 -- every FIFO (host services: D-Bus, systemd, docker.sock...). An "ro-view" is an overlay with the directory as
@@ -38,7 +44,7 @@ M.PROC_READONLY = { "bus", "fs", "irq", "sys", "sysrq-trigger" }
 M.SYS_MASKS = { "firmware", "devices/virtual/powercap" }
 local DEV_NODES = { "null", "zero", "full", "random", "urandom", "tty" }
 local DEV_LINKS = { { "pts/ptmx", "ptmx" }, { "/proc/self/fd", "fd" }, { "/proc/self/fd/0", "stdin" },
-  { "/proc/self/fd/1", "stdout" }, { "/proc/self/fd/2", "stderr" } }
+  { "/proc/self/fd/1", "stdout" }, { "/proc/self/fd/2", "stderr" }, { "/proc/kcore", "core" } }
 
 -- ---- entry validation --------------------------------------------------------------------------------------
 
@@ -93,9 +99,13 @@ function M.check_mounts(list)
     if kind:match("%-try$") and SOURCED_KINDS[kind:sub(1, -5)] then kind, try = kind:sub(1, -5), true end
     local n = { kind = kind, try = try, index = i }
     if SOURCED_KINDS[kind] then
-      check_keys(i, e, {})
+      check_keys(i, e, { fd = BIND_KINDS[kind] ~= nil or nil })
       n.src = path_arg(i, e[2], "source")
       n.dest = path_arg(i, e[3] or e[2], "target")
+      if e.fd ~= nil and not (math.type(e.fd) == "integer" and e.fd >= 0) then
+        bad(i, "fd: a descriptor number expected, got %s", tostring(e.fd))
+      end
+      n.fd = e.fd
     elseif kind == "tmpfs" then
       check_keys(i, e, { size = true, mode = true })
       n.dest = path_arg(i, e[2], "target")
@@ -121,11 +131,11 @@ function M.check_mounts(list)
     elseif kind == "symlink" then
       check_keys(i, e, {})
       n.target, n.dest = path_arg(i, e[2], "link target"), path_arg(i, e[3], "target")
-    elseif kind == "file" then
+    elseif kind == "file" or kind == "bind-data" or kind == "ro-bind-data" then
       check_keys(i, e, { mode = true })
       n.dest = path_arg(i, e[2], "target")
       if type(e[3]) ~= "string" then bad(i, "contents: string expected, got %s", type(e[3])) end
-      n.contents, n.mode = e[3], mode_arg(i, e.mode, 420)
+      n.contents, n.mode = e[3], mode_arg(i, e.mode, kind == "file" and 438 or 384)
     elseif kind == "default" then
       check_keys(i, e, {})
       if e[2] ~= nil then bad(i, "'default' takes no arguments") end
@@ -264,8 +274,27 @@ local function host(b, path)
   return b.old .. path
 end
 
-local function target(b, dest, create, mode)
-  return try(core.open_in_root(b.root, dest, { create = create, mode = mode }))
+-- The mode of the directories made on the way to an entry's target: 0755, without the group or other bits the
+-- entry's own mode leaves out (a private file gets private parents).
+local function parents_mode(mode)
+  local parents = 493
+  if mode and mode & 56 == 0 then parents = parents & ~40 end
+  if mode and mode & 7 == 0 then parents = parents & ~5 end
+  return parents
+end
+
+-- The target inside the new root (made when missing: create "dir" or "file"; a symlink there is followed inside
+-- the root).
+local function target(b, dest, create, mode, parents)
+  return try(core.open_in_root(b.root, dest, { create = create, mode = mode, parents = parents or 493, follow = true }))
+end
+
+-- Makes the directory that will hold dest, with the parents' mode an entry of that mode gets.
+local function make_parents(b, dest, mode)
+  local dir = dest:match("^(.*)/[^/]+/*$")
+  if not dir or dir:match("^/*$") then return end
+  local parents = parents_mode(mode)
+  try(core.open_in_root(b.root, dir, { create = "dir", mode = parents, parents = parents, follow = true })):close()
 end
 
 local ROOT_PATH = "/newroot"
@@ -334,7 +363,8 @@ end
 local function bind(b, src, dest, attrs, recursive, given)
   local tree = given and given.tree
   local kind = try(core.file_type(tree or src))
-  local dest_fd = target(b, dest, kind == "dir" and "dir" or "file")
+  -- (a file's mount point is read-only for all, as bubblewrap makes it)
+  local dest_fd = target(b, dest, kind == "dir" and "dir" or "file", kind ~= "dir" and 292 or nil)
   if not tree then
     tree = try(core.open_tree(src, { clone = true, recursive = recursive ~= false }))
     if attrs and attrs ~= "" then try(core.mount_setattr(tree, { set = attrs, recursive = true })) end
@@ -344,7 +374,7 @@ local function bind(b, src, dest, attrs, recursive, given)
 end
 
 local function new_fs(b, fstype, dest, options, attrs, mode)
-  local dest_fd = target(b, dest, "dir", mode)
+  local dest_fd = target(b, dest, "dir", mode, parents_mode(mode))
   local tree = try(core.fs_mount(fstype, options, { attrs = attrs }))
   attach(tree, dest_fd)
   reopen_root_if(b, dest)
@@ -450,18 +480,54 @@ local function ro_view(b, e)
     .. "below it (bind it, or what you need of it, explicitly)\n"):format(src))
 end
 
+-- The mount on dest is the file the descriptor names (bubblewrap's --bind-fd): a path resolved from a
+-- descriptor can be swapped between the resolution and the mount.
+local function check_same(b, e)
+  local _, want = try(core.file_type(e.fd))
+  local fd = target(b, e.dest)
+  local _, got = try(core.file_type(fd))
+  fd:close()
+  if want ~= got then error({ msg = ("descriptor %d: the mount is not the file it names (renamed meanwhile?)"):format(e.fd), code = "ESTALE" }, 0) end
+end
+
+-- Bubblewrap's /proc without a pid namespace of its own: the host's (one can't mount a procfs of a pid namespace
+-- one is not in), its kernel knobs read-only where they are writable.
+local PROC_KNOBS = { "sys", "sysrq-trigger", "irq", "bus" }
+local function host_proc(b, dest)
+  bind(b, host(b, "/proc"), dest, "", true)
+  b.procs[#b.procs + 1] = dest
+  for _, name in ipairs(PROC_KNOBS) do
+    if core.file_type(host(b, "/proc/" .. name)) then make_readonly(b, dest .. "/" .. name) end
+  end
+end
+
+-- A file of the sandbox's own (on the staging tmpfs, out of the payload's reach), bound on dest.
+local function bind_data(b, e)
+  if b.old == "" then error({ msg = e.kind .. " needs a new root (rootfs other than 'host')", code = "EINVAL" }, 0) end
+  local path, fd = staging(b, "data", "file")
+  fd:close()
+  local base = try(core.open("/", "r"))
+  local ok, msg, code = core.write_in_root(base, path, e.contents, e.mode)
+  base:close()
+  try(ok, msg, code)
+  make_parents(b, e.dest, e.mode)
+  bind(b, path, e.dest, e.kind == "ro-bind-data" and "rdonly,nodev" or "nodev", false)
+end
+
 local apply = {
   bind = function(b, e)
     local src = b.resolved[e].src
     if not src then return end -- a -try entry whose source is missing
     local given = b.sources and b.sources[e] and b.sources[e].src
     bind(b, host(b, src), e.dest, e.attrs or BIND_KINDS[e.kind], true, given)
+    if e.fd then check_same(b, e) end
   end,
   tmpfs = function(b, e)
     new_fs(b, "tmpfs", e.dest, { size = e.size and tostring(e.size) or nil, mode = ("%o"):format(e.mode),
       uid = e.uid and tostring(e.uid), gid = e.gid and tostring(e.gid) }, "nosuid,nodev", e.mode)
   end,
   proc = function(b, e)
+    if not b.pidns then return host_proc(b, e.dest) end
     new_fs(b, "proc", e.dest, {}, "nosuid,nodev,noexec")
     b.procs[#b.procs + 1] = e.dest
   end,
@@ -471,13 +537,18 @@ local apply = {
   -- A directory that exists is left as it is: through a bind of the host's tree it is the host's (bubblewrap too
   -- leaves it alone); a new one gets exactly its mode, whatever the umask.
   dir = function(b, e)
-    local existing = core.open_in_root(b.root, e.dest)
+    local existing = core.open_in_root(b.root, e.dest, { follow = true })
     if existing then return existing:close() end
-    target(b, e.dest, "dir", e.mode):close()
+    target(b, e.dest, "dir", e.mode, parents_mode(e.mode)):close()
     try(core.chmod_in_root(b.root, e.dest, e.mode))
   end,
   symlink = function(b, e) try(core.symlink_in_root(b.root, e.target, e.dest)) end,
-  file = function(b, e) try(core.write_in_root(b.root, e.dest, e.contents, e.mode)) end,
+  file = function(b, e)
+    make_parents(b, e.dest, e.mode)
+    try(core.write_in_root(b.root, e.dest, e.contents, e.mode))
+  end,
+  ["bind-data"] = bind_data,
+  ["ro-bind-data"] = bind_data,
   ["remount-ro"] = function(b, e) make_readonly(b, e.dest) end,
   chmod = function(b, e) try(core.chmod_in_root(b.root, e.dest, e.mode)) end,
   mask = function(b, e) mask(b, e.dest) end,
@@ -532,7 +603,7 @@ local function step(what, fn, ...)
   if ok then return end
   if type(err) ~= "table" then error(err, 0) end
   -- Name host paths as the host knows them, not under the staging root's OLD.
-  error({ msg = what .. ": " .. err.msg:gsub(OLD .. "/", "/"), code = err.code }, 0)
+  error({ msg = what .. ": " .. err.msg:gsub(OLD .. "/", "/"), code = err.code, source = err.source }, 0)
 end
 
 local function entry_name(e)
@@ -540,11 +611,12 @@ local function entry_name(e)
   return ("default %s %s"):format(e.kind, e.dest)
 end
 
+-- A host path made canonical; a failure keeps the path as `source` (a front end may word it its own way).
 local function canonical(path, missing_ok)
   local resolved, msg, code = core.realpath(path)
   if resolved then return resolved end
   if missing_ok and code == "ENOENT" then return nil end
-  try(resolved, msg, code)
+  error({ msg = msg, code = code, source = path }, 0)
 end
 
 -- Every host path of the plan, canonical, before anything is mounted: a source under /tmp stays reachable, and
@@ -573,8 +645,8 @@ end
 -- rootfs = "host": the sandbox keeps its private copy of the host's mount table (as `unshare --mount` does); the
 -- entries and the hardening apply on top of it. No new root, no pivot: the cheapest tree.
 local function build_on_host(plan, resolved, sources)
-  local b = { procs = {}, netns = plan.netns, userns = plan.userns, resolved = resolved, old = "", root_path = "/",
-    sources = sources }
+  local b = { procs = {}, netns = plan.netns, userns = plan.userns, pidns = plan.pidns, resolved = resolved, old = "",
+    root_path = "/", sources = sources }
   b.root = try(core.open("/", "r"))
   for _, e in ipairs(plan.mounts) do
     if e.index == 0 and e.kind == "proc" then
@@ -607,7 +679,8 @@ function M.resolve(plan)
   if not ok then
     local err = resolved
     errors.raise{ op = "sandbox", step = "mounts", code = type(err) == "table" and err.code or "ELUA",
-      msg = "sandbox: mounts: " .. (type(err) == "table" and err.msg or tostring(err)) }
+      msg = "sandbox: mounts: " .. (type(err) == "table" and err.msg or tostring(err)),
+      source = type(err) == "table" and err.source or nil }
   end
   plan.resolved, plan.rootfs_path = resolved, rootfs
 end
@@ -763,6 +836,8 @@ end
 -- @treturn[1] boolean true
 -- @return[2] nil, message, ENAME
 function M.build(plan)
+  -- Every mode given is the mode a file gets, whatever the caller's umask (which the payload gets back).
+  local umask = core.umask(0)
   local ok, err = pcall(function()
     try(core.mount(nil, "/", nil, "rec,private"))
     local resolved, rootfs = plan.resolved, plan.rootfs_path
@@ -786,8 +861,8 @@ function M.build(plan)
     attach(root_tree, newroot, root_source and root_source.parents)
     try(core.pivot_root(BASE, BASE .. OLD))
     try(core.chdir("/"))
-    local b = { procs = {}, netns = plan.netns, userns = plan.userns, resolved = resolved, old = OLD,
-      root_path = ROOT_PATH, sources = sources }
+    local b = { procs = {}, netns = plan.netns, userns = plan.userns, pidns = plan.pidns, resolved = resolved,
+      old = OLD, root_path = ROOT_PATH, sources = sources }
     b.root = try(core.open(ROOT_PATH, "r"))
     for _, e in ipairs(plan.mounts) do step(entry_name(e), apply[e.kind], b, e) end
     if plan.harden ~= false then step("hardening", harden, b) end
@@ -799,6 +874,7 @@ function M.build(plan)
     -- The caller's directory when the tree has it (as bubblewrap does), else the root.
     if not (plan.cwd and core.chdir(plan.cwd)) then try(core.chdir("/")) end
   end)
+  core.umask(umask)
   if ok then return true end
   if type(err) == "table" then return nil, err.msg, err.code end
   return nil, tostring(err), "ELUA"

@@ -254,6 +254,55 @@ local fields = {
   stderr = expect_fd,
   close_fds = boolean,
   keep_fds = expect_fds,
+  -- Descriptors of the caller the payload never gets, even with close_fds = false (a front end's own).
+  private_fds = function(f, v)
+    expect_type(f, v, "table")
+    for i, fd in ipairs(v) do
+      if math.type(fd) ~= "integer" or fd < 0 then misuse(("%s[%d]"):format(f, i), "a descriptor number expected") end
+    end
+    return v
+  end,
+  -- Raw seccomp programs (BPF bytes, as seccomp_export_bpf writes them), loaded in order after the profile's:
+  -- bubblewrap's --seccomp and --add-seccomp-fd.
+  seccomp_programs = function(f, v)
+    expect_type(f, v, "table")
+    for i, program in ipairs(v) do
+      local name = ("%s[%d]"):format(f, i)
+      if type(program) ~= "string" then misuse(name, "BPF bytes expected, got %s", type(program)) end
+      if #program == 0 or #program % 8 ~= 0 or #program > 8 * 4096 then
+        misuse(name, "1 to 4096 instructions of 8 bytes expected, got %d bytes", #program)
+      end
+    end
+    return v
+  end,
+  -- Files inside the sandbox on which its PID 1 holds a shared record lock (fcntl) while the sandbox lives, and a
+  -- descriptor it keeps open until then (bubblewrap's --lock-file and --sync-fd): the payload gets neither.
+  lock_files = function(f, v) return expect_strings(f, v) end,
+  sync_fd = function(f, v)
+    if math.type(v) ~= "integer" or v < 0 then misuse(f, "a descriptor number expected, got %s", tostring(v)) end
+    return v
+  end,
+  -- The payload waits until a byte (or end of file) can be read from this descriptor, once the sandbox is set up
+  -- (bubblewrap's --block-fd).
+  block_fd = function(f, v)
+    if math.type(v) ~= "integer" or v < 0 then misuse(f, "a descriptor number expected, got %s", tostring(v)) end
+    return v
+  end,
+  -- PWD names the working directory, which is HOME when the caller's is not in the tree (bubblewrap's way).
+  set_pwd = boolean,
+  -- The sandbox's namespace ids are read by its first process as it starts (Running.namespace_ids): once the
+  -- sandbox is gone, or its PID 1 untraceable, the host can no longer read them.
+  namespace_ids = boolean,
+  -- "disable": the payload cannot make user namespaces (bubblewrap's --disable-userns: a limit of 1 set in the
+  -- sandbox's user namespace, then a nested one it cannot change that limit from); "assert": fail unless making
+  -- one is already refused (--assert-userns-disabled).
+  nested_userns = function(f, v)
+    if v ~= "disable" and v ~= "assert" then misuse(f, "'disable' or 'assert' expected, got %s", tostring(v)) end
+    return v
+  end,
+  -- A user namespace (a descriptor) the sandbox's first process enters once its tree is built (bubblewrap's
+  -- --userns2): one nested in the one the sandbox was made in.
+  enter_userns = expect_fd,
   -- {memory = "256M", pids = 64, cpu = 0.5, io = {...}, ... (lunas.cgroup limits), best_effort = true}:
   -- the sandbox runs in a cgroup of its own; best_effort turns a limit the host cannot enforce into a warning.
   limits = function(f, v)
@@ -633,6 +682,42 @@ steps[#steps + 1] = {
   end,
 }
 
+-- The first process reads its own namespace ids before anything else can change them and passes them on
+-- ("name=inode,..." on a pipe the parent reads once the payload runs).
+steps[#steps + 1] = {
+  name = "namespace_ids",
+  prepare = function(ctx)
+    if ctx.spec.namespace_ids then ctx.nsids_r, ctx.nsids_w = errors.check(core.pipe{ nonblock = true }) end
+  end,
+  init = function(ctx)
+    if not ctx.nsids_w then return end
+    local ids, msg, code = core.ns_ids()
+    if not ids then return nil, msg, code end
+    local parts = {}
+    for name, inode in pairs(ids) do parts[#parts + 1] = name .. "=" .. inode end
+    return check_core(ctx.nsids_w:write(table.concat(parts, ",")))
+  end,
+  abort = function(ctx) close_all(ctx.nsids_r, ctx.nsids_w) end,
+  finish = function(ctx) close_all(ctx.nsids_r, ctx.nsids_w) end,
+}
+
+-- What the nested user namespace needs from the host's /proc, opened before the tree replaces it.
+steps[#steps + 1] = {
+  name = "nested_userns_prepare",
+  prepare = function(ctx)
+    local v = ctx.spec.nested_userns
+    if v == "disable" and not ctx.ns.user then misuse("nested_userns", "'disable' needs a user namespace") end
+  end,
+  init = function(ctx)
+    if ctx.spec.nested_userns ~= "disable" then return end
+    local msg, code
+    ctx.proc_self, msg, code = core.open("/proc/self", "r")
+    if not ctx.proc_self then return nil, msg, code end
+    ctx.max_userns, msg, code = core.open("/proc/sys/user/max_user_namespaces", "w")
+    if not ctx.max_userns then return nil, "open /proc/sys/user/max_user_namespaces: " .. msg, code end
+  end,
+}
+
 local function close_sources(ctx)
   close_all(ctx.sources_parent, ctx.fs_plan and ctx.fs_plan.source_sock)
   ctx.sources_parent = nil
@@ -675,12 +760,13 @@ steps[#steps + 1] = {
       mounts = expanded
     end
     ctx.fs_plan = { rootfs = spec.rootfs, mounts = mounts, harden = spec.harden, netns = ctx.ns.net,
-      userns = ctx.ns.user, cwd = cwd }
+      userns = ctx.ns.user, pidns = ctx.ns.pid, cwd = cwd }
+    -- Host paths are resolved here, as the caller sees them: a source that is not there fails before any clone.
+    fs.resolve(ctx.fs_plan)
     -- A range of host ids may not even walk to the sources the spec names, and writes only where the host lets
-    -- anyone: the parent (root) resolves and opens every source, idmapping through the sandbox's own maps what
-    -- the spec makes writable, once those exist, and hands the trees to the child.
+    -- anyone: the parent (root) opens every source, idmapping through the sandbox's own maps what the spec makes
+    -- writable, once those exist, and hands the trees to the child.
     if ctx.id_range then
-      fs.resolve(ctx.fs_plan)
       local jobs = fs.source_jobs(ctx.fs_plan)
       if #jobs > 0 then
         ctx.fs_plan.source_jobs = jobs
@@ -789,6 +875,36 @@ steps[#steps + 1] = {
   end,
 }
 
+-- Last of the set-up with the sandbox's own privileges: --userns2's namespace, then the nested user namespace
+-- that keeps the payload from making more, and the check that it cannot.
+steps[#steps + 1] = {
+  name = "nested_userns",
+  init = function(ctx)
+    local spec = ctx.spec
+    if spec.enter_userns then
+      local ok, msg, code = core.setns(spec.enter_userns, "user")
+      if not ok then return nil, msg, code end
+    end
+    if spec.nested_userns == "disable" then
+      local ok, msg, code = ctx.max_userns:write("1")
+      ctx.max_userns:close()
+      if not ok then return nil, "sysctl user.max_user_namespaces = 1: " .. msg, code end
+      -- (our ids here, read before the new namespace leaves them unmapped)
+      local ids = core.ids()
+      local uid, gid = ids.uid, ids.gid
+      ok, msg, code = core.unshare("user")
+      if ok then
+        ok, msg, code = core.id_maps(ctx.proc_self, { uid = { { uid, uid, 1 } }, gid = { { gid, gid, 1 } }, setgroups = "deny" })
+      end
+      ctx.proc_self:close()
+      if not ok then return nil, msg, code end
+    end
+    if spec.nested_userns then
+      if core.unshare("user") then return nil, "creation of new user namespaces was not disabled as requested", "EEXIST" end
+    end
+  end,
+}
+
 steps[#steps + 1] = {
   name = "session",
   payload = function(ctx)
@@ -878,6 +994,42 @@ steps[#steps + 1] = {
     if ctx.spec.cwd and ctx.fs_plan and not cwd_on_own_mount() then
       return nil, "the working directory is outside the sandbox's root", "EPERM"
     end
+    if ctx.spec.set_pwd then
+      local here = core.getcwd()
+      -- The tree has no caller's directory (the build went to "/"): HOME, where the tree has it.
+      if not ctx.spec.cwd and here ~= (ctx.fs_plan and ctx.fs_plan.cwd) and ctx.env.HOME and core.chdir(ctx.env.HOME) then
+        here = ctx.env.HOME
+      end
+      ctx.env.PWD = ctx.spec.cwd or here
+    end
+  end,
+}
+
+-- Locks and the sync descriptor belong to PID 1 (the reaper), which lives as long as the sandbox; a sandbox
+-- without a pid namespace gets a reaper for them. Lock files are opened in the sandbox's tree, after the cwd.
+steps[#steps + 1] = {
+  name = "hold",
+  prepare = function(ctx)
+    local spec = ctx.spec
+    if spec.lock_files and #spec.lock_files > 0 then
+      if spec.as_pid_1 then misuse("lock_files", "needs a PID 1 to hold them (not as_pid_1)") end
+      ctx.fork = true
+    end
+    if spec.sync_fd and not spec.as_pid_1 then ctx.fork = true end
+  end,
+  payload = function(ctx)
+    if not ctx.fork then return end
+    local held = {}
+    for _, path in ipairs(ctx.spec.lock_files or {}) do
+      local f, msg, code = core.open(path, "r")
+      if not f then return nil, ("open lock file %s: %s"):format(path, msg), code end
+      local ok
+      ok, msg, code = f:lock("shared", { record = true, wait = false })
+      if not ok then return nil, ("lock %s: %s"):format(path, msg), code end
+      held[#held + 1] = f
+    end
+    if ctx.spec.sync_fd then held[#held + 1] = ctx.spec.sync_fd end
+    if #held > 0 then ctx.held = held end
   end,
 }
 
@@ -964,6 +1116,10 @@ steps[#steps + 1] = {
 steps[#steps + 1] = {
   name = "fds",
   payload = function(ctx)
+    for _, fd in ipairs(ctx.spec.private_fds or {}) do
+      local ok, msg, code = core.close_range(fd, fd, { cloexec = true })
+      if not ok then return nil, msg, code end
+    end
     if ctx.spec.close_fds == false then return end
     -- Mark rather than close: the error pipe must live until exec succeeds.
     local ok, msg, code = core.close_range(3, nil, { cloexec = true })
@@ -973,6 +1129,18 @@ steps[#steps + 1] = {
       ok, msg, code = core.dup2(n, n)
       if not ok then return nil, msg, code end
     end
+  end,
+}
+
+steps[#steps + 1] = {
+  name = "block",
+  payload = function(ctx)
+    local fd = ctx.spec.block_fd
+    if not fd then return end
+    -- A byte to read, or end of file: either releases the sandbox, as in bubblewrap; the descriptor goes.
+    local ready, msg, code = core.poll({ fd })
+    if not ready then return nil, msg, code end
+    return check_core(core.close_range(fd, fd))
   end,
 }
 
@@ -991,27 +1159,54 @@ local function load_filter(ctx)
   return true
 end
 
+-- The profile's program, then the raw ones, in this process.
+local function load_filters(ctx)
+  if ctx.seccomp then
+    local ok, msg, code = load_filter(ctx)
+    if not ok then return nil, msg, code end
+  end
+  for _, program in ipairs(ctx.raw_programs or {}) do
+    local ok, msg, code = core.seccomp_load_bpf(program)
+    if not ok then return nil, msg, code end
+  end
+  return true
+end
+
 -- Last before exec: from here on the payload's own system calls are filtered. A profile is compiled once per
 -- sandbox object; the child only loads the bytes. The listener of notify rules goes to the parent over a socket.
 steps[#steps + 1] = {
   name = "seccomp",
   prepare = function(ctx)
+    local programs = ctx.spec.seccomp_programs
+    if programs and #programs > 0 then ctx.raw_programs = programs end
     local profile = ctx.spec.seccomp
     if not profile then return end
     if not profile.compiled then profile.compiled = security.compile(profile) end
     ctx.seccomp = profile.compiled
+    if ctx.seccomp.listener and ctx.raw_programs then
+      misuse("seccomp_programs", "goes without notify rules in the profile")
+    end
     if ctx.seccomp.listener then ctx.notify_parent, ctx.notify_child = errors.check(core.socketpair("seqpacket")) end
   end,
   payload = function(ctx)
-    local compiled = ctx.seccomp
-    if not compiled then return end
+    local compiled, raw = ctx.seccomp, ctx.raw_programs
+    if not compiled and not raw then return end
     if ctx.reaper_image then
       -- The payload loads it itself, forked by the reaper program just before its exec (src/reaper.c): PID 1
       -- has a filter of its own, and a profile that allows only what the payload needs must not stop PID 1.
+      local bytes = compiled and compiled.program or ""
+      if raw then
+        -- Several programs: each after a header with its length in instructions, the profile's first.
+        local frames = {}
+        for _, program in ipairs(compiled and { compiled.program, table.unpack(raw) } or raw) do
+          frames[#frames + 1] = string.pack("=I4I4", #program // 8, 0) .. program
+        end
+        bytes, ctx.filter_framed = table.concat(frames), true
+      end
       local r, w, msg, code = core.pipe()
       if not r then return nil, w, msg end
       local ok
-      ok, msg, code = w:write(compiled.program)
+      ok, msg, code = w:write(bytes)
       w:close()
       if not ok then
         r:close()
@@ -1020,7 +1215,7 @@ steps[#steps + 1] = {
       ctx.filter_r = r
       return
     end
-    return load_filter(ctx)
+    return load_filters(ctx)
   end,
   parent = function(ctx)
     if ctx.notify_child then ctx.notify_child:close() end
@@ -1098,7 +1293,7 @@ local function child_main(ctx)
   -- Drop the parent's pipe ends first: holding sync_w would hide the parent's death from the read below. A
   -- vfork-style child shares the parent's objects and must not touch them (it has no sync pipe anyway).
   if not ctx.vfork then
-    close_all(ctx.err_r, ctx.sync_w, ctx.status_r, ctx.id_range and ctx.id_range.lock, ctx.sources_parent)
+    close_all(ctx.err_r, ctx.sync_w, ctx.status_r, ctx.id_range and ctx.id_range.lock, ctx.sources_parent, ctx.nsids_r)
   end
   if ctx.sync_r then
     local byte = ctx.sync_r:read(1)
@@ -1119,7 +1314,8 @@ local function child_main(ctx)
       local listener = ctx.seccomp ~= nil and ctx.seccomp.listener
       _, msg, code = core.reaper_exec(ctx.reaper_image, { argv = spec.argv, env = ctx.env, argv0 = spec.argv0,
         errors = ctx.err_w, status = ctx.status_w, setsid = spec.new_session ~= false, filter = ctx.filter_r,
-        listener = listener, notify = listener and ctx.notify_child or nil, log = ctx.seccomp ~= nil and ctx.seccomp.log })
+        listener = listener, notify = listener and ctx.notify_child or nil, log = ctx.seccomp ~= nil and ctx.seccomp.log,
+        framed = ctx.filter_framed, hold = ctx.held })
       -- The kernel would not exec the memfd (an LSM, say). A child that shares lunas's memory cannot stay on as
       -- PID 1 (lunas waits until it execs): it fails. A copy stays a Lua reaper, under the payload's own filter,
       -- loaded here, which the payload inherits.
@@ -1127,7 +1323,7 @@ local function child_main(ctx)
       if ctx.filter_r then
         ctx.filter_r:close()
         local ok
-        ok, msg, code = load_filter(ctx)
+        ok, msg, code = load_filters(ctx)
         if not ok then report(ctx, "seccomp", msg, code) end
       end
       _, msg, code = core.reaper{ fn = function() return forked_payload(ctx) end, status = ctx.status_w,
@@ -1183,8 +1379,14 @@ Running.__index = Running
 local function new_context(spec)
   local ns = {}
   for k in pairs(spec.namespaces) do ns[k] = true end
-  -- Without privileges every other namespace needs a user namespace first.
-  if next(ns) and not ns.user and core.ids().euid ~= 0 then ns.user = true end
+  -- Without privileges every other namespace needs a user namespace first (privileges: root, or CAP_SYS_ADMIN,
+  -- which a process that joined a user namespace of its own has there).
+  if next(ns) and not ns.user and core.ids().euid ~= 0 then
+    local caps = core.caps_get()
+    local admin = false
+    for _, name in ipairs(caps and caps.effective or {}) do admin = admin or name == "sys_admin" end
+    if not admin then ns.user = true end
+  end
   return { spec = spec, ns = ns, env = build_environment(spec), warnings = {} }
 end
 
@@ -1199,7 +1401,8 @@ local function open_pipes(ctx)
 end
 
 local function close_child_ends(ctx)
-  close_all(ctx.err_w, ctx.sync_r, ctx.status_w)
+  close_all(ctx.err_w, ctx.sync_r, ctx.status_w, ctx.nsids_w)
+  ctx.nsids_w = nil
 end
 
 local function read_until_eof(fd)
@@ -1293,6 +1496,14 @@ local function release_child(running, ctx, proc)
   if record ~= "" then
     local step, rcode, rmsg = parse_record(record)
     fail(step, rmsg, rcode)
+  end
+  if ctx.nsids_r then
+    local text = ctx.nsids_r:read(4096)
+    ctx.nsids_r:close()
+    running.namespace_ids = {}
+    for name, inode in (type(text) == "string" and text or ""):gmatch("(%w+)=(%d+)") do
+      running.namespace_ids[name] = math.tointeger(tonumber(inode))
+    end
   end
   if ctx.notify_parent then
     local fd, msg, code = core.recv_fd(ctx.notify_parent)

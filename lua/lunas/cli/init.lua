@@ -15,6 +15,7 @@ usage: lunas [--lua-env] SCRIPT [ARGS...]   run a recipe (arguments in `arg` and
        lunas enter TARGET [--net ...] -- CMD run CMD in the namespaces of a pid or a named netns (nsenter)
        lunas lab up FILE | down NAME | show NAME | list   labs that outlive the command (lunas lab --help)
        lunas gc [--dry-run]                 remove what a crashed lunas left (stale labs, cgroups)
+       lunas bwrap [BWRAP OPTIONS] CMD      lunas as bubblewrap (also as lunas-bwrap): bwrap's options and defaults
        lunas --version | --help
 
 Recipes see the global `lunas` (require "lunas") and `arg`. LUA_PATH, LUA_CPATH and LUA_INIT are ignored
@@ -24,7 +25,7 @@ syntax error, a missing file); `run` and `enter` return the
 command's status (128+N when killed by signal N; 125 when it could not be started; `run --timeout`: 124).]]
 
 M.commands = { run = "lunas.cli.run", ns = "lunas.cli.ns", enter = "lunas.cli.enter", lab = "lunas.cli.lab",
-  gc = "lunas.cli.gc" }
+  gc = "lunas.cli.gc", bwrap = "lunas.cli.bwrap" }
 
 --- Prints a usage error and returns exit status 2.
 function M.usage_error(command, msg)
@@ -106,7 +107,21 @@ local function repl()
   end
 end
 
+-- Called by a name that ends in "bwrap" (lunas-bwrap, a link named bwrap), lunas is bubblewrap; run as
+-- /proc/self/exe (as bwrap's users nest it), by the name of the file that link names.
+local function bwrap_mode(program)
+  if type(program) ~= "string" then return false end
+  if program:match("/exe$") then program = require("lunas.core").readlink("/proc/self/exe") or program end
+  return program:match("bwrap$") ~= nil
+end
+
 local function dispatch(args, lua_env, handler)
+  if bwrap_mode(args[0]) then
+    local rest = {}
+    for k = 1, #args do rest[k] = args[k] end
+    rest[0] = args[0]
+    return require("lunas.cli.bwrap").main(rest, args[0])
+  end
   local i = 1
   if args[1] == "--lua-env" then i = 2 end
   if lua_env then run_lua_init() end

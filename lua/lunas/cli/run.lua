@@ -6,6 +6,7 @@ local core = require "lunas.core"
 local errors = require "lunas.errors"
 local interrupt = require "lunas.interrupt"
 local cli = require "lunas.cli"
+local options = require "lunas.cli.options"
 
 errors.register_module()
 
@@ -107,240 +108,102 @@ Confinement (defaults: every capability dropped, securebits locked, no_new_privs
 Exit status: CMD's status; 128+N when killed by signal N; 124 on --timeout; 125 when the sandbox could not be
 set up; 2 for bad usage. A payload killed by the OOM killer is reported on stderr (and exits 137).]]
 
-local UNSHARE = { ["--unshare-user"] = "user", ["--unshare-pid"] = "pid", ["--unshare-net"] = "net",
-  ["--unshare-ipc"] = "ipc", ["--unshare-uts"] = "uts", ["--unshare-cgroup"] = "cgroup" }
 local ALL = { "user", "pid", "net", "ipc", "uts", "cgroup" }
-local BINDS = { ["--bind"] = true, ["--ro-bind"] = true, ["--dev-bind"] = true, ["--ro-view"] = true }
 
-local function parse_id(s)
-  local n = tonumber(s)
-  if not n or math.type(n) ~= "integer" or n < 0 then return nil end
-  return n
+-- The environment options, in order, as the spec's env, unsetenv and clearenv (disjoint sets, so the order the
+-- sandbox applies them in keeps the order they were given in).
+local function environment(st, spec)
+  local env, unset = {}, {}
+  for _, op in ipairs(st.env_ops) do
+    if op[1] == "clear" then
+      spec.clearenv, env, unset = true, {}, {}
+    elseif op[1] == "set" then
+      env[op[2]], unset[op[2]] = op[3], nil
+    else
+      env[op[2]], unset[op[2]] = nil, true
+    end
+  end
+  if next(env) then spec.env = env end
+  if next(unset) then spec.unsetenv = security.sorted(unset) end
 end
 
---- Parses the options into a sandbox spec; returns spec or nil, message.
--- The spec field an option sets, for the options that set one field by themselves (limits, capabilities,
--- seccomp and Landlock options are recorded where they are gathered).
-local FIELD_OF_OPTION = { ["--hostname"] = "hostname", ["--uid"] = "uid", ["--gid"] = "gid", ["--chdir"] = "cwd",
-  ["--rootfs"] = "rootfs", ["--argv0"] = "argv0", ["--setenv"] = "env", ["--unsetenv"] = "unsetenv" }
-
-function M.parse(args)
-  local spec = { env = {}, unsetenv = {} }
-  local chosen, share_net = nil, false
-  local mounts, lower, pending_size, pending_perms = {}, {}, nil, nil
-  local i = 1
-  local function value(opt)
-    i = i + 1
-    if args[i] == nil then error({ usage = opt .. " needs a value" }) end
-    return args[i]
-  end
-  local function choose(name)
-    chosen = chosen or {}
-    chosen[name] = true
-  end
-  local function perms(entry)
-    if pending_perms then entry.mode, pending_perms = pending_perms, nil end
-    return entry
-  end
-  local function add(entry) mounts[#mounts + 1] = entry end
-  local show_usage, show_seccomp, status_target = false, false, nil
-  local stop_timeout = 10
-  local caps, seccomp_file, seccomp_lists = nil, nil, { deny = {}, allow = {} }
-  -- bubblewrap's order: from no capability, each --cap-add / --cap-drop in turn.
-  local function capability(opt, name, keep)
-    caps = caps or {}
-    local ok, set = pcall(security.check_caps, opt, { name })
-    if not ok then error({ usage = opt .. ": unknown capability '" .. name .. "'" }) end
-    for cap in pairs(set) do caps[cap] = keep or nil end
-  end
-  local function landlock_list(kind, v)
-    spec.landlock = spec.landlock or {}
-    spec.landlock[kind] = spec.landlock[kind] or {}
-    table.insert(spec.landlock[kind], v)
-  end
-  local function port(opt, v)
-    local n = v:match("^%d+$") and math.tointeger(tonumber(v))
-    if not n or n > 65535 then error({ usage = opt .. ": port 0-65535 expected, got '" .. v .. "'" }) end
-    return n
-  end
-  -- Which option set which spec field: a value the sandbox rejects is reported under the option's name.
-  local origins = {}
-  local current_option
-  local function limit(name, v)
-    spec.limits = spec.limits or {}
-    spec.limits[name] = v
-    origins["limits." .. name] = current_option
-  end
-  local function count(opt, v)
-    if v == "max" then return v end
-    if not v:match("^%d+$") then error({ usage = opt .. ": a number expected, got '" .. v .. "'" }) end
-    return math.tointeger(tonumber(v))
-  end
-  local function overlay(kind, dest, extra)
-    if #lower == 0 then error({ usage = "--" .. kind .. " needs --overlay-src first" }) end
-    local entry = { kind, dest, lower = lower }
-    for k, v in pairs(extra or {}) do entry[k] = v end
-    add(entry)
-    lower = {}
-  end
-  local handlers = {
-    ["--tmpfs"] = function(o)
-      add(perms({ "tmpfs", value(o), size = pending_size }))
-      pending_size = nil
-    end,
-    ["--size"] = function(o)
-      local v = value(o)
-      if not v:match("^%d+$") then error({ usage = o .. ": bytes expected, got '" .. v .. "'" }) end
-      pending_size = tonumber(v)
-    end,
-    ["--perms"] = function(o)
-      local v = value(o)
-      if not v:match("^[0-7]+$") then error({ usage = o .. ": octal mode expected, got '" .. v .. "'" }) end
-      pending_perms = v
-    end,
-    ["--proc"] = function(o) add({ "proc", value(o) }) end,
-    ["--dev"] = function(o) add({ "dev", value(o) }) end,
-    ["--mqueue"] = function(o) add({ "mqueue", value(o) }) end,
-    ["--dir"] = function(o) add(perms({ "dir", value(o) })) end,
-    ["--symlink"] = function(o) local src = value(o) add({ "symlink", src, value(o) }) end,
-    ["--file"] = function(o)
-      local fd, dest = value(o), value(o)
-      -- /proc/self/fd, not /dev/fd: a bare devtmpfs /dev has no fd link
-      local f = fd:match("^%d+$") and io.open("/proc/self/fd/" .. fd, "rb")
-      if not f then error({ usage = o .. ": cannot read descriptor '" .. fd .. "'" }) end
-      add(perms({ "file", dest, f:read("a") }))
-      f:close()
-    end,
-    ["--chmod"] = function(o)
-      local mode = value(o)
-      if not mode:match("^[0-7]+$") then error({ usage = o .. ": octal mode expected, got '" .. mode .. "'" }) end
-      add({ "chmod", value(o), mode })
-    end,
-    ["--remount-ro"] = function(o) add({ "remount-ro", value(o) }) end,
-    ["--mask"] = function(o) add({ "mask", value(o) }) end,
-    ["--overlay-src"] = function(o) lower[#lower + 1] = value(o) end,
-    ["--overlay"] = function(o)
-      local upper, work = value(o), value(o)
-      overlay("overlay", value(o), { upper = upper, work = work })
-    end,
-    ["--tmp-overlay"] = function(o) overlay("tmp-overlay", value(o)) end,
-    ["--ro-overlay"] = function(o) overlay("ro-overlay", value(o)) end,
-    ["--rootfs"] = function(o) spec.rootfs = value(o) end,
-    ["--no-harden"] = function() spec.harden = false end,
-    ["--default-tree"] = function() add({ "default" }) end,
-    ["--host-root"] = function() spec.host_root = true end,
-    ["--share-keyring"] = function() spec.keyring = "inherit" end,
-    ["--share-abstract-sockets"] = function() spec.abstract_sockets = "host" end,
-    ["--unshare-all"] = function() for _, n in ipairs(ALL) do choose(n) end end,
-    ["--share-net"] = function() share_net = true end,
-    ["--uid"] = function(o) spec.uid = parse_id(value(o)) or error({ usage = o .. ": bad id '" .. args[i] .. "'" }) end,
-    ["--gid"] = function(o) spec.gid = parse_id(value(o)) or error({ usage = o .. ": bad id '" .. args[i] .. "'" }) end,
-    ["--hostname"] = function(o) spec.hostname = value(o) end,
-    ["--chdir"] = function(o) spec.cwd = value(o) end,
-    ["--setenv"] = function(o) local k = value(o) spec.env[k] = value(o) end,
-    ["--unsetenv"] = function(o) spec.unsetenv[#spec.unsetenv + 1] = value(o) end,
-    ["--clearenv"] = function() spec.clearenv = true end,
-    ["--keep-env"] = function() spec.keep_env = true end,
-    ["--argv0"] = function(o) spec.argv0 = value(o) end,
-    ["--as-pid-1"] = function() spec.as_pid_1 = true end,
-    ["--die-with-parent"] = function() spec.die_with_parent = true end,
-    ["--no-die-with-parent"] = function() spec.die_with_parent = false end,
-    ["--new-session"] = function() spec.new_session = true end,
-    ["--share-session"] = function() spec.new_session = false end,
-    ["--memory"] = function(o) limit("memory", value(o)) end,
-    ["--memory-high"] = function(o) limit("memory_high", value(o)) end,
-    ["--swap"] = function(o) limit("swap", value(o)) end,
-    ["--pids"] = function(o) limit("pids", count(o, value(o))) end,
-    ["--cpu"] = function(o) limit("cpu", value(o)) end,
-    ["--cpu-weight"] = function(o) limit("cpu_weight", count(o, value(o))) end,
-    ["--cpuset"] = function(o) limit("cpuset", value(o)) end,
-    ["--limits-best-effort"] = function() limit("best_effort", true) end,
-    ["--usage"] = function() show_usage = true end,
-    ["--cap-add"] = function(o) capability(o, value(o), true) end,
-    ["--cap-drop"] = function(o) capability(o, value(o), false) end,
-    ["--seccomp"] = function(o) seccomp_file = value(o) end,
-    ["--seccomp-deny"] = function(o) seccomp_lists.deny[#seccomp_lists.deny + 1] = value(o) end,
-    ["--seccomp-allow"] = function(o) seccomp_lists.allow[#seccomp_lists.allow + 1] = value(o) end,
-    ["--no-seccomp"] = function() spec.seccomp = false end,
-    ["--seccomp-show"] = function() show_seccomp = true end,
-    ["--landlock-ro"] = function(o) landlock_list("ro", value(o)) end,
-    ["--landlock-rw"] = function(o) landlock_list("rw", value(o)) end,
-    ["--landlock-connect"] = function(o) landlock_list("connect", port(o, value(o))) end,
-    ["--landlock-bind"] = function(o) landlock_list("bind", port(o, value(o))) end,
-    ["--landlock-strict"] = function() spec.landlock = spec.landlock or {} spec.landlock.strict = true end,
-    ["--json-status"] = function(o) status_target = value(o) end,
-    ["--timeout"] = function(o)
-      local t = tonumber(value(o))
-      if not t or t <= 0 then error({ usage = o .. ": positive number of seconds expected" }) end
-      spec.timeout = t
-    end,
-    ["--stop-timeout"] = function(o)
-      local t = tonumber(value(o))
-      if not t or t < 0 then error({ usage = o .. ": 0 or more seconds expected" }) end
-      stop_timeout = t
-    end,
-  }
-  while args[i] do
-    local a = args[i]
-    if a == "--" then i = i + 1 break end
-    if a == "--help" or a == "-h" then return "help" end
-    if a:sub(1, 1) ~= "-" then break end
-    local kind, try = a:match("^%-%-([%a-]+)%-try$")
-    current_option = a
-    if UNSHARE[a] then choose(UNSHARE[a])
-    elseif handlers[a] then
-      handlers[a](a)
-      if FIELD_OF_OPTION[a] then origins[FIELD_OF_OPTION[a]] = a end
-    elseif BINDS[a] or (kind and BINDS["--" .. kind]) then
-      local src = value(a)
-      add({ (kind or a:sub(3)) .. (kind and "-try" or ""), src, value(a) })
-    else error({ usage = "unknown option '" .. a .. "'" }) end
-    i = i + 1
-  end
-  if #lower > 0 then error({ usage = "--overlay-src without a following --overlay, --tmp-overlay or --ro-overlay" }) end
-  if pending_size or pending_perms then error({ usage = "--size or --perms without a following entry" }) end
-  if #mounts > 0 then spec.mounts = mounts end
-  local argv = {}
-  for k = i, #args do argv[#argv + 1] = args[k] end
-  if #argv == 0 then error({ usage = "no command given" }) end
-  spec.argv = argv
+-- The namespaces: every one without an --unshare-* option, exactly those (and a mount namespace) with any; root
+-- gets a user namespace too (the sandbox's ids a range of the host's) unless it asks to stay the host's root or
+-- joins one (--userns).
+local function namespaces(st, spec)
   local names = {}
   for _, n in ipairs(ALL) do
-    if (chosen == nil or chosen[n]) and not (n == "net" and share_net) then names[#names + 1] = n end
+    local wanted = not st.chose or st.unshare[n]
+      or (st.unshare_try[n] and (n ~= "cgroup" or core.file_type("/proc/self/ns/cgroup") ~= nil))
+    if wanted and not (n == "net" and st.share_net) and not (n == "user" and st.userns_fd) then names[#names + 1] = n end
   end
   names[#names + 1] = "mount"
-  -- Root gets a user namespace too (the sandbox's ids a range of the host's) unless it asks to stay the host's
-  -- root.
-  if chosen and not chosen.user and not spec.host_root and core.ids().euid == 0 then names[#names + 1] = "user" end
-  spec.namespaces = names
-  if not next(spec.env) then spec.env = nil end
-  if #spec.unsetenv == 0 then spec.unsetenv = nil end
-  if caps then spec.caps = security.sorted(caps) end
-  origins.caps, origins.timeout = "--cap-add/--cap-drop", "--timeout"
-  origins.seccomp = seccomp_file and "--seccomp" or "--seccomp-deny/--seccomp-allow"
-  if not seccomp_file then origins["seccomp.deny"], origins["seccomp.allow"] = "--seccomp-deny", "--seccomp-allow" end
-  if spec.landlock then origins.landlock = "--landlock-ro/-rw/-connect/-bind/-strict" end
-  if spec.seccomp ~= false then
+  if st.chose and not st.unshare.user and not st.unshare_try.user and not spec.host_root and not st.userns_fd
+    and core.ids().euid == 0 then
+    names[#names + 1] = "user"
+  end
+  return names
+end
+
+-- The seccomp options as the spec's profile (the default one, a profile file, lists of groups to deny or allow)
+-- and raw programs (--seccomp FD, --add-seccomp-fd), loaded after the profile.
+local function seccomp(st, spec)
+  local lists = st.seccomp_lists
+  if spec.seccomp == false then
+    if st.seccomp_file or #lists.deny + #lists.allow > 0 then error({ usage = "--no-seccomp with a seccomp profile option" }, 0) end
+  else
     local profile = {}
-    if seccomp_file then
-      local chunk, err = loadfile(seccomp_file, "t", {})
-      if not chunk then error({ usage = "--seccomp: " .. err }) end
+    if st.seccomp_file then
+      local chunk, err = loadfile(st.seccomp_file, "t", {})
+      if not chunk then error({ usage = "--seccomp: " .. err }, 0) end
       local ok, value = pcall(chunk)
-      if not ok or type(value) ~= "table" then error({ usage = "--seccomp " .. seccomp_file .. ": " .. (ok and "must return a profile table" or tostring(value)) }) end
+      if not ok or type(value) ~= "table" then
+        error({ usage = "--seccomp " .. st.seccomp_file .. ": " .. (ok and "must return a profile table" or tostring(value)) }, 0)
+      end
       profile = value
     end
     for _, kind in ipairs{ "deny", "allow" } do
-      if #seccomp_lists[kind] > 0 then
+      if #lists[kind] > 0 then
         local list = type(profile[kind]) == "table" and { table.unpack(profile[kind]) } or {}
-        for _, name in ipairs(seccomp_lists[kind]) do list[#list + 1] = name end
+        for _, name in ipairs(lists[kind]) do list[#list + 1] = name end
         profile[kind] = list
       end
     end
     if next(profile) then spec.seccomp = profile end
-  elseif seccomp_file or #seccomp_lists.deny + #seccomp_lists.allow > 0 then
-    error({ usage = "--no-seccomp with a seccomp profile option" })
   end
-  return spec, show_usage, show_seccomp, status_target, origins, stop_timeout
+  spec.seccomp_programs = st.seccomp_programs
+end
+
+--- Parses the options (lunas.cli.options, in run's words) into a sandbox spec with run's defaults; returns the
+-- spec and the parsed options, or "help". Raises {usage = message}.
+function M.parse(args)
+  local st = options.parse(args, "run")
+  if st == "help" then return "help" end
+  if #st.argv == 0 then error({ usage = "no command given" }, 0) end
+  if st.exec_label or st.file_label then
+    error({ usage = (st.exec_label and "--exec-label" or "--file-label") .. ": SELinux labels are not supported yet" }, 0)
+  end
+  if st.userns_block_fd then error({ usage = "--userns-block-fd: not supported by lunas run yet" }, 0) end
+  local spec = st.spec
+  spec.argv = st.argv
+  if #st.mounts > 0 then spec.mounts = st.mounts end
+  if #st.lock_files > 0 then spec.lock_files = st.lock_files end
+  environment(st, spec)
+  spec.namespaces = namespaces(st, spec)
+  local caps = options.capabilities(st, {})
+  if caps then spec.caps = security.sorted(caps) end
+  seccomp(st, spec)
+  spec.nested_userns = st.disable_userns and "disable" or st.assert_userns_disabled and "assert" or nil
+  spec.enter_userns = st.userns2_fd
+  spec.private_fds = options.private_fds(st)
+  if st.info_fd or st.json_status_fd then spec.namespace_ids = true end
+  local origins = st.origins
+  origins.caps, origins.timeout = "--cap-add/--cap-drop", "--timeout"
+  origins.seccomp = st.seccomp_file and "--seccomp" or "--seccomp-deny/--seccomp-allow"
+  if not st.seccomp_file then origins["seccomp.deny"], origins["seccomp.allow"] = "--seccomp-deny", "--seccomp-allow" end
+  if spec.landlock then origins.landlock = "--landlock-ro/-rw/-connect/-bind/-strict" end
+  origins.seccomp_programs = "--seccomp/--add-seccomp-fd"
+  return spec, st
 end
 
 -- The option behind a spec field the sandbox rejected ("limits.memory" -> "--memory", "seccomp.deny[1]" ->
@@ -407,13 +270,14 @@ local function wait_forwarding(running, stop_timeout, same_session)
 end
 
 function M.main(args)
-  local ok, spec, show_usage, show_seccomp, status_target, origins, stop_timeout = pcall(M.parse, args)
+  local ok, spec, st = pcall(M.parse, args)
   if not ok then
     if type(spec) == "table" and spec.usage then return cli.usage_error("run", spec.usage) end
     error(spec, 0)
   end
   if spec == "help" then print(HELP) return 0 end
-  if show_seccomp then
+  local show_usage, status_target, origins, stop_timeout = st.show_usage, st.json_status, st.origins, st.stop_timeout or 10
+  if st.show_seccomp then
     local text, err = errors.try(function()
       local profile = security.check_profile("seccomp", spec.seccomp)
       return profile and security.describe(profile) or "# no seccomp filter\n"
@@ -432,9 +296,16 @@ function M.main(args)
     if not status_out then return cli.usage_error("run", "--json-status: " .. msg) end
   end
   local json = status_out and require "lunas.json"
+  local joined, join_msg = options.join_namespaces(st)
+  if not joined then
+    io.stderr:write("lunas run: ", join_msg, "\n")
+    return 125
+  end
   local result, err = errors.try(function()
     local running <close> = sandbox.new(spec):spawn()
     collectgarbage("restart")
+    local reported, msg = options.report_started(st, running, spec.namespaces)
+    if not reported then errors.raise{ op = "run", msg = msg } end
     if status_out then
       status_out:write(json.encode{ ["child-pid"] = running.pid, ["payload-pid"] = running:payload_pid(),
         namespaces = core.ns_ids(running.pid) or json.null } .. "\n")
@@ -459,6 +330,7 @@ function M.main(args)
     if err.field then return 2 end
     return err.step and 125 or 1
   end
+  options.report_exit(st, result.signal and 128 + result.signal or result.status)
   if result.oom_killed then
     io.stderr:write(("lunas run: out of memory: the OOM killer killed %s (memory limit %s)\n"):format(
       result.signal and "the command" or "a process of the sandbox", human_bytes(result.usage.memory.limit)))
