@@ -1,15 +1,25 @@
 # bash completion for lunas: commands, their options, and what an option takes (files, directories, pids,
 # network namespace names). Installed by `make install` into share/bash-completion/completions/lunas.
 
-_lunas_run_options="--argv0 --as-pid-1 --bind --bind-try --cap-add --cap-drop --chdir --chmod --clearenv --cpu
-  --cpu-weight --cpuset --default-tree --dev --dev-bind --dev-bind-try --die-with-parent --dir --file --gid --help
-  --host-root --hostname --json-status --keep-env --landlock-bind --landlock-connect --landlock-ro --landlock-rw
-  --landlock-strict --limits-best-effort --mask --memory --memory-high --mqueue --new-session --no-die-with-parent
-  --no-harden --no-seccomp --overlay --overlay-src --perms --pids --proc --remount-ro --ro-bind --ro-bind-try
-  --ro-overlay --ro-view --ro-view-try --rootfs --seccomp --seccomp-allow --seccomp-deny --seccomp-show --setenv
-  --share-abstract-sockets --share-keyring --share-net --share-session --size --stop-timeout --swap --symlink --timeout
-  --tmp-overlay --tmpfs --uid --unsetenv --unshare-all --unshare-cgroup --unshare-ipc --unshare-net --unshare-pid
-  --unshare-user --unshare-uts --usage"
+_lunas_run_options="--add-seccomp-fd --args --argv0 --as-pid-1 --assert-userns-disabled --bind --bind-data --bind-fd
+  --bind-try --block-fd --cap-add --cap-drop --chdir --chmod --clearenv --cpu --cpu-weight --cpuset --default-tree
+  --dev --dev-bind --dev-bind-try --die-with-parent --dir --disable-userns --file --gid --help --host-root
+  --hostname --info-fd --json-status --json-status-fd --keep-env --landlock-bind --landlock-connect --landlock-ro
+  --landlock-rw --landlock-strict --limits-best-effort --lock-file --mask --memory --memory-high --mqueue
+  --new-session --no-die-with-parent --no-harden --no-seccomp --overlay --overlay-src --perms --pidns --pids --proc
+  --remount-ro --ro-bind --ro-bind-data --ro-bind-fd --ro-bind-try --ro-overlay --ro-view --ro-view-try --rootfs
+  --seccomp --seccomp-allow --seccomp-deny --seccomp-show --setenv --share-abstract-sockets --share-keyring
+  --share-net --share-session --size --stop-timeout --swap --symlink --sync-fd --timeout --tmp-overlay --tmpfs --uid
+  --unsetenv --unshare-all --unshare-cgroup --unshare-cgroup-try --unshare-ipc --unshare-net --unshare-pid
+  --unshare-user --unshare-user-try --unshare-uts --usage --userns --userns-block-fd --userns2"
+_lunas_bwrap_options="--add-seccomp-fd --args --argv0 --as-pid-1 --assert-userns-disabled --bind --bind-data
+  --bind-fd --bind-try --block-fd --cap-add --cap-drop --chdir --chmod --clearenv --dev --dev-bind --dev-bind-try
+  --die-with-parent --dir --disable-userns --exec-label --file --file-label --gid --help --hostname --info-fd
+  --json-status-fd --level-prefix --lock-file --mqueue --new-session --overlay --overlay-src --perms --pidns --proc
+  --remount-ro --ro-bind --ro-bind-data --ro-bind-fd --ro-bind-try --ro-overlay --seccomp --setenv --share-net
+  --size --symlink --sync-fd --tmp-overlay --tmpfs --uid --unsetenv --unshare-all --unshare-cgroup
+  --unshare-cgroup-try --unshare-ipc --unshare-net --unshare-pid --unshare-user --unshare-user-try --unshare-uts
+  --userns --userns-block-fd --userns2 --version"
 _lunas_enter_options="--all --cgroup --help --ipc --mount --net --pid --root --stop-timeout --time --user --uts --wd"
 _lunas_ns_options="--help --json --type"
 _lunas_lab_show_options="--dot --help --json"
@@ -27,14 +37,14 @@ _lunas() {
   for ((i = 1; i < COMP_CWORD; i++)); do
     case ${COMP_WORDS[i]} in
       --) return 0 ;;  # the command's own arguments: leave them to bash's default
-      run|enter|ns|lab|gc) command=${COMP_WORDS[i]}; break ;;
+      run|enter|ns|lab|gc|bwrap) command=${COMP_WORDS[i]}; break ;;
     esac
   done
   if [[ -z $command ]]; then
     if [[ $cur == -* ]]; then
       COMPREPLY=($(compgen -W "-e -i --lua-env --version --help" -- "$cur"))
     else
-      COMPREPLY=($(compgen -W "run enter ns lab gc" -- "$cur") $(compgen -f -X '!*.lua' -- "$cur"))
+      COMPREPLY=($(compgen -W "run enter ns lab gc bwrap" -- "$cur") $(compgen -f -X '!*.lua' -- "$cur"))
     fi
     return 0
   fi
@@ -52,6 +62,13 @@ _lunas() {
             /usr/include/linux/capability.h 2>/dev/null)" -- "$cur")); return 0 ;;
       esac
       COMPREPLY=($(compgen -W "$_lunas_run_options --" -- "$cur")) ;;
+    bwrap)
+      case $prev in
+        --bind|--ro-bind|--dev-bind|--bind-try|--ro-bind-try|--dev-bind-try|--chdir|--overlay-src|--tmpfs|--dir|\
+        --remount-ro|--proc|--dev|--mqueue|--lock-file)
+          COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+      esac
+      COMPREPLY=($(compgen -W "$_lunas_bwrap_options --" -- "$cur")) ;;
     enter)
       if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$_lunas_enter_options --" -- "$cur"))

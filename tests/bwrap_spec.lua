@@ -261,6 +261,25 @@ describe("bubblewrap's rules in both front ends #rootless", function()
     end)
 end)
 
+describe("overlays of paths with overlayfs's separators #rootless", function()
+  it("take ':', '\\' and ',' in every layer's path, in both front ends", function()
+    if not kernel.requires("userns") then return end
+    local base = util.tmpdir()
+    finally(function() os.execute("chmod -R u+rwx " .. q(base) .. "; rm -rf " .. q(base)) end)
+    local dir = base .. "/a:b\\c,d"
+    os.execute(("mkdir -p %s/lower %s/upper %s/work && echo layer > %s/lower/f && chmod -R a+rwX %s"):format(
+      q(dir), q(dir), q(dir), q(dir), q(base)))
+    for _, cmd in ipairs{ q(BWRAP) .. " --ro-bind / /", q(util.bin) .. " run --no-seccomp --default-tree" } do
+      local out, err, code = util.sh(("%s --overlay-src %s/lower --overlay %s/upper %s/work /mnt -- sh -c " ..
+        "'cat /mnt/f; echo written > /mnt/g'"):format(cmd, q(dir), q(dir), q(dir)))
+      assert.equal(0, code, err)
+      assert.equal("layer\n", out)
+      assert.equal("written\n", util.read(dir .. "/upper/g"))
+      os.remove(dir .. "/upper/g")
+    end
+  end)
+end)
+
 describe("lunas run with bubblewrap's descriptor options #rootless", function()
   it("takes --args, --bind-data, --info-fd and --json-status-fd", function()
     if not kernel.requires("userns") then return end

@@ -315,9 +315,10 @@ local function reopen_root_if(b, dest)
   end
 end
 
--- overlayfs splits lowerdir at ':' and takes '\\' as its escape.
+-- overlayfs splits lowerdir at ':' and takes '\\' as its escape; it unescapes every path it takes (lower,
+-- upper, work), and a kernel that parses the options as one string (6.1) splits them at ','.
 local function layer(path)
-  return (path:gsub("[\\:]", "\\%0"))
+  return (path:gsub("[\\:,]", "\\%0"))
 end
 
 -- A new directory (or file) on the staging tmpfs, the root while the tree is built; returns its path.
@@ -440,10 +441,10 @@ local function overlay(b, e)
     if given then
       -- Upper and work through the parent's (idmapped) copy of the directory that holds both.
       local dir = source_path(b, e, "upper")
-      options.upperdir = dir .. r.upper:sub(#given.path + 1)
-      options.workdir = dir .. r.work:sub(#given.path + 1)
+      options.upperdir = layer(dir .. r.upper:sub(#given.path + 1))
+      options.workdir = layer(dir .. r.work:sub(#given.path + 1))
     else
-      options.upperdir, options.workdir = host(b, r.upper), host(b, r.work)
+      options.upperdir, options.workdir = layer(host(b, r.upper)), layer(host(b, r.work))
     end
   elseif e.kind == "tmp-overlay" then
     b.scratch = (b.scratch or 0) + 1

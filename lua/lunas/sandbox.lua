@@ -300,6 +300,12 @@ local fields = {
     if v ~= "disable" and v ~= "assert" then misuse(f, "'disable' or 'assert' expected, got %s", tostring(v)) end
     return v
   end,
+  -- Another program writes the maps of the sandbox's user namespace (newuidmap, say; bubblewrap's
+  -- --userns-block-fd): lunas writes none, and the sandbox waits until before_release returns.
+  external_maps = boolean,
+  -- function(pid): called in the parent once the sandbox's first process exists, before it goes on (its maps
+  -- not written yet when external_maps): a front end reports it, or waits for the program that writes its maps.
+  before_release = function(f, v) return expect_type(f, v, "function") end,
   -- A user namespace (a descriptor) the sandbox's first process enters once its tree is built (bubblewrap's
   -- --userns2): one nested in the one the sandbox was made in.
   enter_userns = expect_fd,
@@ -572,6 +578,12 @@ steps[#steps + 1] = {
   name = "maps",
   prepare = function(ctx)
     local spec, ns = ctx.spec, ctx.ns
+    if spec.external_maps then
+      if not ns.user then misuse("external_maps", "needs a user namespace") end
+      if not spec.before_release then misuse("external_maps", "needs before_release (where the maps get written)") end
+      if spec.uid_map or spec.gid_map then misuse("external_maps", "goes without uid_map and gid_map") end
+      return
+    end
     local explicit = spec.uid_map or spec.gid_map
     if explicit and spec.host_root then misuse("host_root", "goes without uid_map and gid_map (the maps say where ids go)") end
     if not ns.user then
@@ -715,6 +727,20 @@ steps[#steps + 1] = {
     if not ctx.proc_self then return nil, msg, code end
     ctx.max_userns, msg, code = core.open("/proc/sys/user/max_user_namespaces", "w")
     if not ctx.max_userns then return nil, "open /proc/sys/user/max_user_namespaces: " .. msg, code end
+  end,
+}
+
+-- The front end's look at the first process before it goes on (spec.before_release).
+steps[#steps + 1] = {
+  name = "before_release",
+  prepare = function(ctx)
+    if ctx.spec.before_release then ctx.sync = true end
+  end,
+  parent = function(ctx, proc)
+    local hook = ctx.spec.before_release
+    if not hook then return end
+    local ok, err = pcall(hook, proc.pid)
+    if not ok then return nil, errors.is(err) and err.msg or tostring(err), errors.is(err) and err.code or nil end
   end,
 }
 
@@ -1295,6 +1321,8 @@ local function child_main(ctx)
   if not ctx.vfork then
     close_all(ctx.err_r, ctx.sync_w, ctx.status_r, ctx.id_range and ctx.id_range.lock, ctx.sources_parent, ctx.nsids_r)
   end
+  -- Descriptors the front end keeps to itself (a report a reader waits on to end, say) go before anything waits.
+  for _, fd in ipairs(ctx.spec.private_fds or {}) do core.close_range(fd, fd) end
   if ctx.sync_r then
     local byte = ctx.sync_r:read(1)
     if byte ~= "1" then core.exit(SETUP_FAILED) end

@@ -137,6 +137,14 @@ local function current_caps()
   return set
 end
 
+-- Whether SELinux is on (its file system mounted, as libselinux's is_selinux_enabled checks).
+local function selinux_enabled()
+  local mounts = io.open("/proc/self/mountinfo")
+  local text = mounts and mounts:read("a") or ""
+  if mounts then mounts:close() end
+  return text:find(" - selinuxfs ", 1, true) ~= nil
+end
+
 -- The options as a sandbox spec with bubblewrap's defaults; raises {usage = msg} for what bwrap refuses.
 local function to_spec(st)
   local fail = function(msg) error({ usage = msg }, 0) end
@@ -165,15 +173,9 @@ local function to_spec(st)
   if spec.hostname and not st.unshare.uts then fail("Specifying --hostname requires --unshare-uts") end
   if spec.as_pid_1 and not st.unshare.pid then fail("Specifying --as-pid-1 requires --unshare-pid") end
   if spec.as_pid_1 and #st.lock_files > 0 then fail("Specifying --as-pid-1 and --lock-file is not permitted") end
-  if st.exec_label or st.file_label then
-    -- This kernel's LSMs: a label is an SELinux context, which needs SELinux.
-    local lsm = io.open("/sys/kernel/security/lsm")
-    local list = lsm and lsm:read("a") or ""
-    if lsm then lsm:close() end
-    if not list:find("selinux", 1, true) then
-      fail(("%s: SELinux is not enabled on this host"):format(st.exec_label and "--exec-label" or "--file-label"))
-    end
-    fail("--exec-label and --file-label: SELinux labels are not supported by lunas yet")
+  if (st.exec_label or st.file_label) and selinux_enabled() then
+    -- (without SELinux, bubblewrap ignores both, and so does this front end)
+    fail((st.exec_label and "--exec-label" or "--file-label") .. ": SELinux labels are not supported by lunas yet")
   end
   local names = { "mount" }
   if user then names[#names + 1] = "user" end
@@ -208,6 +210,11 @@ local function to_spec(st)
   -- Descriptors bubblewrap uses itself never reach the payload.
   spec.private_fds = options.private_fds(st)
   spec.namespace_ids = (st.info_fd or st.json_status_fd) ~= nil
+  if st.userns_block_fd then
+    -- Another program writes the maps once it has read --info-fd; the sandbox waits for its word.
+    spec.external_maps = true
+    spec.before_release = function(pid) options.block_for_maps(st, pid, spec.namespaces) end
+  end
   spec.nested_userns = st.disable_userns and "disable" or st.assert_userns_disabled and "assert" or nil
   spec.enter_userns = st.userns2_fd
   spec.argv = st.argv

@@ -198,6 +198,7 @@ M.OPTIONS = {
   ["--dev-bind"] = { n = 2, fn = bind_kind("dev-bind") },
   ["--dev-bind-try"] = { n = 2, fn = bind_kind("dev-bind-try") },
   ["--ro-view"] = { n = 2, modes = RUN, fn = bind_kind("ro-view") },
+  ["--ro-view-try"] = { n = 2, modes = RUN, fn = bind_kind("ro-view-try") },
   ["--bind-fd"] = { n = 2, fn = function(st, o, fd, dest)
     local n = fd_number(st, o, fd)
     local path = core.readlink("/proc/self/fd/" .. n)
@@ -461,7 +462,7 @@ function M.report_started(st, running, namespaces)
   local made = {}
   for _, name in ipairs(namespaces) do made[name] = true end
   local inodes = running.namespace_ids or {}
-  if st.info_fd then
+  if st.info_fd and not st.info_written then
     local ok = write_fd(st.info_fd, ("{\n    \"child-pid\": %d%s\n}\n"):format(running.pid,
       namespace_ids(inodes, made, "\n    ")))
     core.close_range(st.info_fd, st.info_fd)
@@ -471,6 +472,22 @@ function M.report_started(st, running, namespaces)
     write_fd(st.json_status_fd, ("{ \"child-pid\": %d%s }\n"):format(running.pid, namespace_ids(inodes, made, " ")))
   end
   return true
+end
+
+--- With --userns-block-fd, before the sandbox goes on: the --info-fd document (namespace ids read from
+-- /proc/PID/ns, the first process being alive and waiting), then a wait until the descriptor has data (the
+-- program that writes the sandbox's maps is done). Raises on failure.
+function M.block_for_maps(st, pid, namespaces)
+  local made = {}
+  for _, name in ipairs(namespaces) do made[name] = true end
+  local inodes = core.ns_ids(pid) or {}
+  local ok = write_fd(st.info_fd, ("{\n    \"child-pid\": %d%s\n}\n"):format(pid, namespace_ids(inodes, made, "\n    ")))
+  core.close_range(st.info_fd, st.info_fd)
+  st.info_written = true
+  if not ok then error("Write to info_fd: descriptor " .. st.info_fd .. " is not open for writing", 0) end
+  local ready, msg = core.poll({ st.userns_block_fd })
+  if not ready then error("userns-block-fd: " .. msg, 0) end
+  core.close_range(st.userns_block_fd, st.userns_block_fd)
 end
 
 --- When the payload has ended: the last line of --json-status-fd (its exit code, 128+N for signal N), and that

@@ -37,13 +37,20 @@ which a socket or FIFO of the host answers nothing. With any other file system o
 an empty root by the options in the order given, exactly as bubblewrap builds it: --ro-bind / / is needed to
 see the host (and then its sockets: D-Bus, systemd, docker.sock...). Either way /proc gets Docker's masks and a
 read-only /proc/sys, /sys Docker's masks, and a new network namespace its own read-only /sys (--no-harden turns
-that off). Targets are resolved inside the new root; a target that is a symlink is refused.
+that off). Targets are resolved inside the new root; a target that is a symlink is followed there too, never out of it.
+Directories made on the way have mode 0755 less the group or other bits --perms leaves out.
 To hand in one socket on purpose: --default-tree --bind /run/x.sock /run/x.sock
 
 Namespaces:
   --unshare-user --unshare-pid --unshare-net --unshare-ipc --unshare-uts --unshare-cgroup
+  --unshare-user-try --unshare-cgroup-try   the same where the host has them
   --unshare-all          all of the above
   --share-net            keep the host's network (drops --unshare-net / the default)
+  --userns FD  --pidns FD   make the sandbox in these namespaces (descriptors of /proc/PID/ns/...): no new user
+                         namespace; with --unshare-pid, a new pid namespace below the given one
+  --userns2 FD           enter this user namespace (nested in the sandbox's) once the tree is built
+  --disable-userns       the payload cannot make user namespaces (a nested one, under a limit of 1)
+  --assert-userns-disabled   fail unless making a user namespace is already refused
 Identity:
   --uid UID  --gid GID   ids inside the sandbox (mapped to yours outside; root's: to its range)
   --host-root            run by root: the sandbox's root is the host's root (no range of host ids; without
@@ -56,6 +63,9 @@ File system (in order):
   --tmpfs DEST           a fresh tmpfs (--size BYTES and --perms OCTAL before it apply to it)
   --proc DEST  --dev DEST  --mqueue DEST
   --dir DEST  --symlink SRC DEST  --file FD DEST (contents read from FD)  --chmod OCTAL PATH
+  --bind-data FD DEST  --ro-bind-data FD DEST   a file of the sandbox's own (mode 0600 or --perms) holding what
+                         FD gives, bound on DEST
+  --bind-fd FD DEST  --ro-bind-fd FD DEST   bind what the descriptor FD names (checked to be that file once bound)
   --remount-ro DEST  --mask PATH (hide a file or directory)
   --overlay-src SRC (a lower layer, repeatable)  then  --overlay RWSRC WORKDIR DEST  --tmp-overlay DEST
                          --ro-overlay DEST
@@ -81,6 +91,14 @@ Process:
                          signal, kills it at once. lunas then removes what it set up and ends by that signal
   --json-status FILE|FD  write JSON lines: {"child-pid", "payload-pid", "namespaces"} once CMD runs, then
                          {"exit-code" or "signal", "elapsed", "usage", "timed-out"} when it ends
+  --info-fd FD  --json-status-fd FD   bubblewrap's reports: the sandbox's first process and namespace ids, and
+                         (on --json-status-fd) the exit code when CMD ends
+  --lock-file PATH       the sandbox holds a shared lock on PATH (inside it) while it lives
+  --sync-fd FD           the sandbox keeps FD open while it lives (CMD never gets it)
+  --block-fd FD          CMD starts once FD has data to read (or its end)
+  --args FD              more options, NUL-separated, read from FD
+  --userns-block-fd FD   lunas writes no uid/gid maps: another program does (newuidmap), once --info-fd told
+                         it the pid; the sandbox goes on when FD has data
 Resources (a cgroup of its own, removed afterwards; cgroup v2, or v1 on a hybrid host):
   --memory SIZE          memory limit (256M, 1.5G, bytes); swap counts against it unless --swap says otherwise
   --memory-high SIZE     throttle above SIZE (v2 only)     --swap SIZE   swap allowed beyond --memory
@@ -93,6 +111,8 @@ Confinement (defaults: every capability dropped, securebits locked, no_new_privs
   --cap-add CAP  --cap-drop CAP   keep or drop a capability (CAP_NET_ADMIN, net_admin or ALL), in order from
                          none; kept ones stay in every set of CMD whatever its uid
   --seccomp FILE.lua     a seccomp profile: a Lua file returning {base =, deny =, allow =, notify =, rules =, ...}
+  --seccomp FD  --add-seccomp-fd FD   a compiled BPF program (as seccomp_export_bpf writes it), loaded after
+                         the profile; --add-seccomp-fd is repeatable (the last one runs first)
   --seccomp-deny NAME  --seccomp-allow NAME   refuse, or let through, a group or a system call (repeatable;
                          groups: mount module raw-io reboot swap clock debug perf bpf keyring userfaultfd
                          obsolete privileged namespaces userns tty io_uring vsock suid ldt personality lease)
@@ -183,7 +203,6 @@ function M.parse(args)
   if st.exec_label or st.file_label then
     error({ usage = (st.exec_label and "--exec-label" or "--file-label") .. ": SELinux labels are not supported yet" }, 0)
   end
-  if st.userns_block_fd then error({ usage = "--userns-block-fd: not supported by lunas run yet" }, 0) end
   local spec = st.spec
   spec.argv = st.argv
   if #st.mounts > 0 then spec.mounts = st.mounts end
@@ -197,6 +216,12 @@ function M.parse(args)
   spec.enter_userns = st.userns2_fd
   spec.private_fds = options.private_fds(st)
   if st.info_fd or st.json_status_fd then spec.namespace_ids = true end
+  if st.userns_block_fd then
+    if not st.info_fd then error({ usage = "--userns-block-fd needs --info-fd (where the sandbox's pid is told)" }, 0) end
+    -- Another program writes the maps once it has read --info-fd; the sandbox waits for its word.
+    spec.external_maps = true
+    spec.before_release = function(pid) options.block_for_maps(st, pid, spec.namespaces) end
+  end
   local origins = st.origins
   origins.caps, origins.timeout = "--cap-add/--cap-drop", "--timeout"
   origins.seccomp = st.seccomp_file and "--seccomp" or "--seccomp-deny/--seccomp-allow"
