@@ -41,6 +41,10 @@ LUA_STATIC = $(LUA_LIBDIR)/liblua5.4.a
 # libnftables (and its five libraries) is opened with dlopen on first use: NAT is rare, start-up is not.
 SYS_LIBS = $(shell pkg-config --libs libnl-route-3.0 libseccomp libcap 2>/dev/null)
 LIBS = $(SYS_LIBS) -lm -ldl
+# The host binary links them statically (the -dev packages ship the archives): no relocation of their symbols at
+# every start, and only the parts of libnl lunas uses (with their constructors). core.so, for a stock lua5.4,
+# links the shared ones.
+BIN_LIBS = -Wl,-Bstatic $(SYS_LIBS) -Wl,-Bdynamic -lm -ldl
 
 CORE_SRC = src/core.c src/helpers.c src/proc.c src/ns.c src/mount.c src/net.c src/tc.c src/nft.c src/caps.c src/seccomp.c src/landlock.c src/cgroup.c src/interrupt.c
 CORE_OBJ = $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o)
@@ -103,7 +107,7 @@ $(BUILD)/obj/embedded.o: $(BUILD)/obj/embedded.c
 	$(CC) $(filter-out $(WARNINGS),$(CFLAGS)) -c -o $@ $<
 
 $(BIN): $(BUILD)/obj/main.o $(BUILD)/obj/embedded.o $(CORE_OBJ) | $(BUILD)/bin
-	$(CC) $(LDFLAGS) -Wl,-E -o $@ $^ $(LUA_STATIC) $(LIBS)
+	$(CC) $(LDFLAGS) -Wl,-E -o $@ $^ $(LUA_STATIC) $(BIN_LIBS)
 
 $(BWRAP_BIN): $(BIN)
 	ln -f $< $@

@@ -17,6 +17,7 @@ local function lines(s) return util.lines(s) end
 
 describe("lunas as bubblewrap #rootless", function()
   it("is lunas-bwrap, a link to lunas (so /proc/self/exe inside is bwrap too), and lunas bwrap", function()
+    local defer = util.cleanups(finally)
     local _, ino_bwrap = core.file_type(BWRAP)
     local _, ino_lunas = core.file_type(util.bin)
     assert.equal(ino_lunas, ino_bwrap)
@@ -30,6 +31,7 @@ describe("lunas as bubblewrap #rootless", function()
   end)
 
   it("speaks bubblewrap's words: usage, unknown options, missing values, its own errors exit 1", function()
+    local defer = util.cleanups(finally)
     local out, err, code = sh("bwrap")
     assert.equal(1, code)
     assert.matches("^usage: " .. BWRAP:gsub("%p", "%%%0") .. " %[OPTIONS%.%.%.%] %[%-%-%] COMMAND", err)
@@ -66,6 +68,7 @@ describe("lunas as bubblewrap #rootless", function()
 
   it("has bubblewrap's defaults: the caller's namespaces but mount (and user), environment, descriptors, session",
     function()
+      local defer = util.cleanups(finally)
       if not kernel.requires("userns") then return end
       local out, err, code = sh("exec 7</dev/null; LUNAS_PROBE=seen bwrap --ro-bind / / sh -c '" ..
         "for n in ipc net pid uts cgroup; do readlink /proc/self/ns/$n; done; echo $LUNAS_PROBE; " ..
@@ -85,6 +88,7 @@ describe("lunas as bubblewrap #rootless", function()
     end)
 
   it("keeps root's capabilities as they are, and drops exactly what --cap-drop names", function()
+    local defer = util.cleanups(finally)
     if not kernel.requires("root") then return end
     local caps = util.status_field("self", "CapEff")
     local out = sh("bwrap --ro-bind / / --unshare-pid sh -c 'grep CapEff /proc/self/status'")
@@ -94,9 +98,10 @@ describe("lunas as bubblewrap #rootless", function()
   end)
 
   it("writes --info-fd and --json-status-fd in bubblewrap's format, with the ids the sandbox has", function()
+    local defer = util.cleanups(finally)
     if not kernel.requires("userns") then return end
     local dir = util.tmpdir()
-    finally(function() os.execute("rm -rf " .. q(dir)) end)
+    defer(function() os.execute("rm -rf " .. q(dir)) end)
     local out, err, code = sh(("bwrap --ro-bind / / --unshare-net --unshare-pid --info-fd 8 --json-status-fd 9 " ..
       "sh -c 'readlink /proc/self/ns/net; readlink /proc/self/ns/mnt; ls /proc/self/fd; exit 3' 8>%s/info 9>%s/status")
       :format(q(dir), q(dir)))
@@ -115,9 +120,10 @@ describe("lunas as bubblewrap #rootless", function()
   end)
 
   it("writes no exit-code when the sandbox fails before its payload runs", function()
+    local defer = util.cleanups(finally)
     if not kernel.requires("userns") then return end
     local dir = util.tmpdir()
-    finally(function() os.execute("rm -rf " .. q(dir)) end)
+    defer(function() os.execute("rm -rf " .. q(dir)) end)
     local _, err, code = sh(("bwrap --ro-bind / / --chdir /nonexistent-lunas --json-status-fd 9 true 9>%s/status")
       :format(q(dir)))
     assert.equal(1, code)
@@ -137,9 +143,10 @@ describe("lunas as bubblewrap #rootless", function()
 
   it("holds --lock-file for as long as the sandbox lives, and --sync-fd open until then, out of the payload's reach",
     function()
+      local defer = util.cleanups(finally)
       if not kernel.requires("userns") then return end
       local dir = util.tmpdir()
-      finally(function() os.execute("rm -rf " .. q(dir)) end)
+      defer(function() os.execute("rm -rf " .. q(dir)) end)
       util.write(dir .. "/lock", "")
       os.execute("chmod 0755 " .. q(dir) .. "; chmod 0666 " .. q(dir .. "/lock"))
       local sync_r, sync_w = assert(core.pipe())
@@ -148,11 +155,11 @@ describe("lunas as bubblewrap #rootless", function()
       local proc = start({ "--die-with-parent", "--bind", "/", "/", "--lock-file", dir .. "/lock", "--sync-fd", "7", "sh", "-c",
         "echo; ls /proc/self/fd; for f in /proc/self/fd/*; do readlink $f; done; exec sleep 600" },
         { [7] = sync_w, [1] = out_w })
-      finally(function() proc:kill("KILL") proc:wait() proc:close() end)
+      defer(function() proc:kill("KILL") proc:wait() proc:close() end)
       sync_w:close()
       out_w:close()
       local f = assert(core.open(dir .. "/lock", "rw"))
-      finally(function() f:close() end)
+      defer(function() f:close() end)
       -- held: a write lock of another process is refused at once
       assert(util.wait_for(function()
         local ok, _, code = f:lock("exclusive", { record = true, wait = false })
@@ -176,11 +183,12 @@ describe("lunas as bubblewrap #rootless", function()
     end)
 
   it("waits for --block-fd before the payload runs", function()
+    local defer = util.cleanups(finally)
     if not kernel.requires("userns") then return end
     local r, w = assert(core.pipe())
     local out_r, out_w = assert(core.pipe())
     local proc = start({ "--ro-bind", "/", "/", "--block-fd", "5", "echo", "released" }, { [5] = r, [1] = out_w })
-    finally(function() proc:kill("KILL") proc:wait() proc:close() end)
+    defer(function() proc:kill("KILL") proc:wait() proc:close() end)
     out_w:close()
     r:close()
     assert.equal(0, #core.poll({ out_r }, 0.5))
@@ -192,9 +200,10 @@ describe("lunas as bubblewrap #rootless", function()
   end)
 
   it("loads --seccomp and --add-seccomp-fd programs, the last one first", function()
+    local defer = util.cleanups(finally)
     if not kernel.requires("userns") then return end
     local dir = util.tmpdir()
-    finally(function() os.execute("rm -rf " .. q(dir)) end)
+    defer(function() os.execute("rm -rf " .. q(dir)) end)
     -- programs built with lunas's own compiler: one refuses chmod with EPERM, one with EACCES
     for name, errno in pairs{ eperm = "EPERM", eacces = "EACCES" } do
       local filter = assert(core.seccomp_filter{ default = "allow" })
@@ -211,6 +220,7 @@ describe("lunas as bubblewrap #rootless", function()
   end)
 
   it("binds the host's /proc without a pid namespace, its kernel knobs read-only", function()
+    local defer = util.cleanups(finally)
     if not kernel.requires("root") then return end
     local out = sh("bwrap --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 " ..
       "/lib64 --proc /proc sh -c 'test -d /proc/$$ && echo host pids; (echo 1 > /proc/sys/kernel/ns_last_pid) 2>&1 | " ..
@@ -227,6 +237,7 @@ describe("bubblewrap's rules in both front ends #rootless", function()
   }
 
   it("refuse --size 0 and repeated --perms or --size", function()
+    local defer = util.cleanups(finally)
     for name, cmd in pairs(FRONT_ENDS) do
       for _, args in ipairs{ "--size 0 --tmpfs /a true", "--perms 0700 --perms 0700 --dir /a true",
         "--size 4096 --size 4096 --tmpfs /a true", "--size 12bogus --tmpfs /a true" } do
@@ -238,10 +249,11 @@ describe("bubblewrap's rules in both front ends #rootless", function()
 
   it("give parents the mode --perms implies, a file mount point 0444 and --file 0666, and leave an existing directory alone",
     function()
+      local defer = util.cleanups(finally)
       if not kernel.requires("userns") then return end
       for name, cmd in pairs(FRONT_ENDS) do
         local dir = util.tmpdir()
-        finally(function() os.execute("chmod -R u+rwx " .. q(dir) .. "; rm -rf " .. q(dir)) end)
+        defer(function() os.execute("chmod -R u+rwx " .. q(dir) .. "; rm -rf " .. q(dir)) end)
         os.execute("chmod 0755 " .. q(dir) .. "; mkdir -m 0710 " .. q(dir .. "/existing"))
         util.write(dir .. "/src", "x")
         local _, err, code = util.sh(cmd(("--ro-bind / / --bind %s %s --perms 0700 --dir %s/p700/d --perms 0750 --dir %s/p750/d " ..
@@ -263,9 +275,10 @@ end)
 
 describe("overlays of paths with overlayfs's separators #rootless", function()
   it("take ':', '\\' and ',' in every layer's path, in both front ends", function()
+    local defer = util.cleanups(finally)
     if not kernel.requires("userns") then return end
     local base = util.tmpdir()
-    finally(function() os.execute("chmod -R u+rwx " .. q(base) .. "; rm -rf " .. q(base)) end)
+    defer(function() os.execute("chmod -R u+rwx " .. q(base) .. "; rm -rf " .. q(base)) end)
     local dir = base .. "/a:b\\c,d"
     os.execute(("mkdir -p %s/lower %s/upper %s/work && echo layer > %s/lower/f && chmod -R a+rwX %s"):format(
       q(dir), q(dir), q(dir), q(dir), q(base)))
@@ -282,9 +295,10 @@ end)
 
 describe("lunas run with bubblewrap's descriptor options #rootless", function()
   it("takes --args, --bind-data, --info-fd and --json-status-fd", function()
+    local defer = util.cleanups(finally)
     if not kernel.requires("userns") then return end
     local dir = util.tmpdir()
-    finally(function() os.execute("rm -rf " .. q(dir)) end)
+    defer(function() os.execute("rm -rf " .. q(dir)) end)
     util.write(dir .. "/args", "--setenv\0PROBE\0from-args\0")
     local out, err, code = util.sh(("%s run --default-tree --args 8 --bind-data 0 /tmp/probe --info-fd 9 -- sh -c " ..
       "'echo $PROBE; cat /tmp/probe; stat -c %%a /tmp/probe' 8<%s 9>%s/info"):format(q(util.bin), q(dir .. "/args"),

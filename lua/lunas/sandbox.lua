@@ -15,8 +15,17 @@ local core = require "lunas.core"
 local errors = require "lunas.errors"
 local interrupt = require "lunas.interrupt"
 local fs = require "lunas.fs"
-local idrange = require "lunas.idrange"
-local security = require "lunas.security"
+-- Loaded on first use: a sandbox with no capability kept, no filter of its own and no range of host ids (what
+-- bubblewrap's callers ask for) starts faster without them.
+local function lazy(name)
+  return setmetatable({}, { __index = function(proxy, key)
+    local module = require(name)
+    setmetatable(proxy, { __index = module })
+    return module[key]
+  end })
+end
+local idrange = lazy "lunas.idrange"
+local security = lazy "lunas.security"
 
 errors.register_module()
 
@@ -209,10 +218,10 @@ local fields = {
   mounts = function(_, v) return fs.check_mounts(v) end,
   harden = boolean,
   -- "none" (the default: drop every capability), "keep", names to keep, or {add = names, drop = names}.
-  caps = security.check_caps,
+  caps = function(f, v) return security.check_caps(f, v) end,
   -- The default profile (nil), false for no filter, or a profile table (lunas.security).
-  seccomp = security.check_profile,
-  landlock = security.check_landlock,
+  seccomp = function(f, v) return security.check_profile(f, v) end,
+  landlock = function(f, v) return security.check_landlock(f, v) end,
   no_new_privs = boolean,
   -- "own" (the default): without a network namespace of its own, the sandbox reaches only the abstract unix
   -- sockets it made (Landlock); "host": those of the namespace it shares too.

@@ -9,7 +9,8 @@
 # .../reference/topo_nl.c, with libnl-route-3), timeit (tests/bench/timeit.c) and empty (tests/bench/empty.c).
 # Then measures, interleaved in one run (every round runs every command in turn, the starting command rotating
 # each round, so machine drift hits all of them alike), and prints one table:
-#   - spawn /bin/true in user+pid+mount+uts+ipc namespaces: rawns (the base), unshare, bwrap, crun, lunas run
+#   - spawn /bin/true in user+pid+mount+uts+ipc namespaces: rawns (the base), unshare, bwrap, lunas-bwrap, crun,
+#     lunas run
 #   - the same plus a net namespace
 #   - spawns per second inside one process: rawns -r N vs build/bin/lunas tests/bench/throughput.lua N
 #   - a spawn with limits (its own cgroup with memory, pids and cpu limits) against the same spawn without
@@ -274,6 +275,7 @@ set_na() { # INDEX REASON
 }
 
 LUNAS=${BENCH_LUNAS:-build/bin/lunas}
+LUNAS_BWRAP=$(dirname "$LUNAS")/lunas-bwrap
 LUNAS_NA=""
 if [ ! -e "$LUNAS" ]; then LUNAS_NA="$LUNAS missing: run make first"
 elif [ ! -x "$LUNAS" ]; then LUNAS_NA="$LUNAS is not executable"
@@ -289,6 +291,8 @@ CRUN="crun --root $B/crun/state --cgroup-manager=disabled run"
     job rawns ns lat "rawns" "$B/rawns" /bin/true
     job unshare ns lat "unshare" $UNSHARE /bin/true
     job bwrap ns lat "bwrap" $BWRAP --dev-bind / / --proc /proc /bin/true
+    # lunas as bubblewrap, bwrap's options and defaults (issue 18's target: at most 0.8x bwrap)
+    job lunas-bwrap ns lat "lunas-bwrap" "$LUNAS_BWRAP" --unshare-user --unshare-pid --unshare-uts --unshare-ipc --dev-bind / / --proc /proc /bin/true
     job crun ns lat "crun" $CRUN --bundle "$B/crun/base" "$CRUN_ID"
     # lunas doing rawns' work: the host's mount table and a fresh /proc (--rootfs host), no /proc masks (the default
     # tree and bwrap-style trees cost more: see the file system rows)
@@ -312,6 +316,7 @@ CRUN="crun --root $B/crun/state --cgroup-manager=disabled run"
     # A bubblewrap-style file system, all namespaces: bwrap is the base here. lunas also masks /proc and mounts the
     # sandbox's own /sys by default (hardening), which bwrap does not; --no-harden does the same work as bwrap.
     job bwrap-fs fs lat "bwrap" bwrap --unshare-all --ro-bind / / --tmpfs /tmp --proc /proc --dev /dev /bin/true
+    job lunas-bwrap-fs fs lat "lunas-bwrap" "$LUNAS_BWRAP" --unshare-all --ro-bind / / --tmpfs /tmp --proc /proc --dev /dev /bin/true
     job lunas-fs fs lat "lunas run" "$LUNAS" run --unshare-all --ro-bind / / --tmpfs /tmp --proc /proc --dev /dev -- /bin/true
     job lunas-fs-nh fs lat "lunas run --no-harden" "$LUNAS" run --unshare-all --ro-bind / / --tmpfs /tmp --proc /proc --dev /dev --no-harden -- /bin/true
     # The default sandbox: every namespace, the default tree (programs read-only, private /tmp /run /var HOME, the

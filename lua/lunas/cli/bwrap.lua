@@ -7,7 +7,6 @@
 -- session, no death with the parent unless asked. no_new_privs is always set, as bwrap sets it.
 local core = require "lunas.core"
 local sandbox = require "lunas.sandbox"
-local security = require "lunas.security"
 local errors = require "lunas.errors"
 local interrupt = require "lunas.interrupt"
 local options = require "lunas.cli.options"
@@ -205,7 +204,7 @@ local function to_spec(st)
   -- Root keeps its capabilities (no change at all without --cap-add or --cap-drop); anyone else gets none but
   -- the ones added.
   local caps = #st.caps_ops > 0 and options.capabilities(st, (root and (user and uid == 0 or not user)) and current_caps() or {})
-  if caps then spec.caps = security.sorted(caps)
+  if caps then spec.caps = require("lunas.security").sorted(caps)
   elseif root and not (user and uid ~= 0) then spec.caps = "keep" end
   -- Descriptors bubblewrap uses itself never reach the payload.
   spec.private_fds = options.private_fds(st)
@@ -267,8 +266,8 @@ function M.main(args, program)
   if not joined then return die(st, join_msg) end
   local result, err = errors.try(function()
     local box = sandbox.new(spec)
+    -- (the collector stays stopped: this process lives as long as one sandbox and allocates little after this)
     local running <close> = box:spawn()
-    collectgarbage("restart")
     local reported, msg = options.report_started(st, running, spec.namespaces)
     if not reported then errors.raise{ op = "bwrap", msg = msg } end
     return running:wait()

@@ -6,7 +6,6 @@
 -- Parsing fills a state table: what each option asked for, in order where order matters (mounts, capability
 -- changes, environment changes). Misuse raises `{usage = message}` in the front end's own words.
 local core = require "lunas.core"
-local security = require "lunas.security"
 
 local M = {}
 
@@ -82,7 +81,7 @@ local function overlay(st, kind, dest, extra)
 end
 
 local function capability(st, opt, name, keep)
-  local ok = pcall(security.check_caps, opt, { name })
+  local ok = pcall(require("lunas.security").check_caps, opt, { name })
   if not ok then misuse(st, opt .. ": unknown capability '" .. name .. "'", "unknown cap: " .. name) end
   st.caps_ops[#st.caps_ops + 1] = { keep = keep, name = name }
 end
@@ -421,7 +420,7 @@ function M.capabilities(st, start)
     if op.name:upper() == "ALL" and not op.keep then
       caps = {}
     else
-      for cap in pairs(security.check_caps("caps", { op.name })) do caps[cap] = op.keep or nil end
+      for cap in pairs(require("lunas.security").check_caps("caps", { op.name })) do caps[cap] = op.keep or nil end
     end
   end
   return caps
