@@ -219,6 +219,20 @@ describe("lunas as bubblewrap #rootless", function()
     assert.equal("Operation not permitted\n", out)
   end)
 
+  it("gives /dev the terminal it writes to as /dev/console, as bubblewrap does", function()
+    local defer = util.cleanups(finally)
+    if not kernel.requires("userns") then return end
+    -- (script(1) gives the command a terminal of its own)
+    local inner = q(BWRAP) .. " --ro-bind / / --dev /dev sh -c " ..
+      q('[ "$(stat -c %t:%T /dev/console)" = "$(stat -L -c %t:%T /proc/self/fd/2)" ] && echo same terminal')
+    local out, err, code = util.sh("script -qec " .. q(inner) .. " /dev/null")
+    assert.equal(0, code, out .. err)
+    assert.matches("same terminal", out)
+    -- without a terminal, no console
+    out = sh("bwrap --ro-bind / / --dev /dev sh -c 'test -e /dev/console || echo none'")
+    assert.equal("none\n", out)
+  end)
+
   it("binds the host's /proc without a pid namespace, its kernel knobs read-only", function()
     local defer = util.cleanups(finally)
     if not kernel.requires("root") then return end

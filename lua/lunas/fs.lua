@@ -4,6 +4,8 @@
 -- Entries (spec.mounts, applied in the order written; paths are host paths for sources, root paths for targets):
 --   {"bind", SRC [, DEST]}  {"ro-bind", SRC [, DEST]}  {"dev-bind", SRC [, DEST]}  and "-try" forms of each
 --   {"tmpfs", DEST, size = "64M", mode = "1777"}  {"proc", DEST}  {"dev", DEST}  {"mqueue", DEST}
+--   ({"dev", DEST, console = "/dev/pts/3"}: that terminal of the host's bound on DEST/console as well, as bubblewrap
+--   does when its output is a terminal, so that ttyname() works inside)
 --   {"overlay", DEST, lower = {SRC...}, upper = SRC, work = SRC}  {"tmp-overlay", DEST, lower = {...}}
 --   {"ro-overlay", DEST, lower = {...}}  {"dir", DEST, mode = "0755"}  {"symlink", TARGET, DEST}
 --   {"file", DEST, CONTENTS, mode = "0666"}  {"remount-ro", DEST}  {"chmod", DEST, MODE}  {"mask", DEST}
@@ -114,8 +116,14 @@ function M.check_mounts(list)
       end
       n.size, n.mode = e.size, mode_arg(i, e.mode, 493)
     elseif kind == "proc" or kind == "dev" or kind == "mqueue" or kind == "remount-ro" or kind == "mask" then
-      check_keys(i, e, {})
+      check_keys(i, e, { console = kind == "dev" or nil })
       n.dest = path_arg(i, e[2], "target")
+      if e.console ~= nil then
+        if type(e.console) ~= "string" or not e.console:match("^/dev/[%w/]+$") or e.console:find("..", 1, true) then
+          bad(i, "console: a terminal device under /dev expected, got %s", tostring(e.console))
+        end
+        n.console = e.console
+      end
     elseif kind == "overlay" or kind == "tmp-overlay" or kind == "ro-overlay" then
       check_keys(i, e, { lower = true, upper = true, work = true })
       n.dest = path_arg(i, e[2], "target")
@@ -408,12 +416,18 @@ local function make_readonly(b, dest)
   attach(tree, fd)
 end
 
-local function dev(b, dest)
+local function dev(b, dest, console)
   new_fs(b, "tmpfs", dest, { mode = "0755" }, "nosuid,noexec")
   local dir = dest:gsub("/+$", "")
   for _, node in ipairs(DEV_NODES) do
     local src = host(b, "/dev/" .. node)
     if core.file_type(src) then bind(b, src, dir .. "/" .. node, "", false) end
+  end
+  if console then
+    if core.file_type(host(b, console)) ~= "char" then
+      error({ msg = console .. " is not a terminal device", code = "EINVAL" }, 0)
+    end
+    bind(b, host(b, console), dir .. "/console", "", false)
   end
   new_fs(b, "devpts", dir .. "/pts", { newinstance = true, ptmxmode = "0666", mode = "0620" }, "nosuid,noexec")
   new_fs(b, "tmpfs", dir .. "/shm", { mode = "1777" }, "nosuid,nodev")
@@ -532,7 +546,7 @@ local apply = {
     new_fs(b, "proc", e.dest, {}, "nosuid,nodev,noexec")
     b.procs[#b.procs + 1] = e.dest
   end,
-  dev = function(b, e) dev(b, e.dest) end,
+  dev = function(b, e) dev(b, e.dest, e.console) end,
   mqueue = function(b, e) new_fs(b, "mqueue", e.dest, {}, "nosuid,nodev,noexec") end,
   overlay = overlay,
   -- A directory that exists is left as it is: through a bind of the host's tree it is the host's (bubblewrap too

@@ -189,6 +189,14 @@ local function to_spec(st)
   -- The host's root stays the host's root: bubblewrap maps no range of ids.
   spec.host_root = true
   spec.mounts = st.mounts
+  -- With a terminal as standard output, each /dev gets it as /dev/console too (bubblewrap's way: ttyname()
+  -- works inside, and the sandbox reaches no more than it already has).
+  local tty = core.isatty(1) and core.readlink("/proc/self/fd/1")
+  if tty and tty:match("^/dev/") then
+    for _, entry in ipairs(spec.mounts) do
+      if entry[1] == "dev" then entry.console = tty end
+    end
+  end
   spec.harden = false
   spec.keyring = "inherit"
   spec.abstract_sockets = "host"
