@@ -837,6 +837,7 @@ static int proc_reaper_image(lua_State *L) {
 #define REAPER_FLAG_LISTENER 4
 #define REAPER_FLAG_LOG 8
 #define REAPER_FLAG_FRAMED 16
+#define REAPER_FLAG_LINGER 32
 enum { REAPER_STATUS, REAPER_ERRORS, REAPER_FILTER, REAPER_NOTIFY, REAPER_FDS };
 
 static char *fd_argument(lua_State *L, int fd) {
@@ -904,6 +905,8 @@ across the exec, so none is lost.
 @tparam[opt=false] boolean opts.log the program logs what it refuses (SECCOMP_FILTER_FLAG_LOG)
 @tparam[opt=false] boolean opts.framed the pipe holds several programs, each after an 8-byte header (its length in
   instructions, a native 32-bit integer, then 4 zero bytes), loaded in order
+@tparam[opt=false] boolean opts.linger once the payload has ended (its status written), the reaper stays until no
+  process of its own is left (bubblewrap's PID 1), then exits with the payload's code
 @tparam[opt] table opts.hold descriptors (at most 16) the reaper keeps open while it lives and the payload never
   gets: locks taken for the sandbox, a descriptor whose closing tells a watcher the sandbox is gone
 @return only on failure
@@ -911,7 +914,7 @@ across the exec, so none is lost.
 */
 static int proc_reaper_exec(lua_State *L) {
     static const char *const allowed[] = {"argv",   "env",    "path",     "argv0", "errors", "status", "setsid",
-                                          "filter", "notify", "listener", "log",   "hold",   "framed", NULL};
+                                          "filter", "notify", "listener", "log",   "hold",   "framed", "linger", NULL};
     int image = lunas_check_fd(L, 1, 1, "image");
     luaL_checktype(L, 2, LUA_TTABLE);
     lunas_check_options(L, 2, allowed);
@@ -927,7 +930,8 @@ static int proc_reaper_exec(lua_State *L) {
         return lunas_field_error(L, 2, "listener", "needs 'filter' and 'notify'");
     int flags = (lunas_opt_boolean(L, 2, "setsid", 0) ? REAPER_FLAG_SETSID : 0) |
                 (listener ? REAPER_FLAG_LISTENER : 0) | (lunas_opt_boolean(L, 2, "log", 0) ? REAPER_FLAG_LOG : 0) |
-                (lunas_opt_boolean(L, 2, "framed", 0) ? REAPER_FLAG_FRAMED : 0);
+                (lunas_opt_boolean(L, 2, "framed", 0) ? REAPER_FLAG_FRAMED : 0) |
+                (lunas_opt_boolean(L, 2, "linger", 0) ? REAPER_FLAG_LINGER : 0);
     lua_settop(L, 2);
     if (lunas_opt_field(L, 2, "argv", LUA_TTABLE) == LUA_TNIL) return lunas_field_error(L, 2, "argv", "table expected");
     struct exec_request req;

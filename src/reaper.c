@@ -26,7 +26,8 @@
  * a watcher the sandbox is gone (--sync-fd).
  * Then it forwards every signal it receives to the payload, reaps every child (orphans included), and when the
  * payload ends writes the payload's pid and then its raw wait status (4 bytes each) to STATUS_FD ("-": none) and
- * exits with its code, or 128+N for signal N. Every signal was blocked before the exec and stays blocked (the
+ * exits with its code, or 128+N for signal N. With FLAGS 32 (bubblewrap's PID 1) it stays on after that until no
+ * process of its own is left, and then exits with the payload's code. Every signal was blocked before the exec and stays blocked (the
  * mask survives exec), so none is lost. */
 #include <asm/unistd.h>
 #include <linux/audit.h>
@@ -62,6 +63,8 @@
 #define FLAG_LISTENER 4
 #define FLAG_LOG 8
 #define FLAG_FRAMED 16
+#define FLAG_LINGER 32
+#define ECHILD 10
 #define SOL_SOCKET 1
 #define SCM_RIGHTS 1
 /* What the payload reports back before its exec: the stage that failed and the errno. */
@@ -495,6 +498,7 @@ __attribute__((noreturn, used)) void reaper_main(long *stack) {
     }
     close_all_but(status_fd, sigfd, &plan);
 
+    long payload_code = -1;
     for (;;) {
         unsigned char info[SIGNALFD_INFO_SIZE];
         long n = sys3(__NR_read, sigfd, info, sizeof info);
@@ -502,7 +506,8 @@ __attribute__((noreturn, used)) void reaper_main(long *stack) {
         if (n != SIGNALFD_INFO_SIZE) die(SETUP_FAILED);
         unsigned int signo = *(unsigned int *)info; /* ssi_signo is the first field */
         if (signo != SIGCHLD) {
-            sys3(__NR_kill, pid, signo, 0);
+            /* (once the payload is gone its pid may be another process's: nothing is forwarded then) */
+            if (payload_code < 0) sys3(__NR_kill, pid, signo, 0);
             continue;
         }
         int st;
@@ -510,8 +515,10 @@ __attribute__((noreturn, used)) void reaper_main(long *stack) {
         while ((w = sys6(__NR_wait4, -1, (long)&st, WNOHANG | WALL, 0, 0, 0)) > 0) {
             if (w != pid) continue;
             if (status_fd >= 0) sys3(__NR_write, status_fd, &st, sizeof st);
-            if ((st & 0x7f) == 0) die((st >> 8) & 0xff);
-            die(128 + (st & 0x7f));
+            payload_code = (st & 0x7f) == 0 ? (st >> 8) & 0xff : 128 + (st & 0x7f);
+            if (!(plan.flags & FLAG_LINGER)) die(payload_code);
         }
+        /* Lingering: the last process of the sandbox is gone. */
+        if (w == -ECHILD && payload_code >= 0) die(payload_code);
     }
 }

@@ -219,6 +219,32 @@ describe("lunas as bubblewrap #rootless", function()
     assert.equal("Operation not permitted\n", out)
   end)
 
+  it("returns when the command ends and leaves what it started running under its PID 1, as bubblewrap does",
+    function()
+      local defer = util.cleanups(finally)
+      if not kernel.requires("userns") then return end
+      local dir = util.tmpdir()
+      defer(function() os.execute("rm -rf " .. q(dir)) end)
+      local _, err, code = sh(("bwrap --unshare-pid --dev-bind / / --proc /proc --info-fd 3 sh -c " ..
+        "'sleep 300 >/dev/null 2>&1 & exit 7' 3>%s/info"):format(q(dir)))
+      assert.equal(7, code, err)
+      local reaper = tonumber(util.read(dir .. "/info"):match('"child%-pid": (%d+)'))
+      local function children()
+        local found = {}
+        for _, entry in ipairs(core.listdir("/proc") or {}) do
+          if entry:match("^%d+$") and tonumber(util.status_field(entry, "PPid")) == reaper then found[#found + 1] = tonumber(entry) end
+        end
+        return found
+      end
+      local left = children()
+      for _, pid in ipairs(left) do defer(function() core.kill(pid, "KILL") end) end
+      assert.equal(1, #left)
+      assert.is_true(util.alive(reaper))
+      -- the last process gone, PID 1 goes too
+      core.kill(left[1], "KILL")
+      assert(util.wait_for(function() return not util.alive(reaper) end, 10))
+    end)
+
   it("gives /dev the terminal it writes to as /dev/console, as bubblewrap does", function()
     local defer = util.cleanups(finally)
     if not kernel.requires("userns") then return end

@@ -502,6 +502,8 @@ local function check_same(b, e)
   local fd = target(b, e.dest)
   local _, got = try(core.file_type(fd))
   fd:close()
+  -- (its work done, the descriptor is not the payload's to keep, as in bubblewrap)
+  core.close_range(e.fd, e.fd)
   if want ~= got then error({ msg = ("descriptor %d: the mount is not the file it names (renamed meanwhile?)"):format(e.fd), code = "ESTALE" }, 0) end
 end
 

@@ -299,6 +299,9 @@ local fields = {
   end,
   -- PWD names the working directory, which is HOME when the caller's is not in the tree (bubblewrap's way).
   set_pwd = boolean,
+  -- With a pid namespace: PID 1 stays until every process of the sandbox has ended, and wait returns when the
+  -- payload does, leaving the rest running (bubblewrap's way); without it the sandbox ends with its payload.
+  linger = boolean,
   -- The sandbox's namespace ids are read by its first process as it starts (Running.namespace_ids): once the
   -- sandbox is gone, or its PID 1 untraceable, the host can no longer read them.
   namespace_ids = boolean,
@@ -356,6 +359,7 @@ local function validate(spec)
     misuse("no_new_privs", "false needs seccomp = false too (loading a filter sets it)")
   end
   out.namespaces = out.namespaces or parse_namespaces("namespaces", DEFAULT_NAMESPACES)
+  if out.linger and out.limits then misuse("linger", "goes without limits (the sandbox's cgroup goes with its payload)") end
   if out.net == "none" and not out.namespaces.net then misuse("net", "'none' needs the net namespace") end
   if type(out.net) == "table" and out.net.switch then
     if not out.namespaces.net then misuse("net", "a switch needs the net namespace") end
@@ -1352,7 +1356,7 @@ local function child_main(ctx)
       _, msg, code = core.reaper_exec(ctx.reaper_image, { argv = spec.argv, env = ctx.env, argv0 = spec.argv0,
         errors = ctx.err_w, status = ctx.status_w, setsid = spec.new_session ~= false, filter = ctx.filter_r,
         listener = listener, notify = listener and ctx.notify_child or nil, log = ctx.seccomp ~= nil and ctx.seccomp.log,
-        framed = ctx.filter_framed, hold = ctx.held })
+        framed = ctx.filter_framed, hold = ctx.held, linger = spec.linger })
       -- The kernel would not exec the memfd (an LSM, say). A child that shares lunas's memory cannot stay on as
       -- PID 1 (lunas waits until it execs): it fails. A copy stays a Lua reaper, under the payload's own filter,
       -- loaded here, which the payload inherits.
@@ -1653,10 +1657,35 @@ end
 -- on_notify (without one, they run). Waiting again returns the same result.
 -- @tparam[opt] number timeout
 -- @treturn table the result, as `Sandbox:run` gives it
+-- A lingering sandbox's payload status (4 bytes on the status pipe, written by PID 1 when the payload ends), or
+-- nil when PID 1 ended first, or false on timeout.
+local function lingering_status(self, timeout)
+  local ready, msg, code = core.poll({ self.ctx.status_r }, timeout)
+  if not ready then errors.raise{ op = "wait", msg = msg, code = code } end
+  if #ready == 0 then return false end
+  local data = self.ctx.status_r:read(4)
+  if type(data) == "string" and #data == 4 then return string.unpack("i4", data) end
+  return nil
+end
+
 function Running:wait(timeout)
   if self.result then return self.result end
   timeout = timeout or self.timeout
   local proc = self.process
+  if self.ctx.spec.linger and self.ctx.fork and self.ctx.status_r and not self.ctx.listener then
+    -- PID 1 stays for the rest of the sandbox: the payload's end is the end of this wait.
+    local st = lingering_status(self, timeout)
+    if st then
+      local result = { pid = self.pid, elapsed = core.now() - self.started }
+      decode_wait_status(st, result)
+      self.result = result
+      self:release()
+      interrupt.untrack(self)
+      core.interrupt_defer(finish_steps, self.ctx, result)
+      return result
+    end
+    if st == false then timeout = 0 end
+  end
   local status, msg, code
   if not self.ctx.listener then
     status, msg, code = proc:wait(timeout)

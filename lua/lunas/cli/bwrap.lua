@@ -204,6 +204,8 @@ local function to_spec(st)
   spec.new_session = spec.new_session or false
   spec.die_with_parent = spec.die_with_parent or false
   spec.set_pwd = true
+  -- PID 1 stays while anything in the sandbox runs; bwrap returns when the command ends.
+  spec.linger = st.unshare.pid and not spec.as_pid_1 or nil
   spec.clearenv = true
   spec.env = options.environment(st, caller_environment())
   spec.seccomp = false

@@ -203,14 +203,12 @@ M.OPTIONS = {
     local path = core.readlink("/proc/self/fd/" .. n)
     if not path then misuse(st, o .. ": descriptor " .. n .. " is not open", "Can't open fd " .. n) end
     add_mount(st, { "bind", path, dest, fd = n })
-    st.source_fds[#st.source_fds + 1] = n
   end },
   ["--ro-bind-fd"] = { n = 2, fn = function(st, o, fd, dest)
     local n = fd_number(st, o, fd)
     local path = core.readlink("/proc/self/fd/" .. n)
     if not path then misuse(st, o .. ": descriptor " .. n .. " is not open", "Can't open fd " .. n) end
     add_mount(st, { "ro-bind", path, dest, fd = n })
-    st.source_fds[#st.source_fds + 1] = n
   end },
   ["--remount-ro"] = { n = 1, fn = function(st, _, v) add_mount(st, { "remount-ro", v }) end },
   ["--overlay-src"] = { n = 1, fn = function(st, _, v) st.lower[#st.lower + 1] = v end },
@@ -324,7 +322,7 @@ local MAX_ARGS = 9000
 
 local function new_state(mode)
   return { mode = mode, spec = {}, mounts = {}, lower = {}, unshare = {}, unshare_try = {}, caps_ops = {},
-    env_ops = {}, lock_files = {}, source_fds = {}, seccomp_lists = { deny = {}, allow = {} }, origins = {},
+    env_ops = {}, lock_files = {}, seccomp_lists = { deny = {}, allow = {} }, origins = {},
     total = 0 }
 end
 
@@ -497,13 +495,13 @@ function M.report_exit(st, code)
   core.close_range(st.json_status_fd, st.json_status_fd)
 end
 
---- The descriptors a front end uses itself, which the payload must not get.
+--- The descriptors a front end uses itself, which the payload must not get. (--bind-fd's go once their mount
+-- is checked: lunas.fs closes them.)
 function M.private_fds(st)
   local private = {}
   for _, fd in ipairs{ st.info_fd or false, st.json_status_fd or false, st.userns_block_fd or false } do
     if fd then private[#private + 1] = fd end
   end
-  for _, fd in ipairs(st.source_fds) do private[#private + 1] = fd end
   return #private > 0 and private or nil
 end
 
