@@ -245,6 +245,33 @@ describe("lunas as bubblewrap #rootless", function()
       assert(util.wait_for(function() return not util.alive(reaper) end, 10))
     end)
 
+  it("ends by SIGTERM as bubblewrap does, its sandbox living on unless --die-with-parent", function()
+    local defer = util.cleanups(finally)
+    if not kernel.requires("userns") then return end
+    for _, die in ipairs{ false, true } do
+      local r, w = assert(core.pipe())
+      local args = { "--dev-bind", "/", "/", "sh", "-c", "echo $$; exec sleep 300" }
+      if die then table.insert(args, 1, "--die-with-parent") end
+      local proc = start(args, { [1] = w })
+      defer(function() proc:kill("KILL") proc:wait() proc:close() end)
+      w:close()
+      assert.equal(1, #core.poll({ r }, 10))
+      local payload = tonumber(r:read(64):match("%d+"))
+      r:close()
+      defer(function() core.kill(payload, "KILL") end)
+      assert(util.wait_for(function() return (util.read("/proc/" .. payload .. "/cmdline") or ""):find("sleep", 1, true) end, 10))
+      proc:kill("TERM")
+      local status = proc:wait()
+      assert.equal(15, status.signal)
+      if die then
+        assert(util.wait_for(function() return not util.alive(payload) end, 10))
+      else
+        assert.is_true(util.alive(payload))
+        core.kill(payload, "KILL")
+      end
+    end
+  end)
+
   it("gives /dev the terminal it writes to as /dev/console, as bubblewrap does", function()
     local defer = util.cleanups(finally)
     if not kernel.requires("userns") then return end

@@ -241,6 +241,8 @@ end
 
 --- The entry point: args as `lunas.cli` gives them (args[0] the program as called).
 function M.main(args, program)
+  -- bubblewrap ends by a signal's default action, and its sandbox lives on unless --die-with-parent.
+  interrupt.release()
   if type(program) ~= "string" then program = "lunas bwrap" end
   if #args == 0 then
     print_usage(program, io.stderr)
