@@ -76,10 +76,33 @@ EOF
 
 SUITES="test-run.sh test-seccomp.py test-specifying-userns.sh test-specifying-pidns.sh"
 
-# One suite with one bwrap as one user, inside private namespaces; prints "PASS"/"FAIL" and the TAP lines.
+# The suite, its shims and the bwraps under test run from a copy in a directory of /run that every user can read
+# (removed at the end): a checkout under /tmp would be hidden by the private /tmp the suites get, and one under
+# /root out of the unprivileged user's reach. A copy of lunas named lunas-bwrap is lunas-bwrap: the modules and
+# the reaper are inside the binary.
+RL_UID=65534
+copy=""
+prepare_copy() {
+  local b
+  copy=$(mktemp -d /run/lunas-bwrap-suite.XXXXXX)
+  trap 'rm -rf "$copy"' EXIT
+  cp -R "$work/src" "$work/shim" "$copy/"
+  mkdir "$copy/bin"
+  for b in "$@"; do
+    case $b in "$build"/*) cp "$b" "$copy/bin/$(basename "$b")" ;; esac
+  done
+  chmod -R a+rX "$copy"
+  chmod 0755 "$copy"
+}
+# The bwrap a run uses: the copy of one under the build directory, another as it is.
+copied() { if [ -e "$copy/bin/$(basename "$1")" ]; then echo "$copy/bin/$(basename "$1")"; else echo "$1"; fi; }
+
+# One suite with one bwrap as one user, inside private namespaces (private /tmp and /var/tmp); the log gets the
+# TAP output.
 run_suite() {
-  local bwrap=$1 user=$2 suite=$3 log=$4
-  local script="$src/tests/$suite" interpreter=bash
+  local bwrap=$2 user=$3 suite=$4 log=$5
+  local base=$1
+  local script="$base/src/tests/$suite" interpreter=bash
   [ "$suite" = test-seccomp.py ] && interpreter=/usr/bin/python3
   local as_user=""
   [ "$user" != root ] && as_user="setpriv --reuid=$user --regid=$user --clear-groups --reset-env"
@@ -87,12 +110,13 @@ run_suite() {
     mount -t tmpfs -o mode=1777 tmpfs /tmp && mount -t tmpfs -o mode=1777 tmpfs /var/tmp &&
     exec env PATH="$0/shim:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" BWRAP="$1" \
       $2 env PATH="$0/shim:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" BWRAP="$1" \
-      "$3" "$4"' "$work" "$bwrap" "$as_user" "$interpreter" "$script" > "$log" 2>&1
+      "$3" "$4"' "$base" "$bwrap" "$as_user" "$interpreter" "$script" > "$log" 2>&1
 }
 
 fetch_source
 build_helpers
 make_shims
+prepare_copy "$@"
 
 # The first bwrap is the one under test; a second one (the machine's real bwrap) is the reference: the one under
 # test must pass every suite, and skip exactly what the reference skips, with the same words.
@@ -101,10 +125,14 @@ reference=${2:-}
 status=0
 summary=()
 for bwrap in "$@"; do
-  for user in root 65534; do
+  for user in root $RL_UID; do
     for suite in $SUITES; do
       log="$work/$(basename "$bwrap").$user.$suite.log"
-      if run_suite "$bwrap" "$user" "$suite" "$log"; then result=pass; else result=FAIL; fi
+      if run_suite "$copy" "$(copied "$bwrap")" "$user" "$suite" "$log"; then
+        result=pass
+      else
+        result=FAIL
+      fi
       oks=$(grep -c '^ok' "$log" || true)
       skips=$(grep -c '^ok.*# *SKIP' "$log" || true)
       nots=$(grep -c '^not ok' "$log" || true)
@@ -120,7 +148,7 @@ for bwrap in "$@"; do
   done
 done
 if [ -n "$reference" ]; then
-  for user in root 65534; do
+  for user in root $RL_UID; do
     for suite in $SUITES; do
       a="$work/$(basename "$under_test").$user.$suite.log" b="$work/$(basename "$reference").$user.$suite.log"
       if ! diff <(grep '^ok.*# *SKIP' "$a") <(grep '^ok.*# *SKIP' "$b") >/dev/null; then
