@@ -1652,11 +1652,6 @@ function Running:listener()
   return self.ctx.listener
 end
 
---- Waits for the payload (timeout in seconds, default the spec's); on timeout the sandbox is killed and the
--- result has timed_out = true. With notify rules, held system calls are answered meanwhile by the profile's
--- on_notify (without one, they run). Waiting again returns the same result.
--- @tparam[opt] number timeout
--- @treturn table the result, as `Sandbox:run` gives it
 -- A lingering sandbox's payload status (4 bytes on the status pipe, written by PID 1 when the payload ends), or
 -- nil when PID 1 ended first, or false on timeout.
 local function lingering_status(self, timeout)
@@ -1668,6 +1663,12 @@ local function lingering_status(self, timeout)
   return nil
 end
 
+--- Waits for the payload (timeout in seconds, default the spec's); on timeout the sandbox is killed and the
+-- result has timed_out = true. With notify rules, held system calls are answered meanwhile by the profile's
+-- on_notify (without one, they run). With `linger`, it returns when the payload ends and leaves the rest of the
+-- sandbox running under its PID 1. Waiting again returns the same result.
+-- @tparam[opt] number timeout
+-- @treturn table the result, as `Sandbox:run` gives it
 function Running:wait(timeout)
   if self.result then return self.result end
   timeout = timeout or self.timeout
