@@ -272,6 +272,26 @@ describe("lunas as bubblewrap #rootless", function()
     end
   end)
 
+  it("mounts a /proc of the pid namespace --pidns joins", function()
+    local defer = util.cleanups(finally)
+    if not kernel.requires("userns") then return end
+    local dir = util.tmpdir()
+    defer(function() os.execute("rm -rf " .. q(dir)) end)
+    -- a first sandbox holds its namespaces open until the fifo says; the second joins them with a /proc
+    local out, err, code = sh(([[
+      d=%s; mkfifo $d/go
+      bwrap --dev-bind / / --unshare-user --unshare-pid --info-fd 8 sh -c "readlink /proc/self/ns/pid > $d/ns; cat $d/go" 8>$d/info >/dev/null &
+      n=0; while ! test -s $d/ns && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+      p=$(sed -n 's/.*"child-pid": \([0-9]*\).*/\1/p' $d/info)
+      bwrap --dev-bind / / --userns 6 --pidns 7 --proc /proc sh -c 'readlink /proc/self/ns/pid; tr "\0" " " < /proc/1/cmdline; echo' 6</proc/$p/ns/user 7</proc/$p/ns/pid
+      cat $d/ns; echo done > $d/go; wait]]):format(q(dir)))
+    assert.equal(0, code, err)
+    local got = lines(out)
+    assert.equal(got[3], got[1], out .. err)
+    -- PID 1 there is the first sandbox's
+    assert.matches("^lunas%-reaper .* readlink /proc/self/ns/pid", got[2])
+  end)
+
   it("gives /dev the terminal it writes to as /dev/console, as bubblewrap does", function()
     local defer = util.cleanups(finally)
     if not kernel.requires("userns") then return end

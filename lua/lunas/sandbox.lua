@@ -302,9 +302,9 @@ local fields = {
   -- With a pid namespace: PID 1 stays until every process of the sandbox has ended, and wait returns when the
   -- payload does, leaving the rest running (bubblewrap's way); without it the sandbox ends with its payload.
   linger = boolean,
-  -- The sandbox's namespace ids are read by its first process as it starts (Running.namespace_ids): once the
-  -- sandbox is gone, or its PID 1 untraceable, the host can no longer read them.
-  namespace_ids = boolean,
+  -- The sandbox is made in a pid namespace its maker joined (bubblewrap's --pidns): a "proc" entry mounts a procfs
+  -- of it, as of a pid namespace the sandbox made.
+  pid_namespace_joined = boolean,
   -- "disable": the payload cannot make user namespaces (bubblewrap's --disable-userns: a limit of 1 set in the
   -- sandbox's user namespace, then a nested one it cannot change that limit from); "assert": fail unless making
   -- one is already refused (--assert-userns-disabled).
@@ -707,25 +707,6 @@ steps[#steps + 1] = {
   end,
 }
 
--- The first process reads its own namespace ids before anything else can change them and passes them on
--- ("name=inode,..." on a pipe the parent reads once the payload runs).
-steps[#steps + 1] = {
-  name = "namespace_ids",
-  prepare = function(ctx)
-    if ctx.spec.namespace_ids then ctx.nsids_r, ctx.nsids_w = errors.check(core.pipe{ nonblock = true }) end
-  end,
-  init = function(ctx)
-    if not ctx.nsids_w then return end
-    local ids, msg, code = core.ns_ids()
-    if not ids then return nil, msg, code end
-    local parts = {}
-    for name, inode in pairs(ids) do parts[#parts + 1] = name .. "=" .. inode end
-    return check_core(ctx.nsids_w:write(table.concat(parts, ",")))
-  end,
-  abort = function(ctx) close_all(ctx.nsids_r, ctx.nsids_w) end,
-  finish = function(ctx) close_all(ctx.nsids_r, ctx.nsids_w) end,
-}
-
 -- What the nested user namespace needs from the host's /proc, opened before the tree replaces it.
 steps[#steps + 1] = {
   name = "nested_userns_prepare",
@@ -799,7 +780,7 @@ steps[#steps + 1] = {
       mounts = expanded
     end
     ctx.fs_plan = { rootfs = spec.rootfs, mounts = mounts, harden = spec.harden, netns = ctx.ns.net,
-      userns = ctx.ns.user, pidns = ctx.ns.pid, cwd = cwd }
+      userns = ctx.ns.user, pidns = ctx.ns.pid or spec.pid_namespace_joined, cwd = cwd }
     -- Host paths are resolved here, as the caller sees them: a source that is not there fails before any clone.
     fs.resolve(ctx.fs_plan)
     -- A range of host ids may not even walk to the sources the spec names, and writes only where the host lets
@@ -1332,7 +1313,7 @@ local function child_main(ctx)
   -- Drop the parent's pipe ends first: holding sync_w would hide the parent's death from the read below. A
   -- vfork-style child shares the parent's objects and must not touch them (it has no sync pipe anyway).
   if not ctx.vfork then
-    close_all(ctx.err_r, ctx.sync_w, ctx.status_r, ctx.id_range and ctx.id_range.lock, ctx.sources_parent, ctx.nsids_r)
+    close_all(ctx.err_r, ctx.sync_w, ctx.status_r, ctx.id_range and ctx.id_range.lock, ctx.sources_parent)
   end
   -- Descriptors the front end keeps to itself (a report a reader waits on to end, say) go before anything waits.
   for _, fd in ipairs(ctx.spec.private_fds or {}) do core.close_range(fd, fd) end
@@ -1442,8 +1423,7 @@ local function open_pipes(ctx)
 end
 
 local function close_child_ends(ctx)
-  close_all(ctx.err_w, ctx.sync_r, ctx.status_w, ctx.nsids_w)
-  ctx.nsids_w = nil
+  close_all(ctx.err_w, ctx.sync_r, ctx.status_w)
 end
 
 local function read_until_eof(fd)
@@ -1537,14 +1517,6 @@ local function release_child(running, ctx, proc)
   if record ~= "" then
     local step, rcode, rmsg = parse_record(record)
     fail(step, rmsg, rcode)
-  end
-  if ctx.nsids_r then
-    local text = ctx.nsids_r:read(4096)
-    ctx.nsids_r:close()
-    running.namespace_ids = {}
-    for name, inode in (type(text) == "string" and text or ""):gmatch("(%w+)=(%d+)") do
-      running.namespace_ids[name] = math.tointeger(tonumber(inode))
-    end
   end
   if ctx.notify_parent then
     local fd, msg, code = core.recv_fd(ctx.notify_parent)

@@ -218,13 +218,9 @@ local function to_spec(st)
   elseif root and not (user and uid ~= 0) then spec.caps = "keep" end
   -- Descriptors bubblewrap uses itself never reach the payload.
   spec.private_fds = options.private_fds(st)
-  spec.namespace_ids = (st.info_fd or st.json_status_fd) ~= nil
-  if st.userns_block_fd then
-    -- Another program writes the maps once it has read --info-fd; the sandbox waits for its word.
-    spec.external_maps = true
-    spec.before_release = function(pid) options.block_for_maps(st, pid, spec.namespaces) end
-  end
+  options.report_fields(st, spec)
   spec.nested_userns = st.disable_userns and "disable" or st.assert_userns_disabled and "assert" or nil
+  spec.pid_namespace_joined = st.pidns_fd ~= nil or nil
   spec.enter_userns = st.userns2_fd
   spec.argv = st.argv
   return spec
@@ -280,8 +276,6 @@ function M.main(args, program)
     local box = sandbox.new(spec)
     -- (the collector stays stopped: this process lives as long as one sandbox and allocates little after this)
     local running <close> = box:spawn()
-    local reported, msg = options.report_started(st, running, spec.namespaces)
-    if not reported then errors.raise{ op = "bwrap", msg = msg } end
     return running:wait()
   end)
   if not result then

@@ -449,42 +449,40 @@ local function namespace_ids(inodes, made, sep)
   return table.concat(parts)
 end
 
---- Once the payload runs: bubblewrap's --info-fd document (then that descriptor is closed) and the first line
--- of --json-status-fd, with the sandbox's first process and the ids of the namespaces made. Returns true, or
--- nil and a message when --info-fd cannot be written.
+--- Before the sandbox's first process goes on (spec.before_release), as bubblewrap does: the --info-fd document
+-- (then that descriptor is closed) and the first line of --json-status-fd, with the first process and the ids
+-- of the namespaces made (read from /proc/PID/ns: the process is alive and waiting). A watcher that reads them can
+-- count on the payload not having run yet. Then, with --userns-block-fd, a wait until that descriptor has data
+-- (the program that writes the sandbox's maps is done). Raises on failure.
 -- @tparam table st the parsed options
--- @tparam table running a Running sandbox (spawned with namespace_ids = true)
+-- @tparam integer pid the sandbox's first process
 -- @tparam table namespaces the spec's namespace names
-function M.report_started(st, running, namespaces)
-  local made = {}
-  for _, name in ipairs(namespaces) do made[name] = true end
-  local inodes = running.namespace_ids or {}
-  if st.info_fd and not st.info_written then
-    local ok = write_fd(st.info_fd, ("{\n    \"child-pid\": %d%s\n}\n"):format(running.pid,
-      namespace_ids(inodes, made, "\n    ")))
-    core.close_range(st.info_fd, st.info_fd)
-    if not ok then return nil, "Write to info_fd: descriptor " .. st.info_fd .. " is not open for writing" end
-  end
-  if st.json_status_fd then
-    write_fd(st.json_status_fd, ("{ \"child-pid\": %d%s }\n"):format(running.pid, namespace_ids(inodes, made, " ")))
-  end
-  return true
-end
-
---- With --userns-block-fd, before the sandbox goes on: the --info-fd document (namespace ids read from
--- /proc/PID/ns, the first process being alive and waiting), then a wait until the descriptor has data (the
--- program that writes the sandbox's maps is done). Raises on failure.
-function M.block_for_maps(st, pid, namespaces)
+function M.report_before_release(st, pid, namespaces)
   local made = {}
   for _, name in ipairs(namespaces) do made[name] = true end
   local inodes = core.ns_ids(pid) or {}
-  local ok = write_fd(st.info_fd, ("{\n    \"child-pid\": %d%s\n}\n"):format(pid, namespace_ids(inodes, made, "\n    ")))
-  core.close_range(st.info_fd, st.info_fd)
-  st.info_written = true
-  if not ok then error("Write to info_fd: descriptor " .. st.info_fd .. " is not open for writing", 0) end
-  local ready, msg = core.poll({ st.userns_block_fd })
-  if not ready then error("userns-block-fd: " .. msg, 0) end
-  core.close_range(st.userns_block_fd, st.userns_block_fd)
+  if st.info_fd then
+    local ok = write_fd(st.info_fd, ("{\n    \"child-pid\": %d%s\n}\n"):format(pid, namespace_ids(inodes, made, "\n    ")))
+    core.close_range(st.info_fd, st.info_fd)
+    if not ok then error("Write to info_fd: descriptor " .. st.info_fd .. " is not open for writing", 0) end
+  end
+  if st.json_status_fd then
+    write_fd(st.json_status_fd, ("{ \"child-pid\": %d%s }\n"):format(pid, namespace_ids(inodes, made, " ")))
+  end
+  if st.userns_block_fd then
+    local ready, msg = core.poll({ st.userns_block_fd })
+    if not ready then error("userns-block-fd: " .. msg, 0) end
+    core.close_range(st.userns_block_fd, st.userns_block_fd)
+  end
+end
+
+--- The spec fields for bubblewrap's reports and --userns-block-fd (both front ends): the sandbox waits until
+-- they are written. Sets them in spec.
+function M.report_fields(st, spec)
+  if not (st.info_fd or st.json_status_fd or st.userns_block_fd) then return end
+  spec.before_release = function(pid) M.report_before_release(st, pid, spec.namespaces) end
+  -- Another program writes the maps once it has read --info-fd; the sandbox waits for its word.
+  if st.userns_block_fd then spec.external_maps = true end
 end
 
 --- When the payload has ended: the last line of --json-status-fd (its exit code, 128+N for signal N), and that

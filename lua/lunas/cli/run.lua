@@ -214,14 +214,12 @@ function M.parse(args)
   seccomp(st, spec)
   spec.nested_userns = st.disable_userns and "disable" or st.assert_userns_disabled and "assert" or nil
   spec.enter_userns = st.userns2_fd
+  spec.pid_namespace_joined = st.pidns_fd ~= nil or nil
   spec.private_fds = options.private_fds(st)
-  if st.info_fd or st.json_status_fd then spec.namespace_ids = true end
-  if st.userns_block_fd then
-    if not st.info_fd then error({ usage = "--userns-block-fd needs --info-fd (where the sandbox's pid is told)" }, 0) end
-    -- Another program writes the maps once it has read --info-fd; the sandbox waits for its word.
-    spec.external_maps = true
-    spec.before_release = function(pid) options.block_for_maps(st, pid, spec.namespaces) end
+  if st.userns_block_fd and not st.info_fd then
+    error({ usage = "--userns-block-fd needs --info-fd (where the sandbox's pid is told)" }, 0)
   end
+  options.report_fields(st, spec)
   local origins = st.origins
   origins.caps, origins.timeout = "--cap-add/--cap-drop", "--timeout"
   origins.seccomp = st.seccomp_file and "--seccomp" or "--seccomp-deny/--seccomp-allow"
@@ -329,8 +327,6 @@ function M.main(args)
   local result, err = errors.try(function()
     local running <close> = sandbox.new(spec):spawn()
     collectgarbage("restart")
-    local reported, msg = options.report_started(st, running, spec.namespaces)
-    if not reported then errors.raise{ op = "run", msg = msg } end
     if status_out then
       status_out:write(json.encode{ ["child-pid"] = running.pid, ["payload-pid"] = running:payload_pid(),
         namespaces = core.ns_ids(running.pid) or json.null } .. "\n")
