@@ -334,59 +334,66 @@ describe("bubblewrap's rules in both front ends #rootless", function()
     end
   end)
 
-  it("give parents the mode --perms implies, a file mount point 0444 and --file 0666, and leave an existing directory alone",
-    function()
+  -- What each front end needs besides user namespaces: lunas run, run by root, idmaps what it makes writable.
+  local NEEDS = { bwrap = { "userns" }, run = { "userns", "idmap" } }
+
+  for _, name in ipairs{ "bwrap", "run" } do
+    it(name .. ": gives parents the mode --perms implies, a file mount point 0444 and --file 0666, and leaves an " ..
+      "existing directory alone", function()
       local defer = util.cleanups(finally)
-      if not kernel.requires("userns") then return end
-      for name, cmd in pairs(FRONT_ENDS) do
-        local dir = util.tmpdir()
-        defer(function() os.execute("chmod -R u+rwx " .. q(dir) .. "; rm -rf " .. q(dir)) end)
-        os.execute("chmod 0755 " .. q(dir) .. "; mkdir -m 0710 " .. q(dir .. "/existing"))
-        util.write(dir .. "/src", "x")
-        local _, err, code = util.sh(cmd(("--ro-bind / / --bind %s %s --perms 0700 --dir %s/p700/d --perms 0750 --dir %s/p750/d " ..
-          "--bind %s/src %s/mountpoint --perms 0755 --dir %s/existing true 3</dev/null"):format(q(dir), q(dir), q(dir),
-          q(dir), q(dir), q(dir), q(dir))))
-        assert.equal(0, code, name .. ": " .. err)
-        local function mode(path) return select(3, core.file_type(dir .. "/" .. path)) end
-        assert.equal(448, mode("p700"), name)       -- 0700
-        assert.equal(488, mode("p750"), name)       -- 0750
-        assert.equal(292, mode("mountpoint"), name) -- 0444
-        assert.equal(456, mode("existing"), name)   -- 0710, as it was
-        local out
-        out, err = util.sh(cmd("--ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib --symlink " ..
-          "usr/lib64 /lib64 --file 0 /f stat -c %a /f"), { stdin = "data" })
-        assert.equal("666\n", out, name .. ": " .. err)
-      end
+      if not kernel.requires(table.unpack(NEEDS[name])) then return end
+      local cmd = FRONT_ENDS[name]
+      local dir = util.tmpdir()
+      defer(function() os.execute("chmod -R u+rwx " .. q(dir) .. "; rm -rf " .. q(dir)) end)
+      os.execute("chmod 0755 " .. q(dir) .. "; mkdir -m 0710 " .. q(dir .. "/existing"))
+      util.write(dir .. "/src", "x")
+      local _, err, code = util.sh(cmd(("--ro-bind / / --bind %s %s --perms 0700 --dir %s/p700/d --perms 0750 --dir %s/p750/d " ..
+        "--bind %s/src %s/mountpoint --perms 0755 --dir %s/existing true 3</dev/null"):format(q(dir), q(dir), q(dir),
+        q(dir), q(dir), q(dir), q(dir))))
+      assert.equal(0, code, name .. ": " .. err)
+      local function mode(path) return select(3, core.file_type(dir .. "/" .. path)) end
+      assert.equal(448, mode("p700"), name)       -- 0700
+      assert.equal(488, mode("p750"), name)       -- 0750
+      assert.equal(292, mode("mountpoint"), name) -- 0444
+      assert.equal(456, mode("existing"), name)   -- 0710, as it was
+      local out
+      out, err = util.sh(cmd("--ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib --symlink " ..
+        "usr/lib64 /lib64 --file 0 /f stat -c %a /f"), { stdin = "data" })
+      assert.equal("666\n", out, name .. ": " .. err)
     end)
+  end
 end)
 
 describe("overlays of paths with overlayfs's separators #rootless", function()
-  -- An overlay of layers under dir, in both front ends: nil, or the error when one fails.
-  local function overlay_in(dir)
+  local FRONT_ENDS = { bwrap = q(BWRAP) .. " --ro-bind / /", run = q(util.bin) .. " run --no-seccomp --default-tree" }
+  -- lunas run, run by root, idmaps the upper layer it makes writable
+  local NEEDS = { bwrap = { "userns" }, run = { "userns", "idmap" } }
+
+  -- An overlay of layers under dir: nil, or the error when it fails.
+  local function overlay_in(cmd, dir)
     os.execute(("mkdir -p %s/lower %s/upper %s/work && echo layer > %s/lower/f && chmod -R a+rwX %s"):format(
       q(dir), q(dir), q(dir), q(dir), q(dir)))
-    for _, cmd in ipairs{ q(BWRAP) .. " --ro-bind / /", q(util.bin) .. " run --no-seccomp --default-tree" } do
-      local out, err, code = util.sh(("%s --overlay-src %s/lower --overlay %s/upper %s/work /mnt -- sh -c " ..
-        "'cat /mnt/f; echo written > /mnt/g'"):format(cmd, q(dir), q(dir), q(dir)))
-      if code ~= 0 then return err end
-      assert.equal("layer\n", out)
-      assert.equal("written\n", util.read(dir .. "/upper/g"))
-      os.remove(dir .. "/upper/g")
-    end
+    local out, err, code = util.sh(("%s --overlay-src %s/lower --overlay %s/upper %s/work /mnt -- sh -c " ..
+      "'cat /mnt/f; echo written > /mnt/g'"):format(cmd, q(dir), q(dir), q(dir)))
+    if code ~= 0 then return err end
+    assert.equal("layer\n", out)
+    assert.equal("written\n", util.read(dir .. "/upper/g"))
   end
 
-  it("take ':' and '\\' in every layer's path, and ',' where the kernel takes it, in both front ends", function()
-    local defer = util.cleanups(finally)
-    if not kernel.requires("userns") then return end
-    local base = util.tmpdir()
-    defer(function() os.execute("chmod -R u+rwx " .. q(base) .. "; rm -rf " .. q(base)) end)
-    os.execute("chmod 0755 " .. q(base))
-    assert.is_nil(overlay_in(base .. "/a:b\\c"))
-    -- A kernel that takes overlayfs's options as one string (before 6.5) refuses a comma in any of them, escaped
-    -- or not ("VFS: Legacy: Option 'upperdir' contained comma", EINVAL): then the sandbox fails saying so.
-    local err = overlay_in(base .. "/d,e")
-    if err then assert.is_truthy(err:find("comma", 1, true) or err:find("Invalid argument", 1, true), err) end
-  end)
+  for _, name in ipairs{ "bwrap", "run" } do
+    it(name .. ": takes ':' and '\\' in every layer's path, and ',' where the kernel takes it", function()
+      local defer = util.cleanups(finally)
+      if not kernel.requires(table.unpack(NEEDS[name])) then return end
+      local base = util.tmpdir()
+      defer(function() os.execute("chmod -R u+rwx " .. q(base) .. "; rm -rf " .. q(base)) end)
+      os.execute("chmod 0755 " .. q(base))
+      assert.is_nil(overlay_in(FRONT_ENDS[name], base .. "/a:b\\c"))
+      -- A kernel that takes overlayfs's options as one string (before 6.5) refuses a comma in any of them, escaped
+      -- or not ("VFS: Legacy: Option 'upperdir' contained comma", EINVAL): then the sandbox fails saying so.
+      local err = overlay_in(FRONT_ENDS[name], base .. "/d,e")
+      if err then assert.is_truthy(err:find("comma", 1, true) or err:find("Invalid argument", 1, true), err) end
+    end)
+  end
 end)
 
 describe("lunas run with bubblewrap's descriptor options #rootless", function()
