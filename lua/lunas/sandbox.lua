@@ -371,20 +371,27 @@ end
 
 -- ---- the environment -------------------------------------------------------------------------------------
 
+--- This process's whole environment as a table {NAME = value} (no portable way to list it from Lua: our own
+-- /proc entry).
+-- @treturn table
+function M.caller_environment()
+  local env = {}
+  local f = io.open("/proc/self/environ", "rb")
+  if not f then return env end
+  for entry in f:read("a"):gmatch("([^%z]+)") do
+    local k, v = entry:match("^([^=]+)=(.*)$")
+    if k then env[k] = v end
+  end
+  f:close()
+  return env
+end
+
 local function build_environment(spec)
   local env = {}
   if not spec.clearenv then
     local keep = spec.keep_env or KEPT_ENV
     if keep == true then
-      -- No portable way to list the environment from Lua: read our own /proc entry.
-      local f = io.open("/proc/self/environ", "rb")
-      if f then
-        for entry in f:read("a"):gmatch("([^%z]+)") do
-          local k, v = entry:match("^([^=]+)=(.*)$")
-          if k then env[k] = v end
-        end
-        f:close()
-      end
+      env = M.caller_environment()
     else
       for _, k in ipairs(keep) do env[k] = os.getenv(k) end
     end

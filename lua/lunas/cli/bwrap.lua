@@ -104,19 +104,6 @@ local function print_usage(program, out)
   out:write(("usage: %s [OPTIONS...] [--] COMMAND [ARGS...]\n\n"):format(program), HELP)
 end
 
--- The caller's environment (no portable way to list it from Lua: our own /proc entry).
-local function caller_environment()
-  local env = {}
-  local f = io.open("/proc/self/environ", "rb")
-  if not f then return env end
-  for entry in f:read("a"):gmatch("([^%z]+)") do
-    local k, v = entry:match("^([^=]+)=(.*)$")
-    if k then env[k] = v end
-  end
-  f:close()
-  return env
-end
-
 local function exists(path) return core.file_type(path) ~= nil end
 
 -- Whether user namespaces are turned off on this host (bubblewrap's --unshare-user-try test).
@@ -207,7 +194,7 @@ local function to_spec(st)
   -- PID 1 stays while anything in the sandbox runs; bwrap returns when the command ends.
   spec.linger = st.unshare.pid and not spec.as_pid_1 or nil
   spec.clearenv = true
-  spec.env = options.environment(st, caller_environment())
+  spec.env = options.environment(st, sandbox.caller_environment())
   spec.seccomp = false
   spec.seccomp_programs = st.seccomp_programs
   if #st.lock_files > 0 then spec.lock_files = st.lock_files end

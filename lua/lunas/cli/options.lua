@@ -130,6 +130,25 @@ local function unshare_try(name) return function(st) st.unshare_try[name], st.ch
 local function flag(field, value) return function(st) st.spec[field] = value end end
 local function bind_kind(kind) return function(st, _, src, dest) add_mount(st, { kind, src, dest }) end end
 
+-- --bind-fd and --ro-bind-fd: the path the descriptor names, checked to be that file once bound (lunas.fs).
+local function bind_fd(kind)
+  return function(st, o, fd, dest)
+    local n = fd_number(st, o, fd)
+    local path = core.readlink("/proc/self/fd/" .. n)
+    if not path then misuse(st, o .. ": descriptor " .. n .. " is not open", "Can't open fd " .. n) end
+    add_mount(st, { kind, path, dest, fd = n })
+  end
+end
+
+-- --file, --bind-data and --ro-bind-data: the descriptor's contents, read now (as bubblewrap reads them).
+local function data_kind(kind)
+  return function(st, o, fd, dest)
+    local data = read_descriptor(fd_number(st, o, fd))
+    if not data then misuse(st, o .. ": cannot read descriptor '" .. fd .. "'", "Can't read fd " .. fd) end
+    add_mount(st, take_perms(st, { kind, dest, data }))
+  end
+end
+
 local BOTH, RUN, BWRAP = nil, { run = true }, { bwrap = true }
 
 --- The options: name = {n = number of values, fn = function(state, option, values...), modes = nil (both) or
@@ -198,18 +217,8 @@ M.OPTIONS = {
   ["--dev-bind-try"] = { n = 2, fn = bind_kind("dev-bind-try") },
   ["--ro-view"] = { n = 2, modes = RUN, fn = bind_kind("ro-view") },
   ["--ro-view-try"] = { n = 2, modes = RUN, fn = bind_kind("ro-view-try") },
-  ["--bind-fd"] = { n = 2, fn = function(st, o, fd, dest)
-    local n = fd_number(st, o, fd)
-    local path = core.readlink("/proc/self/fd/" .. n)
-    if not path then misuse(st, o .. ": descriptor " .. n .. " is not open", "Can't open fd " .. n) end
-    add_mount(st, { "bind", path, dest, fd = n })
-  end },
-  ["--ro-bind-fd"] = { n = 2, fn = function(st, o, fd, dest)
-    local n = fd_number(st, o, fd)
-    local path = core.readlink("/proc/self/fd/" .. n)
-    if not path then misuse(st, o .. ": descriptor " .. n .. " is not open", "Can't open fd " .. n) end
-    add_mount(st, { "ro-bind", path, dest, fd = n })
-  end },
+  ["--bind-fd"] = { n = 2, fn = bind_fd("bind") },
+  ["--ro-bind-fd"] = { n = 2, fn = bind_fd("ro-bind") },
   ["--remount-ro"] = { n = 1, fn = function(st, _, v) add_mount(st, { "remount-ro", v }) end },
   ["--overlay-src"] = { n = 1, fn = function(st, _, v) st.lower[#st.lower + 1] = v end },
   ["--overlay"] = { n = 3, fn = function(st, _, upper, work, dest) overlay(st, "overlay", dest, { upper = upper, work = work }) end },
@@ -243,22 +252,9 @@ M.OPTIONS = {
     st.size = n
   end },
   -- data from descriptors
-  ["--file"] = { n = 2, fn = function(st, o, fd, dest)
-    local n = fd_number(st, o, fd)
-    local data = read_descriptor(n)
-    if not data then misuse(st, o .. ": cannot read descriptor '" .. fd .. "'", "Can't read fd " .. fd) end
-    add_mount(st, take_perms(st, { "file", dest, data }))
-  end },
-  ["--bind-data"] = { n = 2, fn = function(st, o, fd, dest)
-    local data = read_descriptor(fd_number(st, o, fd))
-    if not data then misuse(st, o .. ": cannot read descriptor '" .. fd .. "'", "Can't read fd " .. fd) end
-    add_mount(st, take_perms(st, { "bind-data", dest, data }))
-  end },
-  ["--ro-bind-data"] = { n = 2, fn = function(st, o, fd, dest)
-    local data = read_descriptor(fd_number(st, o, fd))
-    if not data then misuse(st, o .. ": cannot read descriptor '" .. fd .. "'", "Can't read fd " .. fd) end
-    add_mount(st, take_perms(st, { "ro-bind-data", dest, data }))
-  end },
+  ["--file"] = { n = 2, fn = data_kind("file") },
+  ["--bind-data"] = { n = 2, fn = data_kind("bind-data") },
+  ["--ro-bind-data"] = { n = 2, fn = data_kind("ro-bind-data") },
   -- confinement
   ["--cap-add"] = { n = 1, fn = function(st, o, v) capability(st, o, v, true) end },
   ["--cap-drop"] = { n = 1, fn = function(st, o, v) capability(st, o, v, false) end },
