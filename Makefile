@@ -63,13 +63,15 @@ BIN = $(BUILD)/bin/lunas
 # lunas as bubblewrap: the same binary under another name (argv[0] selects the mode). A hard link, so that
 # /proc/self/exe of a lunas-bwrap is named lunas-bwrap too (bubblewrap's users run /proc/self/exe inside).
 BWRAP_BIN = $(BUILD)/bin/lunas-bwrap
+# lunas as an OCI runtime (runc's command line): podman, containerd and Kubernetes call it by path.
+OCI_BIN = $(BUILD)/bin/lunas-oci
 CORE_SO = $(BUILD)/lib/lunas/core.so
 # What the escape battery (tests/security_spec.lua) runs inside sandboxes: one attempt per invocation.
 PROBE = $(BUILD)/tests/escape-probe
 
 .PHONY: all deps demo test test-vm test-bwrap check valgrind bench doc fuzz install rock-install uninstall clean tidy
 
-all: $(BIN) $(BWRAP_BIN) $(CORE_SO)
+all: $(BIN) $(BWRAP_BIN) $(OCI_BIN) $(CORE_SO)
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES) $(EXTRA_PACKAGES); do \
@@ -110,6 +112,9 @@ $(BIN): $(BUILD)/obj/main.o $(BUILD)/obj/embedded.o $(CORE_OBJ) | $(BUILD)/bin
 	$(CC) $(LDFLAGS) -Wl,-E -o $@ $^ $(LUA_STATIC) $(BIN_LIBS)
 
 $(BWRAP_BIN): $(BIN)
+	ln -f $< $@
+
+$(OCI_BIN): $(BIN)
 	ln -f $< $@
 
 $(CORE_SO): $(CORE_OBJ) | $(BUILD)/lib/lunas
@@ -192,6 +197,7 @@ install: all
 	  $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/cli
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/lunas
 	ln -f $(DESTDIR)$(PREFIX)/bin/lunas $(DESTDIR)$(PREFIX)/bin/lunas-bwrap
+	ln -f $(DESTDIR)$(PREFIX)/bin/lunas $(DESTDIR)$(PREFIX)/bin/lunas-oci
 	install -m 0644 $(CORE_SO) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/lunas/core.so
 	install -m 0644 $(wildcard lua/lunas/*.lua) $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/
 	install -m 0644 $(wildcard lua/lunas/cli/*.lua) $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/cli/
@@ -209,7 +215,7 @@ rock-install: all
 	install -m 0755 $(BIN) $(INST_BINDIR)/lunas
 
 uninstall:
-	rm -rf $(DESTDIR)$(PREFIX)/bin/lunas $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/lunas \
+	rm -rf $(DESTDIR)$(PREFIX)/bin/lunas $(DESTDIR)$(PREFIX)/bin/lunas-bwrap $(DESTDIR)$(PREFIX)/bin/lunas-oci $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/lunas \
 	  $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas $(DESTDIR)$(PREFIX)/share/bash-completion/completions/lunas \
 	  $(DESTDIR)$(MANDIR)/man1/lunas.1
 

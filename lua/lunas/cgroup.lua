@@ -107,6 +107,27 @@ local function proc_cgroups(pid)
   return paths
 end
 
+--- Every cgroup hierarchy mounted here, named hierarchies (name=systemd) included, with this process's cgroup
+-- directory in it: a list of {version = 1 | 2, key = "cpu,cpuacct" | "name=systemd" | "", controllers = {...},
+-- mount = "/sys/fs/cgroup/cpu,cpuacct", dir = that directory (nil when the mount does not show it)}, v1 sorted
+-- by key, the v2 one last.
+-- @treturn table
+function M.hierarchies()
+  local v2_mount, v1_mounts = cgroup_mounts()
+  local own = proc_cgroups("self") or {}
+  local list = {}
+  for key, mount in pairs(v1_mounts) do
+    list[#list + 1] = { version = 1, key = key, controllers = mount.controllers, mount = mount.path,
+      dir = own[key] and directory_in(mount, own[key]) or nil }
+  end
+  table.sort(list, function(a, b) return a.key < b.key end)
+  if v2_mount then
+    list[#list + 1] = { version = 2, key = "", controllers = {}, mount = v2_mount.path,
+      dir = own[""] and directory_in(v2_mount, own[""]) or nil }
+  end
+  return list
+end
+
 local layout_cache, layout_pid
 -- The leaf a process moves into when its own v2 cgroup must give controllers to children (no internal processes).
 local LEAF = "lunas.leaf"
@@ -135,7 +156,7 @@ function M.layout()
     if dir then
       local available = {}
       for _, c in ipairs(split(read_text(dir .. "/cgroup.controllers") or "", "%s")) do available[c] = true end
-      layout.v2 = { mount = v2_mount.path, path = own[""], dir = dir, controllers = available }
+      layout.v2 = { mount = v2_mount.path, root = v2_mount.root, path = own[""], dir = dir, controllers = available }
       for c in pairs(available) do layout.controllers[c] = 2 end
     end
   end
@@ -145,7 +166,7 @@ function M.layout()
     if dir then
       for _, c in ipairs(mount.controllers) do
         if V1_CONTROLLERS[c] then
-          layout.v1[c] = { mount = mount.path, path = path, dir = dir, key = key }
+          layout.v1[c] = { mount = mount.path, root = mount.root, path = path, dir = dir, key = key }
           layout.controllers[c] = layout.controllers[c] or 1
         end
       end
@@ -393,6 +414,29 @@ local function plan_dirs(layout, rel, controllers)
   return dirs
 end
 
+-- The directories of the cgroup at absolute path `path` (from each hierarchy's root as this process's cgroup
+-- namespace shows it: what an OCI config's cgroupsPath names), for the given controllers; nil when a hierarchy
+-- mounted here does not show that path.
+local function plan_absolute(layout, path, controllers)
+  local dirs, mounts = { v1 = {} }, {}
+  local function dir_of(h)
+    local dir = directory_in({ root = h.root, path = h.mount }, path)
+    if not dir then fail(("create %s: not below the root of the hierarchy mounted at %s"):format(path, h.mount), "EPERM") end
+    mounts[dir] = h.mount
+    return dir
+  end
+  if layout.v2 then dirs.v2 = dir_of(layout.v2) end
+  for _, c in ipairs(controllers) do
+    local h = layout.v1[V1_NAME[c] or c]
+    if h and not dirs.v1[h.key] then dirs.v1[h.key] = dir_of(h) end
+  end
+  for _, c in ipairs({ "cpuacct", "freezer", "devices" }) do
+    local h = layout.v1[c]
+    if h and not dirs.v1[h.key] then dirs.v1[h.key] = dir_of(h) end
+  end
+  return dirs, mounts
+end
+
 local function new_object(layout, rel, dirs, owned)
   local self = setmetatable({ path = rel, layout = layout, dirs = dirs, owner = owned and core.getpid() or nil,
     created = {}, warnings = {} }, Cgroup)
@@ -542,6 +586,24 @@ function Cgroup:warn(msg)
   if self.on_warning then self.on_warning(msg) end
 end
 
+--- Writes one controller file of this cgroup as it is (what a limit table has no word for: an OCI config's
+-- resources): `cg:set("memory", "memory.swappiness", "10")`. Returns true, or nil, "cgroup write FILE: message",
+-- ENAME (ENOENT when this host has no such controller for it).
+-- @tparam string controller
+-- @tparam string file
+-- @tparam string value
+function Cgroup:set(controller, file, value)
+  assert_open(self)
+  if type(controller) ~= "string" then misuse("controller", "name expected, got %s", type(controller)) end
+  if type(file) ~= "string" or file == "" or file:find("/") or file:sub(1, 1) == "." then
+    misuse("file", "a controller file name expected, got %s", tostring(file))
+  end
+  if type(value) ~= "string" then misuse("value", "string expected, got %s", type(value)) end
+  local dir = self:controller_dir(controller)
+  if not dir then return nil, ("cgroup write %s: no %s controller for %s"):format(file, controller, tostring(self)), "ENOENT" end
+  return core.cgroup_write(dir, file, value)
+end
+
 --- Applies limits (the table cgroup.check_limits takes). A limit this host cannot enforce raises, or becomes a
 -- warning (self.warnings, and opts.warn(msg)) when opts.best_effort is true.
 function Cgroup:limit(limits, opts)
@@ -661,6 +723,34 @@ end
 
 --- @section end
 
+-- A cgroup at a path someone else chose (an OCI config's): every missing directory on the way is made (and
+-- owned: removed with it), one that exists is joined. The v1 cpuset of each new directory inherits its parent's.
+local function create_path_dirs(self, mounts)
+  local cpuset = self.layout.v1.cpuset
+  for _, dir in ipairs(each_dir(self)) do
+    local mount = mounts[dir]
+    local path = mount
+    for part in dir:sub(#mount + 2):gmatch("[^/]+") do
+      path = path .. "/" .. part
+      local ok, msg, code = core.cgroup_mkdir(path)
+      if ok then
+        self.created[#self.created + 1] = path
+        if not self.owner_mark then
+          ok, msg, code = mark_owner(self, path)
+          if not ok then return nil, msg, code end
+        end
+        if cpuset and dir == self.dirs.v1[cpuset.key] then
+          ok, msg, code = inherit_cpuset(path)
+          if not ok then return nil, msg, code end
+        end
+      elseif code ~= "EEXIST" then
+        return nil, msg, code
+      end
+    end
+  end
+  return true
+end
+
 local function create_dirs(self, best_effort)
   local cpuset = self.layout.v1.cpuset
   for _, dir in ipairs(each_dir(self)) do
@@ -675,17 +765,81 @@ local function create_dirs(self, best_effort)
   return true
 end
 
+local NEW_OPTIONS = { name = true, parent = true, limits = true, best_effort = true, warn = true, controllers = true,
+  path = true }
+
+-- A cgroup at an absolute path that another program chose (new's opts.path).
+local function new_at_path(opts, limits, controllers)
+  local path = opts.path
+  local layout = M.layout()
+  if layout.mode == "none" then fail("no cgroup hierarchy is mounted (/proc/self/mountinfo)", "ENOENT") end
+  local dirs, mounts = plan_absolute(layout, path, controllers)
+  local self = new_object(layout, path:sub(2), dirs, true)
+  self.on_warning = opts.warn
+  if layout.v2 then
+    local wanted = {}
+    for _, c in ipairs(controllers) do
+      if layout.v2.controllers[c] then wanted[#wanted + 1] = c end
+    end
+    if #wanted > 0 then
+      local dir = mounts[dirs.v2]
+      for part in path:gmatch("[^/]+") do
+        local ok, msg, code = enable_v2(layout, dir, wanted)
+        if not ok then
+          if not opts.best_effort then fail("enable " .. table.concat(wanted, ",") .. ": " .. msg, code) end
+          self:warn("enable " .. table.concat(wanted, ",") .. ": " .. msg)
+          break
+        end
+        dir = dir .. "/" .. part
+        -- (the next level's subtree_control exists once that directory does)
+        local made, mmsg, mcode = core.cgroup_mkdir(dir)
+        if made then
+          self.created[#self.created + 1] = dir
+          if not self.owner_mark then made, mmsg, mcode = mark_owner(self, dir) end
+        end
+        if not made and mcode ~= "EEXIST" then
+          discard(self)
+          fail("create " .. mmsg, mcode)
+        end
+      end
+    end
+  end
+  local ok, msg, code = create_path_dirs(self, mounts)
+  if not ok then
+    discard(self)
+    fail("create " .. msg, code)
+  end
+  if limits then
+    local lok, err = pcall(self.limit, self, limits, { best_effort = opts.best_effort })
+    if not lok then
+      discard(self)
+      error(err, 0)
+    end
+  end
+  return interrupt.track(self)
+end
+
 --- Creates a cgroup below our own (or below opts.parent, a cgroup object):
 -- opts = {name = "job" (default "lunas-PID-RANDOM", unique), parent = cg, limits = {...}, best_effort = false,
 --         warn = function(msg) end, controllers = {"cpuset", ...}}.
+-- Or at opts.path, an absolute path from the root of each hierarchy as this process's cgroup namespace shows it
+-- (an OCI config's cgroupsPath: "/libpod_parent/libpod-ID"): the directories missing on the way are made, and
+-- a cgroup that exists is joined; close removes only what was made.
 -- Only the creator removes it: cg:close() (or <close>) kills what is left inside, waits, and removes it.
 function M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then misuse("options", "table expected, got %s", type(opts)) end
   for k in pairs(opts) do
-    if k ~= "name" and k ~= "parent" and k ~= "limits" and k ~= "best_effort" and k ~= "warn" and k ~= "controllers" then
-      misuse("options", "unknown field '%s'", tostring(k))
+    if not NEW_OPTIONS[k] then misuse("options", "unknown field '%s'", tostring(k)) end
+  end
+  if opts.path ~= nil then
+    if type(opts.path) ~= "string" or opts.path:sub(1, 1) ~= "/" or opts.path == "/" or not valid_relative(opts.path:sub(2)) then
+      misuse("path", "an absolute cgroup path such as /machine/job expected, got %s", tostring(opts.path))
     end
+    if opts.name ~= nil or opts.parent ~= nil then misuse("path", "goes without name and parent") end
+    if opts.warn ~= nil and type(opts.warn) ~= "function" then misuse("warn", "function expected") end
+    local limits = opts.limits and M.check_limits(opts.limits) or nil
+    return new_at_path(opts, limits, controllers_for(limits, opts.controllers))
   end
   local limits = opts.limits and M.check_limits(opts.limits) or nil
   if opts.parent ~= nil and not is_cgroup(opts.parent) then misuse("parent", "a cgroup object expected") end

@@ -48,6 +48,68 @@ local DEV_NODES = { "null", "zero", "full", "random", "urandom", "tty" }
 local DEV_LINKS = { { "pts/ptmx", "ptmx" }, { "/proc/self/fd", "fd" }, { "/proc/self/fd/0", "stdin" },
   { "/proc/self/fd/1", "stdout" }, { "/proc/self/fd/2", "stderr" }, { "/proc/kcore", "core" } }
 
+-- ---- mount options ------------------------------------------------------------------------------------------
+
+-- mount(8)'s words, as an OCI config lists them: a mount attribute set or cleared (on the mount itself; the
+-- "r" forms on every mount below it too), a superblock flag, a propagation, or bind/rbind. Anything else is the
+-- file system's own option ("mode=755", "newinstance").
+local ATTR_WORDS = { ro = { set = "rdonly" }, rw = { clear = "rdonly" }, nosuid = { set = "nosuid" },
+  suid = { clear = "nosuid" }, nodev = { set = "nodev" }, dev = { clear = "nodev" }, noexec = { set = "noexec" },
+  exec = { clear = "noexec" }, noatime = { atime = "noatime" }, relatime = { atime = "relatime" },
+  strictatime = { atime = "strictatime" }, atime = { atime = "relatime" }, norelatime = { atime = "strictatime" },
+  nostrictatime = { atime = "relatime" }, nodiratime = { set = "nodiratime" }, diratime = { clear = "nodiratime" },
+  nosymfollow = { set = "nosymfollow" }, symfollow = { clear = "nosymfollow" } }
+-- Superblock flags (fsconfig's flag names), for a new file system.
+local SB_FLAGS = { sync = "sync", dirsync = "dirsync", mand = "mand", lazytime = "lazytime", acl = "posixacl",
+  silent = "silent", iversion = "iversion" }
+-- Words that say nothing a new mount needs (the defaults, their negations, the old API's remount).
+local NO_OPS = { defaults = true, async = true, nomand = true, nolazytime = true, noacl = true, loud = true,
+  noiversion = true, remount = true }
+local PROPAGATION = { private = "private", shared = "shared", slave = "slave", unbindable = "unbindable" }
+
+--- Parses mount options as mount(8) and an OCI config write them: `{"nosuid", "ro", "mode=755", "rbind"}` ->
+-- `{bind = bool, recursive = bool (rbind), set = {attr...}, clear = {...}, atime = word, rset = {...},
+-- rclear = {...}, ratime = word, propagation = {"private", recursive}, sb_flags = {...}, data = {key = value |
+-- true}, idmap = "idmap" | "ridmap", tmpcopyup = bool}`. Raises on an option that is not a string.
+-- @tparam table options
+-- @treturn table
+function M.parse_mount_options(options)
+  local out = { set = {}, clear = {}, rset = {}, rclear = {}, sb_flags = {}, data = {}, data_order = {} }
+  for i, word in ipairs(options or {}) do
+    if type(word) ~= "string" or word:find("%z") then
+      errors.raise{ msg = ("mount options[%d]: string expected, got %s"):format(i, type(word)), code = "EINVAL" }
+    end
+    local attr = ATTR_WORDS[word]
+    local rattr = word:sub(1, 1) == "r" and ATTR_WORDS[word:sub(2)]
+    local prop = PROPAGATION[word] or (word:sub(1, 1) == "r" and PROPAGATION[word:sub(2)])
+    if word == "bind" or word == "rbind" then
+      out.bind, out.recursive = true, out.recursive or word == "rbind"
+    elseif attr then
+      if attr.set then out.set[#out.set + 1] = attr.set end
+      if attr.clear then out.clear[#out.clear + 1] = attr.clear end
+      if attr.atime then out.atime = attr.atime end
+      if word == "ro" then out.sb_flags[#out.sb_flags + 1] = "ro" end
+    elseif prop then
+      out.propagation = { prop, PROPAGATION[word] == nil }
+    elseif rattr then
+      if rattr.set then out.rset[#out.rset + 1] = rattr.set end
+      if rattr.clear then out.rclear[#out.rclear + 1] = rattr.clear end
+      if rattr.atime then out.ratime = rattr.atime end
+    elseif SB_FLAGS[word] then
+      out.sb_flags[#out.sb_flags + 1] = SB_FLAGS[word]
+    elseif word == "idmap" or word == "ridmap" then
+      out.idmap = word
+    elseif word == "tmpcopyup" then
+      out.tmpcopyup = true
+    elseif not NO_OPS[word] then
+      local key, value = word:match("^([^=]+)=(.*)$")
+      if key then out.data[key] = value else out.data[word] = true end
+      out.data_order[#out.data_order + 1] = key or word
+    end
+  end
+  return out
+end
+
 -- ---- entry validation --------------------------------------------------------------------------------------
 
 local function bad(index, fmt, ...)
@@ -115,7 +177,34 @@ function M.check_mounts(list)
         bad(i, "size: bytes or a string like '64M' expected, got %s", tostring(e.size))
       end
       n.size, n.mode = e.size, mode_arg(i, e.mode, 493)
-    elseif kind == "proc" or kind == "dev" or kind == "mqueue" or kind == "remount-ro" or kind == "mask" then
+    elseif kind == "mount" then
+      check_keys(i, e, { type = true, source = true, options = true })
+      n.dest = path_arg(i, e[2], "target")
+      if type(e.type) ~= "string" or e.type == "" or e.type:find("[%z,]") then bad(i, "type: a file system type expected") end
+      if e.source ~= nil and (type(e.source) ~= "string" or e.source:find("%z")) then bad(i, "source: string expected") end
+      if e.options ~= nil and type(e.options) ~= "table" then bad(i, "options: list of strings expected") end
+      local ok, parsed = pcall(M.parse_mount_options, e.options)
+      if not ok then bad(i, "%s", errors.is(parsed) and parsed.msg or tostring(parsed)) end
+      n.fstype, n.options, n.source = e.type, parsed, e.source
+      if e.type == "bind" then parsed.bind = true end
+      if parsed.bind then n.src = path_arg(i, e.source, "source") end
+      if parsed.tmpcopyup then bad(i, "option tmpcopyup is not supported") end
+      if parsed.idmap then bad(i, "option %s is not supported (idmapped binds come with a sandbox's own id range)", parsed.idmap) end
+    elseif kind == "node" then
+      check_keys(i, e, { type = true, major = true, minor = true, mode = true, uid = true, gid = true })
+      n.dest = path_arg(i, e[2], "target")
+      if e.type ~= "char" and e.type ~= "block" and e.type ~= "fifo" then bad(i, "type: 'char', 'block' or 'fifo' expected") end
+      for _, k in ipairs{ "major", "minor", "uid", "gid" } do
+        if e[k] ~= nil and (math.type(e[k]) ~= "integer" or e[k] < 0 or e[k] > 0xffffffff) then bad(i, "%s: integer expected", k) end
+      end
+      n.type, n.major, n.minor, n.uid, n.gid = e.type, e.major or 0, e.minor or 0, e.uid, e.gid
+      n.mode = mode_arg(i, e.mode, 438)
+    elseif kind == "remount-ro" then
+      check_keys(i, e, { recursive = true })
+      n.dest = path_arg(i, e[2], "target")
+      if e.recursive ~= nil and type(e.recursive) ~= "boolean" then bad(i, "recursive: boolean expected") end
+      n.recursive = e.recursive ~= false
+    elseif kind == "proc" or kind == "dev" or kind == "mqueue" or kind == "mask" then
       check_keys(i, e, { console = kind == "dev" or nil })
       n.dest = path_arg(i, e[2], "target")
       if e.console ~= nil then
@@ -306,6 +395,7 @@ local function make_parents(b, dest, mode)
 end
 
 local ROOT_PATH = "/newroot"
+local general_mount, device_node
 
 -- keep: the tree is the parent's (a source it opened): never closed here, where a child that shares the parent's
 -- memory would close the parent's object (it goes at exec, close-on-exec).
@@ -408,9 +498,15 @@ local function mask(b, dest)
   end
 end
 
-local function make_readonly(b, dest)
+local function make_readonly(b, dest, only_top)
   local fd = existing(b, dest)
   if not fd then return end
+  if only_top then
+    -- The mount itself, in place (an OCI root.readonly: what is mounted below keeps its own flags).
+    local ok, msg, code = core.mount_setattr(fd, { set = "rdonly", recursive = false })
+    fd:close()
+    return try(ok, msg, code)
+  end
   local tree = try(core.open_tree(fd, { clone = true, recursive = true }))
   try(core.mount_setattr(tree, { set = "rdonly", recursive = true }))
   attach(tree, fd)
@@ -531,6 +627,137 @@ local function bind_data(b, e)
   bind(b, path, e.dest, e.kind == "ro-bind-data" and "rdonly,nodev" or "nodev", false)
 end
 
+-- ---- general mounts (an OCI config's) -----------------------------------------------------------------------
+
+-- The attributes of parsed options on a mount descriptor: the plain words on the mount itself, the "r" forms on
+-- the whole tree, then the propagation.
+local function set_attrs(tree, o)
+  local function apply_attrs(set, clear, atime, recursive)
+    if #set == 0 and #clear == 0 and not atime then return end
+    local s, c = { table.unpack(set) }, { table.unpack(clear) }
+    if atime then s[#s + 1] = atime end
+    try(core.mount_setattr(tree, { set = s, clear = c, recursive = recursive }))
+  end
+  apply_attrs(o.set, o.clear, o.atime, false)
+  apply_attrs(o.rset, o.rclear, o.ratime, true)
+end
+
+local function set_propagation(b, dest, o)
+  if not o.propagation then return end
+  local fd = target(b, dest)
+  local ok, msg, code = core.mount_setattr(fd, { propagation = o.propagation[1], recursive = o.propagation[2] })
+  fd:close()
+  try(ok, msg, code)
+end
+
+-- Superblock options for fsconfig: the data words and flags, as given.
+local function fs_options(o)
+  local options = {}
+  for k, v in pairs(o.data) do options[k] = v end
+  for _, flag in ipairs(o.sb_flags) do options[flag] = true end
+  return options
+end
+
+local function bind_mount(b, e)
+  local o = e.options
+  local src = b.resolved[e].src
+  local tree = try(core.open_tree(host(b, src), { clone = true, recursive = o.recursive == true }))
+  local kind = try(core.file_type(tree))
+  set_attrs(tree, o)
+  local dest_fd = target(b, e.dest, kind == "dir" and "dir" or "file", kind ~= "dir" and 420 or nil)
+  attach(tree, dest_fd)
+  reopen_root_if(b, e.dest)
+end
+
+-- runc's emulation of a "cgroup" mount: the sandbox's cgroup in every hierarchy, under a tmpfs (v1, hybrid) or
+-- on the target itself (v2). In a cgroup namespace of its own the hierarchies are mounted anew (their root is
+-- the namespace's); otherwise the sandbox's own directories of the host's hierarchies are bound.
+local function cgroup_mount(b, e)
+  local o = e.options
+  -- (read here, in the sandbox's first process: its own cgroups)
+  local hierarchies = require("lunas.cgroup").hierarchies()
+  local fresh = b.cgroupns
+  local function one(fstype, options, dir, dest)
+    local tree
+    if fresh then
+      tree = try(core.fs_mount(fstype, options, { attrs = "nosuid,nodev,noexec", source = fstype }))
+    else
+      if not dir then return end
+      tree = try(core.open_tree(host(b, dir), { clone = true, recursive = false }))
+      try(core.mount_setattr(tree, { set = "nosuid,nodev,noexec", recursive = false }))
+    end
+    set_attrs(tree, o)
+    attach(tree, target(b, dest, "dir"))
+  end
+  local v1 = {}
+  for _, h in ipairs(hierarchies) do
+    if h.version == 1 then v1[#v1 + 1] = h end
+  end
+  if #v1 == 0 then
+    if hierarchies[1] then one("cgroup2", {}, hierarchies[1].dir, e.dest) end
+    return
+  end
+  -- v1 (and hybrid, whose cgroup2 runc leaves out too): a tmpfs of mount points, one per hierarchy, and a link
+  -- for each controller of a co-mounted one ("cpu" -> "cpu,cpuacct").
+  new_fs(b, "tmpfs", e.dest, { mode = "0755" }, "nosuid,nodev,noexec")
+  local dir = e.dest:gsub("/+$", "")
+  for _, h in ipairs(v1) do
+    local options, name = {}, h.key
+    for word in h.key:gmatch("[^,]+") do
+      local named = word:match("^name=(.+)$")
+      if named then options.name, options.none, name = named, true, named else options[word] = true end
+    end
+    one("cgroup", options, h.dir, dir .. "/" .. name)
+    if #h.controllers > 1 then
+      for _, c in ipairs(h.controllers) do
+        if c ~= name then try(core.symlink_in_root(b.root, name, dir .. "/" .. c)) end
+      end
+    end
+  end
+end
+
+-- A file system whose kernel refuses a fresh instance here (sysfs without a network namespace of its own, mqueue
+-- without an ipc one) is the caller's, bound recursively: what runc does.
+local SHARED_FALLBACK = { sysfs = "/sys", mqueue = "/dev/mqueue" }
+
+general_mount = function(b, e)
+  local o = e.options
+  if o.bind then return bind_mount(b, e) end
+  if e.fstype == "cgroup" or e.fstype == "cgroup2" then return cgroup_mount(b, e) end
+  local attrs = {}
+  for _, a in ipairs(o.set) do attrs[#attrs + 1] = a end
+  if o.atime then attrs[#attrs + 1] = o.atime end
+  local tree, msg, code = core.fs_mount(e.fstype, fs_options(o), { attrs = attrs, source = e.source })
+  if not tree and (code == "EPERM" or code == "EINVAL") and SHARED_FALLBACK[e.fstype] then
+    tree = try(core.open_tree(host(b, SHARED_FALLBACK[e.fstype]), { clone = true, recursive = true }))
+    set_attrs(tree, o)
+  end
+  try(tree, msg, code)
+  if #o.rset > 0 or #o.rclear > 0 or o.ratime then set_attrs(tree, { set = {}, clear = {}, rset = o.rset, rclear = o.rclear, ratime = o.ratime }) end
+  attach(tree, target(b, e.dest, "dir", nil))
+  reopen_root_if(b, e.dest)
+  if e.fstype == "proc" then b.procs[#b.procs + 1] = e.dest end
+  set_propagation(b, e.dest, o)
+end
+
+-- A device node: made where the sandbox may (mknod needs CAP_MKNOD in the initial user namespace), else the
+-- host's node of the same path bound on a file, as runc does in a user namespace.
+device_node = function(b, e)
+  if e.type == "fifo" or not b.userns then
+    make_parents(b, e.dest, 493)
+    local ok, msg, code = core.mknod_in_root(b.root, e.dest, { type = e.type, major = e.major, minor = e.minor,
+      mode = e.mode, uid = e.uid, gid = e.gid })
+    -- (what the image or an earlier mount put there stays, as runc leaves it)
+    if not ok and code ~= "EEXIST" then try(ok, msg, code) end
+    return
+  end
+  local src = host(b, e.dest)
+  if core.file_type(src) ~= e.type then
+    error({ msg = ("%s: a user namespace cannot make device nodes, and the host has no %s device there"):format(e.dest, e.type), code = "EPERM" }, 0)
+  end
+  bind(b, src, e.dest, "", false)
+end
+
 local apply = {
   bind = function(b, e)
     local src = b.resolved[e].src
@@ -566,7 +793,9 @@ local apply = {
   end,
   ["bind-data"] = bind_data,
   ["ro-bind-data"] = bind_data,
-  ["remount-ro"] = function(b, e) make_readonly(b, e.dest) end,
+  ["remount-ro"] = function(b, e) make_readonly(b, e.dest, e.recursive == false) end,
+  mount = function(b, e) general_mount(b, e) end,
+  node = function(b, e) device_node(b, e) end,
   chmod = function(b, e) try(core.chmod_in_root(b.root, e.dest, e.mode)) end,
   mask = function(b, e) mask(b, e.dest) end,
   ["ro-view"] = ro_view,
@@ -879,7 +1108,7 @@ function M.build(plan)
     try(core.pivot_root(BASE, BASE .. OLD))
     try(core.chdir("/"))
     local b = { procs = {}, netns = plan.netns, userns = plan.userns, pidns = plan.pidns, resolved = resolved,
-      old = OLD, root_path = ROOT_PATH, sources = sources }
+      old = OLD, root_path = ROOT_PATH, sources = sources, cgroupns = plan.cgroupns }
     b.root = try(core.open(ROOT_PATH, "r"))
     for _, e in ipairs(plan.mounts) do step(entry_name(e), apply[e.kind], b, e) end
     if plan.harden ~= false then step("hardening", harden, b) end
@@ -888,6 +1117,8 @@ function M.build(plan)
     try(core.chdir("/newroot"))
     try(core.pivot_root(".", "."))
     try(core.umount(".", "detach"))
+    -- The root's propagation as asked (an OCI config's rootfsPropagation); private otherwise.
+    if plan.propagation then try(core.mount(nil, "/", nil, plan.propagation)) end
     -- The caller's directory when the tree has it (as bubblewrap does), else the root.
     if not (plan.cwd and core.chdir(plan.cwd)) then try(core.chdir("/")) end
   end)

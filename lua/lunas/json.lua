@@ -124,7 +124,14 @@ local function decode_string(s, pos)
       elseif e == "u" then
         local hex = s:sub(i + 2, i + 5)
         if not hex:match("^%x%x%x%x$") then fail(s, i, "bad \\u escape") end
-        out[#out + 1], i = utf8.char(tonumber(hex, 16)), i + 6
+        local code = tonumber(hex, 16)
+        i = i + 6
+        -- A character beyond the first plane comes as a UTF-16 surrogate pair.
+        local low = code >= 0xD800 and code <= 0xDBFF and s:match("^\\u([dD][c-fC-F]%x%x)", i)
+        if low then
+          code, i = 0x10000 + ((code - 0xD800) << 10) + (tonumber(low, 16) - 0xDC00), i + 6
+        end
+        out[#out + 1] = utf8.char(code)
       else
         fail(s, i, "bad escape")
       end
@@ -134,7 +141,29 @@ local function decode_string(s, pos)
   end
 end
 
-decode_value = function(s, pos)
+-- An integer literal of 2^63 to 2^64-1 (seccomp's argument values and masks in an OCI config go that high) as
+-- the Lua integer with the same 64 bits, when the caller asks; nil when the literal is no such integer.
+local function unsigned64(num)
+  if not num:match("^%d+$") or #num > 20 then return nil end
+  local value = 0
+  for digit in num:gmatch("%d") do
+    local next_value = value * 10 + tonumber(digit)
+    -- Past 2^64-1 the wrapped value falls below value * 10 (or value * 10 itself wrapped).
+    if math.ult(0x1999999999999999, value) or math.ult(next_value, value * 10) then return nil end
+    value = next_value
+  end
+  return value
+end
+
+-- Integer literals exactly (a float only beyond 64 bits); "1e3" or "2.0" as integers too (their value is one).
+local function decode_number(num, uint64)
+  local value = tonumber(num)
+  if not num:match("^-?%d+$") then return math.tointeger(value) or value end
+  if math.type(value) == "integer" then return value end
+  return uint64 and unsigned64(num) or value
+end
+
+decode_value = function(s, pos, uint64)
   pos = skip(s, pos)
   local c = s:sub(pos, pos)
   if c == "{" then
@@ -148,7 +177,7 @@ decode_value = function(s, pos)
       k, pos = decode_string(s, pos)
       pos = skip(s, pos)
       if s:sub(pos, pos) ~= ":" then fail(s, pos, "':' expected") end
-      t[k], pos = decode_value(s, pos + 1)
+      t[k], pos = decode_value(s, pos + 1, uint64)
       pos = skip(s, pos)
       local d = s:sub(pos, pos)
       if d == "}" then return t, pos + 1 end
@@ -160,7 +189,7 @@ decode_value = function(s, pos)
     pos = skip(s, pos + 1)
     if s:sub(pos, pos) == "]" then return t, pos + 1 end
     while true do
-      t[#t + 1], pos = decode_value(s, pos)
+      t[#t + 1], pos = decode_value(s, pos, uint64)
       pos = skip(s, pos)
       local d = s:sub(pos, pos)
       if d == "]" then return t, pos + 1 end
@@ -177,16 +206,22 @@ decode_value = function(s, pos)
     return M.null, pos + 4
   end
   local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
-  if num and num ~= "" and num ~= "-" then return math.tointeger(tonumber(num)) or tonumber(num), pos + #num end
+  if num and num ~= "" and num ~= "-" then return decode_number(num, uint64), pos + #num end
   fail(s, pos, "value expected")
 end
 
 --- Decodes a JSON text; null becomes json.null. Raises "json: ... at byte N" on malformed input.
+-- Integer literals from -2^63 to 2^63-1 decode exactly, as Lua integers; with opts.uint64, so do those from 2^63
+-- to 2^64-1 (unsigned 64-bit values such as seccomp's argument masks), as the Lua integer with the same 64 bits
+-- (negative: compare them with math.ult, print them with %u). Other numbers are floats.
 -- @tparam string text
+-- @tparam[opt] table opts
+-- @tparam[opt=false] boolean opts.uint64 unsigned 64-bit integers exactly
 -- @return the value: numbers with an integer value as Lua integers, objects and arrays as tables
-function M.decode(text)
+function M.decode(text, opts)
   if type(text) ~= "string" then error("json: string expected, got " .. type(text), 2) end
-  local value, pos = decode_value(text, 1)
+  if opts ~= nil and type(opts) ~= "table" then error("json.decode: options table expected", 2) end
+  local value, pos = decode_value(text, 1, opts and opts.uint64 == true)
   pos = skip(text, pos)
   if pos <= #text then fail(text, pos, "trailing characters") end
   return value

@@ -321,6 +321,58 @@ local fields = {
   -- A user namespace (a descriptor) the sandbox's first process enters once its tree is built (bubblewrap's
   -- --userns2): one nested in the one the sandbox was made in.
   enter_userns = expect_fd,
+  -- A cgroup (lunas.cgroup object) the sandbox runs in, made and removed by its caller (an OCI runtime's
+  -- cgroupsPath): the sandbox neither limits nor removes it.
+  cgroup = function(f, v)
+    if not require("lunas.cgroup").is_cgroup(v) then misuse(f, "a lunas.cgroup object expected, got %s", type(v)) end
+    return v
+  end,
+  -- A descriptor the payload waits on, its set-up done, until a byte can be read (an OCI runtime's start). The
+  -- sandbox counts as started once it waits there: its executable was found, and later failures go to its
+  -- stderr.
+  start_gate = function(f, v)
+    if not (type(v) == "userdata" and pcall(function() return v:fileno() end)) then
+      misuse(f, "a descriptor (lunas.core fd) expected, got %s", tostring(v))
+    end
+    return v
+  end,
+  -- The payload's umask (0 to 0777).
+  umask = function(f, v)
+    if math.type(v) ~= "integer" or v < 0 or v > 511 then misuse(f, "a mode 0 to 0777 expected, got %s", tostring(v)) end
+    return v
+  end,
+  -- The payload's execution domain: "linux" or "linux32" (uname -m says i686).
+  personality = function(f, v)
+    if v ~= "linux" and v ~= "linux32" then misuse(f, "'linux' or 'linux32' expected, got %s", tostring(v)) end
+    return v
+  end,
+  -- Kernel settings of the sandbox's own namespaces: {["net.ipv4.ip_forward"] = "1"}. Only settings that belong
+  -- to a namespace the sandbox has of its own (net.*; kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.* with ipc;
+  -- kernel.hostname and kernel.domainname with uts): any other would change the host's.
+  sysctl = function(f, v)
+    expect_type(f, v, "table")
+    for k, value in pairs(v) do
+      if type(k) ~= "string" or not k:match("^[%w_%-]+[%w_%-%.]*$") or k:find("..", 1, true) then
+        misuse(f, "bad setting name '%s'", tostring(k))
+      end
+      if type(value) ~= "string" or value:find("%z") then misuse(f .. "." .. k, "string expected") end
+    end
+    return v
+  end,
+  -- The OOM killer's preference for the sandbox (-1000 to 1000).
+  oom_score_adj = function(f, v)
+    if math.type(v) ~= "integer" or v < -1000 or v > 1000 then misuse(f, "an integer -1000 to 1000 expected") end
+    return v
+  end,
+  -- The propagation of the sandbox's root once built: "private" (the default), "rprivate", "shared", "rshared",
+  -- "slave", "rslave", "unbindable" or "runbindable".
+  root_propagation = function(f, v)
+    local kinds = { private = true, shared = true, slave = true, unbindable = true }
+    if type(v) ~= "string" or not (kinds[v] or (v:sub(1, 1) == "r" and kinds[v:sub(2)])) then
+      misuse(f, "private, shared, slave or unbindable (or an r- form) expected, got %s", tostring(v))
+    end
+    return v
+  end,
   -- {memory = "256M", pids = 64, cpu = 0.5, io = {...}, ... (lunas.cgroup limits), best_effort = true}:
   -- the sandbox runs in a cgroup of its own; best_effort turns a limit the host cannot enforce into a warning.
   limits = function(f, v)
@@ -355,9 +407,7 @@ local function validate(spec)
   if (out.argv == nil) == (out.fn == nil) then misuse("argv", "exactly one of 'argv' and 'fn' expected") end
   if out.seccomp == nil then out.seccomp = security.check_profile("seccomp", nil) end
   if out.caps == nil then out.caps = {} end
-  if out.no_new_privs == false and out.seccomp and out.seccomp ~= false then
-    misuse("no_new_privs", "false needs seccomp = false too (loading a filter sets it)")
-  end
+  if out.cgroup and out.limits then misuse("cgroup", "goes without limits (its caller limits it)") end
   out.namespaces = out.namespaces or parse_namespaces("namespaces", DEFAULT_NAMESPACES)
   if out.linger and out.limits then misuse("linger", "goes without limits (the sandbox's cgroup goes with its payload)") end
   if out.net == "none" and not out.namespaces.net then misuse("net", "'none' needs the net namespace") end
@@ -493,10 +543,15 @@ steps[#steps + 1] = {
   name = "limits",
   prepare = function(ctx)
     local limits = ctx.spec.limits
-    if not limits then return end
-    -- (loaded here: a sandbox without limits never needs lunas.cgroup)
-    ctx.cgroup = require("lunas.cgroup").new{ limits = limits.values, best_effort = limits.best_effort,
-      warn = function(msg) io.stderr:write("lunas: warning: sandbox limits: ", msg, "\n") end }
+    if ctx.spec.cgroup then
+      ctx.cgroup, ctx.cgroup_borrowed = ctx.spec.cgroup, true
+    elseif limits then
+      -- (loaded here: a sandbox without limits never needs lunas.cgroup)
+      ctx.cgroup = require("lunas.cgroup").new{ limits = limits.values, best_effort = limits.best_effort,
+        warn = function(msg) io.stderr:write("lunas: warning: sandbox limits: ", msg, "\n") end }
+    else
+      return
+    end
     ctx.cgroup_fd = ctx.cgroup:fd()
     if ctx.cgroup:has_v1() then
       ctx.sync = true
@@ -519,7 +574,7 @@ steps[#steps + 1] = {
     -- (still open when an earlier step's parent phase failed)
     if ctx.cgroup_fd then ctx.cgroup_fd:close() end
     local cg = ctx.cgroup
-    if not cg or cg.closed then return end
+    if not cg or cg.closed or ctx.cgroup_borrowed then return end
     local read, usage = true, nil
     if result then
       read, usage = pcall(cg.stats, cg)
@@ -534,7 +589,22 @@ steps[#steps + 1] = {
   end,
   abort = function(ctx)
     if ctx.cgroup_fd then ctx.cgroup_fd:close() end
-    if ctx.cgroup then ctx.cgroup:close() end
+    if ctx.cgroup and not ctx.cgroup_borrowed then ctx.cgroup:close() end
+  end,
+}
+
+-- What the OOM killer thinks of the sandbox, set by the parent on its first process (which its children inherit).
+steps[#steps + 1] = {
+  name = "oom_score_adj",
+  parent = function(ctx, proc)
+    local value = ctx.spec.oom_score_adj
+    if value == nil then return end
+    local f, msg, code = core.open(("/proc/%d/oom_score_adj"):format(proc.pid), "w")
+    if not f then return nil, msg, code end
+    local ok
+    ok, msg, code = f:write(tostring(value))
+    f:close()
+    if not ok then return nil, "oom_score_adj " .. value .. ": " .. msg, code end
   end,
 }
 
@@ -754,6 +824,47 @@ local function close_sources(ctx)
   end
 end
 
+-- Which namespace a kernel setting belongs to (nil: the host's alone).
+local function sysctl_namespace(key)
+  if key:match("^net%.") then return "net" end
+  if key:match("^fs%.mqueue%.") or key:match("^kernel%.shm") or key:match("^kernel%.msg") or key == "kernel.sem"
+      or key == "kernel.shm_rmid_forced" then
+    return "ipc"
+  end
+  if key == "kernel.hostname" or key == "kernel.domainname" then return "uts" end
+end
+
+-- Written through the host's /proc, before the tree replaces it: a process's writes to /proc/sys go to its own
+-- namespaces, which the first child is in already.
+steps[#steps + 1] = {
+  name = "sysctl",
+  prepare = function(ctx)
+    for key in pairs(ctx.spec.sysctl or {}) do
+      local ns = sysctl_namespace(key)
+      if not ns then misuse("sysctl", "%s is not in a namespace of the sandbox's own: it would change the host's", key) end
+      if not ctx.ns[ns] then misuse("sysctl", "%s needs the sandbox's own %s namespace", key, ns) end
+    end
+  end,
+  init = function(ctx)
+    for key, value in pairs(ctx.spec.sysctl or {}) do
+      local path = "/proc/sys/" .. key:gsub("%.", "/")
+      local f, msg, code = core.open(path, "w")
+      if not f then return nil, ("sysctl %s: %s"):format(key, msg), code end
+      local ok
+      ok, msg, code = f:write(value)
+      f:close()
+      if not ok then return nil, ("sysctl %s = %s: %s"):format(key, value, msg), code end
+    end
+  end,
+}
+
+-- mount(2)'s flags for a propagation word: "rslave" is "rec,slave".
+local function propagation_flags(word)
+  if not word then return nil end
+  if word:sub(1, 1) == "r" then return "rec," .. word:sub(2) end
+  return word
+end
+
 steps[#steps + 1] = {
   name = "mounts",
   prepare = function(ctx)
@@ -787,6 +898,7 @@ steps[#steps + 1] = {
       mounts = expanded
     end
     ctx.fs_plan = { rootfs = spec.rootfs, mounts = mounts, harden = spec.harden, netns = ctx.ns.net,
+      cgroupns = ctx.ns.cgroup, propagation = propagation_flags(spec.root_propagation),
       userns = ctx.ns.user, pidns = ctx.ns.pid or spec.pid_namespace_joined, cwd = cwd }
     -- Host paths are resolved here, as the caller sees them: a source that is not there fails before any clone.
     fs.resolve(ctx.fs_plan)
@@ -949,6 +1061,15 @@ steps[#steps + 1] = {
   end,
 }
 
+-- Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: the profile goes on before the capabilities go
+-- (runc's order), and every later step runs under it.
+steps[#steps + 1] = {
+  name = "seccomp_privileged",
+  payload = function(ctx)
+    if ctx.seccomp_privileged then return load_filters(ctx) end
+  end,
+}
+
 steps[#steps + 1] = {
   name = "capability_bounding",
   prepare = function(ctx)
@@ -1029,6 +1150,20 @@ steps[#steps + 1] = {
       end
       ctx.env.PWD = ctx.spec.cwd or here
     end
+  end,
+}
+
+steps[#steps + 1] = {
+  name = "umask",
+  payload = function(ctx)
+    if ctx.spec.umask then core.umask(ctx.spec.umask) end
+  end,
+}
+
+steps[#steps + 1] = {
+  name = "personality",
+  payload = function(ctx)
+    if ctx.spec.personality then return check_core(core.personality(ctx.spec.personality)) end
   end,
 }
 
@@ -1171,6 +1306,56 @@ steps[#steps + 1] = {
   end,
 }
 
+-- The program the payload will exec, found as execve will find it (PATH of the payload's environment): a
+-- sandbox that waits for its start has to fail now for a missing one, not after.
+local function find_executable(ctx)
+  local name = ctx.spec.argv[1]
+  local candidates = {}
+  if name:find("/", 1, true) then
+    candidates[1] = name
+  else
+    for dir in (ctx.env.PATH or DEFAULT_PATH):gmatch("[^:]+") do candidates[#candidates + 1] = dir .. "/" .. name end
+  end
+  for _, path in ipairs(candidates) do
+    local kind, _, mode = core.file_type(path)
+    if kind == "link" then kind, _, mode = core.file_type(core.realpath(path) or path) end
+    if kind == "file" and mode & 73 ~= 0 then return true end
+    if name:find("/", 1, true) then
+      if not kind then return nil, ("exec: %q: stat %s: no such file or directory"):format(name, name), "ENOENT" end
+      return nil, ("exec: %q: permission denied"):format(name), "EACCES"
+    end
+  end
+  return nil, ("exec: %q: executable file not found in $PATH"):format(name), "ENOENT"
+end
+
+steps[#steps + 1] = {
+  name = "start_gate",
+  prepare = function(ctx)
+    if ctx.spec.start_gate and ctx.fork then misuse("start_gate", "needs as_pid_1 = true or no pid namespace") end
+    if ctx.spec.start_gate and not ctx.spec.argv then misuse("start_gate", "needs argv") end
+  end,
+  payload = function(ctx)
+    local gate = ctx.spec.start_gate
+    if not gate then return end
+    local ok, msg, code = find_executable(ctx)
+    if not ok then return nil, msg, code end
+    -- The set-up is over: the error pipe's end tells the caller so; what fails from here on goes to stderr.
+    ctx.err_w:close()
+    ctx.gated = true
+    while true do
+      local ready
+      ready, msg, code = core.poll({ gate })
+      if not ready and code ~= "EINTR" then return nil, msg, code end
+      if ready and #ready > 0 then break end
+    end
+    local byte
+    byte, msg, code = gate:read(1)
+    if not byte then return nil, msg, code end
+    if byte == "" then return nil, "the start gate closed without a start", "ECANCELED" end
+    gate:close()
+  end,
+}
+
 -- Loads the compiled profile in this process; the listener of notify rules goes to the parent over a socket.
 local function load_filter(ctx)
   local compiled = ctx.seccomp
@@ -1210,6 +1395,12 @@ steps[#steps + 1] = {
     if not profile then return end
     if not profile.compiled then profile.compiled = security.compile(profile) end
     ctx.seccomp = profile.compiled
+    if ctx.spec.no_new_privs == false then
+      -- (PID 1's program loads a filter only with no_new_privs)
+      if ctx.fork then misuse("no_new_privs", "false with a seccomp filter needs as_pid_1 = true or no pid namespace") end
+      if ctx.seccomp.listener then misuse("no_new_privs", "false goes without notify rules") end
+      ctx.seccomp_privileged = true
+    end
     if ctx.seccomp.listener and ctx.raw_programs then
       misuse("seccomp_programs", "goes without notify rules in the profile")
     end
@@ -1217,7 +1408,7 @@ steps[#steps + 1] = {
   end,
   payload = function(ctx)
     local compiled, raw = ctx.seccomp, ctx.raw_programs
-    if not compiled and not raw then return end
+    if ctx.seccomp_privileged or not compiled and not raw then return end
     if ctx.reaper_image then
       -- The payload loads it itself, forked by the reaper program just before its exec (src/reaper.c): PID 1
       -- has a filter of its own, and a profile that allows only what the payload needs must not stop PID 1.
@@ -1280,7 +1471,15 @@ steps[#steps + 1] = {
 
 -- ---- the executor ------------------------------------------------------------------------------------------
 
+-- Exit codes of a started sandbox (start_gate) whose exec failed, as a shell's.
+local GATED_EXIT = { ENOENT = 127, EACCES = 126 }
+
 local function report(ctx, step, msg, code)
+  if ctx.gated then
+    -- Started already: nobody reads the error pipe any more. The payload's stderr is where its failure goes.
+    io.stderr:write(("lunas: sandbox: %s: %s\n"):format(step, tostring(msg)))
+    core.exit(GATED_EXIT[code] or SETUP_FAILED)
+  end
   local record = ("%s\0%s\0%s"):format(step, code or "", tostring(msg)):sub(1, 4000)
   ctx.err_w:write(record)
   core.exit(SETUP_FAILED)
@@ -1562,7 +1761,9 @@ function Sandbox:spawn()
   -- a time namespace every child is a copy.
   ctx.shared_vm_ok = not ctx.ns.time and not ctx.time_offsets
   if ctx.fork and self.spec.argv then ctx.reaper_image = get_reaper_image() end
+  -- (a child that waits for its start before exec cannot borrow the memory of a caller that waits for its exec)
   ctx.vfork = ctx.shared_vm_ok and not ctx.sync and not ctx.cgroup_fd and self.spec.argv ~= nil
+    and not self.spec.start_gate
     and (not ctx.fork or ctx.reaper_image ~= nil)
   local started = core.now()
   ctx.maps_written = ctx.parent_maps ~= nil and not ctx.sync

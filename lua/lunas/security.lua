@@ -196,6 +196,7 @@ function M.check_profile(field, value)
       misuse(f, "{action =, syscall =, args = {...}} expected")
     end
     check_action(f .. ".action", rule.action or "allow")
+    if rule.optional ~= nil and type(rule.optional) ~= "boolean" then misuse(f .. ".optional", "boolean expected") end
   end
   if p.on_notify ~= nil and type(p.on_notify) ~= "function" then misuse(field .. ".on_notify", "function expected") end
   if value.log ~= nil and type(value.log) ~= "boolean" then misuse(field .. ".log", "boolean expected") end
@@ -249,7 +250,9 @@ local function profile_rules(p)
     for _, e in ipairs(expand(p.allow)) do add("allow", e, "allow") end
   end
   for _, r in ipairs(p.rules) do
-    rules[#rules + 1] = { action = r.action or "allow", syscall = r.syscall, args = r.args, field = "rules" }
+    -- (optional: a call this libseccomp does not know is left out, as OCI runtimes do)
+    rules[#rules + 1] = { action = r.action or "allow", syscall = r.syscall, args = r.args,
+      field = r.optional and "optional" or "rules" }
   end
   return rules
 end
@@ -371,11 +374,31 @@ end
 -- @tparam string field the spec field, for messages ("caps")
 -- @param value
 -- @return "keep" or a set of names
+local CAP_SETS = { "bounding", "effective", "permitted", "inheritable", "ambient" }
+
+-- {sets = {bounding =, effective =, permitted =, inheritable =, ambient =}}: each set as given (an OCI config's
+-- process.capabilities); a set left out is empty.
+local function check_cap_sets(field, value)
+  for k in pairs(value) do
+    if k ~= "sets" then misuse(field, "unknown field '%s' (sets goes alone)", tostring(k)) end
+  end
+  if type(value.sets) ~= "table" then misuse(field .. ".sets", "table of capability sets expected") end
+  local sets = {}
+  for k in pairs(value.sets) do
+    local known = false
+    for _, name in ipairs(CAP_SETS) do known = known or name == k end
+    if not known then misuse(field .. ".sets", "unknown set '%s'", tostring(k)) end
+  end
+  for _, name in ipairs(CAP_SETS) do sets[name] = capability_set(field .. ".sets." .. name, value.sets[name] or {}) end
+  return { sets = sets }
+end
+
 function M.check_caps(field, value)
   if value == "keep" then return "keep" end
   if value == nil or value == "none" then return {} end
   if type(value) == "string" then return capability_set(field, value) end
   if type(value) ~= "table" then misuse(field, "'none', 'keep', a list of names or {add =, drop =} expected") end
+  if value.sets ~= nil then return check_cap_sets(field, value) end
   if value.add == nil and value.drop == nil then return capability_set(field, value) end
   for k in pairs(value) do
     if k ~= "add" and k ~= "drop" then misuse(field, "unknown field '%s'", tostring(k)) end
@@ -414,6 +437,18 @@ end
 -- @tparam table keep a set of capability names, as check_caps returns it
 -- @return true, or nil, message, ENAME
 function M.apply_bounding(keep)
+  if keep.sets then
+    -- Exactly the sets asked for: the bounding set now (CAP_SETPCAP is still there), the rest once the ids
+    -- changed, permitted kept across that change.
+    local drop = {}
+    for _, cap in ipairs(core.capability_names()) do
+      if not keep.sets.bounding[cap] then drop[#drop + 1] = cap end
+    end
+    local ok, msg, code = core.caps_bounding_drop(drop)
+    if ok then ok, msg, code = core.caps_ambient{ clear = true } end
+    if ok then ok, msg, code = core.keepcaps(true) end
+    return ok, msg, code
+  end
   if next(keep) == nil then return core.drop_capabilities{ sets = false } end
   local drop = {}
   for _, cap in ipairs(core.capability_names()) do
@@ -431,6 +466,17 @@ end
 -- @tparam table keep a set of capability names
 -- @return true, or nil, message, ENAME
 function M.apply_capabilities(keep)
+  if keep.sets then
+    -- No securebits: a set-uid root program of the image works as under runc.
+    local sets = keep.sets
+    local ok, msg, code = core.keepcaps(false)
+    if ok then
+      ok, msg, code = core.caps_set{ effective = sorted(sets.effective), permitted = sorted(sets.permitted),
+        inheritable = sorted(sets.inheritable) }
+    end
+    if ok then ok, msg, code = core.caps_ambient{ clear = true, raise = sorted(sets.ambient) } end
+    return ok, msg, code
+  end
   local list = sorted(keep)
   local current = core.caps_get()
   if #current.permitted == 0 and #list == 0 then return true end

@@ -16,6 +16,7 @@ usage: lunas [--lua-env] SCRIPT [ARGS...]   run a recipe (arguments in `arg` and
        lunas lab up FILE | down NAME | show NAME | list   labs that outlive the command (lunas lab --help)
        lunas gc [--dry-run]                 remove what a crashed lunas left (stale labs, cgroups)
        lunas bwrap [BWRAP OPTIONS] CMD      lunas as bubblewrap (also as lunas-bwrap): bwrap's options and defaults
+       lunas oci [GLOBAL] COMMAND ...       lunas as an OCI runtime (also as lunas-oci): runc's command line
        lunas --version | --help
 
 Recipes see the global `lunas` (require "lunas") and `arg`. LUA_PATH, LUA_CPATH and LUA_INIT are ignored
@@ -25,7 +26,7 @@ syntax error, a missing file); `run` and `enter` return the
 command's status (128+N when killed by signal N; 125 when it could not be started; `run --timeout`: 124).]]
 
 M.commands = { run = "lunas.cli.run", ns = "lunas.cli.ns", enter = "lunas.cli.enter", lab = "lunas.cli.lab",
-  gc = "lunas.cli.gc", bwrap = "lunas.cli.bwrap" }
+  gc = "lunas.cli.gc", bwrap = "lunas.cli.bwrap", oci = "lunas.cli.oci" }
 
 --- Prints a usage error and returns exit status 2.
 function M.usage_error(command, msg)
@@ -115,7 +116,20 @@ local function bwrap_mode(program)
   return program:match("bwrap$") ~= nil
 end
 
+-- Called as lunas-oci (or a link of that name), lunas is an OCI runtime with runc's command line.
+local function oci_mode(program)
+  if type(program) ~= "string" then return false end
+  if program:match("/exe$") then program = require("lunas.core").readlink("/proc/self/exe") or program end
+  return program:match("lunas%-oci$") ~= nil
+end
+
 local function dispatch(args, lua_env, handler)
+  if oci_mode(args[0]) then
+    local rest = {}
+    for k = 1, #args do rest[k] = args[k] end
+    rest[0] = args[0]
+    return require("lunas.cli.oci").main(rest)
+  end
   if bwrap_mode(args[0]) then
     local rest = {}
     for k = 1, #args do rest[k] = args[k] end

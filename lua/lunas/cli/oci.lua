@@ -1,0 +1,572 @@
+--- lunas as an OCI runtime (`lunas-oci`, or `lunas oci`): runc's command line, run by podman, containerd and
+-- Kubernetes. config.json becomes a sandbox spec (lunas.oci.config); the container's state lives under --root
+-- (lunas.oci.state). Errors go to stderr and, with --log, to that file (--log-format json: the lines the
+-- clients parse).
+-- @module lunas.cli.oci
+local core = require "lunas.core"
+local json = require "lunas.json"
+local errors = require "lunas.errors"
+local sandbox = require "lunas.sandbox"
+local config = require "lunas.oci.config"
+local resources = require "lunas.oci.resources"
+local state = require "lunas.oci.state"
+local process = require "lunas.process"
+
+errors.register_module()
+
+local M = {}
+
+local NAME = "lunas-oci"
+
+-- ---- the command line -----------------------------------------------------------------------------------------
+
+-- Options per subcommand: name -> "value" or "flag", and aliases.
+local GLOBAL = { root = "value", log = "value", ["log-format"] = "value", ["systemd-cgroup"] = "flag",
+  debug = "flag", rootless = "value", criu = "value", version = "flag", help = "flag" }
+local GLOBAL_SHORT = { v = "version", h = "help" }
+local COMMANDS = {
+  create = { bundle = "value", ["pid-file"] = "value", ["console-socket"] = "value", ["no-pivot"] = "flag",
+    ["no-new-keyring"] = "flag", ["preserve-fds"] = "value", short = { b = "bundle" } },
+  run = { bundle = "value", ["pid-file"] = "value", ["console-socket"] = "value", ["no-pivot"] = "flag",
+    ["no-new-keyring"] = "flag", ["preserve-fds"] = "value", detach = "flag", keep = "flag",
+    short = { b = "bundle", d = "detach" } },
+  start = {}, state = {},
+  kill = { all = "flag", short = { a = "all" } },
+  delete = { force = "flag", short = { f = "force" } },
+  ps = { format = "value", short = { f = "format" } },
+  pause = {}, resume = {},
+  list = { format = "value", quiet = "flag", short = { f = "format", q = "quiet" } },
+  update = { resources = "value", short = { r = "resources" } },
+  spec = { bundle = "value", rootless = "flag", short = { b = "bundle" } },
+  features = {},
+  exec = { process = "value", detach = "flag", tty = "flag", ["console-socket"] = "value", ["pid-file"] = "value",
+    ["preserve-fds"] = "value", cwd = "value", env = "list", user = "value", cap = "list", ["no-new-privs"] = "flag",
+    ["additional-gids"] = "list", ["process-label"] = "value", apparmor = "value", cgroup = "value",
+    short = { p = "process", d = "detach", t = "tty", e = "env", u = "user", c = "cap", g = "additional-gids" } },
+}
+
+local function usage(msg)
+  errors.raise{ op = "usage", msg = msg, code = "EINVAL", usage = true }
+end
+
+-- Go's flag syntax: --name value, --name=value, -n value, booleans bare or --name=true|false.
+local function parse_flags(args, i, spec, short, stop_at_positional)
+  local opts, positional = {}, {}
+  while i <= #args do
+    local a = args[i]
+    if a == "--" then
+      for k = i + 1, #args do positional[#positional + 1] = args[k] end
+      break
+    end
+    local name, value = a:match("^%-%-?([%w%-]+)=(.*)$")
+    if not name then name = a:match("^%-%-?([%w%-]+)$") end
+    if name and a ~= "-" then
+      name = (short and short[name]) or name
+      local kind = spec[name]
+      if not kind or name == "short" then usage(("flag provided but not defined: -%s"):format(name)) end
+      if kind == "flag" then
+        opts[name] = value == nil or value == "true" or value == "1"
+      else
+        if value == nil then
+          i = i + 1
+          value = args[i]
+          if value == nil then usage(("flag needs an argument: --%s"):format(name)) end
+        end
+        if kind == "list" then
+          opts[name] = opts[name] or {}
+          table.insert(opts[name], value)
+        else
+          opts[name] = value
+        end
+      end
+      i = i + 1
+    else
+      if stop_at_positional then return opts, i end
+      positional[#positional + 1] = a
+      i = i + 1
+      -- (exec ID CMD ARGS...: everything after the id belongs to the command)
+      if spec.process and #positional >= 1 then
+        for k = i, #args do positional[#positional + 1] = args[k] end
+        break
+      end
+    end
+  end
+  return opts, positional
+end
+
+-- ---- logging --------------------------------------------------------------------------------------------------
+
+local log = { path = nil, format = "text" }
+
+local function timestamp()
+  return os.date("!%Y-%m-%dT%H:%M:%SZ")
+end
+
+local function log_line(level, msg)
+  if not log.path then return end
+  local f = io.open(log.path, "a")
+  if not f then return end
+  if log.format == "json" then
+    f:write(json.encode{ level = level, msg = msg, time = timestamp() }, "\n")
+  else
+    f:write(("time=%q level=%s msg=%q\n"):format(timestamp(), level, msg))
+  end
+  f:close()
+end
+
+local function warn(msg)
+  io.stderr:write(NAME, ": warning: ", msg, "\n")
+  log_line("warning", msg)
+end
+
+-- An error for the caller: stderr, and the log where clients read it.
+local function report_error(msg)
+  io.stderr:write(NAME, ": ", msg, "\n")
+  log_line("error", msg)
+end
+
+local function oci_error(msg, code)
+  errors.raise{ op = "oci", msg = msg, code = code or "EINVAL" }
+end
+
+-- ---- helpers --------------------------------------------------------------------------------------------------
+
+local function absolute(path)
+  if path:sub(1, 1) == "/" then return path end
+  return core.getcwd() .. "/" .. path
+end
+
+-- The pid file: NAME written through .NAME and a rename, no newline (what conmon and the shim read).
+local function write_pid_file(path, pid)
+  path = absolute(path)
+  local dir, base = path:match("^(.*)/([^/]+)$")
+  local tmp = dir .. "/." .. base
+  local f, msg, code = core.open(tmp, "w")
+  if not f then oci_error("write pid file: " .. msg, code) end
+  local ok
+  ok, msg, code = f:write(tostring(pid))
+  f:close()
+  if not ok then oci_error("write pid file: " .. msg, code) end
+  local renamed, err = os.rename(tmp, path)
+  if not renamed then oci_error("write pid file: " .. tostring(err), "EIO") end
+end
+
+local function must_exist(root, id)
+  local record = state.read(root, id)
+  if not record then oci_error(("container %s does not exist"):format(id), "ENOENT") end
+  return record
+end
+
+local function known_capabilities()
+  local set = {}
+  for _, name in ipairs(core.capability_names()) do set[name] = true end
+  return set
+end
+
+-- The container's cgroup path from cgroupsPath (absolute, relative, or systemd's slice:prefix:name).
+local function cgroup_path(path, id, systemd)
+  if path == nil or path == "" then return "/" .. id end
+  if systemd then
+    local slice, prefix, name = path:match("^([^:]*):([^:]*):([^:]+)$")
+    if not slice then oci_error(("cgroupsPath %q: slice:prefix:name expected with --systemd-cgroup"):format(path)) end
+    -- "a-b.slice" lives at /a.slice/a-b.slice, as systemd lays slices out.
+    local parts, acc = {}, nil
+    if slice == "" then slice = "system.slice" end
+    for piece in slice:gsub("%.slice$", ""):gmatch("[^-]+") do
+      acc = acc and (acc .. "-" .. piece) or piece
+      parts[#parts + 1] = acc .. ".slice"
+    end
+    local unit = name:match("%.slice$") and name or ((prefix ~= "" and prefix .. "-" or "") .. name .. ".scope")
+    return "/" .. table.concat(parts, "/") .. "/" .. unit
+  end
+  if path:sub(1, 1) ~= "/" then return "/" .. path end
+  return path
+end
+
+-- A cgroup for the container at its path, with the config's resources written.
+local function make_cgroup(extra, id, systemd)
+  local cgroup = require "lunas.cgroup"
+  local layout = cgroup.layout()
+  local function version(controller) return layout.controllers[controller == "io" and (layout.controllers.io and "io" or "blkio") or controller] end
+  local writes = resources.writes(extra.resources, version)
+  local controllers = resources.controllers(writes)
+  for _, c in ipairs{ "freezer", "devices", "pids", "memory", "cpu", "cpuacct" } do controllers[#controllers + 1] = c end
+  local cg = cgroup.new{ path = cgroup_path(extra.cgroups_path, id, systemd), controllers = controllers }
+  for _, w in ipairs(writes) do
+    local ok, msg = cg:set(w.controller, w.file, w.value)
+    if not ok then
+      local err = ("linux.resources.%s: %s"):format(w.field, msg)
+      pcall(cg.remove, cg)
+      oci_error(err, "EINVAL")
+    end
+  end
+  return cg
+end
+
+-- Joins the namespaces the config names by path, in this process, before the container is cloned: its first
+-- process is born in them (a pid namespace joined applies to children only).
+local JOIN_HERE = { net = true, ipc = true, uts = true, cgroup = true, pid = true, time = true }
+local function join_namespaces(joined)
+  for name, path in pairs(joined) do
+    if not JOIN_HERE[name] then
+      oci_error(("linux.namespaces: joining a %s namespace by path is not supported yet (%s)"):format(name, path))
+    end
+  end
+  for _, name in ipairs{ "cgroup", "ipc", "uts", "net", "time", "pid" } do
+    local path = joined[name]
+    if path then
+      local handle, msg, code = core.ns_open(path)
+      if not handle then oci_error(("linux.namespaces: %s"):format(msg), code) end
+      local ok
+      ok, msg, code = core.setns(handle, name)
+      handle:close()
+      if not ok then oci_error(("linux.namespaces: join %s %s: %s"):format(name, path, msg), code) end
+    end
+  end
+end
+
+local function preserved_fds(value)
+  local n = tonumber(value or "0")
+  if not n or n < 0 or n ~= math.floor(n) then usage("--preserve-fds: a count expected") end
+  local list = {}
+  for fd = 3, 2 + n do list[#list + 1] = fd end
+  return list
+end
+
+-- ---- create, start, run ------------------------------------------------------------------------------------
+
+-- Builds the container up to its start gate. Returns the running handle and the record written.
+local function create(g, id, opts)
+  local bundle = absolute(opts.bundle or core.getcwd())
+  local dir = state.claim(g.root, id)
+  local record, cg, running
+  local ok, err = pcall(function()
+    local cfg = config.read(bundle)
+    local spec, extra = config.translate(cfg, { bundle = bundle, warn = warn, capabilities = known_capabilities() })
+    if extra.terminal.terminal then
+      oci_error("process.terminal: terminals are not supported yet")
+    elseif opts["console-socket"] then
+      oci_error("--console-socket needs process.terminal = true in config.json")
+    end
+    for _, kind in ipairs{ "createRuntime", "createContainer", "startContainer", "prestart", "poststart", "poststop" } do
+      if #extra.hooks[kind] > 0 then oci_error(("hooks.%s: hooks are not supported yet"):format(kind)) end
+    end
+    spec.keep_fds = preserved_fds(opts["preserve-fds"])
+    if opts["no-new-keyring"] then spec.keyring = "inherit" end
+    cg = make_cgroup(extra, id, g["systemd-cgroup"])
+    spec.cgroup = cg
+    local fifo_path = dir .. "/exec.fifo"
+    local made, msg, code = core.mkfifo(fifo_path, 402)
+    if not made then oci_error("mkfifo " .. fifo_path .. ": " .. msg, code) end
+    local gate
+    gate, msg, code = core.open(fifo_path, "rw")
+    if not gate then oci_error(msg, code) end
+    spec.start_gate = gate
+    join_namespaces(extra.joined)
+    running = sandbox.new(spec):spawn()
+    gate:close()
+    record = { ociVersion = config.OCI_VERSION, id = id, pid = running.pid,
+      start_time = process.start_time(running.pid), bundle = bundle, rootfs = spec.rootfs, created = state.now(),
+      annotations = extra.annotations, cgroup = cg:record() }
+    state.write(dir, record)
+    record.dir = dir
+    if opts["pid-file"] then write_pid_file(opts["pid-file"], running.pid) end
+  end)
+  if not ok then
+    -- Nothing of a failed create stays: its process, its cgroup, its state.
+    if running then pcall(running.close, running) end
+    if cg then pcall(cg.remove, cg) end
+    pcall(state.remove, { dir = dir })
+    error(err, 0)
+  end
+  -- The container outlives this process: its handle is dropped, never closed.
+  require("lunas.interrupt").untrack(running)
+  if cg then require("lunas.interrupt").untrack(cg) end
+  return running, record
+end
+
+local function start(g, id)
+  local record = must_exist(g.root, id)
+  local status = state.status(record)
+  if status ~= "created" then
+    if status == "stopped" then oci_error("cannot start a container that has stopped") end
+    oci_error("cannot start an already running container")
+  end
+  local fifo = record.dir .. "/exec.fifo"
+  -- Read-write: never blocks, even if the container died a moment ago (then the byte is nobody's).
+  local f, msg, code = core.open(fifo, "rw")
+  if not f then oci_error("open exec fifo: " .. msg, code) end
+  local ok
+  ok, msg, code = f:write("0")
+  f:close()
+  os.remove(fifo)
+  if not ok then oci_error("start: " .. msg, code) end
+  return record
+end
+
+local function adopt_cgroup(record)
+  if not record.cgroup then return nil end
+  local ok, cg = pcall(require("lunas.cgroup").adopt, record.cgroup)
+  return ok and cg or nil
+end
+
+-- Kills the container (everything in its cgroup) and waits until its process is gone.
+local function kill_all(record, sig)
+  local cg = adopt_cgroup(record)
+  local sent = false
+  if cg then
+    for _, pid in ipairs(cg:pids()) do
+      if core.kill(pid, sig) then sent = true end
+    end
+    if sig == "KILL" then pcall(cg.thaw, cg) end
+    cg:close()
+  end
+  local proc = process.open(record.pid, record.start_time)
+  if proc then
+    proc:kill(sig)
+    proc:close()
+    sent = true
+  end
+  return sent
+end
+
+local function delete(g, id, force)
+  local record = state.read(g.root, id)
+  if not record then
+    if force then return end
+    oci_error(("container %s does not exist"):format(id), "ENOENT")
+  end
+  local status = state.status(record)
+  if status ~= "stopped" and status ~= "created" and not force then
+    oci_error(("cannot delete container %s that is not stopped: %s"):format(id, status), "EBUSY")
+  end
+  if status ~= "stopped" then
+    local proc = process.open(record.pid, record.start_time)
+    kill_all(record, "KILL")
+    if proc then
+      proc:wait(10)
+      proc:close()
+    end
+  end
+  local cg = adopt_cgroup(record)
+  if cg then
+    local ok, err = pcall(cg.remove, cg)
+    if not ok then oci_error(("remove cgroup of %s: %s"):format(id, tostring(err)), "EBUSY") end
+  end
+  state.remove(record)
+end
+
+-- ---- subcommands ----------------------------------------------------------------------------------------------
+
+local handlers = {}
+
+local function one_id(positional, command)
+  local id = positional[1]
+  if not id then usage(("%s: a container id expected"):format(command)) end
+  return state.check_id(id)
+end
+
+function handlers.create(g, opts, positional)
+  create(g, one_id(positional, "create"), opts)
+  return 0
+end
+
+function handlers.start(g, _, positional)
+  start(g, one_id(positional, "start"))
+  return 0
+end
+
+function handlers.run(g, opts, positional)
+  local id = one_id(positional, "run")
+  local running = create(g, id, opts)
+  start(g, id)
+  if opts.detach then return 0 end
+  local result = running.process:wait()
+  running.process:close()
+  if not opts.keep then delete(g, id, true) end
+  if result and result.signal then return 128 + result.signal end
+  return result and result.status or 0
+end
+
+function handlers.state(g, _, positional)
+  local record = must_exist(g.root, one_id(positional, "state"))
+  io.stdout:write(json.encode(state.public(record), { indent = "  " }), "\n")
+  return 0
+end
+
+local function signal_of(text)
+  text = text or "TERM"
+  local n = tonumber(text)
+  if n then
+    if n < 1 or n > 64 or n ~= math.floor(n) then usage("invalid signal " .. text) end
+    return math.tointeger(n)
+  end
+  local name = text:upper():gsub("^SIG", "")
+  if not core.signals[name] then usage("invalid signal " .. text) end
+  return name
+end
+
+function handlers.kill(g, opts, positional)
+  local id = one_id(positional, "kill")
+  local sig = signal_of(positional[2])
+  local record = must_exist(g.root, id)
+  if state.status(record) == "stopped" then oci_error("container not running", "ESRCH") end
+  if opts.all then
+    kill_all(record, sig)
+  else
+    local proc = process.open(record.pid, record.start_time)
+    if not proc then oci_error("container not running", "ESRCH") end
+    local ok, msg, code = proc:kill(sig)
+    proc:close()
+    if not ok then oci_error(msg, code) end
+  end
+  return 0
+end
+
+function handlers.delete(g, opts, positional)
+  delete(g, one_id(positional, "delete"), opts.force)
+  return 0
+end
+
+local function container_pids(record)
+  local cg = adopt_cgroup(record)
+  local pids = {}
+  if cg then
+    pids = cg:pids()
+    cg:close()
+  elseif state.status(record) ~= "stopped" then
+    pids = { record.pid }
+  end
+  table.sort(pids)
+  return pids
+end
+
+function handlers.ps(g, opts, positional)
+  local record = must_exist(g.root, one_id(positional, "ps"))
+  local pids = container_pids(record)
+  if opts.format == "json" then
+    io.stdout:write(#pids == 0 and "[]" or json.encode(pids), "\n")
+  else
+    io.stdout:write("PID\n")
+    for _, pid in ipairs(pids) do io.stdout:write(pid, "\n") end
+  end
+  return 0
+end
+
+local function freeze(g, positional, command, thaw)
+  local record = must_exist(g.root, one_id(positional, command))
+  local status = state.status(record)
+  if status == "stopped" or status == "created" then oci_error("container not running", "ESRCH") end
+  local cg = adopt_cgroup(record)
+  if not cg then oci_error(("%s: the container has no cgroup"):format(command)) end
+  if thaw then cg:thaw() else cg:freeze() end
+  cg:close()
+  return 0
+end
+
+function handlers.pause(g, _, positional) return freeze(g, positional, "pause", false) end
+function handlers.resume(g, _, positional) return freeze(g, positional, "resume", true) end
+
+function handlers.list(g, opts)
+  local states = {}
+  for _, id in ipairs(state.ids(g.root)) do
+    local ok, record = pcall(state.read, g.root, id)
+    if ok and record then states[#states + 1] = state.public(record) end
+  end
+  if opts.quiet then
+    for _, s in ipairs(states) do io.stdout:write(s.id, "\n") end
+  elseif opts.format == "json" then
+    io.stdout:write(#states == 0 and "null" or json.encode(states), "\n")
+  else
+    local rows = { { "ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER" } }
+    for _, s in ipairs(states) do rows[#rows + 1] = { s.id, tostring(s.pid), s.status, s.bundle, s.created, "root" } end
+    io.stdout:write(require("lunas.cli").format_table(rows), "\n")
+  end
+  return 0
+end
+
+function handlers.update(g, opts, positional)
+  local record = must_exist(g.root, one_id(positional, "update"))
+  if not opts.resources then usage("update: --resources FILE (or -) expected") end
+  local text
+  if opts.resources == "-" then text = io.stdin:read("a") else
+    local f, msg = io.open(opts.resources, "rb")
+    if not f then oci_error("open " .. opts.resources .. ": " .. tostring(msg), "ENOENT") end
+    text = f:read("a")
+    f:close()
+  end
+  local r = json.decode(text, { uint64 = true })
+  local cg = adopt_cgroup(record)
+  if not cg then oci_error("update: the container has no cgroup") end
+  local layout = require("lunas.cgroup").layout()
+  for _, w in ipairs(resources.writes(r, function(c) return layout.controllers[c == "io" and (layout.controllers.io and "io" or "blkio") or c] end)) do
+    local ok, msg, code = cg:set(w.controller, w.file, w.value)
+    if not ok then oci_error(("linux.resources.%s: %s"):format(w.field, msg), code) end
+  end
+  cg:close()
+  return 0
+end
+
+function handlers.spec(_, opts)
+  local bundle = opts.bundle or "."
+  local path = bundle .. "/config.json"
+  if core.file_type(path) then oci_error("File " .. path .. " exists. Remove it first", "EEXIST") end
+  local f, msg = io.open(path, "w")
+  if not f then oci_error("write " .. path .. ": " .. tostring(msg), "EIO") end
+  f:write(json.encode(require("lunas.oci.spec").default{ rootless = opts.rootless }, { indent = "\t" }), "\n")
+  f:close()
+  return 0
+end
+
+function handlers.features()
+  io.stdout:write(json.encode(require("lunas.oci.spec").features(), { indent = "  " }), "\n")
+  return 0
+end
+
+function handlers.exec()
+  oci_error("exec is not supported yet", "ENOSYS")
+end
+
+-- ---- main -----------------------------------------------------------------------------------------------------
+
+local USAGE = [[
+usage: lunas-oci [global options] COMMAND [options] ID ...
+  lunas as an OCI runtime, with runc's command line.
+commands: create, start, run, state, kill, delete, exec, ps, pause, resume, list, update, spec, features
+global options: --root DIR (default /run/lunas-oci), --log FILE, --log-format text|json, --systemd-cgroup,
+  --debug, --rootless true|false|auto, --version]]
+
+local function version_text()
+  return ("%s version %s\ncommit: lunas-%s\nspec: %s\n"):format(NAME, core.version, core.version, config.OCI_VERSION)
+end
+
+local function run_command(args)
+  local g, i = parse_flags(args, 1, GLOBAL, GLOBAL_SHORT, true)
+  if g.version then io.stdout:write(version_text()) return 0 end
+  local command = args[i]
+  if g.help or command == nil or command == "help" then
+    io.stdout:write(USAGE, "\n")
+    return command == nil and not g.help and 1 or 0
+  end
+  log.path, log.format = g.log, g["log-format"] or "text"
+  if log.format ~= "text" and log.format ~= "json" then usage("--log-format: text or json expected") end
+  g.root = g.root or state.DEFAULT_ROOT
+  local spec = COMMANDS[command]
+  if not spec then usage(("unknown command %q"):format(command)) end
+  local opts, positional = parse_flags(args, i + 1, spec, spec.short, false)
+  return handlers[command](g, opts, positional)
+end
+
+--- Entry point: argv as the host binary passes it (index 0 the program).
+-- @tparam table args
+-- @treturn integer the exit status
+function M.main(args)
+  local ok, result = pcall(run_command, args)
+  if ok then return result end
+  local msg = errors.is(result) and result.msg or tostring(result)
+  report_error(msg)
+  if errors.is(result) and result.usage then return 2 end
+  return 1
+end
+
+return M

@@ -1,0 +1,303 @@
+-- lunas as an OCI runtime (`lunas-oci`), seen from outside: the state directory, /proc of the container's
+-- process, cgroup files, and the same bundles run by Debian's runc side by side. Real clients (podman,
+-- containerd) run in `make test-oci`.
+local core = require "lunas.core"
+local json = require "lunas.json"
+local util = require "support.util"
+
+local OCI = util.build .. "/bin/lunas-oci"
+local q = util.quote
+
+-- Our own cgroup's path, the deepest of our hierarchies' (the containers' cgroups go below it: nothing of the
+-- tests lands outside the cgroup the suite runs in).
+local function own_cgroup()
+  local best = "/"
+  for line in util.read("/proc/self/cgroup"):gmatch("[^\n]+") do
+    local path = line:match("^%d+:[^:]*:(.*)$")
+    if path and #path > #best then best = path end
+  end
+  return best
+end
+
+local counter = 0
+
+-- A bundle: a busybox root file system and runc's template config, changed by edit(config). Returns the
+-- bundle's directory, its runtime root and a unique container id; all of it goes at the end of the test.
+local function bundle(defer, edit)
+  local dir, remove = util.tmpdir()
+  defer(remove)
+  counter = counter + 1
+  local id = ("lunas-oci-test-%d-%d"):format(core.getpid(), counter)
+  assert(os.execute(("mkdir -p %s/rootfs/bin %s/rootfs/proc %s/rootfs/sys %s/rootfs/dev %s/rootfs/etc %s/rootfs/tmp "
+    .. "%s/root %s/runc && cp /bin/busybox %s/rootfs/bin/ && %s/rootfs/bin/busybox --install -s %s/rootfs/bin")
+    :format(q(dir), q(dir), q(dir), q(dir), q(dir), q(dir), q(dir), q(dir), q(dir), q(dir), q(dir))))
+  util.write(dir .. "/rootfs/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n")
+  util.write(dir .. "/rootfs/etc/group", "root:x:0:\ntty:x:5:\nnobody:x:65534:\n")
+  local out, code = util.run({ OCI, "spec", "--bundle", dir })
+  assert.equal(0, code, out)
+  local config = json.decode(util.read(dir .. "/config.json"), { uint64 = true })
+  config.process.terminal = false
+  config.root.readonly = false
+  config.linux.cgroupsPath = own_cgroup() .. "/" .. id
+  if edit then edit(config, dir) end
+  util.write(dir .. "/config.json", json.encode(config))
+  return dir, id
+end
+
+local function oci(dir, args, opts)
+  local argv = { OCI, "--root", dir .. "/root" }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  return util.run(argv, opts)
+end
+
+local function state_of(dir, id)
+  local out, code = oci(dir, { "state", id }, { stderr = false })
+  if code ~= 0 then return nil, out end
+  return json.decode(out)
+end
+
+-- The cgroup directory of the container in the v1 hierarchy or v2 tree that has `controller`.
+local function cgroup_file(id, controller, file)
+  local cgroup = require "lunas.cgroup"
+  local layout = cgroup.layout()
+  local version = layout.controllers[controller]
+  local h = version == 2 and layout.v2 or layout.v1[controller]
+  local mount = h.mount
+  return mount .. own_cgroup() .. "/" .. id .. "/" .. file
+end
+
+describe("lunas as an OCI runtime #root", function()
+  it("is lunas-oci, a link to lunas, with runc's version lines, spec and features", function()
+    local defer = util.cleanups(finally)
+    local _, ino_oci = core.file_type(OCI)
+    local _, ino_lunas = core.file_type(util.bin)
+    assert.equal(ino_lunas, ino_oci)
+    local out, code = util.run({ OCI, "--version" })
+    assert.equal(0, code)
+    assert.matches("^lunas%-oci version %S+\ncommit: %S+\nspec: 1%.2%.0\n$", out)
+    local dir, remove = util.tmpdir()
+    defer(remove)
+    out, code = util.run({ OCI, "spec", "--bundle", dir })
+    assert.equal(0, code, out)
+    local config = json.decode(util.read(dir .. "/config.json"))
+    assert.equal("rootfs", config.root.path)
+    assert.same({ "sh" }, config.process.args)
+    out, code = util.run({ OCI, "spec", "--bundle", dir })
+    assert.equal(1, code)
+    assert.matches("exists", out)
+    out, code = util.run({ OCI, "features" })
+    assert.equal(0, code)
+    local features = json.decode(out)
+    assert.equal("1.0.0", features.ociVersionMin)
+    assert.truthy(features.linux.seccomp.enabled)
+  end)
+
+  it("creates a container set up and waiting, starts it, reports its state, deletes it without a trace", function()
+    local defer = util.cleanups(finally)
+    local dir, id = bundle(defer, function(config, d)
+      config.process.args = { "sh", "-c", "echo started > /out/marker; exec sleep 1000" }
+      config.mounts[#config.mounts + 1] = { destination = "/out", type = "bind", source = d .. "/out", options = { "rbind" } }
+    end)
+    os.execute("mkdir " .. q(dir .. "/out"))
+    defer(function() oci(dir, { "delete", "--force", id }) end)
+    local out, code = oci(dir, { "create", "--bundle", dir, "--pid-file", dir .. "/pid", id })
+    assert.equal(0, code, out)
+    local s = assert(state_of(dir, id))
+    assert.equal("created", s.status)
+    assert.equal(id, s.id)
+    assert.equal(dir, s.bundle)
+    -- the pid file: the container's process, no newline
+    assert.equal(tostring(s.pid), util.read(dir .. "/pid"))
+    assert.truthy(util.alive(s.pid))
+    -- set up (its own namespaces, in its cgroup) but its program not run yet
+    assert.not_equal(util.ns_link(s.pid, "mnt"), util.ns_link(core.getpid(), "mnt"))
+    assert.not_equal(util.ns_link(s.pid, "pid"), util.ns_link(core.getpid(), "pid"))
+    assert.is_nil(util.read(dir .. "/out/marker"))
+    assert.matches(id, util.read("/proc/" .. s.pid .. "/cgroup"))
+    assert.equal("fifo", core.file_type(dir .. "/root/" .. id .. "/exec.fifo"))
+    out, code = oci(dir, { "start", id })
+    assert.equal(0, code, out)
+    assert.truthy(util.wait_for(function() return util.read(dir .. "/out/marker") end))
+    s = assert(state_of(dir, id))
+    assert.equal("running", s.status)
+    -- the container's PID 1 is its program itself, a session leader
+    assert.equal("sleep", (util.read("/proc/" .. s.pid .. "/comm"):gsub("\n", "")))
+    local stat = util.read("/proc/" .. s.pid .. "/stat"):match("^%d+ %b() (.*)$")
+    local fields = util.words(stat)
+    assert.equal(tostring(s.pid), fields[4])
+    out, code = oci(dir, { "ps", "--format", "json", id })
+    assert.equal(0, code)
+    assert.same({ s.pid }, json.decode(out))
+    out, code = oci(dir, { "list", "--format", "json" })
+    assert.equal(0, code)
+    assert.equal(id, json.decode(out)[1].id)
+    out, code = oci(dir, { "kill", id, "KILL" })
+    assert.equal(0, code, out)
+    assert.truthy(util.wait_for(function() return not util.alive(s.pid) end))
+    assert.equal("stopped", assert(state_of(dir, id)).status)
+    assert.equal(0, assert(state_of(dir, id)).pid)
+    local cgroup_dir = cgroup_file(id, "pids", "")
+    assert.equal("dir", core.file_type(cgroup_dir))
+    out, code = oci(dir, { "delete", id })
+    assert.equal(0, code, out)
+    assert.is_nil(core.file_type(dir .. "/root/" .. id))
+    assert.is_nil(core.file_type(cgroup_dir))
+  end)
+
+  it("fails as runc does: second start, kill when stopped, delete when running, unknown ids", function()
+    local defer = util.cleanups(finally)
+    local dir, id = bundle(defer, function(config) config.process.args = { "sleep", "1000" } end)
+    defer(function() oci(dir, { "delete", "--force", id }) end)
+    local out, code = oci(dir, { "state", "nonexistent-lunas" })
+    assert.equal(1, code)
+    assert.matches("does not exist", out)
+    out, code = oci(dir, { "delete", "--force", "nonexistent-lunas" })
+    assert.equal(0, code, out)
+    out, code = oci(dir, { "create", "--bundle", dir, "../escape" })
+    assert.equal(2, code)
+    assert.matches("invalid container id", out)
+    out, code = oci(dir, { "create", "--bundle", dir, id })
+    assert.equal(0, code, out)
+    out, code = oci(dir, { "create", "--bundle", dir, id })
+    assert.equal(1, code)
+    assert.matches("exists", out)
+    assert.equal(0, select(2, oci(dir, { "start", id })))
+    out, code = oci(dir, { "start", id })
+    assert.equal(1, code)
+    assert.matches("cannot start an already running container", out)
+    out, code = oci(dir, { "delete", id })
+    assert.equal(1, code)
+    assert.matches("cannot delete container " .. id:gsub("%-", "%%-") .. " that is not stopped: running", out)
+    local pid = assert(state_of(dir, id)).pid
+    assert.equal(0, select(2, oci(dir, { "kill", id, "9" })))
+    assert.truthy(util.wait_for(function() return not util.alive(pid) end))
+    out, code = oci(dir, { "kill", id, "TERM" })
+    assert.equal(1, code)
+    assert.matches("container not running", out)
+    assert.equal(0, select(2, oci(dir, { "delete", "--force", id })))
+    assert.equal(0, select(2, oci(dir, { "delete", "--force", id })))
+    out, code = oci(dir, { "delete", id })
+    assert.equal(1, code)
+    assert.matches("does not exist", out)
+  end)
+
+  it("leaves nothing of a create that fails, and says what failed in the words clients match", function()
+    local defer = util.cleanups(finally)
+    local dir, id = bundle(defer, function(config) config.process.args = { "no-such-program-lunas" } end)
+    local log = dir .. "/log.json"
+    local out, code = oci(dir, { "--log", log, "--log-format", "json", "create", "--bundle", dir, id })
+    assert.equal(1, code)
+    assert.matches("executable file not found in %$PATH", out)
+    local last = json.decode(util.lines(util.read(log))[#util.lines(util.read(log))])
+    assert.equal("error", last.level)
+    assert.matches("executable file not found", last.msg)
+    assert.is_nil(core.file_type(dir .. "/root/" .. id))
+    assert.is_nil(core.file_type(cgroup_file(id, "pids", "")))
+    assert.is_nil(state_of(dir, id))
+  end)
+
+  it("runs a container to its end with run: its output, its exit status, nothing left", function()
+    local defer = util.cleanups(finally)
+    local dir, id = bundle(defer, function(config) config.process.args = { "sh", "-c", "echo hello from $(hostname); exit 7" } end)
+    local out, code = oci(dir, { "run", "--bundle", dir, id })
+    assert.equal(7, code)
+    assert.equal("hello from lunas\n", out)
+    assert.is_nil(core.file_type(dir .. "/root/" .. id))
+    assert.is_nil(core.file_type(cgroup_file(id, "pids", "")))
+  end)
+
+  it("applies the config's resources to the container's cgroup, pauses and resumes it", function()
+    local defer = util.cleanups(finally)
+    local dir, id = bundle(defer, function(config)
+      config.process.args = { "sleep", "1000" }
+      config.linux.resources.pids = { limit = 42 }
+      config.linux.resources.memory = { limit = 64 * 1024 * 1024 }
+      config.linux.resources.cpu = { quota = 50000, period = 100000, shares = 512 }
+    end)
+    defer(function() oci(dir, { "delete", "--force", id }) end)
+    assert.equal(0, select(2, oci(dir, { "run", "--detach", "--bundle", dir, id })))
+    assert.equal("42", util.read(cgroup_file(id, "pids", "pids.max")):gsub("%s+$", ""))
+    local layout = require("lunas.cgroup").layout()
+    if layout.controllers.memory == 1 then
+      assert.equal(tostring(64 * 1024 * 1024), util.read(cgroup_file(id, "memory", "memory.limit_in_bytes")):gsub("%s+$", ""))
+      assert.equal("50000", util.read(cgroup_file(id, "cpu", "cpu.cfs_quota_us")):gsub("%s+$", ""))
+      assert.equal("512", util.read(cgroup_file(id, "cpu", "cpu.shares")):gsub("%s+$", ""))
+    else
+      assert.equal(tostring(64 * 1024 * 1024), util.read(cgroup_file(id, "memory", "memory.max")):gsub("%s+$", ""))
+      assert.equal("50000 100000", util.read(cgroup_file(id, "cpu", "cpu.max")):gsub("%s+$", ""))
+    end
+    assert.equal(0, select(2, oci(dir, { "pause", id })))
+    assert.equal("paused", assert(state_of(dir, id)).status)
+    local pid = assert(state_of(dir, id)).pid
+    assert.matches("\nState:%s+[DT]", util.read("/proc/" .. pid .. "/status"))
+    assert.equal(0, select(2, oci(dir, { "resume", id })))
+    assert.equal("running", assert(state_of(dir, id)).status)
+  end)
+end)
+
+-- What the container shows from inside, as one text: ids, capabilities, no_new_privs, seccomp, hostname,
+-- limits, the mount table (mount points, options, file system), masked and read-only paths at work.
+local PROBE = table.concat({
+  "id",
+  "grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status",
+  "hostname",
+  "ulimit -n",
+  "cut -d' ' -f5,6,9- /proc/self/mountinfo | sed 's/ - / /' | sort",
+  "cat /proc/kcore 2>&1 | head -c 40; echo",
+  "echo x > /proc/sysrq-trigger 2>&1 | sed 's/.*: //'",
+  "ls /dev | sort | tr '\\n' ' '; echo",
+  "readlink /dev/ptmx /dev/fd",
+}, "; ")
+
+describe("lunas-oci and runc side by side #root", function()
+  local function have_runc() return os.execute("command -v runc >/dev/null 2>&1") == true end
+
+  -- The probe's output for a bundle under runc and under lunas-oci.
+  local function both(defer, edit)
+    local outs = {}
+    for _, runtime in ipairs{ "runc", OCI } do
+      local dir, id = bundle(defer, function(config, d)
+        config.process.args = { "sh", "-c", PROBE }
+        if edit then edit(config, d) end
+      end)
+      local out, code = util.run({ runtime, "--root", dir .. "/root", "run", "--bundle", dir, id })
+      outs[#outs + 1] = { out = out, code = code }
+      os.execute(q(runtime) .. " --root " .. q(dir .. "/root") .. " delete --force " .. q(id) .. " >/dev/null 2>&1")
+    end
+    return outs[1], outs[2]
+  end
+
+  it("runc's template bundle: the same ids, capabilities, mounts, masks, limits", function()
+    if not have_runc() then return pending("needs runc (Debian's package)") end
+    local defer = util.cleanups(finally)
+    local runc, lunas = both(defer)
+    assert.equal(0, runc.code, runc.out)
+    assert.equal(runc.out, lunas.out)
+  end)
+
+  it("a non-root user with extra groups, a seccomp profile, no no_new_privs, a read-only root, sysctls", function()
+    if not have_runc() then return pending("needs runc (Debian's package)") end
+    local defer = util.cleanups(finally)
+    local runc, lunas = both(defer, function(config)
+      config.process.user = { uid = 1000, gid = 1000, additionalGids = { 5, 65534 }, umask = 18 }
+      config.process.noNewPrivileges = false
+      config.process.capabilities.bounding = { "CAP_NET_RAW", "CAP_KILL", "CAP_CHOWN" }
+      config.process.capabilities.effective = { "CAP_KILL" }
+      config.process.capabilities.permitted = { "CAP_KILL", "CAP_NET_RAW" }
+      config.process.capabilities.inheritable = { "CAP_KILL" }
+      config.process.capabilities.ambient = { "CAP_KILL" }
+      config.process.rlimits = { { type = "RLIMIT_NOFILE", soft = 512, hard = 1024 } }
+      config.root.readonly = true
+      config.hostname = "oci-side-by-side"
+      config.linux.sysctl = { ["net.ipv4.ip_forward"] = "1", ["kernel.shmmni"] = "1000" }
+      config.linux.seccomp = { defaultAction = "SCMP_ACT_ALLOW", architectures = { "SCMP_ARCH_X86_64", "SCMP_ARCH_X86" },
+        syscalls = { { names = { "mkdir", "mkdirat", "no_such_call_lunas" }, action = "SCMP_ACT_ERRNO", errnoRet = 1 },
+          { names = { "personality" }, action = "SCMP_ACT_ERRNO", args = {
+            { index = 0, value = 8, op = "SCMP_CMP_EQ" } } } } }
+      config.process.args[3] = config.process.args[3] .. "; cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni;"
+        .. " umask; mkdir /tmp/x 2>&1 | sed 's/.*: //'; touch /f 2>&1 | sed 's/.*: //'"
+    end)
+    assert.equal(0, runc.code, runc.out)
+    assert.equal(runc.out, lunas.out)
+  end)
+end)
