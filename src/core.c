@@ -120,6 +120,7 @@ int luaopen_lunas_core(lua_State *L) {
     lunas_open_proc(L);
     lunas_open_ns(L);
     lunas_open_mount(L);
+    lunas_open_tty(L);
     lunas_open_net(L);
     lunas_open_tc(L);
     lunas_open_nft(L);

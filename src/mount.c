@@ -15,6 +15,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "lunas.h"
@@ -569,6 +570,119 @@ static int mount_chmod_in_root(lua_State *L) {
     return 1;
 }
 
+/* The kernel's dev_t (include/linux/kdev_t.h): 12 bits of major, 20 of minor. */
+#define DEV_MAJOR_MAX 4095
+#define DEV_MINOR_MAX 1048575
+
+static const char *const node_types[] = {"char", "block", "fifo", "file", NULL};
+static const mode_t node_modes[] = {S_IFCHR, S_IFBLK, S_IFIFO, S_IFREG};
+
+struct node_request {
+    mode_t mode; /* type and permission bits */
+    dev_t dev;
+    uid_t uid;   /* (uid_t)-1: unchanged */
+    gid_t gid;
+};
+
+/* A device number field: required for a device, absent or 0 for the others (they have none). */
+static unsigned check_device_number(lua_State *L, int idx, const char *field, int device, lua_Integer max) {
+    if (device && lunas_opt_field(L, idx, field, LUA_TNONE) == LUA_TNIL)
+        lunas_field_error(L, idx, field, "integer expected for a device, got nil");
+    lua_settop(L, idx);
+    lua_Integer v = lunas_opt_integer(L, idx, field, 0, 0, max);
+    if (!device && v != 0) lunas_field_error(L, idx, field, "only char and block devices have one");
+    return (unsigned)v;
+}
+
+static void check_node_request(lua_State *L, int idx, struct node_request *req) {
+    static const char *const allowed[] = {"type", "major", "minor", "mode", "uid", "gid", NULL};
+    lunas_check_options(L, idx, allowed);
+    lua_settop(L, idx);
+    const char *name = lunas_opt_string(L, idx, "type", NULL);
+    int type = -1;
+    for (int i = 0; name && node_types[i]; i++)
+        if (strcmp(node_types[i], name) == 0) type = i;
+    if (type < 0) lunas_field_error(L, idx, "type", "'char', 'block', 'fifo' or 'file' expected");
+    int device = node_modes[type] == S_IFCHR || node_modes[type] == S_IFBLK;
+    unsigned maj = check_device_number(L, idx, "major", device, DEV_MAJOR_MAX);
+    unsigned min = check_device_number(L, idx, "minor", device, DEV_MINOR_MAX);
+    req->dev = makedev(maj, min);
+    req->mode = node_modes[type] | (mode_t)lunas_opt_integer(L, idx, "mode", 0666, 0, 07777);
+    req->uid = (uid_t)lunas_opt_integer(L, idx, "uid", -1, 0, UINT32_MAX - 1);
+    req->gid = (gid_t)lunas_opt_integer(L, idx, "gid", -1, 0, UINT32_MAX - 1);
+}
+
+/* mknodat with exactly the mode asked for: the umask is process-wide, but lunas runs one thread and no Lua runs
+ * in between. */
+static int make_node(int dir, const char *name, const struct node_request *req) {
+    mode_t mask = umask(0);
+    int r = mknodat(dir, name, req->mode, req->dev);
+    int err = errno;
+    umask(mask);
+    errno = err;
+    return r;
+}
+
+/***
+Creates a device node, a FIFO or an empty file inside `root`, as an OCI runtime makes linux.devices in a
+container's /dev: the directories on the way resolve inside the root (missing ones are made, 0755 less the
+umask), and the last component is never followed: anything already there, a symlink too, fails with EEXIST.
+The node gets exactly `mode` (the umask does not apply), then the owner when `uid` or `gid` is given (fchownat
+without following, on the new node). Device nodes need CAP_MKNOD in the initial user namespace.
+@function mknod_in_root
+@tparam fd|integer root a directory descriptor, the root
+@tparam string path where the node goes
+@tparam table node
+@tparam string node.type "char", "block", "fifo" or "file"
+@tparam[opt] integer node.major 0 to 4095: required for "char" and "block", absent or 0 otherwise
+@tparam[opt] integer node.minor 0 to 1048575: likewise
+@tparam[opt=0666] integer node.mode permission bits, 0 to 07777
+@tparam[opt] integer node.uid the owner (default: unchanged)
+@tparam[opt] integer node.gid the group (default: unchanged)
+@treturn boolean true
+@error "mknod PATH: message", "ENAME" ("EEXIST" when something is there; or "resolve in root", "chown")
+*/
+static int mount_mknod_in_root(lua_State *L) {
+    int root = lunas_check_fd(L, 1, 1, "root");
+    const char *path = luaL_checkstring(L, 2);
+    struct node_request req;
+    check_node_request(L, 3, &req);
+    char base[NAME_MAX + 1];
+    int parent = open_parent_in_root(root, path, 1, 0755, base, sizeof base);
+    if (parent < 0) return lunas_push_error(L, errno, "resolve in root", path);
+    const char *op = "mknod";
+    int err = 0;
+    if (make_node(parent, base, &req) < 0) {
+        err = errno;
+    } else if ((req.uid != (uid_t)-1 || req.gid != (gid_t)-1) &&
+               fchownat(parent, base, req.uid, req.gid, AT_SYMLINK_NOFOLLOW) < 0) {
+        err = errno;
+        op = "chown";
+    }
+    close(parent);
+    if (err) return lunas_push_error(L, err, op, path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/***
+Makes a FIFO (mkfifo(3)): the mode less the umask, EEXIST when anything is there. An OCI runtime's exec FIFO in
+its state directory.
+@function mkfifo
+@tparam string path
+@tparam integer mode 0 to 07777
+@treturn boolean true
+@error "mkfifo PATH: message", "ENAME"
+*/
+static int mount_mkfifo(lua_State *L) {
+    const char *path = opt_path(L, 1, "path");
+    if (!path) return lunas_field_error(L, 1, "path", "path expected");
+    mode_t mode = (mode_t)lunas_check_range(L, 2, 2, "mode", 0, 07777);
+    if (mkfifo(path, mode) < 0) return lunas_push_error(L, errno, "mkfifo", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /***
 The type of a file, without following a final symlink (lstat, or fstat of a descriptor).
 @function file_type
@@ -704,6 +818,8 @@ void lunas_open_mount(lua_State *L) {
         {"write_in_root", mount_write_in_root},
         {"symlink_in_root", mount_symlink_in_root},
         {"chmod_in_root", mount_chmod_in_root},
+        {"mknod_in_root", mount_mknod_in_root},
+        {"mkfifo", mount_mkfifo},
         {"file_type", mount_file_type},
         {"mount_id", mount_mount_id},
         {"realpath", mount_realpath},

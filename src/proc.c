@@ -15,11 +15,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/mman.h>
+#include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1283,6 +1285,34 @@ static int proc_getrlimit(lua_State *L) {
     return 2;
 }
 
+static const struct lunas_flag personas[] = {{"linux", PER_LINUX}, {"linux32", PER_LINUX32}, {NULL, 0}};
+
+/***
+Sets the execution domain of this process (personality(2)), which its children and the programs it execs keep:
+"linux32" makes `uname -m` answer "i686" on x86_64, as `setarch i686` and OCI's linux.personality do. The whole
+persona is replaced, flags such as ADDR_NO_RANDOMIZE included.
+@function personality
+@tparam string|integer domain "linux" (PER_LINUX) or "linux32" (PER_LINUX32), or a persona as an integer (a
+  domain with flags), 0 to 0xfffffffe (0xffffffff is the kernel's query, not a persona)
+@treturn boolean true
+@treturn integer the previous persona
+@error "personality DOMAIN: message", "ENAME" (a seccomp filter can refuse it)
+*/
+static int proc_personality(lua_State *L) {
+    unsigned long persona;
+    if (lua_type(L, 1) == LUA_TSTRING)
+        persona = (unsigned long)lunas_check_flag_name(L, 1, lua_tostring(L, 1), personas, "domain");
+    else
+        persona = (unsigned long)lunas_check_range(L, 1, 1, "domain", 0, 0xfffffffe);
+    /* The raw call: glibc's wrapper never reports a failure (it takes any result for a persona). A persona is 32
+     * bits, so a negative result is an error. */
+    long previous = syscall(SYS_personality, persona);
+    if (previous < 0) return lunas_push_errorf(L, errno, "personality 0x%lx", persona);
+    lua_pushboolean(L, 1);
+    lua_pushinteger(L, previous);
+    return 2;
+}
+
 static id_t check_id_or_keep(lua_State *L, int arg, const char *field) {
     if (lua_isnoneornil(L, arg)) return (id_t)-1;
     return (id_t)lunas_check_range(L, arg, arg, field, 0, UINT32_MAX - 1);
@@ -1421,6 +1451,44 @@ static int proc_socketpair(lua_State *L) {
     a->fd = fds[0];
     b->fd = fds[1];
     return 2;
+}
+
+/***
+Connects to a unix socket at a path in the file system (socket AF_UNIX, close-on-exec, then connect): an OCI
+`--console-socket`, a seccomp agent's `listenerPath`.
+@function unix_connect
+@tparam string path at most 107 bytes, the room of sun_path with its terminating NUL
+@tparam[opt="stream"] string type "stream", "seqpacket" or "dgram" (the listener's type: another is refused
+  with EPROTOTYPE)
+@treturn fd the connected socket
+@error "connect PATH: message", "ENAME" ("ECONNREFUSED" with no listener, "ENOENT" with no socket there)
+*/
+static int proc_unix_connect(lua_State *L) {
+    static const char *const types[] = {"stream", "seqpacket", "dgram", NULL};
+    static const int type_values[] = {SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM};
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    size_t len;
+    const char *path = luaL_checklstring(L, 1, &len);
+    if (len == 0 || strlen(path) != len)
+        return lunas_field_error(L, 1, "path", len ? "contains a NUL byte" : "empty path");
+    if (len >= sizeof addr.sun_path)
+        return lunas_field_error(L, 1, "path", "%zu bytes: a unix socket path holds at most %zu", len,
+                                 sizeof addr.sun_path - 1);
+    memcpy(addr.sun_path, path, len);
+    int type = type_values[luaL_checkoption(L, 2, "stream", types)];
+    struct lunas_fd *f = lunas_new_fd(L, -1);
+    f->fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+    if (f->fd < 0) return lunas_push_error(L, errno, "socket", path);
+    /* connect waits only while the listener's backlog is full; a signal leaves the socket unconnected, so
+     * connecting again is right (interrupt_catch's handlers do not restart calls). */
+    int r;
+    do r = connect(f->fd, (const struct sockaddr *)&addr, sizeof addr);
+    while (r < 0 && errno == EINTR && !lunas_interrupt_pending());
+    if (r < 0 && errno == EINTR) return lunas_raise_interrupt(L);
+    if (r < 0) return lunas_push_error(L, errno, "connect", path);
+    return 1;
 }
 
 /***
@@ -1564,19 +1632,33 @@ static int proc_isatty(lua_State *L) {
     return 1;
 }
 
+/* What send_fd sends beside the descriptor, and what recv_fd takes: go-runc's console socket reads a name of
+ * fewer than 4096 bytes with exactly one SCM_RIGHTS message of CMSG_SPACE(sizeof(int)). */
+#define FD_DATA_MAX 4095
+
 /***
-Passes a descriptor over a unix socket (SCM_RIGHTS), with one byte of data.
+Passes a descriptor over a unix socket (SCM_RIGHTS): one control message carrying one descriptor, with 1 to
+4095 bytes of data (an OCI console socket takes the terminal's name: runc sends "/dev/ptmx").
 @function send_fd
 @tparam fd|integer socket
 @tparam fd|integer fd
+@tparam[opt="f"] string data 1 to 4095 bytes sent with it
 @treturn boolean true
 @error "send_fd N: message", "ENAME"
 */
 static int proc_send_fd(lua_State *L) {
     int sock = lunas_check_fd(L, 1, 1, "socket");
     int fd = lunas_check_fd(L, 2, 2, "fd");
-    char byte = 'f';
-    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    size_t len = 1;
+    const char *data = "f";
+    if (!lua_isnoneornil(L, 3)) {
+        if (lua_type(L, 3) != LUA_TSTRING)
+            return lunas_field_error(L, 3, "data", "string expected, got %s", luaL_typename(L, 3));
+        data = lua_tolstring(L, 3, &len);
+        if (len < 1 || len > FD_DATA_MAX)
+            return lunas_field_error(L, 3, "data", "length %zu, not 1 to %d", len, FD_DATA_MAX);
+    }
+    struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
     union {
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
@@ -1592,22 +1674,28 @@ static int proc_send_fd(lua_State *L) {
     do r = sendmsg(sock, &msg, MSG_NOSIGNAL);
     while (r < 0 && errno == EINTR);
     if (r < 0) return lunas_push_errorf(L, errno, "send_fd %d", fd);
+    /* A stream socket short of buffer space may take part of the data: the rest follows, without the descriptor. */
+    if ((size_t)r < len && lunas_write_all(sock, data + r, len - (size_t)r) < 0)
+        return lunas_push_errorf(L, errno, "send_fd %d", fd);
     lua_pushboolean(L, 1);
     return 1;
 }
 
 /***
-Receives a descriptor sent by `send_fd`.
+Receives a descriptor sent by `send_fd`, with the data that came with it.
 @function recv_fd
 @tparam fd|integer socket
 @treturn fd a new descriptor, close-on-exec
+@treturn string the data sent with it, up to 4096 bytes (on a stream socket, bytes written before the message,
+  without a descriptor, come first)
 @error "recv_fd ...: message", "ENAME"; "ENOMSG" when the message carried none or the peer closed
 */
 static int proc_recv_fd(lua_State *L) {
     int sock = lunas_check_fd(L, 1, 1, "socket");
     struct lunas_fd *obj = lunas_new_fd(L, -1);
-    char byte;
-    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    luaL_Buffer b;
+    char *data = luaL_buffinitsize(L, &b, FD_DATA_MAX + 1);
+    struct iovec iov = {.iov_base = data, .iov_len = FD_DATA_MAX + 1};
     union {
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
@@ -1624,7 +1712,8 @@ static int proc_recv_fd(lua_State *L) {
     if (!cmsg || cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS || cmsg->cmsg_len != CMSG_LEN(sizeof(int)))
         return lunas_push_error(L, ENOMSG, "recv_fd", r == 0 ? "peer closed" : "no descriptor in the message");
     memcpy(&obj->fd, CMSG_DATA(cmsg), sizeof(int));
-    return 1;
+    luaL_pushresultsize(&b, (size_t)r);
+    return 2;
 }
 
 /***
@@ -1694,12 +1783,14 @@ void lunas_open_proc(lua_State *L) {
         {"prctl_get", proc_prctl_get},
         {"setrlimit", proc_setrlimit},
         {"getrlimit", proc_getrlimit},
+        {"personality", proc_personality},
         {"setresuid", proc_setresuid},
         {"setresgid", proc_setresgid},
         {"setgroups", proc_setgroups},
         {"ids", proc_ids},
         {"pipe", proc_pipe},
         {"socketpair", proc_socketpair},
+        {"unix_connect", proc_unix_connect},
         {"close_range", proc_close_range},
         {"open", proc_open},
         {"chdir", proc_chdir},

@@ -1,6 +1,6 @@
 -- lunas.core mounts and paths inside a root: fs_mount with the kernel's own error text, open_tree + mount_setattr +
--- move_mount, resolution inside a root that refuses a symlinked target, files, symlinks and modes made inside a
--- root, file_type and realpath. The sandbox's use of them is in fs_spec.lua.
+-- move_mount, resolution inside a root that refuses a symlinked target, files, symlinks, modes and nodes (devices,
+-- FIFOs) made inside a root, mkfifo, file_type and realpath. The sandbox's use of them is in fs_spec.lua.
 local core = require "lunas.core"
 local kernel = require "support.kernel"
 local util = require "support.util"
@@ -90,6 +90,126 @@ describe("paths inside a root #rootless", function()
     child.assert_raises({ "unknown option 'bogus'" }, core.open_in_root, root, "/x", { bogus = 1 })
     child.assert_raises({ "field 'set'", "unknown name 'bogus'" }, core.mount_setattr, "/", { set = "bogus" })
     child.assert_raises({ "field 'propagation'" }, core.mount_setattr, "/", { propagation = "weird" })
+  end)
+end)
+
+-- ---- nodes inside a root ------------------------------------------------------------------------------------
+
+--- stat(1) of path with a format, read from outside.
+local function stat(format, path)
+  return (util.run({ "stat", "-c", format, path }):gsub("\n$", ""))
+end
+
+local function octal(s) return tonumber(s, 8) end
+
+describe("nodes inside a root", function()
+  it("makes device nodes with their number, exactly the mode asked for, and the owner", function()
+    local defer = util.cleanups(finally)
+    local dir, root = planted_root(defer)
+    assert.is_true(core.mknod_in_root(root, "/dev/null", { type = "char", major = 1, minor = 3, mode = octal("620"),
+      uid = 1000, gid = 5 }))
+    assert.equal("character special file 1 3 620 1000 5", stat("%F %t %T %a %u %g", dir .. "/dev/null"))
+    -- the directory on the way was made (0755 less the umask); the node's mode ignores the umask
+    assert.equal("directory", stat("%F", dir .. "/dev"))
+    assert(core.mknod_in_root(root, "dev/loop-fz", { type = "block", major = 7, minor = 0, mode = octal("600") }))
+    assert.equal("block special file 7 0 600 0 0", stat("%F %t %T %a %u %g", dir .. "/dev/loop-fz"))
+    -- the largest numbers the kernel's dev_t holds: 12 bits of major, 20 of minor
+    assert(core.mknod_in_root(root, "/dev/largest", { type = "char", major = 4095, minor = 1048575, mode = 0 }))
+    assert.equal("fff fffff 0", stat("%t %T %a", dir .. "/dev/largest"))
+    assert(core.mknod_in_root(root, "/dev/open", { type = "char", major = 1, minor = 5 }))
+    assert.equal("666", stat("%a", dir .. "/dev/open"))
+  end)
+
+  it("makes FIFOs and empty files; device nodes need CAP_MKNOD #rootless", function()
+    local defer = util.cleanups(finally)
+    local dir, root = planted_root(defer)
+    assert(core.mknod_in_root(root, "/run/fifo", { type = "fifo", mode = octal("640") }))
+    assert.equal("fifo 640", stat("%F %a", dir .. "/run/fifo"))
+    assert(core.mknod_in_root(root, "/run/file", { type = "file", major = 0, minor = 0, uid = IDS.euid, gid = IDS.egid }))
+    assert.equal(("regular empty file 666 %d %d"):format(IDS.euid, IDS.egid), stat("%F %a %u %g", dir .. "/run/file"))
+    if IDS.euid ~= 0 then
+      child.assert_failure("^mknod /run/null: Operation not permitted$", "EPERM",
+        core.mknod_in_root(root, "/run/null", { type = "char", major = 1, minor = 3 }))
+    end
+  end)
+
+  it("never leaves the root and never replaces what is there #rootless", function()
+    local defer = util.cleanups(finally)
+    local dir, root = planted_root(defer)
+    local outside, remove_outside = util.tmpdir()
+    defer(remove_outside)
+    assert(os.execute(("ln -s %s %s/out && ln -s ../../../../../../..%s %s/up"):format(outside, dir, outside, dir)))
+    local passwd = util.read("/etc/passwd")
+    -- a parent that is a symlink resolves inside the root: "abs" -> /real is ROOT/real
+    assert(core.mknod_in_root(root, "/abs/node", { type = "fifo" }))
+    assert.equal("fifo", stat("%F", dir .. "/real/node"))
+    -- "out" and "up" lead outside: inside the root they lead nowhere; "etc" -> /etc is itself
+    child.assert_failure("^resolve in root /out/x: No such file or directory$", "ENOENT",
+      core.mknod_in_root(root, "/out/x", { type = "file" }))
+    child.assert_failure("^resolve in root /up/x: ", "ENOENT", core.mknod_in_root(root, "/up/x", { type = "file" }))
+    child.assert_failure("^resolve in root /etc/x: ", "ELOOP", core.mknod_in_root(root, "/etc/x", { type = "file" }))
+    assert.same({}, core.listdir(outside))
+    -- the last component is never followed, nor replaced
+    child.assert_failure("^mknod /evil: File exists$", "EEXIST", core.mknod_in_root(root, "/evil", { type = "file" }))
+    child.assert_failure("^mknod /out: File exists$", "EEXIST", core.mknod_in_root(root, "/out", { type = "fifo" }))
+    child.assert_failure("^mknod /real/node: File exists$", "EEXIST",
+      core.mknod_in_root(root, "/real/node", { type = "file" }))
+    assert.equal("link", core.file_type(dir .. "/evil"))
+    assert.equal("fifo", stat("%F", dir .. "/real/node"))
+    assert.equal(passwd, util.read("/etc/passwd"))
+    child.assert_failure("^resolve in root /: Invalid argument$", "EINVAL", core.mknod_in_root(root, "/", { type = "file" }))
+  end)
+
+  it("raises naming the bad field #rootless", function()
+    local defer = util.cleanups(finally)
+    local _, root = planted_root(defer)
+    local raises = child.assert_raises
+    raises("field 'type': 'char', 'block', 'fifo' or 'file' expected", core.mknod_in_root, root, "/x", {})
+    raises("field 'type': 'char', 'block', 'fifo' or 'file' expected", core.mknod_in_root, root, "/x", { type = "sock" })
+    raises("field 'type': string expected, got number", core.mknod_in_root, root, "/x", { type = 2 })
+    raises("field 'major': integer expected for a device, got nil", core.mknod_in_root, root, "/x",
+      { type = "char", minor = 1 })
+    raises("field 'minor': integer expected for a device, got nil", core.mknod_in_root, root, "/x",
+      { type = "block", major = 1 })
+    raises("field 'major': 4096 out of range [0, 4095]", core.mknod_in_root, root, "/x",
+      { type = "char", major = 4096, minor = 0 })
+    raises("field 'minor': 1048576 out of range [0, 1048575]", core.mknod_in_root, root, "/x",
+      { type = "char", major = 1, minor = 1048576 })
+    raises("field 'major': -1 out of range", core.mknod_in_root, root, "/x", { type = "char", major = -1, minor = 0 })
+    raises("field 'major': only char and block devices have one", core.mknod_in_root, root, "/x",
+      { type = "fifo", major = 1 })
+    raises("field 'minor': only char and block devices have one", core.mknod_in_root, root, "/x",
+      { type = "file", minor = 3 })
+    raises("field 'mode': 4096 out of range [0, 4095]", core.mknod_in_root, root, "/x", { type = "file", mode = 4096 })
+    raises("field 'uid': -1 out of range", core.mknod_in_root, root, "/x", { type = "file", uid = -1 })
+    raises("field 'gid': integer expected, got string", core.mknod_in_root, root, "/x", { type = "file", gid = "0" })
+    raises("unknown option 'rdev'", core.mknod_in_root, root, "/x", { type = "file", rdev = 0 })
+    raises("table expected", core.mknod_in_root, root, "/x", "fifo")
+    raises("field 'root'", core.mknod_in_root, "/", "/x", { type = "file" })
+  end)
+end)
+
+describe("core.mkfifo #rootless", function()
+  it("makes a FIFO with the mode less the umask, EEXIST when something is there", function()
+    local defer = util.cleanups(finally)
+    local dir, remove = util.tmpdir()
+    defer(remove)
+    assert.is_true(core.mkfifo(dir .. "/exec.fifo", octal("600")))
+    assert.equal("fifo 600", stat("%F %a", dir .. "/exec.fifo"))
+    child.assert_failure("^mkfifo .*/exec%.fifo: File exists$", "EEXIST", core.mkfifo(dir .. "/exec.fifo", octal("600")))
+    child.assert_failure("^mkfifo /nonexistent/f: No such file or directory$", "ENOENT",
+      core.mkfifo("/nonexistent/f", octal("600")))
+    local p, ch = child.start({}, function(c)
+      core.umask(octal("027"))
+      c.send("made", core.mkfifo(dir .. "/masked", octal("666")))
+    end)
+    defer(function() child.stop(p, ch) end)
+    assert.same({ "made", "true" }, { ch.expect() })
+    assert.equal("fifo 640", stat("%F %a", dir .. "/masked"))
+    child.assert_raises("field 'mode': integer expected, got no value", core.mkfifo, dir .. "/f")
+    child.assert_raises("field 'mode': 4096 out of range [0, 4095]", core.mkfifo, dir .. "/f", 4096)
+    child.assert_raises("field 'path': contains a NUL byte", core.mkfifo, dir .. "/f\0x", octal("600"))
+    child.assert_raises("bad argument #1", core.mkfifo, nil, octal("600"))
   end)
 end)
 

@@ -1,5 +1,5 @@
--- lunas.core process primitives: spawn, exec, process handles, pidfd_open, the reaper, prctl, rlimits, ids,
--- descriptors, session, exit, errno names, now.
+-- lunas.core process primitives: spawn, exec, process handles, pidfd_open, the reaper, prctl, rlimits, personality,
+-- ids, descriptors (unix sockets by path, descriptors passed with data), session, exit, errno names, now.
 --
 -- Children run a copy of this Lua state (fork semantics). They talk to the test through a channel (two pipes:
 -- lines of tab-separated fields up, lines down) and block on it while the test looks at them from outside
@@ -83,6 +83,97 @@ local function test_env(extra)
   -- keeps the leak check able to recognise a process of this run
   env.LUNAS_TEST_RUN = os.getenv("LUNAS_TEST_RUN") or "none"
   return env
+end
+
+--- Reads fd to its end, failing the test after `seconds` (default 10) of silence.
+local function read_all(fd, seconds)
+  local parts = {}
+  while true do
+    local ready = core.poll({ fd }, seconds or 10)
+    assert.is_true(ready and #ready == 1, "nothing to read; got so far: " .. ("%q"):format(table.concat(parts)))
+    local chunk = fd:read()
+    if not chunk or chunk == "" then break end
+    parts[#parts + 1] = chunk
+  end
+  return table.concat(parts)
+end
+
+-- /proc/net/unix: the type code of each socket type, and an entry (by inode) read from outside.
+local UNIX_TYPES = { stream = "0001", dgram = "0002", seqpacket = "0005" }
+local ACCEPTING = "00010000" -- __SO_ACCEPTCON: listening
+
+local function unix_entries()
+  local entries = {}
+  for line in (util.read("/proc/self/net/unix") or ""):gmatch("[^\n]+") do
+    local f = {}
+    for w in line:gmatch("%S+") do f[#f + 1] = w end
+    if f[7] and f[7]:match("^%d+$") then
+      entries[#entries + 1] = { flags = f[4], type = f[5], state = f[6], inode = f[7], path = f[8] }
+    end
+  end
+  return entries
+end
+
+local function unix_entry(inode)
+  for _, e in ipairs(unix_entries()) do
+    if e.inode == inode then return e end
+  end
+  return {}
+end
+
+local function socket_inode(fd)
+  return fd_link(SELF, fd:fileno()):match("^socket:%[(%d+)%]$")
+end
+
+-- A listener at a path (perl, as core_landlock_spec.lua's): a stream or seqpacket one accepts one connection and
+-- execs the rest of its arguments with that connection as stdin; a dgram one prints the first message it gets.
+local UNIX_LISTENER = [[
+use Socket;
+my ($path, $type) = (shift, shift);
+my %types = (stream => SOCK_STREAM, seqpacket => SOCK_SEQPACKET, dgram => SOCK_DGRAM);
+socket(my $s, PF_UNIX, $types{$type}, 0) or die "socket: $!";
+bind($s, pack_sockaddr_un($path)) or die "bind: $!";
+if ($type eq "dgram") {
+  defined(recv($s, my $msg, 4096, 0)) or die "recv: $!";
+  print $msg;
+  exit 0;
+}
+listen($s, 4) or die "listen: $!";
+accept(my $c, $s) or die "accept: $!";
+open(STDIN, "<&", $c) or die "dup: $!";
+exec @ARGV or die "exec: $!";
+]]
+
+-- The other end of an OCI console socket: receives a descriptor on stdin, prints its identity and the data.
+local RECEIVER = ([[
+package.cpath = %q .. "/lib/?.so;" .. package.cpath
+local core = require "lunas.core"
+local fd, data = core.recv_fd(0)
+if not fd then io.write("failed: ", data) os.exit(1) end
+local _, id = core.file_type(fd)
+io.write(id, "\n", data)
+]]):format(util.build)
+
+--- Starts a listener at path (killed by the test's clean-up) and waits until it listens; returns its process
+-- handle and the read end of its stdout.
+local function unix_listener(defer, path, kind, argv)
+  local r, w = assert(core.pipe())
+  local p = assert(core.spawn{ fn = function()
+    assert(core.dup2(w, 1))
+    local full = { "perl", "-e", UNIX_LISTENER, path, kind }
+    for _, word in ipairs(argv or {}) do full[#full + 1] = word end
+    core.exec(full)
+    return 127
+  end })
+  w:close()
+  defer(function() stop(p); r:close() end)
+  local ready = util.wait_for(function()
+    for _, e in ipairs(unix_entries()) do
+      if e.path == path and (kind == "dgram" or e.flags == ACCEPTING) then return true end
+    end
+  end, 10)
+  assert.is_true(ready, "the listener at " .. path .. " did not start")
+  return p, r
 end
 
 -- ---- spawn --------------------------------------------------------------------------------------------------
@@ -1046,6 +1137,70 @@ local function status_ids(pid, field)
   return t
 end
 
+describe("core.personality #rootless", function()
+  local PER_LINUX32, ADDR_NO_RANDOMIZE = 0x0008, 0x0040000
+
+  it("sets the execution domain of a child and the programs it runs: uname -m says i686 under linux32", function()
+    local defer = scope(finally)
+    local machine = util.run({ "uname", "-m" })
+    if machine ~= "x86_64\n" then pending("an x86_64 machine (this one is " .. machine:gsub("\n", "") .. ")") end
+    -- never in this process: only in children, which take it to their programs
+    local mine = util.read("/proc/self/personality")
+    local r, w = assert(core.pipe())
+    defer(function() r:close(); w:close() end)
+    local p, ch = start({}, function(c)
+      c.send("linux32", core.personality("linux32"))
+      c.recv()
+      assert(core.dup2(w, 1))
+      core.exec({ "uname", "-m" })
+      return 127
+    end)
+    defer(function() stop(p, ch) end)
+    assert.same({ "linux32", "true", "0" }, { ch.expect() })
+    assert.equal("00000008\n", util.read("/proc/" .. p.pid .. "/personality"))
+    ch.post("go")
+    w:close()
+    assert.equal("i686\n", read_all(r))
+    assert.equal(0, finish(p).status)
+    assert.equal(mine, util.read("/proc/self/personality"))
+  end)
+
+  it("takes a persona as an integer and returns the previous one", function()
+    local defer = scope(finally)
+    local p, ch = start({}, function(c)
+      c.send("flags", core.personality(PER_LINUX32 | ADDR_NO_RANDOMIZE))
+      c.recv()
+      c.send("linux", core.personality("linux"))
+      c.recv()
+    end)
+    defer(function() stop(p, ch) end)
+    assert.same({ "flags", "true", "0" }, { ch.expect() })
+    assert.equal("00040008\n", util.read("/proc/" .. p.pid .. "/personality"))
+    ch.post("go")
+    assert.same({ "linux", "true", tostring(PER_LINUX32 | ADDR_NO_RANDOMIZE) }, { ch.expect() })
+    assert.equal("00000000\n", util.read("/proc/" .. p.pid .. "/personality"))
+  end)
+
+  it("reports a refusal with the errno name, and raises naming the domain", function()
+    local defer = scope(finally)
+    local p, ch = start({}, function(c)
+      local f = assert(core.seccomp_filter{})
+      assert(f:add("errno:EPERM", "personality"))
+      assert(f:load())
+      c.send("refused", core.personality("linux32"))
+      c.recv()
+    end)
+    defer(function() stop(p, ch) end)
+    assert.same({ "refused", "nil", "personality 0x8: Operation not permitted", "EPERM" }, { ch.expect() })
+    assert_raises("field 'domain': unknown name 'linux64'", core.personality, "linux64")
+    assert_raises("field 'domain': -1 out of range [0, 4294967294]", core.personality, -1)
+    assert_raises("field 'domain': 4294967295 out of range", core.personality, 0xffffffff)
+    assert_raises("field 'domain': integer expected, got number", core.personality, 1.5)
+    assert_raises("field 'domain': integer expected, got table", core.personality, {})
+    assert_raises("field 'domain': integer expected, got no value", core.personality)
+  end)
+end)
+
 describe("core.setresuid / setresgid / setgroups / ids", function()
   it("change the ids of a child in the initial user namespace #root", function()
     local defer = scope(finally)
@@ -1227,6 +1382,124 @@ describe("descriptors", function()
     assert.equal(3, b:write("abc"))
     assert.equal("abc", a:read())
     assert_raises("bogus", core.socketpair, "bogus")
+  end)
+
+  it("send_fd sends data with the descriptor, and recv_fd returns both, one message per call #rootless", function()
+    local defer = scope(finally)
+    local r, w = assert(core.pipe())
+    defer(function() r:close(); w:close() end)
+    local _, pipe_id = core.file_type(r)
+    for _, kind in ipairs({ "stream", "seqpacket", "dgram" }) do
+      local a, b = assert(core.socketpair(kind))
+      defer(function() a:close(); b:close() end)
+      assert.is_true(core.send_fd(a, r, "/dev/ptmx"))
+      assert.is_true(core.send_fd(a, w)) -- one byte by default
+      assert.is_true(core.send_fd(a, r, ("n"):rep(4095)))
+      local got, data = assert(core.recv_fd(b))
+      assert.equal("/dev/ptmx", data, kind)
+      assert.equal(pipe_id, select(2, core.file_type(got)))
+      got:close()
+      got, data = assert(core.recv_fd(b))
+      assert.equal("f", data, kind)
+      assert.equal(select(2, core.file_type(w)), select(2, core.file_type(got)))
+      got:close()
+      got, data = assert(core.recv_fd(b))
+      assert.equal(("n"):rep(4095), data, kind)
+      got:close()
+    end
+    local a, b = assert(core.socketpair())
+    defer(function() a:close(); b:close() end)
+    assert_raises("field 'data': length 0, not 1 to 4095", core.send_fd, a, r, "")
+    assert_raises("field 'data': length 4096, not 1 to 4095", core.send_fd, a, r, ("x"):rep(4096))
+    assert_raises("field 'data': string expected, got number", core.send_fd, a, r, 7)
+  end)
+
+  it("send_fd's message is what go-runc's console socket takes: one SCM_RIGHTS of one descriptor #root", function()
+    local defer = scope(finally)
+    local _, python = util.run({ "python3", "-c", "import socket" })
+    if python ~= 0 then pending("needs python3 (the receiver that checks the framing)") end
+    local a, b = assert(core.socketpair())
+    defer(function() a:close(); b:close() end)
+    local r, w = assert(core.pipe())
+    defer(function() r:close(); w:close() end)
+    local out_r, out_w = assert(core.pipe())
+    defer(function() out_r:close(); out_w:close() end)
+    -- go-runc's ReceiveMaster: a 4096-byte buffer, control room for exactly one descriptor, n < 4096
+    local p = assert(core.spawn{ fn = function()
+      assert(core.dup2(b, 5))
+      assert(core.dup2(out_w, 1))
+      core.exec({ "python3", "-c", [[
+import socket
+s = socket.socket(fileno=5)
+data, anc, flags, _ = s.recvmsg(4096, socket.CMSG_SPACE(4))
+print(data.decode(), len(anc), *[(l, t, len(d)) for l, t, d in anc], flags & socket.MSG_CTRUNC)
+]] })
+      return 127
+    end })
+    defer(function() child.stop(p) end)
+    out_w:close()
+    assert(core.send_fd(a, r, "/dev/ptmx"))
+    local out = read_all(out_r)
+    assert.equal(0, finish(p).status)
+    assert.equal("/dev/ptmx 1 (1, 1, 4) 0\n", out)
+  end)
+
+  it("unix_connect connects to a listener at a path, with the asked type, seen in /proc/net/unix #rootless", function()
+    local defer = scope(finally)
+    local dir, cleanup = util.tmpdir()
+    defer(cleanup)
+    local r, w = assert(core.pipe())
+    defer(function() r:close(); w:close() end)
+    local _, pipe_id = core.file_type(r)
+    for _, kind in ipairs({ "stream", "seqpacket" }) do
+      local path = dir .. "/" .. kind .. ".sock"
+      local p, out = unix_listener(defer, path, kind, { "lua5.4", "-e", RECEIVER })
+      local sock = assert(core.unix_connect(path, kind ~= "stream" and kind or nil))
+      defer(function() sock:close() end)
+      assert.is_true(has_flag(fd_flags(SELF, sock:fileno()), O_CLOEXEC))
+      local entry = unix_entry(socket_inode(sock))
+      assert.equal(UNIX_TYPES[kind], entry.type)
+      assert.equal("03", entry.state) -- connected
+      -- what the peer received, as the OCI console socket's reader does: the descriptor and the name
+      assert(core.send_fd(sock, r, "/dev/ptmx"))
+      assert.equal(pipe_id .. "\n/dev/ptmx", read_all(out))
+      assert.equal(0, finish(p).status)
+    end
+    local path = dir .. "/dgram.sock"
+    local p, out = unix_listener(defer, path, "dgram")
+    local sock = assert(core.unix_connect(path, "dgram"))
+    defer(function() sock:close() end)
+    assert.equal(UNIX_TYPES.dgram, unix_entry(socket_inode(sock)).type)
+    assert.equal(5, sock:write("hello"))
+    assert.equal("hello", read_all(out))
+    assert.equal(0, finish(p).status)
+  end)
+
+  it("unix_connect fails with the errno name and raises naming the path #rootless", function()
+    local defer = scope(finally)
+    local dir, cleanup = util.tmpdir()
+    defer(cleanup)
+    local path = dir .. "/s"
+    local p = unix_listener(defer, path, "stream", { "true" })
+    assert_failure("^connect " .. path:gsub("%p", "%%%0") .. ": Protocol wrong type for socket$", "EPROTOTYPE",
+      core.unix_connect(path, "seqpacket"))
+    assert_failure("^connect ", "EPROTOTYPE", core.unix_connect(path, "dgram"))
+    local sock = assert(core.unix_connect(path))
+    sock:close()
+    finish(p)
+    -- the listener is gone, its socket file stays
+    assert.equal("socket", core.file_type(path))
+    assert_failure("^connect .*: Connection refused$", "ECONNREFUSED", core.unix_connect(path))
+    assert_failure("^connect /nonexistent/s: No such file or directory$", "ENOENT", core.unix_connect("/nonexistent/s"))
+    -- 107 bytes is the longest path that fits: tried, not refused
+    local longest = dir .. "/" .. ("a"):rep(107 - #dir - 1)
+    assert.equal(107, #longest)
+    assert_failure("^connect .*: No such file or directory$", "ENOENT", core.unix_connect(longest))
+    assert_raises("field 'path': 108 bytes: a unix socket path holds at most 107", core.unix_connect, ("a"):rep(108))
+    assert_raises("field 'path': contains a NUL byte", core.unix_connect, "\0abstract")
+    assert_raises("field 'path': empty path", core.unix_connect, "")
+    assert_raises("invalid option 'raw'", core.unix_connect, path, "raw")
+    assert_raises("bad argument #1", core.unix_connect, {})
   end)
 
   it("close_range closes a range, or only marks it close-on-exec #rootless", function()
