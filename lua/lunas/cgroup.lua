@@ -58,9 +58,9 @@ local V1_CONTROLLERS = { cpu = true, cpuacct = true, cpuset = true, memory = tru
   misc = true }
 
 -- Every cgroup mount of this mount namespace: v2 mounts, and v1 mounts keyed by their controller set.
-local function cgroup_mounts()
+local function cgroup_mounts(proc)
   local v2, v1 = nil, {}
-  for line in (read_text("/proc/self/mountinfo") or ""):gmatch("[^\n]+") do
+  for line in (read_text((proc or "/proc") .. "/self/mountinfo") or ""):gmatch("[^\n]+") do
     local pre, post = line:match("^(.-) %- (.*)$")
     if pre then
       local f, g = split(pre, " "), split(post, " ")
@@ -90,8 +90,8 @@ local function directory_in(mount, path)
 end
 
 -- {[hierarchy key] = path}: "" for v2, the sorted controller list for v1 ("cpu,cpuacct", "memory", ...).
-local function proc_cgroups(pid)
-  local text = read_text(("/proc/%s/cgroup"):format(pid))
+local function proc_cgroups(pid, proc)
+  local text = read_text(("%s/%s/cgroup"):format(proc or "/proc", pid))
   if not text then return nil end
   local paths = {}
   for line in text:gmatch("[^\n]+") do
@@ -110,11 +110,12 @@ end
 --- Every cgroup hierarchy mounted here, named hierarchies (name=systemd) included, with this process's cgroup
 -- directory in it: a list of {version = 1 | 2, key = "cpu,cpuacct" | "name=systemd" | "", controllers = {...},
 -- mount = "/sys/fs/cgroup/cpu,cpuacct", dir = that directory (nil when the mount does not show it)}, v1 sorted
--- by key, the v2 one last.
+-- by key, the v2 one last. proc: where procfs is mounted (default /proc).
+-- @tparam[opt] string proc
 -- @treturn table
-function M.hierarchies()
-  local v2_mount, v1_mounts = cgroup_mounts()
-  local own = proc_cgroups("self") or {}
+function M.hierarchies(proc)
+  local v2_mount, v1_mounts = cgroup_mounts(proc)
+  local own = proc_cgroups("self", proc) or {}
   local list = {}
   for key, mount in pairs(v1_mounts) do
     list[#list + 1] = { version = 1, key = key, controllers = mount.controllers, mount = mount.path,

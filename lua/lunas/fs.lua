@@ -205,7 +205,9 @@ function M.check_mounts(list)
       if e.recursive ~= nil and type(e.recursive) ~= "boolean" then bad(i, "recursive: boolean expected") end
       n.recursive = e.recursive ~= false
     elseif kind == "proc" or kind == "dev" or kind == "mqueue" or kind == "mask" then
-      check_keys(i, e, { console = kind == "dev" or nil })
+      check_keys(i, e, { console = kind == "dev" or nil, plain = kind == "mask" or nil })
+      if e.plain ~= nil and type(e.plain) ~= "boolean" then bad(i, "plain: boolean expected") end
+      n.plain = e.plain
       n.dest = path_arg(i, e[2], "target")
       if e.console ~= nil then
         if type(e.console) ~= "string" or not e.console:match("^/dev/[%w/]+$") or e.console:find("..", 1, true) then
@@ -486,13 +488,21 @@ local function existing(b, dest)
   return fd
 end
 
-local function mask(b, dest)
+-- plain: as runc masks (an OCI config's maskedPaths): a read-only tmpfs with no other option, the tree's own
+-- /dev/null as it is.
+local function mask(b, dest, plain)
   local fd = existing(b, dest)
   if not fd then return end
   local kind = try(core.file_type(fd))
   fd:close()
   if kind == "dir" then
+    if plain then
+      attach(try(core.fs_mount("tmpfs", { ro = true }, { attrs = "rdonly", source = "tmpfs" })), target(b, dest, "dir"))
+      return
+    end
     new_fs(b, "tmpfs", dest, { size = "0", mode = "0555" }, "rdonly,nosuid,nodev,noexec")
+  elseif plain then
+    bind(b, b.root_path .. "/dev/null", dest, "", false)
   else
     bind(b, host(b, "/dev/null"), dest, "rdonly,nosuid,noexec", false)
   end
@@ -675,12 +685,12 @@ end
 local function cgroup_mount(b, e)
   local o = e.options
   -- (read here, in the sandbox's first process: its own cgroups)
-  local hierarchies = require("lunas.cgroup").hierarchies()
+  local hierarchies = require("lunas.cgroup").hierarchies(host(b, "/proc"))
   local fresh = b.cgroupns
   local function one(fstype, options, dir, dest)
     local tree
     if fresh then
-      tree = try(core.fs_mount(fstype, options, { attrs = "nosuid,nodev,noexec", source = fstype }))
+      tree = try(core.fs_mount(fstype, options, { attrs = "nosuid,nodev,noexec", source = options.name or fstype }))
     else
       if not dir then return end
       tree = try(core.open_tree(host(b, dir), { clone = true, recursive = false }))
@@ -699,7 +709,8 @@ local function cgroup_mount(b, e)
   end
   -- v1 (and hybrid, whose cgroup2 runc leaves out too): a tmpfs of mount points, one per hierarchy, and a link
   -- for each controller of a co-mounted one ("cpu" -> "cpu,cpuacct").
-  new_fs(b, "tmpfs", e.dest, { mode = "0755" }, "nosuid,nodev,noexec")
+  attach(try(core.fs_mount("tmpfs", { mode = "0755" }, { attrs = "nosuid,nodev,noexec", source = "tmpfs" })),
+    target(b, e.dest, "dir"))
   local dir = e.dest:gsub("/+$", "")
   for _, h in ipairs(v1) do
     local options, name = {}, h.key
@@ -797,7 +808,7 @@ local apply = {
   mount = function(b, e) general_mount(b, e) end,
   node = function(b, e) device_node(b, e) end,
   chmod = function(b, e) try(core.chmod_in_root(b.root, e.dest, e.mode)) end,
-  mask = function(b, e) mask(b, e.dest) end,
+  mask = function(b, e) mask(b, e.dest, e.plain) end,
   ["ro-view"] = ro_view,
 }
 apply["ro-bind"], apply["dev-bind"] = apply.bind, apply.bind

@@ -1061,6 +1061,8 @@ steps[#steps + 1] = {
   end,
 }
 
+local load_filters
+
 -- Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: the profile goes on before the capabilities go
 -- (runc's order), and every later step runs under it.
 steps[#steps + 1] = {
@@ -1372,7 +1374,7 @@ local function load_filter(ctx)
 end
 
 -- The profile's program, then the raw ones, in this process.
-local function load_filters(ctx)
+load_filters = function(ctx)
   if ctx.seccomp then
     local ok, msg, code = load_filter(ctx)
     if not ok then return nil, msg, code end

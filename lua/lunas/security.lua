@@ -474,8 +474,11 @@ function M.apply_capabilities(keep)
       ok, msg, code = core.caps_set{ effective = sorted(sets.effective), permitted = sorted(sets.permitted),
         inheritable = sorted(sets.inheritable) }
     end
-    if ok then ok, msg, code = core.caps_ambient{ clear = true, raise = sorted(sets.ambient) } end
-    return ok, msg, code
+    if ok then ok, msg, code = core.caps_ambient{ clear = true } end
+    if not ok then return nil, msg, code end
+    -- One at a time, as runc raises them: one the kernel refuses (not in permitted and inheritable) is left out.
+    for _, cap in ipairs(sorted(sets.ambient)) do core.caps_ambient{ raise = { cap } } end
+    return true
   end
   local list = sorted(keep)
   local current = core.caps_get()

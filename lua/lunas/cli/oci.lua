@@ -183,24 +183,27 @@ local function cgroup_path(path, id, systemd)
   return path
 end
 
--- A cgroup for the container at its path, with the config's resources written.
+local function controller_version(controller)
+  local layout = require("lunas.cgroup").layout()
+  if controller == "io" and not layout.controllers.io then controller = "blkio" end
+  return layout.controllers[controller]
+end
+
+-- A cgroup for the container at its path, spanning what the config's resources need; returns it and the
+-- writes, which wait until the container's tree is built (the device rules would refuse its mknod).
 local function make_cgroup(extra, id, systemd)
-  local cgroup = require "lunas.cgroup"
-  local layout = cgroup.layout()
-  local function version(controller) return layout.controllers[controller == "io" and (layout.controllers.io and "io" or "blkio") or controller] end
-  local writes = resources.writes(extra.resources, version)
+  local writes = resources.writes(extra.resources, controller_version)
   local controllers = resources.controllers(writes)
   for _, c in ipairs{ "freezer", "devices", "pids", "memory", "cpu", "cpuacct" } do controllers[#controllers + 1] = c end
-  local cg = cgroup.new{ path = cgroup_path(extra.cgroups_path, id, systemd), controllers = controllers }
+  local cg = require("lunas.cgroup").new{ path = cgroup_path(extra.cgroups_path, id, systemd), controllers = controllers }
+  return cg, writes
+end
+
+local function apply_resources(cg, writes)
   for _, w in ipairs(writes) do
-    local ok, msg = cg:set(w.controller, w.file, w.value)
-    if not ok then
-      local err = ("linux.resources.%s: %s"):format(w.field, msg)
-      pcall(cg.remove, cg)
-      oci_error(err, "EINVAL")
-    end
+    local ok, msg, code = cg:set(w.controller, w.file, w.value)
+    if not ok then oci_error(("linux.resources.%s: %s"):format(w.field, msg), code) end
   end
-  return cg
 end
 
 -- Joins the namespaces the config names by path, in this process, before the container is cloned: its first
@@ -253,7 +256,8 @@ local function create(g, id, opts)
     end
     spec.keep_fds = preserved_fds(opts["preserve-fds"])
     if opts["no-new-keyring"] then spec.keyring = "inherit" end
-    cg = make_cgroup(extra, id, g["systemd-cgroup"])
+    local writes
+    cg, writes = make_cgroup(extra, id, g["systemd-cgroup"])
     spec.cgroup = cg
     local fifo_path = dir .. "/exec.fifo"
     local made, msg, code = core.mkfifo(fifo_path, 402)
@@ -265,6 +269,7 @@ local function create(g, id, opts)
     join_namespaces(extra.joined)
     running = sandbox.new(spec):spawn()
     gate:close()
+    apply_resources(cg, writes)
     record = { ociVersion = config.OCI_VERSION, id = id, pid = running.pid,
       start_time = process.start_time(running.pid), bundle = bundle, rootfs = spec.rootfs, created = state.now(),
       annotations = extra.annotations, cgroup = cg:record() }
@@ -498,12 +503,9 @@ function handlers.update(g, opts, positional)
   local r = json.decode(text, { uint64 = true })
   local cg = adopt_cgroup(record)
   if not cg then oci_error("update: the container has no cgroup") end
-  local layout = require("lunas.cgroup").layout()
-  for _, w in ipairs(resources.writes(r, function(c) return layout.controllers[c == "io" and (layout.controllers.io and "io" or "blkio") or c] end)) do
-    local ok, msg, code = cg:set(w.controller, w.file, w.value)
-    if not ok then oci_error(("linux.resources.%s: %s"):format(w.field, msg), code) end
-  end
+  local ok, err = pcall(apply_resources, cg, resources.writes(r, controller_version))
   cg:close()
+  if not ok then error(err, 0) end
   return 0
 end
 

@@ -320,7 +320,7 @@ function M.filesystem(spec, config, bundle, new_ns)
     mounts[#mounts + 1] = { "remount-ro", absolute(("linux.readonlyPaths[%d]"):format(i - 1), p) }
   end
   for i, p in ipairs(strings("linux.maskedPaths", linux.maskedPaths)) do
-    mounts[#mounts + 1] = { "mask", absolute(("linux.maskedPaths[%d]"):format(i - 1), p) }
+    mounts[#mounts + 1] = { "mask", absolute(("linux.maskedPaths[%d]"):format(i - 1), p), plain = true }
   end
   if expect("root.readonly", root.readonly, "boolean") then
     mounts[#mounts + 1] = { "remount-ro", "/", recursive = false }
