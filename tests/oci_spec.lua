@@ -21,6 +21,13 @@ end
 
 local counter = 0
 
+-- runc's template asks for a device cgroup policy: v1's devices controller here; v2's needs a BPF program,
+-- which lunas-oci does not load yet (it refuses the config then).
+local function device_cgroup()
+  if require("lunas.cgroup").layout().controllers.devices == 1 then return true end
+  pending("needs the cgroup v1 devices controller: the device policy of cgroup v2 (a BPF program) is not supported yet")
+end
+
 -- A bundle: a busybox root file system and runc's template config, changed by edit(config). Returns the
 -- bundle's directory, its runtime root and a unique container id; all of it goes at the end of the test.
 local function bundle(defer, edit)
@@ -100,6 +107,7 @@ describe("lunas as an OCI runtime #root", function()
   end)
 
   it("creates a container set up and waiting, starts it, reports its state, deletes it without a trace", function()
+    if not device_cgroup() then return end
     local defer = util.cleanups(finally)
     local dir, id = bundle(defer, function(config, d)
       config.process.args = { "sh", "-c", "echo started > /out/marker; exec sleep 1000" }
@@ -152,6 +160,7 @@ describe("lunas as an OCI runtime #root", function()
   end)
 
   it("fails as runc does: second start, kill when stopped, delete when running, unknown ids", function()
+    if not device_cgroup() then return end
     local defer = util.cleanups(finally)
     local dir, id = bundle(defer, function(config) config.process.args = { "sleep", "1000" } end)
     defer(function() oci(dir, { "delete", "--force", id }) end)
@@ -189,6 +198,7 @@ describe("lunas as an OCI runtime #root", function()
   end)
 
   it("leaves nothing of a create that fails, and says what failed in the words clients match", function()
+    if not device_cgroup() then return end
     local defer = util.cleanups(finally)
     local dir, id = bundle(defer, function(config) config.process.args = { "no-such-program-lunas" } end)
     local log = dir .. "/log.json"
@@ -204,6 +214,7 @@ describe("lunas as an OCI runtime #root", function()
   end)
 
   it("runs a container to its end with run: its output, its exit status, nothing left", function()
+    if not device_cgroup() then return end
     local defer = util.cleanups(finally)
     local dir, id = bundle(defer, function(config) config.process.args = { "sh", "-c", "echo hello from $(hostname); exit 7" } end)
     local out, code = oci(dir, { "run", "--bundle", dir, id })
@@ -214,6 +225,7 @@ describe("lunas as an OCI runtime #root", function()
   end)
 
   it("applies the config's resources to the container's cgroup, pauses and resumes it", function()
+    if not device_cgroup() then return end
     local defer = util.cleanups(finally)
     local dir, id = bundle(defer, function(config)
       config.process.args = { "sleep", "1000" }
@@ -244,6 +256,45 @@ describe("lunas as an OCI runtime #root", function()
     assert.equal(0, select(2, oci(dir, { "resume", id })))
     assert.equal("running", assert(state_of(dir, id)).status)
     assert.falsy(frozen())
+  end)
+end)
+
+describe("lunas-oci exec #root", function()
+  it("runs a process in a running container: its namespaces, cgroup, the config's capabilities; status and pid file", function()
+    if not device_cgroup() then return end
+    local defer = util.cleanups(finally)
+    local dir, id = bundle(defer, function(config)
+      config.process.args = { "sleep", "1000" }
+      config.hostname = "exec-target"
+    end)
+    defer(function() oci(dir, { "delete", "--force", id }) end)
+    assert.equal(0, select(2, oci(dir, { "run", "--detach", "--bundle", dir, id })))
+    local pid = assert(state_of(dir, id)).pid
+    local out, code = oci(dir, { "exec", id, "sh", "-c", "hostname; echo $$; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status" })
+    assert.equal(0, code, out)
+    -- in the container's uts and pid namespaces (pid 2: the container's own is 1), with its process's settings
+    local ours = util.read("/proc/" .. pid .. "/status"):match("CapEff:%s*(%x+)")
+    assert.equal(("exec-target\n2\nCapEff:\t%s\nNoNewPrivs:\t1\n"):format(ours), out)
+    util.write(dir .. "/process.json", json.encode{ args = { "sh", "-c", "id -u; pwd; exit 3" }, cwd = "/tmp",
+      env = { "PATH=/bin" }, user = { uid = 1000, gid = 1000 } })
+    out, code = oci(dir, { "exec", "--process", dir .. "/process.json", id })
+    assert.equal(3, code)
+    assert.equal("1000\n/tmp\n", out)
+    out, code = oci(dir, { "exec", "--detach", "--pid-file", dir .. "/exec.pid", id, "sleep", "999" })
+    assert.equal(0, code, out)
+    local exec_pid = assert(tonumber(util.read(dir .. "/exec.pid")))
+    assert.equal(util.ns_link(pid, "mnt"), util.ns_link(exec_pid, "mnt"))
+    assert.equal(util.ns_link(pid, "net"), util.ns_link(exec_pid, "net"))
+    assert.equal(util.read("/proc/" .. pid .. "/cgroup"), util.read("/proc/" .. exec_pid .. "/cgroup"))
+    out = oci(dir, { "ps", "--format", "json", id })
+    local pids = json.decode(out)
+    table.sort(pids)
+    assert.same({ pid, exec_pid }, pids)
+    assert.equal(0, select(2, oci(dir, { "kill", "--all", id, "KILL" })))
+    assert.truthy(util.wait_for(function() return not util.alive(pid) and not util.alive(exec_pid) end))
+    out, code = oci(dir, { "exec", id, "true" })
+    assert.equal(1, code)
+    assert.matches("stopped", out)
   end)
 end)
 
@@ -280,6 +331,7 @@ describe("lunas-oci and runc side by side #root", function()
   end
 
   it("runc's template bundle: the same ids, capabilities, mounts, masks, limits", function()
+    if not device_cgroup() then return end
     if not have_runc() then return pending("needs runc (Debian's package)") end
     local defer = util.cleanups(finally)
     local runc, lunas = both(defer)
@@ -288,6 +340,7 @@ describe("lunas-oci and runc side by side #root", function()
   end)
 
   it("a non-root user with extra groups, a seccomp profile, no no_new_privs, a read-only root, sysctls", function()
+    if not device_cgroup() then return end
     if not have_runc() then return pending("needs runc (Debian's package)") end
     local defer = util.cleanups(finally)
     local runc, lunas = both(defer, function(config)

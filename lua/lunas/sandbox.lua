@@ -321,6 +321,17 @@ local fields = {
   -- A user namespace (a descriptor) the sandbox's first process enters once its tree is built (bubblewrap's
   -- --userns2): one nested in the one the sandbox was made in.
   enter_userns = expect_fd,
+  -- {process = handle (lunas.core pidfd), kinds = "user,mount"}: the first process joins those namespaces of that
+  -- process before anything else (an OCI runtime's exec; the others its caller joined before the clone).
+  enter = function(f, v)
+    expect_type(f, v, "table")
+    for k in pairs(v) do
+      if k ~= "process" and k ~= "kinds" then misuse(f, "unknown field '%s'", tostring(k)) end
+    end
+    if type(v.process) ~= "userdata" then misuse(f .. ".process", "a process handle expected") end
+    if type(v.kinds) ~= "string" then misuse(f .. ".kinds", "namespace names expected") end
+    return v
+  end,
   -- A cgroup (lunas.cgroup object) the sandbox runs in, made and removed by its caller (an OCI runtime's
   -- cgroupsPath): the sandbox neither limits nor removes it.
   cgroup = function(f, v)
@@ -536,6 +547,21 @@ local function check_core(value, msg, code)
   if value == nil and msg then return nil, msg, code end
   return true
 end
+
+-- Another process's namespaces, joined first: the user namespace (whose capabilities the rest needs), then the
+-- mount namespace (which makes its root ours).
+steps[#steps + 1] = {
+  name = "enter",
+  prepare = function(ctx)
+    if ctx.spec.enter and (ctx.spec.rootfs or ctx.spec.mounts or next(ctx.ns)) then
+      misuse("enter", "goes without new namespaces, rootfs or mounts")
+    end
+  end,
+  init = function(ctx)
+    local enter = ctx.spec.enter
+    if enter and enter.kinds ~= "" then return check_core(core.setns(enter.process, enter.kinds)) end
+  end,
+}
 
 -- The sandbox's cgroup: born in it on v2 (CLONE_INTO_CGROUP), moved into the v1 hierarchies before it is
 -- released; its usage is read once it is over, and the cgroup (with anything left inside) removed.

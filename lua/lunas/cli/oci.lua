@@ -525,8 +525,101 @@ function handlers.features()
   return 0
 end
 
-function handlers.exec()
-  oci_error("exec is not supported yet", "ENOSYS")
+-- exec's process: --process FILE (process.json, as config.json's process), or the config's process with the
+-- command line's words over it (runc's way: capabilities, rlimits and no_new_privs come from the config).
+local function exec_process(opts, positional, cfg)
+  if opts.process then
+    local f, msg = io.open(opts.process, "rb")
+    if not f then oci_error("open " .. opts.process .. ": " .. tostring(msg), "ENOENT") end
+    local text = f:read("a")
+    f:close()
+    return json.decode(text, { uint64 = true })
+  end
+  local argv = {}
+  for k = 2, #positional do argv[#argv + 1] = positional[k] end
+  if #argv == 0 then usage("exec: a command expected (or --process FILE)") end
+  local p = {}
+  for k, v in pairs(type(cfg.process) == "table" and cfg.process or {}) do p[k] = v end
+  p.args, p.terminal = argv, opts.tty or false
+  if opts.cwd then p.cwd = opts.cwd end
+  if opts.env then
+    local env = {}
+    for i, e in ipairs(p.env or {}) do env[i] = e end
+    for _, e in ipairs(opts.env) do env[#env + 1] = e end
+    p.env = env
+  end
+  if opts["no-new-privs"] then p.noNewPrivileges = true end
+  if opts.user then
+    local uid, gid = opts.user:match("^(%d+):?(%d*)$")
+    if not uid then usage("exec: --user UID[:GID] expected") end
+    p.user = { uid = math.tointeger(tonumber(uid)), gid = gid ~= "" and math.tointeger(tonumber(gid)) or 0 }
+  end
+  if opts["additional-gids"] then
+    p.user.additionalGids = {}
+    for i, g in ipairs(opts["additional-gids"]) do p.user.additionalGids[i] = math.tointeger(tonumber(g)) end
+  end
+  if opts.cap then
+    local caps = {}
+    for set, list in pairs(type(p.capabilities) == "table" and p.capabilities or {}) do
+      caps[set] = { table.unpack(list) }
+    end
+    for _, set in ipairs{ "bounding", "effective", "permitted", "ambient" } do
+      caps[set] = caps[set] or {}
+      for _, cap in ipairs(opts.cap) do table.insert(caps[set], cap) end
+    end
+    p.capabilities = caps
+  end
+  return p
+end
+
+-- The namespaces of the container's process that differ from ours, split into what this process joins before
+-- the clone and what the new process joins itself (user first, then mount).
+local function exec_namespaces(pid)
+  local theirs, ours = core.ns_ids(pid), core.ns_ids()
+  if not theirs then oci_error("container not running", "ESRCH") end
+  local here, child = {}, {}
+  for _, kind in ipairs{ "user", "mount", "uts", "ipc", "net", "pid", "cgroup", "time" } do
+    if theirs[kind] and theirs[kind] ~= ours[kind] then
+      if kind == "user" or kind == "mount" then child[#child + 1] = kind else here[#here + 1] = kind end
+    end
+  end
+  return table.concat(here, ","), table.concat(child, ",")
+end
+
+function handlers.exec(g, opts, positional)
+  local id = one_id(positional, "exec")
+  local record = must_exist(g.root, id)
+  local status = state.status(record)
+  if status ~= "running" and status ~= "created" then oci_error("cannot exec in a stopped container", "ESRCH") end
+  if status == "paused" then oci_error("cannot exec in a paused container", "EBUSY") end
+  local cfg = config.read(record.bundle)
+  local spec = { as_pid_1 = true, die_with_parent = false, abstract_sockets = "host", keyring = "private",
+    namespaces = {}, host_root = true }
+  local terminal = config.process(spec, exec_process(opts, positional, cfg),
+    { warn = warn, capabilities = known_capabilities() })
+  if terminal.terminal or opts.tty then oci_error("exec: terminals are not supported yet") end
+  spec.new_session = false
+  spec.seccomp = config.seccomp((cfg.linux or {}).seccomp)
+  spec.keep_fds = preserved_fds(opts["preserve-fds"])
+  local proc = process.open(record.pid, record.start_time)
+  if not proc then oci_error("container not running", "ESRCH") end
+  local here, child = exec_namespaces(record.pid)
+  if here ~= "" then
+    local ok, msg, code = core.setns(proc, here)
+    if not ok then oci_error("exec: join the container's namespaces: " .. msg, code) end
+  end
+  spec.enter = { process = proc, kinds = child }
+  local cg = adopt_cgroup(record)
+  spec.cgroup = cg
+  local running = sandbox.new(spec):spawn()
+  proc:close()
+  if opts["pid-file"] then write_pid_file(opts["pid-file"], running.pid) end
+  require("lunas.interrupt").untrack(running)
+  if opts.detach then return 0 end
+  local result = running.process:wait()
+  running.process:close()
+  if result and result.signal then return 128 + result.signal end
+  return result and result.status or 0
 end
 
 -- ---- main -----------------------------------------------------------------------------------------------------
