@@ -37,14 +37,14 @@ _lunas() {
   for ((i = 1; i < COMP_CWORD; i++)); do
     case ${COMP_WORDS[i]} in
       --) return 0 ;;  # the command's own arguments: leave them to bash's default
-      run|enter|ns|lab|gc|bwrap) command=${COMP_WORDS[i]}; break ;;
+      run|enter|ns|lab|gc|bwrap|oci) command=${COMP_WORDS[i]}; break ;;
     esac
   done
   if [[ -z $command ]]; then
     if [[ $cur == -* ]]; then
       COMPREPLY=($(compgen -W "-e -i --lua-env --version --help" -- "$cur"))
     else
-      COMPREPLY=($(compgen -W "run enter ns lab gc bwrap" -- "$cur") $(compgen -f -X '!*.lua' -- "$cur"))
+      COMPREPLY=($(compgen -W "run enter ns lab gc bwrap oci" -- "$cur") $(compgen -f -X '!*.lua' -- "$cur"))
     fi
     return 0
   fi
@@ -69,6 +69,9 @@ _lunas() {
           COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
       esac
       COMPREPLY=($(compgen -W "$_lunas_bwrap_options --" -- "$cur")) ;;
+    oci)
+      COMPREPLY=($(compgen -W "create start run state kill delete exec ps pause resume list update spec features
+        --root --log --log-format --systemd-cgroup --debug --rootless --version --help" -- "$cur")) ;;
     enter)
       if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$_lunas_enter_options --" -- "$cur"))

@@ -23,15 +23,21 @@ local function is_class(v)
 end
 
 -- Every module of lua/lunas (not lua/lunas/cli), by name, with its file.
+-- lua/lunas/*.lua and the modules of its subdirectories (lunas.oci.*), but the host binary's commands (cli).
 local function lua_modules()
   local modules = {}
-  for name in lfs.dir(util.root .. "/lua/lunas") do
-    local path = util.root .. "/lua/lunas/" .. name
-    if name:match("%.lua$") and lfs.attributes(path, "mode") == "file" then
-      local module = name == "init.lua" and "lunas" or "lunas." .. name:gsub("%.lua$", "")
-      modules[module] = path
+  local function scan(dir, prefix)
+    for name in lfs.dir(dir) do
+      local path = dir .. "/" .. name
+      local mode = lfs.attributes(path, "mode")
+      if name:match("%.lua$") and mode == "file" then
+        modules[name == "init.lua" and prefix or prefix .. "." .. name:gsub("%.lua$", "")] = path
+      elseif mode == "directory" and prefix == "lunas" and name ~= "cli" and not name:match("^%.") then
+        scan(path, prefix .. "." .. name)
+      end
     end
   end
+  scan(util.root .. "/lua/lunas", "lunas")
   return modules
 end
 

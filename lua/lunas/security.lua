@@ -368,12 +368,6 @@ local function capability_set(field, value)
   return set
 end
 
---- Validates spec.caps: "none" (the default), "keep" (leave the process's capabilities as they are), a list of
--- names to keep ({"net_admin"}), or {add = names, drop = names} (add "ALL" then drop some, as bubblewrap's
--- --cap-add ALL --cap-drop X). Returns "keep" or a set {name = true} of what the payload holds.
--- @tparam string field the spec field, for messages ("caps")
--- @param value
--- @return "keep" or a set of names
 local CAP_SETS = { "bounding", "effective", "permitted", "inheritable", "ambient" }
 
 -- {sets = {bounding =, effective =, permitted =, inheritable =, ambient =}}: each set as given (an OCI config's
@@ -393,6 +387,14 @@ local function check_cap_sets(field, value)
   return { sets = sets }
 end
 
+--- Validates spec.caps: "none" (the default), "keep" (leave the process's capabilities as they are), a list of
+-- names to keep ({"net_admin"}), or {add = names, drop = names} (add "ALL" then drop some, as bubblewrap's
+-- --cap-add ALL --cap-drop X), or {sets = {bounding =, effective =, permitted =, inheritable =, ambient =}} (each
+-- set exactly as given: an OCI config's). Returns "keep", a set {name = true} of what the payload holds, or
+-- {sets = {name = set}}.
+-- @tparam string field the spec field, for messages ("caps")
+-- @param value
+-- @return "keep" or a set of names
 function M.check_caps(field, value)
   if value == "keep" then return "keep" end
   if value == nil or value == "none" then return {} end

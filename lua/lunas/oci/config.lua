@@ -10,8 +10,9 @@ errors.register_module()
 
 local M = {}
 
---- The versions of the runtime spec this runtime takes (config.json's ociVersion).
+--- The newest version of the runtime spec this runtime takes (config.json's ociVersion), and what `state` says.
 M.OCI_VERSION = "1.2.0"
+--- The oldest version it takes.
 M.OCI_VERSION_MIN = "1.0.0"
 
 local function refuse(field, fmt, ...)
@@ -129,8 +130,8 @@ local UNSUPPORTED_PROCESS = {
   selinuxLabel = "SELinux labels are not applied by lunas yet (this host's kernel has no LSM enabled)",
 }
 
---- The process section (also what `exec --process` reads): argv, environment, cwd, user, capabilities,
--- rlimits, no_new_privs, oomScoreAdj, terminal. Returns the terminal settings {terminal =, rows =, cols =}.
+--- The process section (also what exec's process.json holds): argv, environment, working directory, user,
+-- capabilities, rlimits, no_new_privs, oomScoreAdj, terminal. Returns the terminal settings {terminal =, rows =, cols =}.
 -- @tparam table spec the sandbox spec being built
 -- @tparam table process config.json's process
 -- @tparam table ctx {warn = function(msg), capabilities = {name = true} (this kernel's)}

@@ -12,6 +12,7 @@ errors.register_module()
 
 local M = {}
 
+--- Where containers' state lives when no root directory is given (runc's /run/runc).
 M.DEFAULT_ROOT = "/run/lunas-oci"
 
 local function fail(msg, code)
