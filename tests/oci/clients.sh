@@ -153,14 +153,14 @@ host_entries() {
 }
 
 outer_cleanup() {
-  local rc=$? d i busy left after new report=""
+  local rc=$? d busy left after new report=""
   trap - EXIT INT TERM HUP
   trap '' PIPE          # (a reader that went away must not stop the clean-up)
   local tn=0 pass=0 fail=0
   [ -n "$hostw" ] && [ -f "$hostw/counts" ] && read -r tn pass fail < "$hostw/counts"
   # The pid namespace is gone with the inner part; its last processes may take a moment to be reaped.
   for d in "${created[@]}"; do
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
       busy=$(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null)
       [ -z "$busy" ] && break
       sleep 0.1
@@ -328,10 +328,12 @@ x() {
   echo "  rc=$RC (${ELAPSED_MS} ms)"
   [ -n "$OUT" ] && printf '%s\n' "$OUT" | sed 's/^/  out: /'
   [ -n "$ERR" ] && printf '%s\n' "$ERR" | sed 's/^/  err: /'
-  [ "$RC" = 124 ] || [ "$RC" = 137 -a "$ELAPSED" -ge "$TMO" ] && echo "  TIMEOUT after ${TMO}s: $1 hung"
+  if [ "$RC" = 124 ] || { [ "$RC" = 137 ] && [ "$ELAPSED" -ge "$TMO" ]; }; then echo "  TIMEOUT after ${TMO}s: $1 hung"; fi
   return 0
 }
-# Under a terminal of its own (script(1) gives the client a pty, as a user's shell would). Its stdin is
+# Under a terminal of its own (script(1) gives the client a pty, as a user's shell would). The commands run this
+# way sleep a little before they exit: ctr cancels its copy of the pty's output when the process's exit reaches
+# it, and a process that exits at once can lose its output there (seen once in ~20 runs with runc). Its stdin is
 # /dev/null: ctr -t forwards stdin, script turns the end of its input into a NUL, and the container's pty echoes
 # it as "^@" (echoctl): dropped from OUT, with the pty's CRs.
 xt() {
@@ -343,12 +345,12 @@ xt() {
 }
 
 dump_logs() { # ARGV_LOG_MARK
-  local id f
+  local id f c
   echo "---- runtime calls during this test (argv log)"
   [ -f "$ARGV_LOG" ] && tail -n +"$(($1 + 1))" "$ARGV_LOG" | tail -n 40
-  for f in $W/cid/"$TN".*; do
-    [ -s "$f" ] || continue
-    id=$(cat "$f")
+  for c in $W/cid/"$TN".*; do
+    [ -s "$c" ] || continue
+    id=$(cat "$c")
     for f in $W/storage/run/overlay-containers/"$id"/userdata/oci-log $W/storage/graph/overlay-containers/"$id"/userdata/ctr.log; do
       [ -f "$f" ] && { echo "---- $f"; tail -n 20 "$f"; }
     done
@@ -521,7 +523,7 @@ t_pm_run() {
 
 t_pm_run_tty() {
   xt pm run --rm -t --cidfile "$(cidfile)" "${PODMAN_RUN[@]}" $IMG \
-     sh -c 'tty; test -c /dev/console && echo console-is-a-char-device; test -t 0 && echo stdin-is-a-tty; exit 4'
+     sh -c 'tty; test -c /dev/console && echo console-is-a-char-device; test -t 0 && echo stdin-is-a-tty; sleep 0.5; exit 4'
   expect_eq "exit status" "$RC" 4 || return 1
   expect_match "tty" "$OUT" $'(^|\n)/dev/pts/0(\n|$)' || return 1
   expect_match "/dev/console" "$OUT" "console-is-a-char-device" || return 1
@@ -539,7 +541,7 @@ t_pm_exec() {
 }
 
 t_pm_exec_tty() {
-  xt pm exec -t pm-exec sh -c 'tty; test -t 0 && echo stdin-is-a-tty; exit 6'
+  xt pm exec -t pm-exec sh -c 'tty; test -t 0 && echo stdin-is-a-tty; sleep 0.5; exit 6'
   expect_eq "exec -t exit status" "$RC" 6 || return 1
   expect_match "tty" "$OUT" $'(^|\n)/dev/pts/[0-9]+(\n|$)' || return 1
   expect_match "stdin" "$OUT" "stdin-is-a-tty" || return 1
@@ -772,7 +774,7 @@ t_ctr_run() {
 t_ctr_run_tty() {
   CTR_IDS=(ctr-tty)
   xt ct-run --rm -t "$CTR_IMG" ctr-tty \
-     sh -c 'tty; test -c /dev/console && echo console-is-a-char-device; test -t 0 && echo stdin-is-a-tty; exit 4'
+     sh -c 'tty; test -c /dev/console && echo console-is-a-char-device; test -t 0 && echo stdin-is-a-tty; sleep 0.5; exit 4'
   expect_eq "exit status" "$RC" 4 || return 1
   expect_match "tty" "$OUT" $'(^|\n)/dev/pts/0(\n|$)' || return 1
   expect_match "/dev/console" "$OUT" "console-is-a-char-device" || return 1
@@ -790,7 +792,7 @@ t_ctr_exec() {
 
 t_ctr_exec_tty() {
   CTR_IDS=(ctr-sleep)
-  xt ct task exec -t --exec-id e2 ctr-sleep sh -c 'tty; test -t 0 && echo stdin-is-a-tty; exit 6'
+  xt ct task exec -t --exec-id e2 ctr-sleep sh -c 'tty; test -t 0 && echo stdin-is-a-tty; sleep 0.5; exit 6'
   expect_eq "exec -t exit status" "$RC" 6 || return 1
   expect_match "tty" "$OUT" $'(^|\n)/dev/pts/[0-9]+(\n|$)' || return 1
   expect_match "stdin" "$OUT" "stdin-is-a-tty"
@@ -805,7 +807,7 @@ t_ctr_ps() {
   [ "$RC" = 0 ] || fail "ctr task exec -d failed" || return 1
   x ct task ps ctr-sleep
   [ "$RC" = 0 ] || fail "ctr task ps failed" || return 1
-  grep -qE "^$pid[[:space:]]" <<< "$OUT" || fail "the task's pid $pid is not listed" || return 1
+  grep -qE "^${pid}[[:space:]]" <<< "$OUT" || fail "the task's pid $pid is not listed" || return 1
   epid=$(awk 'NR > 1 && $1 != '"$pid"' { print $1 }' <<< "$OUT")
   [ -n "$epid" ] && [ "$(tr '\0' ' ' < /proc/"$epid"/cmdline 2>/dev/null)" = "sleep 999 " ] \
     || fail "the exec'd process is not listed (or is not 'sleep 999': $epid)" || return 1
@@ -886,7 +888,7 @@ t_ctr_cri_shape() {
 t_ctr_cleanup() {
   local id ids ok=0
   ids=$(timeout 20 ctr --address $SOCK -n lunas-test containers ls -q 2>/dev/null)
-  CTR_IDS=($ids)
+  read -r -a CTR_IDS <<< "$(echo $ids)"
   for id in $ids; do
     if [ -n "$(ctr_status "$id")" ]; then
       x ct task kill -s SIGKILL --all "$id"
