@@ -22,6 +22,9 @@ VALGRIND_PACKAGES = valgrind
 VM_PACKAGES = qemu-system-x86 busybox-static kmod cpio
 # bubblewrap's suite: the real bwrap side by side, its Python seccomp test, capsh/getpcaps, the source unpacker
 BWRAP_TEST_PACKAGES = bubblewrap python3 python3-seccomp libcap2-bin dpkg-dev strace util-linux
+# the OCI runtime's real clients (tests/oci/clients.sh): podman (with conmon), containerd (with ctr and its runc shim),
+# runc and crun as reference runtimes, busybox for the image; unshare/nsenter (util-linux), script (bsdutils)
+OCI_TEST_PACKAGES = podman containerd runc crun busybox-static util-linux bsdutils
 
 CFLAGS ?= -O2 -g
 WARNINGS = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral
@@ -69,7 +72,7 @@ CORE_SO = $(BUILD)/lib/lunas/core.so
 # What the escape battery (tests/security_spec.lua) runs inside sandboxes: one attempt per invocation.
 PROBE = $(BUILD)/tests/escape-probe
 
-.PHONY: all deps demo test test-vm test-bwrap check valgrind bench doc fuzz install rock-install uninstall clean tidy
+.PHONY: all deps demo test test-vm test-bwrap test-oci check valgrind bench doc fuzz install rock-install uninstall clean tidy
 
 all: $(BIN) $(BWRAP_BIN) $(OCI_BIN) $(CORE_SO)
 
@@ -158,6 +161,14 @@ test-bwrap: deps
 	$(MAKE) EXTRA_PACKAGES="$(BWRAP_TEST_PACKAGES)" deps
 	$(MAKE) all
 	tests/bwrap/run.sh "$(BUILD)" "$(CURDIR)/$(BUILD)/bin/lunas-bwrap" /usr/bin/bwrap
+
+# lunas-oci driven by its real clients -- podman 4.3 (conmon) and containerd 1.6 (ctr, runc shim) -- in private
+# mount, network, pid and cgroup namespaces, with every cgroup below our own (tests/oci/clients.sh). The same script
+# validates the harness against another runtime: tests/oci/clients.sh /usr/sbin/runc
+test-oci: deps
+	$(MAKE) EXTRA_PACKAGES="$(OCI_TEST_PACKAGES)" deps
+	$(MAKE) all
+	tests/oci/clients.sh "$(CURDIR)/$(BUILD)/bin/lunas-oci"
 
 # The whole suite again with AddressSanitizer and UndefinedBehaviorSanitizer in the core and the host binary.
 check: deps
