@@ -628,7 +628,8 @@ Creates a device node, a FIFO or an empty file inside `root`, as an OCI runtime 
 container's /dev: the directories on the way resolve inside the root (missing ones are made, 0755 less the
 umask), and the last component is never followed: anything already there, a symlink too, fails with EEXIST.
 The node gets exactly `mode` (the umask does not apply), then the owner when `uid` or `gid` is given (fchownat
-without following, on the new node). Device nodes need CAP_MKNOD in the initial user namespace.
+without following, on the new node; a node that cannot get its owner is removed). Device nodes need CAP_MKNOD in
+the initial user namespace.
 @function mknod_in_root
 @tparam fd|integer root a directory descriptor, the root
 @tparam string path where the node goes
@@ -640,11 +641,13 @@ without following, on the new node). Device nodes need CAP_MKNOD in the initial 
 @tparam[opt] integer node.uid the owner (default: unchanged)
 @tparam[opt] integer node.gid the group (default: unchanged)
 @treturn boolean true
-@error "mknod PATH: message", "ENAME" ("EEXIST" when something is there; or "resolve in root", "chown")
+@error "mknod PATH: message", "ENAME" ("EEXIST" when something is there; "EPERM" for a device without
+  CAP_MKNOD); "resolve in root PATH: ..." or "chown PATH: ..." for those steps
 */
 static int mount_mknod_in_root(lua_State *L) {
     int root = lunas_check_fd(L, 1, 1, "root");
-    const char *path = luaL_checkstring(L, 2);
+    const char *path = opt_path(L, 2, "path");
+    if (!path) return lunas_field_error(L, 2, "path", "path expected");
     struct node_request req;
     check_node_request(L, 3, &req);
     char base[NAME_MAX + 1];
@@ -658,6 +661,7 @@ static int mount_mknod_in_root(lua_State *L) {
                fchownat(parent, base, req.uid, req.gid, AT_SYMLINK_NOFOLLOW) < 0) {
         err = errno;
         op = "chown";
+        unlinkat(parent, base, 0); /* all or nothing: a node with the wrong owner is not left behind */
     }
     close(parent);
     if (err) return lunas_push_error(L, err, op, path);

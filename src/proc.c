@@ -1296,7 +1296,7 @@ persona is replaced, flags such as ADDR_NO_RANDOMIZE included.
   domain with flags), 0 to 0xfffffffe (0xffffffff is the kernel's query, not a persona)
 @treturn boolean true
 @treturn integer the previous persona
-@error "personality DOMAIN: message", "ENAME" (a seccomp filter can refuse it)
+@error "personality 0xPERSONA: message", "ENAME" (a seccomp filter can refuse it)
 */
 static int proc_personality(lua_State *L) {
     unsigned long persona;

@@ -131,6 +131,14 @@ describe("nodes inside a root", function()
       child.assert_failure("^mknod /run/null: Operation not permitted$", "EPERM",
         core.mknod_in_root(root, "/run/null", { type = "char", major = 1, minor = 3 }))
     end
+    -- an owner that cannot be given (uid 1 is not mapped in the child's user namespace): no node is left
+    local p, ch = child.start({ flags = "user" }, function(c)
+      child.map_self()
+      c.send("owned", core.mknod_in_root(root, "/run/owned", { type = "fifo", uid = 1 }))
+    end)
+    defer(function() child.stop(p, ch) end)
+    assert.same({ "owned", "nil", "chown /run/owned: Invalid argument", "EINVAL" }, { ch.expect() })
+    assert.is_nil(core.file_type(dir .. "/run/owned"))
   end)
 
   it("never leaves the root and never replaces what is there #rootless", function()
@@ -186,6 +194,8 @@ describe("nodes inside a root", function()
     raises("unknown option 'rdev'", core.mknod_in_root, root, "/x", { type = "file", rdev = 0 })
     raises("table expected", core.mknod_in_root, root, "/x", "fifo")
     raises("field 'root'", core.mknod_in_root, "/", "/x", { type = "file" })
+    raises("field 'path': contains a NUL byte", core.mknod_in_root, root, "/x\0y", { type = "file" })
+    raises("field 'path': path expected", core.mknod_in_root, root, nil, { type = "file" })
   end)
 end)
 

@@ -316,7 +316,30 @@ local SHAPERS = {
   ["core.exit"] = function(args)
     if args[1] == SANITIZER_EXIT then args[1] = 0 end
   end,
+  -- a unix socket path reaches across namespaces (a world-writable /dev/log is the machine's syslog): only the
+  -- worker's own /tmp, with the path's length and bytes kept for the checks
+  ["core.unix_connect"] = function(args)
+    if type(args[1]) == "string" then args[1] = "/tmp/" .. args[1]:gsub("/", "_") end
+  end,
+  -- FIFOs go where no other call looks: opening one waits for the other end and stalls the batch
+  ["core.mkfifo"] = function(args)
+    if type(args[1]) == "string" then args[1] = "/tmp/fifo-" .. args[1]:gsub("/", "_") end
+  end,
+  ["core.mknod_in_root"] = function(args)
+    local node = args[3]
+    if type(node) == "table" and getmetatable(node) == nil and rawget(node, "type") == "fifo"
+      and type(args[2]) == "string" then
+      args[2] = "fifo-" .. args[2]:gsub("/", "_")
+    end
+  end,
 }
+-- With --verbose, stderr stays the caller's, perhaps a terminal: the calls that change a terminal's settings get
+-- /dev/null (the worker's stdin) there instead.
+for _, name in ipairs{ "core.tty_raw", "core.tty_restore", "core.tty_winsize", "core.set_controlling_tty" } do
+  SHAPERS[name] = function(args)
+    if args[1] == 2 then args[1] = 0 end
+  end
+end
 
 local targets = {}
 
@@ -331,8 +354,13 @@ local RARE = { ["core.exit"] = 0.05, ["core.exec"] = 0.1, ["core.reaper"] = 0.03
   ["core.chroot"] = 0.3, ["core.seccomp_load_bpf"] = 0.3, ["core.close_range"] = 0.2, ["core.drop_capabilities"] = 0.3,
   ["core.setrlimit"] = 0.3 }
 
+-- Core functions that return what a callback of theirs returned: only a Lua error is theirs to answer for (a
+-- random callback may well return nil, a userdata, ...).
+local PASSTHROUGH = { ["core.interrupt_defer"] = true }
+
 for name, fn in pairs(core) do
-  if type(fn) == "function" then add_target("core." .. name, fn, "core", RARE["core." .. name]) end
+  local target = "core." .. name
+  if type(fn) == "function" then add_target(target, fn, PASSTHROUGH[target] and "lua" or "core", RARE[target]) end
 end
 
 -- The public Lua API: every module's functions (not the _internal ones), and the CLI's commands.

@@ -38,6 +38,11 @@ return function(h)
   local function fs_rights() return v( "read_file", "read_file,read_dir", { "write_file", "make_dir" }, "execute",
     "refer", "truncate", "ioctl_dev", "all", h.random_string() ) end
   local function nothing() end
+  -- a pseudo-terminal of the worker's own (nil, nil when /dev/ptmx cannot be opened)
+  local function pty_pair()
+    local master = core.openpt("/dev/ptmx")
+    return master, master and core.pty_peer(master)
+  end
   local function payload() return v( nothing, function() core.exit(3) end, function() error("payload") end ) end
 
   local netlink_methods = {
@@ -190,6 +195,30 @@ return function(h)
     ["core.write_in_root"] = { function() return directory_fd(), path(), h.random_string(), v( 0644, 0, -1 ) end },
     ["core.symlink_in_root"] = { function() return directory_fd(), path(), path() end },
     ["core.chmod_in_root"] = { function() return directory_fd(), path(), v( 0755, 04755, -1, 1 << 20 ) end },
+    ["core.mknod_in_root"] = { function() return directory_fd(), path(), { type = v( "fifo", "file", "char", "block",
+      "sock" ), major = v( nil, 1, 4095, 4096, -1 ), minor = v( nil, 3, 1048575, 1048576 ), mode = v( 0666, 0, 07777,
+      010000 ), uid = v( nil, 0, 65534, -1 ), gid = v( nil, 0, 1 << 32 ) } end },
+    ["core.mkfifo"] = { function() return path(), v( 0600, 0, 07777, -1, 010000 ) end },
+    ["core.openpt"] = { function() return v( "/dev/ptmx", "/dev/pts/ptmx", "/dev/null", "/dev/pts", directory_fd(),
+      h.random_string() ) end },
+    ["core.pty_peer"] = { function() return core.openpt("/dev/ptmx") or 0, v( nil, { cloexec = false },
+      { cloexec = 1 } ) end },
+    ["core.tty_winsize"] = { function()
+      local master, slave = pty_pair()
+      return v( slave, master ), v( nil, { rows = random(0, 65535), cols = random(0, 65535) },
+        { rows = random(-1, 70000) }, { rows = 1, cols = 1, x = 1 } )
+    end },
+    ["core.set_controlling_tty"] = { function() return select(2, pty_pair()), v( nil, false, true, 0, 1, 2 ) end },
+    ["core.tty_raw"] = { function() return select(2, pty_pair()) end },
+    ["core.tty_restore"] = { function()
+      local _, slave = pty_pair()
+      local saved = slave and core.tty_raw(slave)
+      return slave, v( saved, h.random_bytes(60), "", 60 )
+    end },
+    ["core.unix_connect"] = { function() return v( "/tmp/fuzz/sock", ("s"):rep(100), ("s"):rep(103), "a\0b" ),
+      v( nil, "stream", "seqpacket", "dgram", "raw" ) end },
+    ["core.personality"] = { function() return v( "linux", "linux32", 0, 8, 0x0040008, 0xfffffffe, 0xffffffff,
+      "x" ) end },
     ["core.netlink"] = { function() return v( nil, ns_handle(), "/proc/self/ns/net", "fz", "/nonexistent" ) end },
     ["core.nft"] = { function() return nil, v( "add table inet fz", "list ruleset", "flush ruleset",
       "add table ip fz; add chain ip fz c { type nat hook postrouting priority 100; }", "bad command" ),
@@ -203,7 +232,7 @@ return function(h)
     ["core.pidfd_open"] = { function() return v( core.getpid(), 1, 0, -1, 99999 ) end },
     ["core.send_fd"] = { function()
       local a = core.socketpair(v( "stream", "dgram", "seqpacket" ))
-      return a or 0, directory_fd() or 0
+      return a or 0, directory_fd() or 0, v( nil, "/dev/ptmx", "", ("d"):rep(4095), ("d"):rep(4096) )
     end },
     ["core.recv_fd"] = { function()
       -- something to receive, so the call does not block
