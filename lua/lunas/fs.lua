@@ -692,7 +692,8 @@ local function cgroup_mount(b, e)
     if fresh then
       tree = try(core.fs_mount(fstype, options, { attrs = "nosuid,nodev,noexec", source = options.name or fstype }))
     else
-      if not dir then return end
+      -- (a hierarchy the sandbox's cgroup does not span, whose directory of ours is not there: left out)
+      if not dir or core.file_type(host(b, dir)) ~= "dir" then return end
       tree = try(core.open_tree(host(b, dir), { clone = true, recursive = false }))
       try(core.mount_setattr(tree, { set = "nosuid,nodev,noexec", recursive = false }))
     end

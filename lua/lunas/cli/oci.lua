@@ -194,7 +194,10 @@ end
 local function make_cgroup(extra, id, systemd)
   local writes = resources.writes(extra.resources, controller_version)
   local controllers = resources.controllers(writes)
-  for _, c in ipairs{ "freezer", "devices", "pids", "memory", "cpu", "cpuacct" } do controllers[#controllers + 1] = c end
+  -- Every controller, as runc joins them all: the container's cgroup is its cgroup in each hierarchy.
+  for _, c in ipairs{ "freezer", "devices", "pids", "memory", "cpu", "cpuacct", "cpuset", "io" } do
+    controllers[#controllers + 1] = c
+  end
   local cg = require("lunas.cgroup").new{ path = cgroup_path(extra.cgroups_path, id, systemd), controllers = controllers }
   return cg, writes
 end
