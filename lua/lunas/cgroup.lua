@@ -107,6 +107,14 @@ local function proc_cgroups(pid, proc)
   return paths
 end
 
+--- The version of the hierarchy that has controller c here (1 or 2; nil: none), "io" and "blkio" being one.
+-- @tparam string c
+-- @treturn integer|nil
+function M.version(c)
+  local controllers = M.layout().controllers
+  return controllers[c] or controllers[c == "io" and "blkio" or c == "blkio" and "io" or c]
+end
+
 --- Every cgroup hierarchy mounted here, named hierarchies (name=systemd) included, with this process's cgroup
 -- directory in it: a list of {version = 1 | 2, key = "cpu,cpuacct" | "name=systemd" | "", controllers = {...},
 -- mount = "/sys/fs/cgroup/cpu,cpuacct", dir = that directory (nil when the mount does not show it)}, v1 sorted
@@ -766,6 +774,18 @@ local function create_dirs(self, best_effort)
   return true
 end
 
+-- The last of a creation: the limits (a failure removes what was made), then the object is tracked.
+local function finish_new(self, limits, best_effort)
+  if limits then
+    local ok, err = pcall(self.limit, self, limits, { best_effort = best_effort })
+    if not ok then
+      discard(self)
+      error(err, 0)
+    end
+  end
+  return interrupt.track(self)
+end
+
 local NEW_OPTIONS = { name = true, parent = true, limits = true, best_effort = true, warn = true, controllers = true,
   path = true }
 
@@ -810,14 +830,7 @@ local function new_at_path(opts, limits, controllers)
     discard(self)
     fail("create " .. msg, code)
   end
-  if limits then
-    local lok, err = pcall(self.limit, self, limits, { best_effort = opts.best_effort })
-    if not lok then
-      discard(self)
-      error(err, 0)
-    end
-  end
-  return interrupt.track(self)
+  return finish_new(self, limits, opts.best_effort)
 end
 
 --- Creates a cgroup below our own (or below opts.parent, a cgroup object):
@@ -909,14 +922,7 @@ function M.new(opts)
   for key, dir in pairs(self.dirs.v1) do
     if not made[dir] then self.dirs.v1[key] = nil end
   end
-  if limits then
-    local lok, err = pcall(self.limit, self, limits, { best_effort = best_effort })
-    if not lok then
-      discard(self)
-      error(err, 0)
-    end
-  end
-  return interrupt.track(self)
+  return finish_new(self, limits, best_effort)
 end
 
 -- Is `path` at or below `base` (both cgroup paths as /proc/PID/cgroup writes them)?

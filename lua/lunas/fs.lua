@@ -743,9 +743,10 @@ general_mount = function(b, e)
   if not tree and (code == "EPERM" or code == "EINVAL") and SHARED_FALLBACK[e.fstype] then
     tree = try(core.open_tree(host(b, SHARED_FALLBACK[e.fstype]), { clone = true, recursive = true }))
     set_attrs(tree, o)
+  else
+    -- (the plain words went to the new mount itself; the r- forms still reach a tree)
+    set_attrs(try(tree, msg, code), { set = {}, clear = {}, rset = o.rset, rclear = o.rclear, ratime = o.ratime })
   end
-  try(tree, msg, code)
-  if #o.rset > 0 or #o.rclear > 0 or o.ratime then set_attrs(tree, { set = {}, clear = {}, rset = o.rset, rclear = o.rclear, ratime = o.ratime }) end
   attach(tree, target(b, e.dest, "dir", nil))
   reopen_root_if(b, e.dest)
   if e.fstype == "proc" then b.procs[#b.procs + 1] = e.dest end

@@ -161,6 +161,14 @@ local function expect_fds(field, value)
 end
 
 local function boolean(field, value) return expect_type(field, value, "boolean") end
+
+-- A validator of a field that takes one of two words.
+local function one_of(a, b)
+  return function(field, value)
+    if value ~= a and value ~= b then misuse(field, "'%s' or '%s' expected, got %s", a, b, tostring(value)) end
+    return value
+  end
+end
 local function string_field(field, value)
   expect_type(field, value, "string")
   if value:find("\0", 1, true) then misuse(field, "contains a NUL byte") end
@@ -225,16 +233,10 @@ local fields = {
   no_new_privs = boolean,
   -- "own" (the default): without a network namespace of its own, the sandbox reaches only the abstract unix
   -- sockets it made (Landlock); "host": those of the namespace it shares too.
-  abstract_sockets = function(f, v)
-    if v ~= "own" and v ~= "host" then misuse(f, "'own' or 'host' expected, got %s", tostring(v)) end
-    return v
-  end,
+  abstract_sockets = one_of("own", "host"),
   -- "private" (the default): a new, empty session keyring; "inherit": the caller's (its keys reachable where
   -- the seccomp profile allows keyctl).
-  keyring = function(f, v)
-    if v ~= "private" and v ~= "inherit" then misuse(f, "'private' or 'inherit' expected, got %s", tostring(v)) end
-    return v
-  end,
+  keyring = one_of("private", "inherit"),
   loopback = boolean,
   -- "none": a network namespace of its own with lo up (the default); "host": the caller's network; or a lab
   -- node (lunas.net): the sandbox joins that host's namespace.
@@ -308,10 +310,7 @@ local fields = {
   -- "disable": the payload cannot make user namespaces (bubblewrap's --disable-userns: a limit of 1 set in the
   -- sandbox's user namespace, then a nested one it cannot change that limit from); "assert": fail unless making
   -- one is already refused (--assert-userns-disabled).
-  nested_userns = function(f, v)
-    if v ~= "disable" and v ~= "assert" then misuse(f, "'disable' or 'assert' expected, got %s", tostring(v)) end
-    return v
-  end,
+  nested_userns = one_of("disable", "assert"),
   -- Another program writes the maps of the sandbox's user namespace (newuidmap, say; bubblewrap's
   -- --userns-block-fd): lunas writes none, and the sandbox waits until before_release returns.
   external_maps = boolean,
@@ -353,10 +352,7 @@ local fields = {
     return v
   end,
   -- The payload's execution domain: "linux" or "linux32" (uname -m says i686).
-  personality = function(f, v)
-    if v ~= "linux" and v ~= "linux32" then misuse(f, "'linux' or 'linux32' expected, got %s", tostring(v)) end
-    return v
-  end,
+  personality = one_of("linux", "linux32"),
   -- Kernel settings of the sandbox's own namespaces: {["net.ipv4.ip_forward"] = "1"}. Only settings that belong
   -- to a namespace the sandbox has of its own (net.*; kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.* with ipc;
   -- kernel.hostname and kernel.domainname with uts): any other would change the host's.
@@ -553,13 +549,21 @@ end
 steps[#steps + 1] = {
   name = "enter",
   prepare = function(ctx)
-    if ctx.spec.enter and (ctx.spec.rootfs or ctx.spec.mounts or next(ctx.ns)) then
+    if not ctx.spec.enter then return end
+    if ctx.spec.rootfs or ctx.spec.mounts or next(ctx.ns) then
       misuse("enter", "goes without new namespaces, rootfs or mounts")
     end
+    -- A copy of lunas, never one that shares its memory: it turns itself undumpable below.
+    ctx.sync = true
   end,
   init = function(ctx)
     local enter = ctx.spec.enter
-    if enter and enter.kinds ~= "" then return check_core(core.setns(enter.process, enter.kinds)) end
+    if not enter then return end
+    -- Inside the other process's namespaces, and until its exec, this process holds all of lunas's privileges
+    -- and descriptors: nothing there may trace it (runc's CVE-2016-9962). Its exec makes it dumpable again.
+    local ok, msg, code = core.prctl{ dumpable = false }
+    if not ok then return nil, msg, code end
+    if enter.kinds ~= "" then return check_core(core.setns(enter.process, enter.kinds)) end
   end,
 }
 

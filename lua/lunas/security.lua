@@ -439,22 +439,13 @@ end
 -- @tparam table keep a set of capability names, as check_caps returns it
 -- @return true, or nil, message, ENAME
 function M.apply_bounding(keep)
-  if keep.sets then
-    -- Exactly the sets asked for: the bounding set now (CAP_SETPCAP is still there), the rest once the ids
-    -- changed, permitted kept across that change.
-    local drop = {}
-    for _, cap in ipairs(core.capability_names()) do
-      if not keep.sets.bounding[cap] then drop[#drop + 1] = cap end
-    end
-    local ok, msg, code = core.caps_bounding_drop(drop)
-    if ok then ok, msg, code = core.caps_ambient{ clear = true } end
-    if ok then ok, msg, code = core.keepcaps(true) end
-    return ok, msg, code
-  end
-  if next(keep) == nil then return core.drop_capabilities{ sets = false } end
+  -- With five sets (an OCI config's), the bounding set is the one asked for; the others follow once the ids
+  -- changed, permitted kept across that change.
+  local bounding = keep.sets and keep.sets.bounding or keep
+  if not keep.sets and next(keep) == nil then return core.drop_capabilities{ sets = false } end
   local drop = {}
   for _, cap in ipairs(core.capability_names()) do
-    if not keep[cap] then drop[#drop + 1] = cap end
+    if not bounding[cap] then drop[#drop + 1] = cap end
   end
   local ok, msg, code = core.caps_bounding_drop(drop)
   if ok then ok, msg, code = core.caps_ambient{ clear = true } end

@@ -183,16 +183,10 @@ local function cgroup_path(path, id, systemd)
   return path
 end
 
-local function controller_version(controller)
-  local layout = require("lunas.cgroup").layout()
-  if controller == "io" and not layout.controllers.io then controller = "blkio" end
-  return layout.controllers[controller]
-end
-
 -- A cgroup for the container at its path, spanning what the config's resources need; returns it and the
 -- writes, which wait until the container's tree is built (the device rules would refuse its mknod).
 local function make_cgroup(extra, id, systemd)
-  local writes = resources.writes(extra.resources, controller_version)
+  local writes = resources.writes(extra.resources, require("lunas.cgroup").version)
   local controllers = resources.controllers(writes)
   -- Every controller, as runc joins them all: the container's cgroup is its cgroup in each hierarchy.
   for _, c in ipairs{ "freezer", "devices", "pids", "memory", "cpu", "cpuacct", "cpuset", "io" } do
@@ -262,8 +256,14 @@ local function create(g, id, opts)
     local writes
     cg, writes = make_cgroup(extra, id, g["systemd-cgroup"])
     spec.cgroup = cg
+    -- Written down at once: should this process be killed from here on, `delete --force` finds the cgroup, and
+    -- removing it takes the half-made container with it (its first process is born in that cgroup).
+    record = { ociVersion = config.OCI_VERSION, id = id, bundle = bundle, created = state.now(),
+      annotations = extra.annotations, cgroup = cg:record() }
+    state.write(dir, record)
     local fifo_path = dir .. "/exec.fifo"
-    local made, msg, code = core.mkfifo(fifo_path, 402)
+    -- (only root starts containers: nobody else may write the byte that starts one)
+    local made, msg, code = core.mkfifo(fifo_path, 384)
     if not made then oci_error("mkfifo " .. fifo_path .. ": " .. msg, code) end
     local gate
     gate, msg, code = core.open(fifo_path, "rw")
@@ -273,9 +273,7 @@ local function create(g, id, opts)
     running = sandbox.new(spec):spawn()
     gate:close()
     apply_resources(cg, writes)
-    record = { ociVersion = config.OCI_VERSION, id = id, pid = running.pid,
-      start_time = process.start_time(running.pid), bundle = bundle, rootfs = spec.rootfs, created = state.now(),
-      annotations = extra.annotations, cgroup = cg:record() }
+    record.pid, record.start_time, record.rootfs = running.pid, process.start_time(running.pid), spec.rootfs
     state.write(dir, record)
     record.dir = dir
     if opts["pid-file"] then write_pid_file(opts["pid-file"], running.pid) end
@@ -506,7 +504,7 @@ function handlers.update(g, opts, positional)
   local r = json.decode(text, { uint64 = true })
   local cg = adopt_cgroup(record)
   if not cg then oci_error("update: the container has no cgroup") end
-  local ok, err = pcall(apply_resources, cg, resources.writes(r, controller_version))
+  local ok, err = pcall(apply_resources, cg, resources.writes(r, require("lunas.cgroup").version))
   cg:close()
   if not ok then error(err, 0) end
   return 0
@@ -593,8 +591,8 @@ function handlers.exec(g, opts, positional)
   local id = one_id(positional, "exec")
   local record = must_exist(g.root, id)
   local status = state.status(record)
-  if status ~= "running" and status ~= "created" then oci_error("cannot exec in a stopped container", "ESRCH") end
   if status == "paused" then oci_error("cannot exec in a paused container", "EBUSY") end
+  if status == "stopped" then oci_error("cannot exec in a stopped container", "ESRCH") end
   local cfg = config.read(record.bundle)
   local spec = { as_pid_1 = true, die_with_parent = false, abstract_sockets = "host", keyring = "private",
     namespaces = {}, host_root = true }

@@ -270,7 +270,7 @@ end
 -- @tparam table config
 -- @tparam string bundle absolute
 -- @tparam table new_ns
-function M.filesystem(spec, config, bundle, new_ns)
+function M.tree(spec, config, bundle, new_ns)
   local root = expect("root", config.root, "table")
   if not root then refuse("root", "the container's root file system is required") end
   local path = expect("root.path", root.path, "string")
@@ -545,7 +545,7 @@ function M.translate(config, opts)
   local joined, new_ns = M.namespaces(spec, linux.namespaces)
   M.id_mappings(spec, linux, new_ns)
   local terminal = M.process(spec, expect("process", config.process, "table") or refuse("process", "required"), opts)
-  M.filesystem(spec, config, opts.bundle, new_ns)
+  M.tree(spec, config, opts.bundle, new_ns)
   misc(spec, config, new_ns)
   spec.seccomp = M.seccomp(linux.seccomp)
   local cgroups_path = expect("linux.cgroupsPath", linux.cgroupsPath, "string")
