@@ -205,13 +205,14 @@ LUA_VERSION = 5.4
 MANDIR ?= $(PREFIX)/share/man
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/lunas \
-	  $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/cli
+	  $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/cli $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/oci
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/lunas
 	ln -f $(DESTDIR)$(PREFIX)/bin/lunas $(DESTDIR)$(PREFIX)/bin/lunas-bwrap
 	ln -f $(DESTDIR)$(PREFIX)/bin/lunas $(DESTDIR)$(PREFIX)/bin/lunas-oci
 	install -m 0644 $(CORE_SO) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/lunas/core.so
 	install -m 0644 $(wildcard lua/lunas/*.lua) $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/
 	install -m 0644 $(wildcard lua/lunas/cli/*.lua) $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/cli/
+	install -m 0644 $(wildcard lua/lunas/oci/*.lua) $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/oci/
 	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 0644 completions/lunas.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/lunas
 	install -d $(DESTDIR)$(MANDIR)/man1
@@ -219,10 +220,11 @@ install: all
 
 # What luarocks' make backend calls (rockspec/lunas-scm-1.rockspec), with its own directories.
 rock-install: all
-	install -d $(INST_LIBDIR)/lunas $(INST_LUADIR)/lunas/cli $(INST_BINDIR)
+	install -d $(INST_LIBDIR)/lunas $(INST_LUADIR)/lunas/cli $(INST_LUADIR)/lunas/oci $(INST_BINDIR)
 	install -m 0644 $(CORE_SO) $(INST_LIBDIR)/lunas/core.so
 	install -m 0644 $(wildcard lua/lunas/*.lua) $(INST_LUADIR)/lunas/
 	install -m 0644 $(wildcard lua/lunas/cli/*.lua) $(INST_LUADIR)/lunas/cli/
+	install -m 0644 $(wildcard lua/lunas/oci/*.lua) $(INST_LUADIR)/lunas/oci/
 	install -m 0755 $(BIN) $(INST_BINDIR)/lunas
 
 uninstall:
