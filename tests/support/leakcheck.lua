@@ -110,7 +110,8 @@ local function snap_mounts(items)
   end
 end
 
--- directory of this process's cgroup in each hierarchy it belongs to
+-- directory of this process's cgroup in each hierarchy it belongs to, with
+-- that hierarchy's mount point
 local function own_cgroup_dirs()
   local mounts = mountinfo()
   local dirs = {}
@@ -118,7 +119,7 @@ local function own_cgroup_dirs()
   for line in (read_file("/proc/self/cgroup") or ""):gmatch("[^\n]+") do
     local id, controllers, path = line:match("^(%d+):([^:]*):(.*)$")
     if id then
-      local found
+      local found, mountpoint
       for _, m in ipairs(mounts) do
         local match = false
         if id == "0" and controllers == "" then
@@ -138,30 +139,50 @@ local function own_cgroup_dirs()
           end
           if rel then
             found = (m.mountpoint .. rel):gsub("/+$", "")
+            mountpoint = m.mountpoint:gsub("/+$", "")
             break
           end
         end
       end
       if found and not seen[found] and is_dir(found) then
         seen[found] = true
-        dirs[#dirs + 1] = found
+        dirs[#dirs + 1] = { dir = found, mountpoint = mountpoint }
       end
     end
   end
   return dirs
 end
 
+-- Where this process sits deeper in one hierarchy than in another (a
+-- machine that gives each command its own memory cgroup, say
+-- memory:/process_api/ID next to pids:/), the directories on that path are
+-- the machine's layout: what appears below them in the shallower hierarchy
+-- is the machine's other commands, not something a test made.
+local function machine_layout()
+  local layout = {}
+  for line in (read_file("/proc/self/cgroup") or ""):gmatch("[^\n]+") do
+    local path = line:match("^%d+:[^:]*:(.*)$") or ""
+    local prefix = ""
+    for part in path:gmatch("[^/]+") do
+      prefix = prefix .. "/" .. part
+      layout[prefix] = true
+    end
+  end
+  return layout
+end
+
 local function snap_cgroups(items)
-  local function walk(dir)
+  local layout = machine_layout()
+  local function walk(dir, mountpoint)
     for _, name in ipairs(list_dir(dir)) do
       local path = dir .. "/" .. name
-      if is_dir(path) then
+      if is_dir(path) and not layout[path:sub(#mountpoint + 1)] then
         add(items, "cgroup", path)
-        walk(path)
+        walk(path, mountpoint)
       end
     end
   end
-  for _, dir in ipairs(own_cgroup_dirs()) do walk(dir) end
+  for _, own in ipairs(own_cgroup_dirs()) do walk(own.dir, own.mountpoint) end
 end
 
 -- pid -> { ppid, start, comm } for every process
