@@ -1453,6 +1453,23 @@ static int proc_socketpair(lua_State *L) {
     return 2;
 }
 
+/* The address of a unix socket path (argument 1), checked: non-empty, no NUL, room for its terminator. */
+static void check_unix_address(lua_State *L, struct sockaddr_un *addr) {
+    memset(addr, 0, sizeof *addr);
+    addr->sun_family = AF_UNIX;
+    size_t len;
+    const char *path = luaL_checklstring(L, 1, &len);
+    if (len == 0 || strlen(path) != len)
+        lunas_field_error(L, 1, "path", len ? "contains a NUL byte" : "empty path");
+    if (len >= sizeof addr->sun_path)
+        lunas_field_error(L, 1, "path", "%zu bytes: a unix socket path holds at most %zu", len,
+                          sizeof addr->sun_path - 1);
+    memcpy(addr->sun_path, path, len);
+}
+
+static const char *const unix_types[] = {"stream", "seqpacket", "dgram", NULL};
+static const int unix_type_values[] = {SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM};
+
 /***
 Connects to a unix socket at a path in the file system (socket AF_UNIX, close-on-exec, then connect): an OCI
 `--console-socket`, a seccomp agent's `listenerPath`.
@@ -1464,30 +1481,61 @@ Connects to a unix socket at a path in the file system (socket AF_UNIX, close-on
 @error "connect PATH: message", "ENAME" ("ECONNREFUSED" with no listener, "ENOENT" with no socket there)
 */
 static int proc_unix_connect(lua_State *L) {
-    static const char *const types[] = {"stream", "seqpacket", "dgram", NULL};
-    static const int type_values[] = {SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM};
     struct sockaddr_un addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sun_family = AF_UNIX;
-    size_t len;
-    const char *path = luaL_checklstring(L, 1, &len);
-    if (len == 0 || strlen(path) != len)
-        return lunas_field_error(L, 1, "path", len ? "contains a NUL byte" : "empty path");
-    if (len >= sizeof addr.sun_path)
-        return lunas_field_error(L, 1, "path", "%zu bytes: a unix socket path holds at most %zu", len,
-                                 sizeof addr.sun_path - 1);
-    memcpy(addr.sun_path, path, len);
-    int type = type_values[luaL_checkoption(L, 2, "stream", types)];
+    check_unix_address(L, &addr);
+    int type = unix_type_values[luaL_checkoption(L, 2, "stream", unix_types)];
     struct lunas_fd *f = lunas_new_fd(L, -1);
     f->fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
-    if (f->fd < 0) return lunas_push_error(L, errno, "socket", path);
+    if (f->fd < 0) return lunas_push_error(L, errno, "socket", addr.sun_path);
     /* connect waits only while the listener's backlog is full; a signal leaves the socket unconnected, so
      * connecting again is right (interrupt_catch's handlers do not restart calls). */
     int r;
     do r = connect(f->fd, (const struct sockaddr *)&addr, sizeof addr);
     while (r < 0 && errno == EINTR && !lunas_interrupt_pending());
     if (r < 0 && errno == EINTR) return lunas_raise_interrupt(L);
-    if (r < 0) return lunas_push_error(L, errno, "connect", path);
+    if (r < 0) return lunas_push_error(L, errno, "connect", addr.sun_path);
+    return 1;
+}
+
+/***
+A unix socket listening at a path (socket AF_UNIX, close-on-exec, bind, listen): the receiving end of an OCI
+console socket or a seccomp agent. The socket file is made with the caller's umask and stays when the socket
+is closed: remove it.
+@function unix_listen
+@tparam string path at most 107 bytes; nothing may be there yet
+@tparam[opt="stream"] string type "stream" or "seqpacket"
+@treturn fd the listening socket; `unix_accept` takes its connections
+@error "bind PATH: message", "ENAME" ("EADDRINUSE" when something is there)
+*/
+static int proc_unix_listen(lua_State *L) {
+    struct sockaddr_un addr;
+    check_unix_address(L, &addr);
+    int choice = luaL_checkoption(L, 2, "stream", unix_types);
+    if (unix_type_values[choice] == SOCK_DGRAM) return lunas_field_error(L, 2, "type", "a datagram socket has no listener");
+    struct lunas_fd *f = lunas_new_fd(L, -1);
+    f->fd = socket(AF_UNIX, unix_type_values[choice] | SOCK_CLOEXEC, 0);
+    if (f->fd < 0) return lunas_push_error(L, errno, "socket", addr.sun_path);
+    if (bind(f->fd, (const struct sockaddr *)&addr, sizeof addr) < 0) return lunas_push_error(L, errno, "bind", addr.sun_path);
+    if (listen(f->fd, 16) < 0) return lunas_push_error(L, errno, "listen", addr.sun_path);
+    return 1;
+}
+
+/***
+Takes the next connection of a listening unix socket (accept4, close-on-exec), waiting for one.
+@function unix_accept
+@tparam fd|integer socket from `unix_listen`
+@treturn fd the connection
+@error "accept fd N: message", "ENAME"
+*/
+static int proc_unix_accept(lua_State *L) {
+    int sock = lunas_check_fd(L, 1, 1, "socket");
+    struct lunas_fd *f = lunas_new_fd(L, -1);
+    struct pollfd ready = {.fd = sock, .events = POLLIN};
+    if (lunas_poll(&ready, 1, -1) < 0 && errno == EINTR) return lunas_raise_interrupt(L);
+    do f->fd = accept4(sock, NULL, NULL, SOCK_CLOEXEC);
+    while (f->fd < 0 && errno == EINTR && !lunas_interrupt_pending());
+    if (f->fd < 0 && errno == EINTR) return lunas_raise_interrupt(L);
+    if (f->fd < 0) return lunas_push_errorf(L, errno, "accept fd %d", sock);
     return 1;
 }
 
@@ -1791,6 +1839,8 @@ void lunas_open_proc(lua_State *L) {
         {"pipe", proc_pipe},
         {"socketpair", proc_socketpair},
         {"unix_connect", proc_unix_connect},
+        {"unix_listen", proc_unix_listen},
+        {"unix_accept", proc_unix_accept},
         {"close_range", proc_close_range},
         {"open", proc_open},
         {"chdir", proc_chdir},

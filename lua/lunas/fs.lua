@@ -12,6 +12,8 @@
 --   {"bind-data", DEST, CONTENTS, mode = "0600"}  {"ro-bind-data", DEST, CONTENTS, mode = "0600"}  a file of its
 --   own, with those contents, bound on DEST (writable or not), as bubblewrap's --bind-data
 --   {"ro-view", SRC [, DEST]}  a read-only view of a host directory in which no socket or FIFO of the host answers
+--   {"console", DEST, devpts = "/dev/pts"}  the sandbox's terminal (spec.terminal): a new pty of the devpts the
+--   tree has at `devpts`, its slave bound on DEST (an OCI container's /dev/console)
 -- Bind kinds take `fd = N` (bubblewrap's --bind-fd): SRC is where that descriptor points, and the mount must be
 -- that very file once made (a rename meanwhile fails it).
 -- Targets are resolved inside the new root: symlinks on the way stay inside it, and a target that is itself a
@@ -238,6 +240,10 @@ function M.check_mounts(list)
     elseif kind == "default" then
       check_keys(i, e, {})
       if e[2] ~= nil then bad(i, "'default' takes no arguments") end
+    elseif kind == "console" then
+      check_keys(i, e, { devpts = true })
+      n.dest = path_arg(i, e[2], "target")
+      n.devpts = path_arg(i, e.devpts or "/dev/pts", "devpts")
     elseif kind == "chmod" then
       check_keys(i, e, {})
       n.dest, n.mode = path_arg(i, e[2], "target"), mode_arg(i, e[3], nil)
@@ -397,7 +403,7 @@ local function make_parents(b, dest, mode)
 end
 
 local ROOT_PATH = "/newroot"
-local general_mount, device_node
+local general_mount, device_node, console
 
 -- keep: the tree is the parent's (a source it opened): never closed here, where a child that shares the parent's
 -- memory would close the parent's object (it goes at exec, close-on-exec).
@@ -538,6 +544,40 @@ local function dev(b, dest, console)
   new_fs(b, "devpts", dir .. "/pts", { newinstance = true, ptmxmode = "0666", mode = "0620" }, "nosuid,noexec")
   new_fs(b, "tmpfs", dir .. "/shm", { mode = "1777" }, "nosuid,nodev")
   for _, link in ipairs(DEV_LINKS) do try(core.symlink_in_root(b.root, link[1], dir .. "/" .. link[2])) end
+end
+
+--- A new pseudo-terminal of the devpts instance mounted at `devpts` in the root being built (or, without one,
+-- the root the caller is in): master and slave, both close-on-exec. The slave is opened through the master
+-- (TIOCGPTPEER), so no path in the sandbox's tree decides which terminal it is.
+-- @tparam fd root the root to resolve `devpts` in
+-- @tparam string devpts
+-- @treturn table `{master =, slave =, number =}`
+-- @return[2] nil, message, ENAME
+function M.open_terminal(root, devpts)
+  local dir, msg, code = core.open_in_root(root, devpts, { follow = true })
+  if not dir then return nil, ("terminal: %s: %s"):format(devpts, msg), code end
+  local master, number
+  master, number, code = core.openpt(dir)
+  dir:close()
+  if not master then return nil, ("terminal: no devpts at %s (%s)"):format(devpts, number), code end
+  local slave
+  slave, msg, code = core.pty_peer(master)
+  if not slave then
+    master:close()
+    return nil, "terminal: " .. msg, code
+  end
+  return { master = master, slave = slave, number = number }
+end
+
+-- The sandbox's terminal, opened here (its devpts is in the tree by now) and its slave bound on the entry's
+-- target, as runc binds /dev/console; the sandbox's payload takes it from b.terminal.
+console = function(b, e)
+  if not b.terminal then error({ msg = "a console entry needs the sandbox's terminal (spec.terminal)", code = "EINVAL" }, 0) end
+  if b.terminal.master then error({ msg = "one console entry per tree", code = "EINVAL" }, 0) end
+  local pty = try(M.open_terminal(b.root, e.devpts))
+  for k, v in pairs(pty) do b.terminal[k] = v end
+  local dest_fd = target(b, e.dest, "file", 292)
+  attach(try(core.open_tree(pty.slave, { clone = true })), dest_fd)
 end
 
 local function overlay(b, e)
@@ -812,6 +852,7 @@ local apply = {
   chmod = function(b, e) try(core.chmod_in_root(b.root, e.dest, e.mode)) end,
   mask = function(b, e) mask(b, e.dest, e.plain) end,
   ["ro-view"] = ro_view,
+  console = function(b, e) console(b, e) end,
 }
 apply["ro-bind"], apply["dev-bind"] = apply.bind, apply.bind
 apply["tmp-overlay"], apply["ro-overlay"] = overlay, overlay
@@ -905,7 +946,7 @@ end
 -- entries and the hardening apply on top of it. No new root, no pivot: the cheapest tree.
 local function build_on_host(plan, resolved, sources)
   local b = { procs = {}, netns = plan.netns, userns = plan.userns, pidns = plan.pidns, resolved = resolved, old = "",
-    root_path = "/", sources = sources }
+    root_path = "/", sources = sources, terminal = plan.terminal }
   b.root = try(core.open("/", "r"))
   for _, e in ipairs(plan.mounts) do
     if e.index == 0 and e.kind == "proc" then
@@ -1121,7 +1162,7 @@ function M.build(plan)
     try(core.pivot_root(BASE, BASE .. OLD))
     try(core.chdir("/"))
     local b = { procs = {}, netns = plan.netns, userns = plan.userns, pidns = plan.pidns, resolved = resolved,
-      old = OLD, root_path = ROOT_PATH, sources = sources, cgroupns = plan.cgroupns }
+      old = OLD, root_path = ROOT_PATH, sources = sources, cgroupns = plan.cgroupns, terminal = plan.terminal }
     b.root = try(core.open(ROOT_PATH, "r"))
     for _, e in ipairs(plan.mounts) do step(entry_name(e), apply[e.kind], b, e) end
     if plan.harden ~= false then step("hardening", harden, b) end

@@ -346,6 +346,34 @@ local fields = {
     end
     return v
   end,
+  -- The payload's terminal: a new pseudo-terminal of the sandbox's own devpts (the one its tree has at `devpts`,
+  -- "/dev/pts" by default), whose slave becomes the payload's stdin, stdout, stderr and controlling terminal in
+  -- its new session. {socket = fd, message = "/dev/ptmx", rows =, cols =, devpts =}: the master goes to `socket`
+  -- in one SCM_RIGHTS message carrying `message` (an OCI console socket), before the payload is released. A
+  -- {"console", DEST} mount entry binds the slave on DEST as well.
+  terminal = function(f, v)
+    expect_type(f, v, "table")
+    local known = { socket = true, message = true, rows = true, cols = true, devpts = true }
+    for k in pairs(v) do
+      if not known[k] then misuse(f, "unknown field '%s'", tostring(k)) end
+    end
+    if not (type(v.socket) == "userdata" and pcall(function() return v.socket:fileno() end)) then
+      misuse(f .. ".socket", "a descriptor (lunas.core fd) expected, got %s", tostring(v.socket))
+    end
+    if v.message ~= nil and (type(v.message) ~= "string" or #v.message < 1 or #v.message > 4095) then
+      misuse(f .. ".message", "1 to 4095 bytes expected")
+    end
+    for _, k in ipairs{ "rows", "cols" } do
+      if v[k] ~= nil and (math.type(v[k]) ~= "integer" or v[k] < 0 or v[k] > 65535) then
+        misuse(f .. "." .. k, "an integer 0 to 65535 expected, got %s", tostring(v[k]))
+      end
+    end
+    if (v.rows == nil) ~= (v.cols == nil) then misuse(f .. ".rows", "rows and cols go together") end
+    if v.devpts ~= nil and (type(v.devpts) ~= "string" or v.devpts:sub(1, 1) ~= "/" or v.devpts:find("%z")) then
+      misuse(f .. ".devpts", "an absolute path expected")
+    end
+    return v
+  end,
   -- The payload's umask (0 to 0777).
   umask = function(f, v)
     if math.type(v) ~= "integer" or v < 0 or v > 511 then misuse(f, "a mode 0 to 0777 expected, got %s", tostring(v)) end
@@ -418,6 +446,15 @@ local function validate(spec)
   out.namespaces = out.namespaces or parse_namespaces("namespaces", DEFAULT_NAMESPACES)
   if out.linger and out.limits then misuse("linger", "goes without limits (the sandbox's cgroup goes with its payload)") end
   if out.net == "none" and not out.namespaces.net then misuse("net", "'none' needs the net namespace") end
+  if out.terminal then
+    if out.new_session == false then misuse("terminal", "needs a new session (new_session = false given)") end
+    for _, k in ipairs{ "stdin", "stdout", "stderr" } do
+      if out[k] ~= nil and out[k] ~= "inherit" then misuse(k, "goes without terminal (the terminal is the payload's %s)", k) end
+    end
+  end
+  for _, e in ipairs(out.mounts or {}) do
+    if e.kind == "console" and not out.terminal then misuse("mounts", "entry %d: a console entry needs terminal", e.index) end
+  end
   if type(out.net) == "table" and out.net.switch then
     if not out.namespaces.net then misuse("net", "a switch needs the net namespace") end
   elseif out.net ~= nil and out.net ~= "none" then
@@ -929,7 +966,8 @@ steps[#steps + 1] = {
     end
     ctx.fs_plan = { rootfs = spec.rootfs, mounts = mounts, harden = spec.harden, netns = ctx.ns.net,
       cgroupns = ctx.ns.cgroup, propagation = propagation_flags(spec.root_propagation),
-      userns = ctx.ns.user, pidns = ctx.ns.pid or spec.pid_namespace_joined, cwd = cwd }
+      userns = ctx.ns.user, pidns = ctx.ns.pid or spec.pid_namespace_joined, cwd = cwd,
+      terminal = spec.terminal and {} or nil }
     -- Host paths are resolved here, as the caller sees them: a source that is not there fails before any clone.
     fs.resolve(ctx.fs_plan)
     -- A range of host ids may not even walk to the sources the spec names, and writes only where the host lets
@@ -1078,6 +1116,45 @@ steps[#steps + 1] = {
   name = "session",
   payload = function(ctx)
     if ctx.spec.new_session ~= false then return check_core(core.setsid()) end
+  end,
+}
+
+-- The payload's terminal, opened by the tree's console entry or here (an exec into a container: its devpts is
+-- the one at spec.terminal.devpts now), in the new session: the slave becomes the controlling terminal and the
+-- standard descriptors, and the master leaves for the socket before anything of the payload runs.
+local function open_payload_terminal(ctx)
+  local pty = ctx.fs_plan and ctx.fs_plan.terminal
+  if pty and pty.master then return pty end
+  local root, msg, code = core.open("/", "r")
+  if not root then return nil, msg, code end
+  pty, msg, code = fs.open_terminal(root, ctx.spec.terminal.devpts or "/dev/pts")
+  root:close()
+  return pty, msg, code
+end
+
+local function hand_over_terminal(t, pty)
+  local ok, msg, code = true, nil, nil
+  if t.rows then ok, msg, code = core.tty_winsize(pty.master, { rows = t.rows, cols = t.cols }) end
+  if ok then ok, msg, code = core.set_controlling_tty(pty.slave) end
+  for fd = 0, 2 do
+    if ok then ok, msg, code = core.dup2(pty.slave, fd) end
+  end
+  if ok then ok, msg, code = core.send_fd(t.socket, pty.master, t.message or "/dev/ptmx") end
+  pty.master:close()
+  pty.slave:close()
+  t.socket:close()
+  if not ok then return nil, "terminal: " .. msg, code end
+  return true
+end
+
+steps[#steps + 1] = {
+  name = "terminal",
+  payload = function(ctx)
+    local t = ctx.spec.terminal
+    if not t then return end
+    local pty, msg, code = open_payload_terminal(ctx)
+    if not pty then return nil, msg, code end
+    return hand_over_terminal(t, pty)
   end,
 }
 

@@ -235,19 +235,30 @@ end
 
 -- ---- create, start, run ------------------------------------------------------------------------------------
 
+-- The caller's console socket, connected, when the process has a terminal: its pty master goes there (runc's
+-- rules: a terminal needs the socket, the socket needs a terminal).
+local function console_socket(terminal, path)
+  if terminal.terminal and not path then
+    oci_error("cannot allocate tty if lunas-oci will detach without setting console socket")
+  elseif path and not terminal.terminal then
+    oci_error("cannot use console socket if lunas-oci will not detach or allocate tty")
+  end
+  if not path then return nil end
+  local sock, msg, code = core.unix_connect(path)
+  if not sock then oci_error(("--console-socket: %s"):format(msg), code) end
+  return sock
+end
+
 -- Builds the container up to its start gate. Returns the running handle and the record written.
 local function create(g, id, opts)
   local bundle = absolute(opts.bundle or core.getcwd())
   local dir = state.claim(g.root, id)
-  local record, cg, running
+  local record, cg, running, console
   local ok, err = pcall(function()
     local cfg = config.read(bundle)
     local spec, extra = config.translate(cfg, { bundle = bundle, warn = warn, capabilities = known_capabilities() })
-    if extra.terminal.terminal then
-      oci_error("process.terminal: terminals are not supported yet")
-    elseif opts["console-socket"] then
-      oci_error("--console-socket needs process.terminal = true in config.json")
-    end
+    console = console_socket(extra.terminal, opts["console-socket"])
+    if console then spec.terminal = { socket = console, rows = extra.terminal.rows, cols = extra.terminal.cols } end
     for _, kind in ipairs{ "createRuntime", "createContainer", "startContainer", "prestart", "poststart", "poststop" } do
       if #extra.hooks[kind] > 0 then oci_error(("hooks.%s: hooks are not supported yet"):format(kind)) end
     end
@@ -272,6 +283,7 @@ local function create(g, id, opts)
     join_namespaces(extra.joined)
     running = sandbox.new(spec):spawn()
     gate:close()
+    if console then console:close() end
     apply_resources(cg, writes)
     record.pid, record.start_time, record.rootfs = running.pid, process.start_time(running.pid), spec.rootfs
     state.write(dir, record)
@@ -282,6 +294,7 @@ local function create(g, id, opts)
     -- Nothing of a failed create stays: its process, its cgroup, its state.
     if running then pcall(running.close, running) end
     if cg then pcall(cg.remove, cg) end
+    if console then pcall(console.close, console) end
     pcall(state.remove, { dir = dir })
     error(err, 0)
   end
@@ -598,8 +611,11 @@ function handlers.exec(g, opts, positional)
     namespaces = {}, host_root = true }
   local terminal = config.process(spec, exec_process(opts, positional, cfg),
     { warn = warn, capabilities = known_capabilities() })
-  if terminal.terminal or opts.tty then oci_error("exec: terminals are not supported yet") end
-  spec.new_session = false
+  local console = console_socket(terminal, opts["console-socket"])
+  -- (a terminal comes with a session of its own, which it controls; without one the process stays in the
+  -- caller's, as it is the caller's own child that waits for it)
+  spec.new_session = console ~= nil
+  if console then spec.terminal = { socket = console, rows = terminal.rows, cols = terminal.cols } end
   spec.seccomp = config.seccomp((cfg.linux or {}).seccomp)
   spec.keep_fds = preserved_fds(opts["preserve-fds"])
   local proc = process.open(record.pid, record.start_time)
@@ -614,6 +630,7 @@ function handlers.exec(g, opts, positional)
   spec.cgroup = cg
   local running = sandbox.new(spec):spawn()
   proc:close()
+  if console then console:close() end
   if opts["pid-file"] then write_pid_file(opts["pid-file"], running.pid) end
   require("lunas.interrupt").untrack(running)
   if opts.detach then return 0 end

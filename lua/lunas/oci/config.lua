@@ -270,7 +270,8 @@ end
 -- @tparam table config
 -- @tparam string bundle absolute
 -- @tparam table new_ns
-function M.tree(spec, config, bundle, new_ns)
+-- @tparam table terminal process.terminal's settings (M.process)
+function M.tree(spec, config, bundle, new_ns, terminal)
   local root = expect("root", config.root, "table")
   if not root then refuse("root", "the container's root file system is required") end
   local path = expect("root.path", root.path, "string")
@@ -288,7 +289,8 @@ function M.tree(spec, config, bundle, new_ns)
   local devices = {}
   if not dev_bound then
     for _, d in ipairs(DEFAULT_DEVICES) do
-      devices[#devices + 1] = { path = d.path, type = "char", major = d.major, minor = d.minor, mode = 438, uid = 0, gid = 0 }
+      devices[#devices + 1] = { path = d.path, type = "char", major = d.major, minor = d.minor, mode = 438, uid = 0,
+        gid = 0, default = true }
     end
   end
   for i, d in ipairs(expect("linux.devices", linux.devices, "table") or {}) do
@@ -313,10 +315,17 @@ function M.tree(spec, config, bundle, new_ns)
     mounts[#mounts + 1] = { "node", d.path, type = d.type, major = d.major, minor = d.minor, mode = d.mode,
       uid = d.uid, gid = d.gid }
   end
+  local configured = {}
+  for _, d in ipairs(devices) do
+    if d.path and not d.default then configured[#configured + 1] = d end
+  end
   if not dev_bound then
     for _, link in ipairs(DEV_LINKS) do mounts[#mounts + 1] = { "symlink", link[1], link[2] } end
     mounts[#mounts + 1] = { "symlink", "pts/ptmx", "/dev/ptmx" }
   end
+  -- The container's terminal, from its own devpts, on /dev/console (runc binds it there before the read-only
+  -- paths, the masks and the read-only root).
+  if terminal and terminal.terminal then mounts[#mounts + 1] = { "console", "/dev/console" } end
   for i, p in ipairs(strings("linux.readonlyPaths", linux.readonlyPaths)) do
     mounts[#mounts + 1] = { "remount-ro", absolute(("linux.readonlyPaths[%d]"):format(i - 1), p) }
   end
@@ -334,6 +343,41 @@ function M.tree(spec, config, bundle, new_ns)
     spec.root_propagation = propagation
   end
   spec.harden = false
+  return configured
+end
+
+-- The device cgroup's rules after the config's own, as runc appends them (podman and containerd rely on it:
+-- their configs deny everything and allow nothing): mknod of any node, the usual character devices, ptys and
+-- tun; then every device of linux.devices.
+local ALLOWED_DEVICES = {
+  { type = "c", access = "m" }, { type = "b", access = "m" },
+  { type = "c", major = 1, minor = 3 }, { type = "c", major = 1, minor = 5 }, { type = "c", major = 1, minor = 7 },
+  { type = "c", major = 1, minor = 8 }, { type = "c", major = 1, minor = 9 }, { type = "c", major = 5, minor = 0 },
+  { type = "c", major = 5, minor = 2 }, { type = "c", major = 10, minor = 200 }, { type = "c", major = 136 },
+}
+local RULE_TYPES = { char = "c", block = "b" }
+
+--- linux.resources with the device rules the container gets: the config's, then runc's defaults, then an allow
+-- rule per linux.devices entry (fifos need none). Nil stays nil when the config has no device rules at all.
+-- @tparam table|nil resources linux.resources
+-- @tparam table devices linux.devices, as M.tree returns them
+-- @treturn table|nil
+function M.device_rules(resources, devices)
+  if type(resources) ~= "table" or type(resources.devices) ~= "table" or #resources.devices == 0 then return resources end
+  local out = {}
+  for k, v in pairs(resources) do out[k] = v end
+  local rules = {}
+  for _, r in ipairs(resources.devices) do rules[#rules + 1] = r end
+  for _, r in ipairs(ALLOWED_DEVICES) do
+    rules[#rules + 1] = { allow = true, type = r.type, major = r.major, minor = r.minor, access = r.access or "rwm" }
+  end
+  for _, d in ipairs(devices) do
+    if RULE_TYPES[d.type] then
+      rules[#rules + 1] = { allow = true, type = RULE_TYPES[d.type], major = d.major, minor = d.minor, access = "rwm" }
+    end
+  end
+  out.devices = rules
+  return out
 end
 
 -- ---- seccomp --------------------------------------------------------------------------------------------------
@@ -545,12 +589,12 @@ function M.translate(config, opts)
   local joined, new_ns = M.namespaces(spec, linux.namespaces)
   M.id_mappings(spec, linux, new_ns)
   local terminal = M.process(spec, expect("process", config.process, "table") or refuse("process", "required"), opts)
-  M.tree(spec, config, opts.bundle, new_ns)
+  local devices = M.tree(spec, config, opts.bundle, new_ns, terminal)
   misc(spec, config, new_ns)
   spec.seccomp = M.seccomp(linux.seccomp)
   local cgroups_path = expect("linux.cgroupsPath", linux.cgroupsPath, "string")
   return spec, { joined = joined, new_namespaces = new_ns, terminal = terminal, hooks = M.hooks(config.hooks),
-    resources = expect("linux.resources", linux.resources, "table"), cgroups_path = cgroups_path,
+    resources = M.device_rules(expect("linux.resources", linux.resources, "table"), devices), cgroups_path = cgroups_path,
     annotations = expect("annotations", config.annotations, "table") }
 end
 
