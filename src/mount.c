@@ -473,6 +473,154 @@ static int mount_open_in_root(lua_State *L) {
     return 1;
 }
 
+/* Copying a tree (an OCI mount's tmpcopyup): every name is opened relative to its directory with O_NOFOLLOW, so a
+ * symlink of the source is copied as a link and never followed, wherever it points. */
+#define COPY_MAX_DEPTH 128
+
+struct copy_error {
+    int err;
+    char path[PATH_MAX];
+};
+
+static int copy_failed(struct copy_error *e, int err, const char *parent, const char *name) {
+    e->err = err;
+    int len = snprintf(e->path, sizeof e->path, "%s%s%s", parent, *parent ? "/" : "", name);
+    if (len < 0 || (size_t)len >= sizeof e->path) snprintf(e->path, sizeof e->path, "(a path too long to name)");
+    return -1;
+}
+
+static int copy_bytes(int in, int out) {
+    for (;;) {
+        ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 20, 0);
+        if (n == 0) return 0;
+        if (n > 0) continue;
+        if (errno == EINTR) continue;
+        if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) return -1;
+        break;
+    }
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return (int)n;
+        for (ssize_t done = 0; done < n;) {
+            ssize_t w = write(out, buf + done, (size_t)(n - done));
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) return -1;
+            done += w;
+        }
+    }
+}
+
+static int copy_file(int src_dir, int dst_dir, const char *name) {
+    int in = openat(src_dir, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+    if (in < 0) return -1;
+    int out = openat(dst_dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int r = out < 0 ? -1 : copy_bytes(in, out);
+    int saved = errno;
+    close(in);
+    if (out >= 0) close(out);
+    errno = saved;
+    return r;
+}
+
+static int copy_symlink(int src_dir, int dst_dir, const char *name, const struct stat *st) {
+    char target[PATH_MAX];
+    ssize_t n = readlinkat(src_dir, name, target, sizeof target - 1);
+    if (n < 0) return -1;
+    if ((size_t)n >= sizeof target - 1 || (st->st_size > 0 && n != st->st_size)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    target[n] = '\0';
+    return symlinkat(target, dst_dir, name);
+}
+
+/* Owner, then mode (a chown clears the set-id bits), then times; a link has no mode of its own. */
+static int copy_attributes(int dst_dir, const char *name, const struct stat *st) {
+    if (fchownat(dst_dir, name, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) < 0) return -1;
+    if (!S_ISLNK(st->st_mode) && fchmodat(dst_dir, name, st->st_mode & 07777, 0) < 0) return -1;
+    const struct timespec times[2] = {st->st_atim, st->st_mtim};
+    return utimensat(dst_dir, name, times, AT_SYMLINK_NOFOLLOW);
+}
+
+static int copy_dir(int src_dir, int dst_dir, int depth, const char *rel, struct copy_error *e);
+
+static int copy_entry(int src_dir, int dst_dir, int depth, const char *rel, const char *name, struct copy_error *e) {
+    struct stat st;
+    if (fstatat(src_dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0) return copy_failed(e, errno, rel, name);
+    int r;
+    if (S_ISDIR(st.st_mode)) {
+        char sub[PATH_MAX];
+        int len = snprintf(sub, sizeof sub, "%s%s%s", rel, *rel ? "/" : "", name);
+        if (len < 0 || (size_t)len >= sizeof sub) return copy_failed(e, ENAMETOOLONG, rel, name);
+        if (mkdirat(dst_dir, name, 0700) < 0) return copy_failed(e, errno, rel, name);
+        int from = openat(src_dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int to = from < 0 ? -1 : openat(dst_dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (from < 0 || to < 0) {
+            int saved = errno;
+            if (from >= 0) close(from);
+            return copy_failed(e, saved, rel, name);
+        }
+        r = copy_dir(from, to, depth + 1, sub, e);
+        close(from);
+        close(to);
+        if (r < 0) return -1;
+    } else if (S_ISREG(st.st_mode)) {
+        r = copy_file(src_dir, dst_dir, name);
+    } else if (S_ISLNK(st.st_mode)) {
+        r = copy_symlink(src_dir, dst_dir, name, &st);
+    } else {
+        r = mknodat(dst_dir, name, st.st_mode & (S_IFMT | 0777), st.st_rdev);
+    }
+    if (r < 0 || copy_attributes(dst_dir, name, &st) < 0) return copy_failed(e, errno, rel, name);
+    return 0;
+}
+
+static int copy_dir(int src_dir, int dst_dir, int depth, const char *rel, struct copy_error *e) {
+    if (depth > COPY_MAX_DEPTH) return copy_failed(e, ELOOP, rel, "");
+    int fd = openat(src_dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *dir = fd < 0 ? NULL : fdopendir(fd);
+    if (!dir) {
+        int saved = errno;
+        if (fd >= 0) close(fd);
+        return copy_failed(e, saved, rel, "");
+    }
+    int r = 0;
+    struct dirent *d;
+    errno = 0;
+    while (r == 0 && (d = readdir(dir)) != NULL) {
+        if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0) continue;
+        r = copy_entry(src_dir, dst_dir, depth, rel, d->d_name, e);
+        errno = 0;
+    }
+    if (r == 0 && errno != 0) r = copy_failed(e, errno, rel, "");
+    closedir(dir);
+    return r;
+}
+
+/***
+Copies what a directory holds into another, recursively (an OCI mount's tmpcopyup: the image's files on a new
+tmpfs): directories, regular files, symlinks (as links, never followed) and other nodes, with their owners, modes
+and times. The destination's own mode and owner are left as they are; it should be empty.
+@function copy_tree
+@tparam fd|integer source a directory
+@tparam fd|integer dest a directory (a mount descriptor from `fs_mount` too)
+@treturn boolean true
+@error "copy_tree PATH: message", "ENAME" (PATH relative to source; "EEXIST" for a name dest already has)
+*/
+static int mount_copy_tree(lua_State *L) {
+    int src = lunas_check_fd(L, 1, 1, "source");
+    int dst = lunas_check_fd(L, 2, 2, "dest");
+    struct copy_error *e = lua_newuserdatauv(L, sizeof *e, 0);
+    e->err = 0;
+    e->path[0] = '\0';
+    if (copy_dir(src, dst, 0, "", e) < 0)
+        return lunas_push_errorf(L, e->err, "copy_tree %s", e->path[0] ? e->path : ".");
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /***
 Creates or replaces a regular file inside `root` (never through a symlink), with the missing directories.
 @function write_in_root
@@ -820,6 +968,7 @@ void lunas_open_mount(lua_State *L) {
         {"fs_mount", mount_fs_mount},
         {"open_in_root", mount_open_in_root},
         {"write_in_root", mount_write_in_root},
+        {"copy_tree", mount_copy_tree},
         {"symlink_in_root", mount_symlink_in_root},
         {"chmod_in_root", mount_chmod_in_root},
         {"mknod_in_root", mount_mknod_in_root},

@@ -1234,17 +1234,18 @@ end
 
 local FREEZE_TIMEOUT = 10
 
--- How this cgroup freezes: v2's cgroup.freeze (its state in cgroup.events), else the v1 freezer.
+-- How this cgroup freezes: through the v1 freezer when it has a directory there (a v1 or hybrid host, where
+-- that is the freezer runc, systemd and podman read), else v2's cgroup.freeze (its state in cgroup.events).
 local function freezer(self, op)
-  local v2 = self.dirs.v2
-  if v2 and core.cgroup_read(v2, "cgroup.freeze") then
-    return { dir = v2, file = "cgroup.freeze", freeze = "1", thaw = "0", state = "cgroup.events", frozen = "frozen 1" }
-  end
   local h = self.layout.v1.freezer
   local dir = h and self.dirs.v1[h.key]
   if dir then
     return { dir = dir, file = "freezer.state", freeze = "FROZEN", thaw = "THAWED", state = "freezer.state",
       frozen = "FROZEN" }
+  end
+  local v2 = self.dirs.v2
+  if v2 and core.cgroup_read(v2, "cgroup.freeze") then
+    return { dir = v2, file = "cgroup.freeze", freeze = "1", thaw = "0", state = "cgroup.events", frozen = "frozen 1" }
   end
   fail(op .. ": no freezer on this host (neither cgroup.freeze nor the v1 freezer)", "EOPNOTSUPP")
 end

@@ -190,7 +190,7 @@ function M.check_mounts(list)
       n.fstype, n.options, n.source = e.type, parsed, e.source
       if e.type == "bind" then parsed.bind = true end
       if parsed.bind then n.src = path_arg(i, e.source, "source") end
-      if parsed.tmpcopyup then bad(i, "option tmpcopyup is not supported") end
+      if parsed.tmpcopyup and e.type ~= "tmpfs" then bad(i, "option tmpcopyup is for tmpfs mounts only") end
       if parsed.idmap then bad(i, "option %s is not supported (idmapped binds come with a sandbox's own id range)", parsed.idmap) end
     elseif kind == "node" then
       check_keys(i, e, { type = true, major = true, minor = true, mode = true, uid = true, gid = true })
@@ -776,8 +776,11 @@ general_mount = function(b, e)
   local o = e.options
   if o.bind then return bind_mount(b, e) end
   if e.fstype == "cgroup" or e.fstype == "cgroup2" then return cgroup_mount(b, e) end
-  local attrs = {}
-  for _, a in ipairs(o.set) do attrs[#attrs + 1] = a end
+  local attrs, readonly = {}, false
+  for _, a in ipairs(o.set) do
+    -- (a tmpcopyup tmpfs is filled first, then made read-only)
+    if a == "rdonly" and o.tmpcopyup then readonly = true else attrs[#attrs + 1] = a end
+  end
   if o.atime then attrs[#attrs + 1] = o.atime end
   local tree, msg, code = core.fs_mount(e.fstype, fs_options(o), { attrs = attrs, source = e.source })
   if not tree and (code == "EPERM" or code == "EINVAL") and SHARED_FALLBACK[e.fstype] then
@@ -787,7 +790,13 @@ general_mount = function(b, e)
     -- (the plain words went to the new mount itself; the r- forms still reach a tree)
     set_attrs(try(tree, msg, code), { set = {}, clear = {}, rset = o.rset, rclear = o.rclear, ratime = o.ratime })
   end
-  attach(tree, target(b, e.dest, "dir", nil))
+  local dest_fd = target(b, e.dest, "dir", nil)
+  -- tmpcopyup: the new tmpfs starts with what the image has there (podman's --read-only /tmp, /run, /var/tmp).
+  if o.tmpcopyup then
+    try(core.copy_tree(dest_fd, tree))
+    if readonly then try(core.mount_setattr(tree, { set = "rdonly", recursive = false })) end
+  end
+  attach(tree, dest_fd)
   reopen_root_if(b, e.dest)
   if e.fstype == "proc" then b.procs[#b.procs + 1] = e.dest end
   set_propagation(b, e.dest, o)
