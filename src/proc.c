@@ -1524,14 +1524,21 @@ static int proc_unix_listen(lua_State *L) {
 Takes the next connection of a listening unix socket (accept4, close-on-exec), waiting for one.
 @function unix_accept
 @tparam fd|integer socket from `unix_listen`
+@tparam[opt] number timeout seconds (0 or more); without it, waits for ever
 @treturn fd the connection
-@error "accept fd N: message", "ENAME"
+@error "accept fd N: message", "ENAME" ("ETIMEDOUT" when none came in time)
 */
 static int proc_unix_accept(lua_State *L) {
     int sock = lunas_check_fd(L, 1, 1, "socket");
+    double timeout = luaL_optnumber(L, 2, -1);
+    if (!(timeout == -1 || timeout >= 0)) return lunas_field_error(L, 2, "timeout", "seconds (>= 0) expected");
     struct lunas_fd *f = lunas_new_fd(L, -1);
     struct pollfd ready = {.fd = sock, .events = POLLIN};
-    if (lunas_poll(&ready, 1, -1) < 0 && errno == EINTR) return lunas_raise_interrupt(L);
+    int r = lunas_poll(&ready, 1, lunas_timeout_ms(timeout));
+    if (r < 0 && errno == EINTR) return lunas_raise_interrupt(L);
+    if (r < 0) return lunas_push_errorf(L, errno, "accept fd %d", sock);
+    if (r == 0) return lunas_push_errorf(L, ETIMEDOUT, "accept fd %d", sock);
+    /* (a unix connection stays queued even when its peer has closed: what poll saw, accept takes) */
     do f->fd = accept4(sock, NULL, NULL, SOCK_CLOEXEC);
     while (f->fd < 0 && errno == EINTR && !lunas_interrupt_pending());
     if (f->fd < 0 && errno == EINTR) return lunas_raise_interrupt(L);

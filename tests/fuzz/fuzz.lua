@@ -237,8 +237,10 @@ local function random_args()
 end
 
 -- Valid calls of the functions whose checks random arguments seldom pass (tests/fuzz/templates.lua), mutated.
-local TEMPLATES = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/templates.lua"){ pick = pick, random = random,
-  random_value = random_value, random_string = random_string, random_bytes = random_bytes, pool_object = pool_object }
+-- (the templates add helpers of theirs to this table: copy_source, copy_dest)
+local helpers = { pick = pick, random = random, random_value = random_value, random_string = random_string,
+  random_bytes = random_bytes, pool_object = pool_object }
+local TEMPLATES = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/templates.lua")(helpers)
 
 local function mutate(args)
   local r = random(10)
@@ -320,6 +322,25 @@ local SHAPERS = {
   -- worker's own /tmp, with the path's length and bytes kept for the checks
   ["core.unix_connect"] = function(args)
     if type(args[1]) == "string" then args[1] = "/tmp/" .. args[1]:gsub("/", "_") end
+  end,
+  ["core.unix_listen"] = function(args)
+    if type(args[1]) == "string" then args[1] = "/tmp/listen-" .. args[1]:gsub("/", "_") end
+  end,
+  -- never for ever: a listener nobody connects to would stall the batch
+  ["core.unix_accept"] = function(args)
+    if args[2] == nil or (type(args[2]) == "number" and args[2] > 0.05) then
+      args[2] = 0.01
+      args.n = math.max(args.n, 2)
+    end
+  end,
+  -- only the small tree the template makes, into a new directory: a copy of / would fill the worker's /tmp
+  ["core.copy_tree"] = function(args)
+    for i, make in ipairs{ "copy_source", "copy_dest" } do
+      local a = args[i]
+      if math.type(a) == "integer" or (type(a) == "userdata" and pcall(function() return a:fileno() end)) then
+        args[i] = helpers[make]() or a
+      end
+    end
   end,
   -- FIFOs go where no other call looks: opening one waits for the other end and stalls the batch
   ["core.mkfifo"] = function(args)

@@ -29,6 +29,23 @@ return function(h)
   local function share() return v( "1%", "50%", "100%", 0.5, 1, 200, -1, h.random_string() ) end
   local function path() return v( "/tmp", "/tmp/fuzz", "/tmp/fuzz/a", "/", "/proc", "/dev/null", "/nonexistent",
     "/tmp/fuzz/" .. random(0, 9), "relative", h.random_string() ) end
+  -- copy_tree's arguments: a small tree (a file, a directory, a symlink out of it, a FIFO) and a new empty one
+  local copies = 0
+  local function copy_source()
+    local src = "/tmp/fuzz-copy-src"
+    if not core.file_type(src) then
+      os.execute("mkdir -p " .. src .. "/d && echo x > " .. src .. "/f && ln -s / " .. src .. "/up && mkfifo "
+        .. src .. "/p")
+    end
+    return core.open(src, "r")
+  end
+  local function copy_dest()
+    copies = copies + 1
+    local dest = ("/tmp/fuzz-copy-%d-%d"):format(core.getpid(), copies)
+    os.execute("mkdir -p " .. dest)
+    return core.open(dest, "r")
+  end
+  h.copy_source, h.copy_dest = copy_source, copy_dest
   local function directory_fd() return core.open(v( "/tmp", "/tmp/fuzz", "/", "/proc/self" ), "r") end
   local function signal() return v( "TERM", "USR1", "HUP", "KILL", "STOP", "CONT", 0, 15, "RTMIN+1", h.random_string() ) end
   local function child()
@@ -217,6 +234,18 @@ return function(h)
     end },
     ["core.unix_connect"] = { function() return v( "/tmp/fuzz/sock", ("s"):rep(100), ("s"):rep(103), "a\0b" ),
       v( nil, "stream", "seqpacket", "dgram", "raw" ) end },
+    ["core.unix_listen"] = { function() return v( "/tmp/fuzz/listen.sock", ("s"):rep(100), ("s"):rep(103), "a\0b" ),
+      v( nil, "stream", "seqpacket", "dgram", "raw" ) end },
+    ["core.unix_accept"] = { function()
+      -- a listener with a connection waiting, so the call does not block
+      local path = "/tmp/fuzz-accept-" .. random(0, 1 << 30)
+      local listener = core.unix_listen(path)
+      local peer = listener and core.unix_connect(path)
+      if peer then peer:close() end -- (its connection stays queued)
+      os.remove(path)
+      return listener or 0, v( nil, 0, 0.01, -1, 0 / 0 )
+    end },
+    ["core.copy_tree"] = { function() return copy_source(), copy_dest() end },
     ["core.personality"] = { function() return v( "linux", "linux32", 0, 8, 0x0040008, 0xfffffffe, 0xffffffff,
       "x" ) end },
     ["core.netlink"] = { function() return v( nil, ns_handle(), "/proc/self/ns/net", "fz", "/nonexistent" ) end },
