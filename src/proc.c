@@ -1687,17 +1687,19 @@ static int proc_isatty(lua_State *L) {
     return 1;
 }
 
-/* What send_fd sends beside the descriptor, and what recv_fd takes: go-runc's console socket reads a name of
- * fewer than 4096 bytes with exactly one SCM_RIGHTS message of CMSG_SPACE(sizeof(int)). */
-#define FD_DATA_MAX 4095
+/* What send_fd sends beside the descriptor, and what recv_fd takes: room for an OCI seccomp agent's container
+ * process state (a JSON document with the container's annotations). go-runc's console socket reads fewer than
+ * 4096 bytes (runc's "/dev/ptmx") with exactly one SCM_RIGHTS message of CMSG_SPACE(sizeof(int)). */
+#define FD_DATA_MAX 65536
 
 /***
 Passes a descriptor over a unix socket (SCM_RIGHTS): one control message carrying one descriptor, with 1 to
-4095 bytes of data (an OCI console socket takes the terminal's name: runc sends "/dev/ptmx").
+65536 bytes of data (an OCI console socket takes the terminal's name: runc sends "/dev/ptmx"; a seccomp agent
+the container's process state).
 @function send_fd
 @tparam fd|integer socket
 @tparam fd|integer fd
-@tparam[opt="f"] string data 1 to 4095 bytes sent with it
+@tparam[opt="f"] string data 1 to 65536 bytes sent with it
 @treturn boolean true
 @error "send_fd N: message", "ENAME"
 */
@@ -1741,7 +1743,7 @@ Receives a descriptor sent by `send_fd`, with the data that came with it.
 @function recv_fd
 @tparam fd|integer socket
 @treturn fd a new descriptor, close-on-exec
-@treturn string the data sent with it, up to 4096 bytes (on a stream socket, bytes written before the message,
+@treturn string the data sent with it, up to 65537 bytes (on a stream socket, bytes written before the message,
   without a descriptor, come first)
 @error "recv_fd ...: message", "ENAME"; "ENOMSG" when the message carried none or the peer closed
 */

@@ -41,12 +41,19 @@ static int errno_value(lua_State *L, int idx, int arg, const char *field) {
     return (int)lunas_check_range(L, idx, arg, field, 0, 4095);
 }
 
-/* An action from "allow", "kill_process", "kill_thread" (or "kill"), "trap", "log", "notify", "errno" (EPERM),
- * "errno:ENOSYS", "errno:38", a bare errno name "ENOSYS", or {errno = "ENOSYS" | 38}. */
+/* An action from "allow", "kill_process", "kill_thread" (or "kill"), "trap", "log", "notify", "trace", "errno"
+ * (EPERM), "errno:ENOSYS", "errno:38", a bare errno name "ENOSYS", {errno = "ENOSYS" | 38}, or {trace = N}. */
 static uint32_t check_action(lua_State *L, int idx, int arg, const char *field) {
     idx = lua_absindex(L, idx);
     if (lua_type(L, idx) == LUA_TTABLE) {
-        if (lua_getfield(L, idx, "errno") == LUA_TNIL) lunas_field_error(L, arg, field, "{errno = NAME or number} expected");
+        if (lua_getfield(L, idx, "trace") != LUA_TNIL) {
+            /* (the tracer reads the 16-bit message with PTRACE_GETEVENTMSG; without one the call fails ENOSYS) */
+            uint32_t action = SCMP_ACT_TRACE((uint32_t)lunas_check_range(L, -1, arg, field, 0, 65535));
+            lua_pop(L, 1);
+            return action;
+        }
+        lua_pop(L, 1);
+        if (lua_getfield(L, idx, "errno") == LUA_TNIL) lunas_field_error(L, arg, field, "{errno = NAME or number} or {trace = N} expected");
         uint32_t action = SCMP_ACT_ERRNO((uint32_t)errno_value(L, -1, arg, field));
         lua_pop(L, 1);
         return action;
@@ -60,7 +67,8 @@ static uint32_t check_action(lua_State *L, int idx, int arg, const char *field) 
         uint32_t action;
     } simple[] = {{"allow", SCMP_ACT_ALLOW}, {"kill_process", SCMP_ACT_KILL_PROCESS},
                   {"kill_thread", SCMP_ACT_KILL_THREAD}, {"kill", SCMP_ACT_KILL_THREAD}, {"trap", SCMP_ACT_TRAP},
-                  {"log", SCMP_ACT_LOG}, {"notify", SCMP_ACT_NOTIFY}, {"errno", SCMP_ACT_ERRNO(EPERM)}};
+                  {"log", SCMP_ACT_LOG}, {"notify", SCMP_ACT_NOTIFY}, {"errno", SCMP_ACT_ERRNO(EPERM)},
+                  {"trace", SCMP_ACT_TRACE(0)}};
     const char *name = lua_tostring(L, idx);
     for (size_t i = 0; i < sizeof simple / sizeof simple[0]; i++)
         if (strcmp(name, simple[i].name) == 0) return simple[i].action;
@@ -396,11 +404,15 @@ and each child only loads the bytes. no_new_privs must be set first, or the call
 @tparam[opt] table opts
 @tparam[opt=false] boolean opts.listener return the listener of the notify rules
 @tparam[opt=false] boolean opts.log log the actions taken, except allow
+@tparam[opt=false] boolean opts.spec_allow leave speculative store bypass as it is (no mitigation forced on the
+  process, SECCOMP_FILTER_FLAG_SPEC_ALLOW)
+@tparam[opt=false] boolean opts.wait_killable_recv a call held for the listener waits killable once received
+  (SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, Linux 5.19; "EINVAL" before)
 @treturn boolean|fd true, or the listener
 @error "seccomp load: message", "ENAME" ("EACCES": set no_new_privs first)
 */
 static int seccomp_load_bpf(lua_State *L) {
-    static const char *const allowed[] = {"listener", "log", NULL};
+    static const char *const allowed[] = {"listener", "log", "spec_allow", "wait_killable_recv", NULL};
     size_t len;
     const char *program = luaL_checklstring(L, 1, &len);
     if (len == 0 || len % sizeof(struct sock_filter) != 0 || len / sizeof(struct sock_filter) > BPF_MAXINSNS)
@@ -410,6 +422,8 @@ static int seccomp_load_bpf(lua_State *L) {
         lunas_check_options(L, 2, allowed);
         if (lunas_opt_boolean(L, 2, "listener", 0)) flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
         if (lunas_opt_boolean(L, 2, "log", 0)) flags |= SECCOMP_FILTER_FLAG_LOG;
+        if (lunas_opt_boolean(L, 2, "spec_allow", 0)) flags |= SECCOMP_FILTER_FLAG_SPEC_ALLOW;
+        if (lunas_opt_boolean(L, 2, "wait_killable_recv", 0)) flags |= SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
     }
     struct lunas_fd *obj = flags & SECCOMP_FILTER_FLAG_NEW_LISTENER ? lunas_new_fd(L, -1) : NULL;
     struct sock_fprog prog = {.len = (unsigned short)(len / sizeof(struct sock_filter)),

@@ -347,6 +347,37 @@ describe("core seccomp filters #rootless", function()
     assert.equal(0, finish(p).status)
   end)
 
+  it("traces a call (no tracer: ENOSYS), with the message in the PFC; takes the kernel's load flags", function()
+    local f <close> = core.seccomp_filter{}
+    assert(f:add({ trace = 7 }, "getppid"))
+    assert(f:add("trace", "chdir"))
+    assert.matches("action TRACE(7);", assert(f:pfc()), 1, true)
+    local bpf = assert(f:bpf())
+    local notify <close> = core.seccomp_filter{}
+    assert(notify:add("notify", "getppid"))
+    local notify_bpf = assert(notify:bpf())
+    local defer = scope(finally)
+    local p, ch = start({}, function(c)
+      assert(core.prctl{ no_new_privs = true })
+      -- WAIT_KILLABLE_RECV belongs to a listener: the kernel refuses it alone, so it did reach the kernel
+      local ok, _, code = core.seccomp_load_bpf(notify_bpf, { wait_killable_recv = true })
+      c.send("alone", tostring(ok), tostring(code))
+      local listener = core.seccomp_load_bpf(notify_bpf, { listener = true, wait_killable_recv = true, spec_allow = true })
+      c.send("listener", tostring(listener ~= nil and listener ~= true))
+      assert(core.seccomp_load_bpf(bpf, { spec_allow = true }))
+      ok, _, code = core.chdir("/")
+      c.send("chdir", tostring(ok), tostring(code))
+      return 0
+    end)
+    defer(function() stop(p, ch) end)
+    assert.same({ "alone", "nil", "EINVAL" }, { ch.expect() })
+    assert.same({ "listener", "true" }, { ch.expect() })
+    assert.same({ "chdir", "nil", "ENOSYS" }, { ch.expect() })
+    assert.equal(0, finish(p).status)
+    assert.has_error(function() core.seccomp_filter{}:add({ trace = 65536 }, "chdir") end)
+    assert.has_error(function() core.seccomp_load_bpf(bpf, { spec = true }) end)
+  end)
+
   it("refuses to load raw BPF without no_new_privs (unprivileged)", function()
     if core.ids().euid == 0 then pending("root may load without no_new_privs") return end
     local f <close> = core.seccomp_filter{}

@@ -430,6 +430,74 @@ describe("lunas-oci and runc side by side #root", function()
     assert.matches("\n/tmp rw,nosuid,nodev,relatime tmpfs rw\ntmp%-writable\nRead%-only file system\n$", lunas.out)
   end)
 
+  -- A container whose mkdir calls go to a seccomp agent (this test): the process state the runtime sends with
+  -- the listener, and the answers, as the container sees them.
+  local function with_agent(defer, runtime, flags)
+    local dir, id = bundle(defer, function(config, d)
+      config.process.args = { "sh", "-c", "mkdir /tmp/x; echo first=$?; mkdir /tmp/y; echo second=$?; cd /; echo cd=$?" }
+      config.linux.seccomp = { defaultAction = "SCMP_ACT_ALLOW", listenerPath = d .. "/agent.sock",
+        listenerMetadata = "lunas-test-metadata", flags = flags, syscalls = {
+          { names = { "mkdir", "mkdirat" }, action = "SCMP_ACT_NOTIFY" },
+          { names = { "chdir" }, action = "SCMP_ACT_TRACE", errnoRet = 7 } } }
+    end)
+    local listener = assert(core.unix_listen(dir .. "/agent.sock"))
+    defer(function() listener:close() end)
+    local words = { q(runtime), "--root", q(dir .. "/root"), "run", "--bundle", q(dir), q(id) }
+    local out = dir .. "/run.out"
+    assert(os.execute(table.concat(words, " ") .. " >" .. q(out) .. " 2>&1 </dev/null &"))
+    local conn = assert(core.unix_accept(listener, 30))
+    local fd, data = assert(core.recv_fd(conn))
+    conn:close()
+    local agent <close> = require("lunas.security").listener(fd)
+    local calls = {}
+    for i = 1, 2 do
+      local req = assert(agent:receive(30))
+      calls[i] = req.syscall
+      agent:respond(req, i == 1 and "EROFS" or "continue")
+    end
+    local done = util.wait_for(function()
+      local text = util.read(out) or ""
+      return text:match("cd=%d+\n") and text:match("not implemented\n")
+    end, 30)
+    assert(done, runtime .. " did not finish: " .. tostring(util.read(out)))
+    -- (stdout and stderr share the file: lines sorted, since their order is the pipe's)
+    local lines = {}
+    for line in util.read(out):gmatch("[^\n]+") do lines[#lines + 1] = line end
+    table.sort(lines)
+    return json.decode(data), calls, table.concat(lines, "\n") .. "\n", core.file_type(dir .. "/rootfs/tmp/y")
+  end
+
+  it("a seccomp agent gets the listener with the container's state; TRACE without a tracer is ENOSYS", function()
+    if not device_cgroup() then return end
+    if not have_runc() then return pending("needs runc (Debian's package)") end
+    local defer = util.cleanups(finally)
+    local runc_state, runc_calls, runc_out, runc_made = with_agent(defer, "runc")
+    local state, calls, out, made = with_agent(defer, OCI)
+    assert.equal("cd=2\nfirst=1\nsecond=0\n", (runc_out:gsub("[^\n]*: [^\n]*\n", "")), runc_out)
+    assert.equal(runc_out, out)
+    assert.same(runc_calls, calls)
+    assert.equal(runc_made, made)
+    assert.equal("dir", made)
+    assert.matches("Read%-only file system", out)
+    assert.matches("Function not implemented", out)
+    for _, doc in ipairs{ runc_state, state } do
+      assert.same({ "seccompFd" }, doc.fds)
+      assert.equal("lunas-test-metadata", doc.metadata)
+      assert.equal("creating", doc.state.status)
+      assert.equal(doc.pid, doc.state.pid)
+      assert.matches("^lunas%-oci%-test%-", doc.state.id)
+    end
+  end)
+
+  it("seccomp's SPEC_ALLOW and WAIT_KILLABLE_RECV flags load with the agent's filter (runc 1.1 refuses them)", function()
+    if not device_cgroup() then return end
+    local defer = util.cleanups(finally)
+    local state, calls, out = with_agent(defer, OCI, { "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" })
+    assert.same({ "mkdir", "mkdir" }, calls)
+    assert.matches("\nfirst=1\n.*\nsecond=0\n", out)
+    assert.equal("creating", state.state.status)
+  end)
+
   it("a non-root user with extra groups, a seccomp profile, no no_new_privs, a read-only root, sysctls", function()
     if not device_cgroup() then return end
     if not have_runc() then return pending("needs runc (Debian's package)") end

@@ -1448,6 +1448,13 @@ steps[#steps + 1] = {
     if not gate then return end
     local ok, msg, code = find_executable(ctx)
     if not ok then return nil, msg, code end
+    -- A listener must reach the caller before it returns (an OCI runtime hands it to the seccomp agent during
+    -- create, as runc does): the filter goes on now, and what the gate does next is filtered already.
+    if ctx.seccomp and ctx.seccomp.listener and not ctx.seccomp_privileged then
+      ok, msg, code = load_filters(ctx)
+      if not ok then return nil, msg, code end
+      ctx.filter_loaded = true
+    end
     -- The set-up is over: the error pipe's end tells the caller so; what fails from here on goes to stderr.
     ctx.err_w:close()
     ctx.gated = true
@@ -1468,7 +1475,8 @@ steps[#steps + 1] = {
 -- Loads the compiled profile in this process; the listener of notify rules goes to the parent over a socket.
 local function load_filter(ctx)
   local compiled = ctx.seccomp
-  local listener, msg, code = core.seccomp_load_bpf(compiled.program, { listener = compiled.listener, log = compiled.log })
+  local listener, msg, code = core.seccomp_load_bpf(compiled.program, { listener = compiled.listener, log = compiled.log,
+    spec_allow = compiled.spec_allow, wait_killable_recv = compiled.wait_killable_recv })
   if not listener then return nil, msg, code end
   if compiled.listener then
     local ok
@@ -1513,11 +1521,15 @@ steps[#steps + 1] = {
     if ctx.seccomp.listener and ctx.raw_programs then
       misuse("seccomp_programs", "goes without notify rules in the profile")
     end
+    -- (the reaper program loads the payload's filter with the log and listener flags only)
+    if ctx.fork and (ctx.seccomp.spec_allow or ctx.seccomp.wait_killable_recv) then
+      misuse("seccomp", "spec_allow and wait_killable_recv need as_pid_1 = true or no pid namespace")
+    end
     if ctx.seccomp.listener then ctx.notify_parent, ctx.notify_child = errors.check(core.socketpair("seqpacket")) end
   end,
   payload = function(ctx)
     local compiled, raw = ctx.seccomp, ctx.raw_programs
-    if ctx.seccomp_privileged or not compiled and not raw then return end
+    if ctx.seccomp_privileged or ctx.filter_loaded or not compiled and not raw then return end
     if ctx.reaper_image then
       -- The payload loads it itself, forked by the reaper program just before its exec (src/reaper.c): PID 1
       -- has a filter of its own, and a profile that allows only what the payload needs must not stop PID 1.

@@ -143,7 +143,7 @@ local GROUP_ACTION = { obsolete = "ENOSYS" }
 -- ---- profiles ------------------------------------------------------------------------------------------------
 
 local PROFILE_FIELDS = { base = true, default = true, action = true, arches = true, deny = true, allow = true,
-  rules = true, notify = true, log = true, on_notify = true }
+  rules = true, notify = true, log = true, on_notify = true, spec_allow = true, wait_killable_recv = true }
 
 local function check_names(field, value)
   if type(value) == "string" then value = { value } end
@@ -167,7 +167,9 @@ end
 --- Validates a profile table (spec.seccomp, or what a profile file of `lunas run` returns) and returns a normalized copy.
 -- A profile: `{base = "default" | "none", default = ACTION ("allow"), action = ACTION for deny ("EPERM"),
 -- arches = {"native"}, deny = names, allow = names, notify = names, rules = {{action =, syscall =, args =
--- {comparisons}}, ...}, log = false, on_notify = function(request, running) return reply end}`. Names are
+-- {comparisons}}, ...}, log = false, on_notify = function(request, running) return reply end, spec_allow = false,
+-- wait_killable_recv = false}`: the last two are the kernel's load flags (speculative store bypass left as it is;
+-- a held call waits killable once the listener received it). Names are
 -- groups (`groups`) or system calls; actions as `lunas.core.seccomp_filter` takes them.
 -- @tparam string field the spec field, for messages ("seccomp")
 -- @param value false or "none" (no filter), nil, true or "default" (the default profile), or a profile table
@@ -199,7 +201,10 @@ function M.check_profile(field, value)
     if rule.optional ~= nil and type(rule.optional) ~= "boolean" then misuse(f .. ".optional", "boolean expected") end
   end
   if p.on_notify ~= nil and type(p.on_notify) ~= "function" then misuse(field .. ".on_notify", "function expected") end
-  if value.log ~= nil and type(value.log) ~= "boolean" then misuse(field .. ".log", "boolean expected") end
+  for _, flag in ipairs{ "log", "spec_allow", "wait_killable_recv" } do
+    if value[flag] ~= nil and type(value[flag]) ~= "boolean" then misuse(field .. "." .. flag, "boolean expected") end
+  end
+  p.spec_allow, p.wait_killable_recv = value.spec_allow == true, value.wait_killable_recv == true
   return p
 end
 
@@ -316,7 +321,8 @@ function M.cache_key(p)
   return table.concat(serialize(p, {}))
 end
 
---- Compiles a profile to the BPF program a child loads: {program = bytes, listener = bool, log = bool}.
+--- Compiles a profile to the BPF program a child loads: {program = bytes, listener = bool, log = bool,
+-- spec_allow = bool, wait_killable_recv = bool}.
 -- Programs are cached by profile: every sandbox of a process with the same profile shares one compilation, and
 -- the host binary carries the default profile's program compiled at build time.
 -- @tparam table p a profile from check_profile
@@ -326,7 +332,11 @@ function M.compile(p)
   local hit = compiled_cache[key] or precompiled[key]
   if hit then return hit end
   local filter <close> = M.filter(p)
-  local compiled = { program = errors.check(filter:bpf()), listener = #p.notify > 0, log = p.log }
+  -- (a notify rule among the explicit ones needs the listener as much as the notify names do)
+  local listener = #p.notify > 0
+  for _, r in ipairs(p.rules) do listener = listener or r.action == "notify" end
+  local compiled = { program = errors.check(filter:bpf()), listener = listener, log = p.log,
+    spec_allow = p.spec_allow, wait_killable_recv = p.wait_killable_recv }
   if compiled_count >= 64 then compiled_cache, compiled_count = {}, 0 end
   compiled_cache[key], compiled_count = compiled, compiled_count + 1
   return compiled

@@ -261,7 +261,7 @@ return function(h)
     ["core.pidfd_open"] = { function() return v( core.getpid(), 1, 0, -1, 99999 ) end },
     ["core.send_fd"] = { function()
       local a = core.socketpair(v( "stream", "dgram", "seqpacket" ))
-      return a or 0, directory_fd() or 0, v( nil, "/dev/ptmx", "", ("d"):rep(4095), ("d"):rep(4096) )
+      return a or 0, directory_fd() or 0, v( nil, "/dev/ptmx", "", ("d"):rep(65536), ("d"):rep(65537) )
     end },
     ["core.recv_fd"] = { function()
       -- something to receive, so the call does not block

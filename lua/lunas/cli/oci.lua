@@ -249,6 +249,23 @@ local function console_socket(terminal, path)
   return sock
 end
 
+-- The seccomp agent's copy of the listener of the process's notify rules: the container process state the
+-- runtime spec defines, with the descriptor, in one message (runc's way); our copy goes.
+local function send_to_agent(agent, running, record, status)
+  local listener = running:listener()
+  local sock, msg, code = core.unix_connect(agent.path)
+  if not sock then oci_error(("linux.seccomp.listenerPath: %s"):format(msg), code) end
+  local public = state.public(record)
+  public.status, public.pid = status, running.pid
+  local doc = { ociVersion = config.OCI_VERSION, fds = { "seccompFd" }, pid = running.pid,
+    metadata = agent.metadata or "", state = public }
+  local ok
+  ok, msg, code = core.send_fd(sock, listener.fd, json.encode(doc))
+  sock:close()
+  listener:close()
+  if not ok then oci_error(("linux.seccomp.listenerPath %s: %s"):format(agent.path, msg), code) end
+end
+
 -- Builds the container up to its start gate. Returns the running handle and the record written.
 local function create(g, id, opts)
   local bundle = absolute(opts.bundle or core.getcwd())
@@ -288,6 +305,7 @@ local function create(g, id, opts)
     record.pid, record.start_time, record.rootfs = running.pid, process.start_time(running.pid), spec.rootfs
     state.write(dir, record)
     record.dir = dir
+    if extra.seccomp_agent then send_to_agent(extra.seccomp_agent, running, record, "creating") end
     if opts["pid-file"] then write_pid_file(opts["pid-file"], running.pid) end
   end)
   if not ok then
@@ -616,7 +634,8 @@ function handlers.exec(g, opts, positional)
   -- caller's, as it is the caller's own child that waits for it)
   spec.new_session = console ~= nil
   if console then spec.terminal = { socket = console, rows = terminal.rows, cols = terminal.cols } end
-  spec.seccomp = config.seccomp((cfg.linux or {}).seccomp)
+  local agent
+  spec.seccomp, agent = config.seccomp((cfg.linux or {}).seccomp)
   spec.keep_fds = preserved_fds(opts["preserve-fds"])
   local proc = process.open(record.pid, record.start_time)
   if not proc then oci_error("container not running", "ESRCH") end
@@ -631,6 +650,7 @@ function handlers.exec(g, opts, positional)
   local running = sandbox.new(spec):spawn()
   proc:close()
   if console then console:close() end
+  if agent then send_to_agent(agent, running, record, "running") end
   if opts["pid-file"] then write_pid_file(opts["pid-file"], running.pid) end
   require("lunas.interrupt").untrack(running)
   if opts.detach then return 0 end

@@ -402,8 +402,9 @@ local function action(field, name, errno_ret, default_errno)
   if name == "SCMP_ACT_ERRNO" then
     return { errno = expect_integer(field .. " errnoRet", errno_ret, 0, 4095) or default_errno or EPERM }
   end
+  -- (runc's message to the tracer: errnoRet, else EPERM; with no tracer attached the call fails with ENOSYS)
   if name == "SCMP_ACT_TRACE" then
-    refuse(field, "SCMP_ACT_TRACE is not supported yet (no tracer would answer it)")
+    return { trace = expect_integer(field .. " errnoRet", errno_ret, 0, 65535) or default_errno or EPERM }
   end
   refuse(field, "unknown action %s", tostring(name))
 end
@@ -431,7 +432,8 @@ end
 --- linux.seccomp as a lunas.security profile (no lunas groups: only the config's rules). Names this libseccomp
 -- does not know are left out, as runc leaves them out.
 -- @tparam table s
--- @treturn table the profile, and the flags {log =, spec_allow =, wait_killable_recv =}
+-- @treturn table|false the profile (false: no filter)
+-- @treturn table|nil the seccomp agent, when notify rules need one: {path = listenerPath, metadata =}
 function M.seccomp(s)
   if s == nil or s == json.null then return false end
   if type(s) ~= "table" then refuse("linux.seccomp", "object expected") end
@@ -450,10 +452,7 @@ function M.seccomp(s)
     if not FLAGS[flag] then refuse(("linux.seccomp.flags[%d]"):format(i - 1), "unknown flag %s", flag) end
     flags[FLAGS[flag]] = true
   end
-  if flags.log then profile.log = true end
-  if flags.spec_allow or flags.wait_killable_recv then
-    refuse("linux.seccomp.flags", "SECCOMP_FILTER_FLAG_SPEC_ALLOW and WAIT_KILLABLE_RECV are not supported yet")
-  end
+  profile.log, profile.spec_allow, profile.wait_killable_recv = flags.log, flags.spec_allow, flags.wait_killable_recv
   local notify = false
   for i, call in ipairs(expect("linux.seccomp.syscalls", s.syscalls, "table") or {}) do
     local field = ("linux.seccomp.syscalls[%d]"):format(i - 1)
@@ -476,8 +475,12 @@ function M.seccomp(s)
   if notify and (not listener or listener == "") then
     refuse("linux.seccomp.listenerPath", "SCMP_ACT_NOTIFY rules need a listener")
   end
-  if listener and listener ~= "" then refuse("linux.seccomp.listenerPath", "seccomp agents are not supported yet") end
-  return profile
+  local agent
+  if notify then
+    if listener:sub(1, 1) ~= "/" then refuse("linux.seccomp.listenerPath", "an absolute path expected") end
+    agent = { path = listener, metadata = expect("linux.seccomp.listenerMetadata", s.listenerMetadata, "string") }
+  end
+  return profile, agent
 end
 
 -- ---- the rest of linux ----------------------------------------------------------------------------------------
@@ -591,11 +594,12 @@ function M.translate(config, opts)
   local terminal = M.process(spec, expect("process", config.process, "table") or refuse("process", "required"), opts)
   local devices = M.tree(spec, config, opts.bundle, new_ns, terminal)
   misc(spec, config, new_ns)
-  spec.seccomp = M.seccomp(linux.seccomp)
+  local agent
+  spec.seccomp, agent = M.seccomp(linux.seccomp)
   local cgroups_path = expect("linux.cgroupsPath", linux.cgroupsPath, "string")
   return spec, { joined = joined, new_namespaces = new_ns, terminal = terminal, hooks = M.hooks(config.hooks),
     resources = M.device_rules(expect("linux.resources", linux.resources, "table"), devices), cgroups_path = cgroups_path,
-    annotations = expect("annotations", config.annotations, "table") }
+    annotations = expect("annotations", config.annotations, "table"), seccomp_agent = agent }
 end
 
 return M
