@@ -650,7 +650,14 @@ function handlers.exec(g, opts, positional)
   local running = sandbox.new(spec):spawn()
   proc:close()
   if console then console:close() end
-  if agent then send_to_agent(agent, running, record, "running") end
+  if agent then
+    -- (an exec whose agent cannot have its listener would wait for answers nobody gives: it goes)
+    local ok, err = pcall(send_to_agent, agent, running, record, "running")
+    if not ok then
+      core.kill(running.pid, "KILL")
+      error(err, 0)
+    end
+  end
   if opts["pid-file"] then write_pid_file(opts["pid-file"], running.pid) end
   require("lunas.interrupt").untrack(running)
   if opts.detach then return 0 end
