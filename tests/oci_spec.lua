@@ -358,10 +358,7 @@ describe("lunas-oci and runc side by side #root", function()
     conn:close()
     defer(function() master:close() end)
     -- create has returned once the state says created
-    for _ = 1, 300 do
-      if state_of(dir, id) then break end
-      core.poll({}, 0.02)
-    end
+    assert.truthy(util.wait_for(function() return state_of(dir, id) end, 30))
     local size = assert(core.tty_winsize(master))
     local kind = core.file_type(master)
     local _, code = oci(dir, { "start", id }, { runtime = runtime })
@@ -496,6 +493,41 @@ describe("lunas-oci and runc side by side #root", function()
     assert.same({ "mkdir", "mkdir" }, calls)
     assert.matches("\nfirst=1\n.*\nsecond=0\n", out)
     assert.equal("creating", state.state.status)
+  end)
+
+  it("joins a pod's user namespace by path: ids, maps and the namespace as runc gives them; run deletes", function()
+    if not device_cgroup() then return end
+    if not have_runc() then return pending("needs runc (Debian's package)") end
+    local defer = util.cleanups(finally)
+    -- the pod: a process in a user namespace mapping 0-65535 onto 100000-165535
+    local pod = assert(core.spawn{ fn = function() core.exec({ "unshare", "--user", "sleep", "1000" }) return 127 end })
+    defer(function() pod:kill("KILL"); pod:wait(); pod:close() end)
+    local ours = core.readlink("/proc/self/ns/user")
+    assert.truthy(util.wait_for(function() return core.readlink(("/proc/%d/ns/user"):format(pod.pid)) ~= ours end, 10))
+    util.write(("/proc/%d/uid_map"):format(pod.pid), "0 100000 65536\n")
+    util.write(("/proc/%d/gid_map"):format(pod.pid), "0 100000 65536\n")
+    local userns = ("/proc/%d/ns/user"):format(pod.pid)
+    local runc, lunas = both(defer, function(config, d)
+      -- (the namespace's root is host uid 100000: the bundle must be open to it)
+      assert(os.execute("chmod 0755 " .. q(d)))
+      local kept = {}
+      for _, ns in ipairs(config.linux.namespaces) do
+        if ns.type ~= "user" then kept[#kept + 1] = ns end
+      end
+      kept[#kept + 1] = { type = "user", path = userns }
+      config.linux.namespaces = kept
+      -- (podman repeats the namespace's maps; runc wants them)
+      config.linux.uidMappings = { { containerID = 0, hostID = 100000, size = 65536 } }
+      config.linux.gidMappings = { { containerID = 0, hostID = 100000, size = 65536 } }
+      config.process.args = { "sh", "-c", "id; cat /proc/self/uid_map /proc/self/gid_map; readlink /proc/self/ns/user;"
+        .. " ls -ln /bin/busybox | cut -d' ' -f1,5-6; grep -E '^Cap(Eff|Bnd)' /proc/self/status; ls -n /dev/null |"
+        .. " cut -c1-10; echo x > /dev/null && echo null-ok; touch /tmp/f 2>&1 | sed 's/.*: //'" }
+    end)
+    assert.equal(0, runc.code, runc.out)
+    assert.matches("^uid=0%(root%) gid=0%(root%)\n +0 +100000 +65536\n +0 +100000 +65536\n", runc.out)
+    assert.matches(core.readlink(userns):gsub("%p", "%%%0"), runc.out)
+    assert.equal(runc.out, lunas.out)
+    assert.equal(runc.code, lunas.code)
   end)
 
   it("a non-root user with extra groups, a seccomp profile, no no_new_privs, a read-only root, sysctls", function()

@@ -320,6 +320,9 @@ local fields = {
   -- A user namespace (a descriptor) the sandbox's first process enters once its tree is built (bubblewrap's
   -- --userns2): one nested in the one the sandbox was made in.
   enter_userns = expect_fd,
+  -- The sandbox is made in a user namespace its caller joined (setns, as an OCI runtime joins a pod's): its first
+  -- process becomes that namespace's root (uid and gid 0, which the namespace must map) before anything else.
+  joined_userns = boolean,
   -- {process = handle (lunas.core pidfd), kinds = "user,mount"}: the first process joins those namespaces of that
   -- process before anything else (an OCI runtime's exec; the others its caller joined before the clone).
   enter = function(f, v)
@@ -446,6 +449,7 @@ local function validate(spec)
   out.namespaces = out.namespaces or parse_namespaces("namespaces", DEFAULT_NAMESPACES)
   if out.linger and out.limits then misuse("linger", "goes without limits (the sandbox's cgroup goes with its payload)") end
   if out.net == "none" and not out.namespaces.net then misuse("net", "'none' needs the net namespace") end
+  if out.joined_userns and out.namespaces.user then misuse("joined_userns", "goes without a user namespace of its own") end
   if out.terminal then
     if out.new_session == false then misuse("terminal", "needs a new session (new_session = false given)") end
     for _, k in ipairs{ "stdin", "stdout", "stderr" } do
@@ -590,6 +594,7 @@ steps[#steps + 1] = {
     if ctx.spec.rootfs or ctx.spec.mounts or next(ctx.ns) then
       misuse("enter", "goes without new namespaces, rootfs or mounts")
     end
+    if ctx.spec.joined_userns then misuse("joined_userns", "goes without enter") end
     -- A copy of lunas, never one that shares its memory: it turns itself undumpable below.
     ctx.sync = true
   end,
@@ -724,6 +729,20 @@ local function become_mapped(ctx)
   return check_core(ok, msg, code)
 end
 
+-- In a user namespace its caller joined (an OCI pod's), the first child still has the caller's ids, which that
+-- namespace may not map: what it makes in its tree would have no owner there (EOVERFLOW). It becomes that
+-- namespace's root first, as runc's first process does; its capabilities there stay.
+local function become_joined_root()
+  -- (a namespace whose setgroups is "deny" refuses even an empty list: nothing to drop then)
+  local ok, msg, code = core.setgroups({})
+  if not ok and code ~= "EPERM" then return nil, msg, code end
+  ok, msg, code = core.setresgid(0, 0, 0)
+  if ok then ok, msg, code = core.setresuid(0, 0, 0) end
+  if ok then ok, msg, code = core.prctl{ dumpable = true } end
+  if not ok then return nil, "the joined user namespace's root: " .. msg, code end
+  return true
+end
+
 local function release_range(ctx)
   if ctx.id_range then idrange.release(ctx.id_range) end
 end
@@ -791,6 +810,7 @@ steps[#steps + 1] = {
   init = function(ctx)
     if ctx.self_maps then return check_core(core.id_maps(0, ctx.self_maps)) end
     if ctx.become_mapped then return become_mapped(ctx) end
+    if ctx.spec.joined_userns then return become_joined_root() end
   end,
   finish = release_range,
   abort = release_range,
@@ -966,7 +986,7 @@ steps[#steps + 1] = {
     end
     ctx.fs_plan = { rootfs = spec.rootfs, mounts = mounts, harden = spec.harden, netns = ctx.ns.net,
       cgroupns = ctx.ns.cgroup, propagation = propagation_flags(spec.root_propagation),
-      userns = ctx.ns.user, pidns = ctx.ns.pid or spec.pid_namespace_joined, cwd = cwd,
+      userns = ctx.ns.user or spec.joined_userns, pidns = ctx.ns.pid or spec.pid_namespace_joined, cwd = cwd,
       terminal = spec.terminal and {} or nil }
     -- Host paths are resolved here, as the caller sees them: a source that is not there fails before any clone.
     fs.resolve(ctx.fs_plan)

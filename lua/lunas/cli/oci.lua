@@ -204,15 +204,19 @@ local function apply_resources(cg, writes)
 end
 
 -- Joins the namespaces the config names by path, in this process, before the container is cloned: its first
--- process is born in them (a pid namespace joined applies to children only).
-local JOIN_HERE = { net = true, ipc = true, uts = true, cgroup = true, pid = true, time = true }
+-- process is born in them (a pid namespace joined applies to children only), and the namespaces it makes belong
+-- to a user namespace joined (a pod's). The user namespace goes first, as runc joins it: the others may be that
+-- one's, which only its capabilities open. A mount namespace by path is refused: building the container's tree
+-- there would change a namespace that is someone else's.
+local JOIN_HERE = { user = true, net = true, ipc = true, uts = true, cgroup = true, pid = true, time = true }
 local function join_namespaces(joined)
   for name, path in pairs(joined) do
     if not JOIN_HERE[name] then
-      oci_error(("linux.namespaces: joining a %s namespace by path is not supported yet (%s)"):format(name, path))
+      oci_error(("linux.namespaces: joining a %s namespace by path is not supported (%s): the container's tree "
+        .. "would be built in it"):format(name, path))
     end
   end
-  for _, name in ipairs{ "cgroup", "ipc", "uts", "net", "time", "pid" } do
+  for _, name in ipairs{ "user", "cgroup", "ipc", "uts", "net", "time", "pid" } do
     local path = joined[name]
     if path then
       local handle, msg, code = core.ns_open(path)
@@ -297,11 +301,14 @@ local function create(g, id, opts)
     gate, msg, code = core.open(fifo_path, "rw")
     if not gate then oci_error(msg, code) end
     spec.start_gate = gate
+    -- The device cgroup takes CAP_SYS_ADMIN of the host, which a user namespace joined takes away: its
+    -- container's limits go first (its nodes are binds, which no device rule stops).
+    if extra.joined.user then apply_resources(cg, writes) end
     join_namespaces(extra.joined)
     running = sandbox.new(spec):spawn()
     gate:close()
     if console then console:close() end
-    apply_resources(cg, writes)
+    if not extra.joined.user then apply_resources(cg, writes) end
     record.pid, record.start_time, record.rootfs = running.pid, process.start_time(running.pid), spec.rootfs
     state.write(dir, record)
     record.dir = dir
@@ -413,16 +420,58 @@ function handlers.start(g, _, positional)
   return 0
 end
 
+-- Whether the bundle's container joins a user namespace by path (an unreadable config: no; create says why).
+local function joins_user_namespace(opts)
+  local ok, cfg = pcall(config.read, absolute(opts.bundle or core.getcwd()))
+  if not ok or type(cfg.linux) ~= "table" or type(cfg.linux.namespaces) ~= "table" then return false end
+  for _, ns in ipairs(cfg.linux.namespaces) do
+    if type(ns) == "table" and ns.type == "user" and type(ns.path) == "string" and ns.path ~= "" then return true end
+  end
+  return false
+end
+
+local function exit_status(result)
+  if result and result.signal then return 128 + result.signal end
+  return result and result.status or 0
+end
+
+-- run, when the container joins a user namespace: a process that joined one keeps none of the host's
+-- privileges, and delete needs them (a cgroup's rmdir). A child creates and starts the container and exits;
+-- the container, orphaned, comes to this process (a child subreaper), which waits for it and deletes it.
+local function run_through_child(g, id, opts)
+  local ok, msg, code = core.prctl{ child_subreaper = true }
+  if not ok then oci_error("run: " .. msg, code) end
+  local child = assert(core.spawn{ fn = function()
+    local done, err = pcall(function()
+      create(g, id, opts)
+      start(g, id)
+    end)
+    if done then return 0 end
+    report_error(errors.is(err) and err.msg or tostring(err))
+    return 1
+  end })
+  local made = child:wait()
+  child:close()
+  if made.status ~= 0 then return 1 end
+  if opts.detach then return 0 end
+  local record = must_exist(g.root, id)
+  local container = process.open(record.pid, record.start_time)
+  local result = container and container:wait()
+  if container then container:close() end
+  if not opts.keep then delete(g, id, true) end
+  return exit_status(result)
+end
+
 function handlers.run(g, opts, positional)
   local id = one_id(positional, "run")
+  if joins_user_namespace(opts) then return run_through_child(g, id, opts) end
   local running = create(g, id, opts)
   start(g, id)
   if opts.detach then return 0 end
   local result = running.process:wait()
   running.process:close()
   if not opts.keep then delete(g, id, true) end
-  if result and result.signal then return 128 + result.signal end
-  return result and result.status or 0
+  return exit_status(result)
 end
 
 function handlers.state(g, _, positional)

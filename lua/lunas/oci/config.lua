@@ -212,9 +212,13 @@ end
 -- @tparam table spec
 -- @tparam table linux
 -- @tparam table new_ns the set of new namespaces
-function M.id_mappings(spec, linux, new_ns)
+-- @tparam[opt] table joined the namespaces joined by path
+function M.id_mappings(spec, linux, new_ns, joined)
   local uid_map, gid_map = id_map("linux.uidMappings", linux.uidMappings), id_map("linux.gidMappings", linux.gidMappings)
-  if new_ns.user then
+  if joined and joined.user then
+    -- (a joined user namespace has its maps already; podman repeats them in the config)
+    spec.host_root, spec.joined_userns = true, true
+  elseif new_ns.user then
     if not uid_map or not gid_map then refuse("linux.uidMappings", "a new user namespace needs uidMappings and gidMappings") end
     spec.uid_map, spec.gid_map, spec.setgroups = uid_map, gid_map, true
   elseif uid_map or gid_map then
@@ -590,7 +594,7 @@ function M.translate(config, opts)
   }
   local linux = expect("linux", config.linux, "table") or {}
   local joined, new_ns = M.namespaces(spec, linux.namespaces)
-  M.id_mappings(spec, linux, new_ns)
+  M.id_mappings(spec, linux, new_ns, joined)
   local terminal = M.process(spec, expect("process", config.process, "table") or refuse("process", "required"), opts)
   local devices = M.tree(spec, config, opts.bundle, new_ns, terminal)
   misc(spec, config, new_ns)
