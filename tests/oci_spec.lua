@@ -259,6 +259,71 @@ describe("lunas as an OCI runtime #root", function()
   end)
 end)
 
+describe("lunas-oci idmapped binds #root", function()
+  local function idmap_supported(dir)
+    local tree = core.open_tree(dir, { clone = true, recursive = false })
+    if not tree then return false end
+    local userns = require("lunas.fs").userns_with_maps({ { 0, 1234, 1 } }, { { 0, 1234, 1 } })
+    local ok = userns and core.mount_setattr(tree, { idmap = userns, recursive = false })
+    tree:close()
+    if userns then userns:close() end
+    return ok
+  end
+
+  it("shows a bind's files through the mount's own maps; what the container writes lands with the disk's ids", function()
+    if not device_cgroup() then return end
+    local defer = util.cleanups(finally)
+    local dir, id = bundle(defer, function(config, d)
+      assert(os.execute(("mkdir -p %s/data/sub && echo hi > %s/data/f && chown 0:0 %s/data/f && chmod 0777 %s/data")
+        :format(q(d), q(d), q(d), q(d))))
+      config.mounts[#config.mounts + 1] = { destination = "/data", type = "bind", source = d .. "/data",
+        options = { "rbind", "rw" }, uidMappings = { { containerID = 0, hostID = 1234, size = 1 } },
+        gidMappings = { { containerID = 0, hostID = 4321, size = 1 } } }
+      config.process.user = { uid = 1234, gid = 4321 }
+      config.process.args = { "sh", "-c", "ls -ln /data/f | cut -d' ' -f1,5-11; touch /data/new && echo wrote;"
+        .. " grep ' /data ' /proc/self/mountinfo | cut -d' ' -f5,6" }
+    end)
+    if not idmap_supported(dir) then return pending("idmapped mounts: not on this file system or kernel") end
+    local out, code = oci(dir, { "run", "--bundle", dir, id })
+    assert.equal(0, code, out)
+    assert.matches("^%-rw%-r%-%-r%-%- +1 1234 +4321\n", out)
+    assert.matches("\nwrote\n/data rw,relatime,idmapped\n$", out)
+    -- seen from outside: the container's 1234:4321 is the disk's 0:0
+    assert.equal("0:0\n", (util.sh("stat -c %u:%g " .. q(dir .. "/data/new"))))
+  end)
+
+  it("takes the container's user namespace maps when the mount has none, and refuses idmap without any", function()
+    if not device_cgroup() then return end
+    local defer = util.cleanups(finally)
+    local dir, id = bundle(defer, function(config, d)
+      -- (the mount point is there already: the namespace's root, host uid 100000, may not make it in the image)
+      assert(os.execute(("chmod 0755 %s && mkdir -p %s/data %s/rootfs/data && echo hi > %s/data/f")
+        :format(q(d), q(d), q(d), q(d))))
+      config.linux.namespaces[#config.linux.namespaces + 1] = { type = "user" }
+      config.linux.uidMappings = { { containerID = 0, hostID = 100000, size = 65536 } }
+      config.linux.gidMappings = { { containerID = 0, hostID = 100000, size = 65536 } }
+      config.mounts[#config.mounts + 1] = { destination = "/data", type = "bind", source = d .. "/data",
+        options = { "rbind", "ro", "idmap" } }
+      config.process.args = { "stat", "-c", "%n %u %g", "/data/f", "/bin/busybox" }
+    end)
+    if not idmap_supported(dir) then return pending("idmapped mounts: not on this file system or kernel") end
+    local out, code = oci(dir, { "run", "--bundle", dir, id })
+    assert.equal(0, code, out)
+    -- the bind's files are the namespace's root's; the rest of the root file system (not idmapped) nobody's
+    assert.equal("/data/f 0 0\n/bin/busybox 65534 65534\n", out)
+    local f = assert(io.open(dir .. "/config.json")):read("a")
+    local config = json.decode(f, { uint64 = true })
+    config.linux.uidMappings, config.linux.gidMappings = nil, nil
+    for i, ns in ipairs(config.linux.namespaces) do
+      if ns.type == "user" then table.remove(config.linux.namespaces, i) break end
+    end
+    util.write(dir .. "/config.json", json.encode(config))
+    out, code = oci(dir, { "create", "--bundle", dir, id .. "-2" })
+    assert.equal(1, code)
+    assert.matches("mounts%[%d+%]%.uidMappings: an idmapped bind needs mappings", out)
+  end)
+end)
+
 describe("lunas-oci exec #root", function()
   it("runs a process in a running container: its namespaces, cgroup, the config's capabilities; status and pid file", function()
     if not device_cgroup() then return end

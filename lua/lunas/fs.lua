@@ -149,6 +149,21 @@ local BIND_KINDS = { bind = "nodev", ["ro-bind"] = "rdonly,nodev", ["dev-bind"] 
 -- Kinds whose source is a host path, with the target defaulting to it.
 local SOURCED_KINDS = { bind = true, ["ro-bind"] = true, ["dev-bind"] = true, ["ro-view"] = true }
 
+-- An idmapped bind's mapping: {{inside, outside, count}, ...}, as a user namespace's uid_map is written.
+local function id_map_arg(i, v, name)
+  if type(v) ~= "table" or #v == 0 or #v > 340 then bad(i, "%s: 1 to 340 ranges {inside, outside, count} expected", name) end
+  for j, r in ipairs(v) do
+    if type(r) ~= "table" then bad(i, "%s[%d]: {inside, outside, count} expected", name, j) end
+    for k = 1, 3 do
+      local x = r[k]
+      if math.type(x) ~= "integer" or x < (k == 3 and 1 or 0) or x > 0xffffffff then
+        bad(i, "%s[%d]: {inside, outside, count} of 32-bit ids expected", name, j)
+      end
+    end
+  end
+  return v
+end
+
 --- Validates spec.mounts; returns a list of normalized entries {kind, src, dest, ...}.
 -- @tparam table list the entries of the module's description, in order
 -- @treturn table
@@ -180,7 +195,7 @@ function M.check_mounts(list)
       end
       n.size, n.mode = e.size, mode_arg(i, e.mode, 493)
     elseif kind == "mount" then
-      check_keys(i, e, { type = true, source = true, options = true })
+      check_keys(i, e, { type = true, source = true, options = true, uid_map = true, gid_map = true })
       n.dest = path_arg(i, e[2], "target")
       if type(e.type) ~= "string" or e.type == "" or e.type:find("[%z,]") then bad(i, "type: a file system type expected") end
       if e.source ~= nil and (type(e.source) ~= "string" or e.source:find("%z")) then bad(i, "source: string expected") end
@@ -191,7 +206,12 @@ function M.check_mounts(list)
       if e.type == "bind" then parsed.bind = true end
       if parsed.bind then n.src = path_arg(i, e.source, "source") end
       if parsed.tmpcopyup and e.type ~= "tmpfs" then bad(i, "option tmpcopyup is for tmpfs mounts only") end
-      if parsed.idmap then bad(i, "option %s is not supported (idmapped binds come with a sandbox's own id range)", parsed.idmap) end
+      if parsed.idmap then
+        if not parsed.bind then bad(i, "option %s: only binds are idmapped", parsed.idmap) end
+        n.uid_map, n.gid_map = id_map_arg(i, e.uid_map, "uid_map"), id_map_arg(i, e.gid_map, "gid_map")
+      elseif e.uid_map ~= nil or e.gid_map ~= nil then
+        bad(i, "uid_map and gid_map go with the idmap or ridmap option")
+      end
     elseif kind == "node" then
       check_keys(i, e, { type = true, major = true, minor = true, mode = true, uid = true, gid = true })
       n.dest = path_arg(i, e[2], "target")
@@ -711,11 +731,13 @@ end
 local function bind_mount(b, e)
   local o = e.options
   local src = b.resolved[e].src
-  local tree = try(core.open_tree(host(b, src), { clone = true, recursive = o.recursive == true }))
+  -- An idmapped one the parent opened, idmapped and set (in a user namespace of its own the sandbox may not)
+  local given = b.resolved[e].tree
+  local tree = given or try(core.open_tree(host(b, src), { clone = true, recursive = o.recursive == true }))
   local kind = try(core.file_type(tree))
-  set_attrs(tree, o)
+  if not given then set_attrs(tree, o) end
   local dest_fd = target(b, e.dest, kind == "dir" and "dir" or "file", kind ~= "dir" and 420 or nil)
-  attach(tree, dest_fd)
+  attach(tree, dest_fd, given ~= nil)
   reopen_root_if(b, e.dest)
 end
 
@@ -983,6 +1005,15 @@ end
 -- as on the host), into plan.resolved and plan.rootfs_path, for a child that cannot (a sandbox whose ids are a
 -- range of the host's). Raises a lunas error naming the entry.
 -- @tparam table plan
+local function serialize_maps(e)
+  local parts = {}
+  for _, list in ipairs{ e.uid_map, e.gid_map } do
+    for _, r in ipairs(list) do parts[#parts + 1] = table.concat(r, " ", 1, 3) end
+    parts[#parts + 1] = "|"
+  end
+  return table.concat(parts, ",")
+end
+
 function M.resolve(plan)
   local ok, resolved, rootfs = pcall(resolve_host_paths, plan)
   if not ok then
@@ -992,6 +1023,75 @@ function M.resolve(plan)
       source = type(err) == "table" and err.source or nil }
   end
   plan.resolved, plan.rootfs_path = resolved, rootfs
+  local made = {}
+  for _, e in ipairs(plan.mounts) do
+    if e.kind == "mount" and e.options.idmap then
+      local key = serialize_maps(e)
+      if not made[key] then
+        local userns, msg, code = M.userns_with_maps(e.uid_map, e.gid_map)
+        if not userns then
+          M.close_idmaps(plan)
+          errors.raise{ op = "sandbox", step = "mounts", code = code, msg = ("sandbox: mounts: %s: %s"):format(entry_name(e), msg) }
+        end
+        made[key] = userns
+        plan.idmap_namespaces = plan.idmap_namespaces or {}
+        plan.idmap_namespaces[#plan.idmap_namespaces + 1] = userns
+      end
+      -- The tree is made here, idmapped (ridmap: every mount below too) and its attributes set: the child may be
+      -- in a user namespace of its own, where the host's mounts cannot be idmapped.
+      local ok, tree = pcall(function()
+        local t = try(core.open_tree(resolved[e].src, { clone = true, recursive = e.options.recursive == true }))
+        plan.idmap_namespaces[#plan.idmap_namespaces + 1] = t
+        try(core.mount_setattr(t, { idmap = made[key], recursive = e.options.idmap == "ridmap" }))
+        set_attrs(t, e.options)
+        return t
+      end)
+      if not ok then
+        M.close_idmaps(plan)
+        errors.raise{ op = "sandbox", step = "mounts", code = type(tree) == "table" and tree.code or "ELUA",
+          msg = ("sandbox: mounts: %s: %s"):format(entry_name(e), type(tree) == "table" and tree.msg or tostring(tree)) }
+      end
+      resolved[e].tree = tree
+    end
+  end
+end
+
+--- Closes the user namespaces and trees `resolve` made for idmapped binds (the parent's copies, once the child
+-- has them).
+-- @tparam table plan
+function M.close_idmaps(plan)
+  for _, userns in ipairs(plan.idmap_namespaces or {}) do userns:close() end
+  plan.idmap_namespaces = nil
+end
+
+--- A user namespace with these maps, for idmapped mounts (mount_setattr's userns): a child is made in a new one,
+-- the maps written, the namespace opened, and the child goes. Needs the privilege to write such maps (root).
+-- @tparam table uid_map `{{inside, outside, count}, ...}`
+-- @tparam table gid_map likewise
+-- @treturn ns the namespace
+-- @return[2] nil, message, ENAME
+function M.userns_with_maps(uid_map, gid_map)
+  local r, w, code = core.pipe()
+  if not r then return nil, w, code end
+  local child, msg
+  child, msg, code = core.spawn{ flags = "user", maps = { uid = uid_map, gid = gid_map, setgroups = "deny" },
+    fn = function()
+      w:close()
+      core.poll({ r })
+      return 0
+    end }
+  r:close()
+  if not child then
+    w:close()
+    return nil, "a user namespace for the idmap: " .. msg, code
+  end
+  local userns
+  userns, msg, code = core.ns_open(("/proc/%d/ns/user"):format(child.pid))
+  w:close()
+  child:wait()
+  child:close()
+  if not userns then return nil, "a user namespace for the idmap: " .. msg, code end
+  return userns
 end
 
 --- Parent, in a sandbox whose ids are a range of the host's (root runs it): every host source of the plan

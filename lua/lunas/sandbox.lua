@@ -908,6 +908,7 @@ local function close_sources(ctx)
   if ctx.fs_plan then
     ctx.fs_plan.source_sock = nil
     if ctx.fs_plan.source_jobs then fs.close_sources(ctx.fs_plan.source_jobs) end
+    fs.close_idmaps(ctx.fs_plan)
   end
 end
 

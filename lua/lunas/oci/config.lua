@@ -265,8 +265,31 @@ local function mount_entry(bundle, m, i)
   elseif fstype == "" then
     refuse(field .. ".type", "a file system type expected (or a bind option)")
   end
-  if m.uidMappings ~= nil or m.gidMappings ~= nil then refuse(field .. ".uidMappings", "idmapped mounts are not supported yet") end
-  return { "mount", dest, type = bind and "bind" or fstype, source = source, options = options }, dest, bind
+  local entry = { "mount", dest, type = bind and "bind" or fstype, source = source, options = options }
+  -- An idmapped bind: the mount's own maps (given, they imply idmap), else the container's (filled in by M.tree).
+  local uid_map, gid_map = id_map(field .. ".uidMappings", m.uidMappings), id_map(field .. ".gidMappings", m.gidMappings)
+  local idmap = false
+  for _, o in ipairs(options) do idmap = idmap or o == "idmap" or o == "ridmap" end
+  if uid_map or gid_map then
+    if not (uid_map and gid_map) then refuse(field .. ".uidMappings", "uidMappings and gidMappings go together") end
+    if not idmap then
+      local copy = { table.unpack(options) }
+      copy[#copy + 1] = "idmap"
+      entry.options, idmap = copy, true
+    end
+  end
+  if idmap then
+    if not bind then refuse(field .. ".options", "idmap and ridmap are for binds") end
+    entry.uid_map, entry.gid_map = uid_map, gid_map
+  end
+  return entry, dest, bind
+end
+
+local function is_idmapped(entry)
+  for _, o in ipairs(entry.options) do
+    if o == "idmap" or o == "ridmap" then return true end
+  end
+  return false
 end
 
 --- root, mounts, devices, maskedPaths, readonlyPaths, rootfsPropagation: the tree, in runc's order.
@@ -285,6 +308,10 @@ function M.tree(spec, config, bundle, new_ns, terminal)
   local dev_bound = false
   for i, m in ipairs(expect("mounts", config.mounts, "table") or {}) do
     local entry, dest, bind = mount_entry(bundle, m, i)
+    if (entry.uid_map or entry.gid_map) == nil and is_idmapped(entry) then
+      if not spec.uid_map then refuse(("mounts[%d].uidMappings"):format(i - 1), "an idmapped bind needs mappings, its own or the container's user namespace's") end
+      entry.uid_map, entry.gid_map = spec.uid_map, spec.gid_map
+    end
     mounts[#mounts + 1] = entry
     if dest:gsub("/+$", "") == "/dev" and bind then dev_bound = true end
   end
