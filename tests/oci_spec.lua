@@ -259,6 +259,55 @@ describe("lunas as an OCI runtime #root", function()
   end)
 end)
 
+describe("lunas-oci exec's window #root", function()
+  -- runc's CVE-2016-9962: the process exec puts into a container holds the runtime's privileges and descriptors
+  -- until its own exec; one the container could trace (or read through /proc) would hand them over. The sandbox
+  -- lunas-oci exec uses, held before its exec (block_fd), next to the container's own process of the same ids.
+  it("keeps a process on its way in undumpable until its exec: the container cannot read it, as it reads its own", function()
+    if not device_cgroup() then return end
+    local defer = util.cleanups(finally)
+    local dir, id = bundle(defer, function(config) config.process.args = { "sleep", "1000" } end)
+    defer(function() oci(dir, { "delete", "--force", id }) end)
+    assert.equal(0, select(2, oci(dir, { "run", "--detach", "--bundle", dir, id })))
+    local record = assert(state_of(dir, id))
+    local hold_r, hold_w = assert(core.pipe())
+    local report_r, report_w = assert(core.pipe())
+    defer(function() hold_w:close(); report_r:close() end)
+    -- (in a child: joining the container's pid namespace is for good; spawn returns at the payload's exec, so
+    -- the pid goes out as soon as the process exists)
+    local helper = assert(core.spawn{ fn = function()
+      report_r:close()
+      hold_w:close()
+      local proc = assert(core.pidfd_open(record.pid))
+      assert(core.setns(proc, "pid"))
+      local running = require("lunas.sandbox").new{ argv = { "true" }, as_pid_1 = true, die_with_parent = true,
+        namespaces = {}, host_root = true, seccomp = false, new_session = false, abstract_sockets = "host",
+        enter = { process = proc, kinds = "mount" }, block_fd = hold_r:fileno(), keep_fds = { hold_r:fileno() },
+        before_release = function(pid)
+          report_w:write(tostring(pid) .. "\n")
+          report_w:close()
+        end }:spawn()
+      running:wait()
+      return 0
+    end })
+    defer(function() helper:kill("KILL"); helper:wait(); helper:close() end)
+    report_w:close()
+    hold_r:close()
+    local child = assert(tonumber(report_r:read(64)))
+    -- on its way: in the container's mount namespace, waiting before its exec
+    assert.truthy(util.wait_for(function() return util.ns_link(child, "mnt") == util.ns_link(record.pid, "mnt") end, 10))
+    local inside = util.read(("/proc/%d/status"):format(child)):match("NSpid:[^\n]*%s(%d+)\n")
+    assert.truthy(inside)
+    -- the container's root reads its own process's environment, and not the one on its way in
+    local own = oci(dir, { "exec", id, "sh", "-c", "cat /proc/1/environ >/dev/null && echo readable" })
+    assert.equal("readable\n", own)
+    local theirs = oci(dir, { "exec", id, "sh", "-c", ("cat /proc/%s/environ >/dev/null"):format(inside) })
+    assert.matches("Permission denied", theirs)
+    hold_w:close()
+    assert.equal(0, helper:wait(10).status)
+  end)
+end)
+
 describe("lunas-oci idmapped binds #root", function()
   local function idmap_supported(dir)
     local tree = core.open_tree(dir, { clone = true, recursive = false })
