@@ -1001,10 +1001,7 @@ local function common_dir(a, b)
   return dir == "" and "/" or dir
 end
 
---- Parent, before the clone: resolves the plan's host paths as the caller sees them (canonical, symlinks followed
--- as on the host), into plan.resolved and plan.rootfs_path, for a child that cannot (a sandbox whose ids are a
--- range of the host's). Raises a lunas error naming the entry.
--- @tparam table plan
+-- The key of an idmapped entry's maps: entries with the same maps share one user namespace.
 local function serialize_maps(e)
   local parts = {}
   for _, list in ipairs{ e.uid_map, e.gid_map } do
@@ -1014,6 +1011,10 @@ local function serialize_maps(e)
   return table.concat(parts, ",")
 end
 
+--- Parent, before the clone: resolves the plan's host paths as the caller sees them (canonical, symlinks followed
+-- as on the host), into plan.resolved and plan.rootfs_path, for a child that cannot (a sandbox whose ids are a
+-- range of the host's). Raises a lunas error naming the entry.
+-- @tparam table plan
 function M.resolve(plan)
   local ok, resolved, rootfs = pcall(resolve_host_paths, plan)
   if not ok then
