@@ -543,6 +543,60 @@ describe("trees built from mount entries #rootless", function()
       end
       assert.are.same(expected, got)
     end)
+
+  -- spec.hooks (what an OCI runtime's hooks run from): the caller's before_pivot while the child waits with its
+  -- tree built up to {"hooks"}, the child's before_pivot_inside with the host's tree as its root and the tree at
+  -- its rootfs path, the payload's before_exec; the entries after {"hooks"} come after them.
+  check("runs the caller's hooks where {\"hooks\"} stands, the tree at its rootfs path in the host's tree", { "userns" }, function(defer)
+    local root = rootfs_dir(defer)
+    local ours, theirs, seen_tmpfs = util.ns_link(core.getpid(), "mnt"), nil, nil
+    local out = capture{ rootfs = root, harden = false,
+      argv = "cat /tmp/inside /tmp/exec; touch /new 2>&1 | sed 's/.*: //'",
+      mounts = with_programs{ { "tmpfs", "/tmp" }, { "hooks" }, { "remount-ro", "/", recursive = false } },
+      hooks = {
+        before_pivot = function(pid)
+          theirs = util.ns_link(pid, "mnt")
+          -- (the child's root is the host's tree, where the sandbox's tmpfs is at ROOT/tmp)
+          local tmp = mount_at(mounts_of(pid), root .. "/tmp")
+          seen_tmpfs = tmp and tmp.fstype
+          return "handed to before_pivot_inside\n"
+        end,
+        before_pivot_inside = function(data, env)
+          local f = assert(io.open(root .. "/tmp/inside", "w"))
+          f:write(data, env.PATH and "" or "no PATH")
+          f:close()
+          return true
+        end,
+        before_exec = function()
+          local f = assert(io.open("/tmp/exec", "w"))
+          f:write("written by before_exec\n")
+          f:close()
+        end,
+      } }
+    assert.are.equal("handed to before_pivot_inside\nwritten by before_exec\nRead-only file system\n", out)
+    assert.are.equal("tmpfs", seen_tmpfs)
+    assert.is_truthy(theirs)
+    assert.are_not.equal(ours, theirs)
+  end)
+
+  check("fails at before_pivot or before_exec with what the hook said; needs a rootfs directory", { "userns" }, function(defer)
+    local root = rootfs_dir(defer)
+    local err = failure({ rootfs = root, harden = false, mounts = with_programs{},
+      hooks = { before_pivot = function() error(lunas.error{ msg = "the parent says no", code = "EPERM" }) end } },
+      "before_pivot", "EPERM")
+    contains(err.msg, "sandbox: before_pivot: the parent says no")
+    err = failure({ rootfs = root, harden = false, mounts = with_programs{},
+      hooks = { before_pivot_inside = function() return nil, "the child says no", "EACCES" end } }, "before_pivot", "EACCES")
+    contains(err.msg, "the child says no")
+    err = failure({ rootfs = root, harden = false, mounts = with_programs{ { "dev", "/dev" } },
+      hooks = { before_exec = function() return nil, "the payload says no", "EIO" end } }, "before_exec", "EIO")
+    contains(err.msg, "the payload says no")
+    local ok, misuse = pcall(function()
+      return lunas.sandbox({ argv = { "true" }, rootfs = "tmpfs", hooks = { before_pivot = function() end } }):run()
+    end)
+    assert.is_false(ok)
+    contains(tostring(misuse), "field 'hooks'", "rootfs a directory")
+  end)
 end)
 
 -- ---- symlinked targets ----------------------------------------------------------------------------------------

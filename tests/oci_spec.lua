@@ -56,6 +56,10 @@ end
 -- descriptors it was given, and a pipe would not end before it does. Returns stdout+stderr and the status.
 local function oci(dir, args, opts)
   local words = { q(opts and opts.runtime or OCI), "--root", q(dir .. "/root") }
+  if opts and opts.env then
+    for i, e in ipairs(opts.env) do table.insert(words, i, q(e)) end
+    table.insert(words, 1, "env")
+  end
   for _, a in ipairs(args) do words[#words + 1] = q(a) end
   local out = dir .. "/runtime.out"
   local ok, how, code = os.execute(table.concat(words, " ") .. " >" .. q(out) .. (opts and opts.stderr == false
@@ -64,8 +68,8 @@ local function oci(dir, args, opts)
   return util.read(out) or "", ok and 0 or code
 end
 
-local function state_of(dir, id)
-  local out, code = oci(dir, { "state", id }, { stderr = false })
+local function state_of(dir, id, runtime)
+  local out, code = oci(dir, { "state", id }, { stderr = false, runtime = runtime })
   if code ~= 0 then return nil, out end
   return json.decode(out)
 end
@@ -669,5 +673,330 @@ describe("lunas-oci and runc side by side #root", function()
     end)
     assert.equal(0, runc.code, runc.out)
     assert.equal(runc.out, lunas.out)
+  end)
+end)
+
+-- ---- hooks ----------------------------------------------------------------------------------------------------
+
+-- Each hook is the bundle's busybox run as "sh" (its argv[0] says which applet: a hook that did not get the
+-- config's args as its whole argv would not even start) with this script: one line per hook in LOG, tab-separated:
+-- kind, the status and pid of the state on its stdin, its mount namespace, its working directory, and three
+-- variables of its environment (the hook's own, the runtime's, the container's). The createRuntime hook leaves a
+-- mark in the container's /out through /proc/PID/root and the bundle's rootfs path (what NVIDIA's hook does), the
+-- createContainer hook through its working directory; MODE "fail" fails with a message on each output, "sleep"
+-- writes its pid to LOG.sleeper and sleeps.
+local HOOK_SCRIPT = [=[
+kind=$1 log=$2 mode=$3
+state=$(cat)
+pid=$(echo "$state" | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
+status=$(echo "$state" | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p')
+bundle=$(echo "$state" | sed -n 's/.*"bundle":"\([^"]*\)".*/\1/p')
+case $kind in
+  createRuntime) touch "/proc/$pid/root$bundle/rootfs/out/seen-by-createRuntime" ;;
+  createContainer) touch ./out/seen-by-createContainer ./written-by-createContainer ;;
+esac
+printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$status" "$pid" "$(readlink /proc/self/ns/mnt)" "$(pwd)" \
+  "${HOOK_VAR-unset}" "${RUNTIME_VAR-unset}" "${CONTAINER_VAR-unset}" >> "$log"
+case $mode in
+  fail) echo "out of $kind"; echo "$kind failed on purpose" >&2; exit 3 ;;
+  sleep) echo $$ > "$log.sleeper"; exec sleep 30 ;;
+esac
+exit 0
+]=]
+
+-- A hook of that kind; opts {mode =, env =, timeout =}. Hooks of the container (startContainer) name the
+-- container's busybox and log.
+local function hook(dir, kind, opts)
+  opts = opts or {}
+  local inside = kind == "startContainer"
+  return { path = inside and "/bin/busybox" or dir .. "/rootfs/bin/busybox",
+    args = { "sh", "-c", HOOK_SCRIPT, "hook", kind, inside and "/out/log" or dir .. "/out/log", opts.mode or "" },
+    env = opts.env, timeout = opts.timeout }
+end
+
+-- The bundle of the hook tests: /out bound from DIR/out, the program logs "payload" there; edit(config, dir)
+-- sets the hooks.
+local function hook_bundle(defer, runtime, edit)
+  local dir, id = bundle(defer, function(config, d)
+    config.process.args = { "sh", "-c", "echo payload >> /out/log" }
+    config.process.env[#config.process.env + 1] = "CONTAINER_VAR=container"
+    config.mounts[#config.mounts + 1] = { destination = "/out", type = "bind", source = d .. "/out", options = { "rbind" } }
+    config.hooks = {}
+    edit(config, d)
+  end)
+  os.execute("mkdir " .. q(dir .. "/out"))
+  defer(function() oci(dir, { "delete", "--force", id }, { runtime = runtime }) end)
+  return dir, id
+end
+
+-- The hooks' lines in DIR/out/log (and "payload"), as {kind, status, pid, mnt, cwd, hook_var, runtime_var,
+-- container_var}.
+local function hook_log(dir)
+  local list = {}
+  for _, line in ipairs(util.lines(util.read(dir .. "/out/log") or "")) do
+    local f = {}
+    for field in (line .. "\t"):gmatch("([^\t]*)\t") do f[#f + 1] = field end
+    list[#list + 1] = { kind = f[1], status = f[2], pid = tonumber(f[3]), mnt = f[4], cwd = f[5], hook_var = f[6],
+      runtime_var = f[7], container_var = f[8] }
+  end
+  return list
+end
+
+local function kinds(list)
+  local out = {}
+  for _, h in ipairs(list) do out[#out + 1] = h.kind end
+  return out
+end
+
+-- Every kind once, three of them with an environment of their own (poststart's empty), the others without.
+local function all_hooks(config, d)
+  config.hooks = {
+    prestart = { hook(d, "prestart") },
+    createRuntime = { hook(d, "createRuntime", { env = { "HOOK_VAR=createRuntime", "PATH=/usr/bin:/bin" } }) },
+    createContainer = { hook(d, "createContainer") },
+    startContainer = { hook(d, "startContainer", { env = { "HOOK_VAR=startContainer" } }) },
+    poststart = { hook(d, "poststart", { env = {} }) },
+    poststop = { hook(d, "poststop") },
+  }
+end
+
+-- create, start, wait for the program, delete, under runtime; returns the log and the container's pid and mount
+-- namespace (seen from outside once created).
+local function full_cycle(defer, runtime, edit)
+  local dir, id = hook_bundle(defer, runtime, edit or all_hooks)
+  local env = { env = { "RUNTIME_VAR=runtime" }, runtime = runtime }
+  local out, code = oci(dir, { "create", "--bundle", dir, id }, env)
+  assert.equal(0, code, out)
+  local s = assert(state_of(dir, id, runtime))
+  local mnt = util.ns_link(s.pid, "mnt")
+  out, code = oci(dir, { "start", id }, env)
+  assert.equal(0, code, out)
+  assert.truthy(util.wait_for(function() return not util.alive(s.pid) end))
+  out, code = oci(dir, { "delete", id }, env)
+  assert.equal(0, code, out)
+  return hook_log(dir), s.pid, mnt, dir, id
+end
+
+describe("lunas-oci hooks #root", function()
+  it("runs each kind where and when the runtime spec says, the state on its stdin", function()
+    if not device_cgroup() then return end
+    local defer = util.cleanups(finally)
+    local log, pid, mnt, dir = full_cycle(defer, OCI)
+    local host = util.ns_link(core.getpid(), "mnt")
+    -- the order: create's hooks, start's (startContainer before the program, poststart after it starts: it may
+    -- run beside the program), delete's
+    local order = kinds(log)
+    assert.same({ "prestart", "createRuntime", "createContainer", "startContainer" }, { table.unpack(order, 1, 4) })
+    local rest = { order[5], order[6] }
+    table.sort(rest)
+    assert.same({ "payload", "poststart" }, rest)
+    assert.equal("poststop", order[7])
+    assert.equal(7, #order)
+    local by = {}
+    for _, h in ipairs(log) do by[h.kind] = h end
+    -- the status each one reads, and the container's pid as the host sees it (0 once stopped)
+    for kind, status in pairs{ prestart = "creating", createRuntime = "creating", createContainer = "creating",
+        startContainer = "created", poststart = "running", poststop = "stopped" } do
+      assert.equal(status, by[kind].status, kind)
+      assert.equal(kind == "poststop" and 0 or pid, by[kind].pid, kind)
+    end
+    -- the runtime's namespace, or the container's (its own /proc/PID/ns/mnt, seen from outside)
+    for _, kind in ipairs{ "prestart", "createRuntime", "poststart", "poststop" } do assert.equal(host, by[kind].mnt, kind) end
+    assert.equal(mnt, by.createContainer.mnt)
+    assert.equal(mnt, by.startContainer.mnt)
+    assert.not_equal(host, mnt)
+    -- createContainer starts in the container's tree at the bundle's rootfs path, startContainer in process.cwd
+    assert.equal(dir .. "/rootfs", by.createContainer.cwd)
+    assert.equal("/", by.startContainer.cwd)
+    -- the tree the create hooks see: the container's /out (a bind of DIR/out) at the rootfs path
+    assert.equal("file", core.file_type(dir .. "/out/seen-by-createRuntime"))
+    assert.equal("file", core.file_type(dir .. "/out/seen-by-createContainer"))
+    -- env: a hook's own when it has one (poststart's is empty), else that of what runs it: the runtime's, or
+    -- in the container the container's
+    assert.same({ "unset", "runtime", "unset" }, { by.prestart.hook_var, by.prestart.runtime_var, by.prestart.container_var })
+    assert.same({ "createRuntime", "unset", "unset" }, { by.createRuntime.hook_var, by.createRuntime.runtime_var, by.createRuntime.container_var })
+    assert.same({ "unset", "unset", "container" }, { by.createContainer.hook_var, by.createContainer.runtime_var, by.createContainer.container_var })
+    assert.same({ "startContainer", "unset", "unset" }, { by.startContainer.hook_var, by.startContainer.runtime_var, by.startContainer.container_var })
+    assert.same({ "unset", "unset", "unset" }, { by.poststart.hook_var, by.poststart.runtime_var, by.poststart.container_var })
+    -- and `features` says so
+    local out = util.run({ OCI, "features" })
+    assert.same({ "prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop" },
+      json.decode(out).hooks)
+  end)
+
+  it("fails create on a failing hook, in the hook's words, and leaves nothing; poststop runs", function()
+    if not device_cgroup() then return end
+    for _, kind in ipairs{ "prestart", "createRuntime", "createContainer" } do
+      local defer = util.cleanups(finally)
+      local dir, id = hook_bundle(defer, OCI, function(config, d)
+        -- (the runtime hooks' record has the container's pid: it has to be gone afterwards)
+        config.hooks.createRuntime = { hook(d, "createRuntime") }
+        config.hooks[kind] = config.hooks[kind] or {}
+        table.insert(config.hooks[kind], 1, hook(d, kind))
+        config.hooks[kind][#config.hooks[kind] + 1] = hook(d, kind, { mode = "fail" })
+        config.hooks.poststop = { hook(d, "poststop") }
+      end)
+      local out, code = oci(dir, { "create", "--bundle", dir, id })
+      assert.equal(1, code, out)
+      local expected_msg = ("error running %s hook #%d (%s/rootfs/bin/busybox): exit status 3, stdout: out of %s, "
+        .. "stderr: %s failed on purpose"):format(kind, kind == "createRuntime" and 2 or 1, dir, kind, kind)
+      assert.truthy(out:find(expected_msg, 1, true), out)
+      local log = hook_log(dir)
+      local pid
+      for _, h in ipairs(log) do
+        if h.kind == "createRuntime" then pid = h.pid end
+      end
+      local expected = { "prestart", "createRuntime", "createContainer" }
+      if kind == "prestart" then expected = { "prestart", "prestart" }
+      elseif kind == "createRuntime" then expected = { "createRuntime", "createRuntime", "createRuntime" }
+      else expected = { "createRuntime", "createContainer", "createContainer" } end
+      expected[#expected + 1] = "poststop"
+      assert.same(expected, kinds(log), kind)
+      assert.is_nil(core.file_type(dir .. "/root/" .. id))
+      assert.is_nil(core.file_type(cgroup_file(id, "pids", "")))
+      if pid then assert.falsy(util.alive(pid)) end
+    end
+  end)
+
+  it("kills a hook that runs past its timeout, and fails", function()
+    if not device_cgroup() then return end
+    local defer = util.cleanups(finally)
+    local dir, id = hook_bundle(defer, OCI, function(config, d)
+      config.hooks.createRuntime = { hook(d, "createRuntime", { mode = "sleep", timeout = 1 }) }
+    end)
+    local started = core.now()
+    local out, code = oci(dir, { "create", "--bundle", dir, id })
+    assert.equal(1, code, out)
+    assert.truthy(core.now() - started < 10)
+    assert.matches("error running createRuntime hook #0 .*ran past its timeout of 1s and was killed", out)
+    local sleeper = assert(tonumber(util.read(dir .. "/out/log.sleeper")))
+    assert.falsy(util.alive(sleeper))
+    assert.is_nil(core.file_type(dir .. "/root/" .. id))
+    assert.is_nil(core.file_type(cgroup_file(id, "pids", "")))
+  end)
+
+  it("fails start on a failing startContainer hook; a failing poststart hook stops the container; poststop warns", function()
+    if not device_cgroup() then return end
+    local defer = util.cleanups(finally)
+    -- startContainer: start says why, the program never runs, the container stops
+    local dir, id = hook_bundle(defer, OCI, function(config, d)
+      config.hooks.startContainer = { hook(d, "startContainer", { mode = "fail" }) }
+    end)
+    assert.equal(0, select(2, oci(dir, { "create", "--bundle", dir, id })))
+    local out, code = oci(dir, { "start", id })
+    assert.equal(1, code, out)
+    assert.matches("error running startContainer hook #0 %(/bin/busybox%): exit status 3, stdout: out of startContainer, "
+      .. "stderr: startContainer failed on purpose", out)
+    assert.truthy(util.wait_for(function() return (state_of(dir, id) or {}).status == "stopped" end))
+    assert.same({ "startContainer" }, kinds(hook_log(dir)))
+    assert.equal(0, select(2, oci(dir, { "delete", id })))
+    -- poststart: start fails, the container is killed (runc's way); poststop: delete warns and goes on
+    dir, id = hook_bundle(defer, OCI, function(config, d)
+      config.process.args = { "sh", "-c", "echo payload >> /out/log; exec sleep 1000" }
+      config.hooks.poststart = { hook(d, "poststart", { mode = "fail" }) }
+      config.hooks.poststop = { hook(d, "poststop", { mode = "fail" }), hook(d, "poststop") }
+    end)
+    assert.equal(0, select(2, oci(dir, { "create", "--bundle", dir, id })))
+    local pid = assert(state_of(dir, id)).pid
+    out, code = oci(dir, { "start", id })
+    assert.equal(1, code, out)
+    assert.matches("error running poststart hook #0 .*exit status 3", out)
+    assert.falsy(util.alive(pid))
+    assert.equal("stopped", assert(state_of(dir, id)).status)
+    out, code = oci(dir, { "delete", id })
+    assert.equal(0, code, out)
+    assert.matches("warning: error running poststop hook #0 .*poststop failed on purpose", out)
+    assert.same({ "payload", "poststart", "poststop", "poststop" }, kinds(hook_log(dir)))
+    assert.is_nil(core.file_type(dir .. "/root/" .. id))
+    -- run: a container that does not start is deleted (its poststop hooks run), as runc's run does
+    dir, id = hook_bundle(defer, OCI, function(config, d)
+      config.hooks.startContainer = { hook(d, "startContainer", { mode = "fail" }) }
+      config.hooks.poststop = { hook(d, "poststop") }
+    end)
+    out, code = oci(dir, { "run", "--bundle", dir, id })
+    assert.equal(1, code, out)
+    assert.matches("error running startContainer hook #0", out)
+    assert.same({ "startContainer", "poststop" }, kinds(hook_log(dir)))
+    assert.is_nil(core.file_type(dir .. "/root/" .. id))
+    assert.is_nil(core.file_type(cgroup_file(id, "pids", "")))
+  end)
+end)
+
+describe("lunas-oci and runc side by side: hooks #root", function()
+  local function have_runc() return os.execute("command -v runc >/dev/null 2>&1") == true end
+
+  -- A hook's line as both runtimes must agree on: its namespace and working directory named by what they are.
+  local function normalized(h, host, mnt, dir)
+    local where = h.mnt == host and "runtime" or h.mnt == mnt and "container" or h.mnt
+    local cwd = h.cwd == dir .. "/rootfs" and "ROOTFS" or h.cwd
+    return table.concat({ h.kind, h.status, where, cwd, h.hook_var, h.runtime_var, h.container_var }, " ")
+  end
+
+  it("the same hooks in the same namespaces, with the same states, environments and directories", function()
+    if not device_cgroup() then return end
+    if not have_runc() then return pending("needs runc (Debian's package)") end
+    local defer = util.cleanups(finally)
+    local host = util.ns_link(core.getpid(), "mnt")
+    local seen = {}
+    for _, runtime in ipairs{ "runc", OCI } do
+      local log, _, mnt, dir = full_cycle(defer, runtime)
+      local lines = {}
+      for _, h in ipairs(log) do
+        if h.kind ~= "payload" then
+          -- runc 1.1 runs poststart in create, before the program (so "created"); lunas-oci in start, once the
+          -- program runs, as the runtime spec (and runc since 2026) says
+          if h.kind == "poststart" then h.status = "-" end
+          -- (the host's working directory is each runtime's own)
+          if h.kind ~= "createContainer" and h.kind ~= "startContainer" then h.cwd = "-" end
+          lines[#lines + 1] = normalized(h, host, mnt, dir)
+        end
+      end
+      table.sort(lines)
+      seen[#seen + 1] = table.concat(lines, "\n")
+      -- the create phase, in order
+      assert.same({ "prestart", "createRuntime", "createContainer" }, { table.unpack(kinds(log), 1, 3) })
+      assert.equal("poststop", kinds(log)[#log])
+    end
+    assert.equal(seen[1], seen[2])
+  end)
+
+  it("a failing createContainer hook: create fails with its stderr, nothing is left, poststop runs", function()
+    if not device_cgroup() then return end
+    if not have_runc() then return pending("needs runc (Debian's package)") end
+    local defer = util.cleanups(finally)
+    local runs = {}
+    for _, runtime in ipairs{ "runc", OCI } do
+      local dir, id = hook_bundle(defer, runtime, function(config, d)
+        all_hooks(config, d)
+        config.hooks.createContainer[2] = hook(d, "createContainer", { mode = "fail" })
+      end)
+      local out, code = oci(dir, { "create", "--bundle", dir, id }, { runtime = runtime })
+      assert.equal(1, code, out)
+      assert.matches("hook #1.*exit status 3.*createContainer failed on purpose", out)
+      assert.is_nil(core.file_type(dir .. "/root/" .. id))
+      assert.is_nil(core.file_type(cgroup_file(id, "pids", "")))
+      runs[#runs + 1] = table.concat(kinds(hook_log(dir)), " ")
+    end
+    assert.equal("prestart createRuntime createContainer createContainer poststop", runs[1])
+    assert.equal(runs[1], runs[2])
+  end)
+
+  it("a read-only root: the createContainer hook writes into it and sees its mounts, then it turns read-only", function()
+    if not device_cgroup() then return end
+    if not have_runc() then return pending("needs runc (Debian's package)") end
+    local defer = util.cleanups(finally)
+    local outs = {}
+    for _, runtime in ipairs{ "runc", OCI } do
+      local dir, id = hook_bundle(defer, runtime, function(config)
+        config.root.readonly = true
+        config.process.args = { "sh", "-c", "cat /hooked; touch /x 2>&1 | sed 's/.*: //'; cat /out/seen" }
+        config.hooks.createContainer = { { path = "/bin/sh",
+          args = { "sh", "-c", "echo written by the hook > ./hooked && echo seen > ./out/seen" } } }
+      end)
+      local out, code = oci(dir, { "run", "--bundle", dir, id }, { runtime = runtime })
+      outs[#outs + 1] = ("%d\n%s"):format(code, out)
+    end
+    assert.equal("0\nwritten by the hook\nRead-only file system\nseen\n", outs[1])
+    assert.equal(outs[1], outs[2])
   end)
 end)

@@ -14,6 +14,9 @@
 --   {"ro-view", SRC [, DEST]}  a read-only view of a host directory in which no socket or FIFO of the host answers
 --   {"console", DEST, devpts = "/dev/pts"}  the sandbox's terminal (spec.terminal): a new pty of the devpts the
 --   tree has at `devpts`, its slave bound on DEST (an OCI container's /dev/console)
+--   {"hooks"}  where the sandbox's before_pivot hooks run (default: after every entry and the hardening); the
+--   entries after it see the host's tree as the root and the sandbox's at its rootfs path, so none of them may
+--   need the staging root (overlays, ro-view)
 -- Bind kinds take `fd = N` (bubblewrap's --bind-fd): SRC is where that descriptor points, and the mount must be
 -- that very file once made (a rename meanwhile fails it).
 -- Targets are resolved inside the new root: symlinks on the way stay inside it, and a target that is itself a
@@ -257,9 +260,9 @@ function M.check_mounts(list)
       n.dest = path_arg(i, e[2], "target")
       if type(e[3]) ~= "string" then bad(i, "contents: string expected, got %s", type(e[3])) end
       n.contents, n.mode = e[3], mode_arg(i, e.mode, kind == "file" and 438 or 384)
-    elseif kind == "default" then
+    elseif kind == "default" or kind == "hooks" then
       check_keys(i, e, {})
-      if e[2] ~= nil then bad(i, "'default' takes no arguments") end
+      if e[2] ~= nil then bad(i, "'%s' takes no arguments", kind) end
     elseif kind == "console" then
       check_keys(i, e, { devpts = true })
       n.dest = path_arg(i, e[2], "target")
@@ -884,6 +887,8 @@ local apply = {
   mask = function(b, e) mask(b, e.dest, e.plain) end,
   ["ro-view"] = ro_view,
   console = function(b, e) console(b, e) end,
+  -- (the point of the caller's hooks: see hook_point)
+  hooks = function() end,
 }
 apply["ro-bind"], apply["dev-bind"] = apply.bind, apply.bind
 apply["tmp-overlay"], apply["ro-overlay"] = overlay, overlay
@@ -1239,6 +1244,24 @@ function receive_sources(plan)
   return by_entry, root
 end
 
+-- The caller's hooks (plan.before_pivot), once: the tree built so far goes to the rootfs directory's path in the
+-- host's tree, and the host's tree becomes the root again, as runc's is before its pivot_root: a hook's host
+-- paths resolve, and the container's tree is where its bundle says. The rest of the build works there (b.old "").
+local function hook_point(b, plan)
+  if b.hooked or not plan.before_pivot then return end
+  b.hooked = true
+  local path = plan.rootfs_path
+  b.root:close()
+  try(core.mount(ROOT_PATH, OLD .. path, nil, "move"))
+  try(core.chdir(OLD))
+  try(core.pivot_root(".", "."))
+  try(core.umount(".", "detach"))
+  try(core.chdir("/"))
+  b.old, b.root_path = "", path
+  b.root = try(core.open(path, "r"))
+  try(plan.before_pivot())
+end
+
 --- Builds the tree and pivots into it. plan: {rootfs = "tmpfs" | "host" | host dir, mounts = entries,
 -- harden = bool, netns = bool, userns = bool}. Runs in the sandbox's first child, in its own mount namespace.
 -- Returns nothing or nil, message, ENAME; the message names the entry (index and target) that failed.
@@ -1274,11 +1297,19 @@ function M.build(plan)
     local b = { procs = {}, netns = plan.netns, userns = plan.userns, pidns = plan.pidns, resolved = resolved,
       old = OLD, root_path = ROOT_PATH, sources = sources, cgroupns = plan.cgroupns, terminal = plan.terminal }
     b.root = try(core.open(ROOT_PATH, "r"))
-    for _, e in ipairs(plan.mounts) do step(entry_name(e), apply[e.kind], b, e) end
+    for _, e in ipairs(plan.mounts) do
+      if e.kind == "hooks" then step("hooks", hook_point, b, plan) else step(entry_name(e), apply[e.kind], b, e) end
+    end
     if plan.harden ~= false then step("hardening", harden, b) end
+    step("hooks", hook_point, b, plan)
     b.root:close()
-    try(core.umount(OLD, "detach"))
-    try(core.chdir("/newroot"))
+    if b.hooked then
+      -- (the host's tree is the root, the new one at its path: runc's pivot_root(".", "."))
+      try(core.chdir(plan.rootfs_path))
+    else
+      try(core.umount(OLD, "detach"))
+      try(core.chdir("/newroot"))
+    end
     try(core.pivot_root(".", "."))
     try(core.umount(".", "detach"))
     -- The root's propagation as asked (an OCI config's rootfsPropagation); private otherwise.

@@ -10,6 +10,9 @@
 -- A step function returns nothing (or true) on success and nil, message, ENAME on failure; the failure is
 -- reported through the error pipe and the parent raises "sandbox: <step>: <message>". Later areas (mounts,
 -- network, cgroups, capabilities, seccomp, landlock) plug in with M.add_step.
+-- Once released, the child goes back to its parent at most once: with spec.hooks, its tree's build stops before
+-- the root switch, says "ready" on a socket pair and waits until the parent's before_pivot has run (an OCI
+-- runtime's createRuntime hooks).
 -- @module lunas.sandbox
 local core = require "lunas.core"
 local errors = require "lunas.errors"
@@ -374,6 +377,34 @@ local fields = {
     if (v.rows == nil) ~= (v.cols == nil) then misuse(f .. ".rows", "rows and cols go together") end
     if v.devpts ~= nil and (type(v.devpts) ~= "string" or v.devpts:sub(1, 1) ~= "/" or v.devpts:find("%z")) then
       misuse(f .. ".devpts", "an absolute path expected")
+    end
+    return v
+  end,
+  -- Descriptor the payload writes one record to once its start gate opened (an OCI runtime's `start` reads it):
+  -- "0" when the rest of its set-up (before_exec) is done and it goes on to exec, else the failed step
+  -- (`start_report_result` reads it). Needs start_gate.
+  start_report = function(f, v)
+    if not (type(v) == "userdata" and pcall(function() return v:fileno() end)) then
+      misuse(f, "a descriptor (lunas.core fd) expected, got %s", tostring(v))
+    end
+    return v
+  end,
+  -- Functions called at points of the sandbox's making (an OCI runtime's hooks):
+  --   before_pivot(pid): in the caller, once the child's namespaces exist and its tree is built up to a
+  --     {"hooks"} entry of mounts (else up to its end), before its root switch; the child waits meanwhile.
+  --     It raises to fail the sandbox; a string it returns goes to before_pivot_inside.
+  --   before_pivot_inside(data, env): in the child, right after, in the sandbox's namespaces with the host's tree
+  --     as its root and the sandbox's tree mounted at rootfs (a directory); env is the payload's environment.
+  --   before_exec(env): in the payload, once its start gate opened (or last before seccomp and exec).
+  -- The last two return true or nil, message, ENAME (or raise): the sandbox fails at step before_pivot or
+  -- before_exec with that message.
+  hooks = function(f, v)
+    expect_type(f, v, "table")
+    for k, fn in pairs(v) do
+      if k ~= "before_pivot" and k ~= "before_pivot_inside" and k ~= "before_exec" then
+        misuse(f, "unknown hook '%s'", tostring(k))
+      end
+      expect_type(f .. "." .. k, fn, "function")
     end
     return v
   end,
@@ -1026,6 +1057,65 @@ steps[#steps + 1] = {
   abort = close_sources,
 }
 
+local report
+
+-- Reads a stream until its end, or until `want` bytes when given; nil, message, ENAME on a failure.
+local function read_stream(fd, want)
+  local parts, n = {}, 0
+  while not want or n < want do
+    local chunk, msg, code = fd:read(want and want - n or 65536)
+    if chunk == nil then
+      if code ~= "EINTR" then return nil, msg, code end
+    elseif chunk == "" then
+      break
+    else
+      parts[#parts + 1], n = chunk, n + #chunk
+    end
+  end
+  return table.concat(parts)
+end
+
+-- In the child, from the tree's build (its before_pivot point): tells the parent, waits for its answer (up to the
+-- end of the stream), then runs before_pivot_inside. A failure of the parent's hook ends this child quietly (the
+-- parent reports it).
+local function before_pivot_child(ctx)
+  local chan = ctx.hooks_child
+  ctx.hooks_child = nil
+  local ok, msg, code = chan:write("ready")
+  local reply
+  if ok then reply, msg, code = read_stream(chan) end
+  chan:close()
+  if not reply then return nil, msg, code end
+  if reply:sub(1, 1) ~= "1" then core.exit(SETUP_FAILED) end
+  local inside = ctx.spec.hooks.before_pivot_inside
+  if inside then
+    local done, value, imsg, icode = pcall(inside, reply:sub(2), ctx.env)
+    if not done then
+      report(ctx, "before_pivot", errors.is(value) and value.msg or tostring(value), errors.is(value) and value.code or "ELUA")
+    end
+    if value == nil and imsg ~= nil then report(ctx, "before_pivot", imsg, icode) end
+  end
+  return true
+end
+
+-- The caller's hooks at the point where the tree is built and the root not yet switched (spec.hooks): a
+-- channel the child says "ready" on and the parent answers once its before_pivot has run.
+steps[#steps + 1] = {
+  name = "before_pivot",
+  prepare = function(ctx)
+    local hooks = ctx.spec.hooks
+    if not (hooks and (hooks.before_pivot or hooks.before_pivot_inside)) then return end
+    if not (ctx.fs_plan and ctx.fs_plan.rootfs_path) then
+      misuse("hooks", "before_pivot needs a mount namespace and rootfs a directory (where the tree is shown)")
+    end
+    ctx.sync = true
+    ctx.hooks_parent, ctx.hooks_child = errors.check(core.socketpair("stream"))
+    ctx.fs_plan.before_pivot = function() return before_pivot_child(ctx) end
+  end,
+  finish = function(ctx) close_all(ctx.hooks_parent, ctx.hooks_child) end,
+  abort = function(ctx) close_all(ctx.hooks_parent, ctx.hooks_child) end,
+}
+
 -- A session keyring of its own (as runc gives every container): the caller's holds its login's keys, Kerberos
 -- tickets and file system keys, and a process of the sandbox would inherit it.
 steps[#steps + 1] = {
@@ -1493,6 +1583,30 @@ steps[#steps + 1] = {
   end,
 }
 
+-- Once started (its start gate open): the caller's before_exec, then "0" on the start report. Before seccomp, which
+-- could refuse what they need.
+steps[#steps + 1] = {
+  name = "before_exec",
+  prepare = function(ctx)
+    if ctx.spec.start_report and not ctx.spec.start_gate then misuse("start_report", "needs start_gate") end
+  end,
+  payload = function(ctx)
+    local hook = ctx.spec.hooks and ctx.spec.hooks.before_exec
+    if hook then
+      local done, value, msg, code = pcall(hook, ctx.env)
+      if not done then return nil, errors.is(value) and value.msg or tostring(value), errors.is(value) and value.code or "ELUA" end
+      if value == nil and msg ~= nil then return nil, msg, code end
+    end
+    local out = ctx.spec.start_report
+    if out then
+      ctx.report_done = true
+      local ok, msg, code = out:write("0")
+      out:close()
+      if not ok then return nil, msg, code end
+    end
+  end,
+}
+
 -- Loads the compiled profile in this process; the listener of notify rules goes to the parent over a socket.
 local function load_filter(ctx)
   local compiled = ctx.seccomp
@@ -1616,13 +1730,22 @@ steps[#steps + 1] = {
 -- Exit codes of a started sandbox (start_gate) whose exec failed, as a shell's.
 local GATED_EXIT = { ENOENT = 127, EACCES = 126 }
 
-local function report(ctx, step, msg, code)
+-- An error record: "step\0ENAME\0message", at most 4000 bytes (one atomic write to a pipe).
+local function error_record(step, msg, code)
+  return ("%s\0%s\0%s"):format(step, code or "", tostring(msg)):sub(1, 4000)
+end
+
+report = function(ctx, step, msg, code)
   if ctx.gated then
-    -- Started already: nobody reads the error pipe any more. The payload's stderr is where its failure goes.
+    -- Started already: nobody reads the error pipe any more. The payload's stderr is where its failure goes, and
+    -- the start report (the caller of the start waits there) when it has not said "0" yet.
     io.stderr:write(("lunas: sandbox: %s: %s\n"):format(step, tostring(msg)))
+    if ctx.spec.start_report and not ctx.report_done then
+      pcall(ctx.spec.start_report.write, ctx.spec.start_report, "1" .. error_record(step, msg, code))
+    end
     core.exit(GATED_EXIT[code] or SETUP_FAILED)
   end
-  local record = ("%s\0%s\0%s"):format(step, code or "", tostring(msg)):sub(1, 4000)
+  local record = error_record(step, msg, code)
   ctx.err_w:write(record)
   core.exit(SETUP_FAILED)
 end
@@ -1661,7 +1784,8 @@ local function child_main(ctx)
   -- Drop the parent's pipe ends first: holding sync_w would hide the parent's death from the read below. A
   -- vfork-style child shares the parent's objects and must not touch them (it has no sync pipe anyway).
   if not ctx.vfork then
-    close_all(ctx.err_r, ctx.sync_w, ctx.status_r, ctx.id_range and ctx.id_range.lock, ctx.sources_parent)
+    close_all(ctx.err_r, ctx.sync_w, ctx.status_r, ctx.id_range and ctx.id_range.lock, ctx.sources_parent,
+      ctx.hooks_parent)
   end
   -- Descriptors the front end keeps to itself (a report a reader waits on to end, say) go before anything waits.
   for _, fd in ipairs(ctx.spec.private_fds or {}) do core.close_range(fd, fd) end
@@ -1731,6 +1855,19 @@ local function parse_record(record)
   return step, code ~= "" and code or nil, msg
 end
 
+--- What a sandbox's start report (spec.start_report) said: true once the payload went on to exec, or nil and
+-- an error object (not raised) of the step that failed after its start ("sandbox: STEP: message", with step,
+-- code and reason); nil, nil when it said nothing (text "").
+-- @tparam string text what was read from the report
+-- @return true, or nil and an error
+function M.start_report_result(text)
+  if text == "0" then return true end
+  if text == nil or text == "" then return nil, nil end
+  local step, code, msg = parse_record(text:sub(2))
+  return nil, errors.new{ op = "sandbox", step = step, code = code, reason = msg,
+    msg = ("sandbox: %s: %s"):format(step, msg) }
+end
+
 local function decode_wait_status(st, result)
   if st & 0x7f == 0 then
     result.status = (st >> 8) & 0xff
@@ -1760,8 +1897,9 @@ local function new_context(spec)
   return { spec = spec, ns = ns, env = build_environment(spec), warnings = {} }
 end
 
+-- (reason: the step's own message, without "sandbox: STEP: ")
 local function fail(step, msg, code)
-  errors.raise{ op = "sandbox", step = step, msg = ("sandbox: %s: %s"):format(step, msg), code = code }
+  errors.raise{ op = "sandbox", step = step, msg = ("sandbox: %s: %s"):format(step, msg), code = code, reason = msg }
 end
 
 local function open_pipes(ctx)
@@ -1771,7 +1909,8 @@ local function open_pipes(ctx)
 end
 
 local function close_child_ends(ctx)
-  close_all(ctx.err_w, ctx.sync_r, ctx.status_w)
+  close_all(ctx.err_w, ctx.sync_r, ctx.status_w, ctx.hooks_child)
+  ctx.hooks_child = nil
 end
 
 local function read_until_eof(fd)
@@ -1859,6 +1998,34 @@ local function release_child(running, ctx, proc)
     ctx.sync_w:write("1")
     ctx.sync_w:close()
   end
+  if ctx.hooks_parent then
+    -- "ready" once the child's tree is built (nothing: it failed before, and the error pipe says why).
+    local chan = ctx.hooks_parent
+    local said = read_stream(chan, 5)
+    if said == "ready" then
+      local hook = ctx.spec.hooks.before_pivot
+      local done, data = true, nil
+      if hook then done, data = pcall(hook, proc.pid) end
+      if not done then
+        chan:close()
+        ctx.hooks_parent = nil
+        -- (an interruption stays one: the caller ends by its signal)
+        if errors.is(data) and data.interrupted then error(data, 0) end
+        fail("before_pivot", errors.is(data) and data.msg or tostring(data), errors.is(data) and data.code or "ELUA")
+      end
+      if data ~= nil and type(data) ~= "string" then
+        misuse("hooks.before_pivot", "a string (or nothing) expected as its result, got %s", type(data))
+      end
+      local sent, msg, code = chan:write("1" .. (data or ""))
+      if not sent then
+        chan:close()
+        ctx.hooks_parent = nil
+        fail("before_pivot", "answer the child: " .. msg, code)
+      end
+    end
+    chan:close()
+    ctx.hooks_parent = nil
+  end
   local record = read_until_eof(ctx.err_r)
   ctx.err_r:close()
   if ctx.parent then ctx.parent:close() end
@@ -1925,7 +2092,7 @@ function Sandbox:spawn()
   -- undoes the steps; a failure of that clean-up is kept with the error, never in its place.
   local ok, err = pcall(release_child, running, ctx, proc)
   if not ok then
-    close_all(ctx.err_r, ctx.sync_w, ctx.parent, ctx.notify_parent)
+    close_all(ctx.err_r, ctx.sync_w, ctx.parent, ctx.notify_parent, ctx.hooks_parent)
     error(errors.cleanup(err, running.close, running), 0)
   end
   return running

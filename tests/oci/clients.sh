@@ -709,6 +709,37 @@ t_pm_rootfs() {
   expect_eq "stdout" "$OUT" $'rootfs ok\nroot:x:0:0:root:/root:/bin/sh'
 }
 
+# OCI hooks from podman's hooks directory (the oci-hooks JSON files NVIDIA's toolkit and others install), one per
+# kind. Each host hook logs its kind, the status of the state on its stdin and whether it ran in the runtime's mount
+# namespace or the container's; the startContainer hook (a path of the container's) leaves its state in the
+# container's /tmp for the program to read. (podman runs the poststop hooks itself; runc 1.1 runs poststart in
+# create, before start: "created")
+t_pm_hooks() {
+  local hd=$W/hooks.d log=$W/hooks.log stage want
+  mkdir -p "$hd" && : > "$log" || return 1
+  cat > $W/hook.sh <<EOF
+#!/bin/sh
+status=\$(sed -n 's/.*"status":"\([a-z]*\)".*/\1/p')
+where=container; [ "\$(readlink /proc/self/ns/mnt)" = "$(readlink /proc/self/ns/mnt)" ] && where=runtime
+echo "\$1 \$status \$where" >> $log
+EOF
+  chmod 0755 $W/hook.sh
+  for stage in prestart createRuntime createContainer poststart poststop; do
+    printf '{"version": "1.0.0", "hook": {"path": "%s", "args": ["hook.sh", "%s"]}, "when": {"always": true}, "stages": ["%s"]}\n' \
+      "$W/hook.sh" "$stage" "$stage" > "$hd/$stage.json"
+  done
+  printf '{"version": "1.0.0", "hook": {"path": "/bin/sh", "args": ["sh", "-c", "cat > /tmp/start-state"]}, "when": {"always": true}, "stages": ["startContainer"]}\n' \
+    > "$hd/startContainer.json"
+  x pm --hooks-dir "$hd" run --rm --cidfile "$(cidfile)" "${PODMAN_RUN[@]}" $IMG \
+    sh -c 'sed -n "s/.*\"status\":\"\([a-z]*\)\".*/startContainer \1/p" /tmp/start-state; exit 5'
+  echo "  hooks' log:"; sed 's/^/    /' "$log"
+  expect_eq "exit status" "$RC" 5 || return 1
+  expect_eq "stdout" "$OUT" "startContainer created" || return 1
+  want=$'^prestart creating runtime\ncreateRuntime creating runtime\ncreateContainer creating container\n'
+  want+=$'poststart (created|running) runtime\npoststop stopped runtime$'
+  expect_match "hooks" "$(cat "$log")" "$want"
+}
+
 # ---------------------------------------------------------------------------------------------------------------
 # containerd scenarios
 # ---------------------------------------------------------------------------------------------------------------
@@ -978,6 +1009,7 @@ inner() {
     run_test "podman --security-opt seccomp=FILE: mkdir fails with EPERM" t_pm_seccomp
     run_test "podman --security-opt no-new-privileges: NoNewPrivs 1" t_pm_nnp
     run_test "podman run --rootfs DIR" t_pm_rootfs
+    run_test "podman --hooks-dir: every kind of OCI hook, where and when it runs, the state it reads" t_pm_hooks
     x pm rm -a -f -t 0 > $W/logs/podman-rm-all.log 2>&1
     run_test "podman: nothing left (processes, runtime state, cgroups, mounts)" t_nothing_left "$OCI_STATE_ROOT"
   fi

@@ -1,7 +1,7 @@
 --- lunas as an OCI runtime (`lunas-oci`, or `lunas oci`): runc's command line, run by podman, containerd and
 -- Kubernetes. config.json becomes a sandbox spec (lunas.oci.config); the container's state lives under --root
--- (lunas.oci.state). Errors go to stderr and, with --log, to that file (--log-format json: the lines the
--- clients parse).
+-- (lunas.oci.state); its hooks run through lunas.oci.hooks at the sandbox's hook points (spec.hooks). Errors go
+-- to stderr and, with --log, to that file (--log-format json: the lines the clients parse).
 -- @module lunas.cli.oci
 local core = require "lunas.core"
 local json = require "lunas.json"
@@ -10,6 +10,7 @@ local sandbox = require "lunas.sandbox"
 local config = require "lunas.oci.config"
 local resources = require "lunas.oci.resources"
 local state = require "lunas.oci.state"
+local oci_hooks = require "lunas.oci.hooks"
 local process = require "lunas.process"
 
 errors.register_module()
@@ -237,6 +238,88 @@ local function preserved_fds(value)
   return list
 end
 
+-- ---- hooks ----------------------------------------------------------------------------------------------------
+
+local function has_hooks(hooks, kinds)
+  for _, kind in ipairs(kinds) do
+    if hooks[kind] and #hooks[kind] > 0 then return true end
+  end
+  return false
+end
+
+-- poststop: every hook runs, and a failure is a warning (the runtime spec's rule; runc 1.1 logs it as an error
+-- and stops at the first, its delete still succeeding).
+local function run_poststop(list, document)
+  if list and #list > 0 then oci_hooks.run("poststop", list, json.encode(document), { warn = warn }) end
+end
+
+-- The sandbox's hooks for a container's prestart, createRuntime, createContainer and startContainer hooks, where
+-- and when runc runs them. before(pid) runs first (the cgroup's limits: runc sets them before these hooks).
+local function sandbox_hooks(record, hooks, rootfs, before)
+  local function must(ok, msg, code)
+    if not ok then oci_error(msg, code) end
+  end
+  -- (in the container's process: the state startContainer hooks read, sent by lunas-oci with its pid)
+  local created_state
+  local out = {
+    -- In lunas-oci (the runtime's namespaces), the container's namespaces made and its tree built up to its
+    -- masks, before its root switch; the container waits meanwhile.
+    before_pivot = function(pid)
+      before(pid)
+      local creating = json.encode(state.document(record, "creating", pid))
+      must(oci_hooks.run("prestart", hooks.prestart, creating))
+      must(oci_hooks.run("createRuntime", hooks.createRuntime, creating))
+      return creating .. "\0" .. json.encode(state.document(record, "created", pid))
+    end,
+    -- In the container's namespaces, right after: the host's tree still its root, the container's tree at its
+    -- rootfs path (the working directory); without env of their own, hooks get the container's environment.
+    before_pivot_inside = function(data, env)
+      local creating
+      creating, created_state = data:match("^(.-)%z(.*)$")
+      return oci_hooks.run("createContainer", hooks.createContainer, creating, { cwd = rootfs, env = env })
+    end,
+  }
+  if #hooks.startContainer > 0 then
+    -- In the container's process once `start` opened its gate, with its ids, capabilities and working
+    -- directory, before its seccomp filter and exec (the path resolves in the container).
+    out.before_exec = function(env)
+      return oci_hooks.run("startContainer", hooks.startContainer, created_state, { env = env })
+    end
+  end
+  return out
+end
+
+-- A failure of the sandbox's hooks, in the hook's own words.
+local function hook_failure(err)
+  if errors.is(err) and (err.step == "before_pivot" or err.step == "before_exec") and err.reason then
+    err.msg = err.reason
+  end
+  return err
+end
+
+-- `start` of a container whose start has hooks to wait for: what its process reports once its gate opened ("0"
+-- once it goes on to exec, or the step that failed). Returns true, or nil, message, ENAME.
+local function wait_start_report(report, record)
+  local proc = process.open(record.pid, record.start_time)
+  local text
+  -- (without the process, which is gone, only what it may have written is left)
+  local fds, timeout = { report, proc }, nil
+  if not proc then fds, timeout = { report }, 0 end
+  while true do
+    local ready = core.poll(fds, timeout)
+    if ready[1] == 1 or #core.poll({ report }, 0) > 0 then
+      text = report:read(4096)
+      break
+    end
+    if #ready > 0 or not proc then break end
+  end
+  if proc then proc:close() end
+  local ok, err = sandbox.start_report_result(text)
+  if ok then return true end
+  if err then return nil, err.reason, err.code end
+  return nil, "the container's process ended before its program started", "ESRCH"
+end
+
 -- ---- create, start, run ------------------------------------------------------------------------------------
 
 -- The caller's console socket, connected, when the process has a terminal: its pty master goes there (runc's
@@ -274,15 +357,12 @@ end
 local function create(g, id, opts)
   local bundle = absolute(opts.bundle or core.getcwd())
   local dir = state.claim(g.root, id)
-  local record, cg, running, console
+  local record, cg, running, console, hooks
   local ok, err = pcall(function()
     local cfg = config.read(bundle)
     local spec, extra = config.translate(cfg, { bundle = bundle, warn = warn, capabilities = known_capabilities() })
     console = console_socket(extra.terminal, opts["console-socket"])
     if console then spec.terminal = { socket = console, rows = extra.terminal.rows, cols = extra.terminal.cols } end
-    for _, kind in ipairs{ "createRuntime", "createContainer", "startContainer", "prestart", "poststart", "poststop" } do
-      if #extra.hooks[kind] > 0 then oci_error(("hooks.%s: hooks are not supported yet"):format(kind)) end
-    end
     spec.keep_fds = preserved_fds(opts["preserve-fds"])
     if opts["no-new-keyring"] then spec.keyring = "inherit" end
     local writes
@@ -291,7 +371,12 @@ local function create(g, id, opts)
     -- Written down at once: should this process be killed from here on, `delete --force` finds the cgroup, and
     -- removing it takes the half-made container with it (its first process is born in that cgroup).
     record = { ociVersion = config.OCI_VERSION, id = id, bundle = bundle, created = state.now(),
-      annotations = extra.annotations, cgroup = cg:record() }
+      annotations = extra.annotations, cgroup = cg:record(), rootfs = spec.rootfs }
+    -- (what later commands run: config.json may change once the container exists)
+    if has_hooks(extra.hooks, { "poststart", "poststop" }) then
+      record.hooks = { poststart = extra.hooks.poststart, poststop = extra.hooks.poststop }
+    end
+    hooks = extra.hooks
     state.write(dir, record)
     local fifo_path = dir .. "/exec.fifo"
     -- (only root starts containers: nobody else may write the byte that starts one)
@@ -303,13 +388,35 @@ local function create(g, id, opts)
     spec.start_gate = gate
     -- The device cgroup takes CAP_SYS_ADMIN of the host, which a user namespace joined takes away: its
     -- container's limits go first (its nodes are binds, which no device rule stops).
-    if extra.joined.user then apply_resources(cg, writes) end
+    local applied = false
+    if extra.joined.user then
+      apply_resources(cg, writes)
+      applied = true
+    end
+    if has_hooks(hooks, { "prestart", "createRuntime", "createContainer", "startContainer" }) then
+      -- (else, as runc, just before its hooks)
+      spec.hooks = sandbox_hooks(record, hooks, spec.rootfs, function()
+        if not applied then apply_resources(cg, writes) end
+        applied = true
+      end)
+    end
+    local report
+    if has_hooks(hooks, { "startContainer", "poststart" }) then
+      -- `start` learns there how the container's start went: its startContainer hooks, then its exec.
+      local report_path = dir .. "/start.report"
+      made, msg, code = core.mkfifo(report_path, 384)
+      if not made then oci_error("mkfifo " .. report_path .. ": " .. msg, code) end
+      report, msg, code = core.open(report_path, "rw")
+      if not report then oci_error(msg, code) end
+      spec.start_report, record.start_report = report, true
+    end
     join_namespaces(extra.joined)
     running = sandbox.new(spec):spawn()
     gate:close()
     if console then console:close() end
-    if not extra.joined.user then apply_resources(cg, writes) end
-    record.pid, record.start_time, record.rootfs = running.pid, process.start_time(running.pid), spec.rootfs
+    if report then report:close() end
+    if not applied then apply_resources(cg, writes) end
+    record.pid, record.start_time = running.pid, process.start_time(running.pid)
     state.write(dir, record)
     record.dir = dir
     if extra.seccomp_agent then send_to_agent(extra.seccomp_agent, running, record, "creating") end
@@ -321,31 +428,14 @@ local function create(g, id, opts)
     if cg then pcall(cg.remove, cg) end
     if console then pcall(console.close, console) end
     pcall(state.remove, { dir = dir })
-    error(err, 0)
+    -- A container whose making had begun is destroyed, then its poststop hooks run (runc's way).
+    if cg and hooks then pcall(run_poststop, hooks.poststop, state.document(record, "stopped")) end
+    error(hook_failure(err), 0)
   end
   -- The container outlives this process: its handle is dropped, never closed.
   require("lunas.interrupt").untrack(running)
   if cg then require("lunas.interrupt").untrack(cg) end
   return running, record
-end
-
-local function start(g, id)
-  local record = must_exist(g.root, id)
-  local status = state.status(record)
-  if status ~= "created" then
-    if status == "stopped" then oci_error("cannot start a container that has stopped") end
-    oci_error("cannot start an already running container")
-  end
-  local fifo = record.dir .. "/exec.fifo"
-  -- Read-write: never blocks, even if the container died a moment ago (then the byte is nobody's).
-  local f, msg, code = core.open(fifo, "rw")
-  if not f then oci_error("open exec fifo: " .. msg, code) end
-  local ok
-  ok, msg, code = f:write("0")
-  f:close()
-  os.remove(fifo)
-  if not ok then oci_error("start: " .. msg, code) end
-  return record
 end
 
 local function adopt_cgroup(record)
@@ -374,6 +464,50 @@ local function kill_all(record, sig)
   return sent
 end
 
+local function start(g, id)
+  local record = must_exist(g.root, id)
+  local status = state.status(record)
+  if status ~= "created" then
+    if status == "stopped" then oci_error("cannot start a container that has stopped") end
+    oci_error("cannot start an already running container")
+  end
+  local fifo = record.dir .. "/exec.fifo"
+  -- Read-write: never blocks, even if the container died a moment ago (then the byte is nobody's).
+  local f, msg, code = core.open(fifo, "rw")
+  if not f then oci_error("open exec fifo: " .. msg, code) end
+  local report
+  if record.start_report then report = core.open(record.dir .. "/start.report", "rw") end
+  local ok
+  ok, msg, code = f:write("0")
+  f:close()
+  os.remove(fifo)
+  if not ok then
+    if report then report:close() end
+    oci_error("start: " .. msg, code)
+  end
+  if report then
+    ok, msg, code = wait_start_report(report, record)
+    report:close()
+    os.remove(record.dir .. "/start.report")
+    if not ok then oci_error(msg, code) end
+  end
+  local poststart = record.hooks and record.hooks.poststart
+  if poststart and #poststart > 0 then
+    ok, msg, code = oci_hooks.run("poststart", poststart, json.encode(state.document(record, "running")))
+    if not ok then
+      -- runc's way (and runtime-spec 1.3's): a failed poststart hook stops the container and fails the start.
+      local proc = process.open(record.pid, record.start_time)
+      kill_all(record, "KILL")
+      if proc then
+        proc:wait(10)
+        proc:close()
+      end
+      oci_error(msg, code)
+    end
+  end
+  return record
+end
+
 local function delete(g, id, force)
   local record = state.read(g.root, id)
   if not record then
@@ -398,6 +532,7 @@ local function delete(g, id, force)
     if not ok then oci_error(("remove cgroup of %s: %s"):format(id, tostring(err)), "EBUSY") end
   end
   state.remove(record)
+  run_poststop(record.hooks and record.hooks.poststop, state.document(record, "stopped"))
 end
 
 -- ---- subcommands ----------------------------------------------------------------------------------------------
@@ -452,7 +587,11 @@ local function run_through_child(g, id, opts)
   end })
   local made = child:wait()
   child:close()
-  if made.status ~= 0 then return 1 end
+  if made.status ~= 0 then
+    -- (a container that did not start goes, as in run below)
+    if not opts.keep then pcall(delete, g, id, true) end
+    return 1
+  end
   if opts.detach then return 0 end
   local record = must_exist(g.root, id)
   local container = process.open(record.pid, record.start_time)
@@ -466,7 +605,12 @@ function handlers.run(g, opts, positional)
   local id = one_id(positional, "run")
   if joins_user_namespace(opts) then return run_through_child(g, id, opts) end
   local running = create(g, id, opts)
-  start(g, id)
+  local started, err = pcall(start, g, id)
+  if not started then
+    -- (a container that did not start goes, as runc's run destroys it)
+    if not opts.keep then pcall(delete, g, id, true) end
+    error(err, 0)
+  end
   if opts.detach then return 0 end
   local result = running.process:wait()
   running.process:close()

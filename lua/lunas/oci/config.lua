@@ -354,6 +354,9 @@ function M.tree(spec, config, bundle, new_ns, terminal)
     for _, link in ipairs(DEV_LINKS) do mounts[#mounts + 1] = { "symlink", link[1], link[2] } end
     mounts[#mounts + 1] = { "symlink", "pts/ptmx", "/dev/ptmx" }
   end
+  -- Where the createRuntime and createContainer hooks see the tree (when there are any): its mounts and devices
+  -- made, its console, masks and read-only parts not yet, as in runc.
+  mounts[#mounts + 1] = { "hooks" }
   -- The container's terminal, from its own devpts, on /dev/console (runc binds it there before the read-only
   -- paths, the masks and the read-only root).
   if terminal and terminal.terminal then mounts[#mounts + 1] = { "console", "/dev/console" } end
@@ -566,7 +569,8 @@ end
 
 local HOOK_KINDS = { "prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop" }
 
---- hooks: {kind = {{path =, args =, env =, timeout =}...}}, validated.
+--- hooks: {kind = {{path =, args =, env =, timeout =}...}}, validated; env stays nil when the config gives none
+-- (the hook then gets the environment of whatever runs it, as in runc), an empty list is an empty environment.
 -- @tparam table hooks
 -- @treturn table
 function M.hooks(hooks)
@@ -577,8 +581,10 @@ function M.hooks(hooks)
     for i, h in ipairs(expect("hooks." .. kind, hooks[kind], "table") or {}) do
       local field = ("hooks.%s[%d]"):format(kind, i - 1)
       if type(h) ~= "table" then refuse(field, "object expected") end
+      local env = nil
+      if h.env ~= nil and h.env ~= json.null then env = strings(field .. ".env", h.env) end
       out[kind][i] = { path = absolute(field .. ".path", h.path), args = strings(field .. ".args", h.args),
-        env = strings(field .. ".env", h.env), timeout = expect_integer(field .. ".timeout", h.timeout, 1, 86400) }
+        env = env, timeout = expect_integer(field .. ".timeout", h.timeout, 1, 86400) }
     end
   end
   return out

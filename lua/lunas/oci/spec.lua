@@ -76,7 +76,7 @@ function M.features()
   return {
     ociVersionMin = config.OCI_VERSION_MIN,
     ociVersionMax = config.OCI_VERSION,
-    hooks = json.object(),
+    hooks = { "prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop" },
     mountOptions = { "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "iversion",
       "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime", "noexec", "noiversion", "nolazytime", "nomand",
       "norelatime", "nostrictatime", "nosuid", "nosymfollow", "private", "ratime", "rbind", "rdev", "rdiratime",

@@ -125,16 +125,25 @@ function M.status(record)
   return "running"
 end
 
---- The state JSON the runtime spec defines (and runc's extra fields), as `state` prints it.
+--- The state JSON the runtime spec defines (and runc's extra fields) for a given status: what `state` prints, and
+-- what hooks read on their stdin ("creating" while the container is made).
 -- @tparam table record
+-- @tparam string status
+-- @tparam[opt] integer pid the container's process (default the record's; 0 when stopped)
 -- @treturn table
-function M.public(record)
-  local status = M.status(record)
+function M.document(record, status, pid)
   local out = { ociVersion = record.ociVersion, id = record.id, status = status,
-    pid = status == "stopped" and 0 or record.pid, bundle = record.bundle, rootfs = record.rootfs,
+    pid = status == "stopped" and 0 or pid or record.pid, bundle = record.bundle, rootfs = record.rootfs,
     created = record.created, owner = "" }
   if record.annotations and next(record.annotations) then out.annotations = record.annotations end
   return out
+end
+
+--- The state JSON as `state` prints it (the status read from the kernel now).
+-- @tparam table record
+-- @treturn table
+function M.public(record)
+  return M.document(record, M.status(record))
 end
 
 --- Removes the container's directory and what is in it.
