@@ -17,7 +17,7 @@ DEB_PACKAGES = lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libnftables-de
                nftables groff-base lua-ldoc lua5.1 busybox-static runc
 # lua-markdown renders the doc comments' Markdown (without it ldoc falls back to plain text).
 DOC_PACKAGES = lua-ldoc lua5.1 lua-markdown
-BENCH_PACKAGES = bubblewrap crun
+BENCH_PACKAGES = bubblewrap crun runc
 VALGRIND_PACKAGES = valgrind
 VM_PACKAGES = qemu-system-x86 busybox-static kmod cpio
 # bubblewrap's suite: the real bwrap side by side, its Python seccomp test, capsh/getpcaps, the source unpacker

@@ -57,14 +57,40 @@ local V1_CONTROLLERS = { cpu = true, cpuacct = true, cpuset = true, memory = tru
   blkio = true, pids = true, net_cls = true, net_prio = true, perf_event = true, hugetlb = true, rdma = true,
   misc = true }
 
--- Every cgroup mount of this mount namespace: v2 mounts, and v1 mounts keyed by their controller set.
+-- Whether a mount point is covered by a mount made later on it or on a directory above it (a cgroup2 tree
+-- mounted over a hybrid host's /sys/fs/cgroup hides the v1 hierarchies below, which mountinfo still lists).
+-- later: the set of the mount points listed after it.
+local function covered(path, later)
+  if later[path] or later["/"] then return true end
+  local dir = path
+  while true do
+    dir = dir:match("^(.*)/[^/]*$")
+    if not dir or dir == "" then return false end
+    if later[dir] then return true end
+  end
+end
+
+-- Every cgroup mount of this mount namespace that can be seen: v2 mounts, and v1 mounts keyed by their
+-- controller set.
 local function cgroup_mounts(proc)
   local v2, v1 = nil, {}
+  local entries = {}
   for line in (read_text((proc or "/proc") .. "/self/mountinfo") or ""):gmatch("[^\n]+") do
     local pre, post = line:match("^(.-) %- (.*)$")
     if pre then
       local f, g = split(pre, " "), split(post, " ")
-      local mount = { root = unescape(f[4]), path = unescape(f[5]) }
+      entries[#entries + 1] = { root = unescape(f[4]), path = unescape(f[5]), fstype = g[1], options = g[3] }
+    end
+  end
+  local later, visible = {}, {}
+  for i = #entries, 1, -1 do
+    local e = entries[i]
+    visible[i] = not covered(e.path, later)
+    later[e.path] = true
+  end
+  for i, e in ipairs(entries) do
+    if (e.fstype == "cgroup" or e.fstype == "cgroup2") and visible[i] then
+      local mount, g = { root = e.root, path = e.path }, { e.fstype, nil, e.options }
       if g[1] == "cgroup2" and not v2 then
         v2 = mount
       elseif g[1] == "cgroup" then

@@ -12,6 +12,8 @@
 #   - spawn /bin/true in user+pid+mount+uts+ipc namespaces: rawns (the base), unshare, bwrap, lunas-bwrap, crun,
 #     lunas run
 #   - the same plus a net namespace
+#   - an OCI runtime's run (create, start, wait, delete) of one bundle with a cgroup: crun (the base), runc and
+#     lunas-oci where /sys/fs/cgroup shows the cgroup2 tree alone; runc and lunas-oci on a hybrid host's layout
 #   - spawns per second inside one process: rawns -r N vs build/bin/lunas tests/bench/throughput.lua N
 #   - a spawn with limits (its own cgroup with memory, pids and cpu limits) against the same spawn without
 #   - start-up of an empty program: C, lua5.4 -e "", lunas -e ""
@@ -214,9 +216,18 @@ crun_setup() {
         fi
     done
     mounts="$mounts, {\"destination\": \"/proc\", \"type\": \"proc\", \"source\": \"proc\"}"
-    for v in base net; do
+    # The OCI rows' bundles: the base one with a cgroup below our own, which the runtimes make and remove: "oci"
+    # below the deepest of our cgroups (every hierarchy of this host), "oci2" below our cgroup2 one (the rows run
+    # where /sys/fs/cgroup shows the cgroup2 tree alone).
+    own_cg=$(awk -F: '{ if (length($3) > length(best)) best = $3 } END { print best }' /proc/self/cgroup)
+    own_cg2=$(awk -F: '$1 == "0" { print $3 }' /proc/self/cgroup)
+    mkdir -p "$c/oci" "$c/oci2" || return 1
+    for v in base net oci oci2; do
         ns='{"type": "user"}, {"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}'
         [ $v = net ] && ns="$ns, {\"type\": \"network\"}"
+        cg=""
+        [ $v = oci ] && cg="\"cgroupsPath\": \"${own_cg%/}/lunas-bench-oci\","
+        [ $v = oci2 ] && cg="\"cgroupsPath\": \"${own_cg2%/}/lunas-bench-oci\","
         cat >"$c/$v/config.json" <<EOF || return 1
 {
   "ociVersion": "1.0.0",
@@ -230,7 +241,7 @@ crun_setup() {
   "root": {"path": "$ROOT/$c/rootfs", "readonly": true},
   "hostname": "bench",
   "mounts": [$mounts],
-  "linux": {
+  "linux": {$cg
     "uidMappings": [{"containerID": 0, "hostID": $(id -u), "size": 1}],
     "gidMappings": [{"containerID": 0, "hostID": $(id -g), "size": 1}],
     "namespaces": [$ns]
@@ -255,7 +266,7 @@ show() { # a word as a reader would type it
 }
 job() {
     NJ=$((NJ + 1))
-    eval "J_id_$NJ=\$1 J_grp_$NJ=\$2 J_kind_$NJ=\$3 J_tool_$NJ=\$4 J_na_$NJ='' J_opt_$NJ=0 J_probe_$NJ=''"
+    eval "J_id_$NJ=\$1 J_grp_$NJ=\$2 J_kind_$NJ=\$3 J_tool_$NJ=\$4 J_na_$NJ='' J_opt_$NJ=0 J_probe_$NJ='' J_v2_$NJ=''"
     # the first job of a group is its base (the raw limit)
     eval "[ -n \"\${G_base_$2:-}\" ] || G_base_$2=$NJ"
     shift 4
@@ -306,6 +317,19 @@ CRUN="crun --root $B/crun/state --cgroup-manager=disabled run"
     job bwrap-net net lat "bwrap" $BWRAP --unshare-net --dev-bind / / --proc /proc /bin/true
     job crun-net net lat "crun" $CRUN --bundle "$B/crun/net" "$CRUN_ID"
     job lunas-net net lat "lunas run --rootfs host" "$LUNAS" run --unshare-user --unshare-pid --unshare-ipc --unshare-uts --unshare-net --rootfs host --no-harden -- /bin/true
+
+    # An OCI runtime's whole life of a container, as `run` does it (create, start, wait, delete), on one bundle
+    # whose cgroup each runtime makes and removes. crun, the peer to beat, is the base; it refuses a hybrid cgroup
+    # layout, so on such a host these rows run where /sys/fs/cgroup shows the cgroup2 tree alone (as crun's rows
+    # above): all three alike.
+    job crun-oci oci lat "crun" crun --root "$B/crun/state" run --bundle "$B/crun/oci2" "$CRUN_ID"
+    job runc-oci oci lat "runc" runc --root "$B/crun/runc-state" run --bundle "$B/crun/oci2" "$CRUN_ID"
+    job lunas-oci oci lat "lunas-oci" "$(dirname "$LUNAS")/lunas-oci" --root "$B/crun/lunas-oci-state" run --bundle "$B/crun/oci2" "$CRUN_ID"
+    eval "J_v2_$((NJ - 2))=1 J_v2_$((NJ - 1))=1 J_v2_$NJ=1"
+    # The same on this host's own layout (a hybrid one: the cgroup in every v1 hierarchy too, each first move
+    # into a v1 hierarchy waiting for an RCU grace period): runc is the base, crun cannot run there.
+    job runc-ocih ocih lat "runc" runc --root "$B/crun/runc-state" run --bundle "$B/crun/oci" "$CRUN_ID"
+    job lunas-ocih ocih lat "lunas-oci" "$(dirname "$LUNAS")/lunas-oci" --root "$B/crun/lunas-oci-state" run --bundle "$B/crun/oci" "$CRUN_ID"
 
     job rawns-tp tp tp "rawns -r $TP_N" "$B/rawns" -r "$TP_N" /bin/true
     job lunas-tp tp tp "lunas recipe, rawns' work" "$LUNAS" tests/bench/throughput.lua "$TP_N"
@@ -377,6 +401,16 @@ base_of() { # GROUP -> index of its raw-limit job (the first job of the group)
 i=1
 while [ $i -le $NJ ]; do
     case $(get tool $i) in
+    runc | lunas-oci)
+        if [ "$(get tool $i)" = runc ] && ! command -v runc >/dev/null 2>&1; then
+            set_na $i "runc not installed (apt-get install -y runc)"
+        elif [ "$(get tool $i)" = lunas-oci ] && [ -n "$LUNAS_NA" ]; then
+            set_na $i "$LUNAS_NA"
+        elif [ -z "$CRUN_NOTE" ]; then
+            if crun_setup; then CRUN_NOTE=ok; else CRUN_NOTE="cannot write the OCI bundle in $B/crun"; fi
+        fi
+        [ "$CRUN_NOTE" != "" ] && [ "$CRUN_NOTE" != ok ] && set_na $i "$CRUN_NOTE"
+        ;;
     lunas*) [ -n "$LUNAS_NA" ] && set_na $i "$LUNAS_NA" ;;
     "unshare + sh"*) command -v unshare >/dev/null 2>&1 || set_na $i "unshare (util-linux) not installed" ;;
     bwrap) command -v bwrap >/dev/null 2>&1 || set_na $i "bwrap not installed (apt-get install -y bubblewrap)" ;;
@@ -435,7 +469,7 @@ run_job() { # INDEX RUNS WARMUP
         "$TIMEIT" -n 1 -w 0 -t $TP_TIMEOUT -o "$R/$rj_i.samples" -s "$R/$rj_i.out" -E "$R/$rj_i.err" -- "$@" 2>>"$R/$rj_i.timeit"
     elif [ "$(get kind "$rj_i")" = lab ]; then
         "$TIMEIT" -n 1 -w 0 -t "$LAB_TIMEOUT" -o "$R/$rj_i.samples" -s "$R/$rj_i.out" -E "$R/$rj_i.err" -- "$@" 2>>"$R/$rj_i.timeit"
-    elif [ "$(get tool "$rj_i")" = crun ] && [ -n "$CRUN_WRAP" ]; then
+    elif { [ "$(get tool "$rj_i")" = crun ] || [ -n "$(get v2 "$rj_i")" ]; } && [ -n "$CRUN_WRAP" ]; then
         # crun refuses a hybrid cgroup layout even with --cgroup-manager=disabled: timeit (and so crun) runs in a
         # mount namespace whose /sys/fs/cgroup is the cgroup2 tree alone; the timed part is crun's process as ever
         unshare --mount --propagation private -- sh -c 'mount -t cgroup2 none /sys/fs/cgroup && exec "$@"' sh \
@@ -625,6 +659,8 @@ while [ $i -le $NJ ]; do
     tpnet) work="same + net, N=$TP_N" ;;
     fs) work="bubblewrap-style fs, all namespaces" ;;
     cg) work="spawn with limits (cgroup)" ;;
+    oci) work="OCI run: create+start+wait+delete (cgroup2 view)" ;;
+    ocih) work="OCI run, this host's hybrid layout" ;;
     start) work="start-up, empty program" ;;
     labwrap) work="lab: the namespace wrapper alone" ;;
     lab*) work="lab N=$(get n $i) build+teardown" ;;

@@ -883,7 +883,8 @@ local function run_command(args)
   end
   log.path, log.format = g.log, g["log-format"] or "text"
   if log.format ~= "text" and log.format ~= "json" then usage("--log-format: text or json expected") end
-  g.root = g.root or state.DEFAULT_ROOT
+  -- (relative to where we are, as runc takes it)
+  g.root = absolute(g.root or state.DEFAULT_ROOT)
   local spec = COMMANDS[command]
   if not spec then usage(("unknown command %q"):format(command)) end
   local opts, positional = parse_flags(args, i + 1, spec, spec.short, false)

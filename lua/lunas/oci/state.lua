@@ -35,6 +35,7 @@ end
 --- Makes the root directory (0711, as runc's) when missing.
 -- @tparam string root
 function M.ensure_root(root)
+  if root:sub(1, 1) ~= "/" then fail("state root " .. root .. ": an absolute path expected", "EINVAL") end
   local path = ""
   for part in root:gmatch("[^/]+") do
     path = path .. "/" .. part
