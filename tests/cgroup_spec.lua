@@ -84,6 +84,22 @@ describe("cgroup layout #rootless", function()
   end)
 end)
 
+describe("cgroup layout under covering mounts #root", function()
+  it("sees the cgroup2 tree mounted over /sys/fs/cgroup, not the hierarchies it covers (as stat -f sees it)", function()
+    local script = [[
+      mount -t cgroup2 none /sys/fs/cgroup && stat -f -c %T /sys/fs/cgroup &&
+      exec lua5.4 -e 'package.path = os.getenv("R") .. "/lua/?.lua;" .. package.path
+        package.cpath = os.getenv("B") .. "/lib/?.so;" .. package.cpath
+        local l = require("lunas.cgroup").layout(); local n = 0; for _ in pairs(l.v1) do n = n + 1 end
+        print(l.mode, l.v2 and l.v2.mount, n)'
+    ]]
+    local out, err, code = util.sh(("R=%s B=%s unshare --mount --propagation private -- sh -c %s"):format(
+      util.quote(util.root), util.quote(util.build), util.quote(script)))
+    assert.equal(0, code, err)
+    assert.equal("cgroup2fs\nv2\t/sys/fs/cgroup\t0\n", out)
+  end)
+end)
+
 describe("cgroup objects #rootless", function()
   it("creates a directory in every hierarchy below our own, and close removes them all", function()
     if not kernel.requires("cgroup_write") then return end

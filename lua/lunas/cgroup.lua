@@ -57,17 +57,33 @@ local V1_CONTROLLERS = { cpu = true, cpuacct = true, cpuset = true, memory = tru
   blkio = true, pids = true, net_cls = true, net_prio = true, perf_event = true, hugetlb = true, rdma = true,
   misc = true }
 
--- Whether a mount point is covered by a mount made later on it or on a directory above it (a cgroup2 tree
--- mounted over a hybrid host's /sys/fs/cgroup hides the v1 hierarchies below, which mountinfo still lists).
--- later: the set of the mount points listed after it.
-local function covered(path, later)
-  if later[path] or later["/"] then return true end
-  local dir = path
-  while true do
-    dir = dir:match("^(.*)/[^/]*$")
-    if not dir or dir == "" then return false end
-    if later[dir] then return true end
+-- Which mounts of mountinfo can be seen: one is hidden when a mount covers it or one of the mounts it hangs
+-- from, i.e. a mount stacked on that mount's root (its parent is that mount, its mount point the same) or a
+-- later mount on the same parent and mount point. (A cgroup2 tree mounted over a hybrid host's /sys/fs/cgroup
+-- hides the v1 hierarchies below it, which mountinfo still lists.)
+local function visible_mounts(entries)
+  local by_id, on = {}, {}
+  for i, e in ipairs(entries) do
+    by_id[e.id] = e
+    e.index = i
+    local key = e.parent .. " " .. e.path
+    on[key] = math.max(on[key] or 0, i)
   end
+  -- the last mount made on its parent at its mount point; one mounted on its own root
+  local function latest(e) return on[e.parent .. " " .. e.path] == e.index end
+  local function stacked_on(e) return on[e.id .. " " .. e.path] ~= nil end
+  local visible = {}
+  for i, e in ipairs(entries) do
+    local ok = latest(e) and not stacked_on(e)
+    local child, m, hops = e, by_id[e.parent], 0
+    while ok and m and m ~= child and hops < #entries do
+      -- (a mount stacked on m's root is what covers m: seen from there, m is not hidden by it)
+      if not latest(m) or (child.path ~= m.path and stacked_on(m)) then ok = false end
+      child, m, hops = m, by_id[m.parent], hops + 1
+    end
+    visible[i] = ok
+  end
+  return visible
 end
 
 -- Every cgroup mount of this mount namespace that can be seen: v2 mounts, and v1 mounts keyed by their
@@ -79,15 +95,11 @@ local function cgroup_mounts(proc)
     local pre, post = line:match("^(.-) %- (.*)$")
     if pre then
       local f, g = split(pre, " "), split(post, " ")
-      entries[#entries + 1] = { root = unescape(f[4]), path = unescape(f[5]), fstype = g[1], options = g[3] }
+      entries[#entries + 1] = { id = f[1], parent = f[2], root = unescape(f[4]), path = unescape(f[5]), fstype = g[1],
+        options = g[3] }
     end
   end
-  local later, visible = {}, {}
-  for i = #entries, 1, -1 do
-    local e = entries[i]
-    visible[i] = not covered(e.path, later)
-    later[e.path] = true
-  end
+  local visible = visible_mounts(entries)
   for i, e in ipairs(entries) do
     if (e.fstype == "cgroup" or e.fstype == "cgroup2") and visible[i] then
       local mount, g = { root = e.root, path = e.path }, { e.fstype, nil, e.options }
