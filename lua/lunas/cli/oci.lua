@@ -6,12 +6,20 @@
 local core = require "lunas.core"
 local json = require "lunas.json"
 local errors = require "lunas.errors"
-local sandbox = require "lunas.sandbox"
-local config = require "lunas.oci.config"
-local resources = require "lunas.oci.resources"
 local state = require "lunas.oci.state"
-local oci_hooks = require "lunas.oci.hooks"
 local process = require "lunas.process"
+-- Loaded on first use: state, kill and delete, which clients call most, never build a container.
+local function lazy(name)
+  return setmetatable({}, { __index = function(proxy, key)
+    local module = require(name)
+    setmetatable(proxy, { __index = module })
+    return module[key]
+  end })
+end
+local sandbox = lazy "lunas.sandbox"
+local config = lazy "lunas.oci.config"
+local resources = lazy "lunas.oci.resources"
+local oci_hooks = lazy "lunas.oci.hooks"
 
 errors.register_module()
 
