@@ -217,6 +217,34 @@ describe("lunas as an OCI runtime #root", function()
     assert.is_nil(state_of(dir, id))
   end)
 
+  it("leaves what a killed create made to delete --force: its process, its cgroup, its state", function()
+    if not device_cgroup() then return end
+    local defer = util.cleanups(finally)
+    local dir, id = bundle(defer, function(config, d)
+      -- a createRuntime hook that tells who runs it and waits: create is killed there, its container half made
+      config.hooks = { createRuntime = { { path = "/bin/sh",
+        args = { "sh", "-c", ("echo $PPID $$ > %s/create.pids; exec sleep 100"):format(d) } } } }
+    end)
+    local words = { q(OCI), "--root", q(dir .. "/root"), "create", "--bundle", q(dir), q(id) }
+    assert(os.execute(table.concat(words, " ") .. " >" .. q(dir .. "/create.out") .. " 2>&1 </dev/null &"))
+    assert.truthy(util.wait_for(function() return (util.read(dir .. "/create.pids") or ""):match("^%d+ %d+\n") end, 30))
+    local create_pid, hook_pid = util.read(dir .. "/create.pids"):match("^(%d+) (%d+)")
+    create_pid, hook_pid = tonumber(create_pid), tonumber(hook_pid)
+    -- the container's first process: in the cgroup the state names
+    local cg = cgroup_file(id, "pids", "cgroup.procs")
+    assert.truthy(util.wait_for(function() return (util.read(cg) or ""):match("%d") end, 10))
+    local container = tonumber(util.read(cg):match("(%d+)"))
+    assert(core.kill(create_pid, "KILL"))
+    assert(core.kill(hook_pid, "KILL"))
+    assert.truthy(util.wait_for(function() return not util.alive(create_pid) end, 10))
+    assert.truthy(core.file_type(dir .. "/root/" .. id .. "/state.json"))
+    local out, code = oci(dir, { "delete", "--force", id })
+    assert.equal(0, code, out)
+    assert.truthy(util.wait_for(function() return not util.alive(container) end, 10))
+    assert.is_nil(core.file_type(dir .. "/root/" .. id))
+    assert.is_nil(core.file_type(cgroup_file(id, "pids", "")))
+  end)
+
   it("runs a container to its end with run: its output, its exit status, nothing left", function()
     if not device_cgroup() then return end
     local defer = util.cleanups(finally)
