@@ -21,11 +21,11 @@ end
 
 local counter = 0
 
--- runc's template asks for a device cgroup policy: v1's devices controller here; v2's needs a BPF program,
--- which lunas-oci does not load yet (it refuses the config then).
+-- runc's template asks for a device cgroup policy: v1's devices controller where there is one, else a BPF
+-- program on the container's cgroup v2 directory, which bpf(2) must accept here.
 local function device_cgroup()
   if require("lunas.cgroup").layout().controllers.devices == 1 then return true end
-  pending("needs the cgroup v1 devices controller: the device policy of cgroup v2 (a BPF program) is not supported yet")
+  return require("support.kernel").requires("cgroup_device_bpf")
 end
 
 -- A bundle: a busybox root file system and runc's template config, changed by edit(config). Returns the
@@ -256,6 +256,48 @@ describe("lunas as an OCI runtime #root", function()
     assert.equal(0, select(2, oci(dir, { "resume", id })))
     assert.equal("running", assert(state_of(dir, id)).status)
     assert.falsy(frozen())
+  end)
+end)
+
+describe("lunas-oci device rules #root", function()
+  it("keep runc's default devices usable, refuse the others, and change with update", function()
+    if not device_cgroup() then return end
+    local defer = util.cleanups(finally)
+    local dir, id = bundle(defer, function(config)
+      config.process.args = { "sleep", "1000" }
+      -- a node the container has, which its device rules (runc's template: deny all) do not allow
+      config.linux.devices = { { path = "/dev/net/tun", type = "c", major = 10, minor = 200, fileMode = 438 } }
+      -- (mknod needs the capability too: then runc's default rules allow it for every device)
+      for _, set in ipairs{ "bounding", "effective", "permitted" } do
+        table.insert(config.process.capabilities[set], "CAP_MKNOD")
+      end
+    end)
+    defer(function() oci(dir, { "delete", "--force", id }) end)
+    assert.equal(0, select(2, oci(dir, { "run", "--detach", "--bundle", dir, id })))
+    local probe = "for d in null zero full random urandom net/tun; do if (exec 3<>/dev/$d) 2>/dev/null; "
+      .. "then echo $d ok; else echo $d denied; fi; done; mknod /tmp/n c 10 200 && echo mknod ok"
+    local out, code = oci(dir, { "exec", id, "sh", "-c", probe })
+    assert.equal(0, code, out)
+    assert.equal("null ok\nzero ok\nfull ok\nrandom ok\nurandom ok\nnet/tun denied\nmknod ok\n", out)
+    local layout = require("lunas.cgroup").layout()
+    local function programs()
+      return assert(core.cgroup_device_programs(layout.v2.mount .. own_cgroup() .. "/" .. id))
+    end
+    if layout.controllers.devices ~= 1 then assert.equal(1, #programs()) end
+    util.write(dir .. "/update.json", json.encode{ devices = { { allow = true, type = "c", major = 10, minor = 200,
+      access = "rw" } } })
+    out, code = oci(dir, { "update", "--resources", dir .. "/update.json", id })
+    assert.equal(0, code, out)
+    out, code = oci(dir, { "exec", id, "sh", "-c", "exec 3<>/dev/net/tun && echo tun ok" })
+    assert.equal(0, code, out)
+    assert.equal("tun ok\n", out)
+    if layout.controllers.devices == 1 then
+      assert.matches("c 10:200 rw", util.read(cgroup_file(id, "devices", "devices.list")), 1, true)
+    else
+      -- replaced, not added to
+      assert.equal(1, #programs())
+      assert.equal("lunas_devices", programs()[1].name)
+    end
   end)
 end)
 
