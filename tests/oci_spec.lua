@@ -9,14 +9,15 @@ local OCI = util.build .. "/bin/lunas-oci"
 local q = util.quote
 
 -- Our own cgroup's path, the deepest of our hierarchies' (the containers' cgroups go below it: nothing of the
--- tests lands outside the cgroup the suite runs in).
+-- tests lands outside the cgroup the suite runs in); "" for the root (the VM lane's guest runs the suite there),
+-- so that own_cgroup() .. "/" .. id is an absolute path without "//".
 local function own_cgroup()
   local best = "/"
   for line in util.read("/proc/self/cgroup"):gmatch("[^\n]+") do
     local path = line:match("^%d+:[^:]*:(.*)$")
     if path and #path > #best then best = path end
   end
-  return best
+  return best == "/" and "" or best
 end
 
 local counter = 0
@@ -273,10 +274,11 @@ describe("lunas-oci device rules #root", function()
       end
     end)
     defer(function() oci(dir, { "delete", "--force", id }) end)
-    assert.equal(0, select(2, oci(dir, { "run", "--detach", "--bundle", dir, id })))
+    local out, code = oci(dir, { "run", "--detach", "--bundle", dir, id })
+    assert.equal(0, code, out)
     local probe = "for d in null zero full random urandom net/tun; do if (exec 3<>/dev/$d) 2>/dev/null; "
       .. "then echo $d ok; else echo $d denied; fi; done; mknod /tmp/n c 10 200 && echo mknod ok"
-    local out, code = oci(dir, { "exec", id, "sh", "-c", probe })
+    out, code = oci(dir, { "exec", id, "sh", "-c", probe })
     assert.equal(0, code, out)
     assert.equal("null ok\nzero ok\nfull ok\nrandom ok\nurandom ok\nnet/tun denied\nmknod ok\n", out)
     local layout = require("lunas.cgroup").layout()
@@ -357,6 +359,15 @@ local PROBE = table.concat({
 describe("lunas-oci and runc side by side #root", function()
   local function have_runc() return os.execute("command -v runc >/dev/null 2>&1") == true end
 
+  -- Until lunas-oci supported cgroup v2's device policy these ran on the hybrid host only. On pure v2 (the VM
+  -- lane, Debian's 6.1 kernel) runc 1.1.5 and lunas-oci then differ in two things no test here has settled yet:
+  -- runc links /dev/core to /proc/kcore (that kernel has it; the development kernel has not), and its
+  -- /sys/fs/cgroup shows type "cgroup" where lunas-oci's shows "cgroup2".
+  local function comparable_here()
+    if require("lunas.cgroup").layout().controllers.devices == 1 then return true end
+    pending("on pure cgroup v2, runc adds /dev/core and shows /sys/fs/cgroup as type cgroup: not compared yet")
+  end
+
   -- The probe's output for a bundle under runc and under lunas-oci.
   local function both(defer, edit)
     local outs = {}
@@ -373,7 +384,7 @@ describe("lunas-oci and runc side by side #root", function()
   end
 
   it("runc's template bundle: the same ids, capabilities, mounts, masks, limits", function()
-    if not device_cgroup() then return end
+    if not device_cgroup() or not comparable_here() then return end
     if not have_runc() then return pending("needs runc (Debian's package)") end
     local defer = util.cleanups(finally)
     local runc, lunas = both(defer)
@@ -382,7 +393,7 @@ describe("lunas-oci and runc side by side #root", function()
   end)
 
   it("a non-root user with extra groups, a seccomp profile, no no_new_privs, a read-only root, sysctls", function()
-    if not device_cgroup() then return end
+    if not device_cgroup() or not comparable_here() then return end
     if not have_runc() then return pending("needs runc (Debian's package)") end
     local defer = util.cleanups(finally)
     local runc, lunas = both(defer, function(config)

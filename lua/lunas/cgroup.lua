@@ -1129,8 +1129,10 @@ end
 -- (-1 or nil: any), access = "rwm" (default)}, read as cgroup v1's devices.allow and devices.deny lines written
 -- in order: nothing is allowed unless a rule says so, and for each access the last rule that matches decides.
 -- `{}` denies every device. It goes to the cgroup's v2 directory as a BPF program (core.cgroup_device_filter),
--- on pure v2 and on a hybrid host's unified tree alike; a second call replaces the first. A cgroup without a v2
--- directory (pure v1) raises EOPNOTSUPP: there, write devices.deny and devices.allow with `set`.
+-- on pure v2 and on a hybrid host's unified tree alike; a second call replaces the first. (On a hybrid host, the
+-- v1 devices controller's rules, where the cgroup has a directory there, apply too: an access must pass both.) A
+-- cgroup without a v2 directory (pure v1) raises EOPNOTSUPP: there, write devices.deny and devices.allow with
+-- `set`.
 -- @tparam table rules
 -- @return self
 function Cgroup:devices(rules)
