@@ -229,6 +229,20 @@ local expectations = {
       assert.is_true(inventory.by_type.net.namespaces >= 2) -- ours and the sandbox's
     end,
   },
+  ["device_policy.lua"] = {
+    tags = " #root",
+    needs = { "root", "cgroup_device_bpf" },
+    check = function(name)
+      local out, err, code = sh(example_command(name))
+      assert.are.equal(0, code, err)
+      assert.are.equal("write /dev/null: allowed\nread /dev/urandom: allowed\nwrite /dev/urandom: denied\n"
+        .. "read /dev/zero: denied\nmknod c 1 3: denied\n", out)
+      -- the same from here, outside the cgroup: nothing changed
+      local zero = assert(io.open("/dev/zero", "rb"))
+      assert.are.equal(("\0"):rep(8), zero:read(8))
+      zero:close()
+    end,
+  },
   ["two_hosts.lua"] = {
     tags = " #root",
     needs = { "root" },

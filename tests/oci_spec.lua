@@ -9,23 +9,24 @@ local OCI = util.build .. "/bin/lunas-oci"
 local q = util.quote
 
 -- Our own cgroup's path, the deepest of our hierarchies' (the containers' cgroups go below it: nothing of the
--- tests lands outside the cgroup the suite runs in).
+-- tests lands outside the cgroup the suite runs in); "" for the root (the VM lane's guest runs the suite there),
+-- so that own_cgroup() .. "/" .. id is an absolute path without "//".
 local function own_cgroup()
   local best = "/"
   for line in util.read("/proc/self/cgroup"):gmatch("[^\n]+") do
     local path = line:match("^%d+:[^:]*:(.*)$")
     if path and #path > #best then best = path end
   end
-  return best
+  return best == "/" and "" or best
 end
 
 local counter = 0
 
--- runc's template asks for a device cgroup policy: v1's devices controller here; v2's needs a BPF program,
--- which lunas-oci does not load yet (it refuses the config then).
+-- runc's template asks for a device cgroup policy: v1's devices controller where there is one, else a BPF
+-- program on the container's cgroup v2 directory, which bpf(2) must accept here.
 local function device_cgroup()
   if require("lunas.cgroup").layout().controllers.devices == 1 then return true end
-  pending("needs the cgroup v1 devices controller: the device policy of cgroup v2 (a BPF program) is not supported yet")
+  return require("support.kernel").requires("cgroup_device_bpf")
 end
 
 -- A bundle: a busybox root file system and runc's template config, changed by edit(config). Returns the
@@ -405,6 +406,51 @@ describe("lunas-oci idmapped binds #root", function()
   end)
 end)
 
+describe("lunas-oci device rules #root", function()
+  it("keep runc's default devices usable, refuse the others, and change with update", function()
+    if not device_cgroup() then return end
+    local defer = util.cleanups(finally)
+    local dir, id = bundle(defer, function(config)
+      config.process.args = { "sleep", "1000" }
+      -- a node of linux.devices: allowed as runc allows it
+      config.linux.devices = { { path = "/dev/net/tun", type = "c", major = 10, minor = 200, fileMode = 438 } }
+      -- (mknod needs the capability too: then runc's default rules allow it for every device)
+      for _, set in ipairs{ "bounding", "effective", "permitted" } do
+        table.insert(config.process.capabilities[set], "CAP_MKNOD")
+      end
+    end)
+    defer(function() oci(dir, { "delete", "--force", id }) end)
+    local out, code = oci(dir, { "run", "--detach", "--bundle", dir, id })
+    assert.equal(0, code, out)
+    -- /tmp/fuse: a node any rule lets the container make, and none lets it open (runc's template denies all)
+    local probe = "mknod /tmp/fuse c 10 229 && echo mknod ok; for d in /dev/null /dev/zero /dev/full /dev/random "
+      .. "/dev/urandom /dev/net/tun /tmp/fuse; do if (exec 3</$d) 2>/dev/null; then echo $d ok; else echo $d denied; fi; done"
+    out, code = oci(dir, { "exec", id, "sh", "-c", probe })
+    assert.equal(0, code, out)
+    assert.equal("mknod ok\n/dev/null ok\n/dev/zero ok\n/dev/full ok\n/dev/random ok\n/dev/urandom ok\n"
+      .. "/dev/net/tun ok\n/tmp/fuse denied\n", out)
+    local layout = require("lunas.cgroup").layout()
+    local function programs()
+      return assert(core.cgroup_device_programs(layout.v2.mount .. own_cgroup() .. "/" .. id))
+    end
+    if layout.controllers.devices ~= 1 then assert.equal(1, #programs()) end
+    util.write(dir .. "/update.json", json.encode{ devices = { { allow = true, type = "c", major = 10, minor = 229,
+      access = "r" } } })
+    out, code = oci(dir, { "update", "--resources", dir .. "/update.json", id })
+    assert.equal(0, code, out)
+    out, code = oci(dir, { "exec", id, "sh", "-c", "exec 3</tmp/fuse && echo fuse ok" })
+    assert.equal(0, code, out)
+    assert.equal("fuse ok\n", out)
+    if layout.controllers.devices == 1 then
+      assert.matches("c 10:229 r", util.read(cgroup_file(id, "devices", "devices.list")), 1, true)
+    else
+      -- replaced, not added to
+      assert.equal(1, #programs())
+      assert.equal("lunas_devices", programs()[1].name)
+    end
+  end)
+end)
+
 describe("lunas-oci exec #root", function()
   it("runs a process in a running container: its namespaces, cgroup, the config's capabilities; status and pid file", function()
     if not device_cgroup() then return end
@@ -461,6 +507,15 @@ local PROBE = table.concat({
 describe("lunas-oci and runc side by side #root", function()
   local function have_runc() return os.execute("command -v runc >/dev/null 2>&1") == true end
 
+  -- Until lunas-oci supported cgroup v2's device policy these ran on the hybrid host only. On pure v2 (the VM
+  -- lane, Debian's 6.1 kernel) runc 1.1.5 and lunas-oci then differ in two things no test here has settled yet:
+  -- runc links /dev/core to /proc/kcore (that kernel has it; the development kernel has not), and its
+  -- /sys/fs/cgroup shows type "cgroup" where lunas-oci's shows "cgroup2".
+  local function comparable_here()
+    if require("lunas.cgroup").layout().controllers.devices == 1 then return true end
+    pending("on pure cgroup v2, runc adds /dev/core and shows /sys/fs/cgroup as type cgroup: not compared yet")
+  end
+
   -- The probe's output for a bundle under runc and under lunas-oci.
   local function both(defer, edit)
     local outs = {}
@@ -477,7 +532,7 @@ describe("lunas-oci and runc side by side #root", function()
   end
 
   it("runc's template bundle: the same ids, capabilities, mounts, masks, limits", function()
-    if not device_cgroup() then return end
+    if not device_cgroup() or not comparable_here() then return end
     if not have_runc() then return pending("needs runc (Debian's package)") end
     local defer = util.cleanups(finally)
     local runc, lunas = both(defer)
@@ -677,7 +732,7 @@ describe("lunas-oci and runc side by side #root", function()
   end)
 
   it("a non-root user with extra groups, a seccomp profile, no no_new_privs, a read-only root, sysctls", function()
-    if not device_cgroup() then return end
+    if not device_cgroup() or not comparable_here() then return end
     if not have_runc() then return pending("needs runc (Debian's package)") end
     local defer = util.cleanups(finally)
     local runc, lunas = both(defer, function(config)

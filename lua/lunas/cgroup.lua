@@ -1138,6 +1138,56 @@ function Cgroup:fd()
   return check(core.cgroup_open(self.dirs.v2))
 end
 
+local DEVICE_RULE_FIELDS = { allow = true, type = true, major = true, minor = true, access = true }
+local DEVICE_NUMBER_MAX = { major = 4095, minor = 1048575 }
+
+local function check_device_rule(i, r)
+  local field = ("devices[%d]"):format(i)
+  if type(r) ~= "table" then misuse(field, "a rule table expected, got %s", type(r)) end
+  for k in pairs(r) do
+    if not DEVICE_RULE_FIELDS[k] then misuse(field, "unknown field '%s'", tostring(k)) end
+  end
+  if type(r.allow) ~= "boolean" then misuse(field .. ".allow", "boolean expected, got %s", type(r.allow)) end
+  if r.type ~= nil and r.type ~= "a" and r.type ~= "c" and r.type ~= "b" then
+    misuse(field .. ".type", "\"a\", \"c\" or \"b\" expected, got %s", tostring(r.type))
+  end
+  for name, max in pairs(DEVICE_NUMBER_MAX) do
+    local v = r[name]
+    if v ~= nil and (math.type(v) ~= "integer" or v < -1 or v > max) then
+      misuse(field .. "." .. name, "an integer from 0 to %d expected (-1 or nil: any), got %s", max, tostring(v))
+    end
+  end
+  if r.access ~= nil and (type(r.access) ~= "string" or not r.access:match("^[rwm]+$")) then
+    misuse(field .. ".access", "a string of r, w and m expected, got %s", tostring(r.access))
+  end
+end
+
+--- Sets the device policy of this cgroup: which char and block devices its processes may open (r, w) and create
+-- (m). rules is an array of {allow = boolean, type = "a" | "c" | "b" (default "a": both), major = n, minor = n
+-- (-1 or nil: any), access = "rwm" (default)}, read as cgroup v1's devices.allow and devices.deny lines written
+-- in order: nothing is allowed unless a rule says so, and for each access the last rule that matches decides.
+-- `{}` denies every device. It goes to the cgroup's v2 directory as a BPF program (core.cgroup_device_filter),
+-- on pure v2 and on a hybrid host's unified tree alike; a second call replaces the first. (On a hybrid host, the
+-- v1 devices controller's rules, where the cgroup has a directory there, apply too: an access must pass both.) A
+-- cgroup without a v2 directory (pure v1) raises EOPNOTSUPP: there, write devices.deny and devices.allow with
+-- `set`.
+-- @tparam table rules
+-- @return self
+function Cgroup:devices(rules)
+  assert_open(self)
+  if type(rules) ~= "table" then misuse("devices", "an array of rules expected, got %s", type(rules)) end
+  for k in pairs(rules) do
+    if math.type(k) ~= "integer" or k < 1 or k > #rules then misuse("devices", "an array of rules expected") end
+  end
+  for i, r in ipairs(rules) do check_device_rule(i, r) end
+  if not self.dirs.v2 then
+    fail(("devices: %s has no cgroup v2 directory for a device program (on cgroup v1, write devices.deny and "
+      .. "devices.allow with set)"):format(tostring(self)), "EOPNOTSUPP", { field = "devices" })
+  end
+  check(core.cgroup_device_filter(self.dirs.v2, rules))
+  return self
+end
+
 --- True when the cgroup has v1 parts that a new process must join after it is born.
 function Cgroup:has_v1()
   return next(self.dirs.v1) ~= nil

@@ -188,6 +188,15 @@ return function(h)
     ["core.cgroup_write"] = { function() return v( "/sys/fs/cgroup", "/tmp/fuzz" ), v( "cgroup.procs", "x",
       "../x" ), v( "0", 1, "max" ) end },
     ["core.cgroup_wait"] = { function() return "/tmp/fuzz", "cgroup.events", "populated 0", 0.01 end },
+    ["core.cgroup_device_filter"] = { function()
+      local rules = {}
+      for i = 1, random(0, 4) do
+        rules[i] = { allow = v( true, false, 1 ), type = v( nil, "a", "c", "b", "u" ), major = v( nil, -1, 1, 4095,
+          4096, -2, 1.5 ), minor = v( nil, -1, 3, 1048575, 1048576 ), access = v( nil, "r", "rwm", "m", "", "x" ) }
+      end
+      return v( "/sys/fs/cgroup", "/tmp/fuzz", directory_fd(), "x" ), rules
+    end },
+    ["core.cgroup_device_programs"] = { function() return v( "/sys/fs/cgroup", "/tmp/fuzz", directory_fd() ) end },
     ["core.chown"] = { function() return path(), random(-1, 70000), random(-1, 70000) end },
     ["core.id_maps"] = { function()
       local p = child()

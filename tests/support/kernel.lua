@@ -146,6 +146,24 @@ probes.cgroup_write = function()
   return true
 end
 
+-- Can this process attach a device program (cgroup v2's device policy, BPF) to a cgroup of its own? Tried for
+-- real on a new cgroup's v2 directory (the unified tree of a hybrid host too), then removed with it.
+probes.cgroup_device_bpf = function()
+  local ok, cgroup = pcall(require, "lunas.cgroup")
+  if not ok then return false, "lunas.cgroup does not load: " .. tostring(cgroup) end
+  local core, errors = require "lunas.core", require "lunas.errors"
+  local cg, err = errors.try(cgroup.new, { name = "lunas-probe-devices-" .. tostring(core.getpid()) })
+  if not cg then return false, "no cgroup of our own: " .. tostring(err.msg or err) end
+  if not cg.dirs.v2 then
+    cg:close()
+    return false, "no cgroup2 tree to attach a device program to"
+  end
+  local attached, msg = core.cgroup_device_filter(cg.dirs.v2, { { allow = true } })
+  cg:close()
+  if not attached then return false, "bpf(2) does not attach a device program here: " .. msg end
+  return true
+end
+
 probes.timens = function()
   if exists("/proc/self/ns/time") then return true end
   return false, "no /proc/self/ns/time (kernel without CONFIG_TIME_NS or older than 5.6)"

@@ -207,7 +207,15 @@ end
 
 local function apply_resources(cg, writes)
   for _, w in ipairs(writes) do
-    local ok, msg, code = cg:set(w.controller, w.file, w.value)
+    local ok, msg, code
+    if w.rules then
+      -- cgroup v2's device policy: a BPF program on the container's cgroup, replacing the one of a create before
+      local err
+      ok, err, code = errors.try(cg.devices, cg, w.rules)
+      msg = err and err.msg
+    else
+      ok, msg, code = cg:set(w.controller, w.file, w.value)
+    end
     if not ok then oci_error(("linux.resources.%s: %s"):format(w.field, msg), code) end
   end
 end

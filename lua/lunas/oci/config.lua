@@ -380,19 +380,12 @@ function M.tree(spec, config, bundle, new_ns, terminal)
   return configured
 end
 
--- The device cgroup's rules after the config's own, as runc appends them (podman and containerd rely on it:
--- their configs deny everything and allow nothing): mknod of any node, the usual character devices, ptys and
--- tun; then every device of linux.devices.
-local ALLOWED_DEVICES = {
-  { type = "c", access = "m" }, { type = "b", access = "m" },
-  { type = "c", major = 1, minor = 3 }, { type = "c", major = 1, minor = 5 }, { type = "c", major = 1, minor = 7 },
-  { type = "c", major = 1, minor = 8 }, { type = "c", major = 1, minor = 9 }, { type = "c", major = 5, minor = 0 },
-  { type = "c", major = 5, minor = 2 }, { type = "c", major = 10, minor = 200 }, { type = "c", major = 136 },
-}
+-- The device cgroup's rules: the config's, then an allow rule per linux.devices node, as runc adds them (runc's
+-- default rules, which podman's and containerd's deny-all configs rely on, follow: lunas.oci.resources).
 local RULE_TYPES = { char = "c", block = "b" }
 
---- linux.resources with the device rules the container gets: the config's, then runc's defaults, then an allow
--- rule per linux.devices entry (fifos need none). Nil stays nil when the config has no device rules at all.
+--- linux.resources with the device rules the container gets: the config's, then an allow rule per linux.devices
+-- entry (fifos need none). Nil stays nil when the config has no device rules at all.
 -- @tparam table|nil resources linux.resources
 -- @tparam table devices linux.devices, as M.tree returns them
 -- @treturn table|nil
@@ -402,9 +395,6 @@ function M.device_rules(resources, devices)
   for k, v in pairs(resources) do out[k] = v end
   local rules = {}
   for _, r in ipairs(resources.devices) do rules[#rules + 1] = r end
-  for _, r in ipairs(ALLOWED_DEVICES) do
-    rules[#rules + 1] = { allow = true, type = r.type, major = r.major, minor = r.minor, access = r.access or "rwm" }
-  end
   for _, d in ipairs(devices) do
     if RULE_TYPES[d.type] then
       rules[#rules + 1] = { allow = true, type = RULE_TYPES[d.type], major = d.major, minor = d.minor, access = "rwm" }

@@ -144,25 +144,63 @@ local function block_io(w, b, version)
   end
 end
 
--- The v1 device controller's rule text: "c 1:3 rwm", "a *:* rwm".
+-- The device rules runc adds after a config's own (its AllowedDevices; crun has the same list): podman's and
+-- containerd's configs deny every device first and count on these for the container's /dev to work. A later rule
+-- wins, so a config cannot take them away, on runc as here.
+local DEFAULT_DEVICE_RULES = {
+  { allow = true, type = "c", access = "m" }, { allow = true, type = "b", access = "m" },
+  { allow = true, type = "c", major = 1, minor = 3, access = "rwm" },   -- /dev/null
+  { allow = true, type = "c", major = 1, minor = 8, access = "rwm" },   -- /dev/random
+  { allow = true, type = "c", major = 1, minor = 7, access = "rwm" },   -- /dev/full
+  { allow = true, type = "c", major = 5, minor = 0, access = "rwm" },   -- /dev/tty
+  { allow = true, type = "c", major = 1, minor = 5, access = "rwm" },   -- /dev/zero
+  { allow = true, type = "c", major = 1, minor = 9, access = "rwm" },   -- /dev/urandom
+  { allow = true, type = "c", major = 136, access = "rwm" },            -- /dev/pts/*
+  { allow = true, type = "c", major = 5, minor = 2, access = "rwm" },   -- /dev/ptmx
+  { allow = true, type = "c", major = 10, minor = 200, access = "rwm" }, -- /dev/net/tun (runc 1.1's list has it)
+}
+
+-- A config's device rule as {allow, type, major, minor, access} (major and minor nil: any). An "a" rule is every
+-- device and every access whatever else it says, as v1's kernel reads it (runc too).
 local function device_rule(field, d)
-  local kind = d.type or "a"
+  if type(d) ~= "table" then refuse(field, "object expected") end
+  if type(d.allow) ~= "boolean" then refuse(field .. ".allow", "true or false expected") end
+  local kind = d.type
+  if kind == nil or kind == json.null then kind = "a" end
   if kind ~= "a" and kind ~= "c" and kind ~= "b" then refuse(field .. ".type", "a, c or b expected, got %s", tostring(kind)) end
-  local function number(v) return (v == nil or v == json.null or v < 0) and "*" or tostring(v) end
-  local access = d.access or "rwm"
-  if type(access) ~= "string" or not access:match("^[rwm]*$") or access == "" then refuse(field .. ".access", "r, w and m expected") end
-  if kind == "a" then return "a *:* " .. access end
-  return ("%s %s:%s %s"):format(kind, number(int(field .. ".major", d.major)), number(int(field .. ".minor", d.minor)), access)
+  if kind == "a" then return { allow = d.allow, type = "a", access = "rwm" } end
+  local access = d.access
+  if access == nil or access == json.null then access = "rwm" end
+  if type(access) ~= "string" or not access:match("^[rwm]+$") then refuse(field .. ".access", "r, w and m expected") end
+  local function number(name, max)
+    local v = int(field .. "." .. name, d[name])
+    if v == nil or v < 0 then return nil end
+    if v > max then refuse(field .. "." .. name, "0 to %d expected, got %d", max, v) end
+    return v
+  end
+  return { allow = d.allow, type = kind, major = number("major", 4095), minor = number("minor", 1048575),
+    access = access }
 end
 
+-- The v1 device controller's rule text: "c 1:3 rwm", "a *:* rwm".
+local function device_rule_text(r)
+  local function number(v) return v and tostring(v) or "*" end
+  return ("%s %s:%s %s"):format(r.type, number(r.major), number(r.minor), r.access)
+end
+
+-- v1: devices.deny and devices.allow lines in order; v2: one entry {controller = "devices", rules = {...}} for a
+-- BPF program (lunas.cgroup's Cgroup:devices), which has no file to write.
 local function devices(w, list, version)
+  local rules = {}
+  for i, d in ipairs(list) do rules[#rules + 1] = device_rule(("devices[%d]"):format(i - 1), d) end
+  for _, r in ipairs(DEFAULT_DEVICE_RULES) do rules[#rules + 1] = r end
   if version == 2 then
-    refuse("devices", "the device cgroup of cgroup v2 (a BPF program) is not supported yet")
+    w[#w + 1] = { controller = "devices", rules = rules, field = "devices" }
+    return
   end
-  for i, d in ipairs(list) do
-    local field = ("devices[%d]"):format(i - 1)
-    if type(d) ~= "table" then refuse(field, "object expected") end
-    add(w, "devices", d.allow and "devices.allow" or "devices.deny", device_rule(field, d), field)
+  for i, r in ipairs(rules) do
+    local field = i <= #list and ("devices[%d]"):format(i - 1) or "devices (runc's default rules)"
+    add(w, "devices", r.allow and "devices.allow" or "devices.deny", device_rule_text(r), field)
   end
 end
 
@@ -176,7 +214,8 @@ local function hugepages(w, list, version)
   end
 end
 
---- The writes for a resources object: a list of {controller, file, value, field}, in order. version(controller)
+--- The writes for a resources object: a list of {controller, file, value, field}, in order; the device rules on
+-- cgroup v2 are one {controller = "devices", rules, field} (for Cgroup:devices, not a file). version(controller)
 -- gives the hierarchy version of a controller here (1 or 2; nil: not here); current_memsw the v1 memory+swap
 -- limit in force (to order the memory writes).
 -- @tparam table r linux.resources
@@ -203,7 +242,10 @@ function M.writes(r, version, current_memsw)
     need("pids", "pids")
   end
   if type(r.blockIO) == "table" and next(r.blockIO) then block_io(w, r.blockIO, need("io", "blockIO")) end
-  if type(r.devices) == "table" and #r.devices > 0 then devices(w, r.devices, need("devices", "devices")) end
+  if type(r.devices) == "table" and #r.devices > 0 then
+    -- v1's devices controller where there is one; else cgroup v2's BPF program (pure v2 has no such controller)
+    devices(w, r.devices, version("devices") == 1 and 1 or 2)
+  end
   if type(r.hugepageLimits) == "table" and #r.hugepageLimits > 0 then
     hugepages(w, r.hugepageLimits, need("hugetlb", "hugepageLimits"))
   end
