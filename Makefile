@@ -185,7 +185,7 @@ valgrind: deps
 	LUNAS_ROOT="$(CURDIR)" LUNAS_BUILD="$(CURDIR)/build/valgrind" sh tests/valgrind.sh
 
 bench: deps
-	$(MAKE) EXTRA_PACKAGES="$(BENCH_PACKAGES)" deps
+	$(MAKE) EXTRA_PACKAGES="$(BENCH_PACKAGES) $(OCI_TEST_PACKAGES)" deps
 	$(MAKE) all
 	LUNAS_ROOT="$(CURDIR)" LUNAS_BUILD="$(CURDIR)/$(BUILD)" sh tests/bench/run.sh $(BENCH_ARGS)
 

@@ -14,6 +14,8 @@
 #   - the same plus a net namespace
 #   - an OCI runtime's run (create, start, wait, delete) of one bundle with a cgroup: crun (the base), runc and
 #     lunas-oci where /sys/fs/cgroup shows the cgroup2 tree alone; runc and lunas-oci on a hybrid host's layout
+#   - podman run --rm IMAGE true with crun (the base), runc and lunas-oci as podman's runtime, through conmon, in
+#     the private namespaces of tests/oci/clients.sh (tests/bench/podman.sh; BENCH_PODMAN=0 leaves it out)
 #   - spawns per second inside one process: rawns -r N vs build/bin/lunas tests/bench/throughput.lua N
 #   - a spawn with limits (its own cgroup with memory, pids and cpu limits) against the same spawn without
 #   - start-up of an empty program: C, lua5.4 -e "", lunas -e ""
@@ -782,6 +784,38 @@ if [ $DO_LAB = 1 ]; then
         TARGETS="$TARGETS$t
 "
     done
+fi
+
+# podman run --rm IMAGE true through conmon, with crun (the base), runc and lunas-oci as podman's runtime: in the
+# private namespaces of tests/oci/clients.sh (its podman, storage and image), rounds interleaved. Needs podman.
+if [ $DO_SPAWN = 1 ] && [ "${BENCH_PODMAN:-1}" != 0 ]; then
+    pm_work="podman run --rm IMAGE true"
+    if ! command -v podman >/dev/null 2>&1 || ! command -v conmon >/dev/null 2>&1; then
+        printf '%s\t%s\tn/a\t-\t-\tn/a (podman or conmon not installed)\n' "$pm_work" "podman" >>"$ROWS"
+    else
+        case $LUNAS in /*) pm_oci=$(dirname "$LUNAS")/lunas-oci ;; *) pm_oci=$ROOT/$(dirname "$LUNAS")/lunas-oci ;; esac
+        pm_rts="$(command -v crun || echo /usr/bin/crun) $(command -v runc || echo /usr/sbin/runc) $pm_oci"
+        # (crun refuses a hybrid layout whose cgroup2 tree has controllers: that tree stays unmounted inside)
+        OCI_TEST_ONLY=bench OCI_TEST_WRAP=0 OCI_TEST_HIDE_CGROUP2=1 OCI_TEST_HOOK="$ROOT/tests/bench/podman.sh" \
+            BENCH_PODMAN_RUNTIMES="$pm_rts" BENCH_PODMAN_ROUNDS="${BENCH_PODMAN_ROUNDS:-$ROUNDS}" \
+            bash "$ROOT/tests/oci/clients.sh" "$pm_oci" >"$R/podman.out" 2>"$R/podman.err"
+        pm_base=""
+        for rt in $pm_rts; do
+            line=$(grep "^podman-bench $rt " "$R/podman.out")
+            # shellcheck disable=SC2086
+            set -- $line
+            name=$(basename "$rt")
+            if [ -z "$line" ] || [ "${7:-0}" -gt 0 ] || [ "$3" = - ]; then
+                why=$(grep -v '^#' "$R/podman.err" | head -n 1 | cut -c 1-100)
+                printf '%s\t%s\tn/a\t-\t-\tn/a (%s)\n' "$pm_work" "$name" "${why:-no timing: see $R/podman.out}" >>"$ROWS"
+                [ "$name" = crun ] || FAILED="$FAILED podman-$name"
+            else
+                [ -z "$pm_base" ] && pm_base=$3
+                printf '%s\t%s\t%s\t%sx\t-\tp10 %s, p90 %s, n=%s\n' "$pm_work" "$name" "$3" "$(div "$3" "$pm_base")" "$4" "$5" "$6" >>"$ROWS"
+            fi
+            pm_work=""
+        done
+    fi
 fi
 
 if [ $MARKDOWN = 1 ]; then
