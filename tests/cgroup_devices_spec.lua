@@ -330,11 +330,12 @@ describe("lunas-oci's device rules (lunas.oci.resources) #root", function()
     assert.is_nil(w.file)
     assert.same({ allow = false, type = "a", access = "rwm" }, w.rules[1])
     assert.same({ allow = true, type = "c", major = 10, minor = 200, access = "rw" }, w.rules[2])
-    -- then runc's: mknod of anything, the standard char devices, the terminals
+    -- then runc's: mknod of anything, the standard char devices, the terminals, tun
     assert.same({ allow = true, type = "c", access = "m" }, w.rules[3])
     assert.same({ allow = true, type = "c", major = 1, minor = 3, access = "rwm" }, w.rules[5])
-    assert.same({ allow = true, type = "c", major = 136, access = "rwm" }, w.rules[#w.rules - 1])
-    assert.equal(12, #w.rules)
+    assert.same({ allow = true, type = "c", major = 136, access = "rwm" }, w.rules[#w.rules - 2])
+    assert.same({ allow = true, type = "c", major = 10, minor = 200, access = "rwm" }, w.rules[#w.rules])
+    assert.equal(13, #w.rules)
     assert.same({ "devices" }, resources.controllers(writes))
   end)
 
@@ -345,8 +346,8 @@ describe("lunas-oci's device rules (lunas.oci.resources) #root", function()
     for _, w in ipairs(writes) do lines[#lines + 1] = w.file .. " " .. w.value end
     assert.same({ "devices.deny a *:* rwm", "devices.allow b 8:* r", "devices.allow c *:* m", "devices.allow b *:* m",
       "devices.allow c 1:3 rwm", "devices.allow c 1:8 rwm", "devices.allow c 1:7 rwm", "devices.allow c 5:0 rwm",
-      "devices.allow c 1:5 rwm", "devices.allow c 1:9 rwm", "devices.allow c 136:* rwm", "devices.allow c 5:2 rwm" },
-      lines)
+      "devices.allow c 1:5 rwm", "devices.allow c 1:9 rwm", "devices.allow c 136:* rwm", "devices.allow c 5:2 rwm",
+      "devices.allow c 10:200 rwm" }, lines)
   end)
 
   it("refuse a bad rule naming its field", function()
