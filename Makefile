@@ -20,7 +20,7 @@ DEB_PACKAGES = lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libnftables-de
 DOC_PACKAGES = lua-ldoc lua5.1 lua-markdown
 BENCH_PACKAGES = bubblewrap crun runc
 VALGRIND_PACKAGES = valgrind
-VM_PACKAGES = qemu-system-x86 busybox-static kmod cpio
+VM_PACKAGES = qemu-system-x86 busybox-static kmod cpio apparmor
 # bubblewrap's suite: the real bwrap side by side, its Python seccomp test, capsh/getpcaps, the source unpacker
 BWRAP_TEST_PACKAGES = bubblewrap python3 python3-seccomp libcap2-bin dpkg-dev strace util-linux
 # the OCI runtime's real clients (tests/oci/clients.sh): podman (with conmon), containerd (with ctr and its runc shim),

@@ -1,14 +1,15 @@
 # bash completion for lunas: commands, their options, and what an option takes (files, directories, pids,
 # network namespace names). Installed by `make install` into share/bash-completion/completions/lunas.
 
-_lunas_run_options="--add-seccomp-fd --args --argv0 --as-pid-1 --assert-userns-disabled --bind --bind-data --bind-fd
+_lunas_run_options="--add-seccomp-fd --apparmor --args --argv0 --as-pid-1 --assert-userns-disabled --bind --bind-data --bind-fd
   --bind-try --block-fd --cap-add --cap-drop --chdir --chmod --clearenv --cpu --cpu-weight --cpuset --default-tree
-  --dev --dev-bind --dev-bind-try --die-with-parent --dir --disable-userns --file --gid --help --host-root
+  --dev --dev-bind --dev-bind-try --die-with-parent --dir --disable-userns --exec-label --file --file-label --gid --help --host-root
   --hostname --info-fd --json-status --json-status-fd --keep-env --landlock-bind --landlock-connect --landlock-ro
   --landlock-rw --landlock-strict --limits-best-effort --lock-file --mask --memory --memory-high --mqueue
   --new-session --no-die-with-parent --no-harden --no-seccomp --overlay --overlay-src --perms --pidns --pids --proc
   --remount-ro --ro-bind --ro-bind-data --ro-bind-fd --ro-bind-try --ro-overlay --ro-view --ro-view-try --rootfs
-  --seccomp --seccomp-allow --seccomp-deny --seccomp-show --setenv --share-abstract-sockets --share-keyring
+  --seccomp --seccomp-allow --seccomp-deny --seccomp-show --selinux-label --selinux-mount-label --setenv
+  --share-abstract-sockets --share-keyring
   --share-net --share-session --size --stop-timeout --swap --symlink --sync-fd --timeout --tmp-overlay --tmpfs --uid
   --unsetenv --unshare-all --unshare-cgroup --unshare-cgroup-try --unshare-ipc --unshare-net --unshare-pid
   --unshare-user --unshare-user-try --unshare-uts --usage --userns --userns-block-fd --userns2"

@@ -4,6 +4,7 @@
 local core = require "lunas.core"
 local json = require "lunas.json"
 local util = require "support.util"
+local kernel = require "support.kernel"
 
 local OCI = util.build .. "/bin/lunas-oci"
 local q = util.quote
@@ -448,6 +449,40 @@ describe("lunas-oci device rules #root", function()
       assert.equal(1, #programs())
       assert.equal("lunas_devices", programs()[1].name)
     end
+  end)
+end)
+
+describe("lunas-oci LSM labels #root", function()
+  it("runs the container's process under process.apparmorProfile, seen from outside; refuses it without AppArmor", function()
+    if not device_cgroup() then return end
+    local defer = util.cleanups(finally)
+    local enabled = require("lunas.lsm").enabled().apparmor
+    local dir, id = bundle(defer, function(config)
+      config.process.args = { "sh", "-c", "cat /etc/hostname >/dev/null 2>&1 || echo denied; exec sleep 1000" }
+      config.process.apparmorProfile = "lunas-test-oci"
+    end)
+    if not enabled then
+      local out, code = oci(dir, { "create", "--bundle", dir, id })
+      assert.equal(1, code)
+      assert.matches("field 'apparmor': AppArmor is not enabled on this kernel", out, 1, true)
+      assert.is_nil(state_of(dir, id))
+      return
+    end
+    if not kernel.requires("apparmor") then return end
+    local profile = dir .. "/profile"
+    util.write(profile, "profile lunas-test-oci flags=(attach_disconnected,mediate_deleted) {\n  file,\n"
+      .. "  capability,\n  signal,\n  unix,\n  network,\n  deny /etc/hostname r,\n}\n")
+    local _, err, code = util.sh("apparmor_parser -r " .. q(profile))
+    assert.equal(0, code, err)
+    defer(function() util.sh("apparmor_parser -R " .. q(profile)) end)
+    defer(function() oci(dir, { "delete", "--force", id }) end)
+    local out
+    out, code = oci(dir, { "run", "--detach", "--bundle", dir, id })
+    assert.equal(0, code, out)
+    local pid = assert(state_of(dir, id)).pid
+    assert.truthy(util.wait_for(function()
+      return (util.read(("/proc/%d/attr/apparmor/current"):format(pid)) or ""):match("^lunas%-test%-oci %(enforce%)")
+    end, 10))
   end)
 end)
 

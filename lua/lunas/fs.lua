@@ -503,9 +503,21 @@ local function bind(b, src, dest, attrs, recursive, given)
   reopen_root_if(b, dest)
 end
 
+-- File systems that take no SELinux context= option (runc labels the others with the container's mount label).
+local UNLABELED = { proc = true, sysfs = true, mqueue = true, cgroup = true, cgroup2 = true }
+
+-- The options of a new file system, with the sandbox's SELinux mount label where one is given.
+local function labeled(b, fstype, options)
+  if not b.mount_label or UNLABELED[fstype] then return options end
+  local out = {}
+  for k, v in pairs(options) do out[k] = v end
+  out.context = b.mount_label
+  return out
+end
+
 local function new_fs(b, fstype, dest, options, attrs, mode)
   local dest_fd = target(b, dest, "dir", mode, parents_mode(mode))
-  local tree = try(core.fs_mount(fstype, options, { attrs = attrs }))
+  local tree = try(core.fs_mount(fstype, labeled(b, fstype, options), { attrs = attrs }))
   attach(tree, dest_fd)
   reopen_root_if(b, dest)
 end
@@ -526,7 +538,7 @@ local function mask(b, dest, plain)
   fd:close()
   if kind == "dir" then
     if plain then
-      attach(try(core.fs_mount("tmpfs", { ro = true }, { attrs = "rdonly", source = "tmpfs" })), target(b, dest, "dir"))
+      attach(try(core.fs_mount("tmpfs", labeled(b, "tmpfs", { ro = true }), { attrs = "rdonly", source = "tmpfs" })), target(b, dest, "dir"))
       return
     end
     new_fs(b, "tmpfs", dest, { size = "0", mode = "0555" }, "rdonly,nosuid,nodev,noexec")
@@ -807,7 +819,7 @@ general_mount = function(b, e)
     if a == "rdonly" and o.tmpcopyup then readonly = true else attrs[#attrs + 1] = a end
   end
   if o.atime then attrs[#attrs + 1] = o.atime end
-  local tree, msg, code = core.fs_mount(e.fstype, fs_options(o), { attrs = attrs, source = e.source })
+  local tree, msg, code = core.fs_mount(e.fstype, labeled(b, e.fstype, fs_options(o)), { attrs = attrs, source = e.source })
   if not tree and (code == "EPERM" or code == "EINVAL") and SHARED_FALLBACK[e.fstype] then
     tree = try(core.open_tree(host(b, SHARED_FALLBACK[e.fstype]), { clone = true, recursive = true }))
     set_attrs(tree, o)
@@ -982,7 +994,7 @@ end
 -- entries and the hardening apply on top of it. No new root, no pivot: the cheapest tree.
 local function build_on_host(plan, resolved, sources)
   local b = { procs = {}, netns = plan.netns, userns = plan.userns, pidns = plan.pidns, resolved = resolved, old = "",
-    root_path = "/", sources = sources, terminal = plan.terminal }
+    root_path = "/", sources = sources, terminal = plan.terminal, mount_label = plan.mount_label }
   b.root = try(core.open("/", "r"))
   for _, e in ipairs(plan.mounts) do
     if e.index == 0 and e.kind == "proc" then
@@ -1295,7 +1307,8 @@ function M.build(plan)
     try(core.pivot_root(BASE, BASE .. OLD))
     try(core.chdir("/"))
     local b = { procs = {}, netns = plan.netns, userns = plan.userns, pidns = plan.pidns, resolved = resolved,
-      old = OLD, root_path = ROOT_PATH, sources = sources, cgroupns = plan.cgroupns, terminal = plan.terminal }
+      old = OLD, root_path = ROOT_PATH, sources = sources, cgroupns = plan.cgroupns, terminal = plan.terminal,
+      mount_label = plan.mount_label }
     b.root = try(core.open(ROOT_PATH, "r"))
     for _, e in ipairs(plan.mounts) do
       if e.kind == "hooks" then step("hooks", hook_point, b, plan) else step(entry_name(e), apply[e.kind], b, e) end

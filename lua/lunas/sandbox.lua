@@ -165,6 +165,14 @@ end
 
 local function boolean(field, value) return expect_type(field, value, "boolean") end
 
+-- An LSM label: a profile name or a security context, one line of text.
+local function label_field(field, value)
+  if type(value) ~= "string" or value == "" or value:find("[%z\n]") or #value > 4095 then
+    misuse(field, "a label (one line, 1 to 4095 bytes) expected, got %s", tostring(value))
+  end
+  return value
+end
+
 -- A validator of a field that takes one of two words.
 local function one_of(a, b)
   return function(field, value)
@@ -408,6 +416,12 @@ local fields = {
     end
     return v
   end,
+  -- Linux security module labels (lunas.lsm): the AppArmor profile and the SELinux context the payload execs under,
+  -- and the SELinux context of the sandbox's new mounts (their context= option). The kernel must run that module
+  -- (and have the profile loaded): else the spawn fails naming the field.
+  apparmor = label_field,
+  selinux_label = label_field,
+  selinux_mount_label = label_field,
   -- The payload's umask (0 to 0777).
   umask = function(f, v)
     if math.type(v) ~= "integer" or v < 0 or v > 511 then misuse(f, "a mode 0 to 0777 expected, got %s", tostring(v)) end
@@ -984,6 +998,26 @@ local function propagation_flags(word)
   return word
 end
 
+-- The payload's LSM labels are written last before its exec, to its own thread's attribute files: a sandbox
+-- whose first process is the payload opens them now, through the caller's /proc (its tree may have none).
+steps[#steps + 1] = {
+  name = "lsm_open",
+  prepare = function(ctx)
+    local spec = ctx.spec
+    if not (spec.apparmor or spec.selinux_label or spec.selinux_mount_label) then return end
+    -- (lunas's PID 1 would take the label at its own exec, and the payload it forks would not have it)
+    if ctx.fork and (spec.apparmor or spec.selinux_label) then
+      misuse(spec.apparmor and "apparmor" or "selinux_label", "needs as_pid_1 = true or no pid namespace (the payload execs as PID 1)")
+    end
+    local lsm = require "lunas.lsm"
+    lsm.check(spec)
+    ctx.lsm_labels = lsm.exec_labels(spec)
+  end,
+  init = function(ctx)
+    if ctx.lsm_labels and #ctx.lsm_labels > 0 then return require("lunas.lsm").open(ctx.lsm_labels) end
+  end,
+}
+
 steps[#steps + 1] = {
   name = "mounts",
   prepare = function(ctx)
@@ -1019,7 +1053,7 @@ steps[#steps + 1] = {
     ctx.fs_plan = { rootfs = spec.rootfs, mounts = mounts, harden = spec.harden, netns = ctx.ns.net,
       cgroupns = ctx.ns.cgroup, propagation = propagation_flags(spec.root_propagation),
       userns = ctx.ns.user or spec.joined_userns, pidns = ctx.ns.pid or spec.pid_namespace_joined, cwd = cwd,
-      terminal = spec.terminal and {} or nil }
+      terminal = spec.terminal and {} or nil, mount_label = spec.selinux_mount_label }
     -- Host paths are resolved here, as the caller sees them: a source that is not there fails before any clone.
     fs.resolve(ctx.fs_plan)
     -- A range of host ids may not even walk to the sources the spec names, and writes only where the host lets
@@ -1604,6 +1638,13 @@ steps[#steps + 1] = {
       out:close()
       if not ok then return nil, msg, code end
     end
+  end,
+}
+
+steps[#steps + 1] = {
+  name = "lsm",
+  payload = function(ctx)
+    if ctx.lsm_labels and #ctx.lsm_labels > 0 then return require("lunas.lsm").apply(ctx.lsm_labels) end
   end,
 }
 

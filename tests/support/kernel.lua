@@ -164,6 +164,21 @@ probes.cgroup_device_bpf = function()
   return true
 end
 
+-- Can this machine confine a process with an AppArmor profile of a test's own? The module enabled, securityfs
+-- showing its interface, and apparmor_parser to load a profile.
+probes.apparmor = function()
+  local ok, lsm = pcall(require, "lunas.lsm")
+  if not ok then return false, "lunas.lsm does not load: " .. tostring(lsm) end
+  if not lsm.enabled().apparmor then return false, "AppArmor is not enabled on this kernel" end
+  if not exists("/sys/kernel/security/apparmor/.replace") then
+    return false, "no /sys/kernel/security/apparmor (securityfs not mounted)"
+  end
+  if not os.execute("command -v apparmor_parser >/dev/null 2>&1") then
+    return false, "no apparmor_parser (apt-get install apparmor)"
+  end
+  return true
+end
+
 probes.timens = function()
   if exists("/proc/self/ns/time") then return true end
   return false, "no /proc/self/ns/time (kernel without CONFIG_TIME_NS or older than 5.6)"

@@ -23,12 +23,14 @@ mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
 mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "mount cgroup2"
+# The security modules' interface (AppArmor's profiles are loaded through it); a kernel without it goes on.
+mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
 # Controllers for the subtrees the specs create (a pure cgroup v2 host as most distributions run it).
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control; done
 echo 1 > /proc/sys/kernel/sysrq
 hostname lunas-vm
 ip link set lo up
-echo "== VM: kernel $(uname -r), cgroup controllers: $(cat /sys/fs/cgroup/cgroup.controllers) =="
+echo "== VM: kernel $(uname -r), cgroup controllers: $(cat /sys/fs/cgroup/cgroup.controllers), LSMs: $(cat /sys/kernel/security/lsm 2>/dev/null) =="
 LUNAS_BUSTED_ARGS=$(cat "$LUNAS_BUILD/vm/busted-args" 2>/dev/null)
 export LUNAS_BUSTED_ARGS
 cd "$LUNAS_ROOT" && LUNAS_ROOT="$LUNAS_ROOT" LUNAS_BUILD="$LUNAS_BUILD" LUNAS_VM=1 sh tests/run.sh

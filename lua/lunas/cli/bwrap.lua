@@ -159,9 +159,9 @@ local function to_spec(st)
   if spec.hostname and not st.unshare.uts then fail("Specifying --hostname requires --unshare-uts") end
   if spec.as_pid_1 and not st.unshare.pid then fail("Specifying --as-pid-1 requires --unshare-pid") end
   if spec.as_pid_1 and #st.lock_files > 0 then fail("Specifying --as-pid-1 and --lock-file is not permitted") end
-  if (st.exec_label or st.file_label) and selinux_enabled() then
+  if selinux_enabled() then
     -- (without SELinux, bubblewrap ignores both, and so does this front end)
-    fail((st.exec_label and "--exec-label" or "--file-label") .. ": SELinux labels are not supported by lunas yet")
+    spec.selinux_label, spec.selinux_mount_label = st.exec_label, st.file_label
   end
   local names = { "mount" }
   if user then names[#names + 1] = "user" end

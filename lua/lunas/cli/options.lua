@@ -207,6 +207,10 @@ M.OPTIONS = {
   ["--json-status"] = { n = 1, modes = RUN, fn = function(st, _, v) st.json_status = v end },
   ["--exec-label"] = { n = 1, fn = function(st, _, v) st.exec_label = v end },
   ["--file-label"] = { n = 1, fn = function(st, _, v) st.file_label = v end },
+  ["--apparmor"] = { n = 1, modes = RUN, field = "apparmor", fn = function(st, _, v) st.spec.apparmor = v end },
+  ["--selinux-label"] = { n = 1, modes = RUN, field = "selinux_label", fn = function(st, _, v) st.exec_label = v end },
+  ["--selinux-mount-label"] = { n = 1, modes = RUN, field = "selinux_mount_label",
+    fn = function(st, _, v) st.file_label = v end },
   ["--level-prefix"] = { n = 0, modes = BWRAP, fn = function(st) st.level_prefix = true end },
   -- file system, in order
   ["--bind"] = { n = 2, fn = bind_kind("bind") },

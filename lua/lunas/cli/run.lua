@@ -121,6 +121,10 @@ Confinement (defaults: every capability dropped, securebits locked, no_new_privs
   --landlock-ro PATH  --landlock-rw PATH   with either, CMD reaches only the listed paths (read-only, or fully)
   --landlock-connect PORT  --landlock-bind PORT   with either, TCP connect/bind only to the listed ports
   --landlock-strict      fail when the kernel cannot enforce a Landlock rule (default: a warning)
+  --apparmor PROFILE     CMD execs under that AppArmor profile (loaded already: apparmor_parser -r)
+  --selinux-label CTX  --selinux-mount-label CTX   CMD's SELinux exec context, and the context of the
+                         sandbox's new mounts (bubblewrap's --exec-label and --file-label); either needs
+                         --as-pid-1 or no pid namespace, and the kernel running that module
   --share-abstract-sockets   with --share-net, reach the host's abstract unix sockets too (by default
                          Landlock keeps them out of reach where the kernel has ABI 6; a warning where not)
   --help
@@ -200,10 +204,9 @@ function M.parse(args)
   local st = options.parse(args, "run")
   if st == "help" then return "help" end
   if #st.argv == 0 then error({ usage = "no command given" }, 0) end
-  if st.exec_label or st.file_label then
-    error({ usage = (st.exec_label and "--exec-label" or "--file-label") .. ": SELinux labels are not supported yet" }, 0)
-  end
   local spec = st.spec
+  -- (bubblewrap's names for the SELinux labels, and lunas's)
+  spec.selinux_label, spec.selinux_mount_label = st.exec_label, st.file_label
   spec.argv = st.argv
   if #st.mounts > 0 then spec.mounts = st.mounts end
   if #st.lock_files > 0 then spec.lock_files = st.lock_files end

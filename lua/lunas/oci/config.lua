@@ -126,8 +126,6 @@ local UNSUPPORTED_PROCESS = {
   ioPriority = "I/O priorities are not supported yet",
   scheduler = "scheduling policies are not supported yet",
   execCPUAffinity = "CPU affinity at exec is not supported yet",
-  apparmorProfile = "AppArmor profiles are not applied by lunas yet (this host's kernel has no LSM enabled)",
-  selinuxLabel = "SELinux labels are not applied by lunas yet (this host's kernel has no LSM enabled)",
 }
 
 --- The process section (also what exec's process.json holds): argv, environment, working directory, user,
@@ -151,6 +149,11 @@ function M.process(spec, process, ctx)
   capabilities(spec, process.capabilities, ctx.warn, ctx.capabilities)
   rlimits(spec, process.rlimits)
   spec.no_new_privs = expect("process.noNewPrivileges", process.noNewPrivileges, "boolean") == true
+  -- (an empty label is none, as runc takes it)
+  local profile = expect("process.apparmorProfile", process.apparmorProfile, "string")
+  if profile and profile ~= "" then spec.apparmor = profile end
+  local label = expect("process.selinuxLabel", process.selinuxLabel, "string")
+  if label and label ~= "" then spec.selinux_label = label end
   spec.oom_score_adj = expect_integer("process.oomScoreAdj", process.oomScoreAdj, -1000, 1000)
   local terminal = { terminal = expect("process.terminal", process.terminal, "boolean") == true }
   local size = expect("process.consoleSize", process.consoleSize, "table")
@@ -513,7 +516,6 @@ local UNSUPPORTED_LINUX = {
   intelRdt = "Intel RDT is not supported (no /sys/fs/resctrl)",
   netDevices = "moving network devices in is not supported yet",
   memoryPolicy = "memory policies are not supported yet",
-  mountLabel = "SELinux mount labels are not applied by lunas yet",
 }
 
 local function misc(spec, config, new_ns)
@@ -524,6 +526,8 @@ local function misc(spec, config, new_ns)
       refuse("linux." .. field, "%s", why)
     end
   end
+  local mount_label = expect("linux.mountLabel", linux.mountLabel, "string")
+  if mount_label and mount_label ~= "" then spec.selinux_mount_label = mount_label end
   spec.hostname = expect("hostname", config.hostname, "string")
   if spec.hostname == "" then spec.hostname = nil end
   spec.domainname = expect("domainname", config.domainname, "string")
