@@ -944,8 +944,9 @@ describe("lunas-oci hooks #root", function()
 
   it("fails create on a failing hook, in the hook's words, and leaves nothing; poststop runs", function()
     if not device_cgroup() then return end
+    -- (one finally per test: busted keeps the last one given)
+    local defer = util.cleanups(finally)
     for _, kind in ipairs{ "prestart", "createRuntime", "createContainer" } do
-      local defer = util.cleanups(finally)
       local dir, id = hook_bundle(defer, OCI, function(config, d)
         -- (the runtime hooks' record has the container's pid: it has to be gone afterwards)
         config.hooks.createRuntime = { hook(d, "createRuntime") }
