@@ -37,7 +37,7 @@ end
 -- What a payload prints of its own label and of /etc/hostname, run with `extra` spec fields.
 local function probe(extra)
   local r, w = assert(core.pipe())
-  local spec = { argv = { "sh", "-c", "cat /proc/self/attr/apparmor/current; echo; cat /etc/hostname >/dev/null 2>&1"
+  local spec = { argv = { "sh", "-c", "cat /proc/self/attr/apparmor/current; cat /etc/hostname >/dev/null 2>&1"
     .. " && echo hostname-read || echo hostname-denied" }, as_pid_1 = true, stdout = w, rootfs = "host" }
   for k, v in pairs(extra or {}) do spec[k] = v end
   local ok, result = pcall(function() return sandbox.new(spec):run() end)
@@ -100,7 +100,7 @@ describe("lsm labels", function()
     local defer = util.cleanups(finally)
     load_profile(defer)
     local out, err, code = util.sh(util.quote(util.bin) .. " run --as-pid-1 --apparmor " .. PROFILE
-      .. " -- sh -c 'cat /proc/self/attr/apparmor/current; echo; cat /etc/hostname >/dev/null 2>&1 || echo denied'")
+      .. " -- sh -c 'cat /proc/self/attr/apparmor/current; cat /etc/hostname >/dev/null 2>&1 || echo denied'")
     assert.equal(0, code, err)
     assert.equal(PROFILE .. " (enforce)\ndenied\n", out)
     out, err, code = util.sh(util.quote(util.bin) .. " run --apparmor " .. PROFILE .. " -- true")
