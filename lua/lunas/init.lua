@@ -25,7 +25,7 @@ local M = {
 -- behind `lunas lab down` and `lunas gc`, is internal.
 local LAZY = {}
 for _, name in ipairs{ "ns", "cgroup", "security", "json", "sandbox", "net", "fs", "process", "idrange",
-  "interrupt" } do
+  "interrupt", "lsm" } do
   LAZY[name] = function() return require("lunas." .. name) end
 end
 LAZY.errors = function() return errors end
@@ -64,6 +64,9 @@ setmetatable(M, {
 
 --- JSON encode and decode (`lunas.json`).
 -- @field json
+
+--- Linux security module labels: enabled modules, AppArmor profiles, exec labels (`lunas.lsm`).
+-- @field lsm
 
 --- Structured errors (`lunas.errors`): `new`, `raise`, `check`, `cleanup`, `closer`, `try`, `is`.
 -- @field errors
