@@ -129,7 +129,7 @@ describe("stock lua5.4 #rootless", function()
       print("sandbox: " .. tostring(lunas.sandbox == require("lunas.sandbox")))
     ]] })
     assert.are.equal(0, code, err)
-    assert.are.equal("at start: \nns: true\nkeys: cgroup core error errors fs idrange interrupt is_error json net ns process "
+    assert.are.equal("at start: \nns: true\nkeys: cgroup core error errors fs idrange interrupt is_error json lsm net ns process "
       .. "sandbox security signals spawn try version wait\nsandbox: true\n", out)
   end)
 
