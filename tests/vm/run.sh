@@ -4,7 +4,7 @@
 # shared read-only over 9p under a tmpfs overlay. The guest's summary line and exit status come back here.
 #
 # Environment: LUNAS_ROOT, LUNAS_BUILD (default ROOT/build), VM_TIMEOUT (seconds for the whole VM run, default
-# 2700), VM_MEMORY (MiB, default 3072), LUNAS_BUSTED_ARGS (passed on to the guest's tests/run.sh).
+# 5400), VM_MEMORY (MiB, default 3072), LUNAS_BUSTED_ARGS (passed on to the guest's tests/run.sh).
 set -eu
 
 ROOT=${LUNAS_ROOT:-$(pwd)}
@@ -12,7 +12,7 @@ BUILD=${LUNAS_BUILD:-$ROOT/build}
 CACHE=$BUILD/vm-cache
 WORKDIR=$BUILD/vm
 LOG=$WORKDIR/console.log
-VM_TIMEOUT=${VM_TIMEOUT:-2700}
+VM_TIMEOUT=${VM_TIMEOUT:-5400}
 VM_MEMORY=${VM_MEMORY:-3072}
 
 say() { echo "vm: $*" >&2; }
