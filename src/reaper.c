@@ -498,7 +498,7 @@ __attribute__((noreturn, used)) void reaper_main(long *stack) {
     }
     close_all_but(status_fd, sigfd, &plan);
 
-    long payload_code = -1;
+    int payload_code = -1; /* (an exit status, 0 to 255, once the payload has ended) */
     for (;;) {
         unsigned char info[SIGNALFD_INFO_SIZE];
         long n = sys3(__NR_read, sigfd, info, sizeof info);
