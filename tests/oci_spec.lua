@@ -616,7 +616,7 @@ describe("lunas-oci and runc side by side #root", function()
     if not have_runc() then return pending("needs runc (Debian's package)") end
     local defer = util.cleanups(finally)
     local probe = table.concat({
-      "tty", "ls -ln /dev/console | cut -d' ' -f1,4-", "stty size", "test -t 0 && echo stdin-is-a-tty",
+      "tty", "stat -c '%A %u %g %t:%T' /dev/console", "stty size", "test -t 0 && echo stdin-is-a-tty",
       "echo x > /dev/null && echo dev-null-writable", "cut -d' ' -f6,7 /proc/self/stat",
       "grep ' /dev/console ' /proc/self/mountinfo | cut -d' ' -f5,6,9-", "ls -l /proc/self/fd/ | grep -c pts/0",
     }, "; ")
