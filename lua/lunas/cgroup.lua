@@ -827,6 +827,15 @@ end
 local NEW_OPTIONS = { name = true, parent = true, limits = true, best_effort = true, warn = true, controllers = true,
   path = true }
 
+-- The controllers of the list that the v2 tree has.
+local function v2_controllers(layout, controllers)
+  local wanted = {}
+  for _, c in ipairs(controllers) do
+    if layout.v2.controllers[c] then wanted[#wanted + 1] = c end
+  end
+  return wanted
+end
+
 -- A cgroup at an absolute path that another program chose (new's opts.path).
 local function new_at_path(opts, limits, controllers)
   local path = opts.path
@@ -836,10 +845,7 @@ local function new_at_path(opts, limits, controllers)
   local self = new_object(layout, path:sub(2), dirs, true)
   self.on_warning = opts.warn
   if layout.v2 then
-    local wanted = {}
-    for _, c in ipairs(controllers) do
-      if layout.v2.controllers[c] then wanted[#wanted + 1] = c end
-    end
+    local wanted = v2_controllers(layout, controllers)
     if #wanted > 0 then
       local dir = mounts[dirs.v2]
       for part in path:gmatch("[^/]+") do
@@ -910,10 +916,7 @@ function M.new(opts)
   local enable_warning
   if layout.v2 then
     -- Controllers reach a cgroup only through every ancestor's subtree_control, from our own cgroup down.
-    local wanted = {}
-    for _, c in ipairs(controllers) do
-      if layout.v2.controllers[c] then wanted[#wanted + 1] = c end
-    end
+    local wanted = v2_controllers(layout, controllers)
     if #wanted > 0 then
       local dir = layout.v2.dir
       local parts = split(parent_rel, "/")

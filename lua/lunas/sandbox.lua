@@ -157,6 +157,14 @@ local function expect_positive(field, value)
   return value
 end
 
+-- A descriptor object (lunas.core fd), not a number: the sandbox reads, polls or passes it on itself.
+local function expect_fd_object(field, value)
+  if not (type(value) == "userdata" and pcall(function() return value:fileno() end)) then
+    misuse(field, "a descriptor (lunas.core fd) expected, got %s", tostring(value))
+  end
+  return value
+end
+
 local function expect_fds(field, value)
   expect_type(field, value, "table")
   for i, fd in ipairs(value) do expect_fd(("%s[%d]"):format(field, i), fd) end
@@ -354,12 +362,7 @@ local fields = {
   -- A descriptor the payload waits on, its set-up done, until a byte can be read (an OCI runtime's start). The
   -- sandbox counts as started once it waits there: its executable was found, and later failures go to its
   -- stderr.
-  start_gate = function(f, v)
-    if not (type(v) == "userdata" and pcall(function() return v:fileno() end)) then
-      misuse(f, "a descriptor (lunas.core fd) expected, got %s", tostring(v))
-    end
-    return v
-  end,
+  start_gate = expect_fd_object,
   -- The payload's terminal: a new pseudo-terminal of the sandbox's own devpts (the one its tree has at `devpts`,
   -- "/dev/pts" by default), whose slave becomes the payload's stdin, stdout, stderr and controlling terminal in
   -- its new session. {socket = fd, message = "/dev/ptmx", rows =, cols =, devpts =}: the master goes to `socket`
@@ -371,11 +374,10 @@ local fields = {
     for k in pairs(v) do
       if not known[k] then misuse(f, "unknown field '%s'", tostring(k)) end
     end
-    if not (type(v.socket) == "userdata" and pcall(function() return v.socket:fileno() end)) then
-      misuse(f .. ".socket", "a descriptor (lunas.core fd) expected, got %s", tostring(v.socket))
-    end
-    if v.message ~= nil and (type(v.message) ~= "string" or #v.message < 1 or #v.message > 4095) then
-      misuse(f .. ".message", "1 to 4095 bytes expected")
+    expect_fd_object(f .. ".socket", v.socket)
+    -- (what send_fd carries)
+    if v.message ~= nil and (type(v.message) ~= "string" or #v.message < 1 or #v.message > 65536) then
+      misuse(f .. ".message", "1 to 65536 bytes expected")
     end
     for _, k in ipairs{ "rows", "cols" } do
       if v[k] ~= nil and (math.type(v[k]) ~= "integer" or v[k] < 0 or v[k] > 65535) then
@@ -391,12 +393,7 @@ local fields = {
   -- Descriptor the payload writes one record to once its start gate opened (an OCI runtime's `start` reads it):
   -- "0" when the rest of its set-up (before_exec) is done and it goes on to exec, else the failed step
   -- (`start_report_result` reads it). Needs start_gate.
-  start_report = function(f, v)
-    if not (type(v) == "userdata" and pcall(function() return v:fileno() end)) then
-      misuse(f, "a descriptor (lunas.core fd) expected, got %s", tostring(v))
-    end
-    return v
-  end,
+  start_report = expect_fd_object,
   -- Functions called at points of the sandbox's making (an OCI runtime's hooks):
   --   before_pivot(pid): in the caller, once the child's namespaces exist and its tree is built up to a
   --     {"hooks"} entry of mounts (else up to its end), before its root switch; the child waits meanwhile.

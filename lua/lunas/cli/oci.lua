@@ -480,6 +480,17 @@ local function kill_all(record, sig)
   return sent
 end
 
+-- Every process of the container killed (SIGKILL), and its first one waited for (up to 10 s): gone when this
+-- returns, or as good as.
+local function kill_and_wait(record)
+  local proc = process.open(record.pid, record.start_time)
+  kill_all(record, "KILL")
+  if proc then
+    proc:wait(10)
+    proc:close()
+  end
+end
+
 local function start(g, id)
   local record = must_exist(g.root, id)
   local status = state.status(record)
@@ -512,12 +523,7 @@ local function start(g, id)
     ok, msg, code = oci_hooks.run("poststart", poststart, json.encode(state.document(record, "running")))
     if not ok then
       -- runc's way (and runtime-spec 1.3's): a failed poststart hook stops the container and fails the start.
-      local proc = process.open(record.pid, record.start_time)
-      kill_all(record, "KILL")
-      if proc then
-        proc:wait(10)
-        proc:close()
-      end
+      kill_and_wait(record)
       oci_error(msg, code)
     end
   end
@@ -534,14 +540,7 @@ local function delete(g, id, force)
   if status ~= "stopped" and status ~= "created" and not force then
     oci_error(("cannot delete container %s that is not stopped: %s"):format(id, status), "EBUSY")
   end
-  if status ~= "stopped" then
-    local proc = process.open(record.pid, record.start_time)
-    kill_all(record, "KILL")
-    if proc then
-      proc:wait(10)
-      proc:close()
-    end
-  end
+  if status ~= "stopped" then kill_and_wait(record) end
   local cg = adopt_cgroup(record)
   if cg then
     local ok, err = pcall(cg.remove, cg)
