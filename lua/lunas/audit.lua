@@ -21,13 +21,16 @@ local M = {}
 
 -- Fields: id, title, args (list or function(fx)), severity ("high", "medium", "low"), escape ("ok" or
 -- "reached"), seccomp (the group of the default profile that refuses it), eperm (what EPERM means when the filter
--- does not refuse it), meaning (outcome -> reason it was held; false: the outcome says nothing, inconclusive),
+-- does not refuse it), meaning (outcome -> the reason it was held; false or {na = why}: the attempt could not be
+-- made here, n/a),
 -- needs (a fixture that must exist: "files" for the scratch directory shown in the sandbox, "file:PATH"),
 -- only_uid0 (as uid 0 only: as another uid the attempt means nothing new).
 local NO_CAP = "no capability"
 local NOT_INITIAL = "capabilities count only in the initial user namespace"
 local HIDDEN = "not in the sandbox's tree (mount namespace)"
 local PID_NS = "not visible (pid namespace)"
+-- (the attempt needs its target to be a mount point of its own; where it is not, it says nothing)
+local NOT_MOUNTED = { na = "the target is no mount point of this tree" }
 
 M.ATTEMPTS = {
   -- other processes
@@ -41,13 +44,13 @@ M.ATTEMPTS = {
   { id = "mount", title = "mount a file system", args = { "mount", "/tmp" }, severity = "medium", escape = "ok",
     seccomp = "mount", eperm = NO_CAP },
   { id = "umount", title = "unmount /dev/shm", args = { "umount", "/dev/shm" }, severity = "medium", escape = "ok",
-    seccomp = "mount", eperm = NO_CAP, meaning = { EINVAL = "not a mount point here" } },
+    seccomp = "mount", eperm = NO_CAP, meaning = { EINVAL = NOT_MOUNTED } },
   { id = "umount-proc", title = "detach /proc and its masks", args = { "umount-detach", "/proc" }, severity = "high",
     escape = "ok", seccomp = "mount", eperm = NO_CAP },
   { id = "remount-rw", title = "remount /proc/sys read-write", args = { "remount-rw", "/proc/sys" },
-    severity = "high", escape = "ok", seccomp = "mount", eperm = NO_CAP },
+    severity = "high", escape = "ok", seccomp = "mount", eperm = NO_CAP, meaning = { EINVAL = NOT_MOUNTED } },
   { id = "setattr-rw", title = "clear read-only on /proc/sys (mount_setattr)", args = { "setattr-rw", "/proc/sys" },
-    severity = "high", escape = "ok", seccomp = "mount", eperm = NO_CAP },
+    severity = "high", escape = "ok", seccomp = "mount", eperm = NO_CAP, meaning = { EINVAL = NOT_MOUNTED } },
   { id = "fsopen", title = "open a file system context", args = { "fsopen" }, severity = "medium", escape = "ok",
     seccomp = "mount", eperm = NO_CAP },
   { id = "open-tree", title = "clone a mount tree (open_tree)", args = { "open-tree", "/tmp" }, severity = "medium",
@@ -55,7 +58,7 @@ M.ATTEMPTS = {
   { id = "open-tree-attr", title = "clone a mount with attributes", args = { "open-tree-attr" }, severity = "medium",
     escape = "reached", seccomp = "mount", eperm = NO_CAP },
   { id = "pivot-root", title = "pivot_root", args = { "pivot-root", "/dev/shm" }, severity = "medium",
-    escape = "ok", seccomp = "mount", eperm = NO_CAP },
+    escape = "ok", seccomp = "mount", eperm = NO_CAP, meaning = { EINVAL = NOT_MOUNTED } },
   { id = "chroot", title = "chroot", args = { "chroot", "/tmp" }, severity = "low", escape = "ok", eperm = NO_CAP },
   { id = "chroot-escape", title = "break out of a chroot to the host's files",
     args = function(fx) return { "chroot-escape", fx.marker } end, severity = "high", escape = "ok", eperm = NO_CAP,
@@ -178,7 +181,7 @@ M.ATTEMPTS = {
   { id = "i386", title = "make a 32-bit (i386) system call", args = { "i386" }, severity = "low",
     escape = "reached" },
   { id = "x32", title = "make an x32 system call", args = { "x32" }, severity = "low", escape = "reached",
-    meaning = { ENOSYS = "the kernel has no x32 ABI" } },
+    meaning = { ENOSYS = false } },
 }
 
 -- ---- judging an outcome -----------------------------------------------------------------------------------------
@@ -230,24 +233,31 @@ function M.judge(attempt, line, signame, config)
     return { outcome = "inconclusive", how = word == "" and "no output" or ("said: " .. line:sub(1, 120)) }
   end
   if word == "ok" then
-    return { outcome = "escaped", how = line:match("^ok%s+(.*)") or "it worked" }
+    local detail = line:match("^ok%s+(.*)")
+    return { outcome = "escaped", how = "it worked" .. (detail and (": " .. detail) or "") }
   end
   local meaning = attempt.meaning and attempt.meaning[word]
-  if meaning == false then return { outcome = "n/a", how = word } end
-  if attempt.escape == "reached" and word ~= "EPERM" and not meaning then
-    return { outcome = "escaped", how = "reached the kernel's operation (" .. word .. ")" }
-  end
-  if word == "EPERM" or (word == "ENOSYS" and attempt.seccomp) then
+  if meaning == false then return { outcome = "n/a", how = "the kernel cannot do it here (" .. word .. ")" } end
+  if type(meaning) == "table" then return { outcome = "n/a", how = meaning.na .. " (" .. word .. ")" } end
+  if word == "ENOSYS" and not meaning then
+    -- The kernel has no such call, or a filter says so as if it had none: only a known filter tells them apart.
     local refuses = attempt.seccomp and filter_refuses(config, attempt.seccomp)
-    if refuses then return { outcome = "held", how = ("seccomp filter (%s, %s)"):format(attempt.seccomp, word) } end
-    if word == "EPERM" then
-      if meaning then return { outcome = "held", how = meaning } end
-      if refuses == nil and attempt.seccomp then
-        return { outcome = "held", how = ("EPERM: a seccomp filter (%s) or %s, not told apart"):format(attempt.seccomp,
-          attempt.eperm or NO_CAP) }
-      end
-      return { outcome = "held", how = attempt.eperm or NO_CAP }
+    if refuses then return { outcome = "held", how = ("seccomp filter (%s, ENOSYS)"):format(attempt.seccomp) } end
+    if config then return { outcome = "n/a", how = "the kernel has no such call (ENOSYS)" } end
+    return { outcome = "n/a", how = "ENOSYS: the kernel has no such call, or a filter refuses it (not told apart)" }
+  end
+  if attempt.escape == "reached" and word ~= "EPERM" and not meaning then
+    return { outcome = "escaped", how = "got past the permission checks (" .. word .. ")" }
+  end
+  if word == "EPERM" then
+    local refuses = attempt.seccomp and filter_refuses(config, attempt.seccomp)
+    if refuses then return { outcome = "held", how = ("seccomp filter (%s, EPERM)"):format(attempt.seccomp) } end
+    if meaning then return { outcome = "held", how = meaning } end
+    if refuses == nil and attempt.seccomp then
+      return { outcome = "held", how = ("EPERM: a seccomp filter (%s) or %s, not told apart"):format(attempt.seccomp,
+        attempt.eperm or NO_CAP) }
     end
+    return { outcome = "held", how = attempt.eperm or NO_CAP }
   end
   meaning = meaning or GENERIC[word]
   if meaning then return { outcome = "held", how = meaning .. (word:match("^E") and (" (" .. word .. ")") or "") } end

@@ -162,11 +162,15 @@ local function report_text(rows, uids, summary, sandbox)
   for _, id in ipairs(order) do
     local e = by[id]
     local line = { id, e.row.severity }
-    local hows, seen = {}, {}
+    local hows, seen, distinct = {}, {}, {}
     for _, run in ipairs(e.runs) do
       line[#line + 1] = run.outcome == "escaped" and "ESCAPED" or run.outcome
+      if not distinct[run.how or ""] then distinct[run.how or ""], distinct[1] = true, (distinct[1] or 0) + 1 end
+    end
+    for _, run in ipairs(e.runs) do
       local how = run.how or ""
-      if #e.runs > 1 and run.outcome == "escaped" then how = ("uid %d: %s"):format(run.uid, how) end
+      -- (the uid named only where the runs differ)
+      if (distinct[1] or 0) > 1 then how = ("uid %d: %s"):format(run.uid, how) end
       if not seen[how] then seen[how], hows[#hows + 1] = true, how end
     end
     line[#line + 1] = table.concat(hows, "; ")
