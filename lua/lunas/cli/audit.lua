@@ -5,6 +5,7 @@ local errors = require "lunas.errors"
 local security = require "lunas.security"
 local audit = require "lunas.audit"
 local cli = require "lunas.cli"
+local options = require "lunas.cli.options"
 
 errors.register_module()
 
@@ -24,8 +25,10 @@ setuid file, io_uring, AF_VSOCK, i386 and x32 system calls... -- one attempt per
 Every attempt is harmless even where it escapes: arguments the kernel rejects after its permission check,
 operations undone at once, nothing written outside the audit's own scratch directory.
 
-The sandbox: the one `lunas run` makes with the same options (every option of lunas run but --uid; no
-command), each attempt run twice, as uid 0 in the sandbox and as --uid N (default 1000).
+The sandbox: the one `lunas run` makes with the same options (no command), each attempt run twice, as uid 0 in
+the sandbox and as --uid N (default 1000). Run's options about one payload's run are refused: --seccomp-show,
+--json-status, --json-status-fd, --info-fd, --usage, --stop-timeout, --userns, --pidns, --userns-block-fd,
+--block-fd, --sync-fd.
   --recipe FILE          the sandbox a recipe describes: FILE returns a sandbox spec (the table lunas.sandbox
                          takes, without argv), or a function returning one; run as uid 0 and as --uid N
   --wrap 'CMD PREFIX'    another tool's sandbox: the probe runs as PREFIX's command (the prefix is split into
@@ -94,6 +97,12 @@ function M.default_probe()
   return core.realpath and core.realpath(path) or path
 end
 
+-- Run's options that report on, or wait for, one payload (or join namespaces by descriptor, as run's main does):
+-- an audit runs a hundred payloads of its own.
+local NOT_FOR_AUDIT = { ["--seccomp-show"] = true, ["--json-status"] = true, ["--json-status-fd"] = true,
+  ["--info-fd"] = true, ["--usage"] = true, ["--stop-timeout"] = true, ["--userns"] = true, ["--pidns"] = true,
+  ["--userns-block-fd"] = true, ["--block-fd"] = true, ["--sync-fd"] = true }
+
 -- Separates audit's own options from run's.
 local function parse(args)
   local o = { run_args = {} }
@@ -121,8 +130,14 @@ local function parse(args)
       if not o.uid or o.uid > 0x7fffffff then error({ usage = "--uid: bad id '" .. v .. "'" }, 0) end
     elseif a == "--" then
       error({ usage = "no command: the audit runs its own probe" }, 0)
+    elseif NOT_FOR_AUDIT[a] then
+      error({ usage = a .. " is about one run of lunas run, not an audit" }, 0)
     else
-      o.run_args[#o.run_args + 1] = a
+      -- a run option and its values, as they are (a value may look like one of ours: --hostname --json)
+      local option = options.OPTIONS[a]
+      local n = option and option.n or 0
+      for k = 0, n do o.run_args[#o.run_args + 1] = args[i + k] end
+      i = i + n
     end
     i = i + 1
   end
