@@ -19,12 +19,6 @@ local M = {}
 
 -- ---- the battery ------------------------------------------------------------------------------------------
 
--- Fields: id, title, args (list or function(fx)), severity ("high", "medium", "low"), escape ("ok" or
--- "reached"), seccomp (the group of the default profile that refuses it), eperm (what EPERM means when the filter
--- does not refuse it), meaning (outcome -> the reason it was held; false or {na = why}: the attempt could not be
--- made here, n/a),
--- needs (a fixture that must exist: "files" for the scratch directory shown in the sandbox, "file:PATH"),
--- only_uid0 (as uid 0 only: as another uid the attempt means nothing new).
 local NO_CAP = "no capability"
 local NOT_INITIAL = "capabilities count only in the initial user namespace"
 local HIDDEN = "not in the sandbox's tree (mount namespace)"
@@ -32,13 +26,14 @@ local PID_NS = "not visible (pid namespace)"
 -- (the attempt needs its target to be a mount point of its own; where it is not, it says nothing)
 local NOT_MOUNTED = { na = "the target is no mount point of this tree" }
 
+-- The battery: see the documentation of ATTEMPTS after the table.
 M.ATTEMPTS = {
   -- other processes
-  { id = "kill", title = "signal a host process", args = function(fx) return { "kill", fx.sleeper_pid } end,
+  { id = "kill", title = "signal a host process", args = { "kill", "$sleeper_pid" },
     severity = "high", escape = "ok", meaning = { ESRCH = PID_NS, EPERM = "not the process's owner" } },
-  { id = "proc-pid", title = "see a host process in /proc", args = function(fx) return { "proc-pid", fx.sleeper_pid } end,
+  { id = "proc-pid", title = "see a host process in /proc", args = { "proc-pid", "$sleeper_pid" },
     severity = "medium", escape = "ok", meaning = { ENOENT = "a /proc of its own (pid namespace)" } },
-  { id = "ptrace", title = "ptrace a host process", args = function(fx) return { "ptrace", fx.sleeper_pid } end,
+  { id = "ptrace", title = "ptrace a host process", args = { "ptrace", "$sleeper_pid" },
     severity = "high", escape = "ok", meaning = { ESRCH = PID_NS, EPERM = "not allowed to trace it" } },
   -- mounts
   { id = "mount", title = "mount a file system", args = { "mount", "/tmp" }, severity = "medium", escape = "ok",
@@ -61,12 +56,12 @@ M.ATTEMPTS = {
     escape = "ok", seccomp = "mount", eperm = NO_CAP, meaning = { EINVAL = NOT_MOUNTED } },
   { id = "chroot", title = "chroot", args = { "chroot", "/tmp" }, severity = "low", escape = "ok", eperm = NO_CAP },
   { id = "chroot-escape", title = "break out of a chroot to the host's files",
-    args = function(fx) return { "chroot-escape", fx.marker } end, severity = "high", escape = "ok", eperm = NO_CAP,
+    args = { "chroot-escape", "$marker" }, severity = "high", escape = "ok", eperm = NO_CAP,
     meaning = { ENOENT = "the root is pivoted: the host's files are not below it (mount namespace)" } },
-  { id = "symlink", title = "follow a symlink to the host's /tmp", args = function(fx) return { "symlink", fx.link } end,
+  { id = "symlink", title = "follow a symlink to the host's /tmp", args = { "symlink", "$link" },
     severity = "medium", escape = "ok", needs = "files", meaning = { ENOENT = HIDDEN } },
   { id = "write-host", title = "write into a host directory anyone may write",
-    args = function(fx) return { "write", fx.writable .. "/written-by-probe" } end, severity = "high", escape = "ok",
+    args = { "write", "$writable/written-by-probe" }, severity = "high", escape = "ok",
     needs = "files", meaning = { EROFS = "read-only mount", ENOENT = HIDDEN, EACCES = "file permissions" } },
   -- what the host's descriptors, /proc and /sys give away
   { id = "fds", title = "use a descriptor inherited from the caller", args = { "fds" }, severity = "high",
@@ -122,11 +117,11 @@ M.ATTEMPTS = {
   { id = "packet-socket", title = "open a packet socket", args = { "packet-socket" }, severity = "medium",
     escape = "ok", eperm = NO_CAP },
   { id = "connect-host", title = "reach a listener on the caller's 127.0.0.1",
-    args = function(fx) return { "connect", "127.0.0.1", fx.port } end, severity = "high", escape = "ok",
+    args = { "connect", "127.0.0.1", "$port" }, severity = "high", escape = "ok",
     meaning = { ECONNREFUSED = "a network of its own (network namespace)", ENETUNREACH = "no network at all",
       EACCES = "Landlock (TCP connect)" } },
   { id = "abstract-socket", title = "connect to the caller's abstract unix socket",
-    args = function(fx) return { "abstract-connect", fx.abstract } end, severity = "high", escape = "ok",
+    args = { "abstract-connect", "$abstract" }, severity = "high", escape = "ok",
     meaning = { ECONNREFUSED = "a network of its own (network namespace)",
       EPERM = "Landlock scope (abstract unix sockets)" } },
   { id = "vsock", title = "open an AF_VSOCK socket (never connected)", args = { "vsock" }, severity = "medium",
@@ -158,7 +153,7 @@ M.ATTEMPTS = {
   { id = "session", title = "share the caller's session (and terminal)", args = { "setsid-check" },
     severity = "high", escape = "ok", meaning = { EPERM = "a session of its own" } },
   { id = "keyring", title = "reach the caller's session keyring",
-    args = function(fx) return { "keyring", fx.keyring } end, severity = "medium", escape = "ok",
+    args = { "keyring", "$keyring" }, severity = "medium", escape = "ok",
     seccomp = "keyring", meaning = { FRESH = "a session keyring of its own" } },
   -- a setuid or setgid program made inside, for the host to run (through a writable bind)
   { id = "chmod-suid", title = "set the setuid bit (chmod)", args = { "chmod-suid", "chmod", "/tmp" },
@@ -183,6 +178,14 @@ M.ATTEMPTS = {
   { id = "x32", title = "make an x32 system call", args = { "x32" }, severity = "low", escape = "reached",
     meaning = { ENOSYS = false } },
 }
+
+--- The battery: a list of attempts, in the order they run. Fields: id, title, args (the probe's arguments;
+-- `$name` stands for the fixture `name`: `$port`, `$writable`...), severity ("high", "medium", "low"), escape
+-- ("ok": the operation went through; "reached": it got past every permission check, any outcome but EPERM), seccomp (the group of lunas's default
+-- profile that refuses it), eperm (what EPERM means when no filter refuses it), meaning (an outcome word -> the
+-- reason it was held; false or `{na = why}`: the attempt cannot be made there, n/a), needs ("files": the audit's
+-- scratch directory shown in the sandbox; "file:PATH": a file the kernel must have).
+-- @table ATTEMPTS
 
 -- ---- judging an outcome -----------------------------------------------------------------------------------------
 
@@ -492,7 +495,10 @@ function M.run(opts)
       elseif file and not core.file_type(file) then
         row.outcome, row.how = "n/a", "this kernel has no " .. file
       else
-        local args = type(a.args) == "function" and a.args(fx) or a.args
+        local args = {}
+        for k, arg in ipairs(a.args) do
+          args[k] = arg:gsub("%$([%w_]+)", function(name) return tostring(assert(fx[name], name)) end)
+        end
         local line, signame, failure
         if opts.wrap then
           line, signame = run_wrapped(opts.wrap, probe, args)
