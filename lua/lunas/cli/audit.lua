@@ -48,7 +48,8 @@ Fixtures, set up by the audit and removed afterwards: a scratch directory (a ran
 made exclusively), a process, a TCP listener on 127.0.0.1 and an abstract unix socket in the caller's own
 network namespace (nothing else is ever addressed), a session keyring of the audit's own, and a descriptor
 left open on exec. The terminal attempts (TIOCSTI...) are in the test suite only: they need a terminal to
-push keystrokes into. Outcomes: held (how: seccomp, a missing capability, a namespace, a read-only mount,
+push keystrokes into; so is exec of a setuid-root program: the audit never leaves a setuid-root copy of its
+probe on the host, where any user could run it. Outcomes: held (how: seccomp, a missing capability, a namespace, a read-only mount,
 Landlock, masks, file permissions -- "not told apart" where the outcome alone cannot say), escaped, n/a (the
 attempt cannot be made here), inconclusive (the probe said something the attempt does not explain, or nothing).
 
