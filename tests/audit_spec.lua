@@ -176,6 +176,22 @@ describe("lunas audit #root", function()
     assert.are.equal(0, doc.summary.held)
   end)
 
+  it("runs its static probe in a tree that has nothing else (--rootfs, --probe-path)", function()
+    if not kernel.requires("userns") then return end
+    local dir, rm = util.tmpdir()
+    finally(rm)
+    assert.is_true(os.execute(("chmod 755 %s && mkdir -p %s/proc %s/dev %s/tmp && cp %s %s/probe"):format(
+      util.quote(dir), util.quote(dir), util.quote(dir), util.quote(dir), util.quote(PROBE), util.quote(dir))))
+    local out, code, err = lunas_audit{ "--json", "--rootfs", dir, "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+      "--probe-path", "/probe" }
+    assert.are.equal(0, code, err .. out)
+    local doc = json.decode(out)
+    local keys = check_document(doc, { 0, 1000 })
+    assert.are.equal(0, doc.summary.inconclusive)
+    assert.are.equal("n/a", keys["symlink/0"].outcome)
+    assert.are.equal("held", keys["mount/1000"].outcome)
+  end)
+
   it("refuses misuse with status 2", function()
     for _, args in ipairs{ { "--", "true" }, { "--wrap", "" }, { "--wrap", "bwrap 'x" }, { "--wrap", "x", "--uid", "5" },
       { "--recipe", "/nonexistent.lua" }, { "--uid", "x" }, { "--bogus" }, { "--probe-path", "rel" } } do
