@@ -204,7 +204,19 @@ describe("lunas audit #root", function()
   end)
 end)
 
-describe("lunas.audit.judge", function()
+describe("lunas audit by whoever runs it #rootless", function()
+  it("holds every attempt of the default sandbox (as root, or as an unprivileged user)", function()
+    if not kernel.requires("userns") then return end
+    local out, code, err = lunas_audit{ "--json" }
+    assert.are.equal(0, code, err .. out)
+    local doc = json.decode(out)
+    check_document(doc, { 0, 1000 })
+    assert.are.equal(0, doc.summary.escaped)
+    assert.are.equal(0, doc.summary.inconclusive)
+  end)
+end)
+
+describe("lunas.audit.judge #rootless", function()
   local function attempt(id)
     for _, a in ipairs(audit.ATTEMPTS) do if a.id == id then return a end end
   end
