@@ -404,10 +404,13 @@ local function drain(fd)
 end
 
 --- Adds the scratch directory's probe to a spec: a read-only bind at the same path (on top of the default tree
--- when the spec has no file system of its own). Returns the spec.
+-- when the spec has no file system of its own; none with `rootfs = "host"`, whose tree shows it). Returns the spec.
 -- @tparam table spec
 -- @tparam table fx from `fixtures`
 function M.show_probe(spec, fx)
+  -- The host's own mount table shows the scratch directory already; a bind, being a file system option, would
+  -- also cost that tree its fresh /proc.
+  if spec.rootfs == "host" then return spec end
   if spec.mounts then
     spec.mounts[#spec.mounts + 1] = { "ro-bind", fx.probe_dir, fx.probe_dir }
   elseif spec.rootfs == nil then
