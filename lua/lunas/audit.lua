@@ -393,9 +393,15 @@ local function copy(v)
   return out
 end
 
-local function drain(fd)
+-- Everything until EOF, or what came within `seconds` (a process the sandbox left behind may hold the pipe).
+local function drain(fd, seconds)
   local parts = {}
+  local deadline = seconds and core.now() + seconds
   while true do
+    if deadline then
+      local left = deadline - core.now()
+      if left <= 0 or #core.poll({ fd }, left) == 0 then break end
+    end
     local chunk = fd:read()
     if not chunk or chunk == "" then break end
     parts[#parts + 1] = chunk
@@ -426,7 +432,7 @@ local function run_in_sandbox(spec, probe, args)
   local sandbox = require "lunas.sandbox"
   local s = copy(spec)
   local r, w = assert(core.pipe())
-  s.argv = { probe }
+  s.fn, s.argv = nil, { probe }
   for _, a in ipairs(args) do s.argv[#s.argv + 1] = tostring(a) end
   s.stdout, s.stderr, s.stdin = w, w, "null"
   s.timeout = s.timeout or 30
@@ -439,6 +445,9 @@ local function run_in_sandbox(spec, probe, args)
   if result.timed_out then return "", nil, "timed out" end
   return line, result.signame
 end
+
+-- How long a wrapped command may take for one attempt (a container runtime starts in a second or two).
+local WRAP_TIMEOUT = 60
 
 -- One attempt as the payload of another tool's command (argv prefix); the line and the signal name (from a
 -- status of 128+N when the tool reports its payload's signal that way, with nothing printed).
@@ -462,13 +471,13 @@ local function run_wrapped(prefix, probe, args)
     r:close()
     errors.raise{ op = "audit", msg = "audit: --wrap: " .. tostring(msg) }
   end
-  local ok, st = pcall(proc.wait, proc, 60)
+  local ok, st = pcall(proc.wait, proc, WRAP_TIMEOUT)
   if not ok then
     proc:kill("KILL")
     st = proc:wait()
   end
   proc:close()
-  local out = drain(r)
+  local out = drain(r, 5)
   r:close()
   local line = out:match("^[^\n]*") or ""
   local signame = st.signame

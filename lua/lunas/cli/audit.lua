@@ -252,7 +252,7 @@ function M.main(args)
   local rows
   local result = table.pack(pcall(function()
     if spec and not o.probe_path then audit.show_probe(spec, fx) end
-    rows = audit.run{ spec = spec, wrap = o.wrap, uids = { 0, uid }, probe_path = o.probe_path, fixtures = fx,
+    rows = audit.run{ spec = spec, wrap = o.wrap, uids = uid == 0 and { 0 } or { 0, uid }, probe_path = o.probe_path, fixtures = fx,
       config = config }
   end))
   fx.close()
@@ -263,7 +263,7 @@ function M.main(args)
     return 125
   end
   local summary = audit.summary(rows)
-  local uids = o.wrap and { false } or { 0, uid }
+  local uids = o.wrap and { false } or uid == 0 and { 0 } or { 0, uid }
   if o.json then
     local json = require "lunas.json"
     local attempts = {}
