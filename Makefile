@@ -11,11 +11,12 @@ LUA ?= lua5.4
 # groff-base too: tests/man_spec.lua renders man/lunas.1 with groff; busybox-static is the root file system of
 # examples/busybox_root.lua. runc is what tests/oci_spec.lua runs beside lunas-oci. bpftool shows
 # tests/cgroup_devices_spec.lua the device programs attached to a cgroup, from outside lunas.
+# bubblewrap: tests/audit_spec.lua audits the real bwrap's sandbox beside lunas's (lunas audit --wrap).
 # lua-ldoc is for tests/doc_spec.lua, which runs ldoc to keep the API reference complete; lua5.1 is the Lua it runs
 # on (Debian's ldoc takes 5.1 or 5.2 through lua-any, and its dependencies are met by lua5.4 alone).
 DEB_PACKAGES = lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libnftables-dev libcap-dev libseccomp-dev \
                lua-busted pkg-config gcc make iproute2 util-linux uidmap luarocks iputils-ping iperf3 graphviz \
-               nftables groff-base lua-ldoc lua5.1 busybox-static runc bpftool
+               nftables groff-base lua-ldoc lua5.1 busybox-static runc bpftool bubblewrap
 # lua-markdown renders the doc comments' Markdown (without it ldoc falls back to plain text).
 DOC_PACKAGES = lua-ldoc lua5.1 lua-markdown
 BENCH_PACKAGES = bubblewrap crun runc
@@ -70,12 +71,16 @@ BWRAP_BIN = $(BUILD)/bin/lunas-bwrap
 # lunas as an OCI runtime (runc's command line): podman, containerd and Kubernetes call it by path.
 OCI_BIN = $(BUILD)/bin/lunas-oci
 CORE_SO = $(BUILD)/lib/lunas/core.so
-# What the escape battery (tests/security_spec.lua) runs inside sandboxes: one attempt per invocation.
+# The escape probe (src/probe.c): one attempt to get out of a sandbox per invocation. `lunas audit` runs it inside
+# the sandbox it audits, and finds it beside itself (../libexec/lunas/lunas-probe); linked statically, so that it
+# runs in any tree or image (a busybox root, a container). The test suite's battery (tests/security_spec.lua) runs
+# the same program under its old name.
+PROBE_BIN = $(BUILD)/libexec/lunas/lunas-probe
 PROBE = $(BUILD)/tests/escape-probe
 
 .PHONY: all deps demo test test-vm test-bwrap test-oci check valgrind bench doc fuzz install rock-install uninstall clean tidy
 
-all: $(BIN) $(BWRAP_BIN) $(OCI_BIN) $(CORE_SO)
+all: $(BIN) $(BWRAP_BIN) $(OCI_BIN) $(CORE_SO) $(PROBE_BIN)
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES) $(EXTRA_PACKAGES); do \
@@ -124,10 +129,14 @@ $(OCI_BIN): $(BIN)
 $(CORE_SO): $(CORE_OBJ) | $(BUILD)/lib/lunas
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(SYS_LIBS) -lm
 
-$(PROBE): tests/support/escape_probe.c | $(BUILD)/tests
-	$(CC) $(CFLAGS) -o $@ $<
+# (a sanitizer build links it dynamically: the sanitizers' runtimes are shared libraries)
+$(PROBE_BIN): src/probe.c | $(BUILD)/libexec/lunas
+	$(CC) $(CFLAGS) $(LDFLAGS) $(if $(SANITIZE),,-static) -o $@ $<
 
-$(BUILD)/obj $(BUILD)/bin $(BUILD)/lib/lunas $(BUILD)/tests:
+$(PROBE): $(PROBE_BIN) | $(BUILD)/tests
+	ln -f $< $@
+
+$(BUILD)/obj $(BUILD)/bin $(BUILD)/lib/lunas $(BUILD)/tests $(BUILD)/libexec/lunas:
 	mkdir -p $@
 
 demo: deps all
@@ -198,7 +207,7 @@ doc: deps
 
 tidy: $(BUILD)/obj/embedded.c
 	clang-tidy --quiet --warnings-as-errors='*' -checks='-*,bugprone-*,-bugprone-easily-swappable-parameters' \
-	  $(CORE_SRC) src/main.c -- -std=gnu11 -D_GNU_SOURCE $(shell pkg-config --cflags lua5.4 $(PC_LIBS))
+	  $(CORE_SRC) src/main.c src/probe.c -- -std=gnu11 -D_GNU_SOURCE $(shell pkg-config --cflags lua5.4 $(PC_LIBS))
 	clang-tidy --quiet --warnings-as-errors='*' -checks='-*,bugprone-*,-bugprone-easily-swappable-parameters' \
 	  src/reaper.c -- -std=gnu11 -ffreestanding
 
@@ -208,6 +217,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/lunas \
 	  $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/cli $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas/oci
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/lunas
+	install -d $(DESTDIR)$(PREFIX)/libexec/lunas
+	install -m 0755 $(PROBE_BIN) $(DESTDIR)$(PREFIX)/libexec/lunas/lunas-probe
 	ln -f $(DESTDIR)$(PREFIX)/bin/lunas $(DESTDIR)$(PREFIX)/bin/lunas-bwrap
 	ln -f $(DESTDIR)$(PREFIX)/bin/lunas $(DESTDIR)$(PREFIX)/bin/lunas-oci
 	install -m 0644 $(CORE_SO) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/lunas/core.so
@@ -227,9 +238,11 @@ rock-install: all
 	install -m 0644 $(wildcard lua/lunas/cli/*.lua) $(INST_LUADIR)/lunas/cli/
 	install -m 0644 $(wildcard lua/lunas/oci/*.lua) $(INST_LUADIR)/lunas/oci/
 	install -m 0755 $(BIN) $(INST_BINDIR)/lunas
+	install -d $(INST_BINDIR)/../libexec/lunas
+	install -m 0755 $(PROBE_BIN) $(INST_BINDIR)/../libexec/lunas/lunas-probe
 
 uninstall:
-	rm -rf $(DESTDIR)$(PREFIX)/bin/lunas $(DESTDIR)$(PREFIX)/bin/lunas-bwrap $(DESTDIR)$(PREFIX)/bin/lunas-oci $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/lunas \
+	rm -rf $(DESTDIR)$(PREFIX)/libexec/lunas $(DESTDIR)$(PREFIX)/bin/lunas $(DESTDIR)$(PREFIX)/bin/lunas-bwrap $(DESTDIR)$(PREFIX)/bin/lunas-oci $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VERSION)/lunas \
 	  $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VERSION)/lunas $(DESTDIR)$(PREFIX)/share/bash-completion/completions/lunas \
 	  $(DESTDIR)$(MANDIR)/man1/lunas.1
 

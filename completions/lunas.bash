@@ -21,6 +21,9 @@ _lunas_bwrap_options="--add-seccomp-fd --args --argv0 --as-pid-1 --assert-userns
   --size --symlink --sync-fd --tmp-overlay --tmpfs --uid --unsetenv --unshare-all --unshare-cgroup
   --unshare-cgroup-try --unshare-ipc --unshare-net --unshare-pid --unshare-user --unshare-user-try --unshare-uts
   --userns --userns-block-fd --userns2 --version"
+# lunas audit: run's options but those about one payload's run, and its own
+_lunas_audit_options="$(printf '%s\n' $_lunas_run_options | grep -vxE -- '--(seccomp-show|json-status|json-status-fd|info-fd|usage|stop-timeout|userns|pidns|userns-block-fd|block-fd|sync-fd)' | tr '\n' ' ')
+  --json --print-probe --probe --probe-path --recipe --wrap"
 _lunas_enter_options="--all --cgroup --help --ipc --mount --net --pid --root --stop-timeout --time --user --uts --wd"
 _lunas_ns_options="--help --json --type"
 _lunas_lab_show_options="--dot --help --json"
@@ -38,14 +41,14 @@ _lunas() {
   for ((i = 1; i < COMP_CWORD; i++)); do
     case ${COMP_WORDS[i]} in
       --) return 0 ;;  # the command's own arguments: leave them to bash's default
-      run|enter|ns|lab|gc|bwrap|oci) command=${COMP_WORDS[i]}; break ;;
+      run|audit|enter|ns|lab|gc|bwrap|oci) command=${COMP_WORDS[i]}; break ;;
     esac
   done
   if [[ -z $command ]]; then
     if [[ $cur == -* ]]; then
       COMPREPLY=($(compgen -W "-e -i --lua-env --version --help" -- "$cur"))
     else
-      COMPREPLY=($(compgen -W "run enter ns lab gc bwrap oci" -- "$cur") $(compgen -f -X '!*.lua' -- "$cur"))
+      COMPREPLY=($(compgen -W "run audit enter ns lab gc bwrap oci" -- "$cur") $(compgen -f -X '!*.lua' -- "$cur"))
     fi
     return 0
   fi
@@ -63,6 +66,17 @@ _lunas() {
             /usr/include/linux/capability.h 2>/dev/null)" -- "$cur")); return 0 ;;
       esac
       COMPREPLY=($(compgen -W "$_lunas_run_options --" -- "$cur")) ;;
+    audit)
+      case $prev in
+        --recipe) COMPREPLY=($(compgen -f -X '!*.lua' -- "$cur")); return 0 ;;
+        --probe|--bind|--ro-bind|--dev-bind|--bind-try|--ro-bind-try|--dev-bind-try|--ro-view|--ro-view-try|\
+        --rootfs|--chdir|--overlay-src|--tmpfs|--dir|--remount-ro|--mask|--proc|--dev|--mqueue|--landlock-ro|\
+        --landlock-rw)
+          COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+        --seccomp) COMPREPLY=($(compgen -f -X '!*.lua' -- "$cur")); return 0 ;;
+        --seccomp-deny|--seccomp-allow) COMPREPLY=($(compgen -W "$_lunas_seccomp_groups" -- "$cur")); return 0 ;;
+      esac
+      COMPREPLY=($(compgen -W "$_lunas_audit_options" -- "$cur")) ;;
     bwrap)
       case $prev in
         --bind|--ro-bind|--dev-bind|--bind-try|--ro-bind-try|--dev-bind-try|--chdir|--overlay-src|--tmpfs|--dir|\

@@ -85,6 +85,11 @@ describe("bash completion #rootless", function()
 
   it("completes commands, options, seccomp groups, namespace types and capability names", function()
     assert.same({ "run" }, complete("lunas", "r"))
+    assert.same({ "audit" }, complete("lunas", "au"))
+    assert.same({ "--wrap" }, complete("lunas", "audit", "--wr"))
+    -- audit offers run's options (but those about one payload's run) and its own
+    assert.same({ "--share-net" }, complete("lunas", "audit", "--share-n"))
+    assert.same({}, complete("lunas", "audit", "--seccomp-sh"))
     assert.same({ "--landlock-bind", "--landlock-connect", "--landlock-ro", "--landlock-rw", "--landlock-strict" },
       complete("lunas", "run", "--landl"))
     assert.same({ "list" }, complete("lunas", "ns", "l"))

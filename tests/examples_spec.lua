@@ -177,6 +177,37 @@ local expectations = {
         .. "fork bomb:    process limit exceeded\nendless loop: time limit exceeded\n", out)
     end,
   },
+  ["audit.lua"] = {
+    tags = " #root",
+    needs = { "userns" },
+    check = function(name)
+      local dir, rm = util.tmpdir()
+      finally(rm)
+      local out, err, code = sh("TMPDIR=" .. util.quote(dir) .. " " .. example_command(name))
+      assert.are.equal(0, code, err)
+      local lines = util.lines(out)
+      assert.matches("^attempt%s+default%s+weak%s+how the default held it$", lines[1])
+      local differing = {}
+      for i = 2, #lines - 2 do
+        local id, default, weak = lines[i]:match("^(%S+)%s+(%S+)%s+(%S+)")
+        assert.are.equal("held", default, lines[i])
+        assert.are.equal("escaped", weak, lines[i])
+        differing[id] = lines[i]
+      end
+      -- the host's network and every capability: its loopback listener reached, capabilities held
+      assert.matches("network namespace", differing["connect-host"])
+      assert.matches("every capability dropped", differing.caps)
+      assert.matches("^default: %d+ held, 0 escaped, %d+ n/a, 0 inconclusive$", lines[#lines - 1])
+      local escaped = tonumber(lines[#lines]:match("^weak: %d+ held, (%d+) escaped"))
+      assert.are.equal(#lines - 3, escaped)
+      -- the fixtures are gone: the scratch directory under TMPDIR, the processes that ran from it
+      assert.are.equal("", util.run{ "ls", "-A", dir })
+      for _, entry in ipairs(require("lunas.core").listdir("/proc")) do
+        local cmdline = entry:match("^%d+$") and util.read("/proc/" .. entry .. "/cmdline") or ""
+        assert.is_nil(cmdline:find(dir, 1, true), cmdline)
+      end
+    end,
+  },
   ["seccomp_supervisor.lua"] = {
     tags = " #rootless",
     needs = { "userns" },

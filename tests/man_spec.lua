@@ -74,7 +74,7 @@ describe("man page", function()
 
   it("names every option that lunas --help, run --help, enter --help and ns --help print", function()
     local text = rendered()
-    for _, args in ipairs{ { "--help" }, { "run", "--help" }, { "enter", "--help" }, { "ns", "--help" },
+    for _, args in ipairs{ { "--help" }, { "run", "--help" }, { "audit", "--help" }, { "enter", "--help" }, { "ns", "--help" },
         { "lab", "--help" }, { "gc", "--help" } } do
       for _, opt in ipairs(help_options(args)) do
         assert.is_true(has_token(text, opt), opt .. " (lunas " .. table.concat(args, " ") .. ") is not in man/lunas.1")

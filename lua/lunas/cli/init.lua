@@ -11,6 +11,7 @@ usage: lunas [--lua-env] SCRIPT [ARGS...]   run a recipe (arguments in `arg` and
        lunas -e CODE [ARGS...]              run a chunk of Lua
        lunas -i                             interactive Lua with lunas loaded
        lunas run [OPTIONS] -- CMD [ARGS...] run a command in a ready sandbox (lunas run --help)
+       lunas audit [RUN OPTIONS] [--json]   the escape battery in that sandbox: held or escaped (lunas audit --help)
        lunas ns list [--json] [--type T]    every namespace: type, inode, processes, names (lsns + ip netns)
        lunas enter TARGET [--net ...] -- CMD run CMD in the namespaces of a pid or a named netns (nsenter)
        lunas lab up FILE | down NAME | show NAME | list   labs that outlive the command (lunas lab --help)
@@ -25,7 +26,7 @@ Exit status: the recipe's os.exit code, 1 for an error, 2 for bad usage or a rec
 syntax error, a missing file); `run` and `enter` return the
 command's status (128+N when killed by signal N; 125 when it could not be started; `run --timeout`: 124).]]
 
-M.commands = { run = "lunas.cli.run", ns = "lunas.cli.ns", enter = "lunas.cli.enter", lab = "lunas.cli.lab",
+M.commands = { run = "lunas.cli.run", audit = "lunas.cli.audit", ns = "lunas.cli.ns", enter = "lunas.cli.enter", lab = "lunas.cli.lab",
   gc = "lunas.cli.gc", bwrap = "lunas.cli.bwrap", oci = "lunas.cli.oci" }
 
 --- Prints a usage error and returns exit status 2.

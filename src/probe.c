@@ -1,6 +1,8 @@
-/* escape-probe: ONE attempt to get out of a sandbox per invocation, for the escape battery (tests/security_spec.lua).
+/* lunas-probe (escape-probe in the test suite): ONE attempt to get out of a sandbox per invocation, for the escape
+ * battery of `lunas audit` (lua/lunas/audit.lua) and tests/security_spec.lua. Installed beside lunas
+ * (PREFIX/libexec/lunas/lunas-probe) and linked statically, so that it runs inside any tree or image.
  *
- *   escape-probe ATTEMPT [ARGS...]      escape-probe list      (the attempt names, one a line)
+ *   lunas-probe ATTEMPT [ARGS...]      lunas-probe list      (the attempt names, one a line)
  *
  * Outcome: exactly one line on stdout.
  *   "ok[ DETAIL]"     the operation went through (an escape, or the forbidden action succeeded)   exit 0
@@ -30,6 +32,10 @@
  *   - sysctl-rewrite writes a file of /proc/sys only, and only the bytes just read from it: the value stays.
  *   - fifo-open writes one byte, and only into a FIFO.
  *   - ptrace-seize stops its target for a moment (PTRACE_INTERRUPT) to detach; exiting detaches too.
+ *
+ * Two commands are fixtures, not attempts: the audit runs them OUTSIDE the sandbox, in its caller's namespaces.
+ *   - serve-tcp listens on 127.0.0.1 only, on a port the kernel picks, prints "ok port=N" and accepts and closes
+ *     connections until killed; serve-abstract does the same on an abstract unix socket ("ok").
  */
 
 #include <arpa/inet.h>
@@ -108,12 +114,9 @@
 #ifndef __NR_io_uring_enter
 #define __NR_io_uring_enter 426
 #endif
-#ifndef __NR_fchmodat2
-#define __NR_fchmodat2 452 /* Linux 6.6 */
-#endif
-#ifndef __NR_open_tree_attr
-#define __NR_open_tree_attr 467 /* Linux 6.15 */
-#endif
+/* Calls newer than these headers, by number (the same on every architecture from 424 on). */
+#define NR_FCHMODAT2 452 /* Linux 6.6 */
+#define NR_OPEN_TREE_ATTR 467 /* Linux 6.15 */
 #ifndef IORING_ENTER_EXT_ARG
 #define IORING_ENTER_EXT_ARG (1U << 3)
 #endif
@@ -397,7 +400,7 @@ static int try_ptrace_seize(char **a) {
                 break;
             }
             if (w < 0 && errno != EINTR) break;
-            struct timespec t = {.tv_nsec = 10 * 1000 * 1000};
+            struct timespec t = {.tv_nsec = 10000000L};
             nanosleep(&t, NULL);
         }
     }
@@ -482,7 +485,7 @@ static int try_open_tree(char **a) {
 static int try_open_tree_attr(char **a UNUSED) {
     /* No descriptor (-1) and an empty path without AT_EMPTY_PATH: nothing can be opened. A filter answers EPERM;
      * a kernel that got the call answers EBADF or ENOENT, or ENOSYS before 6.15. */
-    long fd = syscall(__NR_open_tree_attr, -1, "", 0U, NULL, (size_t)0);
+    long fd = syscall(NR_OPEN_TREE_ATTR, -1, "", 0U, NULL, (size_t)0);
     if (fd < 0) return -errno;
     close((int)fd);
     return say_ok(NULL);
@@ -721,7 +724,7 @@ static int try_chmod_suid(char **a) {
     case 0: r = syscall(SYS_chmod, path, mode); break;
     case 1: r = syscall(SYS_fchmod, fd, mode); break;
     case 2: r = syscall(SYS_fchmodat, AT_FDCWD, path, mode); break;
-    case 3: r = syscall(__NR_fchmodat2, AT_FDCWD, path, mode, 0); break;
+    case 3: r = syscall(NR_FCHMODAT2, AT_FDCWD, path, mode, 0); break;
     default: r = syscall(SYS_chmod, path, mode); break; /* sgid-chmod */
     }
     int err = r < 0 ? errno : 0;
@@ -808,9 +811,8 @@ static int try_setlease(char **a) {
     close(fd); /* a read lease wants no writer anywhere, and mkstemp's descriptor is one */
     int err = 0;
     fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) err = errno;
-    else if (fcntl(fd, F_SETLEASE, F_RDLCK) < 0) err = errno;
-    else fcntl(fd, F_SETLEASE, F_UNLCK);
+    if (fd >= 0 && fcntl(fd, F_SETLEASE, F_RDLCK) == 0) fcntl(fd, F_SETLEASE, F_UNLCK);
+    else err = errno;
     if (fd >= 0) close(fd);
     if (unlink(path) < 0) return say_fail(errno, "not removed: %s", path);
     if (err) return -err;
@@ -1569,6 +1571,48 @@ static int try_sleep(char **a) {
  * The table and main
  */
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * Fixtures for the audit (run outside the sandbox)
+ */
+
+/* Accepts and closes connections for ever: the listener only has to be there. */
+__attribute__((noreturn)) static void serve(int s) {
+    for (;;) {
+        int c = accept4(s, NULL, NULL, SOCK_CLOEXEC);
+        if (c >= 0) close(c);
+        else if (errno != EINTR && errno != ECONNABORTED) _exit(1);
+    }
+}
+
+static int try_serve_tcp(char **a UNUSED) {
+    /* loopback only, whatever else the machine has: nothing beyond this host's own stack hears of it */
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -errno;
+    socklen_t len = sizeof sa;
+    if (bind(s, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(s, 64) < 0 ||
+        getsockname(s, (struct sockaddr *)&sa, &len) < 0)
+        return -errno;
+    say_ok("port=%u", (unsigned)ntohs(sa.sin_port));
+    serve(s);
+}
+
+static int try_serve_abstract(char **a) {
+    struct sockaddr_un sa;
+    size_t n = strlen(a[0]);
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (n == 0 || n + 1 > sizeof sa.sun_path) bad_arg("not an abstract socket name:", a[0]);
+    memcpy(sa.sun_path + 1, a[0], n);
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -errno;
+    if (bind(s, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) < 0 ||
+        listen(s, 64) < 0)
+        return -errno;
+    say_ok(NULL);
+    serve(s);
+}
+
 static const struct attempt attempts[] = {
     {"kill", 1, 1, try_kill, "PID"},
     {"ptrace", 1, 1, try_ptrace, "PID"},
@@ -1652,6 +1696,8 @@ static const struct attempt attempts[] = {
     {"create", 1, 1, try_create, "DIR"},
     {"exec", 1, -1, try_exec, "PATH [ARGS...]"},
     {"sleep", 1, 1, try_sleep, "SECONDS"},
+    {"serve-tcp", 0, 0, try_serve_tcp, "(a fixture: listens on 127.0.0.1)"},
+    {"serve-abstract", 1, 1, try_serve_abstract, "NAME (a fixture)"},
 };
 #define N_ATTEMPTS (sizeof attempts / sizeof attempts[0])
 
