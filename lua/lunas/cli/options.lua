@@ -134,7 +134,7 @@ local function egress_rule(action)
     local proto, rest = v:match("^([^:]+):(.+)$")
     local host, port_text
     if rest and rest:sub(1, 1) == "[" then
-      host, port_text = rest:match("^(%b[])(.*)$")
+      host, port_text = rest:match("^(%b[]/?%d*)(.*)$")
       if port_text and port_text ~= "" then port_text = port_text:match("^:(.+)$") or false end
     elseif rest then
       host, port_text = rest:match("^([^:]+)(.*)$")
