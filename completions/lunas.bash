@@ -42,6 +42,11 @@ _lunas() {
       run|enter|ns|lab|gc|bwrap|oci) command=${COMP_WORDS[i]}; break ;;
     esac
   done
+  # (after the command's options, -- starts the command to run: its words are bash's default too)
+  local j
+  for ((j = i + 1; j < COMP_CWORD; j++)); do
+    [[ ${COMP_WORDS[j]} == -- ]] && return 0
+  done
   if [[ -z $command ]]; then
     if [[ $cur == -* ]]; then
       COMPREPLY=($(compgen -W "-e -i --lua-env --version --help" -- "$cur"))
