@@ -235,6 +235,36 @@ describe("lunas.firewall rules #rootless", function()
   end)
 end)
 
+describe("sandbox firewall without root #rootless", function()
+  -- A server and its client in the sandbox itself: no network but lo is needed, and loopback = false puts lo
+  -- under the rules too.
+  local SELF_CONNECT = [[
+import socket
+srv = socket.socket(); srv.bind(("127.0.0.1", 7070)); srv.listen(1)
+try:
+    socket.create_connection(("127.0.0.1", 7070), timeout=1); print("7070 ok")
+except socket.timeout:
+    print("7070 timeout")
+except ConnectionRefusedError:
+    print("7070 refused")
+]]
+  it("applies the rules in the sandbox's namespace, whoever runs it, and the counters come back", function()
+    if not have_python() then pending("needs " .. PYTHON) end
+    local open_out = capture{ argv = { PYTHON, "-c", SELF_CONNECT } }
+    assert.equal("ok", outcome(open_out, 7070), open_out)
+    local out, result = capture{ argv = { PYTHON, "-c", SELF_CONNECT }, firewall = { loopback = false,
+      rules = { { direction = "out", proto = "tcp", to = "127.0.0.1", port = 7070, action = "drop", name = "blocked" } } } }
+    assert.equal("timeout", outcome(out, 7070), out)
+    local c = by_name(assert(result.firewall, "no counters in the result"))
+    assert.is_true(c.blocked.packets >= 1)
+    assert.same({ "out", "drop" }, { c.blocked.direction, c.blocked.action })
+    out, result = capture{ argv = { PYTHON, "-c", SELF_CONNECT }, firewall = { loopback = false,
+      rules = { { direction = "out", proto = "tcp", port = 7070, action = "reject", name = "refused" } } } }
+    assert.equal("refused", outcome(out, 7070), out)
+    assert.equal(1, by_name(result.firewall).refused.packets)
+  end)
+end)
+
 -- ---- sandboxes --------------------------------------------------------------------------------------------
 
 describe("sandbox firewall #root", function()

@@ -398,13 +398,64 @@ function M.remove(netns)
   nft(netns, ("table inet %s\ndelete table inet %s\n"):format(M.TABLE, M.TABLE))
 end
 
+local LIST_COUNTERS = "list counters table inet " .. M.TABLE
+
+-- The listing, read by a child that joins `userns` (a handle: lunas without privileges over the network
+-- namespace, whose owner is a user namespace it made) and then `netns`; the JSON comes back on a pipe.
+local function list_as_owner(userns, netns)
+  local r, w, code = core.pipe()
+  if not r then return nil, w, code end
+  local proc, msg
+  proc, msg, code = core.spawn{ fn = function()
+    r:close()
+    local ok, err, ecode = core.setns(userns, "user")
+    if ok then ok, err, ecode = core.setns(netns, "net") end
+    local out
+    if ok then out, err, ecode = core.nft(nil, LIST_COUNTERS, { json = true }) end
+    if out then
+      w:write("0" .. out)
+    else
+      w:write("1" .. tostring(ecode) .. "\n" .. tostring(err))
+    end
+    w:close()
+    return 0
+  end }
+  w:close()
+  if not proc then
+    r:close()
+    return nil, msg, code
+  end
+  local parts = {}
+  while true do
+    local data = r:read()
+    if type(data) ~= "string" or data == "" then break end
+    parts[#parts + 1] = data
+  end
+  r:close()
+  proc:wait()
+  proc:close()
+  local text = table.concat(parts)
+  if text:sub(1, 1) == "0" then return text:sub(2) end
+  local ecode, emsg = text:match("^1([^\n]*)\n(.*)$")
+  return nil, emsg or "the helper that reads the counters gave no answer", ecode ~= "nil" and ecode or "EIO"
+end
+
 --- The counters of a namespace's firewall, in the order of the rules, then the policies (input, output,
 -- forward): a list of `{name =, packets =, bytes =, direction = "in"|"out"|"forward", action =
 -- "allow"|"drop"|"reject"}`; an empty list when the namespace has no lunas firewall.
+-- opts.userns (a namespace handle): read them from a child that joins this user namespace first, for a caller
+-- without privileges over the network namespace but owner of the user namespace that owns it (a rootless
+-- sandbox's).
 -- @param netns as for `apply`
+-- @tparam[opt] table opts
 -- @treturn table
-function M.counters(netns)
-  local out, msg, code = core.nft(netns, "list counters table inet " .. M.TABLE, { json = true })
+function M.counters(netns, opts)
+  local out, msg, code
+  if opts and opts.userns then
+    out, msg, code = list_as_owner(opts.userns, netns)
+  else
+    out, msg, code = core.nft(netns, LIST_COUNTERS, { json = true })
+  end
   if out == nil then
     if code == "ENOENT" then return {} end
     errors.raise{ op = "firewall", msg = "firewall: " .. tostring(msg), code = code }
@@ -425,9 +476,9 @@ function M.counters(netns)
 end
 
 --- The counters of a namespace's firewall by name: `{[name] = {packets =, bytes =, ...}}`.
-function M.counters_by_name(netns)
+function M.counters_by_name(netns, opts)
   local by = {}
-  for _, c in ipairs(M.counters(netns)) do by[c.name] = c end
+  for _, c in ipairs(M.counters(netns, opts)) do by[c.name] = c end
   return by
 end
 

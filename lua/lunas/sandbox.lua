@@ -1267,26 +1267,36 @@ steps[#steps + 1] = {
 
 -- The firewall: compiled and checked by lunas (which loads libnftables before the clone, so the child needs no
 -- library in its tree), applied by the child in its own network namespace while it still has CAP_NET_ADMIN
--- there. Run by root, lunas keeps the namespace open to read the counters, also after the end.
+-- there. lunas keeps the namespace open to read the counters, also after the end.
 steps[#steps + 1] = {
   name = "firewall",
   prepare = function(ctx)
     local fw = ctx.spec.firewall
     if not fw then return end
     ctx.firewall_script = firewall.compile(fw)
-    local ok, msg, code = core.nft(nil, ctx.firewall_script, { check = true })
-    -- (a dry run still asks the kernel: without privileges over our own network it says EPERM)
-    if not ok and code ~= "EPERM" then
+    -- A dry run asks the kernel too (its cache): without privileges over our own network it would fail, and
+    -- libnftables would print a hint on stderr. An empty buffer loads the library and asks nothing.
+    local root = core.ids().euid == 0
+    local ok, msg, code = core.nft(nil, root and ctx.firewall_script or "", { check = true })
+    if not ok then
       errors.raise{ op = "sandbox", step = "firewall", msg = "sandbox: firewall: " .. tostring(msg), code = code }
     end
     -- a copy, not a child borrowing our memory: it runs libnftables
     ctx.sync = true
   end,
   parent = function(ctx, proc)
-    if not ctx.firewall_script or core.ids().euid ~= 0 then return end
+    if not ctx.firewall_script then return end
     local ns, msg, code = core.ns_open("net", proc.pid)
     if not ns then return nil, msg, code end
     ctx.firewall_ns = ns
+    -- Without root, lunas cannot enter the sandbox's network namespace: a helper child joins the sandbox's user
+    -- namespace (ours to enter: we made it) first.
+    if core.ids().euid ~= 0 and ctx.ns.user then
+      local userns
+      userns, msg, code = core.ns_open("user", proc.pid)
+      if not userns then return nil, msg, code end
+      ctx.firewall_userns = userns
+    end
   end,
   init = function(ctx)
     if not ctx.firewall_script then return end
@@ -1297,14 +1307,17 @@ steps[#steps + 1] = {
     local ns = ctx.firewall_ns
     if not ns then return end
     ctx.firewall_ns = nil
-    local ok, counters = pcall(firewall.counters, ns)
+    local ok, counters = pcall(firewall.counters, ns, { userns = ctx.firewall_userns })
     ns:close()
+    if ctx.firewall_userns then ctx.firewall_userns:close() end
+    ctx.firewall_userns = nil
     if result and ok then result.firewall = counters end
     if not ok then error(counters, 0) end
   end,
   abort = function(ctx)
     if ctx.firewall_ns then ctx.firewall_ns:close() end
-    ctx.firewall_ns = nil
+    if ctx.firewall_userns then ctx.firewall_userns:close() end
+    ctx.firewall_ns, ctx.firewall_userns = nil, nil
   end,
 }
 
@@ -2400,15 +2413,15 @@ function Running:usage()
 end
 
 --- The counters of the sandbox's firewall now (`lunas.firewall.counters`: {name, packets, bytes, direction,
--- action} per rule, then per policy). Needs a `firewall` in the spec and root (lunas reads them from outside).
+-- action} per rule, then per policy). Needs a `firewall` in the spec.
 function Running:firewall_counters()
   if not self.ctx.spec.firewall then
     errors.raise{ op = "sandbox", msg = "sandbox: firewall_counters: the spec has no firewall", code = "EINVAL" }
   end
   if not self.ctx.firewall_ns then
-    errors.raise{ op = "sandbox", msg = "sandbox: firewall_counters: needs root (lunas reads them from outside the sandbox)", code = "EPERM" }
+    errors.raise{ op = "sandbox", msg = "sandbox: firewall_counters: the sandbox has ended", code = "ESRCH" }
   end
-  return firewall.counters(self.ctx.firewall_ns)
+  return firewall.counters(self.ctx.firewall_ns, { userns = self.ctx.firewall_userns })
 end
 
 --- Stops every process of the sandbox until thaw() (needs limits, hence a cgroup).
