@@ -378,6 +378,32 @@ describe("net = 'nat' #root", function()
   end)
 end)
 
+describe("egress when the set-up fails #root", function()
+  it("leaves no veth, table, forwarding or pasta behind when a later step fails", function()
+    local cleanup = util.cleanups(finally)
+    local inet = internet(cleanup)
+    local sandbox = require "lunas.sandbox"
+    cleanup(function() sandbox._inject() end)
+    local modes = { "nat" }
+    if core.file_type("/usr/bin/pasta") ~= nil then modes[#modes + 1] = "pasta" end
+    for _, mode in ipairs(modes) do
+      for _, at in ipairs{ { "firewall", "init" }, { "capabilities", "payload" }, { "firewall", "parent" } } do
+        sandbox._inject(at[1], at[2])
+        local ok, err = pcall(function()
+          return lunas.sandbox{ net = mode, argv = { "true" }, firewall = { output = "drop" } }:run()
+        end)
+        sandbox._inject()
+        assert.is_false(ok, mode .. " " .. at[1])
+        assert.truthy(tostring(err):find("injected failure", 1, true), tostring(err))
+        assert.same({}, nat_links(), mode .. " " .. at[1])
+        assert.same({}, lunas_tables(), mode .. " " .. at[1])
+        assert.equal("0", util.read("/proc/sys/net/ipv4/conf/" .. inet.up .. "/forwarding"):match("%d"))
+        assert(util.wait_for(function() return pasta_processes() == 0 end, 5), "pasta left after " .. at[1])
+      end
+    end
+  end)
+end)
+
 local function tun_usable()
   local f = io.open("/dev/net/tun", "r+")
   if f then f:close() return true end
