@@ -263,6 +263,21 @@ except ConnectionRefusedError:
     assert.equal("refused", outcome(out, 7070), out)
     assert.equal(1, by_name(result.firewall).refused.packets)
   end)
+
+  it("cannot be removed by the payload, unless the spec leaves it CAP_NET_ADMIN", function()
+    if not have_python() then pending("needs " .. PYTHON) end
+    if core.file_type("/usr/sbin/nft") == nil then pending("needs nft") end
+    local script = "nft delete table inet lunas_fw 2>&1 && echo removed; " .. PYTHON .. ' -c "$0"'
+    local fw = { loopback = false, rules = { { direction = "out", proto = "tcp", port = 7070, action = "reject" } } }
+    -- the attack, where the protection is off: with CAP_NET_ADMIN kept, the payload drops its firewall
+    local out = capture{ argv = { "/bin/sh", "-c", script, SELF_CONNECT }, firewall = fw, caps = { "CAP_NET_ADMIN" } }
+    assert.truthy(out:find("removed", 1, true), out)
+    assert.equal("ok", outcome(out, 7070), out)
+    -- by default every capability is gone before the payload runs: the table stays, the port stays refused
+    out = capture{ argv = { "/bin/sh", "-c", script, SELF_CONNECT }, firewall = fw }
+    assert.falsy(out:find("removed", 1, true), out)
+    assert.equal("refused", outcome(out, 7070), out)
+  end)
 end)
 
 -- ---- sandboxes --------------------------------------------------------------------------------------------

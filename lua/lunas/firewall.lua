@@ -16,6 +16,9 @@
 -- the loopback interface passes unless loopback = false. Applying replaces the whole table in one transaction:
 -- the rules are stated anew each time, never appended to.
 --
+-- A sandbox's payload cannot change its firewall as long as it has no CAP_NET_ADMIN (the default drops every
+-- capability before it runs).
+--
 -- Nothing the caller gives reaches the nftables text unchecked: addresses are parsed (IPv4, IPv6, CIDR), ports
 -- are numbers, names and log prefixes are restricted to safe characters. Host names are refused, never resolved
 -- behind the caller's back.
