@@ -11,9 +11,10 @@
 --  - IPv4 forwarding, per interface: Linux forwards a packet when the interface it came in by has
 --    net.ipv4.conf.IF.forwarding = 1 (net.ipv4.ip_forward is conf.all and sets every interface at once). So the
 --    veth's own end gets it (it dies with the pair), and each interface of a default route, by which the
---    replies come back, gets it when it had 0; that one is put back to 0 when the last lunas nat veth of the
---    namespace is gone (the kernel's own list of lnat* links is the count of users, whichever process made
---    them). ip_forward and conf.all are never touched.
+--    replies come back, gets it when it had 0 (both are needed: without either, nothing comes back); that one
+--    is marked in /run/lunas/nat and put back to 0 when the last lunas nat veth of the namespace is gone (the
+--    kernel's own list of lnat* links is the count of users, whichever process made them). ip_forward and
+--    conf.all are never touched.
 -- DNS: the sandbox sees the caller's /etc/resolv.conf (through its file system); a resolver on the caller's
 -- loopback (127.0.0.53) is not reachable from the sandbox: bind a resolv.conf of your own (mounts) then.
 -- @module lunas.egress
@@ -25,6 +26,9 @@ errors.register_module()
 local M = {}
 
 local NAT_BASE = 10 << 24 | 213 << 16 -- 10.213.0.0/16, in /30 blocks
+-- Which interfaces' forwarding a lunas turned on, whichever lunas that was: one empty file per namespace and
+-- interface, so that the last user puts it back even when another process turned it on.
+local MARKS = "/run/lunas/nat"
 local PASTA_READY_TIMEOUT = 10
 
 local function fail(op, msg, code)
@@ -67,8 +71,10 @@ local function free_subnet(nl)
   for _, r in ipairs(check("nat", nl:route_list{ family = "inet" })) do
     if r.dst ~= "default" then taken[#taken + 1] = v4_span(r.dst) end
   end
-  for block = 0, (1 << 14) - 1 do
-    local first = NAT_BASE + block * 4
+  -- (from a block of our own pid's: two lunas choosing at the same time rarely start from the same one)
+  local start = core.getpid() % (1 << 14)
+  for i = 0, (1 << 14) - 1 do
+    local first = NAT_BASE + ((start + i) % (1 << 14)) * 4
     local last = first + 3
     local clash = false
     for _, span in ipairs(taken) do
@@ -92,6 +98,22 @@ local function uplinks(nl)
   return list
 end
 
+-- The mark of an interface of the current network namespace ("net:[4026531840]" names the namespace).
+local function mark_path(dev)
+  local ns = core.readlink("/proc/thread-self/ns/net") or "net"
+  return ("%s/forwarding-%s-%s"):format(MARKS, ns:match("%d+") or "0", dev)
+end
+
+local function set_mark(dev)
+  for _, dir in ipairs{ "/run/lunas", MARKS } do
+    local ok, msg, code = core.mkdir(dir, 448)
+    if not ok and code ~= "EEXIST" then fail("nat", msg, code) end
+  end
+  local f, msg = io.open(mark_path(dev), "w")
+  if not f then fail("nat", msg, "EIO") end
+  f:close()
+end
+
 local function other_nat_links(nl, mine)
   for _, l in ipairs(check("nat", nl:link_list())) do
     if l.name ~= mine and l.name:match("^lnat%d+$") then return true end
@@ -101,7 +123,7 @@ end
 
 --- Connects the network namespace of process `pid` (a sandbox waiting to be released) to the caller's network
 -- through a veth pair and a masquerade. Root only. Returns the state `nat_stop` takes:
--- {link =, address =, gateway =, table =, forwarding = {names set to 1}}.
+-- {link =, address =, gateway =, table =}.
 function M.nat_start(pid)
   if math.type(pid) ~= "integer" or pid < 1 then fail("nat", "pid expected, got " .. tostring(pid), "EINVAL") end
   local nl <close> = check("nat", core.netlink())
@@ -110,8 +132,7 @@ function M.nat_start(pid)
   local link = "lnat" .. pid
   local netns = "/proc/" .. pid .. "/ns/net"
   local first = free_subnet(nl)
-  local state = { link = link, gateway = v4_text(first + 1), address = v4_text(first + 2), table = "lunas_nat_" .. pid,
-    forwarding = {} }
+  local state = { link = link, gateway = v4_text(first + 1), address = v4_text(first + 2), table = "lunas_nat_" .. pid }
   check("nat", nl:link_add{ name = link, kind = "veth", peer = { name = "eth0", netns = netns } })
   local ok, err = pcall(function()
     check("nat", nl:addr_add(link, state.gateway .. "/30"))
@@ -134,8 +155,8 @@ function M.nat_start(pid)
     for _, dev in ipairs(ups) do
       local key = "net.ipv4.conf." .. dev .. ".forwarding"
       if check("nat", core.sysctl(nil, key)) == "0" then
+        set_mark(dev)
         check("nat", core.sysctl(nil, key, "1"))
-        state.forwarding[#state.forwarding + 1] = dev
       end
     end
   end)
@@ -159,9 +180,18 @@ function M.nat_stop(state)
   end
   -- (normally gone with the sandbox's namespace already)
   if core.sysctl(nil, "net.ipv4.conf." .. state.link .. ".forwarding") then nl:link_del(state.link) end
-  if #state.forwarding > 0 and not other_nat_links(nl, state.link) then
-    for _, dev in ipairs(state.forwarding) do
-      try(function() check("nat", core.sysctl(nil, "net.ipv4.conf." .. dev .. ".forwarding", "0")) end)
+  if not other_nat_links(nl, state.link) then
+    local prefix = mark_path("")
+    for _, name in ipairs(core.listdir(MARKS) or {}) do
+      local path = MARKS .. "/" .. name
+      if path:sub(1, #prefix) == prefix then
+        local dev = path:sub(#prefix + 1)
+        -- (an interface gone meanwhile has no setting left to put back)
+        if core.sysctl(nil, "net.ipv4.conf." .. dev .. ".forwarding") then
+          try(function() check("nat", core.sysctl(nil, "net.ipv4.conf." .. dev .. ".forwarding", "0")) end)
+        end
+        os.remove(path)
+      end
     end
   end
   if first_err then error(first_err, 0) end
