@@ -402,6 +402,33 @@ describe("net = 'nat' #root", function()
     assert.same({}, core.listdir("/run/lunas/nat") or {})
   end)
 
+  it("lunas gc removes what a killed lunas left: the masquerade table, the forwarding it turned on", function()
+    local cleanup = util.cleanups(finally)
+    local inet = internet(cleanup)
+    local key = "/proc/sys/net/ipv4/conf/" .. inet.up .. "/forwarding"
+    local dir, remove = util.tmpdir()
+    cleanup(remove)
+    util.write(dir .. "/nat.lua", 'local r = require("lunas").sandbox{ net = "nat", argv = { "sleep", "60" } }:spawn()\n'
+      .. 'print("up") io.stdout:flush() local wait_r, wait_w = require("lunas.core").pipe() wait_r:read()\n')
+    local out = dir .. "/out"
+    local proc = util.start_lunas({ dir .. "/nat.lua" }, out)
+    cleanup(function() proc:kill("KILL") proc:wait(5) proc:close() end)
+    assert(util.wait_for(function() return (util.read(out) or ""):find("up", 1, true) end, 10), "the recipe did not start")
+    assert.equal(1, #lunas_tables())
+    proc:kill("KILL")
+    proc:wait(5)
+    -- the sandbox died with lunas (die_with_parent), its namespace and veth with it; the table stays
+    assert(util.wait_for(function() return #nat_links() == 0 end, 10), "the veth outlived its sandbox")
+    assert.equal(1, #lunas_tables())
+    assert.equal("1", util.read(key):match("%d"))
+    local text, code = util.lunas{ "gc" }
+    assert.equal(0, code, text)
+    assert.truthy(text:find("removed nftables table inet lunas_nat_", 1, true), text)
+    assert.same({}, lunas_tables())
+    assert.equal("0", util.read(key):match("%d"))
+    assert.same({}, core.listdir("/run/lunas/nat") or {})
+  end)
+
   it("reports the lack of a default route clearly", function()
     without_default_route()
     local ok, err = pcall(function() return lunas.sandbox{ net = "nat", argv = { "true" } }:run() end)

@@ -197,6 +197,46 @@ function M.nat_stop(state)
   if first_err then error(first_err, 0) end
 end
 
+--- What a lunas that died left of its nat sandboxes in the current network namespace: the tables
+-- `inet lunas_nat_PID` whose veth lnatPID is gone (their sandbox's namespace with it), and the forwarding a
+-- lunas turned on once no lunas nat veth is left. Returns the names of the tables removed (or that would be,
+-- with opts.dry_run).
+function M.gc(opts)
+  local dry_run = opts and opts.dry_run
+  local nl <close> = check("nat", core.netlink())
+  local links = {}
+  for _, l in ipairs(check("nat", nl:link_list())) do links[l.name] = true end
+  local out = check("nat", core.nft(nil, "list tables inet", { json = true }))
+  local doc = require("lunas.json").decode(out)
+  local removed = {}
+  for _, item in ipairs(type(doc) == "table" and doc.nftables or {}) do
+    local t = item.table
+    local pid = t and t.family == "inet" and tostring(t.name):match("^lunas_nat_(%d+)$")
+    if pid and not links["lnat" .. pid] then
+      if not dry_run then check("nat", core.nft(nil, ("delete table inet lunas_nat_%s\n"):format(pid))) end
+      removed[#removed + 1] = t.name
+    end
+  end
+  if not dry_run then
+    local any = false
+    for name in pairs(links) do if name:match("^lnat%d+$") then any = true end end
+    if not any then
+      local prefix = mark_path("")
+      for _, name in ipairs(core.listdir(MARKS) or {}) do
+        local path = MARKS .. "/" .. name
+        if path:sub(1, #prefix) == prefix then
+          local dev = path:sub(#prefix + 1)
+          if core.sysctl(nil, "net.ipv4.conf." .. dev .. ".forwarding") then
+            check("nat", core.sysctl(nil, "net.ipv4.conf." .. dev .. ".forwarding", "0"))
+          end
+          os.remove(path)
+        end
+      end
+    end
+  end
+  return removed
+end
+
 -- ---- pasta --------------------------------------------------------------------------------------------------
 
 local function find_pasta()
