@@ -264,6 +264,27 @@ except ConnectionRefusedError:
     assert.equal(1, by_name(result.firewall).refused.packets)
   end)
 
+  it("matches addresses by family: a rule on [::1] refuses IPv6 and leaves IPv4 alone", function()
+    if not have_python() then pending("needs " .. PYTHON) end
+    local both = [[
+import socket
+for fam, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    srv = socket.socket(fam); srv.bind((addr, 7070)); srv.listen(1)
+    c = socket.socket(fam); c.settimeout(1)
+    try:
+        c.connect((addr, 7070)); print(addr, "ok")
+    except socket.timeout:
+        print(addr, "timeout")
+    except ConnectionRefusedError:
+        print(addr, "refused")
+]]
+    local out, result = capture{ argv = { PYTHON, "-c", both }, firewall = { loopback = false, rules = {
+      { direction = "out", proto = "tcp", to = "[::1]", port = 7070, action = "reject", name = "v6" } } } }
+    assert.truthy(out:find("127.0.0.1 ok", 1, true), out)
+    assert.truthy(out:find("::1 refused", 1, true), out)
+    assert.equal(1, by_name(result.firewall).v6.packets)
+  end)
+
   it("cannot be removed by the payload, unless the spec leaves it CAP_NET_ADMIN", function()
     if not have_python() then pending("needs " .. PYTHON) end
     if core.file_type("/usr/sbin/nft") == nil then pending("needs nft") end
