@@ -87,6 +87,11 @@ end
 
 -- ---- nat ----------------------------------------------------------------------------------------------------
 
+-- An interface's IPv4 forwarding setting, as a sysctl key with slashes (a name may hold dots: eth0.100).
+local function forwarding_key(dev)
+  return "net/ipv4/conf/" .. dev .. "/forwarding"
+end
+
 local function uplinks(nl)
   local seen, list = {}, {}
   for _, r in ipairs(check("nat", nl:route_list{ family = "inet" })) do
@@ -136,7 +141,7 @@ function M.nat_start(pid)
   check("nat", nl:link_add{ name = link, kind = "veth", peer = { name = "eth0", netns = netns } })
   local ok, err = pcall(function()
     check("nat", nl:addr_add(link, state.gateway .. "/30"))
-    check("nat", core.sysctl(nil, "net.ipv4.conf." .. link .. ".forwarding", "1"))
+    check("nat", core.sysctl(nil, forwarding_key(link), "1"))
     check("nat", nl:link_set(link, { up = true }))
     local inner <close> = check("nat", core.netlink(netns))
     check("nat", inner:link_set("eth0", { up = true }))
@@ -153,7 +158,7 @@ function M.nat_start(pid)
       "}" }, "\n") .. "\n"))
     state.nft = true
     for _, dev in ipairs(ups) do
-      local key = "net.ipv4.conf." .. dev .. ".forwarding"
+      local key = forwarding_key(dev)
       if check("nat", core.sysctl(nil, key)) == "0" then
         set_mark(dev)
         check("nat", core.sysctl(nil, key, "1"))
@@ -179,7 +184,7 @@ function M.nat_stop(state)
     try(function() check("nat", core.nft(nil, ("delete table inet %s\n"):format(state.table))) end)
   end
   -- (normally gone with the sandbox's namespace already)
-  if core.sysctl(nil, "net.ipv4.conf." .. state.link .. ".forwarding") then nl:link_del(state.link) end
+  if core.sysctl(nil, forwarding_key(state.link)) then nl:link_del(state.link) end
   if not other_nat_links(nl, state.link) then
     local prefix = mark_path("")
     for _, name in ipairs(core.listdir(MARKS) or {}) do
@@ -187,8 +192,8 @@ function M.nat_stop(state)
       if path:sub(1, #prefix) == prefix then
         local dev = path:sub(#prefix + 1)
         -- (an interface gone meanwhile has no setting left to put back)
-        if core.sysctl(nil, "net.ipv4.conf." .. dev .. ".forwarding") then
-          try(function() check("nat", core.sysctl(nil, "net.ipv4.conf." .. dev .. ".forwarding", "0")) end)
+        if core.sysctl(nil, forwarding_key(dev)) then
+          try(function() check("nat", core.sysctl(nil, forwarding_key(dev), "0")) end)
         end
         os.remove(path)
       end
@@ -226,8 +231,8 @@ function M.gc(opts)
         local path = MARKS .. "/" .. name
         if path:sub(1, #prefix) == prefix then
           local dev = path:sub(#prefix + 1)
-          if core.sysctl(nil, "net.ipv4.conf." .. dev .. ".forwarding") then
-            check("nat", core.sysctl(nil, "net.ipv4.conf." .. dev .. ".forwarding", "0"))
+          if core.sysctl(nil, forwarding_key(dev)) then
+            check("nat", core.sysctl(nil, forwarding_key(dev), "0"))
           end
           os.remove(path)
         end
