@@ -334,9 +334,13 @@ local function rule_lines(r)
       parts[#parts + 1] = "meta l4proto " .. r.proto
       if r.ports then parts[#parts + 1] = ("%s dport %s"):format(r.proto, set_of(r.ports)) end
     end
-    parts[#parts + 1] = ('counter name "%s"'):format(r.name)
-    local line = table.concat(parts, " ") .. log_statement(r.log, "lunas_fw " .. r.name .. ": ") .. " " .. verdict(r.action, r.proto)
-    lines[#lines + 1] = "    " .. line
+    local match = table.concat(parts, " ")
+    local tail = ('counter name "%s"'):format(r.name) .. log_statement(r.log, "lunas_fw " .. r.name .. ": ")
+    -- (a refused TCP connection of an any-protocol rule gets a reset too, not an ICMP unreachable)
+    if r.action == "reject" and r.proto == "any" then
+      lines[#lines + 1] = "    " .. (match ~= "" and match .. " " or "") .. "meta l4proto tcp " .. tail .. " " .. verdict("reject", "tcp")
+    end
+    lines[#lines + 1] = "    " .. (match ~= "" and match .. " " or "") .. tail .. " " .. verdict(r.action, r.proto)
     if not r.addressed and r.proto ~= "icmp" and r.proto ~= "icmpv6" then break end
   end
   return lines
@@ -369,8 +373,11 @@ function M.compile(rules)
         for _, l in ipairs(rule_lines(r)) do out[#out + 1] = l end
       end
     end
-    out[#out + 1] = ('    counter name "policy_%s"%s %s'):format(c.chain,
-      log_statement(policy.log, "lunas_fw policy_" .. c.chain .. ": "), verdict(policy.action, "any"))
+    local policy_log = log_statement(policy.log, "lunas_fw policy_" .. c.chain .. ": ")
+    if policy.action == "reject" then
+      out[#out + 1] = ('    meta l4proto tcp counter name "policy_%s"%s %s'):format(c.chain, policy_log, verdict("reject", "tcp"))
+    end
+    out[#out + 1] = ('    counter name "policy_%s"%s %s'):format(c.chain, policy_log, verdict(policy.action, "any"))
     out[#out + 1] = "  }"
   end
   out[#out + 1] = "}"
