@@ -49,6 +49,11 @@ Namespaces:
   --net MODE             none (the default: lo only), host (= --share-net), nat (root: a veth pair into the
                          caller's network and a masquerade) or pasta (user-mode egress through pasta, package
                          passt; rootless too): a network of its own that reaches out
+  --userns FD  --pidns FD   make the sandbox in these namespaces (descriptors of /proc/PID/ns/...): no new user
+                         namespace; with --unshare-pid, a new pid namespace below the given one
+  --userns2 FD           enter this user namespace (nested in the sandbox's) once the tree is built
+  --disable-userns       the payload cannot make user namespaces (a nested one, under a limit of 1)
+  --assert-userns-disabled   fail unless making a user namespace is already refused
 Firewall (one nftables table in the sandbox's own network namespace; counters with --usage):
   --allow-out PROTO:HOST[:PORT]   let this out (PROTO tcp, udp, icmp, icmpv6 or *; HOST an address, a CIDR,
                          an IPv6 one in brackets ([fd00::1]:53) or *; PORT a number, LOW-HIGH or *); with any
@@ -57,11 +62,6 @@ Firewall (one nftables table in the sandbox's own network namespace; counters wi
   --firewall FILE.lua    rules from a Lua file returning a table (lunas.firewall: input, output, forward,
                          rules = {{direction =, proto =, port =, to =, from =, action =, log =, name =}}),
                          read as data; --allow-out/--deny-out rules come after its rules
-  --userns FD  --pidns FD   make the sandbox in these namespaces (descriptors of /proc/PID/ns/...): no new user
-                         namespace; with --unshare-pid, a new pid namespace below the given one
-  --userns2 FD           enter this user namespace (nested in the sandbox's) once the tree is built
-  --disable-userns       the payload cannot make user namespaces (a nested one, under a limit of 1)
-  --assert-userns-disabled   fail unless making a user namespace is already refused
 Identity:
   --uid UID  --gid GID   ids inside the sandbox (mapped to yours outside; root's: to its range)
   --host-root            run by root: the sandbox's root is the host's root (no range of host ids; without
