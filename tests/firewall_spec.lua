@@ -579,6 +579,21 @@ end)
 
 -- ---- the command line -------------------------------------------------------------------------------------
 
+describe("lunas run firewall counters #rootless", function()
+  it("--json-status's last line carries the firewall's counters", function()
+    local dir, remove = util.tmpdir()
+    finally(remove)
+    local out, code = util.lunas{ "run", "--json-status", dir .. "/status", "--deny-out", "tcp:*:80", "--", "true" }
+    assert.equal(0, code, out)
+    local lines = util.lines(util.read(dir .. "/status"))
+    local final = json.decode(lines[#lines])
+    assert.equal(0, final["exit-code"])
+    local c = by_name(final.firewall)
+    assert.same({ "out", "reject", 0 }, { c.cli_1.direction, c.cli_1.action, c.cli_1.packets })
+    assert.same({ "out", "allow" }, { c.policy_output.direction, c.policy_output.action })
+  end)
+end)
+
 describe("lunas run firewall options #root", function()
   it("--net nat with --allow-out lets only that out, --deny-out refuses, --usage prints the counters", function()
     if not have_python() then pending("needs " .. PYTHON) end

@@ -101,7 +101,7 @@ Process:
                          sandbox if CMD has not ended after SECONDS (default 10); SIGQUIT, or a second
                          signal, kills it at once. lunas then removes what it set up and ends by that signal
   --json-status FILE|FD  write JSON lines: {"child-pid", "payload-pid", "namespaces"} once CMD runs, then
-                         {"exit-code" or "signal", "elapsed", "usage", "timed-out"} when it ends
+                         {"exit-code" or "signal", "elapsed", "usage", "timed-out", "firewall"} when it ends
   --info-fd FD  --json-status-fd FD   bubblewrap's reports: the sandbox's first process and namespace ids, and
                          (on --json-status-fd) the exit code when CMD ends
   --lock-file PATH       the sandbox holds a shared lock on PATH (inside it) while it lives
@@ -380,8 +380,8 @@ function M.main(args)
     return wait_forwarding(running, stop_timeout, spec.new_session == false)
   end)
   if status_out then
-    local final = result and { elapsed = result.elapsed, usage = result.usage, ["timed-out"] = result.timed_out == true }
-      or { error = tostring(err) }
+    local final = result and { elapsed = result.elapsed, usage = result.usage, ["timed-out"] = result.timed_out == true,
+      firewall = result.firewall } or { error = tostring(err) }
     if result and result.signal then final.signal = result.signal else final["exit-code"] = result and result.status end
     status_out:write(json.encode(final) .. "\n")
     status_out:close()
