@@ -1307,12 +1307,16 @@ steps[#steps + 1] = {
     local ns = ctx.firewall_ns
     if not ns then return end
     ctx.firewall_ns = nil
-    local ok, counters = pcall(firewall.counters, ns, { userns = ctx.firewall_userns })
+    local ok, counters = true, nil
+    if result then ok, counters = pcall(firewall.counters, ns, { userns = ctx.firewall_userns }) end
     ns:close()
     if ctx.firewall_userns then ctx.firewall_userns:close() end
     ctx.firewall_userns = nil
     if result and ok then result.firewall = counters end
-    if not ok then error(counters, 0) end
+    -- (the payload's result stands: counters that cannot be read are a warning, not its failure)
+    if not ok then
+      warn(ctx, "firewall: the counters could not be read: " .. (errors.is(counters) and counters.msg or tostring(counters)))
+    end
   end,
   abort = function(ctx)
     if ctx.firewall_ns then ctx.firewall_ns:close() end
