@@ -1274,10 +1274,10 @@ steps[#steps + 1] = {
     local fw = ctx.spec.firewall
     if not fw then return end
     ctx.firewall_script = firewall.compile(fw)
-    -- A dry run asks the kernel too (its cache): without privileges over our own network it would fail, and
-    -- libnftables would print a hint on stderr. An empty buffer loads the library and asks nothing.
-    local root = core.ids().euid == 0
-    local ok, msg, code = core.nft(nil, root and ctx.firewall_script or "", { check = true })
+    -- Loaded here, by an empty buffer that asks the kernel nothing: a dry run of the script would ask our own
+    -- network's rule set (a cache), which a user may not read (libnftables then prints a hint on stderr), and
+    -- costs a netlink round trip; the child reports a script the kernel refuses as this step's failure.
+    local ok, msg, code = core.nft(nil, "", { check = true })
     if not ok then
       errors.raise{ op = "sandbox", step = "firewall", msg = "sandbox: firewall: " .. tostring(msg), code = code }
     end
