@@ -14,9 +14,11 @@ LUA ?= lua5.4
 # bubblewrap: tests/audit_spec.lua audits the real bwrap's sandbox beside lunas's (lunas audit --wrap).
 # lua-ldoc is for tests/doc_spec.lua, which runs ldoc to keep the API reference complete; lua5.1 is the Lua it runs
 # on (Debian's ldoc takes 5.1 or 5.2 through lua-any, and its dependencies are met by lua5.4 alone).
+# passt gives the pasta program that a sandbox with net = "pasta" runs (lunas.egress); python3 is the client
+# tests/firewall_spec.lua runs inside sandboxes to tell an answered, refused and timed-out connection apart.
 DEB_PACKAGES = lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libnftables-dev libcap-dev libseccomp-dev \
                lua-busted pkg-config gcc make iproute2 util-linux uidmap luarocks iputils-ping iperf3 graphviz \
-               nftables groff-base lua-ldoc lua5.1 busybox-static runc bpftool bubblewrap
+               nftables groff-base lua-ldoc lua5.1 busybox-static runc bpftool bubblewrap passt python3
 # lua-markdown renders the doc comments' Markdown (without it ldoc falls back to plain text).
 DOC_PACKAGES = lua-ldoc lua5.1 lua-markdown
 BENCH_PACKAGES = bubblewrap crun runc

@@ -1,11 +1,12 @@
 # bash completion for lunas: commands, their options, and what an option takes (files, directories, pids,
 # network namespace names). Installed by `make install` into share/bash-completion/completions/lunas.
 
-_lunas_run_options="--add-seccomp-fd --apparmor --args --argv0 --as-pid-1 --assert-userns-disabled --bind --bind-data --bind-fd
+_lunas_run_options="--add-seccomp-fd --allow-out --apparmor --args --argv0 --as-pid-1 --assert-userns-disabled --bind --bind-data --bind-fd
   --bind-try --block-fd --cap-add --cap-drop --chdir --chmod --clearenv --cpu --cpu-weight --cpuset --default-tree
-  --dev --dev-bind --dev-bind-try --die-with-parent --dir --disable-userns --exec-label --file --file-label --gid --help --host-root
+  --deny-out --dev --dev-bind --dev-bind-try --die-with-parent --dir --disable-userns --exec-label --file
+  --file-label --firewall --gid --help --host-root
   --hostname --info-fd --json-status --json-status-fd --keep-env --landlock-bind --landlock-connect --landlock-ro
-  --landlock-rw --landlock-strict --limits-best-effort --lock-file --mask --memory --memory-high --mqueue
+  --landlock-rw --landlock-strict --limits-best-effort --lock-file --mask --memory --memory-high --mqueue --net
   --new-session --no-die-with-parent --no-harden --no-seccomp --overlay --overlay-src --perms --pidns --pids --proc
   --remount-ro --ro-bind --ro-bind-data --ro-bind-fd --ro-bind-try --ro-overlay --ro-view --ro-view-try --rootfs
   --seccomp --seccomp-allow --seccomp-deny --seccomp-show --selinux-label --selinux-mount-label --setenv
@@ -44,6 +45,11 @@ _lunas() {
       run|audit|enter|ns|lab|gc|bwrap|oci) command=${COMP_WORDS[i]}; break ;;
     esac
   done
+  # (after the command's options, -- starts the command to run: its words are bash's default too)
+  local j
+  for ((j = i + 1; j < COMP_CWORD; j++)); do
+    [[ ${COMP_WORDS[j]} == -- ]] && return 0
+  done
   if [[ -z $command ]]; then
     if [[ $cur == -* ]]; then
       COMPREPLY=($(compgen -W "-e -i --lua-env --version --help" -- "$cur"))
@@ -59,7 +65,8 @@ _lunas() {
         --chdir|--overlay-src|--tmpfs|\
         --dir|--remount-ro|--mask|--proc|--dev|--mqueue|--landlock-ro|--landlock-rw|--json-status)
           COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
-        --seccomp) COMPREPLY=($(compgen -f -X '!*.lua' -- "$cur")); return 0 ;;
+        --seccomp|--firewall) COMPREPLY=($(compgen -f -X '!*.lua' -- "$cur")); return 0 ;;
+        --net) COMPREPLY=($(compgen -W "none host nat pasta" -- "$cur")); return 0 ;;
         --seccomp-deny|--seccomp-allow) COMPREPLY=($(compgen -W "$_lunas_seccomp_groups" -- "$cur")); return 0 ;;
         --cap-add|--cap-drop)
           COMPREPLY=($(compgen -W "ALL $(sed -n 's/^\s*#define CAP_\([A-Z_]*\)\s\+[0-9]\+$/CAP_\1/p' \

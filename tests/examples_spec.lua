@@ -334,6 +334,34 @@ local expectations = {
       end
     end,
   },
+  ["egress_firewall.lua"] = {
+    tags = " #root",
+    needs = { "root" },
+    check = function(name)
+      -- Everything happens in the lab's namespaces: the caller's links, tables and named namespaces are the
+      -- same before and after.
+      local netns_before = util.run{ "ip", "netns", "list" }
+      local links_before = util.run{ "ip", "-br", "link" }
+      local rules_before, rules_code = util.run({ "nft", "-j", "list", "ruleset" }, { stderr = false })
+      local out, err, code = sh(example_command(name))
+      assert.are.equal(0, code, err)
+      -- Without the firewall both ports answer; with it 8080 answers, 9090 is refused at once (a TCP reset,
+      -- not a timeout), and each rule counted the one SYN that opened its connection.
+      assert.are.equal("no firewall:\n"
+        .. "  8080: hello from 8080\n"
+        .. "  9090: hello from 9090\n"
+        .. "firewall (out: 8080 allowed, 9090 refused, the rest dropped):\n"
+        .. "  8080: hello from 8080\n"
+        .. "  9090: Connection refused\n"
+        .. "  counter web (out allow): 1 packets\n"
+        .. "  counter refused (out reject): 1 packets\n", out)
+      assert.are.equal(netns_before, util.run{ "ip", "netns", "list" })
+      assert.are.equal(links_before, util.run{ "ip", "-br", "link" })
+      if rules_code == 0 then
+        assert.are.equal(rules_before, util.run({ "nft", "-j", "list", "ruleset" }, { stderr = false }))
+      end
+    end,
+  },
   ["impaired_link.lua"] = {
     tags = " #root",
     needs = { "root" },

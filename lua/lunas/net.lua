@@ -136,6 +136,51 @@ function Node:addresses() return check(node_check(self).netlink:addr_list()) end
 --- The node's routes, as netlink:route_list gives them (opts: family, table).
 function Node:routes(opts) return check(node_check(self).netlink:route_list(opts)) end
 
+--- A node's firewall (lunas.firewall): what `node:firewall` returns.
+-- `fw.rules` is the normalized rule set in force.
+-- @type Firewall
+local Firewall = {}
+Firewall.__index = Firewall
+
+--- The counters now: a list of {name, packets, bytes, direction, action}, the rules' then the policies'.
+function Firewall:counters()
+  node_check(self.node)
+  if self.node.firewall_state ~= self then misuse(self.node.name .. ":firewall", "these rules were replaced or removed") end
+  return require("lunas.firewall").counters(self.node.ns)
+end
+
+--- The counters by name: {[name] = {packets =, bytes =, ...}}.
+function Firewall:counters_by_name()
+  local by = {}
+  for _, c in ipairs(self:counters()) do by[c.name] = c end
+  return by
+end
+
+--- Removes the node's firewall (every packet passes again).
+function Firewall:remove()
+  node_check(self.node)
+  if self.node.firewall_state ~= self then return end
+  require("lunas.firewall").remove(self.node.ns)
+  self.node.firewall_state = nil
+end
+
+function Firewall:__tostring() return "firewall of " .. tostring(self.node) end
+
+--- @type Node
+
+--- The node's firewall: node:firewall{output = "drop", rules = {...}} (lunas.firewall's rules, with
+-- direction = "forward" for what a router passes on) replaces the node's rules with these, in one transaction,
+-- and returns the firewall object (counters, remove); node:firewall() returns the one in force, or nil.
+function Node:firewall(rules)
+  node_check(self)
+  if self.kind == "switch" then misuse(self.name .. ":firewall", "a switch has no network namespace of its own: use a host or a router") end
+  if rules == nil then return self.firewall_state end
+  local fw = require("lunas.firewall")
+  local applied = fw.apply(self.ns, rules)
+  self.firewall_state = setmetatable({ node = self, rules = applied }, Firewall)
+  return self.firewall_state
+end
+
 --- The node's network namespace handle (for core.setns, sandboxes, core.netlink).
 function Node:netns() return node_check(self).ns end
 

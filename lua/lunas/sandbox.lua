@@ -29,6 +29,8 @@ local function lazy(name)
 end
 local idrange = lazy "lunas.idrange"
 local security = lazy "lunas.security"
+local firewall = lazy "lunas.firewall"
+local egress = lazy "lunas.egress"
 
 errors.register_module()
 
@@ -261,8 +263,10 @@ local fields = {
   -- node (lunas.net): the sandbox joins that host's namespace.
   -- A lab switch (or {switch = s, address = "10.0.0.9/24", gateway = "10.0.0.1", name = "eth0"}): a network
   -- namespace of its own, plugged into that switch.
+  -- "nat" (root): egress through a veth pair and a masquerade in the caller's network; "pasta": egress through
+  -- Debian's pasta (passt), rootless too (lunas.egress).
   net = function(f, v)
-    if v == "none" or v == "host" then return v end
+    if v == "none" or v == "host" or v == "nat" or v == "pasta" then return v end
     if type(v) == "table" and type(v.netns) == "function" then
       if v.kind == "switch" then return { switch = v } end
       return v
@@ -277,7 +281,17 @@ local fields = {
       if v.name and (#v.name < 1 or #v.name > 15 or v.name:find("[%s/:]")) then misuse(f .. ".name", "bad interface name '%s'", v.name) end
       return { switch = v.switch, address = v.address, gateway = v.gateway, name = v.name or "eth0" }
     end
-    misuse(f, "'none', 'host', a lab host or a lab switch expected, got %s", tostring(v))
+    misuse(f, "'none', 'host', 'nat', 'pasta', a lab host or a lab switch expected, got %s", tostring(v))
+  end,
+  -- Rules for the sandbox's own network namespace (lunas.firewall), applied before the payload runs.
+  firewall = function(f, v)
+    local ok, fw = pcall(firewall.check, v)
+    if not ok then
+      if not errors.is(fw) then error(fw, 0) end
+      local field = (fw.field and fw.field ~= "firewall") and (f .. "." .. fw.field) or f
+      misuse(field, "%s", fw.msg:match("^firewall[^:]*: (.*)$") or fw.msg)
+    end
+    return fw
   end,
   stdin = expect_fd,
   stdout = expect_fd,
@@ -503,8 +517,13 @@ local function validate(spec)
   end
   if type(out.net) == "table" and out.net.switch then
     if not out.namespaces.net then misuse("net", "a switch needs the net namespace") end
+  elseif (out.net == "nat" or out.net == "pasta") then
+    if not out.namespaces.net then misuse("net", "'%s' needs the net namespace", out.net) end
   elseif out.net ~= nil and out.net ~= "none" then
     out.namespaces.net = nil
+  end
+  if out.firewall and not out.namespaces.net then
+    misuse("firewall", "needs a network namespace of the sandbox's own (net = 'host' or a lab host's shares one: use host:firewall there)")
   end
   return out
 end
@@ -1211,6 +1230,98 @@ steps[#steps + 1] = {
     if ok and attach.gateway then ok, msg, code = nl:route_add{ dst = "default", via = attach.gateway } end
     nl:close()
     if not ok then return nil, msg, code end
+  end,
+}
+
+-- Egress (net = "nat" or "pasta"): made from the parent while the child waits, into the child's namespace;
+-- undone when the sandbox ends (lunas.egress).
+steps[#steps + 1] = {
+  name = "egress",
+  prepare = function(ctx)
+    local net = ctx.spec.net
+    if net ~= "nat" and net ~= "pasta" then return end
+    if net == "nat" and core.ids().euid ~= 0 then
+      errors.raise{ op = "sandbox", step = "egress", code = "EPERM",
+        msg = "sandbox: egress: net = 'nat' needs root (a veth and a masquerade in the caller's network): use 'pasta'" }
+    end
+    ctx.egress = net
+    ctx.sync = true
+  end,
+  parent = function(ctx, proc)
+    if not ctx.egress then return end
+    local ok, state = pcall(ctx.egress == "nat" and egress.nat_start or egress.pasta_start, proc.pid)
+    if not ok then return nil, errors.is(state) and state.msg or tostring(state), errors.is(state) and state.code or nil end
+    ctx.egress_state = state
+  end,
+  finish = function(ctx)
+    local state = ctx.egress_state
+    ctx.egress_state = nil
+    if state then (ctx.egress == "nat" and egress.nat_stop or egress.pasta_stop)(state) end
+  end,
+  abort = function(ctx)
+    local state = ctx.egress_state
+    ctx.egress_state = nil
+    if state then pcall(ctx.egress == "nat" and egress.nat_stop or egress.pasta_stop, state) end
+  end,
+}
+
+-- The firewall: compiled and checked by lunas (which loads libnftables before the clone, so the child needs no
+-- library in its tree), applied by the child in its own network namespace while it still has CAP_NET_ADMIN
+-- there. lunas keeps the namespace open to read the counters, also after the end.
+steps[#steps + 1] = {
+  name = "firewall",
+  prepare = function(ctx)
+    local fw = ctx.spec.firewall
+    if not fw then return end
+    ctx.firewall_script = firewall.compile(fw)
+    -- Loaded here, by an empty buffer that asks the kernel nothing: a dry run of the script would ask our own
+    -- network's rule set (a cache), which a user may not read (libnftables then prints a hint on stderr), and
+    -- costs a netlink round trip; the child reports a script the kernel refuses as this step's failure.
+    local ok, msg, code = core.nft(nil, "", { check = true })
+    if not ok then
+      errors.raise{ op = "sandbox", step = "firewall", msg = "sandbox: firewall: " .. tostring(msg), code = code }
+    end
+    -- a copy, not a child borrowing our memory: it runs libnftables
+    ctx.sync = true
+  end,
+  parent = function(ctx, proc)
+    if not ctx.firewall_script then return end
+    local ns, msg, code = core.ns_open("net", proc.pid)
+    if not ns then return nil, msg, code end
+    ctx.firewall_ns = ns
+    -- Without root, lunas cannot enter the sandbox's network namespace: a helper child joins the sandbox's user
+    -- namespace (ours to enter: we made it) first.
+    if core.ids().euid ~= 0 and ctx.ns.user then
+      local userns
+      userns, msg, code = core.ns_open("user", proc.pid)
+      if not userns then return nil, msg, code end
+      ctx.firewall_userns = userns
+    end
+  end,
+  init = function(ctx)
+    if not ctx.firewall_script then return end
+    local ok, msg, code = core.nft(nil, ctx.firewall_script)
+    if not ok then return nil, msg, code end
+  end,
+  finish = function(ctx, result)
+    local ns = ctx.firewall_ns
+    if not ns then return end
+    ctx.firewall_ns = nil
+    local ok, counters = true, nil
+    if result then ok, counters = pcall(firewall.counters, ns, { userns = ctx.firewall_userns }) end
+    ns:close()
+    if ctx.firewall_userns then ctx.firewall_userns:close() end
+    ctx.firewall_userns = nil
+    if result and ok then result.firewall = counters end
+    -- (the payload's result stands: counters that cannot be read are a warning, not its failure)
+    if not ok then
+      warn(ctx, "firewall: the counters could not be read: " .. (errors.is(counters) and counters.msg or tostring(counters)))
+    end
+  end,
+  abort = function(ctx)
+    if ctx.firewall_ns then ctx.firewall_ns:close() end
+    if ctx.firewall_userns then ctx.firewall_userns:close() end
+    ctx.firewall_ns, ctx.firewall_userns = nil, nil
   end,
 }
 
@@ -2305,6 +2416,18 @@ function Running:usage()
   return self.ctx.cgroup and not self.ctx.cgroup.closed and self.ctx.cgroup:stats() or nil
 end
 
+--- The counters of the sandbox's firewall now (`lunas.firewall.counters`: {name, packets, bytes, direction,
+-- action} per rule, then per policy). Needs a `firewall` in the spec.
+function Running:firewall_counters()
+  if not self.ctx.spec.firewall then
+    errors.raise{ op = "sandbox", msg = "sandbox: firewall_counters: the spec has no firewall", code = "EINVAL" }
+  end
+  if not self.ctx.firewall_ns then
+    errors.raise{ op = "sandbox", msg = "sandbox: firewall_counters: the sandbox has ended", code = "ESRCH" }
+  end
+  return firewall.counters(self.ctx.firewall_ns, { userns = self.ctx.firewall_userns })
+end
+
 --- Stops every process of the sandbox until thaw() (needs limits, hence a cgroup).
 function Running:freeze()
   if not self.ctx.cgroup then errors.raise{ op = "sandbox", msg = "sandbox: freeze: needs a cgroup (set 'limits')", code = "EINVAL" } end
@@ -2372,6 +2495,10 @@ end
 -- @tparam[opt=true] boolean spec.loopback lo up in the sandbox's network namespace
 -- @param[opt] spec.net "none" (the default: a namespace of its own, lo only), "host", a lab host (its namespace),
 --   a lab switch or `{switch =, address = "10.0.0.9/24", gateway =, name = "eth0"}` (lunas.net)
+--   , "nat" (root: a veth pair into the caller's network and a masquerade) or "pasta" (user-mode egress
+--   through Debian's pasta, rootless too): `lunas.egress`
+-- @tparam[opt] table spec.firewall rules for the sandbox's own network namespace (`lunas.firewall.check`),
+--   applied before the payload runs; counters from `Running:firewall_counters` and in the result's `firewall`
 -- @param[opt] spec.stdin an fd, an integer, "null" or "inherit" (the default)
 -- @param[opt] spec.stdout
 -- @param[opt] spec.stderr

@@ -386,7 +386,7 @@ end
 
 -- The public Lua API: every module's functions (not the _internal ones), and the CLI's commands.
 local MODULES = { "lunas", "lunas.net", "lunas.cgroup", "lunas.security", "lunas.json", "lunas.fs", "lunas.ns",
-  "lunas.sandbox", "lunas.errors", "lunas.process", "lunas.lab_record", "lunas.interrupt" }
+  "lunas.sandbox", "lunas.errors", "lunas.process", "lunas.lab_record", "lunas.interrupt", "lunas.firewall" }
 for _, modname in ipairs(MODULES) do
   local ok, mod = pcall(require, modname)
   if ok and type(mod) == "table" then

@@ -299,6 +299,8 @@ return function(h)
         caps = v( "none", { "net_raw" }, "keep", { add = { "chown" } } ), landlock = { ro = { "/" } },
         rlimits = { nofile = 64 }, env = { A = "b" }, net = v( "none", "host" ) } end,
       function() return { argv = { "/bin/true" }, limits = { memory = "64M", pids = 16 } } end,
+      function() return { argv = { "/bin/true" }, firewall = { output = v( "drop", "reject" ), loopback = v( true, false ),
+        rules = { { direction = "out", proto = "tcp", port = 80, action = "allow", name = "fz" } } } } end,
     },
     ["lunas.spawn"] = { function() return { fn = payload(), flags = v( nil, "user", "pid,user" ) } end },
     ["lunas.net.lab"] = { function() return { name = v( "fz", "l" .. random(0, 9) ), netns_dir = v( false,
@@ -359,6 +361,10 @@ return function(h)
     ["lunas.net.show"] = { function() return v( "fz", "l1" ) end },
     ["lunas.cgroup.open"] = { function() return v( "/sys/fs/cgroup", "/tmp/fuzz", "x" ) end },
     ["lunas.cgroup.adopt"] = { function() return { path = "/tmp/fuzz", v1 = {}, pid = 1 } end },
+    ["lunas.firewall.apply"] = { function() return nil, { output = v( "drop", "allow", "reject" ), rules = { {
+      direction = v( "out", "in", "forward" ), proto = v( "tcp", "udp" ), port = v( 80, "1-2", { 53, 443 } ),
+      to = v( nil, "10.0.0.0/8", "[fd00::1]", { "127.0.0.1", "::1" } ), action = v( "allow", "drop", "reject" ),
+      log = v( nil, true, "fz: " ) } } } end },
   }
   more["lunas.sandbox.new"] = templates["lunas.sandbox"]
   for key, list in pairs(more) do templates[key] = list end

@@ -7,6 +7,7 @@ local json = require "lunas.json"
 local errors = require "lunas.errors"
 local cli = require "lunas.cli"
 local idrange = require "lunas.idrange"
+local core = require "lunas.core"
 
 errors.register_module()
 
@@ -22,11 +23,13 @@ Removes what a lunas that died (SIGKILL, a crash, a reboot of /run aside) left b
     gone (in any pid namespace: the lunas that made one holds a lock on it while it runs) and that hold no
     process; one that still holds processes (a sandbox run with --no-die-with-parent) is listed
     and left alone;
-  - the records of host id ranges (/run/lunas/userns) that no lunas holds and no running sandbox uses.
+  - the records of host id ranges (/run/lunas/userns) that no lunas holds and no running sandbox uses;
+  - run by root, in this network namespace: the masquerade tables (inet lunas_nat_PID) of sandboxes with
+    net = "nat" whose veth is gone, and the IPv4 forwarding a lunas turned on for them once none is left.
 Labs that are up (lunas lab up) and anything a running lunas owns are never touched.
   --dry-run     only say what would be removed
   --json        {"labs": [names], "cgroups": [paths], "busy_cgroups": [paths], "id_ranges": [first ids],
-                "dry_run": bool}
+                "nat_tables": [names], "dry_run": bool}
 Exit status: 0; 1 when something could not be removed; 2 for bad usage.]]
 
 function M.main(args)
@@ -55,9 +58,19 @@ function M.main(args)
     cgroups = { removed = {}, busy = {} }
   end
   local ranges = idrange.gc{ dry_run = dry_run }
+  local nat_tables = {}
+  if core.ids().euid == 0 then
+    local removed, nat_err = errors.try(require("lunas.egress").gc, { dry_run = dry_run })
+    if removed then
+      nat_tables = removed
+    else
+      io.stderr:write("lunas gc: ", tostring(nat_err), "\n")
+      err = err or nat_err
+    end
+  end
   if as_json then
     io.stdout:write(json.encode({ labs = labs.removed, cgroups = cgroups.removed, busy_cgroups = cgroups.busy,
-      id_ranges = ranges, dry_run = dry_run }, { indent = "  " }), "\n")
+      id_ranges = ranges, nat_tables = nat_tables, dry_run = dry_run }, { indent = "  " }), "\n")
   else
     local verb = dry_run and "would remove" or "removed"
     for _, name in ipairs(labs.removed) do print(("%s lab %s"):format(verb, name)) end
@@ -66,7 +79,8 @@ function M.main(args)
       print(("kept cgroup %s: its lunas is gone but processes are still inside"):format(path))
     end
     for _, base in ipairs(ranges) do print(("%s the record of id range %d"):format(verb, base)) end
-    if #labs.removed + #cgroups.removed + #cgroups.busy + #ranges == 0 then print("nothing to remove") end
+    for _, name in ipairs(nat_tables) do print(("%s nftables table inet %s"):format(verb, name)) end
+    if #labs.removed + #cgroups.removed + #cgroups.busy + #ranges + #nat_tables == 0 then print("nothing to remove") end
   end
   return err and 1 or 0
 end

@@ -125,6 +125,34 @@ local function seconds(st, opt, v, min_exclusive)
   return t
 end
 
+-- --allow-out / --deny-out PROTO:HOST[:PORT] as a firewall rule: HOST an IPv4 address or network, an IPv6 one
+-- in brackets ([fd00::1], [fd00::/64]) or *; PORT a number, a range LOW-HIGH or *. The values are checked
+-- again, fully, by lunas.firewall.
+local OUT_PROTOS = { tcp = "tcp", udp = "udp", icmp = "icmp", icmpv6 = "icmpv6", any = "any", ["*"] = "any" }
+local function egress_rule(action)
+  return function(st, opt, v)
+    local proto, rest = v:match("^([^:]+):(.+)$")
+    local host, port_text
+    if rest and rest:sub(1, 1) == "[" then
+      host, port_text = rest:match("^(%b[]/?%d*)(.*)$")
+      if port_text and port_text ~= "" then port_text = port_text:match("^:(.+)$") or false end
+    elseif rest then
+      host, port_text = rest:match("^([^:]+)(.*)$")
+      if port_text and port_text ~= "" then port_text = port_text:match("^:([^:]+)$") or false end
+    end
+    if not OUT_PROTOS[proto] or not host or port_text == false then
+      misuse(st, opt .. ": PROTO:HOST[:PORT] expected (tcp:10.0.0.0/8:443, udp:[fd00::53]:53, tcp:*:80-90, icmp:*), got '" .. v .. "'")
+    end
+    local rule = { direction = "out", proto = OUT_PROTOS[proto], action = action, name = ("cli_%d"):format(#st.egress + 1) }
+    if host ~= "*" then rule.to = host end
+    if port_text and port_text ~= "" and port_text ~= "*" then
+      rule.port = port_text:match("^%d+$") and math.tointeger(tonumber(port_text)) or port_text
+    end
+    st.egress[#st.egress + 1] = rule
+    if action == "allow" then st.egress_allow = true end
+  end
+end
+
 local function unshare(name) return function(st) st.unshare[name], st.chose = true, true end end
 local function unshare_try(name) return function(st) st.unshare_try[name], st.chose = true, true end end
 local function flag(field, value) return function(st) st.spec[field] = value end end
@@ -174,6 +202,16 @@ M.OPTIONS = {
     end
   end },
   ["--share-net"] = { n = 0, fn = function(st) st.unshare.net, st.share_net = nil, true end },
+  ["--net"] = { n = 1, modes = RUN, field = "net", fn = function(st, o, v)
+    if v ~= "none" and v ~= "host" and v ~= "nat" and v ~= "pasta" then
+      misuse(st, o .. ": none, host, nat or pasta expected, got '" .. v .. "'")
+    end
+    st.net = v
+    if v == "host" then st.unshare.net, st.share_net = nil, true else st.share_net = nil end
+  end },
+  ["--allow-out"] = { n = 1, modes = RUN, fn = egress_rule("allow") },
+  ["--deny-out"] = { n = 1, modes = RUN, fn = egress_rule("reject") },
+  ["--firewall"] = { n = 1, modes = RUN, fn = function(st, _, v) st.firewall_file = v end },
   ["--userns"] = { n = 1, fn = function(st, o, v) st.userns_fd = fd_number(st, o, v) end },
   ["--userns2"] = { n = 1, fn = function(st, o, v) st.userns2_fd = fd_number(st, o, v) end },
   ["--pidns"] = { n = 1, fn = function(st, o, v) st.pidns_fd = fd_number(st, o, v) end },
@@ -322,7 +360,7 @@ local MAX_ARGS = 9000
 
 local function new_state(mode)
   return { mode = mode, spec = {}, mounts = {}, lower = {}, unshare = {}, unshare_try = {}, caps_ops = {},
-    env_ops = {}, lock_files = {}, seccomp_lists = { deny = {}, allow = {} }, origins = {},
+    env_ops = {}, lock_files = {}, seccomp_lists = { deny = {}, allow = {} }, origins = {}, egress = {},
     total = 0 }
 end
 

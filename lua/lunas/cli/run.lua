@@ -46,11 +46,22 @@ Namespaces:
   --unshare-user-try --unshare-cgroup-try   the same where the host has them
   --unshare-all          all of the above
   --share-net            keep the host's network (drops --unshare-net / the default)
+  --net MODE             none (the default: lo only), host (= --share-net), nat (root: a veth pair into the
+                         caller's network and a masquerade) or pasta (user-mode egress through pasta, package
+                         passt; rootless too): a network of its own that reaches out
   --userns FD  --pidns FD   make the sandbox in these namespaces (descriptors of /proc/PID/ns/...): no new user
                          namespace; with --unshare-pid, a new pid namespace below the given one
   --userns2 FD           enter this user namespace (nested in the sandbox's) once the tree is built
   --disable-userns       the payload cannot make user namespaces (a nested one, under a limit of 1)
   --assert-userns-disabled   fail unless making a user namespace is already refused
+Firewall (one nftables table in the sandbox's own network namespace; counters with --usage):
+  --allow-out PROTO:HOST[:PORT]   let this out (PROTO tcp, udp, icmp, icmpv6 or *; HOST an address, a CIDR,
+                         an IPv6 one in brackets ([fd00::1]:53) or *; PORT a number, LOW-HIGH or *); with any
+                         --allow-out everything else going out is dropped
+  --deny-out PROTO:HOST[:PORT]    refuse this (TCP with a reset, the rest with an ICMP unreachable)
+  --firewall FILE.lua    rules from a Lua file returning a table (lunas.firewall: input, output, forward,
+                         rules = {{direction =, proto =, port =, to =, from =, action =, log =, name =}}),
+                         read as data; --allow-out/--deny-out rules come after its rules
 Identity:
   --uid UID  --gid GID   ids inside the sandbox (mapped to yours outside; root's: to its range)
   --host-root            run by root: the sandbox's root is the host's root (no range of host ids; without
@@ -90,7 +101,7 @@ Process:
                          sandbox if CMD has not ended after SECONDS (default 10); SIGQUIT, or a second
                          signal, kills it at once. lunas then removes what it set up and ends by that signal
   --json-status FILE|FD  write JSON lines: {"child-pid", "payload-pid", "namespaces"} once CMD runs, then
-                         {"exit-code" or "signal", "elapsed", "usage", "timed-out"} when it ends
+                         {"exit-code" or "signal", "elapsed", "usage", "timed-out", "firewall"} when it ends
   --info-fd FD  --json-status-fd FD   bubblewrap's reports: the sandbox's first process and namespace ids, and
                          (on --json-status-fd) the exit code when CMD ends
   --lock-file PATH       the sandbox holds a shared lock on PATH (inside it) while it lives
@@ -106,7 +117,8 @@ Resources (a cgroup of its own, removed afterwards; cgroup v2, or v1 on a hybrid
   --cpu CORES            a share of cores (0.5, 2, or 50%)  --cpu-weight 1-10000  relative weight (default 100)
   --cpuset LIST          the cpus it may run on (0-3,6)
   --limits-best-effort   a limit this host cannot enforce is a warning, not an error
-  --usage                print what the sandbox used (memory peak, cpu time, processes) on stderr at the end
+  --usage                print what the sandbox used (memory peak, cpu time, processes; the firewall's
+                         counters) on stderr at the end
 Confinement (defaults: every capability dropped, securebits locked, no_new_privs, the default seccomp profile):
   --cap-add CAP  --cap-drop CAP   keep or drop a capability (CAP_NET_ADMIN, net_admin or ALL), in order from
                          none; kept ones stay in every set of CMD whatever its uid
@@ -159,6 +171,8 @@ local function namespaces(st, spec)
   for _, n in ipairs(ALL) do
     local wanted = not st.chose or st.unshare[n]
       or (st.unshare_try[n] and (n ~= "cgroup" or core.file_type("/proc/self/ns/cgroup") ~= nil))
+    -- (--net nat and pasta are a network namespace of the sandbox's own, whatever --unshare-* said)
+    if n == "net" and (st.net == "nat" or st.net == "pasta") then wanted = true end
     if wanted and not (n == "net" and st.share_net) and not (n == "user" and st.userns_fd) then names[#names + 1] = n end
   end
   names[#names + 1] = "mount"
@@ -198,6 +212,33 @@ local function seccomp(st, spec)
   spec.seccomp_programs = st.seccomp_programs
 end
 
+-- --firewall FILE.lua (a Lua file returning the rules table, run as data: an empty environment), then the
+-- --allow-out / --deny-out rules in the order given; any --allow-out makes the outgoing default drop.
+local function firewall_rules(st, spec)
+  local rules
+  if st.firewall_file then
+    local chunk, err = loadfile(st.firewall_file, "t", {})
+    if not chunk then error({ usage = "--firewall: " .. err }, 0) end
+    local ok, value = pcall(chunk)
+    if not ok or type(value) ~= "table" then
+      error({ usage = "--firewall " .. st.firewall_file .. ": " .. (ok and "must return a rules table" or tostring(value)) }, 0)
+    end
+    rules = value
+  end
+  if #st.egress > 0 then
+    rules = rules or {}
+    if rules.rules ~= nil and type(rules.rules) ~= "table" then error({ usage = "--firewall: 'rules' must be a list" }, 0) end
+    local list = { table.unpack(rules.rules or {}) }
+    for _, r in ipairs(st.egress) do list[#list + 1] = r end
+    rules.rules = list
+    if st.egress_allow then rules.output = "drop" end
+  end
+  if rules then
+    spec.firewall = rules
+    st.origins.firewall = st.firewall_file and "--firewall" or "--allow-out/--deny-out"
+  end
+end
+
 --- Parses the options (lunas.cli.options, in run's words) into a sandbox spec with run's defaults; returns the
 -- spec and the parsed options, or "help". Raises {usage = message}.
 function M.parse(args)
@@ -215,6 +256,8 @@ function M.parse(args)
   local caps = options.capabilities(st, {})
   if caps then spec.caps = security.sorted(caps) end
   seccomp(st, spec)
+  if st.net == "nat" or st.net == "pasta" then spec.net = st.net end
+  firewall_rules(st, spec)
   spec.nested_userns = st.disable_userns and "disable" or st.assert_userns_disabled and "assert" or nil
   spec.enter_userns = st.userns2_fd
   spec.pid_namespace_joined = st.pidns_fd ~= nil or nil
@@ -337,8 +380,8 @@ function M.main(args)
     return wait_forwarding(running, stop_timeout, spec.new_session == false)
   end)
   if status_out then
-    local final = result and { elapsed = result.elapsed, usage = result.usage, ["timed-out"] = result.timed_out == true }
-      or { error = tostring(err) }
+    local final = result and { elapsed = result.elapsed, usage = result.usage, ["timed-out"] = result.timed_out == true,
+      firewall = result.firewall } or { error = tostring(err) }
     if result and result.signal then final.signal = result.signal else final["exit-code"] = result and result.status end
     status_out:write(json.encode(final) .. "\n")
     status_out:close()
@@ -360,6 +403,12 @@ function M.main(args)
       result.signal and "the command" or "a process of the sandbox", human_bytes(result.usage.memory.limit)))
   end
   if show_usage and result.usage then io.stderr:write("lunas run: used ", usage_line(result.usage), "\n") end
+  if show_usage and result.firewall then
+    for _, c in ipairs(result.firewall) do
+      io.stderr:write(("lunas run: firewall %s (%s %s): %d packets, %d bytes\n"):format(c.name, c.direction or "?",
+        c.action or "?", c.packets, c.bytes))
+    end
+  end
   if result.timed_out then
     io.stderr:write(("lunas run: timed out after %g s\n"):format(spec.timeout))
     return 124
