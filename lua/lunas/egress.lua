@@ -119,6 +119,24 @@ local function set_mark(dev)
   f:close()
 end
 
+-- Held while a lunas picks a subnet and makes its veth, or decides that it ends the last nat sandbox: two
+-- choosing at once would take the same /30, and one putting forwarding back while another starts would cut the
+-- other's traffic. A flock: it goes with the process that dies holding it.
+local function nat_lock()
+  for _, dir in ipairs{ "/run/lunas", MARKS } do
+    local ok, msg, code = core.mkdir(dir, 448)
+    if not ok and code ~= "EEXIST" then fail("nat", msg, code) end
+  end
+  -- (the directory itself: a lock file would be one more file to leave behind)
+  local fd = check("nat", core.open(MARKS, "r"))
+  local ok, msg, code = fd:lock("exclusive")
+  if not ok then
+    fd:close()
+    fail("nat", msg, code)
+  end
+  return fd
+end
+
 local function other_nat_links(nl, mine)
   for _, l in ipairs(check("nat", nl:link_list())) do
     if l.name ~= mine and l.name:match("^lnat%d+$") then return true end
@@ -136,6 +154,7 @@ function M.nat_start(pid)
   if #ups == 0 then fail("nat", "the caller's network has no IPv4 default route: nowhere to send the sandbox's traffic", "ENETUNREACH") end
   local link = "lnat" .. pid
   local netns = "/proc/" .. pid .. "/ns/net"
+  local lock <close> = nat_lock()
   local first = free_subnet(nl)
   local state = { link = link, gateway = v4_text(first + 1), address = v4_text(first + 2), table = "lunas_nat_" .. pid }
   check("nat", nl:link_add{ name = link, kind = "veth", peer = { name = "eth0", netns = netns } })
@@ -165,7 +184,10 @@ function M.nat_start(pid)
       end
     end
   end)
-  if not ok then error(errors.cleanup(err, M.nat_stop, state), 0) end
+  if not ok then
+    lock:close() -- (nat_stop takes it again)
+    error(errors.cleanup(err, M.nat_stop, state), 0)
+  end
   return state
 end
 
@@ -185,7 +207,9 @@ function M.nat_stop(state)
   end
   -- (normally gone with the sandbox's namespace already)
   if core.sysctl(nil, forwarding_key(state.link)) then nl:link_del(state.link) end
-  if not other_nat_links(nl, state.link) then
+  local locked, lock = pcall(nat_lock)
+  if not locked and not first_err then first_err = lock end
+  if locked and not other_nat_links(nl, state.link) then
     local prefix = mark_path("")
     for _, name in ipairs(core.listdir(MARKS) or {}) do
       local path = MARKS .. "/" .. name
@@ -199,6 +223,7 @@ function M.nat_stop(state)
       end
     end
   end
+  if locked then lock:close() end
   if first_err then error(first_err, 0) end
 end
 
