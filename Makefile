@@ -50,7 +50,7 @@ LIBS = $(SYS_LIBS) -lm -ldl
 # links the shared ones.
 BIN_LIBS = -Wl,-Bstatic $(SYS_LIBS) -Wl,-Bdynamic -lm -ldl
 
-CORE_SRC = src/core.c src/helpers.c src/proc.c src/ns.c src/mount.c src/tty.c src/net.c src/tc.c src/nft.c src/caps.c src/seccomp.c src/landlock.c src/cgroup.c src/interrupt.c
+CORE_SRC = src/core.c src/helpers.c src/proc.c src/ns.c src/mount.c src/tty.c src/net.c src/tc.c src/nft.c src/caps.c src/seccomp.c src/landlock.c src/cgroup.c src/interrupt.c src/watch.c
 CORE_OBJ = $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o)
 # PID 1 of a sandbox: a freestanding program (x86_64, aarch64) embedded in the core and exec'd from a sealed memfd.
 ifdef LUNAS_NO_REAPER_ELF

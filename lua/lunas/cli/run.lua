@@ -56,6 +56,8 @@ Identity:
   --host-root            run by root: the sandbox's root is the host's root (no range of host ids; without
                          --unshare-user and with --unshare-*, no user namespace at all)
   --hostname NAME        host name inside (needs a uts namespace)
+  --name NAME            the sandbox's name in lunas ps, top, stats and events (default run-PID), unique
+                         among running sandboxes
 File system (in order):
   --default-tree         the default tree here (the options after it go on top of it)
   --bind SRC DEST  --ro-bind SRC DEST  --dev-bind SRC DEST   and -try forms (skip a missing SRC)
@@ -327,6 +329,8 @@ function M.main(args)
     io.stderr:write("lunas run: ", join_msg, "\n")
     return 125
   end
+  -- Every sandbox lunas run starts has a record (lunas ps): run-PID unless --name names it.
+  if spec.name == nil then spec.name = "run-" .. core.getpid() end
   local result, err = errors.try(function()
     local running <close> = sandbox.new(spec):spawn()
     collectgarbage("restart")
