@@ -10,12 +10,13 @@ LUA ?= lua5.4
 # nftables (the nft program) is for the tests only: they look at rule sets from outside with `nft -j list ruleset`;
 # groff-base too: tests/man_spec.lua renders man/lunas.1 with groff; busybox-static is the root file system of
 # examples/busybox_root.lua. runc is what tests/oci_spec.lua runs beside lunas-oci. bpftool shows
-# tests/cgroup_devices_spec.lua the device programs attached to a cgroup, from outside lunas.
+# tests/cgroup_devices_spec.lua the device programs attached to a cgroup, from outside lunas. tmux is the real
+# terminal tests/monitor_spec.lua drives lunas top in (send-keys, capture-pane).
 # lua-ldoc is for tests/doc_spec.lua, which runs ldoc to keep the API reference complete; lua5.1 is the Lua it runs
 # on (Debian's ldoc takes 5.1 or 5.2 through lua-any, and its dependencies are met by lua5.4 alone).
 DEB_PACKAGES = lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libnftables-dev libcap-dev libseccomp-dev \
                lua-busted pkg-config gcc make iproute2 util-linux uidmap luarocks iputils-ping iperf3 graphviz \
-               nftables groff-base lua-ldoc lua5.1 busybox-static runc bpftool
+               nftables groff-base lua-ldoc lua5.1 busybox-static runc bpftool tmux
 # lua-markdown renders the doc comments' Markdown (without it ldoc falls back to plain text).
 DOC_PACKAGES = lua-ldoc lua5.1 lua-markdown
 BENCH_PACKAGES = bubblewrap crun runc

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -51,8 +52,25 @@ Watches a path.
 @treturn integer the watch descriptor (events name it)
 @error "inotify_add PATH: message", "ENAME"
 */
-static int core_inotify_add(lua_State *L) {
+/* Is fd an inotify instance? (Reading any other descriptor as one would parse foreign bytes as events, for ever
+ * from /dev/zero.) */
+static int is_inotify(int fd) {
+    char path[64], target[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, target, sizeof target - 1);
+    if (n < 0) return 0;
+    target[n] = 0;
+    return strcmp(target, "anon_inode:inotify") == 0;
+}
+
+static int check_inotify(lua_State *L) {
     int fd = lunas_check_fd(L, 1, 1, "fd");
+    if (!is_inotify(fd)) return lunas_field_error(L, 1, "fd", "an inotify instance expected");
+    return fd;
+}
+
+static int core_inotify_add(lua_State *L) {
+    int fd = check_inotify(L);
     size_t len;
     const char *path = luaL_checklstring(L, 2, &len);
     if (len == 0 || strlen(path) != len) return lunas_field_error(L, 2, "path", "a non-empty path without NUL expected");
@@ -74,7 +92,7 @@ Stops a watch.
 @error "inotify_remove: message", "ENAME" (EINVAL when the watch is gone: its path was removed)
 */
 static int core_inotify_remove(lua_State *L) {
-    int fd = lunas_check_fd(L, 1, 1, "fd");
+    int fd = check_inotify(L);
     int wd = (int)lunas_check_range(L, 2, 2, "wd", 0, INT32_MAX);
     if (inotify_rm_watch(fd, wd) < 0) return lunas_push_error(L, errno, "inotify_remove", NULL);
     lua_pushboolean(L, 1);
@@ -91,7 +109,7 @@ The events queued so far (never waits: `poll` first).
 @error "inotify_read: message", "ENAME"
 */
 static int core_inotify_read(lua_State *L) {
-    int fd = lunas_check_fd(L, 1, 1, "fd");
+    int fd = check_inotify(L);
     /* Aligned for struct inotify_event; room for many events at once, at least one with the longest name. */
     char buf[16 * (sizeof(struct inotify_event) + NAME_MAX + 1)] __attribute__((aligned(__alignof__(struct inotify_event))));
     lua_newtable(L);
@@ -102,10 +120,11 @@ static int core_inotify_read(lua_State *L) {
         if (got < 0 && errno == EAGAIN) break;
         if (got < 0) return lunas_push_error(L, errno, "inotify_read", NULL);
         if (got == 0) break;
-        for (char *p = buf; p + sizeof(struct inotify_event) <= buf + got;) {
+        for (size_t off = 0; (size_t)got - off >= sizeof(struct inotify_event);) {
+            const char *p = buf + off;
             struct inotify_event ev;
             memcpy(&ev, p, sizeof ev);
-            if (p + sizeof ev + ev.len > buf + got) break;
+            if ((size_t)got - off - sizeof ev < ev.len) break;
             lua_createtable(L, 0, 4);
             lua_pushinteger(L, ev.wd);
             lua_setfield(L, -2, "wd");
@@ -128,7 +147,7 @@ static int core_inotify_read(lua_State *L) {
                 lua_setfield(L, -2, "cookie");
             }
             lua_rawseti(L, -2, ++n);
-            p += sizeof ev + ev.len;
+            off += sizeof ev + ev.len;
         }
     }
     return 1;

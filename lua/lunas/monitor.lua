@@ -47,6 +47,9 @@ end
 
 --- Waits `seconds` (in poll: a signal interrupts it, as lunas.interrupt says).
 function M.sleep(seconds)
+  if type(seconds) ~= "number" or not (seconds >= 0) then
+    errors.raise{ op = "monitor", field = "seconds", code = "EINVAL", msg = "monitor.sleep: seconds (>= 0) expected" }
+  end
   local r, w = errors.check(core.pipe())
   local ok, err = pcall(core.poll, { r }, seconds)
   r:close()
@@ -209,7 +212,7 @@ end }
 
 local function sandbox_entry(rec, now)
   local st = rec.pid and proc_stat(rec.pid)
-  local uptime = st and st.start and (now - tonumber(st.start) / USER_HZ) or nil
+  local uptime = st and st.start == rec.start and (now - tonumber(st.start) / USER_HZ) or nil
   return { kind = "sandbox", name = rec.name, pid = rec.pid, start = rec.start, owner = rec.owner.pid,
     status = rec.status, alive = rec.alive, argv = rec.argv, cgroup = rec.cgroup, namespaces = rec.namespaces,
     own = rec.own or {}, uptime = uptime, created = rec.created }
@@ -239,6 +242,11 @@ end
 -- uptime (seconds), ...}. opts.kind limits them to one kind, opts.names to some names.
 function M.entries(opts)
   opts = opts or {}
+  if type(opts) ~= "table" or (opts.names ~= nil and type(opts.names) ~= "table")
+      or (opts.kind ~= nil and opts.kind ~= "sandbox" and opts.kind ~= "lab") then
+    errors.raise{ op = "monitor", field = "opts", code = "EINVAL",
+      msg = "monitor: {kind = 'sandbox' | 'lab', names = {...}} expected" }
+  end
   local now = M.uptime()
   local out = {}
   local wanted
@@ -339,7 +347,7 @@ for _, kind in ipairs{ "sandbox", "lab" } do
       value = function(e) if e.frozen == nil then return nil end return e.frozen and 1 or 0 end,
       help = "1 while the sandbox is frozen." }
   else
-    M.add_metric{ kind = kind, name = prefix .. "hosts", type = "gauge", value = field("hosts"),
+    M.add_metric{ kind = kind, name = prefix .. "namespaces", type = "gauge", value = field("hosts"),
       help = "Network namespaces of the lab." }
   end
   M.add_metric{ kind = kind, name = prefix .. "processes", type = "gauge", value = field("pids"),
@@ -416,6 +424,9 @@ end
 --- Writes text to path atomically (a temporary file in the same directory, renamed over): node_exporter's
 -- textfile collector never reads half a file.
 function M.write_file(path, text)
+  if type(path) ~= "string" or path == "" or path:find("%z") or type(text) ~= "string" then
+    errors.raise{ op = "monitor", field = "path", code = "EINVAL", msg = "monitor.write_file: a path and a string expected" }
+  end
   local dir = path:match("^(.*)/[^/]*$") or "."
   local tmp = ("%s/.%s.%d.tmp"):format(dir, path:match("([^/]*)$"), core.getpid())
   local f, err = io.open(tmp, "w")

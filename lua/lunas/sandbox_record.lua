@@ -82,8 +82,8 @@ end
 
 --- Reads one record: the decoded record.json plus `status`: "running" (its owner is alive), "stale" (its owner
 -- died without removing it), and `alive` (its first process is still there). nil, message when there is none.
-function M.read(name, dir)
-  dir = dir or M.dir()
+function M.read(name)
+  local dir = M.dir()
   if not dir or not M.valid_name(name) then return nil, "no sandbox named " .. tostring(name) end
   local text = read_text(dir .. "/" .. name .. "/record.json")
   if not text then return nil, "no sandbox named " .. name end
@@ -98,8 +98,8 @@ function M.read(name, dir)
 end
 
 --- The names of every record, sorted.
-function M.names(dir)
-  dir = dir or M.dir()
+function M.names()
+  local dir = M.dir()
   local names = {}
   for _, name in ipairs(dir and core.listdir(dir) or {}) do
     if M.valid_name(name) then names[#names + 1] = name end
@@ -109,19 +109,17 @@ function M.names(dir)
 end
 
 --- Every readable record, by name order.
-function M.list(dir)
+function M.list()
   local out = {}
-  for _, name in ipairs(M.names(dir)) do
-    local rec = M.read(name, dir)
+  for _, name in ipairs(M.names()) do
+    local rec = M.read(name)
     if rec then out[#out + 1] = rec end
   end
   return out
 end
 
---- Appends one event (a table; `time` added) to the events journal. Best effort: a sandbox never fails
--- because its event could not be written.
-function M.event(entry, base)
-  base = base or M.base()
+-- Appends one event line to the journal in base (see the module).
+local function append_event(entry, base)
   if not base then return end
   entry.time = entry.time or os.time()
   local path = base .. "/events"
@@ -131,13 +129,21 @@ function M.event(entry, base)
     f = io.open(path, "a")
     if not f then return end
   end
-  -- One write(2) of a line shorter than a page: appends of concurrent writers never interleave.
+  -- One write(2) of a line shorter than the buffer: appends of concurrent writers never interleave.
   f:setvbuf("full", 8192)
-  local line = json.encode(entry) .. "\n"
-  f:write(line)
+  f:write(json.encode(entry) .. "\n")
   local size = f:seek("end")
   f:close()
   if size and size > M.EVENTS_MAX then os.rename(path, path .. ".old") end
+end
+
+--- Appends one event ({event = "name", ...}; `time` added) to the events journal that lunas events reads. Best
+-- effort: a sandbox never fails because its event could not be written.
+function M.event(entry)
+  if type(entry) ~= "table" or type(entry.event) ~= "string" then
+    errors.raise{ op = "sandbox", field = "entry", code = "EINVAL", msg = "sandbox_record.event: {event = name, ...} expected" }
+  end
+  append_event(entry, M.base())
 end
 
 local Record = {}
@@ -153,6 +159,9 @@ end
 -- unprivileged user without XDG_RUNTIME_DIR) or it cannot be made there; raises (field "name") when a running
 -- sandbox has it. A record left by a lunas that died is replaced.
 function M.create(name)
+  if not M.valid_name(name) then
+    errors.raise{ op = "sandbox", field = "name", code = "EINVAL", msg = ("sandbox: name: bad name %s"):format(tostring(name)) }
+  end
   local base = M.base()
   if not base then return nil end
   local dir = base .. "/sandboxes"
@@ -171,7 +180,7 @@ function M.create(name)
     if os.rename(tmp, path) then
       return setmetatable({ name = name, dir = path, base = base, owner = owner }, Record)
     end
-    local existing = M.read(name, dir)
+    local existing = M.read(name)
     if existing and existing.status ~= "stale" then
       remove_dir(tmp)
       taken(name, existing)
@@ -180,14 +189,14 @@ function M.create(name)
     remove_dir(path)
   end
   remove_dir(tmp)
-  local existing = M.read(name, dir)
+  local existing = M.read(name)
   if existing then taken(name, existing) end
   return nil
 end
 
 --- Removes the temporary records of owners that are gone.
-function M.remove_leftovers(dir)
-  dir = dir or M.dir()
+function M.remove_leftovers()
+  local dir = M.dir()
   for _, entry in ipairs(dir and core.listdir(dir) or {}) do
     local pid = tonumber(entry:match("^%..+%.(%d+)$"))
     if pid and core.file_type("/proc/" .. pid) ~= "dir" then remove_dir(dir .. "/" .. entry) end
@@ -195,30 +204,33 @@ function M.remove_leftovers(dir)
 end
 
 --- Removes the record `name` (of another process too: gc).
-function M.remove(name, dir)
-  dir = dir or M.dir()
+function M.remove(name)
+  local dir = M.dir()
   if not dir or not M.valid_name(name) then return nil end
   local ok, msg, code = remove_dir(dir .. "/" .. name)
   if not ok and code ~= "ENOENT" then return nil, msg, code end
   return true
 end
 
---- Records that no running lunas owns (their owner died): removed unless dry_run. Their cgroups are named
--- lunas-PID-RANDOM, which cgroup.gc takes back. Returns {removed = {names}, running = {names whose sandbox
--- still runs, with --no-die-with-parent}}.
+--- Records that no running lunas owns (their owner died): removed unless dry_run, or kept while the sandbox
+-- itself still runs (--no-die-with-parent: lunas ps shows it, as stale). Their cgroups are named
+-- lunas-PID-RANDOM, which cgroup.gc takes back. Returns {removed = {names}, running = {names kept}}.
 function M.gc(opts)
   opts = opts or {}
+  if type(opts) ~= "table" then errors.raise{ op = "gc", field = "options", code = "EINVAL", msg = "gc: options table expected" } end
   local dir = M.dir()
   local report = { removed = {}, running = {} }
   if not dir then return report end
-  if not opts.dry_run then M.remove_leftovers(dir) end
-  for _, name in ipairs(M.names(dir)) do
-    local rec = M.read(name, dir)
-    local stale = not rec or rec.status == "stale"
-    if stale then
-      report.removed[#report.removed + 1] = name
-      if rec and rec.alive then report.running[#report.running + 1] = name end
-      if not opts.dry_run then M.remove(name, dir) end
+  if not opts.dry_run then M.remove_leftovers() end
+  for _, name in ipairs(M.names()) do
+    local rec = M.read(name)
+    if not rec or rec.status == "stale" then
+      if rec and rec.alive then
+        report.running[#report.running + 1] = name
+      else
+        report.removed[#report.removed + 1] = name
+        if not opts.dry_run then M.remove(name) end
+      end
     end
   end
   return report
@@ -235,7 +247,7 @@ function Record:started(fields)
   self.pid = rec.pid
   local ok, err = write_atomic(self.dir .. "/record.json", json.encode(rec))
   if not ok then return nil, err end
-  M.event({ event = "start", kind = "sandbox", name = self.name, pid = rec.pid, argv = rec.argv }, self.base)
+  append_event({ event = "start", kind = "sandbox", name = self.name, pid = rec.pid, argv = rec.argv }, self.base)
   return true
 end
 
@@ -243,7 +255,7 @@ end
 function Record:event(kind, extra)
   local e = { event = kind, kind = "sandbox", name = self.name, pid = self.pid }
   for k, v in pairs(extra or {}) do e[k] = v end
-  M.event(e, self.base)
+  append_event(e, self.base)
 end
 
 --- Removes the record (by its owner, once the sandbox is over): `result` (nil when the sandbox was killed
@@ -259,7 +271,7 @@ function Record:finish(result)
     else
       e.killed = true
     end
-    M.event(e, self.base)
+    append_event(e, self.base)
   end
   remove_dir(self.dir)
 end

@@ -236,6 +236,14 @@ return function(h)
     end },
     ["core.set_controlling_tty"] = { function() return select(2, pty_pair()), v( nil, false, true, 0, 1, 2 ) end },
     ["core.tty_raw"] = { function() return select(2, pty_pair()) end },
+    ["core.inotify_add"] = { function() return core.inotify() or 0, v( "/tmp/fuzz", "/tmp", "", "/nonexistent" ),
+      v( "create,delete", "modify", { "moved_to", "onlydir" }, "ignored", "bogus", 0 ) end },
+    ["core.inotify_read"] = { function()
+      local fd = core.inotify()
+      if fd then core.inotify_add(fd, "/tmp/fuzz", "create,delete,attrib") end
+      return fd or 0
+    end },
+    ["core.inotify_remove"] = { function() return core.inotify() or 0, v( 1, 0, -1, 1 << 40 ) end },
     ["core.tty_restore"] = { function()
       local _, slave = pty_pair()
       local saved = slave and core.tty_raw(slave)
