@@ -195,6 +195,22 @@ local function link_totals(netns, into)
   end
 end
 
+-- The same from /proc/PID/net/dev, which shows the namespace of that process: for a user, who may not enter a
+-- namespace its sandbox's user namespace owns (setns needs CAP_SYS_ADMIN in the caller's own too).
+local function dev_totals(pid, into)
+  local text = read_text("/proc/" .. pid .. "/net/dev")
+  if not text then error("read /proc/" .. pid .. "/net/dev", 0) end
+  for name, rest in text:gmatch("\n%s*([^%s:]+):([^\n]*)") do
+    if name ~= "lo" then
+      local f = {}
+      for n in rest:gmatch("%d+") do f[#f + 1] = tonumber(n) end
+      into.rx_bytes, into.rx_packets = into.rx_bytes + (f[1] or 0), into.rx_packets + (f[2] or 0)
+      into.tx_bytes, into.tx_packets = into.tx_bytes + (f[9] or 0), into.tx_packets + (f[10] or 0)
+      into.interfaces = into.interfaces + 1
+    end
+  end
+end
+
 M.add_collector{ name = "network", collect = function(entry)
   local paths = {}
   if entry.kind == "sandbox" then
@@ -204,7 +220,11 @@ M.add_collector{ name = "network", collect = function(entry)
   end
   if #paths == 0 then return end
   local net = { rx_bytes = 0, tx_bytes = 0, rx_packets = 0, tx_packets = 0, interfaces = 0 }
-  for _, path in ipairs(paths) do link_totals(path, net) end
+  if entry.kind == "sandbox" and core.ids().euid ~= 0 then
+    dev_totals(entry.pid, net)
+  else
+    for _, path in ipairs(paths) do link_totals(path, net) end
+  end
   entry.net = net
 end }
 
@@ -594,13 +614,14 @@ function M.watch()
   end
   errors.check(mkdir(base))
   local self = setmetatable({ base = base, by_wd = {}, oom = {}, exits = {}, pending = {} }, Watcher)
-  self.inotify = errors.check(core.inotify())
-  self.base_wd = errors.check(core.inotify_add(self.inotify, base, "modify,create,moved_to,moved_from,delete,onlydir"))
-  if core.ids().euid == 0 then watch_labs(self) end
-  -- The journal exists from the first sandbox on; created empty here so that its first line is seen.
+  -- The journal exists from the first sandbox on; created empty here (before the watch: its creation is no
+  -- event) and read from its end.
   local f = io.open(base .. "/events", "a")
   if f then f:close() end
   open_journal(self, false)
+  self.inotify = errors.check(core.inotify())
+  self.base_wd = errors.check(core.inotify_add(self.inotify, base, "modify,create,moved_to,moved_from,delete,onlydir"))
+  if core.ids().euid == 0 then watch_labs(self) end
   for _, rec in ipairs(sandbox_record.list()) do
     if rec.pid and rec.alive then
       watch_oom(self, rec.name, rec)
@@ -647,8 +668,8 @@ function Watcher:next(timeout)
               drain_journal(self, out)
               if self.journal then self.journal:close() end
               self.journal = nil
-            elseif set.create or set.moved_to then
-              drain_journal(self, out)
+            elseif (set.create or set.moved_to) and not self.journal then
+              -- a new journal (the old one was moved away when it grew): read from its start
               open_journal(self, true)
               drain_journal(self, out)
             end

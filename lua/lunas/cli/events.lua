@@ -12,7 +12,7 @@ local M = {}
 local HELP = [==[
 usage: lunas events [--json] [--count N] [--timeout SECONDS] [--sandboxes | --labs] [NAME...]
 
-Prints what happens to sandboxes and labs from now on, one line each, until interrupted:
+Prints what happens to sandboxes and labs from now on, one line each, until interrupted (or --count, --timeout):
   start      a recorded sandbox started (lunas run, or a recipe's named sandbox): its pid and command
   exit       it ended: status=N or signal=NAME, after how long; oom (the OOM killer killed its command),
              timed-out, killed (its lunas killed it unwaited), lost (its lunas died with it: no status)
@@ -27,7 +27,8 @@ memory.oom_control (v1), and pidfds of the sandboxes.
                     "signame", "elapsed", "oom_killed", "count", "total", "argv", ...}
   --count N         stop after N events          --timeout SECONDS   stop after SECONDS
   --sandboxes       sandboxes only               --labs              labs only
-Exit status: 0 (also on SIGINT or SIGTERM); 1 when the records cannot be watched; 2 for bad usage.]==]
+Exit status: 0 after --count or --timeout; 1 when the records cannot be watched; 2 for bad usage; SIGINT or
+SIGTERM ends it by that signal (128+N).]==]
 
 local function line_of(e)
   local parts = { os.date("!%Y-%m-%dT%H:%M:%SZ", e.time or os.time()), e.event, e.kind or "-", e.name or "-" }
@@ -98,7 +99,8 @@ function M.main(args)
   end)
   watcher:close()
   if not ok then
-    if require("lunas.interrupt").is(werr) then return 0 end
+    -- (lunas then ends by that signal, as every command does)
+    if require("lunas.interrupt").is(werr) then error(werr, 0) end
     io.stderr:write("lunas events: ", tostring(werr), "\n")
     return 1
   end
