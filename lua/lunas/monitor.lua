@@ -250,9 +250,11 @@ local function lab_entry(rec, now)
   local created = rec.state and rec.state.created or rec.created
   local uptime = created and (os.time() - created) or nil
   if st and st.start == rec.start then uptime = now - tonumber(st.start) / USER_HZ end
+  -- The hosts' namespaces: the fabric one (the lab's switches, the other ends of its links) would count each
+  -- packet twice.
   local netns = {}
   for _, path in ipairs(rec.netns or {}) do
-    if core.file_type(path) then netns[#netns + 1] = path end
+    if path ~= rec.fabric and core.file_type(path) then netns[#netns + 1] = path end
   end
   return { kind = "lab", name = rec.name, pid = rec.pid, owner = rec.pid, status = rec.status, netns = netns,
     hosts = #netns, roots = roots, processes = alive, uptime = uptime, created = created, own = {} }
@@ -336,6 +338,8 @@ end
 -- kind = "sandbox" | "lab", value = function(entry) -> number or nil}`. add_metric appends one.
 M.metrics = {}
 
+--- Adds a metric to the exposition: {name = "lunas_sandbox_..." (a metric name), type = "counter" | "gauge",
+-- help = text, kind = "sandbox" | "lab", value = function(entry) -> number or nil (nil: no sample)}.
 function M.add_metric(metric)
   if type(metric) ~= "table" or type(metric.name) ~= "string" or not metric.name:match("^[%a_:][%w_:]*$")
       or (metric.type ~= "counter" and metric.type ~= "gauge") or type(metric.value) ~= "function"
@@ -367,8 +371,8 @@ for _, kind in ipairs{ "sandbox", "lab" } do
       value = function(e) if e.frozen == nil then return nil end return e.frozen and 1 or 0 end,
       help = "1 while the sandbox is frozen." }
   else
-    M.add_metric{ kind = kind, name = prefix .. "namespaces", type = "gauge", value = field("hosts"),
-      help = "Network namespaces of the lab." }
+    M.add_metric{ kind = kind, name = prefix .. "hosts", type = "gauge", value = field("hosts"),
+      help = "Hosts (and routers) of the lab: its network namespaces but the one of its switches." }
   end
   M.add_metric{ kind = kind, name = prefix .. "processes", type = "gauge", value = field("pids"),
     help = "Processes (and threads, from a cgroup's pids controller) of " .. what .. "." }
@@ -467,8 +471,6 @@ end
 
 -- ---- events ------------------------------------------------------------------------------------------
 
---- Watchers of what happens (`watch`).
--- @type Watcher
 local Watcher = {}
 Watcher.__index = Watcher
 
@@ -630,6 +632,9 @@ function M.watch()
   end
   return self
 end
+
+--- Watchers of what happens (what `watch` returns).
+-- @type Watcher
 
 --- The descriptors to poll: the inotify instance, the OOM eventfds, the pidfds.
 function Watcher:fds()

@@ -67,7 +67,7 @@ end
 --- What an entry runs: its command line (a sandbox) or its hosts (a lab).
 function M.command(entry)
   if entry.kind == "lab" then
-    return ("%d namespace%s, %d process%s"):format(entry.hosts or 0, entry.hosts == 1 and "" or "s",
+    return ("%d host%s, %d process%s"):format(entry.hosts or 0, entry.hosts == 1 and "" or "s",
       entry.processes or 0, entry.processes == 1 and "" or "es")
   end
   if type(entry.argv) ~= "table" then return "-" end

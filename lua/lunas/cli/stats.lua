@@ -21,7 +21,7 @@ received and sent through their own interfaces (lo aside), and OOM kills.
                    lunas_sandbox_memory_bytes, ..._network_receive_bytes_total, lunas_lab_* and the like,
                    with HELP and TYPE lines (counters and gauges, no rates: Prometheus computes those)
   --output FILE    write there instead of stdout, atomically (a temporary file renamed over FILE): point it at
-                   node_exporter's --collector.textfile.directory, as FILE.prom, from a timer
+                   the directory node_exporter's textfile collector reads, as FILE.prom, from a timer
   --interval S     seconds between the two samples the CPU share and rates come from (default 1; 0: none)
   --sandboxes      sandboxes only        --labs   labs only
 Exit status: 0; 1 when FILE cannot be written; 2 for bad usage.]==]
