@@ -372,15 +372,27 @@ describe("lunas events #root", function()
       if not found then io.stderr:write("events so far:\n", util.read(out) or "", util.read(out .. ".err") or "", "\n") end
       return found
     end
+    -- How many events match, once at least n do (nil after 10 s).
+    local function count(fields, n)
+      return util.wait_for(function()
+        local k = 0
+        for _, e in ipairs(events()) do
+          local all = true
+          for key, v in pairs(fields) do all = all and e[key] == v end
+          if all then k = k + 1 end
+        end
+        return k >= n and k or nil
+      end, 10)
+    end
     -- (lunas events is ready once a start written now reaches it)
     os.execute("sleep 0.3")
-    return find, events
+    return find, events, count
   end
 
   it("reports start, exit with its status, OOM kills, freeze and thaw, lab up and down", function()
     if not kernel.requires("cgroup_write") then return end
     local cleanup = util.cleanups(finally)
-    local find = watch_events(cleanup)
+    local find, _, count = watch_events(cleanup)
     local out, err, code = lunas("run", "--name", "mon-ev", "--", "sh", "-c", "exit 5")
     assert.are.equal(5, code, out .. err)
     local start = assert(find{ event = "start", name = "mon-ev" }, "no start event")
@@ -409,6 +421,15 @@ describe("lunas events #root", function()
     assert.is_truthy(find{ event = "freeze", name = "mon-frz" }, "no freeze event")
     s:thaw()
     assert.is_truthy(find{ event = "thaw", name = "mon-frz" }, "no thaw event")
+    if not fdir then
+      -- frozen through cgroup v2: the kernel's cgroup.events tells, whoever writes cgroup.freeze (here the test)
+      local v2 = rec.cgroup.dirs.v2
+      util.write(v2 .. "/cgroup.freeze", "1")
+      assert.is_truthy(util.wait_for(function() return util.read(v2 .. "/cgroup.events"):find("frozen 1") end, 5))
+      assert.are.equal(2, count({ event = "freeze", name = "mon-frz" }, 2), "no freeze event from cgroup.events")
+      util.write(v2 .. "/cgroup.freeze", "0")
+      assert.are.equal(2, count({ event = "thaw", name = "mon-frz" }, 2), "no thaw event from cgroup.events")
+    end
     s:close()
     assert.is_truthy(find{ event = "exit", name = "mon-frz", killed = true })
     -- a lab's record appears and goes
@@ -417,6 +438,32 @@ describe("lunas events #root", function()
     assert.is_truthy(find{ event = "lab_up", name = "monev" }, "no lab_up event")
     lab:close()
     assert.is_truthy(find{ event = "lab_down", name = "monev" }, "no lab_down event")
+  end)
+
+  it("follows the journal when it starts afresh past its size", function()
+    local cleanup = util.cleanups(finally)
+    local find, events = watch_events(cleanup)
+    local sandbox_record = require "lunas.sandbox_record"
+    local max = sandbox_record.EVENTS_MAX
+    cleanup(function() sandbox_record.EVENTS_MAX = max end)
+    -- (this process writes the lines: a journal past 300 bytes moves to events.old at the next line)
+    sandbox_record.EVENTS_MAX = 300
+    for i = 1, 6 do
+      local r = require("lunas").sandbox{ argv = { "sh", "-c", "exit " .. i }, name = "mon-rot" .. i }:run()
+      assert.are.equal(i, r.status)
+    end
+    assert.is_truthy(find{ event = "exit", name = "mon-rot6" }, "the last exit was not seen")
+    assert.is_truthy(core.file_type(events_file() .. ".old"), "the journal never moved")
+    local seen = {}
+    for _, e in ipairs(events()) do
+      if e.name and e.name:match("^mon%-rot") then seen[#seen + 1] = e.event .. " " .. e.name .. " " .. tostring(e.status) end
+    end
+    local want = {}
+    for i = 1, 6 do
+      want[#want + 1] = "start mon-rot" .. i .. " nil"
+      want[#want + 1] = "exit mon-rot" .. i .. " " .. i
+    end
+    assert.are.same(want, seen)
   end)
 
   it("reports the exit of a sandbox whose lunas was killed (its pidfd), with no status", function()

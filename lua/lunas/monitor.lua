@@ -545,6 +545,49 @@ local function check_oom(self, w, out)
   w.count = count
 end
 
+-- Watches the freezing of a sandbox whose cgroup freezes through cgroup v2 (cgroup.freeze): cgroup.events says
+-- "frozen 1" once every process inside is stopped, whoever froze it (lunas, an OCI runtime's pause, a write to
+-- the file), and the kernel marks the file modified. (A v1 freezer has no such file: the journal's freeze and
+-- thaw lines, written by the lunas that froze it, stand for it.)
+-- Both that file and the journal's lines say when it froze and thawed: each change is reported once, by
+-- whichever of the two tells first (`reported`: the state last reported).
+local function watch_frozen(self, name, rec, fresh)
+  local dirs = rec.cgroup and rec.cgroup.dirs
+  if self.frozen[name] or type(dirs) ~= "table" or type(dirs.v2) ~= "string" then return end
+  if type(dirs.v1) == "table" and dirs.v1.freezer then return end
+  local ok, cg = pcall(require("lunas.cgroup").adopt, rec.cgroup)
+  local dir = ok and cg.dirs.v2
+  if not dir or not core.cgroup_read(dir, "cgroup.freeze") then return end
+  local wd = core.inotify_add(self.inotify, dir .. "/cgroup.events", "modify")
+  if not wd then return end
+  -- (a sandbox seen starting was not frozen then: a freeze since is still to report)
+  local w = { name = name, pid = rec.pid, dir = dir, wd = wd,
+    reported = fresh and 0 or read_counter(dir, "cgroup.events", "frozen") or 0 }
+  self.by_wd[wd] = { frozen = w }
+  self.frozen[name] = w
+end
+
+local function unwatch_frozen(self, name)
+  local w = self.frozen[name]
+  if not w then return end
+  self.frozen[name] = nil
+  self.by_wd[w.wd] = nil
+  core.inotify_remove(self.inotify, w.wd)
+end
+
+local function check_frozen(self, w, out)
+  local state = read_counter(w.dir, "cgroup.events", "frozen")
+  if not state then
+    unwatch_frozen(self, w.name)
+    return
+  end
+  if state ~= w.reported then
+    out[#out + 1] = { event = state == 1 and "freeze" or "thaw", kind = "sandbox", name = w.name, pid = w.pid,
+      time = os.time() }
+    w.reported = state
+  end
+end
+
 -- The exit of a sandbox whose lunas died with it (killed): no exit line comes in the journal, its pidfd says.
 local function watch_exit(self, name, rec)
   if self.exits[name] or not rec.pid then return end
@@ -576,34 +619,56 @@ local function drain_journal(self, out)
   for line, stop in data:gmatch("([^\n]*)\n()") do
     last = stop
     local ok, e = pcall(require("lunas.json").decode, line)
-    if ok and type(e) == "table" and type(e.event) == "string" then
+    -- (a freeze the kernel reported already is not reported twice)
+    local w = ok and type(e) == "table" and (e.event == "freeze" or e.event == "thaw") and self.frozen[e.name]
+    local seen = false
+    if w then
+      local state = e.event == "freeze" and 1 or 0
+      seen = w.reported == state
+      w.reported = state
+    end
+    if ok and type(e) == "table" and type(e.event) == "string" and not seen then
+      if e.event == "exit" and e.name then
+        -- OOM kills not reported yet go before the exit: the kernel's count if the cgroup is still there, else the
+        -- one its lunas read last (a sandbox killed by the OOM killer ends, and its cgroup goes, at once).
+        local w = self.oom[e.name]
+        if w then check_oom(self, w, out) end
+        local reported = w and w.count or 0
+        if math.type(e.oom_kills) == "integer" and e.oom_kills > reported then
+          out[#out + 1] = { event = "oom_kill", kind = "sandbox", name = e.name, pid = e.pid,
+            count = e.oom_kills - reported, total = e.oom_kills, time = e.time }
+        end
+        unwatch_oom(self, e.name)
+        unwatch_frozen(self, e.name)
+        unwatch_exit(self, e.name)
+      end
       out[#out + 1] = e
       if e.event == "start" and e.name then
         local rec = sandbox_record.read(e.name)
         if rec and rec.pid == e.pid then
           watch_oom(self, e.name, rec)
+          watch_frozen(self, e.name, rec, true)
           watch_exit(self, e.name, rec)
         end
-      elseif e.event == "exit" and e.name then
-        -- (an OOM kill the kernel reported just before the end is still counted)
-        local w = self.oom[e.name]
-        if w then check_oom(self, w, out) end
-        -- (it then goes after the exit line)
-        if #out >= 2 and out[#out].event == "oom_kill" then out[#out], out[#out - 1] = out[#out - 1], out[#out] end
-        unwatch_oom(self, e.name)
-        unwatch_exit(self, e.name)
       end
     end
   end
   self.partial = data:sub(last)
 end
 
-local function watch_labs(self)
+local function lab_up(name)
+  local rec = lab_record.read(name)
+  return { event = "lab_up", kind = "lab", name = name, pid = rec and rec.pid, time = os.time() }
+end
+
+-- Watches the labs' directory; `out`: it was just made, and the records already in it are new (reported).
+local function watch_labs(self, out)
   if self.labs_wd then return end
   local wd = core.inotify_add(self.inotify, lab_record.DIR, "moved_to,moved_from,delete,create,onlydir")
   if wd then
     self.labs_wd = wd
     self.by_wd[wd] = { labs = true }
+    for _, name in ipairs(out and lab_record.names() or {}) do out[#out + 1] = lab_up(name) end
   end
 end
 
@@ -615,7 +680,7 @@ function M.watch()
     errors.raise{ op = "events", code = "ENOENT", msg = "events: no records directory (XDG_RUNTIME_DIR is not set)" }
   end
   errors.check(mkdir(base))
-  local self = setmetatable({ base = base, by_wd = {}, oom = {}, exits = {}, pending = {} }, Watcher)
+  local self = setmetatable({ base = base, by_wd = {}, oom = {}, frozen = {}, exits = {} }, Watcher)
   -- The journal exists from the first sandbox on; created empty here (before the watch: its creation is no
   -- event) and read from its end.
   local f = io.open(base .. "/events", "a")
@@ -627,6 +692,7 @@ function M.watch()
   for _, rec in ipairs(sandbox_record.list()) do
     if rec.pid and rec.alive then
       watch_oom(self, rec.name, rec)
+      watch_frozen(self, rec.name, rec)
       watch_exit(self, rec.name, rec)
     end
   end
@@ -659,6 +725,8 @@ function Watcher:next(timeout)
   local out = {}
   local fds, what = self:fds()
   local ready = errors.check(core.poll(fds, timeout))
+  -- The OOM eventfds first: the journal's exit line, read through the inotify instance, ends their watch.
+  table.sort(ready, function(a, b) return (a == 1 and 1 or 0) < (b == 1 and 1 or 0) end)
   for _, i in ipairs(ready) do
     local w = what[i]
     if not w then
@@ -679,17 +747,18 @@ function Watcher:next(timeout)
               drain_journal(self, out)
             end
           elseif ev.name == "labs" and (set.create or set.moved_to) then
-            watch_labs(self)
+            watch_labs(self, out)
           end
         elseif target and target.labs and ev.name and ev.name:sub(1, 1) ~= "." then
           if set.moved_to or set.create then
-            local rec = lab_record.read(ev.name)
-            out[#out + 1] = { event = "lab_up", kind = "lab", name = ev.name, pid = rec and rec.pid, time = os.time() }
+            out[#out + 1] = lab_up(ev.name)
           elseif set.delete or set.moved_from then
             out[#out + 1] = { event = "lab_down", kind = "lab", name = ev.name, time = os.time() }
           end
         elseif target and target.oom then
           check_oom(self, target.oom, out)
+        elseif target and target.frozen then
+          check_frozen(self, target.frozen, out)
         end
         if set.ignored and target then self.by_wd[ev.wd] = nil end
         if set.ignored and ev.wd == self.labs_wd then self.labs_wd = nil end
@@ -705,6 +774,7 @@ function Watcher:next(timeout)
         if self.exits[w.exit] then
           out[#out + 1] = { event = "exit", kind = "sandbox", name = w.exit, pid = x.pid, lost = true, time = os.time() }
           unwatch_oom(self, w.exit)
+          unwatch_frozen(self, w.exit)
           unwatch_exit(self, w.exit)
         end
       elseif x then
@@ -722,6 +792,7 @@ function Watcher:close()
   if self.closed then return end
   self.closed = true
   for name in pairs(self.oom) do unwatch_oom(self, name) end
+  for name in pairs(self.frozen) do unwatch_frozen(self, name) end
   for name in pairs(self.exits) do unwatch_exit(self, name) end
   if self.journal then self.journal:close() end
   self.inotify:close()

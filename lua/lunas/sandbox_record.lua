@@ -268,6 +268,8 @@ function Record:finish(result)
     if result then
       e.status, e.signal, e.signame, e.elapsed = result.status, result.signal, result.signame, result.elapsed
       e.oom_killed, e.timed_out = result.oom_killed, result.timed_out
+      local memory = type(result.usage) == "table" and result.usage.memory
+      if type(memory) == "table" then e.oom_kills = memory.oom_kills end
     else
       e.killed = true
     end
