@@ -541,7 +541,10 @@ describe("lunas top #root", function()
     assert.are.equal(1, headers)
     -- q: gone, status 0, the normal screen back and the terminal out of raw mode
     tmux(socket, "send-keys", "q")
-    assert.is_truthy(util.wait_for(function() return util.read(dir .. "/stty") end, 10), "top did not quit")
+    assert.is_truthy(util.wait_for(function()
+      local t = util.read(dir .. "/stty")
+      return t and t:find("\n") and t
+    end, 10), "top did not quit")
     assert.are.equal("exit 0\n", util.read(dir .. "/status"))
     assert.are.equal("0\n", (tmux(socket, "display", "-p", "#{alternate_on}")))
     local stty = util.read(dir .. "/stty")
@@ -574,7 +577,10 @@ describe("lunas top #root", function()
     end
     assert.is_truthy(pid, "no lunas top under the pane's shell")
     assert.are.equal(0, select(3, util.sh("kill -TERM " .. pid)))
-    assert.is_truthy(util.wait_for(function() return util.read(dir .. "/stty") end, 10), "top did not end")
+    assert.is_truthy(util.wait_for(function()
+      local t = util.read(dir .. "/stty")
+      return t and t:find("\n") and t
+    end, 10), "top did not end")
     assert.are.equal("0\n", (tmux(socket, "display", "-p", "#{alternate_on}")))
     assert.matches("%f[%w-]icanon", util.read(dir .. "/stty"))
   end)
