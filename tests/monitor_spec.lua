@@ -600,11 +600,12 @@ describe("records of an unprivileged user #rootless", function()
     -- (lunas run: its sandbox dies with it)
     cleanup(function() util.sh("kill -TERM " .. assert(tonumber(started))) end)
     local rec_path = base .. "/sandboxes/mon-user/record.json"
-    assert.is_truthy(util.wait_for(function()
-      local t = util.read(rec_path)
-      return t and t:find('"pid"')
-    end, 10), "no record under " .. base)
-    local rec = json.decode(util.read(rec_path))
+    -- (complete once the sandbox's first process is in it: before, it holds only its owner)
+    local rec = util.wait_for(function()
+      local ok, r = pcall(json.decode, util.read(rec_path) or "")
+      return ok and type(r) == "table" and r.pid and r
+    end, 10)
+    assert.is_table(rec, "no record under " .. base)
     local out, err
     out, err, code = util.sh(env .. util.quote(util.bin) .. " ps --json")
     assert.are.equal(0, code, err)
