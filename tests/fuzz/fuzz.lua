@@ -395,7 +395,8 @@ for _, modname in ipairs(MODULES) do
     end
   end
 end
-for _, command in ipairs{ "run", "enter", "ns", "lab", "gc", "ps", "stats" } do
+-- (not stats, top or events: they wait a second, for a terminal, or for ever, by design)
+for _, command in ipairs{ "run", "enter", "ns", "lab", "gc", "ps" } do
   local ok, mod = pcall(require, "lunas.cli." .. command)
   if ok and type(mod.main) == "function" then
     add_target("cli." .. command, function(...)
