@@ -615,4 +615,20 @@ describe("records of an unprivileged user #rootless", function()
     assert.are.equal(rec.pid, e.pid)
     assert.are.equal(#pidns_members(rec.namespaces.pid), e.pids)
   end)
+
+  it("a name with no place for its record is said so, and the sandbox runs", function()
+    if not kernel.requires("userns") then return end
+    if core.ids().euid == 0 then
+      pending("root always has /run/lunas")
+      return
+    end
+    local out, err, code = util.sh("env -u XDG_RUNTIME_DIR " .. util.quote(util.bin) .. " run --name mon-nowhere -- echo ran")
+    assert.are.equal(0, code, err)
+    assert.are.equal("ran\n", out)
+    assert.matches("warning: sandbox name: mon%-nowhere has no record", err)
+    -- an unnamed one is not recorded either, and says nothing
+    out, err, code = util.sh("env -u XDG_RUNTIME_DIR " .. util.quote(util.bin) .. " run -- true")
+    assert.are.equal(0, code, err)
+    assert.are.equal("", err)
+  end)
 end)

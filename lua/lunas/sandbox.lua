@@ -723,6 +723,10 @@ steps[#steps + 1] = {
     local name = ctx.spec.name
     if not name then return end
     ctx.record = require("lunas.sandbox_record").create(name)
+    if not ctx.record then
+      warn(ctx, ("name: %s has no record (no place for one: /run/lunas for root, $XDG_RUNTIME_DIR/lunas for "
+        .. "others): lunas ps does not show it"):format(name))
+    end
   end,
   parent = function(ctx, proc)
     local record = ctx.record

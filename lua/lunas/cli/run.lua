@@ -330,7 +330,8 @@ function M.main(args)
     return 125
   end
   -- Every sandbox lunas run starts has a record (lunas ps): run-PID unless --name names it.
-  if spec.name == nil then spec.name = "run-" .. core.getpid() end
+  -- (where records can be kept: root, or a user with XDG_RUNTIME_DIR)
+  if spec.name == nil and require("lunas.sandbox_record").base() then spec.name = "run-" .. core.getpid() end
   local result, err = errors.try(function()
     local running <close> = sandbox.new(spec):spawn()
     collectgarbage("restart")
