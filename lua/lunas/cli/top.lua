@@ -143,6 +143,8 @@ function M.main(args)
       if #ready > 0 then
         local keys = input:read(64)
         if keys == nil or keys == "" then return end
+        -- (the keys of escape sequences, arrows and the like, are not commands: ESC [ C is no "c")
+        keys = keys:gsub("\27%[[%d;]*[%a~]", ""):gsub("\27O%a", "")
         for k in keys:gmatch(".") do
           if k == "q" or k == "Q" or k == "\3" or k == "\4" then return end
           if KEYS[k:lower()] then
