@@ -91,10 +91,18 @@ local function members(sample, entry)
   local list = process_table(sample)
   local out = {}
   if entry.own and entry.own.pid and entry.namespaces and entry.namespaces.pid then
-    local ns = entry.namespaces.pid
-    for _, p in ipairs(list) do
-      if pidns_of(p.pid) == ns then out[#out + 1] = p end
+    -- (each process's pid namespace read once per sample, whatever the number of sandboxes)
+    if not sample.by_pidns then
+      sample.by_pidns = {}
+      for _, p in ipairs(list) do
+        local ns = pidns_of(p.pid)
+        if ns then
+          sample.by_pidns[ns] = sample.by_pidns[ns] or {}
+          table.insert(sample.by_pidns[ns], p)
+        end
+      end
     end
+    for _, p in ipairs(sample.by_pidns[entry.namespaces.pid] or {}) do out[#out + 1] = p end
     return out
   end
   local roots = {}
