@@ -710,16 +710,20 @@ end
 --- Watchers of what happens (what `watch` returns).
 -- @type Watcher
 
---- The descriptors to poll: the inotify instance, the OOM eventfds, the pidfds.
+-- poll takes 256 descriptors at most.
+local MAX_FDS = 256
+
+--- The descriptors to poll: the inotify instance, the OOM eventfds, the pidfds (256 at most: beyond, exits
+-- still come from the journal, and only those of sandboxes whose lunas died too wait for a later call).
 function Watcher:fds()
   local fds, what = { self.inotify }, { false }
   for _, w in pairs(self.oom) do
-    if w.eventfd then
+    if w.eventfd and #fds < MAX_FDS then
       fds[#fds + 1], what[#what + 1] = w.eventfd, { oom = w }
     end
   end
   for name, x in pairs(self.exits) do
-    fds[#fds + 1], what[#what + 1] = x.proc, { exit = name }
+    if #fds < MAX_FDS then fds[#fds + 1], what[#what + 1] = x.proc, { exit = name } end
   end
   return fds, what
 end
