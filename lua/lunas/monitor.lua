@@ -713,8 +713,8 @@ end
 -- poll takes 256 descriptors at most.
 local MAX_FDS = 256
 
---- The descriptors to poll: the inotify instance, the OOM eventfds, the pidfds (256 at most: beyond, exits
--- still come from the journal, and only those of sandboxes whose lunas died too wait for a later call).
+--- The descriptors to poll: the inotify instance, the OOM eventfds, the pidfds (256 at most: beyond, a v1 OOM
+-- kill is reported with the exit line, and the exit of a sandbox whose lunas died with it is not seen).
 function Watcher:fds()
   local fds, what = { self.inotify }, { false }
   for _, w in pairs(self.oom) do
