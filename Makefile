@@ -10,7 +10,8 @@ LUA ?= lua5.4
 # nftables (the nft program) is for the tests only: they look at rule sets from outside with `nft -j list ruleset`;
 # groff-base too: tests/man_spec.lua renders man/lunas.1 with groff; busybox-static is the root file system of
 # examples/busybox_root.lua. runc is what tests/oci_spec.lua runs beside lunas-oci. bpftool shows
-# tests/cgroup_devices_spec.lua the device programs attached to a cgroup, from outside lunas.
+# tests/cgroup_devices_spec.lua the device programs attached to a cgroup, from outside lunas. tmux is the real
+# terminal tests/monitor_spec.lua drives lunas top in (send-keys, capture-pane).
 # bubblewrap: tests/audit_spec.lua audits the real bwrap's sandbox beside lunas's (lunas audit --wrap).
 # lua-ldoc is for tests/doc_spec.lua, which runs ldoc to keep the API reference complete; lua5.1 is the Lua it runs
 # on (Debian's ldoc takes 5.1 or 5.2 through lua-any, and its dependencies are met by lua5.4 alone).
@@ -18,7 +19,7 @@ LUA ?= lua5.4
 # tests/firewall_spec.lua runs inside sandboxes to tell an answered, refused and timed-out connection apart.
 DEB_PACKAGES = lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libnftables-dev libcap-dev libseccomp-dev \
                lua-busted pkg-config gcc make iproute2 util-linux uidmap luarocks iputils-ping iperf3 graphviz \
-               nftables groff-base lua-ldoc lua5.1 busybox-static runc bpftool bubblewrap passt python3
+               nftables groff-base lua-ldoc lua5.1 busybox-static runc bpftool bubblewrap passt python3 tmux
 # lua-markdown renders the doc comments' Markdown (without it ldoc falls back to plain text).
 DOC_PACKAGES = lua-ldoc lua5.1 lua-markdown
 BENCH_PACKAGES = bubblewrap crun runc
@@ -53,7 +54,7 @@ LIBS = $(SYS_LIBS) -lm -ldl
 # links the shared ones.
 BIN_LIBS = -Wl,-Bstatic $(SYS_LIBS) -Wl,-Bdynamic -lm -ldl
 
-CORE_SRC = src/core.c src/helpers.c src/proc.c src/ns.c src/mount.c src/tty.c src/net.c src/tc.c src/nft.c src/caps.c src/seccomp.c src/landlock.c src/cgroup.c src/interrupt.c
+CORE_SRC = src/core.c src/helpers.c src/proc.c src/ns.c src/mount.c src/tty.c src/net.c src/tc.c src/nft.c src/caps.c src/seccomp.c src/landlock.c src/cgroup.c src/interrupt.c src/watch.c
 CORE_OBJ = $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o)
 # PID 1 of a sandbox: a freestanding program (x86_64, aarch64) embedded in the core and exec'd from a sealed memfd.
 ifdef LUNAS_NO_REAPER_ELF

@@ -6,7 +6,7 @@ _lunas_run_options="--add-seccomp-fd --allow-out --apparmor --args --argv0 --as-
   --deny-out --dev --dev-bind --dev-bind-try --die-with-parent --dir --disable-userns --exec-label --file
   --file-label --firewall --gid --help --host-root
   --hostname --info-fd --json-status --json-status-fd --keep-env --landlock-bind --landlock-connect --landlock-ro
-  --landlock-rw --landlock-strict --limits-best-effort --lock-file --mask --memory --memory-high --mqueue --net
+  --landlock-rw --landlock-strict --limits-best-effort --lock-file --mask --memory --memory-high --mqueue --name --net
   --new-session --no-die-with-parent --no-harden --no-seccomp --overlay --overlay-src --perms --pidns --pids --proc
   --remount-ro --ro-bind --ro-bind-data --ro-bind-fd --ro-bind-try --ro-overlay --ro-view --ro-view-try --rootfs
   --seccomp --seccomp-allow --seccomp-deny --seccomp-show --selinux-label --selinux-mount-label --setenv
@@ -31,6 +31,10 @@ _lunas_lab_show_options="--dot --help --json"
 _lunas_lab_list_options="--help --json"
 _lunas_lab_down_options="--all --help"
 _lunas_gc_options="--dry-run --help --json"
+_lunas_ps_options="--help --json --labs --sandboxes"
+_lunas_top_options="--help --interval --labs --sandboxes --sort"
+_lunas_stats_options="--help --interval --json --labs --output --prometheus --sandboxes"
+_lunas_events_options="--count --help --json --labs --sandboxes --timeout"
 _lunas_seccomp_groups="mount module raw-io reboot swap clock debug perf bpf keyring userfaultfd obsolete privileged
   namespaces userns tty io_uring vsock suid ldt personality lease"
 
@@ -42,7 +46,7 @@ _lunas() {
   for ((i = 1; i < COMP_CWORD; i++)); do
     case ${COMP_WORDS[i]} in
       --) return 0 ;;  # the command's own arguments: leave them to bash's default
-      run|audit|enter|ns|lab|gc|bwrap|oci) command=${COMP_WORDS[i]}; break ;;
+      run|audit|enter|ns|lab|gc|bwrap|oci|ps|top|stats|events) command=${COMP_WORDS[i]}; break ;;
     esac
   done
   # (after the command's options, -- starts the command to run: its words are bash's default too)
@@ -54,7 +58,8 @@ _lunas() {
     if [[ $cur == -* ]]; then
       COMPREPLY=($(compgen -W "-e -i --lua-env --version --help" -- "$cur"))
     else
-      COMPREPLY=($(compgen -W "run audit enter ns lab gc bwrap oci" -- "$cur") $(compgen -f -X '!*.lua' -- "$cur"))
+      COMPREPLY=($(compgen -W "run audit enter ns lab gc ps top stats events bwrap oci" -- "$cur") \
+        $(compgen -f -X '!*.lua' -- "$cur"))
     fi
     return 0
   fi
@@ -120,6 +125,19 @@ _lunas() {
         list) COMPREPLY=($(compgen -W "$_lunas_lab_list_options" -- "$cur")) ;;
       esac ;;
     gc) COMPREPLY=($(compgen -W "$_lunas_gc_options" -- "$cur")) ;;
+    ps|top|stats|events)
+      case $prev in
+        --sort) COMPREPLY=($(compgen -W "cpu memory pids network" -- "$cur")); return 0 ;;
+        --output) COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+        --interval|--count|--timeout) return 0 ;;
+      esac
+      if [[ $cur == -* ]]; then
+        local var=_lunas_${command}_options
+        COMPREPLY=($(compgen -W "${!var}" -- "$cur"))
+      else
+        # the names of the running sandboxes and labs
+        COMPREPLY=($(compgen -W "$(ls /run/lunas/sandboxes /run/lunas/labs ${XDG_RUNTIME_DIR:+$XDG_RUNTIME_DIR/lunas/sandboxes} 2>/dev/null | grep -v '^\.\|:$')" -- "$cur"))
+      fi ;;
   esac
 }
 complete -o default -F _lunas lunas

@@ -129,6 +129,7 @@ int luaopen_lunas_core(lua_State *L) {
     lunas_open_landlock(L);
     lunas_open_cgroup(L);
     lunas_open_interrupt(L);
+    lunas_open_watch(L);
     lunas_push_errno_table(L);
     lua_setfield(L, -2, "errno");
     lunas_push_signal_table(L);

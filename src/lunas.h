@@ -135,6 +135,7 @@ void lunas_open_nft(lua_State *L);
 void lunas_open_cgroup(lua_State *L);
 void lunas_open_interrupt(lua_State *L);
 void lunas_open_tty(lua_State *L);
+void lunas_open_watch(lua_State *L);
 
 /* ---- network namespaces --------------------------------------------------- */
 

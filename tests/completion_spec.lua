@@ -67,6 +67,11 @@ describe("bash completion #rootless", function()
       { var = "_lunas_lab_down_options", help = { LUNAS, "lab", "--help" }, command = { "lab", "down", "no-such-lab" },
         only = { ["--all"] = true, ["--help"] = true } },
       { var = "_lunas_gc_options", help = { LUNAS, "gc", "--help" }, command = { "gc" } },
+      { var = "_lunas_ps_options", help = { LUNAS, "ps", "--help" }, command = { "ps" } },
+      -- (top without a terminal, stats without its wait, events with its end at once: they all return)
+      { var = "_lunas_top_options", help = { LUNAS, "top", "--help" }, command = { "top" } },
+      { var = "_lunas_stats_options", help = { LUNAS, "stats", "--help" }, command = { "stats", "--interval", "0" } },
+      { var = "_lunas_events_options", help = { LUNAS, "events", "--help" }, command = { "events", "--timeout", "0" } },
     }
     for _, c in ipairs(cases) do
       local offered = set_of(util.words(bash("echo $" .. c.var)))
@@ -98,6 +103,9 @@ describe("bash completion #rootless", function()
     assert.same({ "down" }, complete("lunas", "lab", "d"))
     assert.same({ "--dot" }, complete("lunas", "lab", "show", "--d"))
     assert.same({ "--dry-run" }, complete("lunas", "gc", "--d"))
+    assert.same({ "--prometheus" }, complete("lunas", "stats", "--p"))
+    assert.same({ "memory" }, complete("lunas", "top", "--sort", "m"))
+    assert.same({ "events" }, complete("lunas", "ev"))
     assert.same({ "net" }, complete("lunas", "ns", "list", "--type", "n"))
     assert.same({ "CAP_NET_ADMIN" }, complete("lunas", "run", "--cap-add", "CAP_NET_A"))
     local groups = {}

@@ -136,6 +136,37 @@ end
 
 -- name = { tags = " #rootless" or "", needs = { kernel features }, check = function(name) ... end }
 local expectations = {
+  ["monitor.lua"] = {
+    tags = " #rootless",
+    needs = { "userns" },
+    check = function(name)
+      local out, err, code = sh(example_command(name))
+      assert.are.equal(0, code, err)
+      local lines = util.lines(out)
+      assert.are.equal(10, #lines, out)
+      local files = {}
+      for i, want in ipairs{ { "demo-busy", 3 }, { "demo-idle", 2 } } do
+        local who, pid, procs, ns, fds = lines[i]:match("^(%S+)%s+pid (%d+), (%d+) processes, namespaces (%S+), "
+          .. "cpu %d+%%, memory %d+ KiB, (%d+) open files$")
+        assert.are.equal(want[1], who, lines[i])
+        assert.is_truthy(tonumber(pid) > 1)
+        -- the reaper and the command (and timeout's child)
+        assert.are.equal(want[2], tonumber(procs), lines[i])
+        assert.are.equal("user,pid,mount,net,uts,ipc,cgroup", ns)
+        files[who] = fds
+      end
+      assert.are.same({ "# HELP demo_sandbox_open_files Descriptors open in the sandbox's first process.",
+        "# TYPE demo_sandbox_open_files gauge",
+        'demo_sandbox_open_files{name="demo-busy"} ' .. files["demo-busy"],
+        'demo_sandbox_open_files{name="demo-idle"} ' .. files["demo-idle"],
+        "event: start demo-busy", "event: start demo-idle", "event: exit demo-busy status 124",
+        "event: exit demo-idle signal TERM" }, { table.unpack(lines, 3, 10) })
+      -- their records went with them
+      local base = own_euid() == 0 and "/run/lunas" or (os.getenv("XDG_RUNTIME_DIR") or "") .. "/lunas"
+      assert.is_nil(lfs.attributes(base .. "/sandboxes/demo-busy", "mode"))
+      assert.is_nil(lfs.attributes(base .. "/sandboxes/demo-idle", "mode"))
+    end,
+  },
   ["hello.lua"] = {
     tags = " #rootless",
     needs = { "userns" },

@@ -170,6 +170,8 @@ describe("faults: lunas killed during set-up #root", function()
       local out, code = util.lunas{ "gc" }
       assert.are.equal(0, code, out)
       assert.are.same({}, own_cgroups(proc.pid), ("trial %d: cgroup left after gc"):format(trial))
+      -- (the sandbox's record too, finished or half made: lunas run records every sandbox)
+      assert.are.equal("", ls("/run/lunas/sandboxes"), ("trial %d: record left after gc"):format(trial))
       assert.are.equal("", children())
     end
     -- Both kinds of moment must be hit for the trials to prove anything.

@@ -38,7 +38,7 @@ end
 -- What lunas could leave on this machine, as seen from outside.
 local function footprint()
   return { netns = netns_names(), links = ip_names("ifname", "link", "show"), labs = ls("/run/lunas/labs"), ranges = ls("/run/lunas/userns"),
-    mounts = mounts() }
+    sandboxes = ls("/run/lunas/sandboxes"), mounts = mounts() }
 end
 
 -- Waits until the file holds a line (the recipe's or payload's "ready"), for at most 20 s.

@@ -66,7 +66,7 @@ describe("man page", function()
     local text = rendered()
     assert.matches("^LUNAS%(1%)", text)
     for _, heading in ipairs{ "NAME", "SYNOPSIS", "DESCRIPTION", "COMMANDS", "OPTIONS", "OPTIONS OF lunas run",
-      "OPTIONS OF lunas enter", "OPTIONS OF lunas ns list", "EXIT STATUS", "ENVIRONMENT", "FILES", "EXAMPLES",
+      "OPTIONS OF lunas enter", "OPTIONS OF lunas ns list", "OPTIONS OF lunas ps, top, stats AND events", "EXIT STATUS", "ENVIRONMENT", "FILES", "EXAMPLES",
       "SECURITY", "SEE ALSO" } do
       assert.is_true(text:find("\n" .. heading .. "\n", 1, true) ~= nil, "no section " .. heading)
     end
@@ -75,7 +75,8 @@ describe("man page", function()
   it("names every option that lunas --help, run --help, enter --help and ns --help print", function()
     local text = rendered()
     for _, args in ipairs{ { "--help" }, { "run", "--help" }, { "audit", "--help" }, { "enter", "--help" }, { "ns", "--help" },
-        { "lab", "--help" }, { "gc", "--help" } } do
+        { "lab", "--help" }, { "gc", "--help" }, { "ps", "--help" }, { "top", "--help" }, { "stats", "--help" },
+        { "events", "--help" } } do
       for _, opt in ipairs(help_options(args)) do
         assert.is_true(has_token(text, opt), opt .. " (lunas " .. table.concat(args, " ") .. ") is not in man/lunas.1")
       end
@@ -88,7 +89,8 @@ describe("man page", function()
     for _, form in ipairs{ "lunas [--lua-env] SCRIPT", "lunas -e CODE", "lunas -i", "lunas run [OPTIONS]",
       "lunas enter TARGET", "lunas ns list [--json] [--type TYPE]", "lunas lab up FILE", "lunas lab down NAME...",
       "lunas lab down --all", "lunas lab show NAME [--json | --dot]", "lunas lab list [--json]",
-      "lunas gc [--dry-run]", "lunas --version" } do
+      "lunas gc [--dry-run]", "lunas ps [--json]", "lunas top", "lunas stats [--json | --prometheus]",
+      "lunas events [--json]", "lunas --version" } do
       assert.is_true(synopsis:find(form, 1, true) ~= nil, form .. " not in the SYNOPSIS:\n" .. synopsis)
     end
     -- run --help's groups are its unindented lines from "Namespaces:" to "Exit status": "Identity:",

@@ -21,11 +21,11 @@ local M = {
 
 -- The high-level modules load on first use: a recipe that never makes a sandbox does not pay for loading
 -- sandbox, file system, cgroup and seccomp policy code (about half a millisecond of every start).
--- Every public module is here by its own name (lunas.net is require "lunas.net"); lunas.lab_record, the files
--- behind `lunas lab down` and `lunas gc`, is internal.
+-- Every public module is here by its own name (lunas.net is require "lunas.net"); lunas.lab_record and
+-- lunas.sandbox_record, the files behind `lunas lab down`, `lunas ps` and `lunas gc`, are internal.
 local LAZY = {}
 for _, name in ipairs{ "ns", "cgroup", "security", "json", "sandbox", "net", "fs", "process", "idrange",
-  "interrupt", "lsm" } do
+  "interrupt", "lsm", "monitor" } do
   LAZY[name] = function() return require("lunas." .. name) end
 end
 LAZY.errors = function() return errors end
@@ -89,6 +89,10 @@ setmetatable(M, {
 
 --- What SIGINT, SIGTERM, SIGHUP and SIGQUIT do to a recipe, and what lunas closes then (`lunas.interrupt`).
 -- @field interrupt
+
+--- What runs and what it uses: snapshots, rates, the Prometheus exposition, events (`lunas.monitor`), as
+-- `lunas ps`, `top`, `stats` and `events` show them.
+-- @field monitor
 
 --- Calls `f(...)`, turning a lunas error into return values (`lunas.errors.try`): for callers that handle
 -- failures themselves. Other errors propagate.

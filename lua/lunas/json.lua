@@ -13,8 +13,12 @@ M.null = setmetatable({}, { __tostring = function() return "null" end })
 local ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n", ["\r"] = "\\r",
   ["\t"] = "\\t" }
 
+local function escape(c) return ESCAPES[c] or ("\\u%04x"):format(c:byte()) end
+
 local function encode_string(s)
-  return '"' .. s:gsub('[%c"\\]', function(c) return ESCAPES[c] or ("\\u%04x"):format(c:byte()) end) .. '"'
+  -- (most strings need no escape: no gsub for them)
+  if not s:find('[%c"\\]') then return '"' .. s .. '"' end
+  return '"' .. s:gsub('[%c"\\]', escape) .. '"'
 end
 
 local OBJECT = { __name = "json.object" }

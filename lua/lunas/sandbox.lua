@@ -217,6 +217,14 @@ local fields = {
   argv = function(f, v) return expect_strings(f, v, 1) end,
   fn = function(f, v) return expect_type(f, v, "function") end,
   argv0 = string_field,
+  -- The sandbox's name: it gets a record (lunas.sandbox_record) that lunas ps, top, stats and events show,
+  -- unique among running sandboxes.
+  name = function(f, v)
+    if not require("lunas.sandbox_record").valid_name(v) then
+      misuse(f, "1 to 64 letters, digits, '.', '_' or '-' expected (not starting with '.' or '-'), got %s", tostring(v))
+    end
+    return v
+  end,
   namespaces = parse_namespaces,
   uid = expect_id,
   gid = expect_id,
@@ -724,6 +732,33 @@ steps[#steps + 1] = {
     if ctx.cgroup_fd then ctx.cgroup_fd:close() end
     if ctx.cgroup and not ctx.cgroup_borrowed then ctx.cgroup:close() end
   end,
+}
+
+-- The record of a named sandbox: its name taken before the clone (a running one of that name refuses the
+-- spec), completed once the first process exists (pid, cgroup, namespaces), removed when it is over.
+steps[#steps + 1] = {
+  name = "record",
+  prepare = function(ctx)
+    local name = ctx.spec.name
+    if not name then return end
+    ctx.record = require("lunas.sandbox_record").create(name)
+    if not ctx.record then
+      warn(ctx, ("name: %s has no record (no place for one: /run/lunas for root, $XDG_RUNTIME_DIR/lunas for "
+        .. "others): lunas ps does not show it"):format(name))
+    end
+  end,
+  parent = function(ctx, proc)
+    local record = ctx.record
+    if not record then return end
+    local own = {}
+    for k in pairs(ctx.ns) do own[k] = true end
+    local argv = ctx.spec.argv
+    record:started{ pid = proc.pid, start = require("lunas.process").start_time(proc.pid), argv = argv,
+      cgroup = ctx.cgroup and not ctx.cgroup.closed and ctx.cgroup:record() or nil,
+      namespaces = core.ns_ids(proc.pid) or nil, own = own }
+  end,
+  finish = function(ctx, result) if ctx.record then ctx.record:finish(result) end end,
+  abort = function(ctx) if ctx.record then ctx.record:finish(nil) end end,
 }
 
 -- What the OOM killer thinks of the sandbox, set by the parent on its first process (which its children inherit).
@@ -2235,7 +2270,7 @@ function Sandbox:spawn()
     if not cloned then error(proc, 0) end
     fail("clone", msg, code)
   end
-  local running = interrupt.track(setmetatable({ pid = proc.pid, process = proc, ctx = ctx, started = started,
+  local running = interrupt.track(setmetatable({ pid = proc.pid, name = self.spec.name, process = proc, ctx = ctx, started = started,
     timeout = self.spec.timeout }, Running))
   -- From here a failure (a step, the child's report, an interruption while we wait for it) kills the child and
   -- undoes the steps; a failure of that clean-up is kept with the error, never in its place.
@@ -2432,6 +2467,7 @@ end
 function Running:freeze()
   if not self.ctx.cgroup then errors.raise{ op = "sandbox", msg = "sandbox: freeze: needs a cgroup (set 'limits')", code = "EINVAL" } end
   self.ctx.cgroup:freeze()
+  if self.ctx.record then self.ctx.record:event("freeze") end
   return self
 end
 
@@ -2439,6 +2475,7 @@ end
 function Running:thaw()
   if not self.ctx.cgroup then errors.raise{ op = "sandbox", msg = "sandbox: thaw: needs a cgroup (set 'limits')", code = "EINVAL" } end
   self.ctx.cgroup:thaw()
+  if self.ctx.record then self.ctx.record:event("thaw") end
   return self
 end
 

@@ -386,7 +386,7 @@ end
 
 -- The public Lua API: every module's functions (not the _internal ones), and the CLI's commands.
 local MODULES = { "lunas", "lunas.net", "lunas.cgroup", "lunas.security", "lunas.json", "lunas.fs", "lunas.ns",
-  "lunas.sandbox", "lunas.errors", "lunas.process", "lunas.lab_record", "lunas.interrupt", "lunas.firewall" }
+  "lunas.sandbox", "lunas.errors", "lunas.process", "lunas.lab_record", "lunas.interrupt", "lunas.firewall", "lunas.monitor", "lunas.sandbox_record" }
 for _, modname in ipairs(MODULES) do
   local ok, mod = pcall(require, modname)
   if ok and type(mod) == "table" then
@@ -395,7 +395,8 @@ for _, modname in ipairs(MODULES) do
     end
   end
 end
-for _, command in ipairs{ "run", "enter", "ns", "lab", "gc" } do
+-- (not stats, top or events: they wait a second, for a terminal, or for ever, by design)
+for _, command in ipairs{ "run", "enter", "ns", "lab", "gc", "ps" } do
   local ok, mod = pcall(require, "lunas.cli." .. command)
   if ok and type(mod.main) == "function" then
     add_target("cli." .. command, function(...)

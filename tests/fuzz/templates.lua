@@ -236,6 +236,14 @@ return function(h)
     end },
     ["core.set_controlling_tty"] = { function() return select(2, pty_pair()), v( nil, false, true, 0, 1, 2 ) end },
     ["core.tty_raw"] = { function() return select(2, pty_pair()) end },
+    ["core.inotify_add"] = { function() return core.inotify() or 0, v( "/tmp/fuzz", "/tmp", "", "/nonexistent" ),
+      v( "create,delete", "modify", { "moved_to", "onlydir" }, "ignored", "bogus", 0 ) end },
+    ["core.inotify_read"] = { function()
+      local fd = core.inotify()
+      if fd then core.inotify_add(fd, "/tmp/fuzz", "create,delete,attrib") end
+      return fd or 0
+    end },
+    ["core.inotify_remove"] = { function() return core.inotify() or 0, v( 1, 0, -1, 1 << 40 ) end },
     ["core.tty_restore"] = { function()
       local _, slave = pty_pair()
       local saved = slave and core.tty_raw(slave)
@@ -359,6 +367,20 @@ return function(h)
     ["lunas.wait"] = { function() return core.spawn{ fn = payload() }, v( 0, 0.01, 0.5 ) end },
     ["lunas.net.down"] = { function() return v( "fz", "l1", "" ) end },
     ["lunas.net.show"] = { function() return v( "fz", "l1" ) end },
+    ["lunas.monitor.sleep"] = { function() return v( 0, 0.001, -1, 0 / 0, "1" ) end },
+    ["lunas.monitor.write_file"] = { function() return v( "/tmp/fuzz/m.prom", "/tmp/fuzz/no/m.prom", "", "a\0b" ),
+      v( "x 1\n", "", 1 ) end },
+    ["lunas.monitor.prometheus"] = { function() return { time = 0, wall = 0, entries = { { kind = v( "sandbox", "lab",
+      "x" ), name = h.random_string(), pid = v( 1, nil ), status = "running", cpu_seconds = v( 1.5, 0 / 0, math.huge, "x" ),
+      net = v( nil, { rx_bytes = 1, tx_bytes = 2 }, {} ) } } } end },
+    ["lunas.monitor.rates"] = { function()
+      local e = { kind = "sandbox", name = "a", pid = 1, cpu_seconds = 1, net = { rx_bytes = 1, tx_bytes = 1 } }
+      return { time = 0, entries = { e } }, { time = v( 1, 0, -1 ), entries = { e } }
+    end },
+    ["lunas.monitor.add_collector"] = { function() return { name = "fz", collect = function() end } end },
+    ["lunas.monitor.add_metric"] = { function() return { name = "fz_metric", type = v( "gauge", "counter", "x" ),
+      help = "fz", kind = v( "sandbox", "lab" ), value = function() return 1 end } end },
+    ["lunas.sandbox_record.event"] = { function() return { event = "fz", name = "fz" } end },
     ["lunas.cgroup.open"] = { function() return v( "/sys/fs/cgroup", "/tmp/fuzz", "x" ) end },
     ["lunas.cgroup.adopt"] = { function() return { path = "/tmp/fuzz", v1 = {}, pid = 1 } end },
     ["lunas.firewall.apply"] = { function() return nil, { output = v( "drop", "allow", "reject" ), rules = { {

@@ -6,7 +6,8 @@
 --
 -- A snapshot records:
 --   netns   entries of /run/netns
---   state   files (anything but directories) below /run/lunas and each DIR
+--   state   files (anything but directories) below /run/lunas and each DIR, but the journal of sandbox
+--           events (lunas/events and events.old: lunas keeps it, as a log, whatever ran)
 --   link    network links of this network namespace (`ip -o link show`)
 --   mount   mount points of this mount namespace (/proc/self/mountinfo)
 --   cgroup  cgroup directories below this process's own cgroup, in every
@@ -86,7 +87,8 @@ local function snap_state(items, dirs)
   local function walk(dir)
     for _, name in ipairs(list_dir(dir)) do
       local path = dir .. "/" .. name
-      if is_dir(path) then walk(path) else add(items, "state", path) end
+      if is_dir(path) then walk(path)
+      elseif not ((name == "events" or name == "events.old") and dir:match("lunas$")) then add(items, "state", path) end
     end
   end
   for _, dir in ipairs(dirs) do walk(dir) end

@@ -15,7 +15,11 @@ usage: lunas [--lua-env] SCRIPT [ARGS...]   run a recipe (arguments in `arg` and
        lunas ns list [--json] [--type T]    every namespace: type, inode, processes, names (lsns + ip netns)
        lunas enter TARGET [--net ...] -- CMD run CMD in the namespaces of a pid or a named netns (nsenter)
        lunas lab up FILE | down NAME | show NAME | list   labs that outlive the command (lunas lab --help)
-       lunas gc [--dry-run]                 remove what a crashed lunas left (stale labs, cgroups)
+       lunas gc [--dry-run]                 remove what a crashed lunas left (stale labs, records, cgroups)
+       lunas ps [--json]                    running sandboxes and labs: pid, uptime, namespaces, usage
+       lunas top                            a live view of them (sorted by cpu, memory, pids or network)
+       lunas stats [--json | --prometheus]  one snapshot of their usage (Prometheus text format too)
+       lunas events [--json]                start, exit, OOM kill, freeze, lab up and down, as they happen
        lunas bwrap [BWRAP OPTIONS] CMD      lunas as bubblewrap (also as lunas-bwrap): bwrap's options and defaults
        lunas oci [GLOBAL] COMMAND ...       lunas as an OCI runtime (also as lunas-oci): runc's command line
        lunas --version | --help
@@ -26,8 +30,9 @@ Exit status: the recipe's os.exit code, 1 for an error, 2 for bad usage or a rec
 syntax error, a missing file); `run` and `enter` return the
 command's status (128+N when killed by signal N; 125 when it could not be started; `run --timeout`: 124).]]
 
-M.commands = { run = "lunas.cli.run", audit = "lunas.cli.audit", ns = "lunas.cli.ns", enter = "lunas.cli.enter", lab = "lunas.cli.lab",
-  gc = "lunas.cli.gc", bwrap = "lunas.cli.bwrap", oci = "lunas.cli.oci" }
+M.commands = { run = "lunas.cli.run", audit = "lunas.cli.audit", ns = "lunas.cli.ns", enter = "lunas.cli.enter",
+  lab = "lunas.cli.lab", gc = "lunas.cli.gc", bwrap = "lunas.cli.bwrap", oci = "lunas.cli.oci", ps = "lunas.cli.ps", top = "lunas.cli.top",
+  stats = "lunas.cli.stats", events = "lunas.cli.events" }
 
 --- Prints a usage error and returns exit status 2.
 function M.usage_error(command, msg)

@@ -221,6 +221,7 @@ M.OPTIONS = {
   ["--uid"] = { n = 1, field = "uid", fn = function(st, o, v) st.spec.uid = id(st, o, v) end },
   ["--gid"] = { n = 1, field = "gid", fn = function(st, o, v) st.spec.gid = id(st, o, v) end },
   ["--hostname"] = { n = 1, field = "hostname", fn = function(st, _, v) st.spec.hostname = v end },
+  ["--name"] = { n = 1, modes = RUN, field = "name", fn = function(st, _, v) st.spec.name = v end },
   ["--host-root"] = { n = 0, modes = RUN, fn = flag("host_root", true) },
   -- environment and process
   ["--chdir"] = { n = 1, field = "cwd", fn = function(st, _, v) st.spec.cwd = v end },

@@ -67,6 +67,8 @@ Identity:
   --host-root            run by root: the sandbox's root is the host's root (no range of host ids; without
                          --unshare-user and with --unshare-*, no user namespace at all)
   --hostname NAME        host name inside (needs a uts namespace)
+  --name NAME            the sandbox's name in lunas ps, top, stats and events (default run-PID), unique
+                         among running sandboxes
 File system (in order):
   --default-tree         the default tree here (the options after it go on top of it)
   --bind SRC DEST  --ro-bind SRC DEST  --dev-bind SRC DEST   and -try forms (skip a missing SRC)
@@ -370,6 +372,9 @@ function M.main(args)
     io.stderr:write("lunas run: ", join_msg, "\n")
     return 125
   end
+  -- Every sandbox lunas run starts has a record (lunas ps): run-PID unless --name names it.
+  -- (where records can be kept: root, or a user with XDG_RUNTIME_DIR)
+  if spec.name == nil and require("lunas.sandbox_record").base() then spec.name = "run-" .. core.getpid() end
   local result, err = errors.try(function()
     local running <close> = sandbox.new(spec):spawn()
     collectgarbage("restart")
