@@ -336,6 +336,46 @@ describe("lunas stats --prometheus #root", function()
     assert.matches("missing", err)
   end)
 
+  it("shows a sandbox's firewall counters, as nft lists them in its network namespace", function()
+    local cleanup = util.cleanups(finally)
+    local dir, remove_dir = util.tmpdir()
+    cleanup(remove_dir)
+    -- (lo would pass unless loopback = false: then the payload's datagrams to itself meet the rule)
+    util.write(dir .. "/rules.lua", [[return { loopback = false, rules = {
+      { direction = "out", proto = "udp", port = 9, action = "drop", name = "discard" } } }]])
+    start_run(cleanup, { "run", "--name", "mon-fw", "--firewall", dir .. "/rules.lua", "--", "python3", "-c",
+      "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor _ in range(3):\n"
+      .. "  try: s.sendto(b'x' * 10, ('127.0.0.1', 9))\n  except OSError: pass\ntime.sleep(600)" })
+    local rec = assert(wait_record("mon-fw"))
+    local function listed()
+      local out = util.sh("nsenter --net=/proc/" .. rec.pid .. "/ns/net nft -j list counters table inet lunas_fw")
+      local by = {}
+      for _, item in ipairs(json.decode(out).nftables) do
+        if item.counter then by[item.counter.name] = item.counter end
+      end
+      return by
+    end
+    assert.is_truthy(util.wait_for(function() local c = listed().discard return c and c.packets == 3 end, 10))
+    local nft = listed()
+    local out, err, code = lunas("stats", "--prometheus", "mon-fw")
+    assert.are.equal(0, code, err)
+    assert.matches('\nlunas_sandbox_firewall_packets_total{name="mon%-fw",action="drop",direction="out",'
+      .. 'rule="discard"} 3\n', out)
+    assert.matches('\nlunas_sandbox_firewall_bytes_total{name="mon%-fw",action="drop",direction="out",'
+      .. 'rule="discard"} ' .. nft.discard.bytes .. "\n", out)
+    local by_name = ps_json("mon-fw")
+    local seen = {}
+    for _, c in ipairs(by_name["mon-fw"].firewall) do seen[c.name] = c end
+    for name, c in pairs(nft) do
+      assert.is_truthy(seen[name], name)
+      assert.are.equal(c.packets, seen[name].packets, name)
+      assert.are.equal(c.bytes, seen[name].bytes, name)
+    end
+    -- a sandbox without a firewall has no such samples
+    out = lunas("stats", "--prometheus")
+    assert.is_nil(out:find('lunas_sandbox_firewall_packets_total{name="mon%-prom"'))
+  end)
+
   it("escapes label values as the format says", function()
     local monitor = require "lunas.monitor"
     assert.are.equal('a\\"b\\\\c\\nd', monitor.escape_label('a"b\\c\nd'))

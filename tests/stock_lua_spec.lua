@@ -129,12 +129,12 @@ describe("stock lua5.4 #rootless", function()
       print("sandbox: " .. tostring(lunas.sandbox == require("lunas.sandbox")))
     ]] })
     assert.are.equal(0, code, err)
-    assert.are.equal("at start: \nns: true\nkeys: cgroup core error errors fs idrange interrupt is_error json lsm monitor net ns process "
+    assert.are.equal("at start: \nns: true\nkeys: audit cgroup core error errors firewall fs idrange interrupt is_error json lsm monitor net ns process "
       .. "sandbox security signals spawn try version wait\nsandbox: true\n", out)
   end)
 
   it("reaches every public module under lua/lunas/ from the facade, in stock lua and in the host binary", function()
-    local internal = { init = true, lab_record = true, sandbox_record = true }
+    local internal = { init = true, lab_record = true, sandbox_record = true, egress = true }
     local names = {}
     for _, file in ipairs(core.listdir(util.root .. "/lua/lunas")) do
       local name = file:match("^(.+)%.lua$")

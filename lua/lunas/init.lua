@@ -22,10 +22,11 @@ local M = {
 -- The high-level modules load on first use: a recipe that never makes a sandbox does not pay for loading
 -- sandbox, file system, cgroup and seccomp policy code (about half a millisecond of every start).
 -- Every public module is here by its own name (lunas.net is require "lunas.net"); lunas.lab_record and
--- lunas.sandbox_record, the files behind `lunas lab down`, `lunas ps` and `lunas gc`, are internal.
+-- lunas.sandbox_record, the files behind `lunas lab down`, `lunas ps` and `lunas gc`, are internal, and so is
+-- lunas.egress, the sandbox's net = "nat" and "pasta".
 local LAZY = {}
 for _, name in ipairs{ "ns", "cgroup", "security", "json", "sandbox", "net", "fs", "process", "idrange",
-  "interrupt", "lsm", "monitor" } do
+  "interrupt", "lsm", "monitor", "firewall", "audit" } do
   LAZY[name] = function() return require("lunas." .. name) end
 end
 LAZY.errors = function() return errors end
@@ -93,6 +94,12 @@ setmetatable(M, {
 --- What runs and what it uses: snapshots, rates, the Prometheus exposition, events (`lunas.monitor`), as
 -- `lunas ps`, `top`, `stats` and `events` show them.
 -- @field monitor
+
+--- Firewalls from Lua tables: one nftables table in a network namespace, with counters (`lunas.firewall`).
+-- @field firewall
+
+--- The escape battery that `lunas audit` runs, as data, with its fixtures and judge (`lunas.audit`).
+-- @field audit
 
 --- Calls `f(...)`, turning a lunas error into return values (`lunas.errors.try`): for callers that handle
 -- failures themselves. Other errors propagate.

@@ -236,6 +236,24 @@ M.add_collector{ name = "network", collect = function(entry)
   entry.net = net
 end }
 
+-- The counters of a sandbox's firewall (lunas.firewall): one per rule and per default policy. Only for a
+-- sandbox whose record says it has one: reading them loads libnftables and asks the kernel for the rule set.
+-- A caller without privileges reads them as the owner of the sandbox's user namespace.
+M.add_collector{ name = "firewall", collect = function(entry)
+  if entry.kind ~= "sandbox" or not entry.has_firewall or not entry.alive then return end
+  local netns = "/proc/" .. entry.pid .. "/ns/net"
+  local opts
+  if core.ids().euid ~= 0 then
+    local userns, msg = core.ns_open("/proc/" .. entry.pid .. "/ns/user")
+    if not userns then error(msg, 0) end
+    opts = { userns = userns }
+  end
+  local ok, list = pcall(require("lunas.firewall").counters, netns, opts)
+  if opts then opts.userns:close() end
+  if not ok then error(list, 0) end
+  entry.firewall = list
+end }
+
 -- ---- entries -------------------------------------------------------------------------------------------
 
 local function sandbox_entry(rec, now)
@@ -243,7 +261,7 @@ local function sandbox_entry(rec, now)
   local uptime = st and st.start == rec.start and (now - tonumber(st.start) / USER_HZ) or nil
   return { kind = "sandbox", name = rec.name, pid = rec.pid, start = rec.start, owner = rec.owner.pid,
     status = rec.status, alive = rec.alive, argv = rec.argv, cgroup = rec.cgroup, namespaces = rec.namespaces,
-    own = rec.own or {}, uptime = uptime, created = rec.created }
+    own = rec.own or {}, uptime = uptime, created = rec.created, has_firewall = rec.firewall }
 end
 
 local function lab_entry(rec, now)
@@ -343,11 +361,13 @@ end
 -- ---- Prometheus text exposition ------------------------------------------------------------------------
 
 --- The metrics of the exposition, in order: `{name = "lunas_sandbox_...", type = "counter" | "gauge", help =,
--- kind = "sandbox" | "lab", value = function(entry) -> number or nil}`. add_metric appends one.
+-- kind = "sandbox" | "lab", value = function(entry) -> number, a list of {labels = {k = v}, value = number}
+-- (several samples, told apart by their labels) or nil}`. add_metric appends one.
 M.metrics = {}
 
 --- Adds a metric to the exposition: {name = "lunas_sandbox_..." (a metric name), type = "counter" | "gauge",
--- help = text, kind = "sandbox" | "lab", value = function(entry) -> number or nil (nil: no sample)}.
+-- help = text, kind = "sandbox" | "lab", value = function(entry) -> number, a list of {labels = {name = value},
+-- value = number} (one sample each, with those labels besides the entry's name), or nil (no sample)}.
 function M.add_metric(metric)
   if type(metric) ~= "table" or type(metric.name) ~= "string" or not metric.name:match("^[%a_:][%w_:]*$")
       or (metric.type ~= "counter" and metric.type ~= "gauge") or type(metric.value) ~= "function"
@@ -396,6 +416,22 @@ for _, kind in ipairs{ "sandbox", "lab" } do
     help = "Seconds since " .. (kind == "sandbox" and "the sandbox started." or "the lab was made.") }
 end
 
+-- One sample per firewall counter, labelled with the rule's name, direction and action.
+local function firewall_samples(key)
+  return function(e)
+    if not e.firewall then return nil end
+    local list = {}
+    for _, c in ipairs(e.firewall) do
+      list[#list + 1] = { labels = { rule = c.name, direction = c.direction, action = c.action }, value = c[key] }
+    end
+    return list
+  end
+end
+M.add_metric{ kind = "sandbox", name = "lunas_sandbox_firewall_packets_total", type = "counter",
+  value = firewall_samples("packets"), help = "Packets that met a rule (or a default policy) of the sandbox's firewall." }
+M.add_metric{ kind = "sandbox", name = "lunas_sandbox_firewall_bytes_total", type = "counter",
+  value = firewall_samples("bytes"), help = "Bytes of the packets that met a rule (or a default policy) of the sandbox's firewall." }
+
 --- A label value as the exposition format writes it: backslash, double quote and line feed escaped.
 function M.escape_label(v)
   return (tostring(v):gsub('[\\"\n]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
@@ -412,6 +448,18 @@ local function number(v)
   if math.type(v) == "integer" then return tostring(v) end
   if v == math.floor(v) and math.abs(v) < 2^53 then return ("%d"):format(v) end
   return ("%.10g"):format(v)
+end
+
+-- The labels of a sample: the entry's name first, then the others by name (label names as the format allows).
+local function labels_text(name, labels)
+  local keys = {}
+  for k in pairs(labels or {}) do
+    if type(k) == "string" and k:match("^[%a_][%w_]*$") and k ~= "name" then keys[#keys + 1] = k end
+  end
+  table.sort(keys)
+  local parts = { ('name="%s"'):format(M.escape_label(name)) }
+  for _, k in ipairs(keys) do parts[#parts + 1] = ('%s="%s"'):format(k, M.escape_label(labels[k])) end
+  return table.concat(parts, ",")
 end
 
 --- A sample in the Prometheus text exposition format 0.0.4: HELP and TYPE lines, one sample per entry with
@@ -442,6 +490,12 @@ function M.prometheus(sample)
         local ok, v = pcall(m.value, e)
         if ok and type(v) == "number" then
           lines[#lines + 1] = ('%s{name="%s"} %s\n'):format(m.name, M.escape_label(e.name), number(v))
+        elseif ok and type(v) == "table" then
+          for _, s in ipairs(v) do
+            if type(s.value) == "number" then
+              lines[#lines + 1] = ('%s{%s} %s\n'):format(m.name, labels_text(e.name, s.labels), number(s.value))
+            end
+          end
         end
       end
     end

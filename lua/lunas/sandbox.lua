@@ -755,7 +755,7 @@ steps[#steps + 1] = {
     local argv = ctx.spec.argv
     record:started{ pid = proc.pid, start = require("lunas.process").start_time(proc.pid), argv = argv,
       cgroup = ctx.cgroup and not ctx.cgroup.closed and ctx.cgroup:record() or nil,
-      namespaces = core.ns_ids(proc.pid) or nil, own = own }
+      namespaces = core.ns_ids(proc.pid) or nil, own = own, firewall = ctx.spec.firewall ~= nil or nil }
   end,
   finish = function(ctx, result) if ctx.record then ctx.record:finish(result) end end,
   abort = function(ctx) if ctx.record then ctx.record:finish(nil) end end,

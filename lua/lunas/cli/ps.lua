@@ -87,7 +87,7 @@ function M.as_data(e)
     memory_limit_bytes = e.memory_limit_bytes, pids = e.pids or json.null, net = e.net or json.null,
     namespaces = e.namespaces, own = own, argv = e.argv, cgroup = e.cgroup
     and e.cgroup.path, frozen = e.frozen, oom_kills = e.oom_kills, hosts = e.hosts, processes = e.processes,
-    source = e.source, errors = e.errors }
+    source = e.source, firewall = e.firewall, errors = e.errors }
 end
 
 --- Parses the options ps and stats share; returns opts {json, kind, names} or nil, message.
