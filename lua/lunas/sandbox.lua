@@ -218,8 +218,17 @@ local fields = {
   fn = function(f, v) return expect_type(f, v, "function") end,
   argv0 = string_field,
   -- The sandbox's name: it gets a record (lunas.sandbox_record) that lunas ps, top, stats and events show,
-  -- unique among running sandboxes.
+  -- unique among running sandboxes. {prefix = "judge"}: a free name made from it (judge-PID, or judge-PID-RANDOM
+  -- when that one is taken), never a refusal.
   name = function(f, v)
+    if type(v) == "table" then
+      for k in pairs(v) do if k ~= "prefix" then misuse(f, "unknown field '%s'", tostring(k)) end end
+      if type(v.prefix) ~= "string" or #v.prefix > 40 or not require("lunas.sandbox_record").valid_name(v.prefix) then
+        misuse(f .. ".prefix", "1 to 40 letters, digits, '.', '_' or '-' expected (not starting with '.' or '-'), got %s",
+          tostring(v.prefix))
+      end
+      return { prefix = v.prefix }
+    end
     if not require("lunas.sandbox_record").valid_name(v) then
       misuse(f, "1 to 64 letters, digits, '.', '_' or '-' expected (not starting with '.' or '-'), got %s", tostring(v))
     end
@@ -741,7 +750,13 @@ steps[#steps + 1] = {
   prepare = function(ctx)
     local name = ctx.spec.name
     if not name then return end
-    ctx.record = require("lunas.sandbox_record").create(name)
+    local sandbox_record = require "lunas.sandbox_record"
+    if type(name) == "table" then
+      ctx.record = sandbox_record.create_unique(name.prefix)
+      name = ("%s-%d"):format(name.prefix, core.getpid())
+    else
+      ctx.record = sandbox_record.create(name)
+    end
     if not ctx.record then
       warn(ctx, ("name: %s has no record (no place for one: /run/lunas for root, $XDG_RUNTIME_DIR/lunas for "
         .. "others): lunas ps does not show it"):format(name))
@@ -2270,7 +2285,8 @@ function Sandbox:spawn()
     if not cloned then error(proc, 0) end
     fail("clone", msg, code)
   end
-  local running = interrupt.track(setmetatable({ pid = proc.pid, name = self.spec.name, process = proc, ctx = ctx, started = started,
+  local name = ctx.record and ctx.record.name or (type(self.spec.name) == "string" and self.spec.name or nil)
+  local running = interrupt.track(setmetatable({ pid = proc.pid, name = name, process = proc, ctx = ctx, started = started,
     timeout = self.spec.timeout }, Running))
   -- From here a failure (a step, the child's report, an interruption while we wait for it) kills the child and
   -- undoes the steps; a failure of that clean-up is kept with the error, never in its place.
@@ -2487,6 +2503,9 @@ end
 -- @tparam[opt] table spec.argv the program and its arguments
 -- @tparam[opt] function spec.fn a Lua function as the payload instead: its result is the exit status
 -- @tparam[opt] string spec.argv0 what the program sees as argv[0]
+-- @tparam[opt] string|table spec.name a record under /run/lunas that lunas ps, top, stats and events show,
+--   unique among running sandboxes (a second one of that name is refused); `{prefix = "judge"}` takes a free
+--   name made from it (judge-PID, judge-PID-RANDOM when that one runs), as `lunas run` does with "run"
 -- @tparam[opt] string|table spec.namespaces default "user,pid,mount,uts,ipc,net,cgroup" (time on request);
 --   without privileges a user namespace is always added
 -- @tparam[opt] integer spec.uid the uid inside (default 0 in a user namespace, the caller's own id mapped)

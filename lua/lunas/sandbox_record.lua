@@ -155,6 +155,10 @@ local function taken(name, existing)
       tostring(existing.pid or "?"), tostring(existing.owner.pid)) }
 end
 
+local function hex(bytes)
+  return (bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+end
+
 --- Takes the name for this process: nil (and nothing recorded) when there is no place for records (an
 -- unprivileged user without XDG_RUNTIME_DIR) or it cannot be made there; raises (field "name") when a running
 -- sandbox has it. A record left by a lunas that died is replaced.
@@ -168,7 +172,8 @@ function M.create(name)
   if not mkdir(base, 493) or not mkdir(dir, 493) then return nil end
   local pid = core.getpid()
   local owner = { pid = pid, start = process.start_time(pid) }
-  local tmp = ("%s/.%s.%d"):format(dir, name, pid)
+  -- (random too: two lunas that are both pid 1 of their own pid namespaces may share /run/lunas)
+  local tmp = ("%s/.%s.%d.%s"):format(dir, name, pid, hex(core.random(4)))
   if core.file_type(tmp) then remove_dir(tmp) end
   if not core.mkdir(tmp, 493) then return nil end
   if not write_atomic(tmp .. "/record.json", json.encode{ owner = owner, created = os.time() }) then
@@ -194,11 +199,23 @@ function M.create(name)
   return nil
 end
 
+--- Takes a free name made from `prefix`: PREFIX-PID, or PREFIX-PID-RANDOM when that one runs already (a lunas
+-- with the same pid in another pid namespace that shares the records). Returns what create returns.
+function M.create_unique(prefix)
+  local name = ("%s-%d"):format(prefix, core.getpid())
+  for attempt = 1, 8 do
+    local ok, rec = pcall(M.create, name)
+    if ok then return rec end
+    if not (errors.is(rec) and rec.code == "EEXIST") or attempt == 8 then error(rec, 0) end
+    name = ("%s-%d-%s"):format(prefix, core.getpid(), hex(core.random(3)))
+  end
+end
+
 --- Removes the temporary records of owners that are gone.
 function M.remove_leftovers()
   local dir = M.dir()
   for _, entry in ipairs(dir and core.listdir(dir) or {}) do
-    local pid = tonumber(entry:match("^%..+%.(%d+)$"))
+    local pid = tonumber(entry:match("^%..+%.(%d+)%.%x+$"))
     if pid and core.file_type("/proc/" .. pid) ~= "dir" then remove_dir(dir .. "/" .. entry) end
   end
 end

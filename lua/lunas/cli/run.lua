@@ -374,7 +374,7 @@ function M.main(args)
   end
   -- Every sandbox lunas run starts has a record (lunas ps): run-PID unless --name names it.
   -- (where records can be kept: root, or a user with XDG_RUNTIME_DIR)
-  if spec.name == nil and require("lunas.sandbox_record").base() then spec.name = "run-" .. core.getpid() end
+  if spec.name == nil and require("lunas.sandbox_record").base() then spec.name = { prefix = "run" } end
   local result, err = errors.try(function()
     local running <close> = sandbox.new(spec):spawn()
     collectgarbage("restart")
