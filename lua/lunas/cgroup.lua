@@ -11,6 +11,7 @@
 -- cgroups are only ever created, opened or removed below the calling process's own cgroup in each hierarchy.
 -- @module lunas.cgroup
 local core = require "lunas.core"
+local files = require "lunas.files"
 local errors = require "lunas.errors"
 local interrupt = require "lunas.interrupt"
 
@@ -35,13 +36,7 @@ end
 
 -- ---- reading the layout -------------------------------------------------------------------------------------
 
-local function read_text(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
+local read_text = files.read_text
 
 local function unescape(s)
   return (s:gsub("\\(%d%d%d)", function(o) return string.char(tonumber(o, 8)) end))

@@ -23,7 +23,7 @@ local M = {
 -- sandbox, file system, cgroup and seccomp policy code (about half a millisecond of every start).
 -- Every public module is here by its own name (lunas.net is require "lunas.net"); lunas.lab_record and
 -- lunas.sandbox_record, the files behind `lunas lab down`, `lunas ps` and `lunas gc`, are internal, and so is
--- lunas.egress, the sandbox's net = "nat" and "pasta".
+-- lunas.egress, the sandbox's net = "nat" and "pasta", and lunas.files, whole-file reads and atomic writes.
 local LAZY = {}
 for _, name in ipairs{ "ns", "cgroup", "security", "json", "sandbox", "net", "fs", "process", "idrange",
   "interrupt", "lsm", "monitor", "firewall", "audit" } do

@@ -10,6 +10,7 @@
 --   state.json  written (atomically) when a kept lab is complete: the lab's description, for show and list.
 -- @module lunas.lab_record
 local core = require "lunas.core"
+local files = require "lunas.files"
 local json = require "lunas.json"
 local errors = require "lunas.errors"
 local process = require "lunas.process"
@@ -31,13 +32,7 @@ local function fail(msg, code)
   errors.raise{ op = "lab", msg = "lab: " .. msg, code = code }
 end
 
-local function read_text(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
+local read_text = files.read_text
 
 local function path_of(name, file)
   return M.DIR .. "/" .. name .. (file and ("/" .. file) or "")

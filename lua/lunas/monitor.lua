@@ -8,6 +8,7 @@
 -- another area (firewall counters, say) plugs in without touching this file.
 -- @module lunas.monitor
 local core = require "lunas.core"
+local files = require "lunas.files"
 local errors = require "lunas.errors"
 local sandbox_record = require "lunas.sandbox_record"
 local lab_record = require "lunas.lab_record"
@@ -19,13 +20,7 @@ local M = {}
 -- Clock ticks per second of /proc/PID/stat's times (USER_HZ, 100 on every Linux ABI lunas runs on).
 local USER_HZ = 100
 
-local function read_text(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
+local read_text = files.read_text
 
 -- ---- /proc ---------------------------------------------------------------------------------------------
 
@@ -513,22 +508,7 @@ function M.write_file(path, text)
   if type(path) ~= "string" or path == "" or path:find("%z") or type(text) ~= "string" then
     errors.raise{ op = "monitor", field = "path", code = "EINVAL", msg = "monitor.write_file: a path and a string expected" }
   end
-  local dir = path:match("^(.*)/[^/]*$") or "."
-  local tmp = ("%s/.%s.%d.tmp"):format(dir, path:match("([^/]*)$"), core.getpid())
-  local f, err = io.open(tmp, "w")
-  if not f then return nil, err end
-  local ok, werr = f:write(text)
-  if ok then ok, werr = f:close() else f:close() end
-  if not ok then
-    os.remove(tmp)
-    return nil, werr
-  end
-  local renamed, rerr = os.rename(tmp, path)
-  if not renamed then
-    os.remove(tmp)
-    return nil, rerr
-  end
-  return true
+  return files.write_atomic(path, text)
 end
 
 -- ---- events ------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 -- The journal is replaced by a fresh one past EVENTS_MAX bytes (the old one kept as events.old).
 -- @module lunas.sandbox_record
 local core = require "lunas.core"
+local files = require "lunas.files"
 local json = require "lunas.json"
 local errors = require "lunas.errors"
 local process = require "lunas.process"
@@ -46,13 +47,7 @@ function M.valid_name(name)
   return type(name) == "string" and #name >= 1 and #name <= 64 and name:match("^[%w_][%w_.%-]*$") ~= nil
 end
 
-local function read_text(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
+local read_text = files.read_text
 
 local function mkdir(path, mode)
   local ok, msg, code = core.mkdir(path, mode)
@@ -60,25 +55,13 @@ local function mkdir(path, mode)
   return nil, msg, code
 end
 
+-- (a record directory holds record.json and, after a crash in the middle of a write, its temporary file)
 local function remove_dir(dir)
-  os.remove(dir .. "/record.json")
-  os.remove(dir .. "/record.json.tmp")
+  for _, name in ipairs(core.listdir(dir) or {}) do os.remove(dir .. "/" .. name) end
   return core.rmdir(dir)
 end
 
--- Writes a file whole: aside, then renamed over (a reader sees the old content or the new).
-local function write_atomic(path, text)
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "w")
-  if not f then return nil, err end
-  local ok, werr = f:write(text)
-  f:close()
-  if not ok then
-    os.remove(tmp)
-    return nil, werr
-  end
-  return os.rename(tmp, path)
-end
+local write_atomic = files.write_atomic
 
 --- Reads one record: the decoded record.json plus `status`: "running" (its owner is alive), "stale" (its owner
 -- died without removing it), and `alive` (its first process is still there). nil, message when there is none.
