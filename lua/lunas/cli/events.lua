@@ -48,11 +48,9 @@ local function line_of(e)
 end
 
 function M.main(args)
-  for _, a in ipairs(args) do
-    if a == "--help" or a == "-h" then
-      print(HELP)
-      return 0
-    end
+  if cli.asks_help(args) then
+    print(HELP)
+    return 0
   end
   local bad
   local opts, msg = ps.parse(args, {

@@ -34,6 +34,14 @@ M.commands = { run = "lunas.cli.run", audit = "lunas.cli.audit", ns = "lunas.cli
   lab = "lunas.cli.lab", gc = "lunas.cli.gc", bwrap = "lunas.cli.bwrap", oci = "lunas.cli.oci", ps = "lunas.cli.ps", top = "lunas.cli.top",
   stats = "lunas.cli.stats", events = "lunas.cli.events" }
 
+--- Whether the arguments ask for help (--help or -h anywhere among them).
+function M.asks_help(args)
+  for _, a in ipairs(args) do
+    if a == "--help" or a == "-h" then return true end
+  end
+  return false
+end
+
 --- Prints a usage error and returns exit status 2.
 function M.usage_error(command, msg)
   io.stderr:write(("lunas%s: %s\n"):format(command and (" " .. command) or "", msg))

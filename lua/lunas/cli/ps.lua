@@ -112,11 +112,9 @@ function M.parse(args, extra)
 end
 
 function M.main(args)
-  for _, a in ipairs(args) do
-    if a == "--help" or a == "-h" then
-      print(HELP)
-      return 0
-    end
+  if cli.asks_help(args) then
+    print(HELP)
+    return 0
   end
   local opts, msg = M.parse(args)
   if not opts then return cli.usage_error("ps", msg) end

@@ -27,11 +27,9 @@ received and sent through their own interfaces (lo aside), and OOM kills.
 Exit status: 0; 1 when FILE cannot be written; 2 for bad usage.]==]
 
 function M.main(args)
-  for _, a in ipairs(args) do
-    if a == "--help" or a == "-h" then
-      print(HELP)
-      return 0
-    end
+  if cli.asks_help(args) then
+    print(HELP)
+    return 0
   end
   local opts, msg = ps.parse(args, {
     ["--prometheus"] = function(o) o.prometheus = true return 0 end,

@@ -89,11 +89,9 @@ local function open_screen(input)
 end
 
 function M.main(args)
-  for _, a in ipairs(args) do
-    if a == "--help" or a == "-h" then
-      print(HELP)
-      return 0
-    end
+  if cli.asks_help(args) then
+    print(HELP)
+    return 0
   end
   local bad
   local opts, msg = ps.parse(args, {
