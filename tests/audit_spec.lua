@@ -177,7 +177,7 @@ describe("lunas audit #root", function()
   end)
 
   it("runs its static probe in a tree that has nothing else (--rootfs, --probe-path)", function()
-    if not kernel.requires("userns") then return end
+    if not kernel.requires("userns", "idmap") then return end
     local dir, rm = util.tmpdir()
     finally(rm)
     assert.is_true(os.execute(("chmod 755 %s && mkdir -p %s/proc %s/dev %s/tmp && cp %s %s/probe"):format(
