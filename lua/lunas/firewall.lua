@@ -386,9 +386,19 @@ end
 
 -- ---- applying, reading back ------------------------------------------------------------------------------
 
+--- The message of a failed load, with what ENOENT means there: the kernel knows no such expression (on a
+-- kernel with them as modules and no module autoloading, they must be loaded first).
+function M.explain(msg, code)
+  if code == "ENOENT" and tostring(msg):find("Could not process rule", 1, true) then
+    return tostring(msg) .. "\n(the kernel lacks an nftables expression the rules use: nft_objref for their "
+      .. "counters, nft_ct for connection state, nft_reject_inet for reject, nft_log for log; load those modules)"
+  end
+  return msg
+end
+
 local function nft(netns, script, opts)
   local out, msg, code = core.nft(netns, script, opts)
-  if out == nil then errors.raise{ op = "firewall", msg = "firewall: " .. tostring(msg), code = code } end
+  if out == nil then errors.raise{ op = "firewall", msg = "firewall: " .. tostring(M.explain(msg, code)), code = code } end
   return out
 end
 

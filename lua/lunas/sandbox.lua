@@ -1351,7 +1351,7 @@ steps[#steps + 1] = {
   init = function(ctx)
     if not ctx.firewall_script then return end
     local ok, msg, code = core.nft(nil, ctx.firewall_script)
-    if not ok then return nil, msg, code end
+    if not ok then return nil, firewall.explain(msg, code), code end
   end,
   finish = function(ctx, result)
     local ns = ctx.firewall_ns
