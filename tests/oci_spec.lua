@@ -453,7 +453,7 @@ describe("lunas-oci device rules #root", function()
   end)
 end)
 
-describe("lunas-oci LSM labels #root", function()
+describe("lunas-oci LSM labels #root #lsm", function()
   it("runs the container's process under process.apparmorProfile, seen from outside; refuses it without AppArmor", function()
     if not device_cgroup() then return end
     local defer = util.cleanups(finally)

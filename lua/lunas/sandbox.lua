@@ -995,23 +995,33 @@ local function propagation_flags(word)
   return word
 end
 
--- The payload's LSM labels are written last before its exec, to its own thread's attribute files: a sandbox
--- whose first process is the payload opens them now, through the caller's /proc (its tree may have none).
+-- The payload's LSM labels are written last before its exec, to its own thread's attribute files (the kernel
+-- lets a process write only its own): a sandbox whose first process is the payload opens them now, through the
+-- caller's /proc (its tree may have none). Behind a reaper, the payload is a process that does not exist yet:
+-- the reaper program's child writes them itself just before its exec, relative to a descriptor of the caller's
+-- /proc opened now. PID 1 keeps the caller's label: it never execs again, and under the payload's profile its
+-- own work (the pipes lunas reads, forwarding signals) would depend on a policy written for the payload, while
+-- everything the payload could do to it is already mediated by the payload's own label (ptrace and signals
+-- are checked against the sender's profile), besides PID 1 being non-dumpable and under a filter of its own.
 steps[#steps + 1] = {
   name = "lsm_open",
   prepare = function(ctx)
     local spec = ctx.spec
     if not (spec.apparmor or spec.selinux_label or spec.selinux_mount_label) then return end
-    -- (lunas's PID 1 would take the label at its own exec, and the payload it forks would not have it)
-    if ctx.fork and (spec.apparmor or spec.selinux_label) then
-      misuse(spec.apparmor and "apparmor" or "selinux_label", "needs as_pid_1 = true or no pid namespace (the payload execs as PID 1)")
-    end
     local lsm = require "lunas.lsm"
     lsm.check(spec)
     ctx.lsm_labels = lsm.exec_labels(spec)
   end,
   init = function(ctx)
-    if ctx.lsm_labels and #ctx.lsm_labels > 0 then return require("lunas.lsm").open(ctx.lsm_labels) end
+    if not ctx.lsm_labels or #ctx.lsm_labels == 0 then return end
+    -- (PID 1's own attribute files too, behind a reaper: a Lua reaper writes them in PID 1, whose fork inherits
+    -- them and which itself never execs again)
+    local ok, msg, code = require("lunas.lsm").open(ctx.lsm_labels)
+    if not ok then return nil, msg, code end
+    if ctx.fork and ctx.reaper_image then
+      ctx.lsm_proc, msg, code = core.open("/proc", "r")
+      if not ctx.lsm_proc then return nil, "open /proc: " .. msg, code end
+    end
   end,
 }
 
@@ -1641,6 +1651,8 @@ steps[#steps + 1] = {
 steps[#steps + 1] = {
   name = "lsm",
   payload = function(ctx)
+    -- (behind a reaper, they are the payload's alone: child_main)
+    if ctx.fork then return end
     if ctx.lsm_labels and #ctx.lsm_labels > 0 then return require("lunas.lsm").apply(ctx.lsm_labels) end
   end,
 }
@@ -1818,6 +1830,15 @@ local function forked_payload(ctx)
   report(ctx, "exec", msg or "payload returned without exec", code or "EINVAL")
 end
 
+-- A Lua reaper's payload is its fork: the labels written to PID 1's attribute files go with the fork (AppArmor's
+-- and SELinux's exec labels are copied to a new process and consumed by its exec), and PID 1 never execs.
+local function apply_reaper_labels(ctx)
+  if ctx.lsm_proc then ctx.lsm_proc:close() ctx.lsm_proc = nil end
+  if not ctx.lsm_labels or #ctx.lsm_labels == 0 then return end
+  local ok, msg, code = require("lunas.lsm").apply(ctx.lsm_labels)
+  if not ok then report(ctx, "lsm", msg, code) end
+end
+
 local function child_main(ctx)
   -- Drop the parent's pipe ends first: holding sync_w would hide the parent's death from the read below. A
   -- vfork-style child shares the parent's objects and must not touch them (it has no sync pipe anyway).
@@ -1844,14 +1865,16 @@ local function child_main(ctx)
     if ctx.reaper_image then
       if injected_at("exec", "payload") then report(ctx, "exec", "injected failure", "EIO") end
       local listener = ctx.seccomp ~= nil and ctx.seccomp.listener
+      local labels = ctx.lsm_proc and require("lunas.lsm").reaper_labels(ctx.lsm_labels) or nil
       _, msg, code = core.reaper_exec(ctx.reaper_image, { argv = spec.argv, env = ctx.env, argv0 = spec.argv0,
         errors = ctx.err_w, status = ctx.status_w, setsid = spec.new_session ~= false, filter = ctx.filter_r,
         listener = listener, notify = listener and ctx.notify_child or nil, log = ctx.seccomp ~= nil and ctx.seccomp.log,
-        framed = ctx.filter_framed, hold = ctx.held, linger = spec.linger })
+        framed = ctx.filter_framed, hold = ctx.held, linger = spec.linger, labels = labels, proc = ctx.lsm_proc })
       -- The kernel would not exec the memfd (an LSM, say). A child that shares lunas's memory cannot stay on as
       -- PID 1 (lunas waits until it execs): it fails. A copy stays a Lua reaper, under the payload's own filter,
       -- loaded here, which the payload inherits.
       if ctx.vfork then report(ctx, "reaper", msg, code) end
+      apply_reaper_labels(ctx)
       if ctx.filter_r then
         ctx.filter_r:close()
         local ok
@@ -1861,6 +1884,7 @@ local function child_main(ctx)
       _, msg, code = core.reaper{ fn = function() return forked_payload(ctx) end, status = ctx.status_w,
         close = { ctx.err_w }, exec = ctx.shared_vm_ok and spec.argv ~= nil }
     else
+      apply_reaper_labels(ctx)
       _, msg, code = core.reaper{ fn = function() return forked_payload(ctx) end, status = ctx.status_w,
         close = { ctx.err_w }, exec = ctx.shared_vm_ok and spec.argv ~= nil }
     end
