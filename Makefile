@@ -162,7 +162,7 @@ test-vm: deps
 # reference policy): tests/vm/run.sh with VM_LANE=selinux. A few minutes.
 test-vm-selinux: deps
 	$(MAKE) EXTRA_PACKAGES="$(VM_PACKAGES)" deps
-	$(MAKE) all
+	$(MAKE) all $(PROBE)
 	VM_LANE=selinux LUNAS_BUSTED_ARGS="--tags=lsm $(LUNAS_BUSTED_ARGS)" LUNAS_ROOT="$(CURDIR)" \
 	  LUNAS_BUILD="$(CURDIR)/$(BUILD)" sh tests/vm/run.sh
 

@@ -200,11 +200,22 @@ describe("lsm labels", function()
     local out, _, payload = spawn_behind_reaper(defer, { selinux_mount_label = SELINUX_FILE },
       "stat -c %C /tmp; touch /tmp/f; stat -c %C /tmp/f", 2)
     assert.equal(SELINUX_FILE .. "\n" .. SELINUX_FILE .. "\n", out)
-    -- from outside: the payload's /tmp (a new tmpfs) has the context= option; its host-bound mounts do not
-    local mounts = util.sh("findmnt -J -o TARGET,FSTYPE,OPTIONS -N " .. payload)
-    local tmp = mounts:match('"target": ?"/tmp",[^}]*')
-    assert.is_truthy(tmp, mounts)
-    assert.matches('context="?' .. SELINUX_FILE:gsub("%p", "%%%0"), tmp)
+    -- from outside: the payload's root and /dev (new tmpfs mounts) have the context= option; /proc does not
+    -- take one, and the host's binds keep their own
+    local mounts = util.sh("findmnt -J -l -o TARGET,FSTYPE,OPTIONS -N " .. payload)
+    -- (JSON escapes the quotes of context="...")
+    local pattern = 'context=\\?"?' .. SELINUX_FILE:gsub("%p", "%%%0")
+    for _, target in ipairs{ "/", "/dev" } do
+      local entry = mounts:match('"target": ?"' .. target .. '",[^}]*')
+      assert.is_truthy(entry, mounts)
+      assert.matches('"fstype": ?"tmpfs"', entry)
+      assert.matches(pattern, entry)
+    end
+    for _, target in ipairs{ "/proc", "/usr" } do
+      local entry = mounts:match('"target": ?"' .. target .. '",[^}]*')
+      assert.is_truthy(entry, mounts)
+      assert.not_matches(pattern, entry)
+    end
     local _, _, code = util.sh("stat -c %C /proc/" .. payload .. "/root/tmp | grep -qx " .. util.quote(SELINUX_FILE))
     assert.equal(0, code)
     -- without the field, the same mount has none
