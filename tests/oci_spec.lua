@@ -484,6 +484,13 @@ describe("lunas-oci LSM labels #root #lsm", function()
     assert.truthy(util.wait_for(function()
       return (util.read(("/proc/%d/attr/apparmor/current"):format(pid)) or ""):match("^lunas%-test%-oci %(enforce%)")
     end, 10))
+    -- exec: the config's profile, or runc's --apparmor instead
+    out, code = oci(dir, { "exec", id, "cat", "/proc/self/attr/apparmor/current" })
+    assert.equal(0, code, out)
+    assert.equal("lunas-test-oci (enforce)\n", out)
+    out, code = oci(dir, { "exec", "--apparmor", "unconfined", id, "cat", "/proc/self/attr/apparmor/current" })
+    assert.equal(0, code, out)
+    assert.equal("unconfined\n", out)
   end)
 end)
 
