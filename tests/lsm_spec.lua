@@ -58,6 +58,11 @@ local function spawn_behind_reaper(defer, extra, script, lines)
   local r, w = assert(core.pipe())
   local spec = { argv = { "sh", "-c", script .. "; exec sleep 600" }, stdout = w, namespaces = "user,pid,mount,ipc,uts,net" }
   for k, v in pairs(extra) do spec[k] = v end
+  if spec.fn then
+    -- a Lua function as the payload (behind a reaper of Lua, lunas's PID 1 itself) that execs the script
+    local argv = spec.argv
+    spec.argv, spec.fn = nil, function() return core.exec(argv) end
+  end
   local running = sandbox.new(spec):spawn()
   w:close()
   defer(function()
@@ -143,6 +148,14 @@ describe("lsm labels", function()
     assert.equal(PROFILE .. " (enforce)", lsm.current(payload, "apparmor"))
     assert.equal(ours, lsm.current(reaper, "apparmor"))
     assert.matches("^/memfd:lunas%-reaper", core.readlink("/proc/" .. reaper .. "/exe"))
+    -- a Lua function behind a reaper of Lua (PID 1 wrote its own exec attribute, which its fork inherits and
+    -- which it never uses itself): the same
+    out, _, payload, reaper = spawn_behind_reaper(defer, { apparmor = PROFILE, fn = true },
+      "cat /proc/self/attr/apparmor/current", 1)
+    assert.equal(PROFILE .. " (enforce)\n", out)
+    assert.equal(PROFILE .. " (enforce)", lsm.current(payload, "apparmor"))
+    assert.equal(ours, lsm.current(reaper, "apparmor"))
+    assert.not_matches("memfd", core.readlink("/proc/" .. reaper .. "/exe"))
     -- the same sandbox without the field: the payload reads the file (the profile is what stops it)
     out, _, payload = spawn_behind_reaper(defer, {}, "cat /etc/hostname >/dev/null 2>&1 && echo hostname-read"
       .. " || echo hostname-denied", 1)
@@ -168,6 +181,11 @@ describe("lsm labels", function()
     local ours = lsm.current("self", "selinux")
     assert.not_equal(SELINUX_TARGET, ours)
     local out, _, payload, reaper = spawn_behind_reaper(defer, { selinux_label = SELINUX_TARGET },
+      "cat /proc/self/attr/current; echo", 1)
+    assert.equal(SELINUX_TARGET .. "\n", out:gsub("%z", ""))
+    assert.equal(SELINUX_TARGET, lsm.current(payload, "selinux"))
+    assert.equal(ours, lsm.current(reaper, "selinux"))
+    out, _, payload, reaper = spawn_behind_reaper(defer, { selinux_label = SELINUX_TARGET, fn = true },
       "cat /proc/self/attr/current; echo", 1)
     assert.equal(SELINUX_TARGET .. "\n", out:gsub("%z", ""))
     assert.equal(SELINUX_TARGET, lsm.current(payload, "selinux"))

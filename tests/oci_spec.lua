@@ -494,6 +494,35 @@ describe("lunas-oci LSM labels #root #lsm", function()
   end)
 end)
 
+describe("lunas-oci SELinux labels #root #lsm", function()
+  it("runs the process in process.selinuxLabel, labels new mounts with linux.mountLabel; exec --process-label", function()
+    if not device_cgroup() then return end
+    if not kernel.requires("selinux") then return end
+    local defer = util.cleanups(finally)
+    local context, file = "system_u:system_r:initrc_t:s0", "system_u:object_r:tmp_t:s0"
+    local dir, id = bundle(defer, function(config)
+      config.process.args = { "sleep", "1000" }
+      config.process.selinuxLabel = context
+      config.linux.mountLabel = file
+    end)
+    defer(function() oci(dir, { "delete", "--force", id }) end)
+    local out, code = oci(dir, { "run", "--detach", "--bundle", dir, id })
+    assert.equal(0, code, out)
+    local pid = assert(state_of(dir, id)).pid
+    assert.equal(context, require("lunas.lsm").current(pid, "selinux"))
+    -- the container's /dev, a new tmpfs, has the mount label; its /proc takes none
+    local mountinfo = util.read(("/proc/%d/mountinfo"):format(pid))
+    assert.matches(" /dev [^\n]* %- tmpfs [^\n]*context=\"?" .. file:gsub("%p", "%%%0"), mountinfo)
+    assert.not_matches(" /proc [^\n]* %- proc [^\n]*context=", mountinfo)
+    out, code = oci(dir, { "exec", id, "cat", "/proc/self/attr/current" })
+    assert.equal(0, code, out)
+    assert.equal(context, (out:gsub("%z", "")))
+    out, code = oci(dir, { "exec", "--process-label", "system_u:system_r:kernel_t:s0", id, "cat", "/proc/self/attr/current" })
+    assert.equal(0, code, out)
+    assert.equal("system_u:system_r:kernel_t:s0", (out:gsub("%z", "")))
+  end)
+end)
+
 describe("lunas-oci exec #root", function()
   it("runs a process in a running container: its namespaces, cgroup, the config's capabilities; status and pid file", function()
     if not device_cgroup() then return end

@@ -2371,6 +2371,10 @@ end
 -- @tparam[opt=true] boolean spec.die_with_parent the sandbox dies with lunas
 -- @tparam[opt=true] boolean spec.new_session setsid: no controlling terminal
 -- @tparam[opt=false] boolean spec.as_pid_1 with a pid namespace, the payload is PID 1 itself (no reaper)
+-- @tparam[opt] string spec.apparmor the AppArmor profile the payload execs under (loaded already); behind a reaper
+--   the payload alone takes it, PID 1 keeps the caller's
+-- @tparam[opt] string spec.selinux_label the payload's SELinux exec context (the same way)
+-- @tparam[opt] string spec.selinux_mount_label the SELinux context of the sandbox's new file systems (context=)
 -- @tparam[opt] number spec.timeout seconds before run and wait kill it (result.timed_out)
 -- @tparam[opt] table spec.time `{monotonic = seconds, boottime = seconds}`: clock offsets in a new time namespace
 -- @tparam[opt] string spec.rootfs "tmpfs" (an empty root), "host" (a private copy of the host's mount table), or
