@@ -833,8 +833,8 @@ static int proc_reaper_image(lua_State *L) {
 #endif
 }
 
-/* The image's argv: lunas-reaper STATUS ERRORS FLAGS FILTER NOTIFY HOLD [PROC N (WHAT PATH VALUE)*N] FILE ARGV0
- * ARGS... (src/reaper.c). */
+/* The image's argv: lunas-reaper STATUS ERRORS FLAGS FILTER NOTIFY HOLD [RULESET] [PROC N (WHAT PATH VALUE)*N]
+ * FILE ARGV0 ARGS... (src/reaper.c). */
 #define REAPER_FLAG_SEARCH 1
 #define REAPER_FLAG_SETSID 2
 #define REAPER_FLAG_LISTENER 4
@@ -842,6 +842,7 @@ static int proc_reaper_image(lua_State *L) {
 #define REAPER_FLAG_FRAMED 16
 #define REAPER_FLAG_LINGER 32
 #define REAPER_FLAG_LSM 64
+#define REAPER_FLAG_LANDLOCK 128
 #define REAPER_MAX_LABELS 4
 enum { REAPER_STATUS, REAPER_ERRORS, REAPER_FILTER, REAPER_NOTIFY, REAPER_FDS };
 
@@ -852,6 +853,7 @@ static char *fd_argument(lua_State *L, int fd) {
 #define REAPER_MAX_HOLD 16
 
 struct reaper_labels {
+    int ruleset; /* (a Landlock ruleset the payload applies after its labels, or -1) */
     int proc, count;
     const char *text[REAPER_MAX_LABELS][3]; /* what, path, value */
 };
@@ -860,7 +862,7 @@ static char **reaper_argv(lua_State *L, const struct exec_request *req, const in
                           const int *hold, int holds, const struct reaper_labels *labels) {
     size_t n = 0;
     while (req->argv[n]) n++;
-    size_t extra = labels->count > 0 ? 2 + 3 * (size_t)labels->count : 0;
+    size_t extra = (labels->count > 0 ? 2 + 3 * (size_t)labels->count : 0) + (labels->ruleset >= 0 ? 1 : 0);
     char **argv = lua_newuserdatauv(L, (n + 9 + extra) * sizeof(char *), 0);
     argv[0] = "lunas-reaper";
     argv[1] = fd_argument(L, fds[REAPER_STATUS]);
@@ -879,6 +881,7 @@ static char **reaper_argv(lua_State *L, const struct exec_request *req, const in
     luaL_pushresult(&b);
     argv[6] = (char *)lua_tostring(L, -1);
     size_t at = 7;
+    if (labels->ruleset >= 0) argv[at++] = (char *)lua_pushfstring(L, "%d", labels->ruleset);
     if (labels->count > 0) {
         argv[at++] = (char *)lua_pushfstring(L, "%d", labels->proc);
         argv[at++] = (char *)lua_pushfstring(L, "%d", labels->count);
@@ -973,13 +976,16 @@ across the exec, so none is lost.
   "thread-self/attr/apparmor/exec") under `proc` just before its exec; a failure comes back on `errors` as
   "lsm\0#ERRNO\0TEXT". The reaper itself keeps its own label.
 @tparam[opt] fd|integer opts.proc a directory of a procfs that shows the payload (needed with `labels`)
+@tparam[opt] fd|integer opts.landlock a Landlock ruleset (`landlock_ruleset`) the caller has not applied to itself:
+  the payload applies it after its labels (a domain would refuse it its attribute files), the reaper before its
+  own filter; a failure comes back as "landlock\0#ERRNO\0restrict the payload"
 @return only on failure
 @error "exec reaper image: message", "ENAME"
 */
 static int proc_reaper_exec(lua_State *L) {
     static const char *const allowed[] = {"argv", "env",      "path", "argv0", "errors", "status", "setsid", "filter",
                                           "notify", "listener", "log", "hold", "framed", "linger", "labels", "proc",
-                                          NULL};
+                                          "landlock", NULL};
     int image = lunas_check_fd(L, 1, 1, "image");
     luaL_checktype(L, 2, LUA_TTABLE);
     lunas_check_options(L, 2, allowed);
@@ -1015,9 +1021,10 @@ static int proc_reaper_exec(lua_State *L) {
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    struct reaper_labels labels = {.proc = -1, .count = 0};
+    struct reaper_labels labels = {.ruleset = optional_fd_field(L, 2, "landlock"), .proc = -1, .count = 0};
     check_reaper_labels(L, 2, &labels);
     if (labels.count > 0) flags |= REAPER_FLAG_LSM;
+    if (labels.ruleset >= 0) flags |= REAPER_FLAG_LANDLOCK;
     char **argv = reaper_argv(L, &req, fds, flags, hold, holds, &labels);
 
     sigset_t all, old;
@@ -1030,6 +1037,7 @@ static int proc_reaper_exec(lua_State *L) {
     for (int i = 0; i < holds && !err; i++)
         if (fcntl(hold[i], F_SETFD, 0) < 0) err = errno;
     if (!err && labels.count > 0 && fcntl(labels.proc, F_SETFD, 0) < 0) err = errno;
+    if (!err && labels.ruleset >= 0 && fcntl(labels.ruleset, F_SETFD, 0) < 0) err = errno;
     if (!err) {
         fflush(NULL);
         syscall(SYS_execveat, image, "", argv, req.envp, AT_EMPTY_PATH);
@@ -1039,6 +1047,7 @@ static int proc_reaper_exec(lua_State *L) {
         if (fds[i] >= 0) fcntl(fds[i], F_SETFD, FD_CLOEXEC);
     for (int i = 0; i < holds; i++) fcntl(hold[i], F_SETFD, FD_CLOEXEC);
     if (labels.count > 0) fcntl(labels.proc, F_SETFD, FD_CLOEXEC);
+    if (labels.ruleset >= 0) fcntl(labels.ruleset, F_SETFD, FD_CLOEXEC);
     sigprocmask(SIG_SETMASK, &old, NULL);
     return lunas_push_error(L, err, "exec", "reaper image");
 }

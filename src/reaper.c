@@ -1,8 +1,9 @@
 /* reaper.c: PID 1 of a sandbox, as a tiny freestanding program (no libc, a few pages).
  *
  * Usage (by lunas only):
- *   lunas-reaper STATUS_FD ERROR_FD FLAGS FILTER_FD NOTIFY_FD HOLD [PROC_FD N (WHAT PATH VALUE)*N] FILE ARGV0 [ARGS...]
- * (environment: the payload's; the bracketed part only with FLAGS 64)
+ *   lunas-reaper STATUS_FD ERROR_FD FLAGS FILTER_FD NOTIFY_FD HOLD [RULESET_FD] [PROC_FD N (WHAT PATH VALUE)*N]
+ *                FILE ARGV0 [ARGS...]
+ * (environment: the payload's; RULESET_FD only with FLAGS 128, the labels only with FLAGS 64)
  * lunas's sandbox child sets up the namespaces and confines itself as the payload will be confined (ids,
  * capabilities, no_new_privs, Landlock), then execs this program from a sealed memfd. That gives the memory it
  * shared with lunas back at once, and /proc/1/exe is a sealed memfd, never lunas's binary (CVE-2019-5736).
@@ -19,6 +20,9 @@
  * the label in a failure ("lsm\0#ERRNO\0WHAT"). PID 1 keeps the label it was started with: it never execs again,
  * and taking the payload's profile would only make its own work (the pipes lunas reads, its signal forwarding)
  * subject to a policy written for the payload.
+ * A Landlock domain would refuse the payload its own attribute files: with FLAGS 128, RULESET_FD is the sandbox's
+ * Landlock ruleset, which lunas has not applied to PID 1, and which the payload applies to itself after its labels
+ * and this process to itself before its seccomp filter.
  *
  * The payload does not exist yet when this program starts: nothing in the sandbox can race the exec, which makes
  * a process dumpable (traceable) again until its first instruction. Here, in order:
@@ -74,6 +78,7 @@
 #define FLAG_FRAMED 16
 #define FLAG_LINGER 32
 #define FLAG_LSM 64
+#define FLAG_LANDLOCK 128
 #define O_WRONLY 01
 #define MAX_LABELS 4
 #define ECHILD 10
@@ -81,7 +86,7 @@
 #define SCM_RIGHTS 1
 /* What the payload reports back before its exec: the stage that failed and the errno. */
 /* (STAGE_LSM + i: label i) */
-enum { STAGE_EXEC, STAGE_SECCOMP, STAGE_LISTENER, STAGE_LSM };
+enum { STAGE_EXEC, STAGE_SECCOMP, STAGE_LISTENER, STAGE_LANDLOCK, STAGE_LSM };
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 #if defined(__x86_64__)
@@ -316,7 +321,7 @@ struct payload_plan {
     long flags, filter_fd, notify_fd;
     long hold[MAX_HOLD];
     int holds;
-    long proc_fd;
+    long proc_fd, ruleset_fd;
     struct label labels[MAX_LABELS];
     int label_count;
     char *file;
@@ -378,6 +383,11 @@ static __attribute__((noreturn)) void payload(long reaper, int go, int report_fd
         r = write_labels(plan, &result[0]);
         sys3(__NR_close, plan->proc_fd, 0, 0);
     }
+    if (r == 0 && plan->ruleset_fd >= 0) {
+        result[0] = STAGE_LANDLOCK;
+        r = sys3(__NR_landlock_restrict_self, plan->ruleset_fd, 0, 0);
+        sys3(__NR_close, plan->ruleset_fd, 0, 0);
+    }
     if (r == 0 && plan->filter_fd >= 0) r = load_filter(plan->filter_fd, plan->notify_fd, plan->flags, &result[0]);
     if (r == 0) {
         unsigned long none = 0;
@@ -432,8 +442,9 @@ static long own_filter(void) {
 }
 
 /* No capability in any set, the bounding set emptied where this process still may (CAP_SETPCAP), no_new_privs,
- * and the filter above. Returns 0 or the failing step's negative errno, with *step naming it. */
-static long confine(const char **step) {
+ * the sandbox's Landlock ruleset (RULESET_FD, or -1) and the filter above. Returns 0 or the failing step's
+ * negative errno, with *step naming it. */
+static long confine(long ruleset_fd, const char **step) {
     for (long cap = 0; cap < 64; cap++)
         if (sys3(__NR_prctl, PR_CAPBSET_DROP, cap, 0) == -EINVAL /* past the last capability */) break;
     *step = "ambient";
@@ -445,6 +456,12 @@ static long confine(const char **step) {
     if ((r = sys3(__NR_capset, &head, none, 0)) < 0) return r;
     *step = "no_new_privs";
     if ((r = sys6(__NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0)) < 0) return r;
+    if (ruleset_fd >= 0) {
+        *step = "landlock";
+        r = sys3(__NR_landlock_restrict_self, ruleset_fd, 0, 0);
+        sys3(__NR_close, ruleset_fd, 0, 0);
+        if (r < 0) return r;
+    }
     *step = "seccomp";
     return own_filter();
 }
@@ -480,11 +497,15 @@ __attribute__((noreturn, used)) void reaper_main(long *stack) {
     if (argc < 9) die(SETUP_FAILED);
     long status_fd = optional_fd(argv[1]), err_fd = parse_number(argv[2]);
     struct payload_plan plan = {.flags = parse_number(argv[3]), .filter_fd = optional_fd(argv[4]),
-                                .notify_fd = optional_fd(argv[5]), .proc_fd = -1, .envp = envp};
+                                .notify_fd = optional_fd(argv[5]), .proc_fd = -1, .ruleset_fd = -1, .envp = envp};
     if (status_fd < -1 || err_fd < 0 || plan.flags < 0 || plan.filter_fd < -1 || plan.notify_fd < -1 ||
         parse_hold(argv[6], &plan) < 0)
         die(SETUP_FAILED);
     long next = 7; /* the next positional argument */
+    if (plan.flags & FLAG_LANDLOCK) {
+        if (argc < next + 1 || (plan.ruleset_fd = parse_number(argv[next])) < 0) die(SETUP_FAILED);
+        next++;
+    }
     if (plan.flags & FLAG_LSM) {
         if (argc < next + 2) die(SETUP_FAILED);
         plan.proc_fd = parse_number(argv[next]);
@@ -510,7 +531,7 @@ __attribute__((noreturn, used)) void reaper_main(long *stack) {
     long sigfd = sys6(__NR_signalfd4, -1, (long)&all, sizeof all, SFD_CLOEXEC, 0, 0);
     if (sigfd < 0) fail(err_fd, "reaper", sigfd, "signalfd4");
     /* None of these may reach the payload's program. */
-    long own[] = {status_fd, err_fd, plan.filter_fd, plan.notify_fd, plan.proc_fd};
+    long own[] = {status_fd, err_fd, plan.filter_fd, plan.notify_fd, plan.proc_fd, plan.ruleset_fd};
     for (unsigned long i = 0; i < sizeof own / sizeof own[0]; i++)
         if (own[i] >= 0) sys3(__NR_fcntl, own[i], F_SETFD, FD_CLOEXEC);
     int exec_report[2], go[2];
@@ -532,7 +553,7 @@ __attribute__((noreturn, used)) void reaper_main(long *stack) {
     if (plan.proc_fd >= 0) sys3(__NR_close, plan.proc_fd, 0, 0);
 
     const char *step = "";
-    if ((r = confine(&step)) < 0) {
+    if ((r = confine(plan.ruleset_fd, &step)) < 0) {
         sys3(__NR_kill, pid, SIGKILL, 0);
         fail(err_fd, "reaper", r, step);
     }
@@ -545,6 +566,7 @@ __attribute__((noreturn, used)) void reaper_main(long *stack) {
         sys6(__NR_wait4, pid, (long)&st, WALL, 0, 0, 0);
         if (failure[0] == STAGE_SECCOMP) report(err_fd, "seccomp", failure[1], "load the payload's filter");
         else if (failure[0] == STAGE_LISTENER) report(err_fd, "seccomp", failure[1], "send the listener");
+        else if (failure[0] == STAGE_LANDLOCK) report(err_fd, "landlock", failure[1], "restrict the payload");
         else if (failure[0] >= STAGE_LSM && failure[0] < STAGE_LSM + plan.label_count)
             report(err_fd, "lsm", failure[1], plan.labels[failure[0] - STAGE_LSM].what);
         else report(err_fd, "exec", failure[1], plan.file);

@@ -778,6 +778,38 @@ describe("core.reaper", function()
     assert.equal("ctx:y", util.read(dir .. "/attr-b"))
   end)
 
+  it("reaper_exec hands a Landlock ruleset to the payload, which applies it after writing its labels #rootless", function()
+    local defer = scope(finally)
+    kernel.requires("userns")
+    if core.landlock_abi() < 1 then pending("no Landlock") end
+    local probe = core.reaper_image()
+    if not probe then pending("no reaper image") end
+    probe:close()
+    local dir, cleanup = util.tmpdir()
+    defer(cleanup)
+    util.write(dir .. "/attr", "")
+    util.write(dir .. "/after", "")
+    local err_r, err_w = assert(core.pipe())
+    local p, ch = start({ flags = "user,pid" }, function(c)
+      local image = assert(core.reaper_image())
+      local proc = assert(core.open(dir, "r"))
+      -- writes nowhere: the labels must go before it, the payload's own write after its exec must fail
+      local ruleset = assert(core.landlock_ruleset{ fs = "write_file" })
+      assert(core.prctl{ no_new_privs = true })
+      local _, m, e = core.reaper_exec(image, { argv = { "sh", "-c", "echo after 2>&- > " .. dir .. "/after || exit 9" },
+        errors = err_w, labels = { { what = "w", path = "attr", value = "label" } }, proc = proc, landlock = ruleset })
+      c.send("error", "reaper_exec returned: " .. tostring(m) .. " " .. tostring(e))
+      return 99
+    end)
+    defer(function() stop(p, ch) end)
+    err_w:close()
+    assert.equal("", util.drain(err_r))
+    err_r:close()
+    assert.same({ pid = p.pid, status = 9 }, finish(p))
+    assert.equal("label", util.read(dir .. "/attr"))
+    assert.equal("", util.read(dir .. "/after"))
+  end)
+
   it("reaper_exec refuses malformed labels, naming the field #rootless", function()
     local image = core.reaper_image()
     if not image then pending("no reaper image") end

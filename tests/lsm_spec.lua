@@ -148,6 +148,10 @@ describe("lsm labels", function()
     assert.equal(PROFILE .. " (enforce)", lsm.current(payload, "apparmor"))
     assert.equal(ours, lsm.current(reaper, "apparmor"))
     assert.matches("^/memfd:lunas%-reaper", core.readlink("/proc/" .. reaper .. "/exe"))
+    -- with a Landlock domain (no write anywhere), which the payload takes only after its label
+    out = spawn_behind_reaper(defer, { apparmor = PROFILE, landlock = { ro = { "/" } } },
+      "cat /proc/self/attr/apparmor/current; echo x 2>&- > /tmp/probe && echo write-allowed || echo write-denied", 2)
+    assert.equal(PROFILE .. " (enforce)\nwrite-denied\n", out)
     -- a Lua function behind a reaper of Lua (PID 1 wrote its own exec attribute, which its fork inherits and
     -- which it never uses itself): the same
     out, _, payload, reaper = spawn_behind_reaper(defer, { apparmor = PROFILE, fn = true },

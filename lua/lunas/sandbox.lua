@@ -1532,7 +1532,16 @@ steps[#steps + 1] = {
     ctx.landlock = plan
   end,
   payload = function(ctx)
-    if ctx.landlock then return security.apply_landlock(ctx.landlock) end
+    if not ctx.landlock then return end
+    -- A domain would refuse the payload behind the reaper program its own attribute files, which it opens to
+    -- take its LSM labels: the payload applies the ruleset itself after them, the reaper to itself (src/reaper.c).
+    if ctx.lsm_proc then
+      local ruleset, msg, code = security.landlock_ruleset(ctx.landlock)
+      if not ruleset then return nil, msg, code end
+      ctx.landlock_ruleset = ruleset
+      return
+    end
+    return security.apply_landlock(ctx.landlock)
   end,
 }
 
@@ -1832,11 +1841,19 @@ end
 
 -- A Lua reaper's payload is its fork: the labels written to PID 1's attribute files go with the fork (AppArmor's
 -- and SELinux's exec labels are copied to a new process and consumed by its exec), and PID 1 never execs.
+-- (Written through descriptors opened before any Landlock domain; a ruleset left for the reaper program goes to
+-- PID 1 here, after them.)
 local function apply_reaper_labels(ctx)
   if ctx.lsm_proc then ctx.lsm_proc:close() ctx.lsm_proc = nil end
   if not ctx.lsm_labels or #ctx.lsm_labels == 0 then return end
   local ok, msg, code = require("lunas.lsm").apply(ctx.lsm_labels)
   if not ok then report(ctx, "lsm", msg, code) end
+  if ctx.landlock_ruleset then
+    ok, msg, code = ctx.landlock_ruleset:restrict()
+    ctx.landlock_ruleset:close()
+    ctx.landlock_ruleset = nil
+    if not ok then report(ctx, "landlock", msg, code) end
+  end
 end
 
 local function child_main(ctx)
@@ -1869,7 +1886,8 @@ local function child_main(ctx)
       _, msg, code = core.reaper_exec(ctx.reaper_image, { argv = spec.argv, env = ctx.env, argv0 = spec.argv0,
         errors = ctx.err_w, status = ctx.status_w, setsid = spec.new_session ~= false, filter = ctx.filter_r,
         listener = listener, notify = listener and ctx.notify_child or nil, log = ctx.seccomp ~= nil and ctx.seccomp.log,
-        framed = ctx.filter_framed, hold = ctx.held, linger = spec.linger, labels = labels, proc = ctx.lsm_proc })
+        framed = ctx.filter_framed, hold = ctx.held, linger = spec.linger, labels = labels, proc = ctx.lsm_proc,
+        landlock = ctx.landlock_ruleset })
       -- The kernel would not exec the memfd (an LSM, say). A child that shares lunas's memory cannot stay on as
       -- PID 1 (lunas waits until it execs): it fails. A copy stays a Lua reaper, under the payload's own filter,
       -- loaded here, which the payload inherits.
