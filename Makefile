@@ -24,7 +24,9 @@ DEB_PACKAGES = lua5.4 liblua5.4-dev libnl-3-dev libnl-route-3-dev libnftables-de
 DOC_PACKAGES = lua-ldoc lua5.1 lua-markdown
 BENCH_PACKAGES = bubblewrap crun runc
 VALGRIND_PACKAGES = valgrind
-VM_PACKAGES = qemu-system-x86 busybox-static kmod cpio apparmor
+# (selinux-policy-default and policycoreutils are files for the SELinux lane's guest, make test-vm-selinux: on a
+# host whose kernel runs no SELinux they change nothing at boot; their systemd units ask for SELinux)
+VM_PACKAGES = qemu-system-x86 busybox-static kmod cpio apparmor selinux-policy-default policycoreutils selinux-utils
 # bubblewrap's suite: the real bwrap side by side, its Python seccomp test, capsh/getpcaps, the source unpacker
 BWRAP_TEST_PACKAGES = bubblewrap python3 python3-seccomp libcap2-bin dpkg-dev strace util-linux
 # the OCI runtime's real clients (tests/oci/clients.sh): podman (with conmon), containerd (with ctr and its runc shim),
@@ -81,7 +83,7 @@ CORE_SO = $(BUILD)/lib/lunas/core.so
 PROBE_BIN = $(BUILD)/libexec/lunas/lunas-probe
 PROBE = $(BUILD)/tests/escape-probe
 
-.PHONY: all deps demo test test-vm test-bwrap test-oci check valgrind bench doc fuzz install rock-install uninstall clean tidy
+.PHONY: all deps demo test test-vm test-vm-selinux test-bwrap test-oci check valgrind bench doc fuzz install rock-install uninstall clean tidy
 
 all: $(BIN) $(BWRAP_BIN) $(OCI_BIN) $(CORE_SO) $(PROBE_BIN)
 
@@ -167,6 +169,14 @@ test-vm: deps
 	$(MAKE) all $(PROBE)
 	$(MAKE) BUILD=build/asan SANITIZE=1 $(ASAN_CORE)
 	LUNAS_ROOT="$(CURDIR)" LUNAS_BUILD="$(CURDIR)/$(BUILD)" sh tests/vm/run.sh
+
+# The LSM specs (tag #lsm) again on the same kernel booted with SELinux instead of AppArmor (permissive, Debian's
+# reference policy): tests/vm/run.sh with VM_LANE=selinux. A few minutes.
+test-vm-selinux: deps
+	$(MAKE) EXTRA_PACKAGES="$(VM_PACKAGES)" deps
+	$(MAKE) all $(PROBE)
+	VM_LANE=selinux LUNAS_BUSTED_ARGS="--tags=lsm $(LUNAS_BUSTED_ARGS)" LUNAS_ROOT="$(CURDIR)" \
+	  LUNAS_BUILD="$(CURDIR)/$(BUILD)" sh tests/vm/run.sh
 
 # bubblewrap's own test suite (Debian's source package, unmodified) against lunas-bwrap and, side by side, the real
 # bwrap: as root and as an unprivileged user, each in private namespaces (tests/bwrap/run.sh).

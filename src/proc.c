@@ -833,13 +833,17 @@ static int proc_reaper_image(lua_State *L) {
 #endif
 }
 
-/* The image's argv: lunas-reaper STATUS ERRORS FLAGS FILTER NOTIFY FILE ARGV0 ARGS... (src/reaper.c). */
+/* The image's argv: lunas-reaper STATUS ERRORS FLAGS FILTER NOTIFY HOLD [RULESET] [PROC N (WHAT PATH VALUE)*N]
+ * FILE ARGV0 ARGS... (src/reaper.c). */
 #define REAPER_FLAG_SEARCH 1
 #define REAPER_FLAG_SETSID 2
 #define REAPER_FLAG_LISTENER 4
 #define REAPER_FLAG_LOG 8
 #define REAPER_FLAG_FRAMED 16
 #define REAPER_FLAG_LINGER 32
+#define REAPER_FLAG_LSM 64
+#define REAPER_FLAG_LANDLOCK 128
+#define REAPER_MAX_LABELS 4
 enum { REAPER_STATUS, REAPER_ERRORS, REAPER_FILTER, REAPER_NOTIFY, REAPER_FDS };
 
 static char *fd_argument(lua_State *L, int fd) {
@@ -848,11 +852,18 @@ static char *fd_argument(lua_State *L, int fd) {
 
 #define REAPER_MAX_HOLD 16
 
+struct reaper_labels {
+    int ruleset; /* (a Landlock ruleset the payload applies after its labels, or -1) */
+    int proc, count;
+    const char *text[REAPER_MAX_LABELS][3]; /* what, path, value */
+};
+
 static char **reaper_argv(lua_State *L, const struct exec_request *req, const int fds[REAPER_FDS], int flags,
-                          const int *hold, int holds) {
+                          const int *hold, int holds, const struct reaper_labels *labels) {
     size_t n = 0;
     while (req->argv[n]) n++;
-    char **argv = lua_newuserdatauv(L, (n + 9) * sizeof(char *), 0);
+    size_t extra = (labels->count > 0 ? 2 + 3 * (size_t)labels->count : 0) + (labels->ruleset >= 0 ? 1 : 0);
+    char **argv = lua_newuserdatauv(L, (n + 9 + extra) * sizeof(char *), 0);
     argv[0] = "lunas-reaper";
     argv[1] = fd_argument(L, fds[REAPER_STATUS]);
     argv[2] = fd_argument(L, fds[REAPER_ERRORS]);
@@ -869,9 +880,58 @@ static char **reaper_argv(lua_State *L, const struct exec_request *req, const in
     if (holds == 0) luaL_addchar(&b, '-');
     luaL_pushresult(&b);
     argv[6] = (char *)lua_tostring(L, -1);
-    argv[7] = (char *)req->file;
-    memcpy(argv + 8, req->argv, (n + 1) * sizeof(char *));
+    size_t at = 7;
+    if (labels->ruleset >= 0) argv[at++] = (char *)lua_pushfstring(L, "%d", labels->ruleset);
+    if (labels->count > 0) {
+        argv[at++] = (char *)lua_pushfstring(L, "%d", labels->proc);
+        argv[at++] = (char *)lua_pushfstring(L, "%d", labels->count);
+        for (int i = 0; i < labels->count; i++)
+            for (int j = 0; j < 3; j++) argv[at++] = (char *)labels->text[i][j];
+    }
+    argv[at++] = (char *)req->file;
+    memcpy(argv + at, req->argv, (n + 1) * sizeof(char *));
     return argv;
+}
+
+/* A string field of a label: no NUL (it travels as an argument), not empty; a path is relative and never climbs. */
+static const char *label_text(lua_State *L, int opts, int t, const char *field, int is_path) {
+    lua_getfield(L, t, field);
+    size_t len;
+    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    if (!s) lunas_field_error(L, opts, "labels", "%s: string expected", field);
+    if (len == 0 || strlen(s) != len) lunas_field_error(L, opts, "labels", "%s: a non-empty string without NUL", field);
+    if (is_path && (s[0] == '/' || strstr(s, "..") != NULL))
+        lunas_field_error(L, opts, "labels", "path: relative to 'proc', without '..'");
+    lua_pop(L, 1);
+    return s; /* (still referenced by the labels table, which stays on the stack) */
+}
+
+/* opts.labels and opts.proc; leaves the labels table on the stack when there is one. */
+static void check_reaper_labels(lua_State *L, int opts, struct reaper_labels *labels) {
+    if (lunas_opt_field(L, opts, "labels", LUA_TTABLE) == LUA_TNIL) {
+        lua_pop(L, 1);
+        if (lunas_opt_field(L, opts, "proc", LUA_TNONE) != LUA_TNIL) lunas_field_error(L, opts, "proc", "goes with 'labels'");
+        lua_pop(L, 1);
+        return;
+    }
+    int t = lua_gettop(L);
+    for (lua_Integer i = 1;; i++) {
+        int type = lua_rawgeti(L, t, i);
+        if (type == LUA_TNIL) break;
+        if (type != LUA_TTABLE) lunas_field_error(L, opts, "labels", "table expected at %d", (int)i);
+        if (labels->count == REAPER_MAX_LABELS) lunas_field_error(L, opts, "labels", "at most 4 labels");
+        int l = lua_gettop(L);
+        labels->text[labels->count][0] = label_text(L, opts, l, "what", 0);
+        labels->text[labels->count][1] = label_text(L, opts, l, "path", 1);
+        labels->text[labels->count][2] = label_text(L, opts, l, "value", 0);
+        labels->count++;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1); /* the strings stay referenced by opts.labels, which the caller holds */
+    if (labels->count == 0) return;
+    if (lunas_opt_field(L, opts, "proc", LUA_TNONE) == LUA_TNIL) lunas_field_error(L, opts, "proc", "descriptor expected (with 'labels')");
+    labels->proc = lunas_check_fd(L, -1, opts, "proc");
+    lua_pop(L, 1);
 }
 
 static int optional_fd_field(lua_State *L, int opts, const char *field) {
@@ -911,12 +971,21 @@ across the exec, so none is lost.
   process of its own is left (bubblewrap's PID 1), then exits with the payload's code
 @tparam[opt] table opts.hold descriptors (at most 16) the reaper keeps open while it lives and the payload never
   gets: locks taken for the sandbox, a descriptor whose closing tells a watcher the sandbox is gone
+@tparam[opt] table opts.labels Linux security module labels the payload execs under (at most 4), each
+  `{what = TEXT, path = PATH, value = VALUE}`: the payload writes VALUE to PATH (relative, such as
+  "thread-self/attr/apparmor/exec") under `proc` just before its exec; a failure comes back on `errors` as
+  "lsm\0#ERRNO\0TEXT". The reaper itself keeps its own label.
+@tparam[opt] fd|integer opts.proc a directory of a procfs that shows the payload (needed with `labels`)
+@tparam[opt] fd|integer opts.landlock a Landlock ruleset (`landlock_ruleset`) the caller has not applied to itself:
+  the payload applies it after its labels (a domain would refuse it its attribute files), the reaper before its
+  own filter; a failure comes back as "landlock\0#ERRNO\0restrict the payload"
 @return only on failure
 @error "exec reaper image: message", "ENAME"
 */
 static int proc_reaper_exec(lua_State *L) {
-    static const char *const allowed[] = {"argv",   "env",    "path",     "argv0", "errors", "status", "setsid",
-                                          "filter", "notify", "listener", "log",   "hold",   "framed", "linger", NULL};
+    static const char *const allowed[] = {"argv", "env",      "path", "argv0", "errors", "status", "setsid", "filter",
+                                          "notify", "listener", "log", "hold", "framed", "linger", "labels", "proc",
+                                          "landlock", NULL};
     int image = lunas_check_fd(L, 1, 1, "image");
     luaL_checktype(L, 2, LUA_TTABLE);
     lunas_check_options(L, 2, allowed);
@@ -952,7 +1021,11 @@ static int proc_reaper_exec(lua_State *L) {
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    char **argv = reaper_argv(L, &req, fds, flags, hold, holds);
+    struct reaper_labels labels = {.ruleset = optional_fd_field(L, 2, "landlock"), .proc = -1, .count = 0};
+    check_reaper_labels(L, 2, &labels);
+    if (labels.count > 0) flags |= REAPER_FLAG_LSM;
+    if (labels.ruleset >= 0) flags |= REAPER_FLAG_LANDLOCK;
+    char **argv = reaper_argv(L, &req, fds, flags, hold, holds, &labels);
 
     sigset_t all, old;
     sigfillset(&all);
@@ -963,6 +1036,8 @@ static int proc_reaper_exec(lua_State *L) {
         if (fds[i] >= 0 && fcntl(fds[i], F_SETFD, 0) < 0) err = errno;
     for (int i = 0; i < holds && !err; i++)
         if (fcntl(hold[i], F_SETFD, 0) < 0) err = errno;
+    if (!err && labels.count > 0 && fcntl(labels.proc, F_SETFD, 0) < 0) err = errno;
+    if (!err && labels.ruleset >= 0 && fcntl(labels.ruleset, F_SETFD, 0) < 0) err = errno;
     if (!err) {
         fflush(NULL);
         syscall(SYS_execveat, image, "", argv, req.envp, AT_EMPTY_PATH);
@@ -971,6 +1046,8 @@ static int proc_reaper_exec(lua_State *L) {
     for (int i = 0; i < REAPER_FDS; i++)
         if (fds[i] >= 0) fcntl(fds[i], F_SETFD, FD_CLOEXEC);
     for (int i = 0; i < holds; i++) fcntl(hold[i], F_SETFD, FD_CLOEXEC);
+    if (labels.count > 0) fcntl(labels.proc, F_SETFD, FD_CLOEXEC);
+    if (labels.ruleset >= 0) fcntl(labels.ruleset, F_SETFD, FD_CLOEXEC);
     sigprocmask(SIG_SETMASK, &old, NULL);
     return lunas_push_error(L, err, "exec", "reaper image");
 }

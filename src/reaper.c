@@ -1,7 +1,9 @@
 /* reaper.c: PID 1 of a sandbox, as a tiny freestanding program (no libc, a few pages).
  *
  * Usage (by lunas only):
- *   lunas-reaper STATUS_FD ERROR_FD FLAGS FILTER_FD NOTIFY_FD HOLD FILE ARGV0 [ARGS...]   (environment: the payload's)
+ *   lunas-reaper STATUS_FD ERROR_FD FLAGS FILTER_FD NOTIFY_FD HOLD [RULESET_FD] [PROC_FD N (WHAT PATH VALUE)*N]
+ *                FILE ARGV0 [ARGS...]
+ * (environment: the payload's; RULESET_FD only with FLAGS 128, the labels only with FLAGS 64)
  * lunas's sandbox child sets up the namespaces and confines itself as the payload will be confined (ids,
  * capabilities, no_new_privs, Landlock), then execs this program from a sealed memfd. That gives the memory it
  * shared with lunas back at once, and /proc/1/exe is a sealed memfd, never lunas's binary (CVE-2019-5736).
@@ -10,6 +12,17 @@
  * of its own (below). With FLAGS 4 the load returns a listener, sent over NOTIFY_FD (SCM_RIGHTS) to lunas; FLAGS 8
  * logs what the filter refuses; with FLAGS 16 the pipe holds several programs, each after an 8-byte header that
  * gives its length in instructions, loaded in order.
+ * With FLAGS 64 the payload execs under Linux security module labels (AppArmor's exec profile, SELinux's exec
+ * context): PROC_FD is a directory of a procfs that shows the payload (lunas's own /proc, opened before the
+ * sandbox's root replaced it: the sandbox's tree may have none), and each of the N labels (at most 4) is written,
+ * as VALUE, to PATH under it (such as "thread-self/attr/apparmor/exec") by the payload itself, before its seccomp
+ * program: the kernel lets a process write only its own attributes, and applies them at its next exec. WHAT names
+ * the label in a failure ("lsm\0#ERRNO\0WHAT"). PID 1 keeps the label it was started with: it never execs again,
+ * and taking the payload's profile would only make its own work (the pipes lunas reads, its signal forwarding)
+ * subject to a policy written for the payload.
+ * A Landlock domain would refuse the payload its own attribute files: with FLAGS 128, RULESET_FD is the sandbox's
+ * Landlock ruleset, which lunas has not applied to PID 1, and which the payload applies to itself after its labels
+ * and this process to itself before its seccomp filter.
  *
  * The payload does not exist yet when this program starts: nothing in the sandbox can race the exec, which makes
  * a process dumpable (traceable) again until its first instruction. Here, in order:
@@ -64,11 +77,16 @@
 #define FLAG_LOG 8
 #define FLAG_FRAMED 16
 #define FLAG_LINGER 32
+#define FLAG_LSM 64
+#define FLAG_LANDLOCK 128
+#define O_WRONLY 01
+#define MAX_LABELS 4
 #define ECHILD 10
 #define SOL_SOCKET 1
 #define SCM_RIGHTS 1
 /* What the payload reports back before its exec: the stage that failed and the errno. */
-enum { STAGE_EXEC, STAGE_SECCOMP, STAGE_LISTENER };
+/* (STAGE_LSM + i: label i) */
+enum { STAGE_EXEC, STAGE_SECCOMP, STAGE_LISTENER, STAGE_LANDLOCK, STAGE_LSM };
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 #if defined(__x86_64__)
@@ -295,10 +313,17 @@ static long load_filter(long filter_fd, long notify_fd, long flags, int *stage) 
 
 #define MAX_HOLD 16
 
+struct label {
+    const char *what, *path, *value;
+};
+
 struct payload_plan {
     long flags, filter_fd, notify_fd;
     long hold[MAX_HOLD];
     int holds;
+    long proc_fd, ruleset_fd;
+    struct label labels[MAX_LABELS];
+    int label_count;
     char *file;
     char **argv, **envp;
 };
@@ -320,7 +345,27 @@ static int parse_hold(char *s, struct payload_plan *plan) {
     }
 }
 
-/* The payload: waits until PID 1 has confined itself (EOF on go), loads its filter, then execs. */
+/* Writes the labels to this process's attribute files; returns 0 or a negative errno, with *stage naming the
+ * label. Each goes in one write, as libapparmor and libselinux write them: the kernel takes the write whole. */
+static long write_labels(const struct payload_plan *plan, int *stage) {
+    for (int i = 0; i < plan->label_count; i++) {
+        const struct label *l = &plan->labels[i];
+        *stage = STAGE_LSM + i;
+        long fd = sys6(__NR_openat, plan->proc_fd, (long)l->path, O_WRONLY | O_CLOEXEC, 0, 0, 0);
+        if (fd < 0) return fd;
+        unsigned long len = string_length(l->value);
+        long n;
+        while ((n = sys3(__NR_write, fd, l->value, len)) == -EINTR) {
+        }
+        sys3(__NR_close, fd, 0, 0);
+        if (n < 0) return n;
+        if ((unsigned long)n != len) return -EINVAL;
+    }
+    return 0;
+}
+
+/* The payload: waits until PID 1 has confined itself (EOF on go), takes its labels, loads its filter, then
+ * execs. */
 static __attribute__((noreturn)) void payload(long reaper, int go, int report_fd, const struct payload_plan *plan) {
     char byte;
     while (sys3(__NR_read, go, &byte, 1) == -EINTR) {
@@ -332,7 +377,18 @@ static __attribute__((noreturn)) void payload(long reaper, int go, int report_fd
     if (plan->flags & FLAG_SETSID) sys3(__NR_setsid, 0, 0, 0);
     for (int i = 0; i < plan->holds; i++) sys3(__NR_close, plan->hold[i], 0, 0);
     int result[2] = {STAGE_EXEC, 0};
-    long r = plan->filter_fd >= 0 ? load_filter(plan->filter_fd, plan->notify_fd, plan->flags, &result[0]) : 0;
+    long r = 0;
+    if (plan->flags & FLAG_LSM) {
+        /* (before the payload's own filter, which need not allow what this takes) */
+        r = write_labels(plan, &result[0]);
+        sys3(__NR_close, plan->proc_fd, 0, 0);
+    }
+    if (r == 0 && plan->ruleset_fd >= 0) {
+        result[0] = STAGE_LANDLOCK;
+        r = sys3(__NR_landlock_restrict_self, plan->ruleset_fd, 0, 0);
+        sys3(__NR_close, plan->ruleset_fd, 0, 0);
+    }
+    if (r == 0 && plan->filter_fd >= 0) r = load_filter(plan->filter_fd, plan->notify_fd, plan->flags, &result[0]);
     if (r == 0) {
         unsigned long none = 0;
         sys6(__NR_rt_sigprocmask, SIG_SETMASK, (long)&none, 0, sizeof none, 0, 0);
@@ -386,8 +442,9 @@ static long own_filter(void) {
 }
 
 /* No capability in any set, the bounding set emptied where this process still may (CAP_SETPCAP), no_new_privs,
- * and the filter above. Returns 0 or the failing step's negative errno, with *step naming it. */
-static long confine(const char **step) {
+ * the sandbox's Landlock ruleset (RULESET_FD, or -1) and the filter above. Returns 0 or the failing step's
+ * negative errno, with *step naming it. */
+static long confine(long ruleset_fd, const char **step) {
     for (long cap = 0; cap < 64; cap++)
         if (sys3(__NR_prctl, PR_CAPBSET_DROP, cap, 0) == -EINVAL /* past the last capability */) break;
     *step = "ambient";
@@ -399,6 +456,12 @@ static long confine(const char **step) {
     if ((r = sys3(__NR_capset, &head, none, 0)) < 0) return r;
     *step = "no_new_privs";
     if ((r = sys6(__NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0)) < 0) return r;
+    if (ruleset_fd >= 0) {
+        *step = "landlock";
+        r = sys3(__NR_landlock_restrict_self, ruleset_fd, 0, 0);
+        sys3(__NR_close, ruleset_fd, 0, 0);
+        if (r < 0) return r;
+    }
     *step = "seccomp";
     return own_filter();
 }
@@ -434,10 +497,28 @@ __attribute__((noreturn, used)) void reaper_main(long *stack) {
     if (argc < 9) die(SETUP_FAILED);
     long status_fd = optional_fd(argv[1]), err_fd = parse_number(argv[2]);
     struct payload_plan plan = {.flags = parse_number(argv[3]), .filter_fd = optional_fd(argv[4]),
-                                .notify_fd = optional_fd(argv[5]), .file = argv[7], .argv = argv + 8, .envp = envp};
+                                .notify_fd = optional_fd(argv[5]), .proc_fd = -1, .ruleset_fd = -1, .envp = envp};
     if (status_fd < -1 || err_fd < 0 || plan.flags < 0 || plan.filter_fd < -1 || plan.notify_fd < -1 ||
         parse_hold(argv[6], &plan) < 0)
         die(SETUP_FAILED);
+    long next = 7; /* the next positional argument */
+    if (plan.flags & FLAG_LANDLOCK) {
+        if (argc < next + 1 || (plan.ruleset_fd = parse_number(argv[next])) < 0) die(SETUP_FAILED);
+        next++;
+    }
+    if (plan.flags & FLAG_LSM) {
+        if (argc < next + 2) die(SETUP_FAILED);
+        plan.proc_fd = parse_number(argv[next]);
+        long count = parse_number(argv[next + 1]);
+        if (plan.proc_fd < 0 || count < 1 || count > MAX_LABELS || argc < next + 2 + 3 * count + 2) die(SETUP_FAILED);
+        next += 2;
+        for (long i = 0; i < count; i++, next += 3)
+            plan.labels[i] = (struct label){argv[next], argv[next + 1], argv[next + 2]};
+        plan.label_count = (int)count;
+    }
+    if (argc < next + 2) die(SETUP_FAILED);
+    plan.file = argv[next];
+    plan.argv = argv + next + 1;
     if ((plan.flags & FLAG_LISTENER) && (plan.filter_fd < 0 || plan.notify_fd < 0)) die(SETUP_FAILED);
 
     long self = sys3(__NR_getpid, 0, 0, 0);
@@ -450,7 +531,7 @@ __attribute__((noreturn, used)) void reaper_main(long *stack) {
     long sigfd = sys6(__NR_signalfd4, -1, (long)&all, sizeof all, SFD_CLOEXEC, 0, 0);
     if (sigfd < 0) fail(err_fd, "reaper", sigfd, "signalfd4");
     /* None of these may reach the payload's program. */
-    long own[] = {status_fd, err_fd, plan.filter_fd, plan.notify_fd};
+    long own[] = {status_fd, err_fd, plan.filter_fd, plan.notify_fd, plan.proc_fd, plan.ruleset_fd};
     for (unsigned long i = 0; i < sizeof own / sizeof own[0]; i++)
         if (own[i] >= 0) sys3(__NR_fcntl, own[i], F_SETFD, FD_CLOEXEC);
     int exec_report[2], go[2];
@@ -468,9 +549,11 @@ __attribute__((noreturn, used)) void reaper_main(long *stack) {
     if (pid < 0) fail(err_fd, "reaper", pid, "clone payload");
     sys3(__NR_close, exec_report[1], 0, 0);
     sys3(__NR_close, go[0], 0, 0);
+    /* (the payload's copy is its own; this process has no use for a procfs of lunas's) */
+    if (plan.proc_fd >= 0) sys3(__NR_close, plan.proc_fd, 0, 0);
 
     const char *step = "";
-    if ((r = confine(&step)) < 0) {
+    if ((r = confine(plan.ruleset_fd, &step)) < 0) {
         sys3(__NR_kill, pid, SIGKILL, 0);
         fail(err_fd, "reaper", r, step);
     }
@@ -483,6 +566,9 @@ __attribute__((noreturn, used)) void reaper_main(long *stack) {
         sys6(__NR_wait4, pid, (long)&st, WALL, 0, 0, 0);
         if (failure[0] == STAGE_SECCOMP) report(err_fd, "seccomp", failure[1], "load the payload's filter");
         else if (failure[0] == STAGE_LISTENER) report(err_fd, "seccomp", failure[1], "send the listener");
+        else if (failure[0] == STAGE_LANDLOCK) report(err_fd, "landlock", failure[1], "restrict the payload");
+        else if (failure[0] >= STAGE_LSM && failure[0] < STAGE_LSM + plan.label_count)
+            report(err_fd, "lsm", failure[1], plan.labels[failure[0] - STAGE_LSM].what);
         else report(err_fd, "exec", failure[1], plan.file);
         die(SETUP_FAILED);
     }

@@ -736,6 +736,106 @@ describe("core.reaper", function()
     assert.same({ pid = p.pid, status = 125 }, finish(p))
   end)
 
+  it("reaper_exec's payload writes its labels itself, relative to the procfs given, before its exec #rootless", function()
+    local defer = scope(finally)
+    kernel.requires("userns")
+    local probe = core.reaper_image()
+    if not probe then pending("no reaper image") end
+    probe:close()
+    -- A directory stands in for a procfs (this kernel may run no security module): what the payload wrote there,
+    -- and the error record of a label it could not write.
+    local dir, cleanup = util.tmpdir()
+    defer(cleanup)
+    util.write(dir .. "/attr-a", "")
+    util.write(dir .. "/attr-b", "")
+    local function run(labels, argv)
+      local err_r, err_w = assert(core.pipe())
+      local p, ch = start({ flags = "user,pid" }, function(c)
+        local image = assert(core.reaper_image())
+        local proc = assert(core.open(dir, "r"))
+        local _, m, e = core.reaper_exec(image, { argv = argv, errors = err_w, labels = labels, proc = proc })
+        c.send("error", "reaper_exec returned: " .. tostring(m) .. " " .. tostring(e))
+        return 99
+      end)
+      err_w:close()
+      local record = util.drain(err_r)
+      err_r:close()
+      local result = finish(p)
+      stop(p, ch)
+      return record, result.status
+    end
+    local record, status = run({ { what = "a: label 'x'", path = "attr-a", value = "exec x" },
+      { what = "b", path = "attr-b", value = "ctx:y" } }, { "sh", "-c", "exit 7" })
+    assert.equal("", record)
+    assert.equal(7, status)
+    assert.equal("exec x", util.read(dir .. "/attr-a"))
+    assert.equal("ctx:y", util.read(dir .. "/attr-b"))
+    -- the second label has no file: named by its text, the payload never runs
+    record, status = run({ { what = "a", path = "attr-a", value = "v" }, { what = "b: label 'y'", path = "missing",
+      value = "v" } }, { "sh", "-c", "echo ran > " .. dir .. "/attr-b" })
+    assert.equal("lsm\0#2\0b: label 'y'", record)
+    assert.equal(125, status)
+    assert.equal("ctx:y", util.read(dir .. "/attr-b"))
+  end)
+
+  it("reaper_exec hands a Landlock ruleset to the payload, which applies it after writing its labels #rootless", function()
+    local defer = scope(finally)
+    kernel.requires("userns")
+    if core.landlock_abi() < 1 then pending("no Landlock") end
+    local probe = core.reaper_image()
+    if not probe then pending("no reaper image") end
+    probe:close()
+    local dir, cleanup = util.tmpdir()
+    defer(cleanup)
+    util.write(dir .. "/attr", "")
+    util.write(dir .. "/after", "")
+    local err_r, err_w = assert(core.pipe())
+    local p, ch = start({ flags = "user,pid" }, function(c)
+      local image = assert(core.reaper_image())
+      local proc = assert(core.open(dir, "r"))
+      -- writes nowhere: the labels must go before it, the payload's own write after its exec must fail
+      local ruleset = assert(core.landlock_ruleset{ fs = "write_file" })
+      assert(core.prctl{ no_new_privs = true })
+      local _, m, e = core.reaper_exec(image, { argv = { "sh", "-c", "echo after 2>&- > " .. dir .. "/after || exit 9" },
+        errors = err_w, labels = { { what = "w", path = "attr", value = "label" } }, proc = proc, landlock = ruleset })
+      c.send("error", "reaper_exec returned: " .. tostring(m) .. " " .. tostring(e))
+      return 99
+    end)
+    defer(function() stop(p, ch) end)
+    err_w:close()
+    assert.equal("", util.drain(err_r))
+    err_r:close()
+    assert.same({ pid = p.pid, status = 9 }, finish(p))
+    assert.equal("label", util.read(dir .. "/attr"))
+    assert.equal("", util.read(dir .. "/after"))
+  end)
+
+  it("reaper_exec refuses malformed labels, naming the field #rootless", function()
+    local image = core.reaper_image()
+    if not image then pending("no reaper image") end
+    local dir = assert(core.open("/", "r"))
+    local cases = {
+      { { labels = { { what = "w", path = "/abs", value = "v" } }, proc = dir }, "labels.*relative" },
+      { { labels = { { what = "w", path = "a/../b", value = "v" } }, proc = dir }, "labels.*'%.%.'" },
+      { { labels = { { what = "w", path = "p", value = "" } }, proc = dir }, "labels.*value" },
+      { { labels = { { what = "w", path = "p", value = "a\0b" } }, proc = dir }, "labels.*value" },
+      { { labels = { { what = "w", path = "p" } }, proc = dir }, "labels.*value: string expected" },
+      { { labels = { "x" }, proc = dir }, "labels.*table expected" },
+      { { labels = { { what = "w", path = "p", value = "v" } } }, "'proc'" },
+      { { proc = dir }, "'proc'.*goes with 'labels'" },
+      { { labels = { {}, {}, {}, {}, {} }, proc = dir }, "labels" },
+    }
+    for _, case in ipairs(cases) do
+      local opts = case[1]
+      opts.argv, opts.errors = { "true" }, 2
+      local ok, err = pcall(core.reaper_exec, image, opts)
+      assert.is_false(ok)
+      assert.matches(case[2], tostring(err))
+    end
+    image:close()
+    dir:close()
+  end)
+
   it("reaps orphans re-parented to it: no zombie remains #rootless", function()
     local defer = scope(finally)
     kernel.requires("userns")

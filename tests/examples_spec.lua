@@ -291,6 +291,21 @@ local expectations = {
       assert.is_true(inventory.by_type.net.namespaces >= 2) -- ours and the sandbox's
     end,
   },
+  ["apparmor_profile.lua"] = {
+    tags = " #root #lsm",
+    needs = { "root", "apparmor" },
+    check = function(name)
+      local out, err, code = sh(example_command(name))
+      assert.are.equal(0, code, err)
+      -- PID 1 keeps the label the recipe runs under (the caller's: this process's)
+      local ours = require("lunas.lsm").current("self", "apparmor")
+      assert.are.equal(("without a profile:\nlabel: %s\nread /etc/hostname: allowed\n  from outside: payload %s, PID 1 %s\n"
+        .. "apparmor = \"lunas-example\":\nlabel: lunas-example (enforce)\nread /etc/hostname: denied\n"
+        .. "  from outside: payload lunas-example (enforce), PID 1 %s\n"):format(ours, ours, ours, ours), out)
+      -- unloaded at the end
+      assert.is_nil(util.read("/sys/kernel/security/apparmor/profiles"):find("lunas-example", 1, true))
+    end,
+  },
   ["device_policy.lua"] = {
     tags = " #root",
     needs = { "root", "cgroup_device_bpf" },

@@ -453,7 +453,7 @@ describe("lunas-oci device rules #root", function()
   end)
 end)
 
-describe("lunas-oci LSM labels #root", function()
+describe("lunas-oci LSM labels #root #lsm", function()
   it("runs the container's process under process.apparmorProfile, seen from outside; refuses it without AppArmor", function()
     if not device_cgroup() then return end
     local defer = util.cleanups(finally)
@@ -484,6 +484,42 @@ describe("lunas-oci LSM labels #root", function()
     assert.truthy(util.wait_for(function()
       return (util.read(("/proc/%d/attr/apparmor/current"):format(pid)) or ""):match("^lunas%-test%-oci %(enforce%)")
     end, 10))
+    -- exec: the config's profile, or runc's --apparmor instead
+    out, code = oci(dir, { "exec", id, "cat", "/proc/self/attr/apparmor/current" })
+    assert.equal(0, code, out)
+    assert.equal("lunas-test-oci (enforce)\n", out)
+    out, code = oci(dir, { "exec", "--apparmor", "unconfined", id, "cat", "/proc/self/attr/apparmor/current" })
+    assert.equal(0, code, out)
+    assert.equal("unconfined\n", out)
+  end)
+end)
+
+describe("lunas-oci SELinux labels #root #lsm", function()
+  it("runs the process in process.selinuxLabel, labels new mounts with linux.mountLabel; exec --process-label", function()
+    if not device_cgroup() then return end
+    if not kernel.requires("selinux") then return end
+    local defer = util.cleanups(finally)
+    local context, file = "system_u:system_r:initrc_t:s0", "system_u:object_r:tmp_t:s0"
+    local dir, id = bundle(defer, function(config)
+      config.process.args = { "sleep", "1000" }
+      config.process.selinuxLabel = context
+      config.linux.mountLabel = file
+    end)
+    defer(function() oci(dir, { "delete", "--force", id }) end)
+    local out, code = oci(dir, { "run", "--detach", "--bundle", dir, id })
+    assert.equal(0, code, out)
+    local pid = assert(state_of(dir, id)).pid
+    assert.equal(context, require("lunas.lsm").current(pid, "selinux"))
+    -- the container's /dev, a new tmpfs, has the mount label; its /proc takes none
+    local mountinfo = util.read(("/proc/%d/mountinfo"):format(pid))
+    assert.matches(" /dev [^\n]* %- tmpfs [^\n]*context=\"?" .. file:gsub("%p", "%%%0"), mountinfo)
+    assert.not_matches(" /proc [^\n]* %- proc [^\n]*context=", mountinfo)
+    out, code = oci(dir, { "exec", id, "cat", "/proc/self/attr/current" })
+    assert.equal(0, code, out)
+    assert.equal(context, (out:gsub("%z", "")))
+    out, code = oci(dir, { "exec", "--process-label", "system_u:system_r:kernel_t:s0", id, "cat", "/proc/self/attr/current" })
+    assert.equal(0, code, out)
+    assert.equal("system_u:system_r:kernel_t:s0", (out:gsub("%z", "")))
   end)
 end)
 

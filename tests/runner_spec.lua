@@ -99,7 +99,7 @@ describe("support.kernel #rootless", function()
   it("answers a boolean for every feature and raises for unknown ones", function()
     local names = table.concat(kernel.features, " ")
     assert.are.equal("apparmor bwrap cgroup2 cgroup_device_bpf cgroup_v1_memory cgroup_write idmap landlock landlock_net "
-      .. "landlock_scoped netem newuidmap root timens userns", names)
+      .. "landlock_scoped netem newuidmap root selinux timens userns", names)
     for _, feature in ipairs(kernel.features) do
       assert.is_boolean(kernel.has(feature))
       if not kernel.has(feature) then assert.is_string(kernel.why(feature)) end

@@ -1296,7 +1296,8 @@ function M.build(plan)
     elseif rootfs then
       step("rootfs " .. plan.rootfs, function() root_tree = try(core.open_tree(rootfs, { clone = true, recursive = true })) end)
     else
-      root_tree = try(core.fs_mount("tmpfs", { mode = "0755" }, { attrs = "nosuid,nodev" }))
+      -- (a new file system of the sandbox's like any other: bubblewrap labels its root tmpfs too)
+      root_tree = try(core.fs_mount("tmpfs", labeled(plan, "tmpfs", { mode = "0755" }), { attrs = "nosuid,nodev" }))
     end
     try(core.mount("tmpfs", BASE, "tmpfs", "nosuid,nodev", "mode=0755"))
     local base = try(core.open(BASE, "r"))

@@ -83,8 +83,8 @@ function M.check(spec)
   end
 end
 
---- The exec labels of a spec, in the order they are written: {{field =, path =, value =}, ...}; path under
--- /proc/thread-self (or `proc`).
+--- The exec labels of a spec, in the order they are written: {{field =, path =, relative =, value =}, ...}; path
+-- under /proc/thread-self (or `proc`), relative the same path from the procfs's root ("thread-self/attr/exec").
 -- @tparam table spec
 -- @tparam[opt="/proc"] string proc
 -- @treturn table
@@ -95,9 +95,10 @@ function M.exec_labels(spec, proc)
     local v = spec[field]
     if v then
       local f = FIELDS[field]
-      local path = ("%s/thread-self/%s"):format(proc, f.attr)
-      if f.fallback and not core.file_type(path) then path = ("%s/thread-self/%s"):format(proc, f.fallback) end
-      out[#out + 1] = { field = field, path = path, value = f.value(v), name = f.name }
+      local attr = f.attr
+      if f.fallback and not core.file_type(("%s/thread-self/%s"):format(proc, attr)) then attr = f.fallback end
+      out[#out + 1] = { field = field, path = ("%s/thread-self/%s"):format(proc, attr), relative = "thread-self/" .. attr,
+        value = f.value(v), name = f.name, label = v }
     end
   end
   return out
@@ -132,10 +133,22 @@ function M.apply(labels)
     fd:close()
     l.fd = nil
     if not ok then
-      return nil, ("%s: %s label '%s': %s"):format(l.field, l.name, l.value:gsub("^exec ", ""), msg), code
+      return nil, ("%s: %s label '%s': %s"):format(l.field, l.name, l.label, msg), code
     end
   end
   return true
+end
+
+--- The labels as lunas's reaper program takes them (`lunas.core.reaper_exec`'s `labels`): its payload writes
+-- them itself, relative to a procfs directory, and names a failing one by `what`.
+-- @tparam table labels from exec_labels
+-- @treturn table {{what =, path =, value =}, ...}
+function M.reaper_labels(labels)
+  local out = {}
+  for i, l in ipairs(labels) do
+    out[i] = { what = ("%s: %s label '%s'"):format(l.field, l.name, l.label), path = l.relative, value = l.value }
+  end
+  return out
 end
 
 --- Closes what `open` opened (a sandbox that failed before its payload).

@@ -1064,23 +1064,33 @@ local function propagation_flags(word)
   return word
 end
 
--- The payload's LSM labels are written last before its exec, to its own thread's attribute files: a sandbox
--- whose first process is the payload opens them now, through the caller's /proc (its tree may have none).
+-- The payload's LSM labels are written last before its exec, to its own thread's attribute files (the kernel
+-- lets a process write only its own): a sandbox whose first process is the payload opens them now, through the
+-- caller's /proc (its tree may have none). Behind a reaper, the payload is a process that does not exist yet:
+-- the reaper program's child writes them itself just before its exec, relative to a descriptor of the caller's
+-- /proc opened now. PID 1 keeps the caller's label: it never execs again, and under the payload's profile its
+-- own work (the pipes lunas reads, forwarding signals) would depend on a policy written for the payload, while
+-- everything the payload could do to it is already mediated by the payload's own label (ptrace and signals
+-- are checked against the sender's profile), besides PID 1 being non-dumpable and under a filter of its own.
 steps[#steps + 1] = {
   name = "lsm_open",
   prepare = function(ctx)
     local spec = ctx.spec
     if not (spec.apparmor or spec.selinux_label or spec.selinux_mount_label) then return end
-    -- (lunas's PID 1 would take the label at its own exec, and the payload it forks would not have it)
-    if ctx.fork and (spec.apparmor or spec.selinux_label) then
-      misuse(spec.apparmor and "apparmor" or "selinux_label", "needs as_pid_1 = true or no pid namespace (the payload execs as PID 1)")
-    end
     local lsm = require "lunas.lsm"
     lsm.check(spec)
     ctx.lsm_labels = lsm.exec_labels(spec)
   end,
   init = function(ctx)
-    if ctx.lsm_labels and #ctx.lsm_labels > 0 then return require("lunas.lsm").open(ctx.lsm_labels) end
+    if not ctx.lsm_labels or #ctx.lsm_labels == 0 then return end
+    -- (PID 1's own attribute files too, behind a reaper: a Lua reaper writes them in PID 1, whose fork inherits
+    -- them and which itself never execs again)
+    local ok, msg, code = require("lunas.lsm").open(ctx.lsm_labels)
+    if not ok then return nil, msg, code end
+    if ctx.fork and ctx.reaper_image then
+      ctx.lsm_proc, msg, code = core.open("/proc", "r")
+      if not ctx.lsm_proc then return nil, "open /proc: " .. msg, code end
+    end
   end,
 }
 
@@ -1683,7 +1693,16 @@ steps[#steps + 1] = {
     ctx.landlock = plan
   end,
   payload = function(ctx)
-    if ctx.landlock then return security.apply_landlock(ctx.landlock) end
+    if not ctx.landlock then return end
+    -- A domain would refuse the payload behind the reaper program its own attribute files, which it opens to
+    -- take its LSM labels: the payload applies the ruleset itself after them, the reaper to itself (src/reaper.c).
+    if ctx.lsm_proc then
+      local ruleset, msg, code = security.landlock_ruleset(ctx.landlock)
+      if not ruleset then return nil, msg, code end
+      ctx.landlock_ruleset = ruleset
+      return
+    end
+    return security.apply_landlock(ctx.landlock)
   end,
 }
 
@@ -1802,6 +1821,8 @@ steps[#steps + 1] = {
 steps[#steps + 1] = {
   name = "lsm",
   payload = function(ctx)
+    -- (behind a reaper, they are the payload's alone: child_main)
+    if ctx.fork then return end
     if ctx.lsm_labels and #ctx.lsm_labels > 0 then return require("lunas.lsm").apply(ctx.lsm_labels) end
   end,
 }
@@ -1979,6 +2000,23 @@ local function forked_payload(ctx)
   report(ctx, "exec", msg or "payload returned without exec", code or "EINVAL")
 end
 
+-- A Lua reaper's payload is its fork: the labels written to PID 1's attribute files go with the fork (AppArmor's
+-- and SELinux's exec labels are copied to a new process and consumed by its exec), and PID 1 never execs.
+-- (Written through descriptors opened before any Landlock domain; a ruleset left for the reaper program goes to
+-- PID 1 here, after them.)
+local function apply_reaper_labels(ctx)
+  if ctx.lsm_proc then ctx.lsm_proc:close() ctx.lsm_proc = nil end
+  if not ctx.lsm_labels or #ctx.lsm_labels == 0 then return end
+  local ok, msg, code = require("lunas.lsm").apply(ctx.lsm_labels)
+  if not ok then report(ctx, "lsm", msg, code) end
+  if ctx.landlock_ruleset then
+    ok, msg, code = ctx.landlock_ruleset:restrict()
+    ctx.landlock_ruleset:close()
+    ctx.landlock_ruleset = nil
+    if not ok then report(ctx, "landlock", msg, code) end
+  end
+end
+
 local function child_main(ctx)
   -- Drop the parent's pipe ends first: holding sync_w would hide the parent's death from the read below. A
   -- vfork-style child shares the parent's objects and must not touch them (it has no sync pipe anyway).
@@ -2005,14 +2043,17 @@ local function child_main(ctx)
     if ctx.reaper_image then
       if injected_at("exec", "payload") then report(ctx, "exec", "injected failure", "EIO") end
       local listener = ctx.seccomp ~= nil and ctx.seccomp.listener
+      local labels = ctx.lsm_proc and require("lunas.lsm").reaper_labels(ctx.lsm_labels) or nil
       _, msg, code = core.reaper_exec(ctx.reaper_image, { argv = spec.argv, env = ctx.env, argv0 = spec.argv0,
         errors = ctx.err_w, status = ctx.status_w, setsid = spec.new_session ~= false, filter = ctx.filter_r,
         listener = listener, notify = listener and ctx.notify_child or nil, log = ctx.seccomp ~= nil and ctx.seccomp.log,
-        framed = ctx.filter_framed, hold = ctx.held, linger = spec.linger })
+        framed = ctx.filter_framed, hold = ctx.held, linger = spec.linger, labels = labels, proc = ctx.lsm_proc,
+        landlock = ctx.landlock_ruleset })
       -- The kernel would not exec the memfd (an LSM, say). A child that shares lunas's memory cannot stay on as
       -- PID 1 (lunas waits until it execs): it fails. A copy stays a Lua reaper, under the payload's own filter,
       -- loaded here, which the payload inherits.
       if ctx.vfork then report(ctx, "reaper", msg, code) end
+      apply_reaper_labels(ctx)
       if ctx.filter_r then
         ctx.filter_r:close()
         local ok
@@ -2022,6 +2063,7 @@ local function child_main(ctx)
       _, msg, code = core.reaper{ fn = function() return forked_payload(ctx) end, status = ctx.status_w,
         close = { ctx.err_w }, exec = ctx.shared_vm_ok and spec.argv ~= nil }
     else
+      apply_reaper_labels(ctx)
       _, msg, code = core.reaper{ fn = function() return forked_payload(ctx) end, status = ctx.status_w,
         close = { ctx.err_w }, exec = ctx.shared_vm_ok and spec.argv ~= nil }
     end
@@ -2526,6 +2568,10 @@ end
 -- @tparam[opt=true] boolean spec.die_with_parent the sandbox dies with lunas
 -- @tparam[opt=true] boolean spec.new_session setsid: no controlling terminal
 -- @tparam[opt=false] boolean spec.as_pid_1 with a pid namespace, the payload is PID 1 itself (no reaper)
+-- @tparam[opt] string spec.apparmor the AppArmor profile the payload execs under (loaded already); behind a reaper
+--   the payload alone takes it, PID 1 keeps the caller's
+-- @tparam[opt] string spec.selinux_label the payload's SELinux exec context (the same way)
+-- @tparam[opt] string spec.selinux_mount_label the SELinux context of the sandbox's new file systems (context=)
 -- @tparam[opt] number spec.timeout seconds before run and wait kill it (result.timed_out)
 -- @tparam[opt] table spec.time `{monotonic = seconds, boottime = seconds}`: clock offsets in a new time namespace
 -- @tparam[opt] string spec.rootfs "tmpfs" (an empty root), "host" (a private copy of the host's mount table), or

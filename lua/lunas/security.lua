@@ -624,6 +624,20 @@ end
 -- @tparam table plan
 -- @return true, or nil, message, ENAME
 function M.apply_landlock(plan)
+  local ruleset, msg, code = M.landlock_ruleset(plan)
+  if not ruleset then return nil, msg, code end
+  local ok
+  ok, msg, code = ruleset:restrict()
+  ruleset:close()
+  if not ok then return nil, msg, code end
+  return true
+end
+
+--- The ruleset of a plan (`plan_landlock`), its rules added, not applied: for a process that applies it later
+-- (lunas's reaper program hands it to the payload it forks).
+-- @tparam table plan
+-- @return a ruleset (`lunas.core.landlock_ruleset`), or nil, message, ENAME
+function M.landlock_ruleset(plan)
   local ruleset, msg, code = core.landlock_ruleset(plan.handled)
   if not ruleset then return nil, msg, code end
   for _, entry in ipairs(plan.paths) do
@@ -646,11 +660,7 @@ function M.apply_landlock(plan)
       return nil, msg, code
     end
   end
-  local ok
-  ok, msg, code = ruleset:restrict()
-  ruleset:close()
-  if not ok then return nil, msg, code end
-  return true
+  return ruleset
 end
 
 -- ---- user notification -------------------------------------------------------------------------------------

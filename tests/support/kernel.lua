@@ -179,6 +179,17 @@ probes.apparmor = function()
   return true
 end
 
+-- SELinux enabled with a policy loaded (before one is, every process's context reads "kernel"); permissive is
+-- enough for the specs, which look at labels, not at what the policy denies.
+probes.selinux = function()
+  local ok, lsm = pcall(require, "lunas.lsm")
+  if not ok then return false, "lunas.lsm does not load: " .. tostring(lsm) end
+  if not lsm.enabled().selinux then return false, "SELinux is not enabled on this kernel" end
+  if not exists("/sys/fs/selinux/enforce") then return false, "no /sys/fs/selinux (selinuxfs not mounted)" end
+  if not (lsm.current("self", "selinux") or ""):find(":", 1, true) then return false, "no SELinux policy loaded" end
+  return true
+end
+
 probes.timens = function()
   if exists("/proc/self/ns/time") then return true end
   return false, "no /proc/self/ns/time (kernel without CONFIG_TIME_NS or older than 5.6)"

@@ -25,6 +25,15 @@ mount -t tmpfs tmpfs /tmp
 mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "mount cgroup2"
 # The security modules' interface (AppArmor's profiles are loaded through it); a kernel without it goes on.
 mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+# The SELinux lane (tests/vm/run.sh, VM_LANE=selinux): the kernel runs SELinux instead of AppArmor, and no init
+# loaded a policy: load Debian's reference policy (the host's /etc/selinux, packages selinux-policy-default and
+# policycoreutils), permissive, before anything else runs. Processes started before keep the kernel's context.
+if grep -qw 'lunas.lane=selinux' /proc/cmdline; then
+    mount -t selinuxfs selinuxfs /sys/fs/selinux || fail "mount selinuxfs (is SELinux on? /sys/kernel/security/lsm: $(cat /sys/kernel/security/lsm))"
+    load_policy || fail "load_policy"
+    echo 0 > /sys/fs/selinux/enforce || fail "permissive mode"
+    echo "== VM: SELinux lane, policy $(cat /sys/fs/selinux/policyvers) loaded, enforce $(cat /sys/fs/selinux/enforce), context $(cat /proc/self/attr/current | tr -d '\0') =="
+fi
 # Controllers for the subtrees the specs create (a pure cgroup v2 host as most distributions run it).
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control; done
 echo 1 > /proc/sys/kernel/sysrq

@@ -4,22 +4,34 @@
 # shared read-only over 9p under a tmpfs overlay. The guest's summary line and exit status come back here.
 #
 # Environment: LUNAS_ROOT, LUNAS_BUILD (default ROOT/build), VM_TIMEOUT (seconds for the whole VM run, default
-# 5400), VM_MEMORY (MiB, default 3072), LUNAS_BUSTED_ARGS (passed on to the guest's tests/run.sh).
+# 5400), VM_MEMORY (MiB, default 3072), LUNAS_BUSTED_ARGS (passed on to the guest's tests/run.sh), VM_LANE
+# ("default": Debian's kernel as it boots, AppArmor its security module; "selinux": SELinux instead, permissive,
+# with Debian's reference policy loaded by tests/vm/guest.sh: make test-vm-selinux runs the LSM specs there).
 set -eu
 
 ROOT=${LUNAS_ROOT:-$(pwd)}
 BUILD=${LUNAS_BUILD:-$ROOT/build}
 CACHE=$BUILD/vm-cache
 WORKDIR=$BUILD/vm
-LOG=$WORKDIR/console.log
 VM_TIMEOUT=${VM_TIMEOUT:-5400}
 VM_MEMORY=${VM_MEMORY:-3072}
+VM_LANE=${VM_LANE:-default}
+case "$VM_LANE" in
+default) LOG=$WORKDIR/console.log; lane_args="" ;;
+# (security= picks the one exclusive module; enforcing=0 keeps it permissive, the lane looks at labels only)
+selinux) LOG=$WORKDIR/console-selinux.log; lane_args=" security=selinux selinux=1 enforcing=0 lunas.lane=selinux" ;;
+*) echo "vm: VM_LANE must be default or selinux, not $VM_LANE" >&2; echo "0 passed, 1 failed"; exit 1 ;;
+esac
 
 say() { echo "vm: $*" >&2; }
 die() { say "$*"; echo "0 passed, 1 failed"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (the guest shares the host's root file system)"
 [ -x "$BUILD/bin/lunas" ] || die "no build in $BUILD: run make first"
+if [ "$VM_LANE" = selinux ]; then
+    [ -f /etc/selinux/config ] && command -v load_policy >/dev/null ||
+        die "the SELinux lane needs Debian's reference policy (selinux-policy-default, policycoreutils)"
+fi
 
 # ---- the kernel: the one linux-image-amd64 depends on, unpacked into the cache --------------------------------
 package=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
@@ -67,14 +79,14 @@ initrd=$WORKDIR/initramfs.cpio.gz
 printf '%s' "${LUNAS_BUSTED_ARGS:-}" > "$WORKDIR/busted-args" || die "cannot write $WORKDIR/busted-args"
 
 # ---- boot -----------------------------------------------------------------------------------------------------
-say "booting $version under TCG ($(wc -l < "$stage/lib/modules/load-order") modules), bound ${VM_TIMEOUT}s, console log $LOG"
+say "booting $version under TCG, lane $VM_LANE ($(wc -l < "$stage/lib/modules/load-order") modules), bound ${VM_TIMEOUT}s, console log $LOG"
 start=$(date +%s)
 set +e
 timeout --foreground -k 10 "$VM_TIMEOUT" qemu-system-x86_64 \
     -accel tcg,thread=multi -cpu max -smp 2 -m "$VM_MEMORY" -nodefaults -no-reboot -display none \
     -serial stdio -monitor none \
     -kernel "$kroot/boot/vmlinuz-$version" -initrd "$initrd" \
-    -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" \
+    -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init$lane_args" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     < /dev/null 2>&1 | tr -d '\r' | tee "$LOG"
 status=$(grep -a '^LUNAS-VM-EXIT ' "$LOG" | tail -n 1 | awk '{ print $2 }')
@@ -92,7 +104,7 @@ if [ -z "$status" ]; then
     echo "$passed passed, $failed failed"
     exit 1
 fi
-say "kernel $version, ${elapsed}s, guest exit status $status, console log $LOG"
+say "kernel $version, lane $VM_LANE, ${elapsed}s, guest exit status $status, console log $LOG"
 [ -n "$summary" ] || { echo "0 passed, 1 failed"; exit 1; }
 echo "$summary"
 [ "$status" = 0 ]

@@ -789,6 +789,9 @@ local function exec_process(opts, positional, cfg)
     p.env = env
   end
   if opts["no-new-privs"] then p.noNewPrivileges = true end
+  -- (runc's: the process's own AppArmor profile and SELinux context instead of the container's)
+  if opts.apparmor then p.apparmorProfile = opts.apparmor end
+  if opts["process-label"] then p.selinuxLabel = opts["process-label"] end
   if opts.user then
     local uid, gid = opts.user:match("^(%d+):?(%d*)$")
     if not uid then usage("exec: --user UID[:GID] expected") end

@@ -137,8 +137,8 @@ Confinement (defaults: every capability dropped, securebits locked, no_new_privs
   --landlock-strict      fail when the kernel cannot enforce a Landlock rule (default: a warning)
   --apparmor PROFILE     CMD execs under that AppArmor profile (loaded already: apparmor_parser -r)
   --selinux-label CTX  --selinux-mount-label CTX   CMD's SELinux exec context, and the context of the
-                         sandbox's new mounts (bubblewrap's --exec-label and --file-label); either needs
-                         --as-pid-1 or no pid namespace, and the kernel running that module
+                         sandbox's new mounts (bubblewrap's --exec-label and --file-label); each needs the
+                         kernel running that module; exec labels are CMD's alone (PID 1 keeps lunas's)
   --share-abstract-sockets   with --share-net, reach the host's abstract unix sockets too (by default
                          Landlock keeps them out of reach where the kernel has ABI 6; a warning where not)
   --help
