@@ -399,6 +399,35 @@ describe("lunas stats --prometheus #root", function()
     assert.is_nil(out:find('lunas_sandbox_firewall_packets_total{name="mon%-prom"'))
   end)
 
+  it("shows the firewall counters of a lab's hosts, labelled with the host, as nft lists them there", function()
+    local cleanup = util.cleanups(finally)
+    local lab = require("lunas.net").lab{ name = "monfw" }
+    cleanup(function() lab:close() end)
+    local a, r, b = lab:host("a"), lab:router("r"), lab:host("b")
+    lab:link(a, r)
+    lab:link(r, b)
+    a:addr("eth0", "10.78.1.2/24"):route("default", "10.78.1.1")
+    r:addr("eth0", "10.78.1.1/24"):addr("eth1", "10.78.2.1/24")
+    b:addr("eth0", "10.78.2.2/24"):route("default", "10.78.2.1")
+    r:firewall{ forward = "drop", rules = {} }
+    assert.are_not.equal(0, a:run{ "ping", "-c", "2", "-i", "0.2", "-W", "1", "10.78.2.2", capture = true }.status)
+    local path = ("/proc/%d/fd/%d"):format(core.getpid(), r:netns():fileno())
+    local listed = util.sh("nsenter --net=" .. path .. " nft -j list counters table inet lunas_fw")
+    local nft
+    for _, item in ipairs(json.decode(listed).nftables) do
+      if item.counter and item.counter.name == "policy_forward" then nft = item.counter end
+    end
+    assert.are.equal(2, nft.packets)
+    local out, err, code = lunas("stats", "--prometheus", "--labs", "monfw")
+    assert.are.equal(0, code, err)
+    assert.matches('\nlunas_lab_firewall_packets_total{name="monfw",action="drop",direction="forward",host="r",'
+      .. 'rule="policy_forward"} 2\n', out)
+    assert.matches('\nlunas_lab_firewall_bytes_total{name="monfw",action="drop",direction="forward",host="r",'
+      .. 'rule="policy_forward"} ' .. nft.bytes .. "\n", out)
+    -- only the host that has one
+    assert.is_nil(out:find('host="a"', 1, true))
+  end)
+
   it("escapes label values as the format says", function()
     local monitor = require "lunas.monitor"
     assert.are.equal('a\\"b\\\\c\\nd', monitor.escape_label('a"b\\c\nd'))

@@ -124,14 +124,15 @@ function M.remove(name)
 end
 
 --- A record as data: {name, pid, start, created, status = "up" | "building" | "in use" | "stale", kept,
--- netns = {paths, in creation order}, cgroups = {cg:record() tables}, processes = {{pid, start}}, state =
+-- netns = {paths, in creation order}, cgroups = {cg:record() tables}, processes = {{pid, start}}, firewalls =
+-- {{host, netns}} (the hosts given a firewall), state =
 -- the decoded state.json or nil}. nil, message when there is no such record.
 -- "building": a kept lab whose builder is still at work; "in use": a lab its process is using (it goes when that
 -- process closes it); "stale": its builder died before it was complete.
 function M.read(name)
   local text = read_text(path_of(name, "journal"))
   if not text then return nil, ("no lab named %s"):format(name) end
-  local rec = { name = name, netns = {}, cgroups = {}, processes = {} }
+  local rec = { name = name, netns = {}, cgroups = {}, processes = {}, firewalls = {} }
   local failed = {}
   for line in text:gmatch("[^\n]+") do
     -- The last line may be cut short by a crash mid-write: what it named was not made yet.
@@ -145,6 +146,7 @@ function M.read(name)
       elseif entry.cgroup then rec.cgroups[#rec.cgroups + 1] = entry.cgroup
       elseif entry.process then rec.processes[#rec.processes + 1] = entry.process
       elseif entry.kept then rec.kept = true
+      elseif type(entry.firewall) == "table" then rec.firewalls[#rec.firewalls + 1] = entry.firewall
       end
     end
   end

@@ -235,6 +235,19 @@ end }
 -- sandbox whose record says it has one: reading them loads libnftables and asks the kernel for the rule set.
 -- A caller without privileges reads them as the owner of the sandbox's user namespace.
 M.add_collector{ name = "firewall", collect = function(entry)
+  if entry.kind == "lab" then
+    -- (the hosts its record names: a lab's namespaces are root's)
+    if #entry.firewalls == 0 or core.ids().euid ~= 0 then return end
+    local list = {}
+    for _, fw in ipairs(entry.firewalls) do
+      for _, c in ipairs(require("lunas.firewall").counters(fw.netns)) do
+        c.host = fw.host
+        list[#list + 1] = c
+      end
+    end
+    entry.firewall = list
+    return
+  end
   if entry.kind ~= "sandbox" or not entry.has_firewall or not entry.alive then return end
   local netns = "/proc/" .. entry.pid .. "/ns/net"
   local opts
@@ -277,8 +290,13 @@ local function lab_entry(rec, now)
   for _, path in ipairs(rec.netns or {}) do
     if path ~= rec.fabric and core.file_type(path) then netns[#netns + 1] = path end
   end
+  local firewalls = {}
+  for _, fw in ipairs(rec.firewalls or {}) do
+    if type(fw.netns) == "string" and core.file_type(fw.netns) then firewalls[#firewalls + 1] = fw end
+  end
   return { kind = "lab", name = rec.name, pid = rec.pid, owner = rec.pid, status = rec.status, netns = netns,
-    hosts = #netns, roots = roots, processes = alive, uptime = uptime, created = created, own = {} }
+    hosts = #netns, roots = roots, processes = alive, uptime = uptime, created = created, own = {},
+    firewalls = firewalls }
 end
 
 --- The recorded sandboxes and labs, as entries without usage: {kind = "sandbox" | "lab", name, pid, status,
@@ -412,20 +430,25 @@ for _, kind in ipairs{ "sandbox", "lab" } do
 end
 
 -- One sample per firewall counter, labelled with the rule's name, direction and action.
+-- (a lab's carry the host too)
 local function firewall_samples(key)
   return function(e)
     if not e.firewall then return nil end
     local list = {}
     for _, c in ipairs(e.firewall) do
-      list[#list + 1] = { labels = { rule = c.name, direction = c.direction, action = c.action }, value = c[key] }
+      list[#list + 1] = { labels = { rule = c.name, direction = c.direction, action = c.action, host = c.host },
+        value = c[key] }
     end
     return list
   end
 end
-M.add_metric{ kind = "sandbox", name = "lunas_sandbox_firewall_packets_total", type = "counter",
-  value = firewall_samples("packets"), help = "Packets that met a rule (or a default policy) of the sandbox's firewall." }
-M.add_metric{ kind = "sandbox", name = "lunas_sandbox_firewall_bytes_total", type = "counter",
-  value = firewall_samples("bytes"), help = "Bytes of the packets that met a rule (or a default policy) of the sandbox's firewall." }
+for _, kind in ipairs{ "sandbox", "lab" } do
+  local whose = kind == "sandbox" and "the sandbox's firewall" or "a lab host's firewall (label host)"
+  M.add_metric{ kind = kind, name = "lunas_" .. kind .. "_firewall_packets_total", type = "counter",
+    value = firewall_samples("packets"), help = "Packets that met a rule (or a default policy) of " .. whose .. "." }
+  M.add_metric{ kind = kind, name = "lunas_" .. kind .. "_firewall_bytes_total", type = "counter",
+    value = firewall_samples("bytes"), help = "Bytes of the packets that met a rule (or a default policy) of " .. whose .. "." }
+end
 
 --- A label value as the exposition format writes it: backslash, double quote and line feed escaped.
 function M.escape_label(v)

@@ -176,7 +176,14 @@ function Node:firewall(rules)
   if self.kind == "switch" then misuse(self.name .. ":firewall", "a switch has no network namespace of its own: use a host or a router") end
   if rules == nil then return self.firewall_state end
   local fw = require("lunas.firewall")
-  local applied = fw.apply(self.ns, rules)
+  local checked = fw.check(rules)
+  -- Named in the lab's record (once, before the table exists): lunas stats reads the counters of those hosts.
+  local record = self.lab.record
+  if record and self.path and not self.firewall_recorded then
+    record:note{ firewall = { host = self.name, netns = self.path } }
+    self.firewall_recorded = true
+  end
+  local applied = fw.apply(self.ns, checked)
   self.firewall_state = setmetatable({ node = self, rules = applied }, Firewall)
   return self.firewall_state
 end
