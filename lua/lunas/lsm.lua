@@ -4,18 +4,13 @@
 -- @module lunas.lsm
 local core = require "lunas.core"
 local errors = require "lunas.errors"
+local files = require "lunas.files"
 
 errors.register_module()
 
 local M = {}
 
-local function read(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
-end
+local read = files.read_text
 
 local function fail(field, msg, code)
   errors.raise{ op = "lsm", field = field, code = code or "EINVAL", msg = ("sandbox: field '%s': %s"):format(field, msg) }
