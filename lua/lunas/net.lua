@@ -468,6 +468,25 @@ function Link:set(changes)
   return self
 end
 
+-- Both ends administratively up or down, each from its own side (a switch's end in the fabric namespace).
+local function set_state(self, up, what)
+  if self.lab.closed then errors.raise{ op = "lab", msg = "lab: attempt to use a closed lab", code = "EBADF" } end
+  if getmetatable(self) ~= Link then misuse(what, "a link expected (link:%s())", up and "up" or "down") end
+  for _, e in ipairs(self.ends) do check(e.netlink:link_set(e.ifname, { up = up })) end
+  self.is_down = not up or nil
+  return self
+end
+
+--- Takes the link down, both ends (Mininet's `link a b down`): nothing crosses it until `link:up()`. The
+-- addresses, routes and impairments stay; routes through it are the kernel's to withdraw while it is down.
+function Link:down() return set_state(self, false, "link:down") end
+
+--- Brings a link taken down back up, both ends.
+function Link:up() return set_state(self, true, "link:up") end
+
+--- Whether the link is up (not taken down by link:down()).
+function Link:is_up() return not self.is_down end
+
 --- Interface names of the link's two ends, in the order of lab:link(a, b).
 function Link:names() return self.ends[1].ifname, self.ends[2].ifname end
 
@@ -820,6 +839,7 @@ end
 
 local function link_label(link)
   local parts = {}
+  if link.down then parts[1] = "down" end
   for _, k in ipairs{ "rate", "delay", "jitter", "loss", "duplicate", "corrupt", "reorder" } do
     local v = link.params[k]
     if v ~= nil then
@@ -837,7 +857,7 @@ local SHAPES = { host = "box", router = "diamond", switch = "ellipse" }
 --- The lab as plain data (what state.json keeps, and what `lunas lab show` prints as JSON): {name, fabric = path,
 -- nodes = {{name, kind, netns = path | nil, bridge = name (a switch), addresses = {{link, address}}, routes =
 -- {{dst, via, dev, ...}}, nat = {out, forward} | nil}}, links = {{a = {node, ifname}, b = {node, ifname},
--- params = {delay =, loss =, rate =, ...}}}}, nodes and links in the order they were made.
+-- params = {delay =, loss =, rate =, ...}, down = true | nil}}}, nodes and links in the order they were made.
 function Lab:describe()
   lab_check(self)
   local nodes, links = {}, {}
@@ -857,7 +877,7 @@ function Lab:describe()
     for k, v in pairs(link.params) do params[k] = v end
     local a, b = link.ends[1], link.ends[2]
     links[#links + 1] = { a = { node = a.node.name, ifname = a.ifname }, b = { node = b.node.name, ifname = b.ifname },
-      params = params }
+      params = params, down = link.is_down }
   end
   return { name = self.name, fabric = self.fabric_path, nodes = nodes, links = links }
 end
