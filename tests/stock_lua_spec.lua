@@ -130,7 +130,7 @@ describe("stock lua5.4 #rootless", function()
     ]] })
     assert.are.equal(0, code, err)
     assert.are.equal("at start: \nns: true\nkeys: audit cgroup core error errors firewall fs idrange interrupt is_error json lsm monitor net ns process "
-      .. "sandbox security signals spawn try version wait\nsandbox: true\n", out)
+      .. "sandbox security signals spawn topo try version wait\nsandbox: true\n", out)
   end)
 
   it("reaches every public module under lua/lunas/ from the facade, in stock lua and in the host binary", function()

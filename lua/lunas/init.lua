@@ -26,7 +26,7 @@ local M = {
 -- lunas.egress, the sandbox's net = "nat" and "pasta", and lunas.files, whole-file reads and atomic writes.
 local LAZY = {}
 for _, name in ipairs{ "ns", "cgroup", "security", "json", "sandbox", "net", "fs", "process", "idrange",
-  "interrupt", "lsm", "monitor", "firewall", "audit" } do
+  "interrupt", "lsm", "monitor", "firewall", "audit", "topo" } do
   LAZY[name] = function() return require("lunas." .. name) end
 end
 LAZY.errors = function() return errors end
@@ -97,6 +97,9 @@ setmetatable(M, {
 
 --- Firewalls from Lua tables: one nftables table in a network namespace, with counters (`lunas.firewall`).
 -- @field firewall
+
+--- Ready topologies, addressed and routed: single, linear, tree, star, ring, mesh (`lunas.topo`, also net.topo).
+-- @field topo
 
 --- The escape battery that `lunas audit` runs, as data, with its fixtures and judge (`lunas.audit`).
 -- @field audit

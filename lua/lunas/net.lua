@@ -1391,4 +1391,8 @@ function M.lab(opts)
 end
 
 M.Lab, M.Node, M.Link = Lab, Node, Link
+--- Ready topologies with their addresses and routes (`lunas.topo`): net.topo.single{n = 4}, linear, tree, star,
+-- ring, mesh.
+M.topo = require "lunas.topo"
+
 return M

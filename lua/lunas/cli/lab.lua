@@ -13,6 +13,7 @@ local M = {}
 
 local HELP = [[
 usage: lunas lab up FILE [ARGS...]
+       lunas lab up --topo KIND,PARAMS [--name NAME] [--link K=V,...] [--ipv6]
        lunas lab down NAME... | --all
        lunas lab show NAME [--json | --dot]
        lunas lab list [--json]
@@ -22,6 +23,11 @@ up     runs the recipe FILE (a Lua script that builds labs with require("lunas.n
        them when their scope ends. Each is recorded under /run/lunas/labs/NAME; its hosts are network namespaces
        under /run/netns (ip netns exec HOST ..., lunas enter HOST -- CMD). If the recipe fails, what it built is
        removed. On a terminal, progress goes to stderr while the lab is built.
+       --topo builds a ready topology instead (lunas.topo), addressed and routed: single,N (hosts h1..hN on
+       switch s1), linear,N (switches s1..sN in a chain, hI on sI), tree,DEPTH,FANOUT, star,N, ring,N and
+       mesh,N (routers r1..rN with their host hI each, static shortest-path routes); parameters also as
+       depth=2,fanout=3. --name names the lab (default: the topology's kind), --link gives every link the same
+       parameters (rate=10mbit,delay=5ms,loss=1), --ipv6 adds IPv6 addresses and routes.
 down   removes labs: the processes started in their hosts, links, namespaces, cgroups and records. --all
        takes every recorded lab that no running lunas is building or using.
 show   a lab's nodes with their interfaces and addresses as the kernel has them now, and its links with their
@@ -76,14 +82,66 @@ local function discard(built)
   end
 end
 
+-- "rate=10mbit,delay=5ms,loss=1" -> {rate = "10mbit", delay = "5ms", loss = 1}; nil, message when malformed.
+local function link_params(text)
+  local params = {}
+  for item in (text .. ","):gmatch("([^,]*),") do
+    local k, v = item:match("^(%a+)=(.+)$")
+    if not k then return nil, ("--link: K=V expected, got '%s'"):format(item) end
+    params[k] = math.tointeger(tonumber(v)) or tonumber(v) or v
+  end
+  return params
+end
+
+-- `lab up --topo ...`: the recipe is a function that builds the topology (what the FILE form runs from a file).
+local function topology_recipe(args)
+  local topo = require "lunas.topo"
+  local kind, opts, msg
+  local i = 1
+  local extra = {}
+  while i <= #args do
+    local a, v = args[i], args[i + 1]
+    if a == "--topo" or a == "--name" or a == "--link" then
+      if not v then return nil, a .. " needs a value" end
+      if a == "--topo" then
+        kind, opts = topo.parse(v)
+        if not kind then return nil, "--topo: " .. opts end
+      elseif a == "--name" then
+        extra.name = v
+      else
+        extra.link, msg = link_params(v)
+        if not extra.link then return nil, msg end
+      end
+      i = i + 2
+    elseif a == "--ipv6" then
+      extra.ipv6 = true
+      i = i + 1
+    else
+      return nil, "unknown argument '" .. a .. "'"
+    end
+  end
+  if not kind then return nil, "--topo KIND,PARAMS expected" end
+  for k, v in pairs(extra) do opts[k] = v end
+  return function() topo[kind](opts) end
+end
+
 local function up(args, handler)
   local file = args[1]
-  if not file or file == "" then return cli.usage_error("lab up", "a recipe FILE expected") end
-  if file:sub(1, 1) == "-" and file ~= "-" then return cli.usage_error("lab up", "unknown option '" .. file .. "'") end
-  local chunk, err = loadfile(file ~= "-" and file or nil)
+  local chunk, err
+  local topology_option = { ["--topo"] = true, ["--name"] = true, ["--link"] = true, ["--ipv6"] = true }
+  if topology_option[file] then
+    chunk, err = topology_recipe(args)
+    if not chunk then return cli.usage_error("lab up", err) end
+    args = { "--topo" }
+  end
   if not chunk then
-    io.stderr:write("lunas lab up: ", err, "\n")
-    return 2
+    if not file or file == "" then return cli.usage_error("lab up", "a recipe FILE expected") end
+    if file:sub(1, 1) == "-" and file ~= "-" then return cli.usage_error("lab up", "unknown option '" .. file .. "'") end
+    chunk, err = loadfile(file ~= "-" and file or nil)
+    if not chunk then
+      io.stderr:write("lunas lab up: ", err, "\n")
+      return 2
+    end
   end
   local terminal = core.isatty(2)
   local built, reporting = {}, false
