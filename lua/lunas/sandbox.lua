@@ -2226,6 +2226,8 @@ local function spawn_in_netns(net, opts)
   return proc, msg, code
 end
 
+local read_report
+
 -- The parent's part once the child exists: each step's parent phase, the release, the child's report (a failed
 -- step, or EOF once the payload exec'd), the seccomp listener and the payload's pid. Raises on failure.
 local function release_child(running, ctx, proc)
@@ -2267,6 +2269,13 @@ local function release_child(running, ctx, proc)
     chan:close()
     ctx.hooks_parent = nil
   end
+  -- From here the payload may already run (and print) while lunas reads its report: a signal meanwhile waits
+  -- until the handle exists, so that it is passed on to the payload like one that comes a moment later, rather
+  -- than ending a sandbox whose payload never saw it.
+  core.interrupt_defer(read_report, running, ctx)
+end
+
+read_report = function(running, ctx)
   local record = read_until_eof(ctx.err_r)
   ctx.err_r:close()
   if ctx.parent then ctx.parent:close() end
