@@ -574,8 +574,9 @@ end)
 describe("lunas top #root", function()
   if not kernel.requires("root") then return end
 
+  -- (a socket in the test's own directory: tmux -L would leave one in /tmp/tmux-UID after kill-server)
   local function tmux(socket, ...)
-    local words = { "tmux", "-L", socket, "-f", "/dev/null" }
+    local words = { "tmux", "-S", util.quote(socket), "-f", "/dev/null" }
     for _, a in ipairs{ ... } do words[#words + 1] = util.quote(a) end
     return util.sh(table.concat(words, " "))
   end
@@ -591,9 +592,9 @@ describe("lunas top #root", function()
       "x=$(head -c 24M /dev/zero | tr '\\0' a); sleep 3009" })
     assert(wait_record("mon-busy"))
     assert(wait_record("mon-big"))
-    local socket = "lunas-mon-" .. core.getpid()
     local dir, remove_dir = util.tmpdir()
     cleanup(remove_dir)
+    local socket = dir .. "/tmux"
     cleanup(function() tmux(socket, "kill-server") end)
     local _, err, code = tmux(socket, "new-session", "-d", "-x", "120", "-y", "20", "sh", "-c",
       util.quote(util.bin) .. " top --interval 0.3; echo \"exit $?\" > " .. dir .. "/status; stty -a > " .. dir
@@ -651,9 +652,9 @@ describe("lunas top #root", function()
       return
     end
     local cleanup = util.cleanups(finally)
-    local socket = "lunas-mon-sig-" .. core.getpid()
     local dir, remove_dir = util.tmpdir()
     cleanup(remove_dir)
+    local socket = dir .. "/tmux"
     cleanup(function() tmux(socket, "kill-server") end)
     tmux(socket, "new-session", "-d", "-x", "100", "-y", "15", "sh", "-c", util.quote(util.bin) .. " top; stty -a > "
       .. dir .. "/stty; sleep 60")
