@@ -199,40 +199,40 @@ local function routed(lab, n, pairs_list, opts)
   return hosts
 end
 
---- n routers, router r1 in the middle and r2..rN around it, each with its host (a routed star).
-function M.star(opts)
-  check_options("star", opts, { n = true })
-  local n = count(opts, "n", 2, 1000)
-  return build("star", opts, function(lab)
-    local list = {}
+-- The routed topologies: how many routers they take, and which routers each links (pairs of indexes).
+local ROUTED = {
+  star = { min = 2, max = 1000, links = function(n, list)
     for i = 2, n do list[#list + 1] = { 1, i } end
-    routed(lab, n, list, opts)
-  end)
-end
-
---- n routers in a ring, each with its host; traffic to a LAN goes the shorter way round.
-function M.ring(opts)
-  check_options("ring", opts, { n = true })
-  local n = count(opts, "n", 3, 1000)
-  return build("ring", opts, function(lab)
-    local list = {}
+  end },
+  ring = { min = 3, max = 1000, links = function(n, list)
     for i = 1, n do list[#list + 1] = { i, i % n + 1 } end
-    routed(lab, n, list, opts)
-  end)
-end
-
---- n routers, each linked to every other (n(n-1)/2 links), each with its host.
-function M.mesh(opts)
-  check_options("mesh", opts, { n = true })
-  local n = count(opts, "n", 2, 64)
-  return build("mesh", opts, function(lab)
-    local list = {}
+  end },
+  mesh = { min = 2, max = 64, links = function(n, list)
     for a = 1, n - 1 do
       for b = a + 1, n do list[#list + 1] = { a, b } end
     end
+  end },
+}
+
+local function routed_topology(kind, opts)
+  local shape = ROUTED[kind]
+  check_options(kind, opts, { n = true })
+  local n = count(opts, "n", shape.min, shape.max)
+  return build(kind, opts, function(lab)
+    local list = {}
+    shape.links(n, list)
     routed(lab, n, list, opts)
   end)
 end
+
+--- n routers, router r1 in the middle and r2..rN around it, each with its host (a routed star).
+function M.star(opts) return routed_topology("star", opts) end
+
+--- n routers in a ring, each with its host; traffic to a LAN goes the shorter way round.
+function M.ring(opts) return routed_topology("ring", opts) end
+
+--- n routers, each linked to every other (n(n-1)/2 links), each with its host.
+function M.mesh(opts) return routed_topology("mesh", opts) end
 
 --- The topologies by name, with the order of their numeric parameters on a command line
 -- (`--topo tree,2,3`: depth 2, fanout 3).
